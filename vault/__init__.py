@@ -1,0 +1,65 @@
+"""botvault: an encrypted local vault for exchange API key pairs.
+
+`from vault import Vault` is the entry point. Heavy modules (PyNaCl, argon2) load on first
+use, so that importing `vault.errors` for the command line stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    ConflictError,
+    FormatError,
+    InsecurePermissionsError,
+    InvalidInputError,
+    LockedError,
+    NotFoundError,
+    ScopeError,
+    VaultError,
+)
+from .scopes import General, Withdrawal
+from .secret import Secret
+
+if TYPE_CHECKING:
+    from .core import Backup, Vault, VaultWarning
+    from .crypto import KdfParams
+    from .entries import Entry
+
+__all__ = [
+    "AlreadyExistsError",
+    "AuthenticationError",
+    "Backup",
+    "ConflictError",
+    "Entry",
+    "FormatError",
+    "General",
+    "InsecurePermissionsError",
+    "InvalidInputError",
+    "KdfParams",
+    "LockedError",
+    "NotFoundError",
+    "ScopeError",
+    "Secret",
+    "Vault",
+    "VaultError",
+    "VaultWarning",
+    "Withdrawal",
+]
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Vault": "core", "VaultWarning": "core", "Backup": "core",
+    "KdfParams": "crypto", "Entry": "entries",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'vault' has no attribute {name!r}")

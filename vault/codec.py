@@ -1,0 +1,86 @@
+"""Between the parsed file and the decrypted entries: unwrap, verify, seal, assemble.
+
+Order on the way in: unwrap the data key (needs the KEK), verify the MAC over header and
+every record, only then decrypt records. Any failure after the KDF is one
+AuthenticationError, whichever check it was.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import crypto, fileformat
+from .entries import Entry
+from .errors import FormatError
+from .fileformat import Header, ParsedFile, RawRecord
+
+__all__ = ["Keys", "decode", "encode", "new_header", "seal_entry", "unwrap"]
+
+_ENTRY_PURPOSE = b"botvault-entry"
+_MAC_PURPOSE = b"botvault-mac"
+
+
+@dataclass(frozen=True, repr=False)
+class Keys:
+    """The data key's subkeys. Holding these is holding the vault open."""
+
+    entry: bytes
+    mac: bytes
+
+    @classmethod
+    def from_data_key(cls, data_key: bytes) -> Keys:
+        return cls(crypto.subkey(data_key, _ENTRY_PURPOSE), crypto.subkey(data_key, _MAC_PURPOSE))
+
+    def __repr__(self) -> str:
+        return "Keys(<redacted>)"
+
+
+def new_header(passphrase: bytes, data_key: bytes, kdf: crypto.KdfParams, *,
+               vault_id: bytes | None = None, generation: int = 0) -> Header:
+    """A header with a fresh salt, the data key wrapped under the passphrase's KEK."""
+    salt = os.urandom(crypto.SALT_SIZE)
+    blank = Header(kdf, salt, vault_id or os.urandom(fileformat.ID_SIZE), generation,
+                   bytes(crypto.NONCE_SIZE), bytes(crypto.KEY_SIZE + crypto.TAG_SIZE))
+    kek = crypto.derive_kek(passphrase, salt, kdf)
+    nonce, wrapped = crypto.Sealer(kek).seal(data_key, blank.wrap_aad())
+    return Header(kdf, salt, blank.vault_id, generation, nonce, wrapped)
+
+
+def unwrap(header: Header, passphrase: bytes) -> bytes:
+    kek = crypto.derive_kek(passphrase, header.salt, header.kdf)
+    return crypto.open_sealed(kek, header.wrap_nonce, header.wrapped_key, header.wrap_aad())
+
+
+def decode(parsed: ParsedFile, keys: Keys, *, known: dict[bytes, Entry] | None = None
+           ) -> dict[str, Entry]:
+    """Verify the whole file, then decrypt its records into entries by name.
+
+    `known` maps record nonces already decrypted (from a previous load of the same vault)
+    to their entries, so a reload decrypts only what changed.
+    """
+    crypto.verify_mac(keys.mac, parsed.authenticated_part, parsed.tag)
+    entries: dict[str, Entry] = {}
+    seen_ids: set[bytes] = set()
+    for record in parsed.records:
+        entry = (known or {}).get(record.nonce)
+        if entry is None or entry.entry_id != record.entry_id:
+            plain = crypto.open_sealed(keys.entry, record.nonce, record.ciphertext,
+                                       record.aad(parsed.header.vault_id))
+            entry = Entry.from_plaintext(plain, record.entry_id)
+        if entry.name in entries or record.entry_id in seen_ids:
+            raise FormatError("the vault holds a duplicated entry")
+        entries[entry.name] = entry
+        seen_ids.add(record.entry_id)
+    return entries
+
+
+def seal_entry(sealer: crypto.Sealer, vault_id: bytes, entry: Entry) -> RawRecord:
+    nonce, ciphertext = sealer.seal(entry.to_plaintext(),
+                                    fileformat.record_aad(vault_id, entry.entry_id))
+    return RawRecord(entry.entry_id, nonce, ciphertext)
+
+
+def encode(header: Header, records: list[RawRecord], keys: Keys) -> bytes:
+    body = fileformat.build(header, records)
+    return body + crypto.mac(keys.mac, body)

@@ -1,0 +1,376 @@
+"""`Vault`: an open vault file and the operations on its entries."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from . import codec, crypto, fileformat, store
+from .entries import Entry, check_name, check_nonce_unit, check_text
+from .errors import AlreadyExistsError, ConflictError, InvalidInputError, NotFoundError
+from .exchanges.validation import check_exchange, clean_secret, validate_api_key
+from .fileformat import Header, RawRecord
+from .paths import resolve_vault_path
+from .scopes import General, Withdrawal, parse_general, parse_withdrawal
+from .secret import Secret
+
+__all__ = ["Backup", "Vault", "VaultWarning"]
+
+KRAKEN_KEYS_PER_ACCOUNT = 50
+_Entries = dict[str, Entry]
+
+
+class VaultWarning(UserWarning):
+    """Something the user should know, e.g. whitespace removed from a pasted secret."""
+
+
+class Backup:
+    """One automatic backup: its generation and file."""
+
+    def __init__(self, generation: int, path: Path, entries: int) -> None:
+        self.generation, self.path, self.entries = generation, path, entries
+
+    def __repr__(self) -> str:
+        return f"Backup(generation={self.generation}, entries={self.entries})"
+
+
+class Vault:
+    """An unlocked vault. Use `Vault.create` or `Vault.open`; close it (or use `with`)."""
+
+    def __init__(self, path: Path, data_key: bytes, parsed: fileformat.ParsedFile,
+                 entries: _Entries) -> None:
+        self.path = path
+        # A bytearray so that close() can overwrite it; see SECURITY.md for what remains.
+        self._data_key = bytearray(data_key)
+        keys = codec.Keys.from_data_key(data_key)
+        self._keys: codec.Keys | None = keys
+        self._header = parsed.header
+        self._entries = entries
+        self._records = {e.name: r for e, r in zip(entries.values(), parsed.records, strict=True)}
+        self._sealer = crypto.Sealer(keys.entry, seen=(r.nonce for r in parsed.records))
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str] | None, passphrase: str | bytes, *,
+               kdf: crypto.KdfParams | None = None) -> Vault:
+        """Create a new, empty vault. Refuses to overwrite an existing one."""
+        target = resolve_vault_path(path)
+        secret = crypto.encode_passphrase(passphrase)
+        params = kdf or crypto.calibrate()
+        crypto.check_params(params, error=InvalidInputError)
+        store.ensure_private_dir(target.parent)
+        data_key = os.urandom(crypto.KEY_SIZE)
+        header = codec.new_header(secret, data_key, params)
+        data = codec.encode(header, [], codec.Keys.from_data_key(data_key))
+        with store.lock(target):
+            if os.path.lexists(target):
+                raise AlreadyExistsError(f"a vault exists already at {target}",
+                                         hint="pass another --vault, or remove the old one")
+            store.atomic_write(target, data, verify=_equal_to(data), backup_as=None, create=True)
+        return cls(target, data_key, fileformat.parse(data), {})
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None, passphrase: str | bytes) -> Vault:
+        """Open with the passphrase. FormatError before the KDF, AuthenticationError after."""
+        target = resolve_vault_path(path)
+        parsed = _read(target)
+        data_key = codec.unwrap(parsed.header, crypto.encode_passphrase(passphrase))
+        return cls.open_with_key(target, data_key, _parsed=parsed)
+
+    @classmethod
+    def open_with_key(cls, path: str | os.PathLike[str] | None, data_key: bytes, *,
+                      _parsed: fileformat.ParsedFile | None = None) -> Vault:
+        """Open with the data key itself (the agent's way: it never holds the passphrase)."""
+        target = resolve_vault_path(path)
+        parsed = _parsed or _read(target)
+        return cls(target, data_key, parsed,
+                   codec.decode(parsed, codec.Keys.from_data_key(data_key)))
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the keys and entries. Python cannot wipe them from memory: see SECURITY.md."""
+        self._keys = None
+        self._data_key[:] = bytes(len(self._data_key))
+        self._entries = {}
+        self._records = {}
+
+    def __repr__(self) -> str:
+        state = "closed" if self._keys is None else f"{len(self._entries)} entries"
+        return f"Vault({str(self.path)!r}, {state})"
+
+    @property
+    def generation(self) -> int:
+        return self._header.generation
+
+    @property
+    def kdf(self) -> crypto.KdfParams:
+        return self._header.kdf
+
+    @property
+    def vault_id(self) -> bytes:
+        return self._header.vault_id
+
+    # -- reading -------------------------------------------------------------------------
+
+    def list(self) -> list[Entry]:
+        return [self._entries[n] for n in sorted(self._entries)]
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise NotFoundError(f"no entry named {name!r}",
+                                hint="see the names with: botvault list") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def add(self, name: str, *, exchange: str, api_key: str, api_secret: str | Secret,
+            general: General | str, withdrawal: Withdrawal | str, account: str | None = None,
+            note: str = "", nonce_unit: str = "ms", env_key: str | None = None,
+            env_secret: str | None = None) -> Entry:
+        """Validate and store a new key pair. Warns (VaultWarning) about what it repaired."""
+        raw = api_secret.reveal() if isinstance(api_secret, Secret) else api_secret
+        secret, removed = clean_secret(check_exchange(exchange), raw)
+        if removed:
+            warnings.warn(f"removed {removed} whitespace character{'s' if removed != 1 else ''} "
+                          "from the secret (a line-wrap artefact of copying)", VaultWarning,
+                          stacklevel=2)
+        entry = Entry(
+            name=check_name(name), exchange=exchange,
+            api_key=validate_api_key(exchange, api_key), api_secret=Secret(secret),
+            general=parse_general(general), withdrawal=parse_withdrawal(withdrawal),
+            account=check_text("account label", account) if account else None,
+            note=check_text("note", note, 4096), nonce_unit=check_nonce_unit(nonce_unit),
+            env_key=env_key, env_secret=env_secret, entry_id=os.urandom(fileformat.ID_SIZE))
+
+        def op(entries: _Entries) -> _Entries:
+            if entry.name in entries:
+                raise AlreadyExistsError(f"an entry named {name!r} exists already",
+                                         hint="pick another name, or botvault rm it first")
+            entries[entry.name] = entry
+            return entries
+
+        self._apply(op)
+        self._warn_account_limit(entry.account)
+        return entry
+
+    def _warn_account_limit(self, account: str | None) -> None:
+        count = sum(1 for e in self._entries.values() if account and e.account == account)
+        if count >= KRAKEN_KEYS_PER_ACCOUNT:
+            warnings.warn(f"account {account!r} now has {count} keys; Kraken allows at most "
+                          f"{KRAKEN_KEYS_PER_ACCOUNT} per account", VaultWarning, stacklevel=3)
+
+    def edit(self, name: str, *, general: General | str | None = None,
+             withdrawal: Withdrawal | str | None = None, account: str | None = None,
+             note: str | None = None, nonce_unit: str | None = None,
+             env_key: str | None = None, env_secret: str | None = None) -> Entry:
+        """Change labels. None leaves a field alone; "" clears account, env_key, env_secret."""
+        changes: dict[str, object] = {}
+        if general is not None:
+            changes["general"] = parse_general(general)
+        if withdrawal is not None:
+            changes["withdrawal"] = parse_withdrawal(withdrawal)
+        if account is not None:
+            changes["account"] = check_text("account label", account) or None
+        if note is not None:
+            changes["note"] = check_text("note", note, 4096)
+        if nonce_unit is not None:
+            changes["nonce_unit"] = check_nonce_unit(nonce_unit)
+        for field_name, value in (("env_key", env_key), ("env_secret", env_secret)):
+            if value is not None:
+                changes[field_name] = value or None
+        return self._replace(name, lambda e: e.with_changes(**changes))
+
+    def rename(self, old: str, new: str) -> Entry:
+        check_name(new)
+
+        def op(entries: _Entries) -> _Entries:
+            entry = self._lookup(entries, old)
+            if new in entries:
+                raise AlreadyExistsError(f"an entry named {new!r} exists already")
+            del entries[old]
+            entries[new] = entry.with_changes(name=new)
+            return entries
+
+        self._apply(op)
+        return self._entries[new]
+
+    def remove(self, name: str) -> Entry:
+        removed: list[Entry] = []
+
+        def op(entries: _Entries) -> _Entries:
+            removed.append(self._lookup(entries, name))
+            del entries[name]
+            return entries
+
+        self._apply(op)
+        return removed[0]
+
+    def _replace(self, name: str, change: Callable[[Entry], Entry]) -> Entry:
+        def op(entries: _Entries) -> _Entries:
+            entries[name] = change(self._lookup(entries, name))
+            return entries
+
+        self._apply(op)
+        return self._entries[name]
+
+    def _lookup(self, entries: _Entries, name: str) -> Entry:
+        if name not in entries:
+            raise NotFoundError(f"no entry named {name!r}",
+                                hint="see the names with: botvault list")
+        return entries[name]
+
+    # -- passphrase and backups ----------------------------------------------------------
+
+    def change_passphrase(self, new_passphrase: str | bytes, *,
+                          kdf: crypto.KdfParams | None = None) -> None:
+        """Re-wrap the data key under a new passphrase (entries are not re-encrypted).
+
+        The backups are re-wrapped too, so the old passphrase opens nothing afterwards.
+        """
+        params = kdf or self._header.kdf
+        crypto.check_params(params, error=InvalidInputError)
+        secret = crypto.encode_passphrase(new_passphrase)
+        with store.lock(self.path):
+            self._refresh_locked()
+            header = codec.new_header(secret, bytes(self._require_data_key()), params,
+                                      vault_id=self._header.vault_id,
+                                      generation=self._header.generation)
+            self._write_locked(dict(self._entries), header=header)
+            self._rewrap_backups_locked()
+
+    def _rewrap_backups_locked(self) -> None:
+        keys = self._require_keys()
+        for generation, path in store.list_backups(self.path):
+            parsed = fileformat.parse(store.read_private(path))
+            codec.decode(parsed, keys)
+            header = self._header.with_generation(generation)
+            data = codec.encode(header, list(parsed.records), keys)
+            store.atomic_write(path, data, verify=_equal_to(data), backup_as=None)
+
+    def backups(self) -> builtins.list[Backup]:
+        """The automatic backups, newest first, each verified under this vault's key."""
+        found = []
+        for generation, path in store.list_backups(self.path):
+            parsed = fileformat.parse(store.read_private(path))
+            codec.decode(parsed, self._require_keys())
+            found.append(Backup(generation, path, len(parsed.records)))
+        return found
+
+    def restore(self, generation: int) -> None:
+        """Make backup `generation` the current state (saved as a new generation)."""
+        with store.lock(self.path):
+            self._refresh_locked()
+            parsed = fileformat.parse(store.read_private(store.backup_path(self.path, generation)))
+            entries = codec.decode(parsed, self._require_keys())
+            self._write_locked(entries, reuse=dict(zip(entries, parsed.records, strict=True)))
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _require_keys(self) -> codec.Keys:
+        if self._keys is None:
+            raise ConflictError("the vault is closed")
+        return self._keys
+
+    def _require_data_key(self) -> bytearray:
+        self._require_keys()
+        return self._data_key
+
+    def _apply(self, op: Callable[[_Entries], _Entries]) -> None:
+        with store.lock(self.path):
+            self._refresh_locked()
+            self._write_locked(op(dict(self._entries)))
+
+    def _refresh_locked(self) -> None:
+        """Adopt what another process saved since we loaded, so no update is lost.
+
+        Generations only grow under the lock, so an unchanged header means an unchanged file.
+        """
+        if store.read_head(self.path, fileformat.HEADER_SIZE) == self._header.pack(
+                len(self._records)):
+            return
+        parsed = _read(self.path)
+        if parsed.header.vault_id != self._header.vault_id:
+            raise ConflictError(f"the vault at {self.path} was replaced by a different vault",
+                                hint="open it again")
+        known = {self._records[n].nonce: e for n, e in self._entries.items()}
+        self._entries = codec.decode(parsed, self._require_keys(), known=known)
+        self._records = dict(zip(self._entries, parsed.records, strict=True))
+        self._header = parsed.header
+        for record in parsed.records:
+            self._sealer.note(record.nonce)
+
+    def _write_locked(self, entries: _Entries, *, header: Header | None = None,
+                      reuse: dict[str, RawRecord] | None = None) -> None:
+        keys = self._require_keys()
+        base = header or self._header
+        records: list[RawRecord] = []
+        changed: list[RawRecord] = []
+        for name, entry in entries.items():
+            kept = _kept_record(name, entry, reuse, self._entries, self._records)
+            if kept is None:
+                kept = codec.seal_entry(self._sealer, base.vault_id, entry)
+                changed.append(kept)
+            records.append(kept)
+        new_header = base.with_generation(self._header.generation + 1)
+        data = codec.encode(new_header, records, keys)
+        store.atomic_write(self.path, data, verify=_verifier(data, changed, keys),
+                           backup_as=self._header.generation)
+        self._header, self._entries = new_header, entries
+        self._records = dict(zip(entries, records, strict=True))
+
+
+def _kept_record(name: str, entry: Entry, reuse: dict[str, RawRecord] | None,
+                 loaded: _Entries, records: dict[str, RawRecord]) -> RawRecord | None:
+    """The existing record for an unchanged entry, or None when it must be sealed anew."""
+    if reuse is not None and name in reuse:
+        return reuse[name]
+    if loaded.get(name) is entry:
+        return records[name]
+    return None
+
+
+def _read(path: Path) -> fileformat.ParsedFile:
+    store.check_dir(path.parent)
+    return fileformat.parse(store.read_private(path))
+
+
+def _equal_to(data: bytes) -> Callable[[bytes], None]:
+    def verify(readback: bytes) -> None:
+        if readback != data:
+            raise OSError("the file read back differs from what was written")
+    return verify
+
+
+def _verifier(data: bytes, changed: list[RawRecord], keys: codec.Keys
+              ) -> Callable[[bytes], None]:
+    """Read back, check the MAC and decrypt every record this save sealed.
+
+    Unchanged records are the very bytes verified when they were loaded, and the MAC
+    (checked here over the bytes read back) proves they are still those bytes.
+    """
+    def verify(readback: bytes) -> None:
+        _equal_to(data)(readback)
+        parsed = fileformat.parse(readback)
+        crypto.verify_mac(keys.mac, parsed.authenticated_part, parsed.tag)
+        for record in changed:
+            crypto.open_sealed(keys.entry, record.nonce, record.ciphertext,
+                               record.aad(parsed.header.vault_id))
+    return verify

@@ -1,0 +1,112 @@
+"""The entry model: one exchange API key pair with its labels, and its (de)serialisation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import FormatError, InvalidInputError
+from .scopes import General, Withdrawal
+from .secret import Secret
+
+__all__ = ["NONCE_UNITS", "Entry", "check_name", "check_nonce_unit"]
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+NONCE_UNITS = ("ms", "us", "10ns")
+MAX_NOTE = 4096
+MAX_FIELD = 1024
+_PAD = 256  # plaintexts are padded to a multiple of this, so lengths leak little
+_SCHEMA = 1
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name):
+        raise InvalidInputError(
+            f"invalid entry name {name!r}",
+            hint="names are 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit")
+    return name
+
+
+def check_nonce_unit(unit: str) -> str:
+    if unit not in NONCE_UNITS:
+        raise InvalidInputError(f"nonce unit must be one of {', '.join(NONCE_UNITS)} "
+                                f"(got {unit!r})")
+    return unit
+
+
+def check_text(what: str, value: str, limit: int = MAX_FIELD) -> str:
+    if len(value) > limit:
+        raise InvalidInputError(f"the {what} is longer than {limit} characters")
+    return value
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One key pair. `api_secret` is a `Secret`: printing an Entry never shows it."""
+
+    name: str
+    exchange: str
+    api_key: str
+    api_secret: Secret = field(repr=False)
+    general: General
+    withdrawal: Withdrawal
+    account: str | None = None
+    note: str = ""
+    created_at: str = field(default_factory=now_utc)
+    nonce_unit: str = "ms"
+    env_key: str | None = None
+    env_secret: str | None = None
+    entry_id: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of the pair, to compare what was pasted with what was stored."""
+        digest = hashlib.blake2b(
+            self.api_key.encode("utf-8", "surrogatepass") + b"\0"
+            + self.api_secret.reveal().encode("utf-8", "surrogatepass"),
+            digest_size=8, person=b"botvault-fp").hexdigest()
+        return "-".join(digest[i:i + 4] for i in range(0, 16, 4))
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the secret, as plain JSON-ready values."""
+        return {
+            "name": self.name, "exchange": self.exchange, "api_key": self.api_key,
+            "general": self.general.value, "withdrawal": self.withdrawal.value,
+            "account": self.account, "note": self.note, "nonce_unit": self.nonce_unit,
+            "created_at": self.created_at, "env_key": self.env_key,
+            "env_secret": self.env_secret,
+        }
+
+    def with_changes(self, **changes: Any) -> Entry:
+        return replace(self, **changes)
+
+    def to_plaintext(self) -> bytes:
+        doc = self.metadata()
+        doc["v"] = _SCHEMA
+        doc["api_secret"] = self.api_secret.reveal()
+        # ensure_ascii keeps any str (even lone surrogates) representable and round-trippable.
+        raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        return raw + b" " * (-len(raw) % _PAD)
+
+    @classmethod
+    def from_plaintext(cls, raw: bytes, entry_id: bytes) -> Entry:
+        """Parse an authenticated record; a bad one means a bug or a newer writer."""
+        try:
+            doc = json.loads(raw)
+            if doc.pop("v") != _SCHEMA:
+                raise FormatError("an entry was written by a newer botvault",
+                                  hint="upgrade botvault")
+            doc["api_secret"] = Secret(doc["api_secret"])
+            doc["general"] = General(doc["general"])
+            doc["withdrawal"] = Withdrawal(doc["withdrawal"])
+            return cls(**doc, entry_id=entry_id)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise FormatError("an entry in the vault is malformed") from None

@@ -1,0 +1,104 @@
+"""Every error botvault raises on purpose.
+
+`VaultError` is the one base and is never raised directly. Each subclass carries the CLI exit
+code it maps to (DESIGN "Command-line conventions") and an optional hint that tells the user
+what to do. Errors that describe bad input also subclass `ValueError`, as argon2-cffi does.
+Messages never contain secret material: they name what failed, not the value.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExistsError",
+    "AuthenticationError",
+    "ConflictError",
+    "FormatError",
+    "InsecurePermissionsError",
+    "InvalidInputError",
+    "LockedError",
+    "NotFoundError",
+    "ScopeError",
+    "VaultError",
+]
+
+
+class VaultError(Exception):
+    """Base of every botvault error. Never raised directly."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInputError(VaultError, ValueError):
+    """Bad input: a malformed name, secret, flag value or KDF parameter (exit 2)."""
+
+    exit_code = 2
+
+
+class AuthenticationError(VaultError):
+    """Wrong passphrase or the vault was modified (exit 3).
+
+    Deliberately opaque: which check failed is never said, so the error cannot be used as
+    an oracle against the file.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str = "wrong passphrase or the vault was modified", *,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+
+
+class NotFoundError(VaultError):
+    """No entry (or backup, or vault) of that name (exit 4)."""
+
+    exit_code = 4
+
+
+class AlreadyExistsError(VaultError):
+    """An entry or vault of that name exists already (exit 4)."""
+
+    exit_code = 4
+
+
+class LockedError(VaultError):
+    """No running agent and no way to ask for a passphrase (exit 5)."""
+
+    exit_code = 5
+
+
+class ScopeError(VaultError):
+    """Refused by scope policy (exit 6)."""
+
+    exit_code = 6
+
+
+class InsecurePermissionsError(VaultError):
+    """A file or directory is readable by others, foreign-owned or a symlink (exit 7)."""
+
+    exit_code = 7
+
+
+class FormatError(VaultError):
+    """Not a vault, unsupported version, truncated, or parameters out of range (exit 8).
+
+    Found without the passphrase.
+    """
+
+    exit_code = 8
+
+
+class ConflictError(VaultError):
+    """Another process saved the vault after this one loaded it (exit 1).
+
+    Raised instead of overwriting newer data; the library reloads and retries where it can.
+    """
+
+    exit_code = 1

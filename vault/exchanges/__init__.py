@@ -1,0 +1,1 @@
+"""Exchange-specific knowledge: key validation, request signing, endpoint scopes."""

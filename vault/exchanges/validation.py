@@ -1,0 +1,77 @@
+"""What a pasted key pair must look like, per exchange profile."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from ..errors import InvalidInputError
+
+__all__ = ["EXCHANGES", "MIN_SECRET_BYTES", "clean_secret", "validate_api_key"]
+
+EXCHANGES = ("kraken-futures", "kraken-spot", "generic")
+KRAKEN = ("kraken-futures", "kraken-spot")
+MIN_SECRET_BYTES = 32
+_WHITESPACE = re.compile(r"\s+")
+_KEY_CHARS = re.compile(r"[A-Za-z0-9+/=_\-]+")
+
+
+def check_exchange(exchange: str) -> str:
+    if exchange not in EXCHANGES:
+        raise InvalidInputError(f"unknown exchange profile {exchange!r}",
+                                hint="use one of: " + ", ".join(EXCHANGES))
+    return exchange
+
+
+def clean_secret(exchange: str, raw: str) -> tuple[str, int]:
+    """The secret to store and how many whitespace characters were removed from it.
+
+    Kraken secrets are base64 of at least 32 bytes. Copying from a web page can wrap the
+    line, so whitespace inside is removed (and counted, so the caller can warn). Messages
+    describe the secret's shape, never its characters.
+    """
+    check_exchange(exchange)
+    if exchange not in KRAKEN:
+        if not raw or raw.isspace():
+            raise InvalidInputError("the secret is empty")
+        return raw, 0
+    cleaned = _WHITESPACE.sub("", raw)
+    removed = len(raw) - len(cleaned)
+    if not cleaned:
+        raise InvalidInputError("the secret is empty")
+    try:
+        decoded = base64.b64decode(cleaned.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise InvalidInputError(_not_base64(cleaned),
+                                hint="copy the private key again from the exchange's key page"
+                                ) from None
+    if len(decoded) < MIN_SECRET_BYTES:
+        raise InvalidInputError(
+            f"the secret decodes to {len(decoded)} bytes; Kraken secrets are at least "
+            f"{MIN_SECRET_BYTES} (was it cut short when copying?)")
+    return cleaned, removed
+
+
+def _not_base64(cleaned: str) -> str:
+    bad = sum(1 for c in cleaned if not (c.isascii() and (c.isalnum() or c in "+/=")))
+    if bad:
+        return (f"the secret is not valid base64: {bad} character(s) outside A-Z a-z 0-9 + / =")
+    if len(cleaned) % 4:
+        return (f"the secret is not valid base64: {len(cleaned)} characters is not a multiple "
+                "of 4 (a character is missing or extra)")
+    return "the secret is not valid base64 (misplaced '=' padding)"
+
+
+def validate_api_key(exchange: str, api_key: str) -> str:
+    check_exchange(exchange)
+    key = api_key.strip()
+    if not key:
+        raise InvalidInputError("the api key is empty")
+    if exchange in KRAKEN and not _KEY_CHARS.fullmatch(key):
+        raise InvalidInputError(
+            "the api key has characters a Kraken key never has (spaces or symbols)",
+            hint="copy the public key again from the exchange's key page")
+    if "\n" in key or "\0" in key:
+        raise InvalidInputError("the api key contains a newline or NUL byte")
+    return key

@@ -1,0 +1,241 @@
+"""Files on disk: permissions, the save lock, atomic durable writes, backups.
+
+Everything that belongs to one vault lives beside it: `PATH.lock`, `PATH.backups/`,
+`PATH.nonces`. A save is: lock, check generation (caller), write a temp file with
+O_EXCL|O_NOFOLLOW and mode 0600, fsync, verify it (caller's callback), link the old file
+into the backups, `os.replace`, fsync the directory. Any failure before the replace leaves
+the old file byte-identical; the replace itself is atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import secrets
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import FormatError, InsecurePermissionsError, InvalidInputError, NotFoundError
+
+__all__ = [
+    "KEEP_BACKUPS",
+    "atomic_write",
+    "backup_dir",
+    "ensure_private_dir",
+    "list_backups",
+    "lock",
+    "prune_backups",
+    "read_head",
+    "read_private",
+]
+
+KEEP_BACKUPS = 5
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_BACKUP_NAME = re.compile(r"gen-(\d{12})\.bv")
+
+# Tests replace this to inject ENOSPC/EIO; it must write all of `data` or raise.
+_write_all: Callable[[int, bytes], None]
+
+
+def _default_write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+_write_all = _default_write_all
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def backup_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".backups")
+
+
+def _chmod_hint(path: Path, mode: int) -> str:
+    return f"run: chmod {mode:o} {path}"
+
+
+def check_owner_and_mode(path: Path, st: os.stat_result, *, file_mode: int = 0o600) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise InsecurePermissionsError(f"{path} is a symlink; botvault does not follow symlinks",
+                                       hint="point --vault at the real file")
+    if st.st_uid != os.getuid():
+        raise InsecurePermissionsError(f"{path} is owned by uid {st.st_uid}, not by you",
+                                       hint=f"run: chown {os.getuid()} {path}")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise InsecurePermissionsError(
+            f"{path} is accessible by other users (mode {stat.S_IMODE(st.st_mode):o})",
+            hint=_chmod_hint(path, file_mode))
+
+
+def check_dir(directory: Path) -> None:
+    """The vault's directory must be a real directory that no one else can write to."""
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        raise NotFoundError(f"directory {directory} does not exist",
+                            hint="run: botvault init") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise InsecurePermissionsError(f"{directory} is a symlink or not a directory")
+    if st.st_uid not in (os.getuid(), 0):
+        raise InsecurePermissionsError(f"{directory} is owned by uid {st.st_uid}, not by you")
+    if stat.S_IMODE(st.st_mode) & 0o022 and not stat.S_IMODE(st.st_mode) & stat.S_ISVTX:
+        raise InsecurePermissionsError(
+            f"{directory} can be written by other users, who could replace the vault",
+            hint=_chmod_hint(directory, 0o700))
+
+
+def ensure_private_dir(directory: Path) -> None:
+    """Create `directory` (and parents) as 0700 whatever the umask; check it if it exists."""
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask.
+    check_dir(directory)
+
+
+def open_private(path: Path, flags: int, *, create_mode: int = 0o600) -> int:
+    """Open without following symlinks, then check owner and mode on the open descriptor."""
+    try:
+        fd = os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC, create_mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InsecurePermissionsError(
+                f"{path} is a symlink; botvault does not follow symlinks") from None
+        raise
+    try:
+        _check_regular_private(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_regular_private(path: Path, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise FormatError(f"{path} is not a regular file")
+    check_owner_and_mode(path, st)
+
+
+def read_private(path: Path) -> bytes:
+    try:
+        fd = open_private(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise NotFoundError(f"no vault at {path}",
+                            hint="run: botvault init, or pass --vault") from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes, with the same checks as a full read."""
+    fd = open_private(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def lock(path: Path) -> Iterator[None]:
+    """The exclusive save lock of the vault at `path`; the OS releases it if we die."""
+    fd = open_private(lock_path(path), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temp(path: Path, data: bytes) -> Path:
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        os.fchmod(fd, 0o600)
+        _write_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        temp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return temp
+
+
+def atomic_write(path: Path, data: bytes, *, verify: Callable[[bytes], None],
+                 backup_as: int | None, create: bool = False) -> None:
+    """Replace (or with `create`, create without overwriting) `path` with `data`.
+
+    `verify` gets the bytes read back from the fsynced temp file. `backup_as` is the
+    generation of the file being replaced; it is linked into the backups first.
+    Call with the vault's lock held.
+    """
+    temp = _write_temp(path, data)
+    try:
+        verify(read_private(temp))
+        if create:
+            os.link(temp, path)  # fails if a vault appeared meanwhile: never overwrite one
+            temp.unlink()
+        else:
+            if backup_as is not None:
+                _link_backup(path, backup_as)
+            os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    if backup_as is not None:
+        prune_backups(path)
+
+
+def _link_backup(path: Path, generation: int) -> None:
+    directory = backup_dir(path)
+    ensure_private_dir(directory)
+    target = directory / f"gen-{generation:012d}.bv"
+    with contextlib.suppress(FileExistsError):
+        # A hard link costs no copy and keeps the replaced inode as the backup.
+        os.link(path, target, follow_symlinks=False)
+    fsync_dir(directory)
+
+
+def list_backups(path: Path) -> list[tuple[int, Path]]:
+    """(generation, file) of each backup, newest first."""
+    directory = backup_dir(path)
+    if not directory.is_dir():
+        return []
+    found = []
+    for child in directory.iterdir():
+        m = _BACKUP_NAME.fullmatch(child.name)
+        if m:
+            found.append((int(m.group(1)), child))
+    return sorted(found, reverse=True)
+
+
+def prune_backups(path: Path, keep: int = KEEP_BACKUPS) -> None:
+    for _, old in list_backups(path)[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def backup_path(path: Path, generation: int) -> Path:
+    for gen, file in list_backups(path):
+        if gen == generation:
+            return file
+    if generation < 0:
+        raise InvalidInputError("a generation is a non-negative number")
+    raise NotFoundError(f"no backup of generation {generation}",
+                        hint="see the available ones with: botvault restore --list")
