@@ -1,0 +1,1 @@
+"""The `botvault` command-line front end."""

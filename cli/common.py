@@ -1,0 +1,60 @@
+"""Options every command shares, and opening the vault they name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from . import output
+from .passphrase import Sources, read_passphrase
+
+if TYPE_CHECKING:
+    from vault.core import Vault
+
+__all__ = ["Access", "PassCmdOpt", "PassFileOpt", "VaultOpt", "access", "open_vault"]
+
+# Optional[...] rather than `X | None`: Typer reads these annotations at runtime on 3.10.
+VaultOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- see above
+    "--vault", envvar="BOTVAULT_PATH", show_default=False, metavar="PATH",
+    help="Vault file [default: the user data dir, e.g. ~/.local/share/botvault/vault.bv].")]
+PassFileOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- see above
+    "--passphrase-file", envvar="BOTVAULT_PASSPHRASE_FILE", show_default=False, metavar="FILE",
+    help="Read the passphrase from FILE (must not be readable by others).")]
+PassCmdOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045 -- see above
+    "--passphrase-command", envvar="BOTVAULT_PASSPHRASE_COMMAND", show_default=False,
+    metavar="CMD", help="Run CMD and read the passphrase from its first output line "
+    "(e.g. systemd-ask-password).")]
+
+
+class Access:
+    """Which vault, and where its passphrase comes from."""
+
+    def __init__(self, vault: Path | None, passphrase_file: Path | None,
+                 passphrase_command: str | None) -> None:
+        self.vault = vault
+        self.sources = Sources(passphrase_file, passphrase_command)
+
+    @property
+    def path(self) -> Path:
+        from vault.paths import resolve_vault_path
+
+        return resolve_vault_path(self.vault)
+
+
+def access(vault: Path | None, passphrase_file: Path | None,
+           passphrase_command: str | None) -> Access:
+    return Access(vault, passphrase_file, passphrase_command)
+
+
+def open_vault(acc: Access) -> Vault:
+    """Open the vault, asking for the passphrase by the usual sources."""
+    from vault.core import Vault
+    from vault.store import read_head
+
+    path = acc.path
+    read_head(path, 8)  # a missing or insecure vault is reported before asking anything
+    passphrase = read_passphrase(acc.sources)
+    with output.status("unlocking…"):
+        return Vault.open(path, passphrase)

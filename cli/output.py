@@ -1,0 +1,102 @@
+"""How the command line talks: data to stdout, diagnostics to stderr, exit codes.
+
+Errors print as one `botvault: error: ...` line plus a `hint: ...` line where one helps.
+No traceback for an expected error; an unexpected one prints its type only (its message or
+locals could hold a secret) and exits 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import typer
+
+from vault.errors import VaultError
+
+__all__ = ["error", "json_out", "status", "table", "warn"]
+
+
+def error(message: str, hint: str | None = None) -> None:
+    typer.echo(f"botvault: error: {message}", err=True)
+    if hint:
+        typer.echo(f"hint: {hint}", err=True)
+
+
+def warn(message: str) -> None:
+    typer.echo(f"botvault: warning: {message}", err=True)
+
+
+def info(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
+    warn(str(message))
+
+
+@contextlib.contextmanager
+def reporting() -> Iterator[None]:
+    """Turn library warnings into `botvault: warning:` lines and errors into exit codes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning
+        try:
+            yield
+        except VaultError as exc:
+            error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if _is_framework(exc):
+                raise  # usage errors, --help, exits: the framework prints and exits for them
+            _unexpected(exc)
+
+
+def _is_framework(exc: Exception) -> bool:
+    # Typer vendors click in recent versions and uses the real click in older ones.
+    return type(exc).__module__.split(".")[0] in ("click", "typer")
+
+
+def _unexpected(exc: Exception) -> None:
+    if isinstance(exc, OSError):
+        error(f"{exc.strerror or type(exc).__name__}"
+              + (f": {exc.filename}" if exc.filename else ""),
+              "the vault on disk was left as it was; fix the cause and run the command again")
+    else:
+        # The type only: a message or a traceback's locals could hold a secret.
+        error(f"unexpected error ({type(exc).__name__})",
+              "this is a bug in botvault; please report it with the command you ran")
+    raise typer.Exit(1) from None
+
+
+@contextlib.contextmanager
+def status(message: str) -> Iterator[None]:
+    """A transient line on stderr while something slow runs, only on a terminal."""
+    live = sys.stderr.isatty()
+    if live:
+        sys.stderr.write(message)
+        sys.stderr.flush()
+    try:
+        yield
+    finally:
+        if live:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def json_out(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

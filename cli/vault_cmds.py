@@ -1,0 +1,112 @@
+"""Commands about the vault file itself: init, passwd, restore."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import output
+from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
+from .passphrase import read_new_passphrase
+
+app = typer.Typer()
+
+_MEMORY_HELP = "Argon2id memory in MiB (recommended at least 256; floor 19)."
+
+
+@app.command()
+def init(
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+    kdf_seconds: Annotated[float, typer.Option(
+        help="Target unlock time when calibrating.", min=0.05, max=60)] = 1.0,
+    kdf_memory: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
+        help=_MEMORY_HELP, show_default=False)] = None,
+    kdf_iterations: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
+        help="Argon2id passes (floor 2). Given: no calibration.", show_default=False)] = None,
+    kdf_parallelism: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
+        help="Argon2id lanes (1-16).", show_default=False)] = None,
+) -> None:
+    """Create a new vault, protected by a passphrase you choose (asked twice).
+
+    Without KDF flags, Argon2id is calibrated to about one second on this machine with at
+    least 256 MiB of memory.
+    """
+    from vault.core import Vault
+    from vault.crypto import RECOMMENDED_MEMORY_KIB, KdfParams, calibrate
+
+    acc = Access(vault, passphrase_file, passphrase_command)
+    memory = (kdf_memory if kdf_memory is not None else 256) * 1024
+    lanes = kdf_parallelism or min(4, max(1, os.cpu_count() or 1))
+    passphrase = _new_passphrase(acc)
+    if kdf_iterations is None:
+        with output.status("calibrating…"):
+            params = calibrate(kdf_seconds, memory_kib=memory, parallelism=lanes)
+    else:
+        params = KdfParams(memory, kdf_iterations, lanes)
+    if params.memory_kib < RECOMMENDED_MEMORY_KIB or params.iterations < 2:
+        output.warn(f"{params.describe()} is below the recommended 256 MiB; a stolen vault "
+                    "is cheaper to attack")
+    with output.status("creating…"):
+        created = Vault.create(acc.path, passphrase, kdf=params)
+    typer.echo(f"created vault at {created.path}")
+    typer.echo(f"key derivation: {params.describe()}")
+
+
+def _new_passphrase(acc: Access) -> str:
+    if acc.sources.command is not None:
+        from .passphrase import run_command
+
+        return run_command(acc.sources.command)
+    return read_new_passphrase(acc.sources.file, "New vault passphrase")
+
+
+@app.command()
+def passwd(
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+    new_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
+        help="Read the new passphrase from FILE.", show_default=False, metavar="FILE")] = None,
+) -> None:
+    """Change the passphrase. Only the data key is re-wrapped; backups follow, so the old
+    passphrase stops working everywhere."""
+    acc = Access(vault, passphrase_file, passphrase_command)
+    with open_vault(acc) as opened:
+        new = read_new_passphrase(new_passphrase_file)
+        with output.status("re-wrapping…"):
+            opened.change_passphrase(new)
+    typer.echo("passphrase changed")
+
+
+@app.command()
+def restore(
+    generation: Annotated[Optional[int], typer.Argument(  # noqa: UP045 -- Typer
+        help="Generation to bring back (see --list).", show_default=False)] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the backups.")] = False,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+) -> None:
+    """Bring back one of the automatic backups (the last 5 saves are kept).
+
+    The restored state is saved as a new generation, so the current one becomes a backup
+    too and nothing is lost.
+    """
+    from vault.errors import InvalidInputError
+
+    if not list_ and generation is None:
+        raise InvalidInputError("name a GENERATION to restore, or pass --list")
+    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+        if list_:
+            rows = [[str(b.generation), str(b.entries)] for b in opened.backups()]
+            typer.echo(f"current generation: {opened.generation}")
+            output.table(["GENERATION", "ENTRIES"], rows)
+            return
+        assert generation is not None  # noqa: S101 -- narrowed by the check above
+        opened.restore(generation)
+        typer.echo(f"restored generation {generation}; saved as generation {opened.generation}")

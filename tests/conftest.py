@@ -1,0 +1,44 @@
+"""Shared fixtures: every test gets its own vault path and the test-only cheap KDF."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vault import Vault
+from vault._testing import cheap_kdf
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test touches the real user data dir or a real agent."""
+    monkeypatch.setenv("BOTVAULT_PATH", str(tmp_path / "store" / "vault.bv"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg-runtime"))
+    for var in ("BOTVAULT_PASSPHRASE_FILE", "BOTVAULT_PASSPHRASE_COMMAND",
+                "BOTVAULT_AGENT_SOCKET"):
+        monkeypatch.delenv(var, raising=False)
+    with cheap_kdf():
+        yield
+
+
+@pytest.fixture
+def vault_path(tmp_path: Path) -> Path:
+    return tmp_path / "store" / "vault.bv"
+
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def vault(vault_path: Path) -> Iterator[Vault]:
+    with cheap_kdf() as kdf, Vault.create(vault_path, PASSPHRASE, kdf=kdf) as v:
+        yield v
+
+
+def kraken_secret(n: int = 64) -> str:
+    return base64.b64encode(os.urandom(n)).decode()
