@@ -37,18 +37,24 @@ def init(
     least 256 MiB of memory.
     """
     from vault.core import Vault
-    from vault.crypto import RECOMMENDED_MEMORY_KIB, KdfParams, calibrate
+    from vault.crypto import RECOMMENDED_MEMORY_KIB, KdfParams, calibrate, check_params
+    from vault.errors import AlreadyExistsError, InvalidInputError
 
     acc = Access(vault, passphrase_file, passphrase_command)
+    if os.path.lexists(acc.path):
+        raise AlreadyExistsError(f"a vault exists already at {acc.path}",
+                                 hint="pass another --vault, or remove the old one")
     memory = (kdf_memory if kdf_memory is not None else 256) * 1024
-    lanes = kdf_parallelism or min(4, max(1, os.cpu_count() or 1))
+    lanes = kdf_parallelism if kdf_parallelism is not None else min(4, os.cpu_count() or 1)
+    # Refuse impossible parameters before asking for anything.
+    check_params(KdfParams(memory, kdf_iterations or 2, lanes), error=InvalidInputError)
     passphrase = _new_passphrase(acc)
     if kdf_iterations is None:
         with output.status("calibrating…"):
             params = calibrate(kdf_seconds, memory_kib=memory, parallelism=lanes)
     else:
         params = KdfParams(memory, kdf_iterations, lanes)
-    if params.memory_kib < RECOMMENDED_MEMORY_KIB or params.iterations < 2:
+    if params.memory_kib < RECOMMENDED_MEMORY_KIB:
         output.warn(f"{params.describe()} is below the recommended 256 MiB; a stolen vault "
                     "is cheaper to attack")
     with output.status("creating…"):

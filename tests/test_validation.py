@@ -1,0 +1,44 @@
+"""Kraken key validation, replayed from tests/data/kraken_secrets.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vault import InvalidInputError
+from vault.exchanges.validation import clean_secret, validate_api_key
+
+CASES: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "data" / "kraken_secrets.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["description"] for c in CASES])
+def test_secret_vectors(case: dict[str, Any]) -> None:
+    if case["outcome"] == "refused":
+        with pytest.raises(InvalidInputError) as info:
+            clean_secret(case["exchange"], case["secret"])
+        assert case["message_contains"] in str(info.value)
+        assert case["secret"].replace(" ", "")[:12] not in str(info.value)
+    else:
+        stored, removed = clean_secret(case["exchange"], case["secret"])
+        assert removed == case["removed"]
+        assert stored == case.get("stored", case["secret"])
+
+
+def test_documented_example_secret_is_94_characters_without_the_space() -> None:
+    example = CASES[0]["secret"].replace(" ", "")
+    assert len(example) == 94
+
+
+@pytest.mark.parametrize("key", ["", "   ", "has space", "new\nline", "semi;colon"])
+def test_bad_kraken_api_keys(key: str) -> None:
+    with pytest.raises(InvalidInputError):
+        validate_api_key("kraken-spot", key)
+
+
+def test_unknown_exchange() -> None:
+    with pytest.raises(InvalidInputError, match="unknown exchange"):
+        clean_secret("binance", "x")
