@@ -154,7 +154,7 @@ def test_missing_scope_is_usage_error_without_terminal(made: Path) -> None:
 ])
 def test_error_exit_codes(made: Path, args: tuple[str, ...], code: int) -> None:
     assert add("kf", kraken_secret())[0] == 0
-    got, out, err = invoke(*args, input=f"{PASSPHRASE}\n")
+    got, _, err = invoke(*args, input=f"{PASSPHRASE}\n")
     assert got == code, err
     assert err.startswith("botvault: error: ")
     assert "Traceback" not in err
@@ -226,7 +226,7 @@ def _run(args: list[str], *, input: str, env: dict[str, str],
                                      *args]
     return subprocess.run(argv, input=input, env=env, text=True, capture_output=True,
                            timeout=60, check=False,
-                           preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)  # noqa: PLW1509 -- umask must be set in the child only
+                           preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
 
 
 def test_real_process_flow_under_umask_000(tmp_path: Path) -> None:

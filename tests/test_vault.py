@@ -55,9 +55,8 @@ def test_round_trip_after_reopen(tmp_path: Path,
                                  entries: dict[str, tuple[str, str, str]]) -> None:
     path = tmp_path / f"rt-{os.urandom(4).hex()}" / "vault.bv"
     with Vault.create(path, PASSPHRASE, kdf=CHEAPEST_TEST_ONLY) as v:
-        for name, (key, secret, note) in entries.items():
-            if "\n" in key or "\0" in key or not key.strip():
-                key = "k"
+        for name, (raw_key, secret, note) in entries.items():
+            key = raw_key if raw_key.strip() and not {"\n", "\0"} & set(raw_key) else "k"
             v.add(name, exchange="generic", api_key=key, api_secret=secret, general="read-only",
                   withdrawal="none", note=note)
     with Vault.open(path, PASSPHRASE) as again:
@@ -237,7 +236,7 @@ def test_vault_seals_with_fresh_nonces(vault: Vault) -> None:
 def test_vault_refuses_a_repeated_nonce(vault: Vault, vault_path: Path) -> None:
     _add(vault, "a")
     used = next(iter(vault._records.values())).nonce
-    vault._sealer._random = lambda n: used
+    vault._sealer._random = lambda _n: used
     before = vault_path.read_bytes()
     with pytest.raises(NonceReuseError):
         _add(vault, "b")
