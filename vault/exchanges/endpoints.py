@@ -1,0 +1,301 @@
+"""Which scope each Kraken endpoint needs, and the check the agent makes before signing.
+
+A key carries two axes (DESIGN "The scope model"): general none < read-only < full, and
+withdrawal none < full. Each endpoint here maps to the least a key must have on both axes.
+
+Rules that shape the tables:
+
+- Reading needs read-only; anything that writes to the server needs full. Kraken defines a
+  Futures read-only key as one that reaches "only endpoints that do not write to the server",
+  and the same line is drawn for Spot's finer permissions.
+- Moving funds out of the account the key belongs to needs the withdrawal axis, and the agent
+  must have been unlocked with `--allow-withdrawal` as well.
+- Paths match exactly (after dropping a query string, a trailing slash and, for Futures, the
+  `/derivatives` prefix) and case-sensitively, as Kraken routes them. An endpoint that is not
+  in a table needs full: being unknown, it may write.
+- Where the body decides what a request does, the path's stricter reading is taken: a policy
+  that parsed bodies could disagree with Kraken's own parser, and that gap is a bypass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ..errors import InvalidInputError, ScopeError
+from ..scopes import General, Withdrawal
+
+__all__ = [
+    "EXCHANGES",
+    "KRAKEN_FUTURES",
+    "KRAKEN_SPOT",
+    "Requirement",
+    "check",
+    "known_paths",
+    "normalise_path",
+    "requirement",
+]
+
+KRAKEN_SPOT = "kraken-spot"
+KRAKEN_FUTURES = "kraken-futures"
+EXCHANGES = frozenset({KRAKEN_SPOT, KRAKEN_FUTURES})
+
+_FUTURES_PREFIX = "/derivatives"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What a key needs to be used on one endpoint."""
+
+    general: General
+    """Minimum general scope."""
+    withdrawal: bool
+    """True when the key needs withdrawal "full" and the agent `--allow-withdrawal`."""
+    group: str
+    """Kraken's permission group (Spot), or "read-only" / "full" / "withdrawal" (Futures)."""
+    known: bool
+    """False when the endpoint is not in the table: it then needs full general scope, and a key
+    that could withdraw is refused unless withdrawals were allowed (see `check`)."""
+
+
+def _spot(general: General, group: str, *, withdrawal: bool = False) -> Requirement:
+    return Requirement(general=general, withdrawal=withdrawal, group=group, known=True)
+
+
+_R, _F, _N = General.READ_ONLY, General.FULL, General.NONE
+
+_QUERY_FUNDS = "Query Funds"
+_QUERY_OPEN = "Query Open Orders & Trades"
+_QUERY_CLOSED = "Query Closed Orders & Trades"
+_QUERY_ORDERS = "Query Open Orders & Trades or Query Closed Orders & Trades"
+_CREATE_ORDERS = "Create & Modify Orders"
+_CANCEL_ORDERS = "Cancel/Close Orders"
+_LEDGER = "Query Ledger Entries"
+_EXPORT = "Export Data"
+_WEBSOCKET = "Access WebSocket API"
+_DEPOSIT = "Deposit Funds"
+_WITHDRAW = "Withdraw Funds"
+_EARN = "Earn Funds"
+
+_SPOT_PRIVATE = "/0/private/"
+
+_SPOT_TABLE: Mapping[str, Requirement] = MappingProxyType({
+    _SPOT_PRIVATE + name: req for name, req in {
+        # Query Funds
+        "Balance": _spot(_R, _QUERY_FUNDS),
+        "BalanceEx": _spot(_R, _QUERY_FUNDS),
+        "TradeBalance": _spot(_R, _QUERY_FUNDS),
+        "TradeVolume": _spot(_R, _QUERY_FUNDS),
+        # Query Open / Closed Orders & Trades
+        "OpenOrders": _spot(_R, _QUERY_OPEN),
+        "OpenPositions": _spot(_R, _QUERY_OPEN),
+        "ClosedOrders": _spot(_R, _QUERY_CLOSED),
+        "QueryOrders": _spot(_R, _QUERY_ORDERS),
+        "OrderAmends": _spot(_R, _QUERY_ORDERS),
+        "TradesHistory": _spot(_R, _QUERY_ORDERS),
+        "QueryTrades": _spot(_R, _QUERY_ORDERS),
+        # Query Ledger Entries
+        "Ledgers": _spot(_R, _LEDGER),
+        "QueryLedgers": _spot(_R, _LEDGER),
+        # Export Data. Asking for a report and deleting one write to the server (a report is
+        # built and stored, or thrown away, possibly one another tool is waiting for); only
+        # reading a report's status or contents is read-only.
+        "AddExport": _spot(_F, _EXPORT),
+        "RemoveExport": _spot(_F, _EXPORT),
+        "ExportStatus": _spot(_R, _EXPORT),
+        "RetrieveExport": _spot(_R, _EXPORT),
+        # Create & Modify Orders, Cancel/Close Orders
+        "AddOrder": _spot(_F, _CREATE_ORDERS),
+        "AddOrderBatch": _spot(_F, _CREATE_ORDERS),
+        "AmendOrder": _spot(_F, _CREATE_ORDERS),
+        "EditOrder": _spot(_F, _CREATE_ORDERS),
+        "CancelOrder": _spot(_F, _CANCEL_ORDERS),
+        "CancelAll": _spot(_F, _CANCEL_ORDERS),
+        "CancelAllOrdersAfter": _spot(_F, _CANCEL_ORDERS),
+        "CancelOrderBatch": _spot(_F, _CANCEL_ORDERS),
+        # Access WebSocket API. The token is a bearer credential that carries every permission
+        # the key really has on Kraken, order entry included, for the life of a websocket
+        # connection, out of reach of this check. Handing one out is handing out the key's
+        # real power, so it needs full.
+        "GetWebSocketsToken": _spot(_F, _WEBSOCKET),
+        # Deposit Funds. DepositAddresses with new=true creates an address, and only the body
+        # says so; the path's stricter reading applies (module docstring).
+        "DepositMethods": _spot(_R, _DEPOSIT),
+        "DepositStatus": _spot(_R, _DEPOSIT),
+        "DepositAddresses": _spot(_F, _DEPOSIT),
+        # Earn Funds. Allocating moves funds between the spot and earn wallets of the same
+        # account: a write, not a withdrawal.
+        "Earn/Allocate": _spot(_F, _EARN),
+        "Earn/Deallocate": _spot(_F, _EARN),
+        "Earn/AllocateStatus": _spot(_R, _EARN),
+        "Earn/DeallocateStatus": _spot(_R, _EARN),
+        "Earn/Strategies": _spot(_R, _EARN),
+        "Earn/Allocations": _spot(_R, _EARN),
+        # Withdraw Funds. Kraken gates even the reads of this group behind the withdraw
+        # permission, so an agent that was not allowed withdrawals treats the key as if it had
+        # none and refuses the whole group. The general axis does not govern these.
+        "Withdraw": _spot(_N, _WITHDRAW, withdrawal=True),
+        "WithdrawCancel": _spot(_N, _WITHDRAW, withdrawal=True),
+        "WithdrawInfo": _spot(_N, _WITHDRAW, withdrawal=True),
+        "WithdrawMethods": _spot(_N, _WITHDRAW, withdrawal=True),
+        "WithdrawAddresses": _spot(_N, _WITHDRAW, withdrawal=True),
+        "WithdrawStatus": _spot(_N, _WITHDRAW, withdrawal=True),
+        # Funds leave the spot account: to its Futures wallet (which a Spot key's scope does not
+        # cover) or to another (sub)account. Kraken's references ask for the withdraw
+        # permission for both.
+        "WalletTransfer": _spot(_N, _WITHDRAW, withdrawal=True),
+        "AccountTransfer": _spot(_N, _WITHDRAW, withdrawal=True),
+        # Kraken's sources disagree (Create & Modify Orders in the guide, Withdraw Funds in the
+        # reference); it creates an account, so both axes are required.
+        "CreateSubaccount": _spot(_F, _WITHDRAW, withdrawal=True),
+    }.items()
+})
+
+
+_FUTURES_READ = Requirement(general=_R, withdrawal=False, group="read-only", known=True)
+_FUTURES_FULL = Requirement(general=_F, withdrawal=False, group="full", known=True)
+_FUTURES_WITHDRAW = Requirement(general=_N, withdrawal=True, group="withdrawal", known=True)
+# Funds go to another account (this or a sub account): Kraken's reference asks for a full key
+# and python-kraken-sdk documents the withdrawal permission too, so both axes are required.
+_FUTURES_FULL_WITHDRAW = Requirement(general=_F, withdrawal=True, group="withdrawal", known=True)
+
+_V3 = "/api/v3/"
+
+_FUTURES_TABLE: Mapping[str, Requirement] = MappingProxyType({
+    **{_V3 + name: _FUTURES_READ for name in (
+        "accounts", "openpositions", "openorders", "fills", "recentorders", "orders/status",
+        "notifications", "transfers", "unwindqueue", "subaccounts", "feeschedules/volumes",
+        "assignmentprogram/current", "assignmentprogram/history",
+    )},
+    **{_V3 + name: _FUTURES_FULL for name in (
+        "sendorder", "editorder", "cancelorder", "batchorder", "cancelallorders",
+        "cancelallordersafter", "transfer", "assignmentprogram/add", "assignmentprogram/delete",
+    )},
+    _V3 + "withdrawal": _FUTURES_WITHDRAW,
+    _V3 + "transfer/subaccount": _FUTURES_FULL_WITHDRAW,
+    # The history API only reads. Listed path by path rather than by prefix so that an endpoint
+    # Kraken adds there later is unknown (full) until someone looks at it.
+    **dict.fromkeys((
+        "/api/history/v2/orders", "/api/history/v2/executions", "/api/history/v2/triggers",
+        "/api/history/v2/account-log", "/api/history/v2/accountlogcsv",
+        "/api/history/v3/account-log", "/api/history/v3/positions",
+    ), _FUTURES_READ),
+})
+
+# Same path, GET reads and PUT/DELETE write. Without a method the stricter (write) reading holds,
+# as does any method other than GET.
+_FUTURES_READ_ON_GET: frozenset[str] = frozenset(_V3 + name for name in (
+    "leveragepreferences", "pnlpreferences", "self-trade-strategy",
+    "rfq-assignment/max-leverage",
+))
+
+
+def _unknown() -> Requirement:
+    return Requirement(general=_F, withdrawal=False, group="unknown", known=False)
+
+
+def normalise_path(exchange: str, path: str) -> str:
+    """The path as the tables key it: no query string or fragment, no trailing slash, and for
+    Futures no `/derivatives` prefix. Case is kept: Kraken's routes are case-sensitive."""
+    _check_exchange(exchange)
+    if not isinstance(path, str):
+        raise InvalidInputError(f"an endpoint path must be text (got {type(path).__name__})")
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    if exchange == KRAKEN_FUTURES and path.startswith(_FUTURES_PREFIX + "/"):
+        path = path[len(_FUTURES_PREFIX):]
+    while len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    return path
+
+
+def known_paths(exchange: str) -> frozenset[str]:
+    """Every normalised path the table for `exchange` knows."""
+    _check_exchange(exchange)
+    if exchange == KRAKEN_SPOT:
+        return frozenset(_SPOT_TABLE)
+    return frozenset(_FUTURES_TABLE) | _FUTURES_READ_ON_GET
+
+
+def requirement(exchange: str, path: str, method: str | None = None) -> Requirement:
+    """What a key needs to call `path` on `exchange` (`kraken-spot` or `kraken-futures`).
+
+    `method` matters only for the few Futures paths that read on GET and write otherwise;
+    without it they need full.
+    """
+    normalised = normalise_path(exchange, path)
+    if exchange == KRAKEN_SPOT:
+        return _SPOT_TABLE.get(normalised) or _unknown()
+    if normalised in _FUTURES_READ_ON_GET:
+        is_get = isinstance(method, str) and method.upper() == "GET"
+        return _FUTURES_READ if is_get else _FUTURES_FULL
+    return _FUTURES_TABLE.get(normalised) or _unknown()
+
+
+def check(exchange: str, path: str, general: General, withdrawal: Withdrawal, *,
+          allow_withdrawal: bool, method: str | None = None) -> Requirement:
+    """Return the endpoint's requirement if a key with these scopes may call it, else raise.
+
+    Raises `ScopeError` naming the endpoint, what it needs and what is missing. Beyond the
+    table's requirement, an unknown endpoint is refused to a key that could withdraw when the
+    agent was not allowed withdrawals: being unknown, it cannot be ruled out that it moves funds
+    (a new Kraken endpoint, or a spelling Kraken routes to one botvault knows).
+    """
+    needed = requirement(exchange, path, method)
+    shown = _shown(normalise_path(exchange, path))
+    missing = _missing(needed, general, withdrawal, allow_withdrawal=allow_withdrawal)
+    if missing:
+        raise ScopeError(
+            f"{exchange} endpoint {shown} {_needs(needed)}; {' and '.join(missing)}",
+            hint=_hint(needed, general),
+        )
+    return needed
+
+
+def _missing(needed: Requirement, general: General, withdrawal: Withdrawal, *,
+             allow_withdrawal: bool) -> list[str]:
+    missing: list[str] = []
+    if not general.allows(needed.general):
+        missing.append(f"this key's general scope is {general.value}")
+    guards_withdrawal = needed.withdrawal or (
+        not needed.known and withdrawal is Withdrawal.FULL)
+    if needed.withdrawal and withdrawal is not Withdrawal.FULL:
+        missing.append(f"this key's withdrawal scope is {withdrawal.value}")
+    if guards_withdrawal and not allow_withdrawal:
+        missing.append("the agent was not unlocked with --allow-withdrawal")
+    return missing
+
+
+def _needs(needed: Requirement) -> str:
+    if not needed.known:
+        return ("is not in botvault's table of known endpoints, so it needs general scope full, "
+                "and --allow-withdrawal if the key can withdraw")
+    parts: list[str] = []
+    if needed.general is not General.NONE:
+        parts.append(f"general scope {needed.general.value}")
+    if needed.withdrawal:
+        parts.append("withdrawal scope full and an agent unlocked with --allow-withdrawal")
+    return f"({needed.group}) needs {' and '.join(parts)}"
+
+
+def _hint(needed: Requirement, general: General) -> str:
+    if not needed.known and general is General.FULL:
+        return ("botvault cannot rule out that an unknown endpoint moves funds; check the path, "
+                "or unlock with --allow-withdrawal if this key may withdraw")
+    if not needed.known:
+        return "check the path's spelling and case; Kraken's paths are case-sensitive"
+    if needed.withdrawal:
+        return "withdrawals need a key with withdrawal scope full and `unlock --allow-withdrawal`"
+    return "use a key whose scope covers this endpoint"
+
+
+def _shown(path: str) -> str:
+    # The path comes from a bot; keep a hostile one from flooding the terminal or the log.
+    limit = 120
+    return repr(path if len(path) <= limit else path[:limit] + "...")
+
+
+def _check_exchange(exchange: str) -> None:
+    if exchange not in EXCHANGES:
+        raise InvalidInputError(
+            f"endpoint scopes are known for kraken-spot and kraken-futures, not {exchange!r}")
