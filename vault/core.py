@@ -133,6 +133,15 @@ class Vault:
             raise NotFoundError(f"no entry named {name!r}",
                                 hint="see the names with: botvault list") from None
 
+    def reload(self) -> bool:
+        """Adopt a newer generation saved by another process; True when anything changed.
+
+        Needs no lock: saves replace the file atomically, so a read sees one whole file.
+        """
+        before = self._header
+        self._refresh()
+        return self._header != before
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
@@ -249,7 +258,7 @@ class Vault:
         crypto.check_params(params, error=InvalidInputError)
         secret = crypto.encode_passphrase(new_passphrase)
         with store.lock(self.path):
-            self._refresh_locked()
+            self._refresh()
             header = codec.new_header(secret, bytes(self._require_data_key()), params,
                                       vault_id=self._header.vault_id,
                                       generation=self._header.generation)
@@ -277,7 +286,7 @@ class Vault:
     def restore(self, generation: int) -> None:
         """Make backup `generation` the current state (saved as a new generation)."""
         with store.lock(self.path):
-            self._refresh_locked()
+            self._refresh()
             parsed = fileformat.parse(store.read_private(store.backup_path(self.path, generation)))
             entries = codec.decode(parsed, self._require_keys())
             self._write_locked(entries, reuse=dict(zip(entries, parsed.records, strict=True)))
@@ -295,10 +304,10 @@ class Vault:
 
     def _apply(self, op: Callable[[_Entries], _Entries]) -> None:
         with store.lock(self.path):
-            self._refresh_locked()
+            self._refresh()
             self._write_locked(op(dict(self._entries)))
 
-    def _refresh_locked(self) -> None:
+    def _refresh(self) -> None:
         """Adopt what another process saved since we loaded, so no update is lost.
 
         Generations only grow under the lock, so an unchanged header means an unchanged file.
