@@ -167,7 +167,8 @@ class Vault:
             general=parse_general(general), withdrawal=parse_withdrawal(withdrawal),
             account=check_text("account label", account) if account else None,
             note=check_text("note", note, 4096), nonce_unit=check_nonce_unit(nonce_unit),
-            env_key=env_key, env_secret=env_secret, entry_id=os.urandom(fileformat.ID_SIZE))
+            env_key=_var_name(env_key), env_secret=_var_name(env_secret),
+            entry_id=os.urandom(fileformat.ID_SIZE))
 
         def op(entries: _Entries) -> _Entries:
             if entry.name in entries:
@@ -204,7 +205,7 @@ class Vault:
             changes["nonce_unit"] = check_nonce_unit(nonce_unit)
         for field_name, value in (("env_key", env_key), ("env_secret", env_secret)):
             if value is not None:
-                changes[field_name] = value or None
+                changes[field_name] = _var_name(value or None)
         return self._replace(name, lambda e: e.with_changes(**changes))
 
     def rename(self, old: str, new: str) -> Entry:
@@ -344,6 +345,13 @@ class Vault:
                            backup_as=self._header.generation)
         self._header, self._entries = new_header, entries
         self._records = dict(zip(entries, records, strict=True))
+
+
+def _var_name(name: str | None) -> str | None:
+    """An env var override is checked when it is set, not when a bot starts."""
+    from .handover import validate_var_name
+
+    return None if name is None else validate_var_name(name)
 
 
 def _kept_record(name: str, entry: Entry, reuse: dict[str, RawRecord] | None,
