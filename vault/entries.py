@@ -64,6 +64,7 @@ class Entry:
     nonce_unit: str = "ms"
     env_key: str | None = None
     env_secret: str | None = None
+    retired: bool = False
     entry_id: bytes = field(default=b"", repr=False, compare=False)
 
     @property
@@ -82,7 +83,7 @@ class Entry:
             "general": self.general.value, "withdrawal": self.withdrawal.value,
             "account": self.account, "note": self.note, "nonce_unit": self.nonce_unit,
             "created_at": self.created_at, "env_key": self.env_key,
-            "env_secret": self.env_secret,
+            "env_secret": self.env_secret, "retired": self.retired,
         }
 
     def with_changes(self, **changes: Any) -> Entry:
@@ -107,6 +108,7 @@ class Entry:
             doc["api_secret"] = Secret(doc["api_secret"])
             doc["general"] = General(doc["general"])
             doc["withdrawal"] = Withdrawal(doc["withdrawal"])
+            doc["retired"] = bool(doc.get("retired", False))
             return cls(**doc, entry_id=entry_id)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("an entry in the vault is malformed") from None
