@@ -1,0 +1,21 @@
+"""Smoke test: the benchmark script runs to the end in --quick mode. No timing assertions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.bench_vault import SUMMARY_HEADER
+
+SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "bench_vault.py"
+
+
+@pytest.mark.slow
+def test_quick_bench_exits_0_and_prints_the_summary() -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True,
+                            text=True, timeout=300, check=False, cwd=SCRIPT.parent.parent)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert SUMMARY_HEADER in result.stdout
