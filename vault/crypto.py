@@ -119,14 +119,23 @@ def derive_kek(passphrase: bytes, salt: bytes, params: KdfParams) -> bytes:
 def calibrate(target_seconds: float = 1.0, *, memory_kib: int = RECOMMENDED_MEMORY_KIB,
               parallelism: int | None = None,
               clock: Callable[[], float] = time.perf_counter) -> KdfParams:
-    """Passes needed for about `target_seconds` at `memory_kib` on this machine."""
+    """Passes needed for about `target_seconds` at `memory_kib` on this machine.
+
+    Two probes (2 and 4 passes) separate the fixed cost of allocating the memory from the
+    cost per pass; one cold probe alone was seen to misjudge by 2x on a busy machine.
+    """
     lanes = parallelism or max(1, min(4, os.cpu_count() or 1))
-    probe = KdfParams(memory_kib, FLOOR.iterations, lanes)
-    check_params(probe, error=InvalidInputError)
-    start = clock()
-    derive_kek(b"calibration", bytes(SALT_SIZE), probe)
-    per_pass = max((clock() - start) / probe.iterations, 1e-6)
-    passes = round(target_seconds / per_pass)
+    check_params(KdfParams(memory_kib, FLOOR.iterations, lanes), error=InvalidInputError)
+    timings = {}
+    for passes in (2, 4):
+        start = clock()
+        derive_kek(b"calibration", bytes(SALT_SIZE), KdfParams(memory_kib, passes, lanes))
+        timings[passes] = clock() - start
+    per_pass = (timings[4] - timings[2]) / 2
+    if per_pass <= 0:  # noise swamped the difference: charge everything to the passes
+        per_pass = timings[4] / 4
+    fixed = max(0.0, timings[2] - 2 * per_pass)
+    passes = round((target_seconds - fixed) / max(per_pass, 1e-6))
     return KdfParams(memory_kib, max(FLOOR.iterations, min(CEILING.iterations, passes)), lanes)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import NoReturn
 
 __all__ = ["Secret"]
@@ -40,6 +39,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
+        import hmac  # here, not at the top: it loads OpenSSL, which --version does not need
+
         return hmac.compare_digest(self._value.encode("utf-8", "surrogatepass"),
                                    other._value.encode("utf-8", "surrogatepass"))
 
