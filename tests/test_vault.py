@@ -159,7 +159,9 @@ def test_invalid_names_refused(vault: Vault, bad: str) -> None:
 
 def test_edit_rename_remove(vault: Vault, vault_path: Path) -> None:
     _add(vault, "a", account="acc")
-    vault.edit("a", general="read-only", withdrawal="full", note="rotated", nonce_unit="10ns")
+    with pytest.warns(VaultWarning, match="will be rejected"):
+        vault.edit("a", general="read-only", withdrawal="full", note="rotated",
+                   nonce_unit="10ns")
     vault.edit("a", account="")
     vault.rename("a", "b")
     with Vault.open(vault_path, PASSPHRASE) as again:

@@ -15,7 +15,8 @@ from .entries import Entry
 from .errors import FormatError
 from .fileformat import Header, ParsedFile, RawRecord
 
-__all__ = ["Keys", "decode", "encode", "new_header", "seal_entry", "unwrap"]
+__all__ = ["Keys", "Slot", "Unparsed", "decode", "encode", "materialize", "new_header",
+           "seal_entry", "unwrap"]
 
 _ENTRY_PURPOSE = b"botvault-entry"
 _MAC_PURPOSE = b"botvault-mac"
@@ -52,27 +53,64 @@ def unwrap(header: Header, passphrase: bytes) -> bytes:
     return crypto.open_sealed(kek, header.wrap_nonce, header.wrapped_key, header.wrap_aad())
 
 
-def decode(parsed: ParsedFile, keys: Keys, *, known: dict[bytes, Entry] | None = None
-           ) -> dict[str, Entry]:
+class Unparsed:
+    """A verified, decrypted record whose JSON is parsed on first use.
+
+    Opening a large vault then costs one decryption per record, not one parse; the name
+    (needed for lookups) comes before the JSON in the plaintext.
+    """
+
+    __slots__ = ("entry_id", "json")
+
+    def __init__(self, json: bytes, entry_id: bytes) -> None:
+        self.json, self.entry_id = json, entry_id
+
+    def __repr__(self) -> str:
+        return "Unparsed(<redacted>)"
+
+
+Slot = Entry | Unparsed
+
+
+def materialize(name: str, slot: Slot) -> Entry:
+    if isinstance(slot, Entry):
+        return slot
+    entry = Entry.from_plaintext(slot.json, slot.entry_id)
+    if entry.name != name:
+        raise FormatError("an entry in the vault is malformed")
+    return entry
+
+
+def decode(parsed: ParsedFile, keys: Keys, *,
+           known: dict[bytes, tuple[str, Slot]] | None = None) -> dict[str, Slot]:
     """Verify the whole file, then decrypt its records into entries by name.
 
     `known` maps record nonces already decrypted (from a previous load of the same vault)
-    to their entries, so a reload decrypts only what changed.
+    to their (name, entry), so a reload decrypts only what changed.
     """
     crypto.verify_mac(keys.mac, parsed.authenticated_part, parsed.tag)
-    entries: dict[str, Entry] = {}
+    entries: dict[str, Slot] = {}
     seen_ids: set[bytes] = set()
     for record in parsed.records:
-        entry = (known or {}).get(record.nonce)
-        if entry is None or entry.entry_id != record.entry_id:
-            plain = crypto.open_sealed(keys.entry, record.nonce, record.ciphertext,
-                                       record.aad(parsed.header.vault_id))
-            entry = Entry.from_plaintext(plain, record.entry_id)
-        if entry.name in entries or record.entry_id in seen_ids:
+        name, slot = _decrypted(record, keys, parsed.header.vault_id, known or {})
+        if name in entries or record.entry_id in seen_ids:
             raise FormatError("the vault holds a duplicated entry")
-        entries[entry.name] = entry
+        entries[name] = slot
         seen_ids.add(record.entry_id)
     return entries
+
+
+def _decrypted(record: RawRecord, keys: Keys, vault_id: bytes,
+               known: dict[bytes, tuple[str, Slot]]) -> tuple[str, Slot]:
+    hit = known.get(record.nonce)
+    if hit is not None and hit[1].entry_id == record.entry_id:
+        return hit
+    plain = crypto.open_sealed(keys.entry, record.nonce, record.ciphertext,
+                               record.aad(vault_id))
+    name, newline, body = plain.partition(b"\n")
+    if not newline:
+        raise FormatError("an entry in the vault is malformed")
+    return name.decode("ascii", "replace"), Unparsed(body, record.entry_id)
 
 
 def seal_entry(sealer: crypto.Sealer, vault_id: bytes, entry: Entry) -> RawRecord:

@@ -10,10 +10,17 @@ from pathlib import Path
 from types import TracebackType
 
 from . import codec, crypto, fileformat, store
-from .entries import Entry, check_name, check_nonce_unit, check_text
-from .errors import AlreadyExistsError, ConflictError, InvalidInputError, NotFoundError
+from .entries import Entry, check_name, check_nonce_unit, check_text, now_utc
+from .errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ScopeError,
+)
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
 from .fileformat import Header, RawRecord
+from .nonces import NonceStore
 from .paths import resolve_vault_path
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
@@ -21,7 +28,7 @@ from .secret import Secret
 __all__ = ["Backup", "Vault", "VaultWarning"]
 
 KRAKEN_KEYS_PER_ACCOUNT = 50
-_Entries = dict[str, Entry]
+_Entries = dict[str, codec.Slot]
 
 
 class VaultWarning(UserWarning):
@@ -50,8 +57,9 @@ class Vault:
         self._keys: codec.Keys | None = keys
         self._header = parsed.header
         self._entries = entries
-        self._records = {e.name: r for e, r in zip(entries.values(), parsed.records, strict=True)}
+        self._records = dict(zip(entries, parsed.records, strict=True))
         self._sealer = crypto.Sealer(keys.entry, seen=(r.nonce for r in parsed.records))
+        self._nonces: NonceStore | None = None
 
     # -- opening -------------------------------------------------------------------------
 
@@ -102,6 +110,9 @@ class Vault:
         """Drop the keys and entries. Python cannot wipe them from memory: see SECURITY.md."""
         self._keys = None
         self._data_key[:] = bytes(len(self._data_key))
+        if self._nonces is not None:
+            self._nonces.close()
+            self._nonces = None
         self._entries = {}
         self._records = {}
 
@@ -123,15 +134,22 @@ class Vault:
 
     # -- reading -------------------------------------------------------------------------
 
-    def list(self) -> list[Entry]:
-        return [self._entries[n] for n in sorted(self._entries)]
+    def list(self, *, retired: bool = False) -> list[Entry]:
+        """Entries by name; retired pairs (kept after `rotate`) only with `retired=True`."""
+        every = [self._entry(n) for n in sorted(self._entries)]
+        return [e for e in every if retired or not e.retired]
 
     def get(self, name: str) -> Entry:
-        try:
-            return self._entries[name]
-        except KeyError:
+        if name not in self._entries:
             raise NotFoundError(f"no entry named {name!r}",
-                                hint="see the names with: botvault list") from None
+                                hint="see the names with: botvault list")
+        return self._entry(name)
+
+    def _entry(self, name: str) -> Entry:
+        slot = self._entries[name]
+        if not isinstance(slot, Entry):
+            slot = self._entries[name] = codec.materialize(name, slot)
+        return slot
 
     def reload(self) -> bool:
         """Adopt a newer generation saved by another process; True when anything changed.
@@ -182,7 +200,7 @@ class Vault:
         return entry
 
     def _warn_account_limit(self, account: str | None) -> None:
-        count = sum(1 for e in self._entries.values() if account and e.account == account)
+        count = sum(1 for e in self.list(retired=True) if account and e.account == account)
         if count >= KRAKEN_KEYS_PER_ACCOUNT:
             warnings.warn(f"account {account!r} now has {count} keys; Kraken allows at most "
                           f"{KRAKEN_KEYS_PER_ACCOUNT} per account", VaultWarning, stacklevel=3)
@@ -203,10 +221,18 @@ class Vault:
             changes["note"] = check_text("note", note, 4096)
         if nonce_unit is not None:
             changes["nonce_unit"] = check_nonce_unit(nonce_unit)
+            self._check_unit_change(name, nonce_unit)
         for field_name, value in (("env_key", env_key), ("env_secret", env_secret)):
             if value is not None:
                 changes[field_name] = _var_name(value or None)
         return self._replace(name, lambda e: e.with_changes(**changes))
+
+    def _check_unit_change(self, name: str, unit: str) -> None:
+        entry = self.get(name)
+        warning = self._nonce_store().check_unit_change(nonce_counter_id(entry),
+                                                        entry.nonce_unit, unit)
+        if warning:
+            warnings.warn(warning, VaultWarning, stacklevel=3)
 
     def rename(self, old: str, new: str) -> Entry:
         check_name(new)
@@ -220,7 +246,7 @@ class Vault:
             return entries
 
         self._apply(op)
-        return self._entries[new]
+        return self._entry(new)
 
     def remove(self, name: str) -> Entry:
         removed: list[Entry] = []
@@ -233,19 +259,99 @@ class Vault:
         self._apply(op)
         return removed[0]
 
+    def rotate(self, name: str, *, api_key: str, api_secret: str | Secret
+               ) -> tuple[Entry, Entry]:
+        """Store a new pair under `name` (same scopes, env names, nonce unit); keep the old
+        pair as a retired entry that is never handed out, until `remove` deletes it.
+
+        Returns (the new entry, the retired one)."""
+        old = self._live_entry(name)
+        raw = api_secret.reveal() if isinstance(api_secret, Secret) else api_secret
+        secret, removed = clean_secret(old.exchange, raw)
+        if removed:
+            warnings.warn(f"removed {removed} whitespace character{'s' if removed != 1 else ''}"
+                          " from the secret (a line-wrap artefact of copying)", VaultWarning,
+                          stacklevel=2)
+        new = old.with_changes(api_key=validate_api_key(old.exchange, api_key),
+                               api_secret=Secret(secret), created_at=now_utc(),
+                               entry_id=os.urandom(fileformat.ID_SIZE))
+        if new.api_key == old.api_key and new.api_secret == old.api_secret:
+            raise InvalidInputError("the new key pair is the one already stored",
+                                    hint="create a new key on the exchange first")
+
+        retired_as: list[str] = []
+
+        def op(entries: _Entries) -> _Entries:
+            current = self._lookup(entries, name)
+            retired_as[:] = [_retired_name(name, entries)]
+            entries[retired_as[0]] = current.with_changes(name=retired_as[0], retired=True)
+            entries[name] = new
+            return entries
+
+        self._apply(op)
+        return self._entry(name), self._entry(retired_as[0])
+
+    def import_entries(self, entries: builtins.list[Entry]) -> builtins.list[Entry]:
+        """Add copies of entries from another vault (e.g. an export), keeping every label.
+        Refuses the whole batch if any name exists already."""
+        copies = [e.with_changes(entry_id=os.urandom(fileformat.ID_SIZE)) for e in entries]
+
+        def op(current: _Entries) -> _Entries:
+            clash = sorted(e.name for e in copies if e.name in current)
+            if clash:
+                raise AlreadyExistsError(f"entries exist already: {', '.join(clash)}",
+                                         hint="rename or remove them first")
+            current.update((e.name, e) for e in copies)
+            return current
+
+        self._apply(op)
+        return copies
+
     def _replace(self, name: str, change: Callable[[Entry], Entry]) -> Entry:
         def op(entries: _Entries) -> _Entries:
             entries[name] = change(self._lookup(entries, name))
             return entries
 
         self._apply(op)
-        return self._entries[name]
+        return self._entry(name)
 
     def _lookup(self, entries: _Entries, name: str) -> Entry:
         if name not in entries:
             raise NotFoundError(f"no entry named {name!r}",
                                 hint="see the names with: botvault list")
-        return entries[name]
+        return codec.materialize(name, entries[name])
+
+    # -- API nonces ----------------------------------------------------------------------
+
+    def next_nonce(self, name: str) -> int:
+        """The next API nonce for this entry's key: above every one handed out before, by
+        any process on this machine, in the entry's unit."""
+        entry = self._live_entry(name)
+        return self._nonce_store().next(nonce_counter_id(entry), entry.nonce_unit)
+
+    def allocate_nonces(self, name: str, count: int) -> range:
+        """`count` consecutive nonces, all above every one handed out before."""
+        entry = self._live_entry(name)
+        return self._nonce_store().allocate(nonce_counter_id(entry), entry.nonce_unit, count)
+
+    def peek_nonce(self, name: str) -> tuple[int | None, float]:
+        """(last nonce handed out or None, seconds it stands ahead of the clock)."""
+        entry = self.get(name)
+        store_ = self._nonce_store()
+        counter = nonce_counter_id(entry)
+        return store_.peek(counter), store_.ahead_of_clock(counter, entry.nonce_unit)
+
+    def _nonce_store(self) -> NonceStore:
+        if self._nonces is None:
+            self._nonces = NonceStore(nonce_state_path(self.path))
+        return self._nonces
+
+    def _live_entry(self, name: str) -> Entry:
+        entry = self.get(name)
+        if entry.retired:
+            raise ScopeError(f"{name!r} is a retired key pair and is never used again",
+                             hint="use the current entry it was rotated into")
+        return entry
 
     # -- passphrase and backups ----------------------------------------------------------
 
@@ -320,7 +426,7 @@ class Vault:
         if parsed.header.vault_id != self._header.vault_id:
             raise ConflictError(f"the vault at {self.path} was replaced by a different vault",
                                 hint="open it again")
-        known = {self._records[n].nonce: e for n, e in self._entries.items()}
+        known = {self._records[n].nonce: (n, e) for n, e in self._entries.items()}
         self._entries = codec.decode(parsed, self._require_keys(), known=known)
         self._records = dict(zip(self._entries, parsed.records, strict=True))
         self._header = parsed.header
@@ -336,7 +442,8 @@ class Vault:
         for name, entry in entries.items():
             kept = _kept_record(name, entry, reuse, self._entries, self._records)
             if kept is None:
-                kept = codec.seal_entry(self._sealer, base.vault_id, entry)
+                kept = codec.seal_entry(self._sealer, base.vault_id,
+                                        codec.materialize(name, entry))
                 changed.append(kept)
             records.append(kept)
         new_header = base.with_generation(self._header.generation + 1)
@@ -347,6 +454,29 @@ class Vault:
         self._records = dict(zip(entries, records, strict=True))
 
 
+def _retired_name(name: str, taken: _Entries) -> str:
+    for n in range(1, 10_000):
+        suffix = f".retired-{n}"
+        candidate = name[: 64 - len(suffix)] + suffix
+        if candidate not in taken:
+            return candidate
+    raise InvalidInputError(f"too many retired pairs for {name!r}",
+                            hint="remove some with botvault rm")
+
+
+def nonce_state_path(vault_path: Path) -> Path:
+    return vault_path.with_name(vault_path.name + ".nonces")
+
+
+def nonce_counter_id(entry: Entry) -> str:
+    """Counters follow the exchange's key, not our name for it: a rename keeps the
+    counter, and re-adding a removed key continues above its old nonces."""
+    import hashlib
+
+    material = f"{entry.exchange}\0{entry.api_key}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(material, digest_size=16, person=b"botvault-nonce").hexdigest()
+
+
 def _var_name(name: str | None) -> str | None:
     """An env var override is checked when it is set, not when a bot starts."""
     from .handover import validate_var_name
@@ -354,7 +484,7 @@ def _var_name(name: str | None) -> str | None:
     return None if name is None else validate_var_name(name)
 
 
-def _kept_record(name: str, entry: Entry, reuse: dict[str, RawRecord] | None,
+def _kept_record(name: str, entry: codec.Slot, reuse: dict[str, RawRecord] | None,
                  loaded: _Entries, records: dict[str, RawRecord]) -> RawRecord | None:
     """The existing record for an unchanged entry, or None when it must be sealed anew."""
     if reuse is not None and name in reuse:

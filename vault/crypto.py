@@ -187,9 +187,41 @@ class Sealer:
 
 
 def open_sealed(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    if _fast_open is not None:
+        return _fast_open(key, nonce, ciphertext, aad)
     try:
         plain: bytes = _sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
             ciphertext, aad, nonce, key)
     except _NaclCryptoError:
         raise AuthenticationError from None
     return plain
+
+
+def _make_fast_open() -> Callable[[bytes, bytes, bytes, bytes], bytes] | None:
+    """libsodium's decrypt called directly through PyNaCl's cffi module.
+
+    PyNaCl's wrapper spends 3-4x the cipher's own time on argument checks and message
+    formatting; opening 10,000 records went from 37 ms to about 10. `nacl._sodium` is
+    private, so when it is missing the public binding is used instead.
+    """
+    try:
+        from nacl._sodium import ffi, lib
+    except ImportError:  # pragma: no cover -- depends on the installed PyNaCl
+        return None
+    decrypt = lib.crypto_aead_xchacha20poly1305_ietf_decrypt
+
+    def fast_open(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        size = len(ciphertext) - TAG_SIZE
+        if size < 0 or len(nonce) != NONCE_SIZE or len(key) != KEY_SIZE:
+            raise AuthenticationError
+        out = ffi.new("unsigned char[]", size or 1)
+        out_len = ffi.new("unsigned long long *")
+        if decrypt(out, out_len, ffi.NULL, ciphertext, len(ciphertext), aad, len(aad), nonce,
+                   key) != 0:
+            raise AuthenticationError
+        return bytes(ffi.buffer(out, out_len[0]))
+
+    return fast_open
+
+
+_fast_open = _make_fast_open()

@@ -95,6 +95,8 @@ class Entry:
         doc["api_secret"] = self.api_secret.reveal()
         # ensure_ascii keeps any str (even lone surrogates) representable and round-trippable.
         raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        # The name leads, so that opening a vault can index entries without parsing them.
+        raw = self.name.encode("ascii") + b"\n" + raw
         return raw + b" " * (-len(raw) % _PAD)
 
     @classmethod

@@ -1,0 +1,497 @@
+"""Machine-local, crash-safe, strictly increasing API nonces, one counter per API key.
+
+Every process of the machine shares one small state file beside the vault (not secret, not
+encrypted). A nonce is `max(last + 1, now in the unit)`, decided under an exclusive `flock`
+on the state file, so values are unique and linearizable across processes and threads.
+
+Crash safety without an fsync per nonce: `last` lives in a shared memory map of the file,
+which survives SIGKILL (the kernel keeps the page). Each counter also has a high-water mark
+that is durable (synced) *before* any value up to it is handed out; it is raised in blocks
+(`reserve` nanoseconds of clock ahead, more while allocations outpace the clock), so a busy
+counter syncs a few times a second at most. After a reboot (the boot id changed) `last`
+cannot be trusted, and every counter resumes from its durable mark, which is above anything
+handed out. The mark is kept in two checksummed copies written alternately, so a torn write
+during power loss always leaves the previous mark readable. The layout is in
+`vault._noncefile`.
+
+Units: `ms` (ccxt, krakenex), `us`, `10ns` (python-kraken-sdk). A value handed out more than
+10 s ahead of the clock triggers one `NonceAheadWarning` per process and counter: clients
+making clock nonces on the same key would be rejected by the exchange.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import mmap
+import os
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+from . import _noncefile as nf
+from .errors import FormatError, InvalidInputError
+
+__all__ = [
+    "AHEAD_WARNING_S",
+    "DEFAULT_RECOVERY_MARGIN_S",
+    "DEFAULT_RESERVE_NS",
+    "UNITS",
+    "UNIT_CHANGE_TOLERANCE_S",
+    "NonceAheadWarning",
+    "NonceStore",
+    "default_boot_id",
+    "default_sync",
+]
+
+UNITS = ("ms", "us", "10ns")
+_NS_PER_UNIT = {"ms": 1_000_000, "us": 1_000, "10ns": 10}
+AHEAD_WARNING_S = 10.0
+UNIT_CHANGE_TOLERANCE_S = 5.0
+DEFAULT_RESERVE_NS = 2_000_000_000
+DEFAULT_RECOVERY_MARGIN_S = 3600.0
+MAX_COUNT = 1_000_000  # one call may not push a ms counter more than ~17 minutes ahead
+_AHEAD_NS = int(AHEAD_WARNING_S * 1e9)
+
+default_boot_id = nf.default_boot_id
+default_sync = nf.default_sync
+
+_PAIR = nf.PAIR
+_U64 = nf.U64
+_EX, _UN = fcntl.LOCK_EX, fcntl.LOCK_UN
+_flock = fcntl.flock
+
+# (device, inode, file id, counter id) already warned about in this process.
+_warned: set[tuple[int, int, bytes, str]] = set()
+_live: weakref.WeakSet[NonceStore] = weakref.WeakSet()
+
+
+class NonceAheadWarning(UserWarning):
+    """A nonce was handed out more than AHEAD_WARNING_S seconds ahead of the clock."""
+
+
+def _unit_ns(unit: str) -> int:
+    ns = _NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
+    if ns is None:
+        raise InvalidInputError(f"nonce unit must be one of {', '.join(UNITS)} (got {unit!r})",
+                                hint="ccxt and krakenex use ms, python-kraken-sdk uses 10ns")
+    return ns
+
+
+def _check_count(count: int) -> None:
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
+        raise InvalidInputError(f"nonce count must be an integer from 1 to {MAX_COUNT} "
+                                f"(got {count!r})")
+
+
+def _check_counter_id(counter_id: str) -> None:
+    ok = isinstance(counter_id, str) and 1 <= len(counter_id) <= 128 and all(
+        "!" <= c <= "~" for c in counter_id)
+    if not ok:
+        raise InvalidInputError("a nonce counter id is 1 to 128 printable ASCII characters "
+                                "without spaces")
+
+
+def _duration(seconds: float) -> str:
+    for size, name in ((365.25 * 86400, "years"), (86400, "days"), (3600, "hours"),
+                       (60, "minutes")):
+        if abs(seconds) >= 2 * size:
+            return f"about {seconds / size:.0f} {name}"
+    return f"{seconds:.1f} s"
+
+
+class _Handle:
+    """The open file and its map, closed exactly once (explicitly or when collected)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.mm: mmap.mmap | None = None
+
+    def close(self) -> None:
+        if self.mm is not None:
+            self.mm.close()
+            self.mm = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class NonceStore:
+    """Nonce counters in the state file at `path` (created, mode 0600, if missing).
+
+    clock_ns: wall clock in ns (injectable for tests). boot_id: a string that changes at
+    every boot. reserve: how far ahead, in nanoseconds of clock, a durable high-water mark
+    is reserved at each sync (converted to each counter's unit). sync: makes the writes to
+    a file descriptor durable; called under the lock after every durable write, so a test
+    can wrap it to capture the file as of the last sync.
+    Thread-safe; after `fork()` the child reopens the file on first use.
+    """
+
+    def __init__(self, path: Path, *, clock_ns: Callable[[], int] = time.time_ns,
+                 boot_id: Callable[[], str] = default_boot_id,
+                 reserve: int = DEFAULT_RESERVE_NS,
+                 sync: Callable[[int], None] = default_sync) -> None:
+        if not isinstance(reserve, int) or reserve < 0:
+            raise InvalidInputError("reserve must be a non-negative number of nanoseconds")
+        self._path = Path(path)
+        self._clock = clock_ns
+        self._boot_id = boot_id
+        self._reserve = reserve
+        self._sync = sync
+        self._tlock = threading.Lock()
+        self._stale = False  # closed, or inherited through fork: see _revive
+        self._closed = False
+        self._open()
+        _live.add(self)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def allocate(self, counter_id: str, unit: str, count: int = 1) -> range:
+        """`count` consecutive nonces; the first is max(last + 1, now in `unit`)."""
+        ns = _unit_ns(unit)
+        _check_count(count)
+        first = self._take(counter_id, ns, count)
+        return range(first, first + count)
+
+    def next(self, counter_id: str, unit: str) -> int:
+        """One nonce: max(last + 1, now in `unit`)."""
+        ns = _NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
+        return self._take(counter_id, ns if ns is not None else _unit_ns(unit), 1)
+
+    def peek(self, counter_id: str) -> int | None:
+        """The last value handed out (after a reboot: the durable mark it resumes from)."""
+        with self._locked():
+            off = self._offsets.get(counter_id) or self._find(counter_id)
+            return None if off is None else int(_PAIR.unpack_from(self._mm, off)[0])
+
+    def ahead_of_clock(self, counter_id: str, unit: str) -> float:
+        """Seconds the last value stands ahead of the clock in `unit` (<= 0 when behind)."""
+        ns = _unit_ns(unit)
+        last = self.peek(counter_id)
+        return 0.0 if last is None else (last * ns - self._clock()) / 1e9
+
+    def check_unit_change(self, counter_id: str, old: str, new: str) -> str | None:
+        """Whether a counter may switch units: raises if not, returns a warning text or None.
+
+        Refused when, counted in `new`, the last value stands more than a few seconds ahead
+        of the clock: the exchange never lowers a key's nonce, so the counter would be stuck
+        there. Moving to a finer unit is allowed but makes the values jump up, which locks out
+        clients still making clock nonces in the coarser unit.
+        """
+        old_ns, new_ns = _unit_ns(old), _unit_ns(new)
+        if old_ns == new_ns:
+            return None
+        last = self.peek(counter_id)
+        if last is not None:
+            ahead = (last * new_ns - self._clock()) / 1e9
+            if ahead > UNIT_CHANGE_TOLERANCE_S:
+                raise InvalidInputError(
+                    f"cannot change the nonce unit from {old} to {new}: counted in {new}, "
+                    f"this key's last nonce ({last}) stands {_duration(ahead)} ahead of the "
+                    "clock. The exchange never lowers a key's nonce, so every later nonce "
+                    f"would have to stay above it, and {new} clock nonces would be rejected "
+                    "all that time",
+                    hint=f"keep the unit {old}, or create a new API key for the {new} client "
+                         "(a new key starts with a fresh nonce)")
+        if new_ns < old_ns:
+            return (f"nonces for this key jump about {old_ns // new_ns}x higher, to the {new} "
+                    "clock. The exchange never lowers a key's nonce: from the first "
+                    f"{new} nonce on, clients that still make {old} clock nonces with this "
+                    "key will be rejected (EAPI:Invalid nonce)")
+        return None
+
+    def close(self) -> None:
+        with self._tlock:
+            if not self._closed:
+                self._closed = self._stale = True
+                self._finalizer()
+                _live.discard(self)
+
+    def __enter__(self) -> NonceStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @classmethod
+    def recover(cls, path: Path, *, margin_s: float = DEFAULT_RECOVERY_MARGIN_S,
+                clock_ns: Callable[[], int] = time.time_ns,
+                boot_id: Callable[[], str] = default_boot_id,
+                sync: Callable[[int], None] = default_sync) -> list[str]:
+        """Repair a state file that NonceStore refused; returns what was found and done.
+
+        Counters whose records verify keep their place and resume from their durable mark.
+        Records that do not verify are retired, and the file's floor is raised to the clock
+        plus `margin_s`: a counter without a live record starts above the floor when next
+        used (in whatever unit it is used), so it cannot repeat a value it handed out unless
+        that value stood more than `margin_s` ahead of the clock (the ahead warning fires at
+        10 s). Until the clock reaches the floor, clock-based clients on those keys are
+        rejected. Pass a larger margin if the machine's clock was ever set far ahead. A file
+        with nothing wrong is left untouched (an empty list is returned). Safe while other
+        processes use the file: they reload when they see the file's epoch change.
+        """
+        if not margin_s >= 0:
+            raise InvalidInputError("the recovery margin must be a non-negative number of "
+                                    "seconds")
+        path = Path(path)
+        boot, now = boot_id(), clock_ns()
+        margin = int(margin_s * 1e9)
+        try:
+            fd = nf.open_existing(path)
+        except FileNotFoundError:
+            nf.create(path, nf.initial_bytes(boot, now, now + margin), sync)
+            return [f"{path} did not exist: created it with every counter starting at least "
+                    f"{margin_s:g} s ahead of the clock"]
+        try:
+            fcntl.flock(fd, _EX)
+            image, findings = nf.rebuild(path, _read_all(fd), boot, now, margin)
+            if findings:
+                nf.write_image(fd, image, sync)
+        finally:
+            os.close(fd)
+        return findings
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def _take(self, counter_id: str, ns: int, count: int) -> int:
+        with self._tlock:
+            if self._stale:
+                self._revive()
+            fd = self._fd
+            _flock(fd, _EX)
+            try:
+                mm = self._mm
+                if _U64.unpack_from(mm, nf.EPOCH_OFF)[0] != self._epoch:
+                    self._load(self._boot)
+                    mm = self._mm
+                off = self._offsets.get(counter_id)
+                if off is None:
+                    off = self._find_or_create(counter_id, ns)
+                    mm = self._mm
+                last, mark = _PAIR.unpack_from(mm, off)
+                now = self._clock() // ns
+                first = last + 1 if last >= now else now
+                end = first + count - 1
+                if end > mark:
+                    self._raise_mark(off, end, now, ns)
+                _U64.pack_into(mm, off, end)
+            finally:
+                _flock(fd, _UN)
+        if (end - now) * ns > _AHEAD_NS:
+            self._warn_ahead(counter_id, (end - now) * ns / 1e9)
+        return first
+
+    def _raise_mark(self, off: int, end: int, now: int, ns: int) -> None:
+        """Make a mark >= end durable, then hand out up to it; then mirror it.
+
+        The copy not holding the confirmed mark is written and synced first, so a torn
+        write leaves the confirmed mark readable; then the other copy gets the new mark too,
+        so that damage to either copy at rest never leaves only an older mark behind.
+        """
+        if end > nf.MAX_U64:
+            raise InvalidInputError("this nonce counter has reached 2**64 - 1, the largest "
+                                    "nonce an exchange accepts", hint="create a new API key")
+        # Reserve more while allocations outpace the clock, so a busy counter syncs rarely.
+        mark = min(nf.MAX_U64, end + self._reserve // ns + max(0, end - now))
+        mm, fid, fd = self._mm, self._file_id, self._fd
+        slot, confirmed = nf.slot_of(off), _PAIR.unpack_from(mm, off)[1]
+        for keep in (0, 1):
+            copy = nf.read_entry(mm, fid, slot, keep)
+            if copy is not None and copy[1] == confirmed:
+                key = copy[0]
+                break
+        else:
+            raise FormatError(f"{self._path}: nonce record {slot} lost its durable mark "
+                              "while in use", hint=nf.RECOVER_HINT)
+        count, count_copy = nf.record_count(self._path, mm, fid)
+        for step, which in enumerate((1 - keep, keep)):
+            os.pwrite(fd, nf.pack_entry(fid, slot, which, key, mark),
+                      nf.entry_offset(slot, which))
+            if count <= slot:  # the count must vouch for a slot before it hands anything out
+                os.pwrite(fd, nf.pack_count(fid, count_copy ^ step, self._next_slot),
+                          nf.COUNT_OFFS[count_copy ^ step])
+            self._sync(fd)
+            if step == 0:
+                _U64.pack_into(mm, off + 8, mark)
+
+    def _warn_ahead(self, counter_id: str, ahead_s: float) -> None:
+        key = (*self._file_key, counter_id)
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(
+                f"nonce counter {counter_id} stands {_duration(ahead_s)} ahead of the clock: "
+                "clients making clock-based nonces with this key will be rejected by the "
+                "exchange until the clock catches up", NonceAheadWarning, stacklevel=4)
+
+    # -- opening, scanning, growing -----------------------------------------------------------
+
+    def _open(self) -> None:
+        self._boot = self._boot_id()
+        fd = nf.open_or_create(self._path, self._boot, self._clock(), self._sync)
+        self._handle = _Handle(fd)
+        self._finalizer = weakref.finalize(self, self._handle.close)
+        self._fd = fd
+        try:
+            fcntl.flock(fd, _EX)
+            try:
+                st = os.fstat(fd)
+                self._load(self._boot)
+                self._file_key = (st.st_dev, st.st_ino, self._file_id)
+            finally:
+                fcntl.flock(fd, _UN)
+        except BaseException:
+            self._finalizer()
+            raise
+
+    def _load(self, boot: str) -> None:
+        """(Re)read the whole file under the lock; after a reboot, resume from the marks."""
+        path, fd = self._path, self._fd
+        size = os.fstat(fd).st_size
+        nf.check_size(path, size)
+        self._remap(size)
+        header = nf.parse_header(path, self._mm)
+        self._file_id, self._floor_ns = header.file_id, header.floor_ns
+        same_boot = nf.boot_matches(self._mm, self._file_id, boot)
+        if not same_boot:
+            nf.settle_after_reboot(path, fd, self._mm, self._file_id, self._sync)
+        self._offsets: dict[str, int] = {}
+        self._by_key: dict[bytes, int] = {}
+        self._next_slot = 0
+        self._scan(same_boot)
+        nf.check_no_holes(path, self._mm, self._file_id, self._next_slot, nf.slot_count(size))
+        if not same_boot:
+            os.pwrite(fd, nf.pack_boot(self._file_id, boot), nf.BOOT_OFF)
+            self._sync(fd)  # the marks resumed from must be durable, not just cached
+        self._epoch = _U64.unpack_from(self._mm, nf.EPOCH_OFF)[0]
+
+    def _scan(self, same_boot: bool) -> None:
+        """Index the used slots from _next_slot on, checking each.
+
+        Every slot below the durable record count must verify; past it, the first empty
+        slot ends the table.
+        """
+        mm, fid, path = self._mm, self._file_id, self._path
+        count, _ = nf.record_count(path, mm, fid)
+        slot, slots = self._next_slot, nf.slot_count(self._size)
+        while slot < slots and (slot < count or not nf.slot_empty(mm, fid, slot)):
+            key, mark, rebuild = nf.resume_point(path, mm, fid, slot, same_boot)
+            off = nf.vol_offset(slot)
+            if rebuild:
+                _PAIR.pack_into(mm, off, mark, mark)
+            if key in self._by_key:
+                raise FormatError(f"{path}: two nonce records hold one counter "
+                                  f"({nf.slot_of(self._by_key[key])} and {slot})",
+                                  hint=nf.RECOVER_HINT)
+            if key != nf.TOMBSTONE:
+                self._by_key[key] = off
+            slot += 1
+        self._next_slot = slot
+        if count > slot:
+            raise nf.lost_records(path, count, slot)
+
+    def _find(self, counter_id: str) -> int | None:
+        """The record offset of a counter this process has not used yet (under the lock)."""
+        _check_counter_id(counter_id)
+        key = nf.counter_key(counter_id)
+        off = self._by_key.get(key)
+        if off is None:
+            self._refresh()
+            off = self._by_key.get(key)
+        if off is not None:
+            self._offsets[counter_id] = off
+        return off
+
+    def _find_or_create(self, counter_id: str, ns: int) -> int:
+        off = self._find(counter_id)
+        if off is None:
+            off = self._offsets[counter_id] = self._create(nf.counter_key(counter_id), ns)
+        return off
+
+    def _refresh(self) -> None:
+        """Pick up records (and file growth) from other processes."""
+        size = os.fstat(self._fd).st_size
+        if size != self._size:
+            nf.check_size(self._path, size)
+            if size < self._size:
+                raise FormatError(f"{self._path}: nonce state file shrank while in use",
+                                  hint=nf.RECOVER_HINT)
+            self._remap(size)
+        self._scan(same_boot=True)
+
+    def _create(self, key: bytes, ns: int) -> int:
+        """A new record: copy A then copy B, each synced on its own (see _noncefile)."""
+        slot, fd = self._next_slot, self._fd
+        if slot >= nf.slot_count(self._size):
+            os.ftruncate(fd, self._size + nf.CHUNK_SIZE)
+            self._remap(self._size + nf.CHUNK_SIZE)
+        off = nf.vol_offset(slot)
+        floor = self._floor_ns // ns
+        _PAIR.pack_into(self._mm, off, floor, floor)
+        for which in (0, 1):
+            os.pwrite(fd, nf.pack_entry(self._file_id, slot, which, key, floor),
+                      nf.entry_offset(slot, which))
+            self._sync(fd)
+        self._by_key[key] = off
+        self._next_slot = slot + 1  # the count covers it at its first mark (_raise_mark)
+        return off
+
+    def _remap(self, size: int) -> None:
+        old = self._handle.mm
+        self._handle.mm = self._mm = mmap.mmap(self._fd, size)
+        self._size = size
+        if old is not None:
+            old.close()
+
+    # -- locking, fork, close -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._tlock:
+            if self._stale:
+                self._revive()
+            fd = self._fd
+            fcntl.flock(fd, _EX)
+            try:
+                if _U64.unpack_from(self._mm, nf.EPOCH_OFF)[0] != self._epoch:
+                    self._load(self._boot)
+                yield
+            finally:
+                fcntl.flock(fd, _UN)
+
+    def _revive(self) -> None:
+        """After fork the child shares the parent's open file, and so its flock: reopen."""
+        if self._closed:
+            raise ValueError("this NonceStore is closed")
+        self._finalizer()
+        self._open()
+        self._stale = False
+
+    def _forked(self) -> None:
+        self._tlock = threading.Lock()  # the parent's may have been held at fork time
+        self._stale = True
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    chunks, off = [], 0
+    while off < size:
+        chunk = os.pread(fd, size - off, off)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        off += len(chunk)
+    return b"".join(chunks)
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_live):
+        store._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
