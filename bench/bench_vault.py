@@ -34,6 +34,7 @@ from argon2.low_level import Type, hash_secret_raw
 
 from vault import General, Secret, Vault, Withdrawal, crypto, fileformat, store
 from vault._testing import cheap_kdf
+from vault.codec import Slot
 from vault.entries import Entry
 
 SUMMARY_HEADER = "## botvault benchmark summary"
@@ -189,7 +190,7 @@ def build_vault(path: Path, n: int) -> bytes:
     with every record sealed, the file verified, fsynced and atomically replaced.
     """
     with Vault.create(path, PASSPHRASE, kdf=crypto.CHEAPEST_TEST_ONLY) as v:
-        entries = {e.name: e for e in map(synthetic_entry, range(n))}
+        entries: dict[str, Slot] = {e.name: e for e in map(synthetic_entry, range(n))}
         with store.lock(v.path):
             v._write_locked(entries)
         return bytes(v._data_key)

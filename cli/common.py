@@ -11,9 +11,10 @@ from . import output
 from .passphrase import Sources, read_passphrase
 
 if TYPE_CHECKING:
+    from vault.agent import AgentClient
     from vault.core import Vault
 
-__all__ = ["Access", "PassCmdOpt", "PassFileOpt", "VaultOpt", "access", "open_vault"]
+__all__ = ["Access", "PassCmdOpt", "PassFileOpt", "VaultOpt", "agent_or_none", "open_vault"]
 
 # Optional[...] rather than `X | None`: Typer reads these annotations at runtime on 3.10.
 VaultOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- see above
@@ -43,18 +44,29 @@ class Access:
         return resolve_vault_path(self.vault)
 
 
-def access(vault: Path | None, passphrase_file: Path | None,
-           passphrase_command: str | None) -> Access:
-    return Access(vault, passphrase_file, passphrase_command)
+def agent_or_none(path: Path) -> AgentClient | None:
+    """A connection to the agent serving this vault, or None when it is locked."""
+    from vault.agent import connect
+    from vault.errors import LockedError
+
+    try:
+        return connect(path)
+    except LockedError:
+        return None
 
 
-def open_vault(acc: Access) -> Vault:
-    """Open the vault, asking for the passphrase by the usual sources."""
+def open_vault(acc: Access, *, use_agent: bool = True) -> Vault:
+    """Open the vault: through the running agent when there is one (no passphrase asked),
+    else with the passphrase from the usual sources."""
     from vault.core import Vault
     from vault.store import read_head
 
     path = acc.path
     read_head(path, 8)  # a missing or insecure vault is reported before asking anything
+    client = agent_or_none(path) if use_agent else None
+    if client is not None:
+        with client:
+            return Vault.open_with_key(path, client.data_key())
     passphrase = read_passphrase(acc.sources)
     with output.status("unlocking…"):
         return Vault.open(path, passphrase)

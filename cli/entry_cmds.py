@@ -84,21 +84,24 @@ def _ask_api_key() -> str:
 @app.command("list")
 def list_(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Include retired pairs (kept after "
+                                       "`rotate`, never handed out).")] = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
 ) -> None:
     """List entries: name, exchange, scopes, account, creation time. No secret material."""
     with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
-        entries = opened.list()
+        entries = opened.list(retired=all_)
     docs = [{k: e.metadata()[k] for k in ("name", "exchange", "general", "withdrawal",
                                           "account", "created_at")} for e in entries]
     if json_:
         output.json_out(docs)
         return
     output.table(["NAME", "EXCHANGE", "GENERAL", "WITHDRAWAL", "ACCOUNT", "CREATED"],
-                 [[d["name"], d["exchange"], d["general"], d["withdrawal"], d["account"] or "-",
-                   d["created_at"]] for d in docs])
+                 [[d["name"] + (" (retired)" if e.retired else ""), d["exchange"], d["general"],
+                   d["withdrawal"], d["account"] or "-", d["created_at"]]
+                  for d, e in zip(docs, entries, strict=True)])
 
 
 _SHOW_KEYS = ("name", "exchange", "api_key", "general", "withdrawal", "account", "note",

@@ -6,22 +6,50 @@ Each command parses its input, calls one library function and prints. Heavy impo
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from . import entry_cmds, vault_cmds
 from .output import error, reporting
 
 __all__ = ["app", "main"]
+
+# Command -> module that defines it. Modules load when their command runs (or for --help),
+# so `botvault --version` builds no command tree and imports none of them.
+_COMMANDS = {
+    "init": "vault_cmds", "add": "entry_cmds", "list": "entry_cmds", "show": "entry_cmds",
+    "edit": "entry_cmds", "rename": "entry_cmds", "rm": "entry_cmds",
+    "unlock": "agent_cmds", "lock": "agent_cmds", "status": "agent_cmds",
+    "run": "handover_cmds", "env": "handover_cmds", "nonce": "nonce_cmds",
+    "passwd": "vault_cmds", "restore": "vault_cmds", "rotate": "storage_cmds",
+    "export": "storage_cmds", "import": "storage_cmds", "doctor": "storage_cmds",
+}
 
 
 class _Group(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         with reporting():
             return super().invoke(ctx)
+
+    def list_commands(self, ctx: Any) -> list[str]:  # noqa: ARG002 -- click's signature
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        module = _COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        built = _built(module)
+        return built.get_command(ctx, cmd_name) if hasattr(built, "get_command") else built
+
+
+@functools.cache
+def _built(module: str) -> Any:
+    from importlib import import_module
+
+    return typer.main.get_command(import_module(f"cli.{module}").app)
 
 
 app = typer.Typer(
@@ -50,10 +78,6 @@ def _root(version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit.")
         ] = False) -> None:
     """Keep exchange API keys encrypted; hand exactly one to each bot."""
-
-
-app.add_typer(vault_cmds.app)
-app.add_typer(entry_cmds.app)
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ locals could hold a secret) and exits 1.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -92,6 +91,8 @@ def status(message: str) -> Iterator[None]:
 
 
 def json_out(value: Any) -> None:
+    import json
+
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 

@@ -10,7 +10,7 @@ import typer
 
 from . import output
 from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
-from .passphrase import read_new_passphrase
+from .passphrase import read_new_passphrase, read_passphrase
 
 app = typer.Typer()
 
@@ -30,6 +30,9 @@ def init(
         help="Argon2id passes (floor 2). Given: no calibration.", show_default=False)] = None,
     kdf_parallelism: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help="Argon2id lanes (1-16).", show_default=False)] = None,
+    generate_passphrase: Annotated[bool, typer.Option(
+        "--generate-passphrase", help="Make up a random 6-word passphrase and print it once."
+        )] = False,
 ) -> None:
     """Create a new vault, protected by a passphrase you choose (asked twice).
 
@@ -48,7 +51,7 @@ def init(
     lanes = kdf_parallelism if kdf_parallelism is not None else min(4, os.cpu_count() or 1)
     # Refuse impossible parameters before asking for anything.
     check_params(KdfParams(memory, kdf_iterations or 2, lanes), error=InvalidInputError)
-    passphrase = _new_passphrase(acc)
+    passphrase = _generated() if generate_passphrase else _new_passphrase(acc)
     if kdf_iterations is None:
         with output.status("calibrating…"):
             params = calibrate(kdf_seconds, memory_kib=memory, parallelism=lanes)
@@ -67,8 +70,26 @@ def _new_passphrase(acc: Access) -> str:
     if acc.sources.command is not None:
         from .passphrase import run_command
 
-        return run_command(acc.sources.command)
-    return read_new_passphrase(acc.sources.file, "New vault passphrase")
+        return _checked(run_command(acc.sources.command))
+    return _checked(read_new_passphrase(acc.sources.file, "New vault passphrase"))
+
+
+def _checked(passphrase: str) -> str:
+    """At least 10 characters (exit 2 otherwise); a warning when it looks weak."""
+    from vault.passphrase_policy import check_new_passphrase
+
+    for warning in check_new_passphrase(passphrase):
+        output.warn(warning)
+    return passphrase
+
+
+def _generated() -> str:
+    from vault.passphrase_policy import generate_passphrase
+
+    passphrase = generate_passphrase()
+    typer.echo(f"your passphrase (shown once): {passphrase}")
+    typer.echo("write it down on paper and keep it somewhere safe; there is no recovery")
+    return passphrase
 
 
 @app.command()
@@ -78,15 +99,36 @@ def passwd(
     passphrase_command: PassCmdOpt = None,
     new_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
         help="Read the new passphrase from FILE.", show_default=False, metavar="FILE")] = None,
+    upgrade_kdf: Annotated[bool, typer.Option(
+        "--upgrade-kdf", help="Also recalibrate Argon2id to today's policy (about 1 s, "
+        "256 MiB or more).")] = False,
+    keep_passphrase: Annotated[bool, typer.Option(
+        "--keep-passphrase", help="With --upgrade-kdf: keep the current passphrase.")] = False,
 ) -> None:
-    """Change the passphrase. Only the data key is re-wrapped; backups follow, so the old
-    passphrase stops working everywhere."""
+    """Change the passphrase (or, with --upgrade-kdf, the key derivation cost).
+
+    Only the data key is re-wrapped; backups follow, so the old passphrase stops working
+    everywhere. The current passphrase is always asked for, even while unlocked.
+    """
+    from vault.core import Vault
+    from vault.crypto import calibrate
+    from vault.errors import InvalidInputError
+
+    if keep_passphrase and not upgrade_kdf:
+        raise InvalidInputError("--keep-passphrase only goes with --upgrade-kdf")
     acc = Access(vault, passphrase_file, passphrase_command)
-    with open_vault(acc) as opened:
-        new = read_new_passphrase(new_passphrase_file)
+    current = read_passphrase(acc.sources)
+    with output.status("unlocking…"), Vault.open(acc.path, current) as opened:
+        new = current if keep_passphrase else _checked(read_new_passphrase(new_passphrase_file))
+        kdf = None
+        if upgrade_kdf:
+            with output.status("calibrating…"):
+                kdf = calibrate(memory_kib=max(256 * 1024, opened.kdf.memory_kib))
         with output.status("re-wrapping…"):
-            opened.change_passphrase(new)
-    typer.echo("passphrase changed")
+            opened.change_passphrase(new, kdf=kdf)
+        described = opened.kdf.describe()
+    typer.echo("passphrase changed" if not keep_passphrase else "key derivation upgraded")
+    typer.echo(f"key derivation: {described}")
 
 
 @app.command()

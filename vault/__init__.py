@@ -19,12 +19,13 @@ from .errors import (
     NotFoundError,
     ScopeError,
     VaultError,
+    VaultWarning,
 )
 from .scopes import General, Withdrawal
 from .secret import Secret
 
 if TYPE_CHECKING:
-    from .core import Backup, Vault, VaultWarning
+    from .core import Backup, Vault
     from .crypto import KdfParams
     from .entries import Entry
 
@@ -52,7 +53,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Vault": "core", "VaultWarning": "core", "Backup": "core",
+    "Vault": "core", "Backup": "core",
     "KdfParams": "crypto", "Entry": "entries",
 }
 

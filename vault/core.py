@@ -17,6 +17,7 @@ from .errors import (
     InvalidInputError,
     NotFoundError,
     ScopeError,
+    VaultWarning,
 )
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
 from .fileformat import Header, RawRecord
@@ -29,10 +30,6 @@ __all__ = ["Backup", "Vault", "VaultWarning"]
 
 KRAKEN_KEYS_PER_ACCOUNT = 50
 _Entries = dict[str, codec.Slot]
-
-
-class VaultWarning(UserWarning):
-    """Something the user should know, e.g. whitespace removed from a pasted secret."""
 
 
 class Backup:

@@ -19,6 +19,7 @@ __all__ = [
     "NotFoundError",
     "ScopeError",
     "VaultError",
+    "VaultWarning",
 ]
 
 
@@ -102,3 +103,7 @@ class ConflictError(VaultError):
     """
 
     exit_code = 1
+
+
+class VaultWarning(UserWarning):
+    """Something the user should know, e.g. whitespace removed from a pasted secret."""

@@ -16,10 +16,17 @@ import os
 import re
 import secrets
 import stat
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import FormatError, InsecurePermissionsError, InvalidInputError, NotFoundError
+from .errors import (
+    FormatError,
+    InsecurePermissionsError,
+    InvalidInputError,
+    NotFoundError,
+    VaultWarning,
+)
 
 __all__ = [
     "KEEP_BACKUPS",
@@ -94,10 +101,16 @@ def check_dir(directory: Path) -> None:
 
 
 def ensure_private_dir(directory: Path) -> None:
-    """Create `directory` (and parents) as 0700 whatever the umask; check it if it exists."""
-    if not directory.exists():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask.
+    """Create `directory` and any missing parents as 0700 whatever the umask; check it."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if os.path.lexists(candidate):
+            break
+        missing.append(candidate)
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            new.mkdir(mode=0o700)
+        os.chmod(new, 0o700, follow_symlinks=False)  # mkdir's mode is masked by the umask
     check_dir(directory)
 
 
@@ -136,7 +149,11 @@ def read_private(path: Path) -> bytes:
 
 def read_head(path: Path, size: int) -> bytes:
     """The first `size` bytes, with the same checks as a full read."""
-    fd = open_private(path, os.O_RDONLY)
+    try:
+        fd = open_private(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise NotFoundError(f"no vault at {path}",
+                            hint="run: botvault init, or pass --vault") from None
     try:
         return os.pread(fd, size, 0)
     finally:
@@ -162,9 +179,29 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-"
+
+
+def sweep_temp_files(path: Path) -> None:
+    """Remove temp files left by saves that were killed. Call with the lock held: no other
+    save of this vault can be running, so every such file is abandoned (and may be a whole
+    copy of the vault under an old passphrase)."""
+    prefix = _temp_prefix(path)
+    for child in path.parent.iterdir():
+        if child.name.startswith(prefix):
+            child.unlink(missing_ok=True)
+
+
 def _write_temp(path: Path, data: bytes) -> Path:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    fd = open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    temp = path.with_name(f"{_temp_prefix(path)}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        fd = open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        # A fresh random name that exists was planted (e.g. a symlink): never write there.
+        raise InsecurePermissionsError(
+            f"something already exists at the temporary path {temp}",
+            hint=f"inspect and remove it: ls -l {temp}") from None
     try:
         os.fchmod(fd, 0o600)
         _write_all(fd, data)
@@ -185,6 +222,8 @@ def atomic_write(path: Path, data: bytes, *, verify: Callable[[bytes], None],
     generation of the file being replaced; it is linked into the backups first.
     Call with the vault's lock held.
     """
+    check_dir(path.parent)  # it may have been loosened since the vault was opened
+    sweep_temp_files(path)
     temp = _write_temp(path, data)
     try:
         verify(read_private(temp))
@@ -198,9 +237,20 @@ def atomic_write(path: Path, data: bytes, *, verify: Callable[[bytes], None],
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    _fsync_dir_after_replace(path.parent)
     if backup_as is not None:
         prune_backups(path)
+
+
+def _fsync_dir_after_replace(directory: Path) -> None:
+    """After the rename the new file is what everyone reads: the save has happened and must
+    not be reported as failed. If the directory cannot be synced, say durability is in
+    doubt instead (a power cut before the next sync could bring back the previous file)."""
+    try:
+        fsync_dir(directory)
+    except OSError as exc:
+        warnings.warn(f"saved, but syncing {directory} failed ({exc.strerror}); a power cut "
+                      "now could bring back the previous version", VaultWarning, stacklevel=3)
 
 
 def _link_backup(path: Path, generation: int) -> None:

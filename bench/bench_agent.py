@@ -1,0 +1,222 @@
+"""Benchmarks for the botvault agent: what a round trip to it costs against the same call made
+in-process.
+
+Run from the repository root with the project's interpreter:
+
+    python bench/bench_agent.py            # 10,000 calls per measure, about 15 s on 2 cores
+    python bench/bench_agent.py --quick    # 1,000 calls per measure
+
+A real agent is started (as `botvault unlock` does) for a scratch vault in a temporary
+directory. Each measure times single calls with `perf_counter_ns` and reports p50 / p99 and
+calls per second, next to the in-process baseline measured in the same run (`Vault.next_nonce`,
+`Vault.get`, and `sign_spot` for the HMAC alone). Nothing fails on wall-clock time: each
+target is printed with whether it was met, and the script exits 0 unless something broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vault import Vault
+from vault.agent import AgentClient, start_agent
+from vault.crypto import FLOOR
+from vault.exchanges.kraken import sign_spot
+
+SUMMARY_HEADER = "## botvault agent benchmark summary"
+ENTRY = "bench-spot"
+PATH = "/0/private/AddOrder"
+ORDER = "pair=XBTUSD&type=buy&ordertype=limit&price=27500.5&volume=0.01&userref=42"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-call latencies of one measure, in nanoseconds."""
+
+    label: str
+    samples: list[int]
+    total_s: float
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000  # microseconds
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples) / 1000
+
+    @property
+    def p99(self) -> float:
+        return self.pct(0.99)
+
+    @property
+    def per_second(self) -> float:
+        return len(self.samples) / self.total_s
+
+
+@dataclass(frozen=True)
+class Row:
+    measure: str
+    figure: str
+    target: str
+    met: bool | None
+
+    @property
+    def verdict(self) -> str:
+        return "—" if self.met is None else ("met" if self.met else "NOT met")
+
+
+def timed(label: str, fn: Callable[[], object], n: int, warmup: int = 200) -> Timing:
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    gc.disable()  # a collection in the middle would land in p99 and say nothing about us
+    try:
+        samples = []
+        clock = time.perf_counter_ns
+        began = time.perf_counter()
+        for _ in range(n):
+            t0 = clock()
+            fn()
+            samples.append(clock() - t0)
+        total = time.perf_counter() - began
+    finally:
+        gc.enable()
+    return Timing(label, samples, total)
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+    print(f"\n{title}")
+    print("  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  " + "  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def compare(title: str, pairs: Sequence[tuple[Timing, Timing]]) -> None:
+    rows = []
+    for base, agent in pairs:
+        rows.append((base.label, f"{base.p50:.1f}", f"{agent.p50:.1f}",
+                     f"{agent.p50 / base.p50:.1f}x", f"{base.p99:.1f}", f"{agent.p99:.1f}",
+                     f"{base.per_second:,.0f}", f"{agent.per_second:,.0f}"))
+    print_table(title, ("measure", "in-proc p50 µs", "agent p50 µs", "ratio", "in-proc p99 µs",
+                        "agent p99 µs", "in-proc /s", "agent /s"), rows)
+
+
+def make_vault(workdir: Path) -> tuple[Path, bytes, str]:
+    secret = base64.b64encode(os.urandom(64)).decode()
+    with Vault.create(workdir / "store" / "vault.bv", "bench passphrase", kdf=FLOOR) as v:
+        v.add(ENTRY, exchange="kraken-spot", api_key="BENCHPUBLICKEY", api_secret=secret,
+              general="full", withdrawal="none")
+        return v.path, bytes(v._data_key), secret
+
+
+_PARALLEL_WORKER = """
+import sys, time
+from pathlib import Path
+from vault.agent import AgentClient
+client = AgentClient(Path(sys.argv[1]))
+n = int(sys.argv[2])
+client.next_nonce(sys.argv[3])
+t = time.perf_counter()
+for _ in range(n):
+    client.next_nonce(sys.argv[3])
+print(time.perf_counter() - t)
+"""
+
+
+def parallel_nonces(socket_path: Path, processes: int, n: int) -> float:
+    """Nonces per second over all of `processes` clients running at once."""
+    workers = [subprocess.Popen([sys.executable, "-c", _PARALLEL_WORKER, str(socket_path),
+                                 str(n), ENTRY], stdout=subprocess.PIPE, text=True)
+               for _ in range(processes)]
+    longest = max(float(w.communicate(timeout=300)[0]) for w in workers)
+    return processes * n / longest
+
+
+def run(n: int) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="bv-bench-") as tmp:
+        workdir = Path(tmp)
+        vault_path, key, secret = make_vault(workdir)
+        os.mkdir(workdir / "run", 0o700)
+        info = start_agent(vault_path, key, ttl=3600, idle=3600, allow_withdrawal=False,
+                           socket_path=workdir / "run" / "agent.sock")
+        try:
+            return measure(n, vault_path, key, secret, info.socket_path)
+        finally:
+            with AgentClient(info.socket_path) as client:
+                client.lock()
+            if info.process is not None:
+                info.process.wait(10)
+
+
+def measure(n: int, vault_path: Path, key: bytes, secret: str, socket_path: Path) -> list[Row]:
+    with Vault.open_with_key(vault_path, key) as v, AgentClient(socket_path) as client:
+        nonce_in = timed("next_nonce", lambda: v.next_nonce(ENTRY), n)
+        nonce_ag = timed("next_nonce", lambda: client.next_nonce(ENTRY), n)
+        get_in = timed("credentials (get)", lambda: v.get(ENTRY), n)
+        get_ag = timed("credentials (get)", lambda: client.credentials(ENTRY), n)
+        status_ag = timed("status", client.status, n)
+        counter = iter(range(10**15, 10**16))
+        hmac_in = timed("sign AddOrder vs HMAC only", lambda: sign_spot(
+            secret, PATH, next(counter), ORDER), n)
+        sign_ag = timed("sign AddOrder", lambda: client.sign(ENTRY, PATH, ORDER), n)
+        both_in = timed("sign AddOrder vs nonce + HMAC", lambda: sign_spot(
+            secret, PATH, v.next_nonce(ENTRY), ORDER), n)
+    compare(f"Agent round trip vs in-process call ({n:,} calls each)",
+            [(nonce_in, nonce_ag), (get_in, get_ag), (hmac_in, sign_ag), (both_in, sign_ag)])
+    print(f"\n  status round trip: p50 {status_ag.p50:.1f} µs, p99 {status_ag.p99:.1f} µs")
+    procs = 4
+    parallel = parallel_nonces(socket_path, procs, max(1000, n // 4))
+    print(f"  {procs} client processes at once: {parallel:,.0f} nonces/s in total "
+          f"(one key, one agent, {os.cpu_count()} CPUs)")
+    return [
+        Row("next_nonce p50 (agent)", f"{nonce_ag.p50:.1f} µs", "<= 100 µs", nonce_ag.p50 <= 100),
+        Row("next_nonce p99 (agent)", f"{nonce_ag.p99:.1f} µs", "<= 1 ms", nonce_ag.p99 <= 1000),
+        Row("nonces/s, one client", f"{nonce_ag.per_second:,.0f}", ">= 10,000",
+            nonce_ag.per_second >= 10_000),
+        Row("credentials p50 (agent)", f"{get_ag.p50:.1f} µs", "<= 100 µs", get_ag.p50 <= 100),
+        Row("credentials p99 (agent)", f"{get_ag.p99:.1f} µs", "<= 1 ms", get_ag.p99 <= 1000),
+        Row("signed requests/s, one client", f"{sign_ag.per_second:,.0f}", ">= 5,000",
+            sign_ag.per_second >= 5_000),
+        Row("sign p99 (agent)", f"{sign_ag.p99:.1f} µs", "<= 1 ms", sign_ag.p99 <= 1000),
+        Row("sign p50 agent / in-proc nonce+HMAC", f"{sign_ag.p50 / both_in.p50:.1f}x", "",
+            None),
+        Row(f"nonces/s, {procs} processes", f"{parallel:,.0f}", "", None),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="1,000 calls per measure")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    n = 1_000 if args.quick else 10_000
+    rows = run(n)
+    print(f"\n{SUMMARY_HEADER}\n")
+    print(f"Command: `{shlex.join(['python', 'bench/bench_agent.py', *sys.argv[1:]])}`  ")
+    print(f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
+          f"{platform.python_version()}\n")
+    print_table("Targets", ("measure", "figure", "target", "met"),
+                [(r.measure, r.figure, r.target, r.verdict) for r in rows])
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

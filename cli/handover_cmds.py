@@ -1,0 +1,142 @@
+"""Handing keys to bots: run (exec with the key's variables) and env (print them)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from typer.core import TyperCommand
+
+from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none, open_vault
+
+if TYPE_CHECKING:
+    from vault.scopes import General
+
+app = typer.Typer()
+
+_CMD_KEY = "botvault.command"
+Names = Annotated[list[str], typer.Argument(help="Entry names.", show_default=False)]
+MaxScope = Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional on 3.10
+    "--max-scope", help="Refuse keys with more general access than this: read-only|full.",
+    show_default=False)]
+AllowWithdrawal = Annotated[bool, typer.Option(
+    "--allow-withdrawal", help="Allow handing out keys that can withdraw funds.")]
+Preset = Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional on 3.10
+    "--as", help="Use a bot's fixed variable names, e.g. freqtrade.", show_default=False)]
+
+
+class _SplitAtDashes(TyperCommand):
+    """Keeps everything after `--` as the command, which click would otherwise merge into
+    the positional NAMEs."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta[_CMD_KEY] = args[at + 1:]
+            args = args[:at]
+        parsed: list[str] = super().parse_args(ctx, args)
+        return parsed
+
+
+def _assignments(acc: Access, names: list[str], max_scope: str | None,
+                 allow_withdrawal: bool, preset: str | None) -> list[tuple[str, str]]:
+    """(variable, value) pairs for the named keys, after the scope checks."""
+    from vault.errors import InvalidInputError
+    from vault.handover import var_names
+    from vault.policy import check_handover
+
+    limit = _parse_max_scope(max_scope)
+    pairs: list[tuple[str, str]] = []
+    for name, cred in zip(names, _credentials(acc, names), strict=True):
+        check_handover(name, cred.general, cred.withdrawal, max_scope=limit,
+                       allow_withdrawal=allow_withdrawal)
+        key_var, secret_var = var_names(cred.exchange, name, env_key=cred.env_key,
+                                        env_secret=cred.env_secret, preset=preset)
+        pairs += [(key_var, cred.api_key), (secret_var, cred.api_secret.reveal())]
+    seen = [var for var, _ in pairs]
+    clash = sorted({v for v in seen if seen.count(v) > 1})
+    if clash:
+        raise InvalidInputError(f"two keys would set the same variable: {', '.join(clash)}",
+                                hint="set distinct names with botvault edit NAME --env-key "
+                                     "VAR --env-secret VAR")
+    return pairs
+
+
+def _parse_max_scope(value: str | None) -> General | None:
+    if value is None:
+        return None
+    from vault.scopes import parse_general
+
+    return parse_general(value)
+
+
+def _credentials(acc: Access, names: list[str]) -> list[Any]:
+    """From the agent when it runs (no passphrase, no KDF), else from the vault."""
+    client = agent_or_none(acc.path)
+    if client is not None:
+        with client:
+            return [client.credentials(n) for n in names]
+    with open_vault(acc, use_agent=False) as opened:
+        return [opened.get(n) for n in names]
+
+
+@app.command(cls=_SplitAtDashes, context_settings={"ignore_unknown_options": False})
+def run(
+    ctx: typer.Context,
+    names: Names,
+    max_scope: MaxScope = None,
+    allow_withdrawal: AllowWithdrawal = False,
+    as_: Preset = None,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+) -> None:
+    """Run a bot with the keys in its environment: botvault run NAME... -- CMD [ARGS...]
+
+    botvault replaces itself with CMD (same pid; CMD's exit code is botvault's). Only the
+    keys' variables are added to the environment; nothing else changes. Refused (exit 6,
+    nothing started) for a key above --max-scope or able to withdraw without
+    --allow-withdrawal.
+    """
+    from vault.errors import InvalidInputError
+    from vault.handover import child_env, exec_command
+
+    command = ctx.meta.get(_CMD_KEY) or []
+    if not command:
+        raise InvalidInputError("no command to run", hint="botvault run NAME -- CMD [ARGS...]")
+    pairs = _assignments(Access(vault, passphrase_file, passphrase_command), names, max_scope,
+                         allow_withdrawal, as_)
+    exec_command(command, child_env(_without_passphrase_sources(os.environ), pairs))
+
+
+def _without_passphrase_sources(environ: Any) -> dict[str, str]:
+    """A bot holds only what it was given: not where the vault's passphrase lives."""
+    hidden = ("BOTVAULT_PASSPHRASE_FILE", "BOTVAULT_PASSPHRASE_COMMAND")
+    return {k: v for k, v in environ.items() if k not in hidden}
+
+
+@app.command()
+def env(
+    names: Names,
+    format_: Annotated[str, typer.Option("--format", help="sh, dotenv or json.")] = "sh",
+    max_scope: MaxScope = None,
+    allow_withdrawal: AllowWithdrawal = False,
+    as_: Preset = None,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+) -> None:
+    """Print the keys' variables: `eval "$(botvault env NAME)"` is safe for any secret.
+
+    Same variable names and scope checks as `run`. The output holds the secret: prefer
+    `run`, which never writes it anywhere.
+    """
+    from vault.errors import InvalidInputError
+    from vault.handover import render
+
+    if format_ not in ("sh", "dotenv", "json"):
+        raise InvalidInputError(f"unknown format {format_!r}", hint="use sh, dotenv or json")
+    pairs = _assignments(Access(vault, passphrase_file, passphrase_command), names, max_scope,
+                         allow_withdrawal, as_)
+    typer.echo(render(pairs, format_), nl=False)  # type: ignore[arg-type]

@@ -1,0 +1,47 @@
+"""The `nonce` command: API nonces from the per-key counter."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none, open_vault
+
+app = typer.Typer()
+
+
+@app.command()
+def nonce(
+    name: Annotated[str, typer.Argument(help="Entry name.", show_default=False)],
+    count: Annotated[int, typer.Option(help="How many nonces to print.", min=1,
+                                       max=1_000_000)] = 1,
+    peek: Annotated[bool, typer.Option(
+        "--peek", help="Show the last nonce handed out and how far ahead of the clock it "
+        "stands, without allocating.")] = False,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+) -> None:
+    """Print COUNT API nonces for NAME's key, one per line, in increasing order.
+
+    Every nonce is above every one handed out before for that key, by any process on this
+    machine (the library, the agent, this command), across crashes, in the entry's unit.
+    """
+    acc = Access(vault, passphrase_file, passphrase_command)
+    if not peek:
+        client = agent_or_none(acc.path)
+        if client is not None:
+            with client:
+                values = client.nonces(name, count)
+            typer.echo("\n".join(map(str, values)))
+            return
+    with open_vault(acc) as opened:
+        if peek:
+            last, ahead = opened.peek_nonce(name)
+            unit = opened.get(name).nonce_unit
+            typer.echo(f"last: {'none yet' if last is None else last} ({unit})")
+            typer.echo(f"ahead of the clock: {max(ahead, 0.0):.3f} s")
+            return
+        values = list(opened.allocate_nonces(name, count))
+    typer.echo("\n".join(map(str, values)))

@@ -1,0 +1,1 @@
+"""Helpers shared by the adversarial test modules (tamper, crash, concurrency, ...)."""

@@ -1,0 +1,30 @@
+"""The background agent: holds an unlocked vault's data key and serves it on a unix socket.
+
+`start_agent` starts one for a vault (what `botvault unlock` does); `connect` reaches it:
+
+    from vault import agent
+
+    with agent.connect() as client:
+        signed = client.sign("kraken-bot", "/0/private/Balance", {})
+
+The wire format is in `protocol`, the socket's location and checks in `paths`, the
+operations in `ops`, the process in `server`.
+"""
+
+from __future__ import annotations
+
+from .client import AgentClient, Credentials, SignedRequest, connect
+from .launcher import AgentInfo, start_agent
+from .paths import socket_path_for
+from .protocol import AgentError
+
+__all__ = [
+    "AgentClient",
+    "AgentError",
+    "AgentInfo",
+    "Credentials",
+    "SignedRequest",
+    "connect",
+    "socket_path_for",
+    "start_agent",
+]

@@ -1,0 +1,350 @@
+"""Talking to the agent: `connect()` and `AgentClient`.
+
+A client keeps one connection open and reuses it for every call (reconnecting once if the
+agent closed it), so a call costs one round trip on a unix socket. It never hangs: connecting
+and every call have timeouts. It raises `LockedError` when no agent serves the vault, and
+re-raises the agent's errors as their own `vault.errors` classes.
+
+The client also checks, on every connection, that the socket and its directory are private
+and that the process answering runs as our own uid: a socket planted by someone else is
+refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import stat
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlencode
+
+from .. import store
+from ..entries import check_name
+from ..errors import InsecurePermissionsError, LockedError
+from ..scopes import General, Withdrawal
+from ..secret import Secret
+from . import hardening
+from . import paths as agent_paths
+from .protocol import (
+    AgentError,
+    ConnectionClosedError,
+    FrameReader,
+    ProtocolError,
+    encode_frame,
+    raise_for_error,
+)
+
+__all__ = [
+    "CALL_TIMEOUT",
+    "CONNECT_TIMEOUT",
+    "AgentClient",
+    "Credentials",
+    "SignedRequest",
+    "connect",
+]
+
+CONNECT_TIMEOUT = 2.0
+CALL_TIMEOUT = 10.0
+_GONE = (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTDIR)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One entry's key pair as the agent hands it out (for `run` / `env`). repr redacted."""
+
+    name: str
+    exchange: str
+    api_key: str
+    api_secret: Secret = field(repr=False)
+    general: General
+    withdrawal: Withdrawal
+    env_key: str | None = None
+    env_secret: str | None = None
+    nonce_unit: str = "ms"
+    account: str | None = None
+    fingerprint: str = ""
+    retired: bool = False
+
+    @classmethod
+    def from_wire(cls, doc: dict[str, Any]) -> Credentials:
+        try:
+            return cls(
+                name=str(doc["name"]), exchange=str(doc["exchange"]),
+                api_key=str(doc["api_key"]), api_secret=Secret(doc["api_secret"]),
+                general=General(doc["general"]), withdrawal=Withdrawal(doc["withdrawal"]),
+                env_key=_opt_str(doc.get("env_key")), env_secret=_opt_str(doc.get("env_secret")),
+                nonce_unit=str(doc.get("nonce_unit", "ms")),
+                account=_opt_str(doc.get("account")),
+                fingerprint=str(doc.get("fingerprint", "")),
+                retired=doc.get("retired") is True)
+        except (KeyError, TypeError, ValueError):
+            raise AgentError("the agent sent malformed credentials") from None
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """A request signed by the agent: send `body` with `headers` added, unchanged."""
+
+    body: str
+    headers: dict[str, str]
+    nonce: int
+
+
+class _Connection:
+    """One connected socket and the reader of its frames."""
+
+    def __init__(self, sock: socket.socket, call_timeout: float) -> None:
+        self.sock = sock
+        self.reader = FrameReader(sock, wait=call_timeout, frame_timeout=call_timeout)
+
+    def round_trip(self, frame: bytes) -> dict[str, Any]:
+        self.sock.sendall(frame)
+        return self.reader.read()
+
+
+def _refuse_foreign_peer(sock: socket.socket, socket_path: Path) -> None:
+    # The answering process must be ours: a socket file can be replaced, its peer
+    # credentials cannot be forged.
+    if not hardening.peer_allowed(sock):
+        raise InsecurePermissionsError(
+            f"the process serving {socket_path} does not run as your user",
+            hint="someone may be impersonating the agent; check that directory")
+
+
+def _open_connection(socket_path: Path, connect_timeout: float, call_timeout: float
+                     ) -> _Connection:
+    agent_paths.check_socket_dir(socket_path)
+    agent_paths.check_socket_file(socket_path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(connect_timeout)
+        with agent_paths.unix_address(socket_path) as address:
+            sock.connect(address)
+        _refuse_foreign_peer(sock, socket_path)
+        sock.settimeout(call_timeout)
+    except OSError as exc:
+        sock.close()
+        if exc.errno in _GONE:
+            raise LockedError("the vault is locked (the agent is gone; its socket is stale)",
+                              hint=agent_paths.LOCKED_HINT) from None
+        if isinstance(exc, TimeoutError):
+            raise LockedError(f"the agent at {socket_path} did not answer within "
+                              f"{connect_timeout:g} s", hint=agent_paths.LOCKED_HINT) from None
+        raise LockedError(f"cannot reach the agent: {exc.strerror or exc}",
+                          hint=agent_paths.LOCKED_HINT) from None
+    except BaseException:
+        sock.close()
+        raise
+    return _Connection(sock, call_timeout)
+
+
+class AgentClient:
+    """A connection to the agent at `socket_path`. Thread-safe: calls are serialised."""
+
+    def __init__(self, socket_path: Path, *, connect_timeout: float = CONNECT_TIMEOUT,
+                 call_timeout: float = CALL_TIMEOUT) -> None:
+        self.socket_path = socket_path
+        self._connect_timeout = connect_timeout
+        self._call_timeout = call_timeout
+        self._lock = threading.Lock()
+        self._vault_path: Path | None = None
+        self._conn: _Connection | None = self._open()
+
+    def __repr__(self) -> str:
+        return f"AgentClient({str(self.socket_path)!r})"
+
+    # -- connection ----------------------------------------------------------------------
+
+    def _open(self) -> _Connection:
+        return _open_connection(self.socket_path, self._connect_timeout, self._call_timeout)
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.sock.close()
+        self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._disconnect()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _call(self, op: str, **args: Any) -> dict[str, Any]:
+        frame = encode_frame({"op": op, **args})
+        with self._lock:
+            try:
+                return raise_for_error(self._send(frame))
+            except TimeoutError:
+                self._disconnect()
+                raise AgentError(f"the agent did not answer within "
+                                 f"{self._call_timeout:g} s") from None
+            except ProtocolError:
+                self._disconnect()
+                raise AgentError("the agent sent a malformed answer") from None
+            except OSError as exc:
+                self._disconnect()
+                raise AgentError(f"talking to the agent failed: {exc.strerror or exc}"
+                                 ) from None
+
+    def _send(self, frame: bytes) -> dict[str, Any]:
+        """One round trip, reconnecting once if the agent had closed this connection.
+
+        A request the agent served before closing costs at most an unused nonce.
+        """
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = self._open()
+            try:
+                return self._conn.round_trip(frame)
+            except (BrokenPipeError, ConnectionResetError, ConnectionClosedError) as exc:
+                self._disconnect()
+                mid_frame = isinstance(exc, ConnectionClosedError) and exc.mid_frame
+                if attempt == 2 or mid_frame:
+                    raise LockedError("the agent closed the connection",
+                                      hint=agent_paths.LOCKED_HINT) from None
+        raise AgentError("unreachable")  # the loop returns or raises
+
+    # -- operations ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """unlocked, vault, pid, expires_in, idle_expires_in, allow_withdrawal, generation..."""
+        answer = self._call("status")
+        answer.pop("ok", None)
+        return answer
+
+    def list(self, *, retired: bool = False) -> builtins.list[dict[str, Any]]:
+        """Every entry's metadata and fingerprint (no secrets), sorted by name; retired
+        pairs only with `retired=True`, as `Vault.list`."""
+        entries = self._call("list", retired=retired).get("entries")
+        if not isinstance(entries, list):
+            raise AgentError("the agent sent a malformed list")
+        return entries
+
+    def credentials(self, name: str) -> Credentials:
+        """The key pair of entry `name`, for handing to a bot."""
+        entry = self._call("get", name=name).get("entry")
+        if not isinstance(entry, dict):
+            raise AgentError("the agent sent malformed credentials")
+        return Credentials.from_wire(entry)
+
+    def data_key(self) -> bytes:
+        """The vault's data key, so this process can open (and save) the unlocked vault."""
+        value = self._call("data_key").get("data_key")
+        try:
+            return base64.b64decode(str(value), validate=True)
+        except (binascii.Error, ValueError):
+            raise AgentError("the agent sent a malformed key") from None
+
+    def nonces(self, name: str, count: int) -> builtins.list[int]:
+        """`count` consecutive nonces for entry `name`'s key."""
+        answer = self._call("nonce", name=name, count=count)
+        bounds = [answer.get("start"), answer.get("stop"), answer.get("step", 1)]
+        if not all(isinstance(b, int) for b in bounds):
+            raise AgentError("the agent sent malformed nonces")
+        start, stop, step = bounds
+        return list(range(start, stop, step))
+
+    def next_nonce(self, name: str) -> int:
+        """The next nonce for entry `name`'s key: above every one handed out before."""
+        return self.nonces(name, 1)[0]
+
+    def sign(self, name: str, path: str, data: Mapping[str, Any] | str = "",
+             method: str = "POST") -> SignedRequest:
+        """Sign a Kraken request with entry `name`'s key; the secret stays in the agent.
+
+        `data` is the body (or, for a Futures GET, the query string) as a mapping or an
+        already URL-encoded string. For Spot the returned body carries the nonce.
+        """
+        encoded = data if isinstance(data, str) else urlencode(data)
+        answer = self._call("sign", name=name, path=path, data=encoded, method=method)
+        headers, body, nonce = answer.get("headers"), answer.get("body"), answer.get("nonce")
+        if not isinstance(headers, dict) or not isinstance(body, str) or \
+                not isinstance(nonce, int):
+            raise AgentError("the agent sent a malformed signed request")
+        return SignedRequest(body, {str(k): str(v) for k, v in headers.items()}, nonce)
+
+    def sign_challenge(self, name: str, challenge: str) -> str:
+        """The `signed_challenge` for a Kraken Futures websocket subscription."""
+        signed = self._call("sign_challenge", name=name, challenge=challenge).get("signed")
+        if not isinstance(signed, str):
+            raise AgentError("the agent sent a malformed signature")
+        return signed
+
+    def lock(self) -> None:
+        """Make the agent wipe its key and exit. Locking a locked vault is not an error."""
+        with contextlib.suppress(LockedError):
+            self._call("lock")
+        self.close()
+
+    @contextlib.contextmanager
+    def request_lock(self, name: str) -> Iterator[None]:
+        """Hold the per-key request lock while signing *and sending* one request.
+
+        Nonces leave the agent in increasing order, but two processes may send theirs in the
+        opposite order, and an exchange that rejects a nonce below the last one it saw (Kraken
+        Spot without a nonce window) would reject the later-sent, lower one. Holding this
+        exclusive lock from `sign` until the response arrives serialises requests on one key
+        across every process, at the cost of one request in flight per key. The OS releases
+        the lock if the holder dies.
+        """
+        fd = _open_request_lock(self._agent_vault_path(), check_name(name))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _agent_vault_path(self) -> Path:
+        # Asked of the agent, so that the lock is the same whichever socket led here.
+        if self._vault_path is None:
+            self._vault_path = Path(str(self.status()["vault"]))
+        return self._vault_path
+
+
+def _open_request_lock(vault_path: Path, name: str) -> int:
+    directory = vault_path.with_name(vault_path.name + ".requests")
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(directory, 0o700)
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() \
+            or st.st_mode & 0o077:
+        raise InsecurePermissionsError(f"{directory} must be a 0700 directory of yours",
+                                       hint=f"run: chmod 700 {directory}")
+    return store.open_private(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT)
+
+
+def connect(vault_path: str | os.PathLike[str] | None = None, *,
+            connect_timeout: float = CONNECT_TIMEOUT,
+            call_timeout: float = CALL_TIMEOUT) -> AgentClient:
+    """A client for the agent serving `vault_path` ($BOTVAULT_PATH or the default).
+
+    $BOTVAULT_AGENT_SOCKET, when set, names the socket directly. Raises LockedError when no
+    agent runs (no socket, or a stale one), InsecurePermissionsError when the socket or its
+    directory is not private.
+    """
+    return AgentClient(agent_paths.socket_path_for(vault_path),
+                       connect_timeout=connect_timeout, call_timeout=call_timeout)

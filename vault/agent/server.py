@@ -1,0 +1,387 @@
+"""The agent process: holds one vault's data key and serves its socket until it locks.
+
+Started by `vault.agent.launcher.start_agent` as `python -m vault.agent.server`, in its own
+session. It turns core dumps off first, reads one JSON line of configuration (with the data
+key) from its stdin pipe, opens the vault with the key (which verifies it), binds the
+socket, answers one JSON line on stdout, and then points stdin, stdout and stderr at
+/dev/null: nothing it does afterwards can reach a terminal or a log.
+
+It locks (wipes the key, removes the socket, exits 0) at the absolute TTL, after the idle
+time without a request, on a `lock` request, or on SIGTERM / SIGINT.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import stat
+import sys
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .. import store
+from ..core import Vault
+from ..errors import AlreadyExistsError, InsecurePermissionsError, InvalidInputError, VaultError
+from . import hardening
+from . import paths as agent_paths
+from .ops import Agent
+from .protocol import (
+    AgentError,
+    FrameReader,
+    ProtocolError,
+    encode_frame,
+    error_response,
+)
+
+__all__ = ["FRAME_TIMEOUT", "AgentServer", "Bound", "bind_listener", "main"]
+
+FRAME_TIMEOUT = 5.0
+_PROBE_TIMEOUT = 1.0
+_BACKLOG = 64
+_CONFIG_LIMIT = 64 * 1024
+_MAX_WAIT = 60.0  # the loop wakes at least this often; epoll refuses very long timeouts
+_KEY_SIZE = 32
+
+
+@dataclass
+class Bound:
+    """A listening socket at `path`, and the lock that makes it the only agent there."""
+
+    listener: socket.socket
+    path: Path
+    identity: tuple[int, int]  # (st_dev, st_ino) of the socket file we created
+    lock_fd: int
+
+
+def _already_unlocked(socket_path: Path) -> AlreadyExistsError:
+    return AlreadyExistsError(f"the vault is already unlocked: an agent is serving {socket_path}",
+                              hint="use it, or run botvault lock first")
+
+
+def _answers(socket_path: Path) -> bool:
+    """True when something accepts connections at `socket_path` (a live agent)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(_PROBE_TIMEOUT)
+    try:
+        with agent_paths.unix_address(socket_path) as address:
+            probe.connect(address)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except TimeoutError:
+        return True  # a full backlog: alive but busy
+    finally:
+        probe.close()
+    return True
+
+
+def _lock_path(socket_path: Path) -> Path:
+    return socket_path.with_name(socket_path.name + ".lock")
+
+
+def _take_agent_lock(socket_path: Path) -> int:
+    """An exclusive flock held for the agent's life: one agent per socket, with no race
+    between two that start at once (both would see a stale socket and remove it).
+
+    The agent removes its lock file when it locks. A starter that opened the file just
+    before that removal holds a lock on a name that no longer exists, so it checks that
+    the path still names the file it locked, and otherwise tries again.
+    """
+    path = _lock_path(socket_path)
+    for _ in range(10):
+        fd = store.open_private(path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _already_unlocked(socket_path) from None
+        if _same_file(path, os.fstat(fd)):
+            return fd
+        os.close(fd)
+    raise AgentError(f"could not take the agent lock {path}")
+
+
+def _same_file(path: Path, st: os.stat_result) -> bool:
+    try:
+        current = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return (current.st_dev, current.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _release_agent_lock(socket_path: Path, fd: int) -> None:
+    """Remove the lock file while still holding it (see `_take_agent_lock`), then unlock."""
+    with contextlib.suppress(OSError):
+        if _same_file(_lock_path(socket_path), os.fstat(fd)):
+            os.unlink(_lock_path(socket_path))
+    _close_fds(fd)
+
+
+def _remove_stale(socket_path: Path) -> None:
+    try:
+        st = os.lstat(socket_path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise InsecurePermissionsError(f"{socket_path} exists and is not a socket",
+                                       hint=f"remove it if it is yours: rm {socket_path}")
+    if _answers(socket_path):
+        raise _already_unlocked(socket_path)
+    # Left by an agent that was killed (SIGKILL, power loss): nothing listens on it.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)
+
+
+def bind_listener(socket_path: Path) -> Bound:
+    """Bind the agent socket (0600, in its checked 0700 dir), replacing a stale one."""
+    agent_paths.check_socket_dir(socket_path, create=True)
+    lock_fd = _take_agent_lock(socket_path)
+    try:
+        _remove_stale(socket_path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The umask makes the socket 0600 from its creation: no window where it is wider.
+        previous = os.umask(0o177)
+        try:
+            with agent_paths.unix_address(socket_path) as address:
+                listener.bind(address)
+        except OSError as exc:
+            listener.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise _already_unlocked(socket_path) from None
+            raise
+        finally:
+            os.umask(previous)
+        os.chmod(socket_path, 0o600)
+        st = os.lstat(socket_path)
+        listener.listen(_BACKLOG)
+        listener.setblocking(False)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return Bound(listener, socket_path, (st.st_dev, st.st_ino), lock_fd)
+
+
+class AgentServer:
+    """Accepts connections (main thread) and serves each in its own daemon thread."""
+
+    def __init__(self, agent: Agent, bound: Bound, *, frame_timeout: float = FRAME_TIMEOUT
+                 ) -> None:
+        self._agent = agent
+        self._bound = bound
+        self._frame_timeout = frame_timeout
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        # Closed only when no one can call stop() any more: a late stop() writing to a
+        # closed, reused descriptor would write into some other file.
+        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    @property
+    def socket_path(self) -> Path:
+        return self._bound.path
+
+    def stop(self) -> None:
+        """Ask the serving loop to lock and return. Safe from threads and signal handlers."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def serve_forever(self) -> None:
+        """Serve until stopped or expired; then wipe the key and remove the socket."""
+        selector = selectors.DefaultSelector()
+        selector.register(self._bound.listener, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._stopping.is_set():
+                left = self._agent.time_left()
+                if left <= 0:
+                    break
+                for key, _ in selector.select(min(left, _MAX_WAIT)):
+                    if key.fileobj is self._bound.listener:
+                        self._accept_all()
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.read(self._wake_r, 512)
+        finally:
+            selector.close()
+            self._shutdown()
+
+    def _accept_all(self) -> None:
+        while True:
+            try:
+                conn, _ = self._bound.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. EMFILE: the connection waits in the backlog for the next round
+            # Checked here, before any thread or byte: another uid gets a closed connection.
+            if not hardening.peer_allowed(conn):
+                conn.close()
+                continue
+            conn.settimeout(None)
+            with self._connections_lock:
+                self._connections.add(conn)
+            try:
+                threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                                 name="botvault-agent-conn").start()
+            except RuntimeError:  # no more threads: refuse this client, keep the others
+                with self._connections_lock:
+                    self._connections.discard(conn)
+                conn.close()
+
+    def _serve(self, conn: socket.socket) -> None:
+        reader = FrameReader(conn, wait=None, frame_timeout=self._frame_timeout)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    request = reader.read()
+                except ProtocolError:
+                    return  # oversized, truncated or not a JSON object: drop this client only
+                op = request.get("op")
+                if not self._agent.handles(op):
+                    conn.sendall(encode_frame(error_response(InvalidInputError(
+                        "unknown operation", hint="client and agent versions may differ"))))
+                    return
+                response = self._agent.handle(request)
+                if op == "lock":
+                    # Gone before the answer leaves: whoever hears "locked" and asks again
+                    # finds no agent and no key.
+                    self._withdraw()
+                    conn.sendall(_frame(response))
+                    self.stop()
+                    return
+                conn.sendall(_frame(response))
+        except OSError:
+            return
+        finally:
+            with self._connections_lock:
+                self._connections.discard(conn)
+            conn.close()
+
+    def _withdraw(self) -> None:
+        """Remove the socket (so no new client reaches us) and wipe the key. Idempotent.
+
+        The socket is removed only while it is still ours: a successor may have replaced it.
+        """
+        with contextlib.suppress(OSError):
+            st = os.lstat(self._bound.path)
+            if (st.st_dev, st.st_ino) == self._bound.identity:
+                os.unlink(self._bound.path)
+        self._agent.close()
+
+    def _shutdown(self) -> None:
+        self._withdraw()
+        self._bound.listener.close()
+        with self._connections_lock:
+            for conn in self._connections:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        _release_agent_lock(self._bound.path, self._bound.lock_fd)
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _frame(response: dict[str, Any]) -> bytes:
+    try:
+        return encode_frame(response)
+    except VaultError as exc:  # an answer larger than a frame
+        return encode_frame(error_response(exc))
+
+
+# -- the process ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Config:
+    vault: Path
+    socket: Path
+    ttl: float
+    idle: float
+    allow_withdrawal: bool
+
+
+def _read_config(stream: IO[bytes]) -> tuple[_Config, bytes]:
+    """The launcher's one line: settings, and the data key (base64), never from argv/env."""
+    line = stream.readline(_CONFIG_LIMIT)
+    try:
+        doc = json.loads(line)
+        config = _Config(Path(doc["vault"]), Path(doc["socket"]), float(doc["ttl"]),
+                         float(doc["idle"]), doc["allow_withdrawal"] is True)
+        key = base64.b64decode(doc["data_key"], validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidInputError("the agent received a malformed configuration") from None
+    if len(key) != _KEY_SIZE or not config.vault.is_absolute() or not config.socket.is_absolute():
+        raise InvalidInputError("the agent received a malformed configuration")
+    return config, key
+
+
+def _start(stream: IO[bytes]) -> tuple[Agent, Bound]:
+    config, key = _read_config(stream)
+    vault = Vault.open_with_key(config.vault, key)  # AuthenticationError for a wrong key
+    del key
+    try:
+        agent = Agent(vault, ttl=config.ttl, idle=config.idle,
+                      allow_withdrawal=config.allow_withdrawal)
+        return agent, bind_listener(config.socket)
+    except BaseException:
+        vault.close()
+        raise
+
+
+def _detach_stdio() -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _answer(stdout: IO[bytes], message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        stdout.write(json.dumps(message, separators=(",", ":")).encode("ascii") + b"\n")
+        stdout.flush()
+
+
+def main() -> int:
+    hardening.disable_core_dumps()  # before the key is read, so no dump can ever hold it
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.chdir("/")
+    stdout = sys.stdout.buffer
+    try:
+        agent, bound = _start(sys.stdin.buffer)
+    except VaultError as exc:
+        _answer(stdout, error_response(exc))
+        return 1
+    except Exception as exc:
+        # The class and errno text only: the message of an unexpected error is not shown.
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else ""
+        _answer(stdout, error_response(AgentError(
+            f"the agent could not start: {type(exc).__name__} {detail}".rstrip())))
+        return 1
+    server = AgentServer(agent, bound)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: server.stop())
+    _answer(stdout, {"ok": True, "pid": os.getpid(), "socket": str(bound.path)})
+    _detach_stdio()
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data files shipped with botvault (the passphrase word list). No code."""
