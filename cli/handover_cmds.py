@@ -50,7 +50,7 @@ def _assignments(acc: Access, names: list[str], max_scope: str | None,
     pairs: list[tuple[str, str]] = []
     for name, cred in zip(names, _credentials(acc, names), strict=True):
         check_handover(name, cred.general, cred.withdrawal, max_scope=limit,
-                       allow_withdrawal=allow_withdrawal)
+                       allow_withdrawal=allow_withdrawal, retired=cred.retired)
         key_var, secret_var = var_names(cred.exchange, name, env_key=cred.env_key,
                                         env_secret=cred.env_secret, preset=preset)
         pairs += [(key_var, cred.api_key), (secret_var, cred.api_secret.reveal())]

@@ -9,12 +9,16 @@ __all__ = ["check_handover"]
 
 
 def check_handover(name: str, general: General | str, withdrawal: Withdrawal | str, *,
-                   max_scope: General | None, allow_withdrawal: bool) -> None:
+                   max_scope: General | None, allow_withdrawal: bool,
+                   retired: bool = False) -> None:
     """Refuse a key that can do more than the caller asked for.
 
     A caller that asks for `read-only` must never receive a trading key, and a key that can
     withdraw is handed out only when the caller says so explicitly.
     """
+    if retired:
+        raise ScopeError(f"{name!r} is a retired key pair and is never handed out",
+                         hint="use the current entry it was rotated into")
     has_general, has_withdrawal = General(general), Withdrawal(withdrawal)
     if max_scope is not None and not max_scope.allows(has_general):
         raise ScopeError(

@@ -1,0 +1,56 @@
+"""The `sign` command: a Kraken request signed with a stored key (for scripts, debugging)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import output
+from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none, open_vault
+
+app = typer.Typer()
+
+
+@app.command()
+def sign(
+    name: Annotated[str, typer.Argument(help="Entry name.", show_default=False)],
+    path: Annotated[str, typer.Argument(
+        help="Endpoint path, e.g. /0/private/Balance or /derivatives/api/v3/sendorder.",
+        show_default=False)],
+    data: Annotated[str, typer.Option(help="URL-encoded body (Futures GET: the query "
+                                      "string), e.g. 'pair=XBTUSD&type=buy'.")] = "",
+    method: Annotated[str, typer.Option(help="HTTP method (Futures GET/PUT endpoints).")
+                      ] = "POST",
+    json_: Annotated[bool, typer.Option("--json", help="Print {nonce, body, headers}.")
+                     ] = False,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+) -> None:
+    """Sign one Kraken request: allocate the key's next nonce, print the body and headers.
+
+    Through the agent when it runs (withdrawal endpoints only if it was unlocked with
+    --allow-withdrawal); otherwise in this process, where withdrawals are never signed.
+    Refused (exit 6) beyond the entry's scope. The secret is never printed.
+    """
+    acc = Access(vault, passphrase_file, passphrase_command)
+    client = agent_or_none(acc.path)
+    if client is not None:
+        with client:
+            signed = client.sign(name, path, data, method=method)
+        body, headers, nonce = signed.body, signed.headers, signed.nonce
+    else:
+        from vault.agent import signing
+
+        with open_vault(acc, use_agent=False) as opened:
+            entry = opened.get(name)
+            signing.authorise(entry, path, method, allow_withdrawal=False)
+            local = signing.sign(entry, path, data, opened.next_nonce(name))
+        body, headers, nonce = local.body, local.headers, local.nonce
+    if json_:
+        output.json_out({"nonce": nonce, "body": body, "headers": headers})
+        return
+    typer.echo(body)
+    for key, value in headers.items():
+        typer.echo(f"{key}: {value}")
