@@ -42,7 +42,10 @@ def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
 def reporting() -> Iterator[None]:
     """Turn library warnings into `botvault: warning:` lines and errors into exit codes."""
     with warnings.catch_warnings():
-        warnings.simplefilter("always")
+        # The library's warnings are UserWarnings meant for the user; the interpreter's own
+        # (ResourceWarning, DeprecationWarning) are noise on a command line.
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", UserWarning)
         warnings.showwarning = _show_warning
         try:
             yield
