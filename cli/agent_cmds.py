@@ -78,8 +78,11 @@ def status(
     client = agent_or_none(path)
     state: dict[str, Any] = {"unlocked": False, "vault": str(path)}
     if client is not None:
+        from vault.agent import socket_path_for
+
         with client:
-            state = {**client.status(), "unlocked": True}
+            state = {**client.status(), "unlocked": True,
+                     "socket": str(socket_path_for(path))}
     if json_:
         output.json_out(state)
     elif state["unlocked"]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from . import output
 from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
-from .passphrase import read_secret, stdin_line
+from .passphrase import interactive, read_secret, stdin_line
 
 if TYPE_CHECKING:
     from vault.entries import Entry
@@ -28,7 +27,7 @@ def _ask_scope(value: str | None, flag: str, choices: str) -> str:
     """Scopes must be what the user chose on the exchange's form, never a guess of ours."""
     if value is not None:
         return value
-    if not sys.stdin.isatty():
+    if not interactive():
         from vault.errors import InvalidInputError
 
         raise InvalidInputError(f"missing {flag}",
@@ -76,7 +75,7 @@ def add(
 
 
 def _ask_api_key() -> str:
-    if sys.stdin.isatty():
+    if interactive():
         return str(typer.prompt("API key (public)"))
     return stdin_line("api key")
 
@@ -127,7 +126,7 @@ def show(
         output.json_out(doc)
         return
     for key, value in [*doc.items(), ("fingerprint", entry.fingerprint)]:
-        typer.echo(f"{key + ':':<12} {'-' if value in (None, '') else value}")
+        output.raw_out(f"{key + ':':<12} {'-' if value in (None, '') else value}\n")
 
 
 @app.command()
@@ -194,7 +193,7 @@ def rm(
     with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
         opened.get(name)
         if not yes:
-            if not sys.stdin.isatty():
+            if not interactive():
                 raise InvalidInputError(f"refusing to remove {name!r} without --yes")
             typer.confirm(f"Remove {name}? Revoke the key on the exchange too.", abort=True)
         opened.remove(name)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
+from . import output
 from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none, open_vault
 
 if TYPE_CHECKING:
@@ -139,4 +140,4 @@ def env(
         raise InvalidInputError(f"unknown format {format_!r}", hint="use sh, dotenv or json")
     pairs = _assignments(Access(vault, passphrase_file, passphrase_command), names, max_scope,
                          allow_withdrawal, as_)
-    typer.echo(render(pairs, format_), nl=False)  # type: ignore[arg-type]
+    output.raw_out(render(pairs, format_))  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import typer
 
 from vault.errors import VaultError
 
-__all__ = ["error", "json_out", "status", "table", "warn"]
+__all__ = ["error", "json_out", "raw_out", "status", "table", "warn"]
 
 
 def error(message: str, hint: str | None = None) -> None:
@@ -91,6 +91,13 @@ def status(message: str) -> Iterator[None]:
         if live:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+def raw_out(text: str) -> None:
+    """Data that must reach stdout byte for byte (secrets): `typer.echo` strips ANSI escape
+    sequences when stdout is not a terminal, which would corrupt a secret holding them."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def json_out(value: Any) -> None:

@@ -9,9 +9,7 @@ one line each, in the order the command needs them.
 from __future__ import annotations
 
 import os
-import shlex
 import stat
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,8 @@ import typer
 
 from vault.errors import InsecurePermissionsError, InvalidInputError, LockedError
 
-__all__ = ["Sources", "read_new_passphrase", "read_passphrase", "read_secret", "stdin_line"]
+__all__ = ["Sources", "interactive", "read_new_passphrase", "read_passphrase", "read_secret",
+           "stdin_line"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +28,12 @@ class Sources:
     command: str | None = None
 
     def can_ask(self) -> bool:
-        return self.file is not None or self.command is not None or _interactive() or \
+        return self.file is not None or self.command is not None or interactive() or \
             not _stdin_closed()
 
 
-def _interactive() -> bool:
-    return sys.stdin.isatty()
+def interactive() -> bool:
+    return sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
 
 
 def _stdin_closed() -> bool:
@@ -76,6 +75,9 @@ def read_file(path: Path) -> str:
 
 def run_command(command: str) -> str:
     """First line of a helper's stdout (systemd-ask-password, a keyring CLI, pass, ...)."""
+    import shlex
+    import subprocess
+
     try:
         done = subprocess.run(shlex.split(command), stdout=subprocess.PIPE, check=False)
     except (OSError, ValueError) as exc:
@@ -93,7 +95,7 @@ def read_passphrase(sources: Sources, prompt: str = "Vault passphrase") -> str:
         return read_file(sources.file)
     if sources.command is not None:
         return run_command(sources.command)
-    if _interactive():
+    if interactive():
         return str(typer.prompt(prompt, hide_input=True))
     if _stdin_closed():
         raise LockedError("the vault is locked and there is no way to ask for a passphrase",
@@ -105,14 +107,14 @@ def read_new_passphrase(file: Path | None, prompt: str = "New passphrase") -> st
     """A passphrase being set: from a file, asked twice on a terminal, or a stdin line."""
     if file is not None:
         return read_file(file)
-    if _interactive():
+    if interactive():
         return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
     return stdin_line("new passphrase")
 
 
 def read_secret(from_stdin: bool) -> str:
     """The api secret: a hidden prompt asked twice, or one line of stdin. Never argv."""
-    if from_stdin or not _interactive():
+    if from_stdin or not interactive():
         return stdin_line("secret")
     return str(typer.prompt("API secret (private key, hidden)", hide_input=True,
                             confirmation_prompt=True))

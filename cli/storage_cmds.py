@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -11,7 +10,14 @@ import typer
 
 from . import output
 from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
-from .passphrase import read_file, read_new_passphrase, read_passphrase, read_secret, stdin_line
+from .passphrase import (
+    interactive,
+    read_file,
+    read_new_passphrase,
+    read_passphrase,
+    read_secret,
+    stdin_line,
+)
 
 if TYPE_CHECKING:
     from vault.core import Vault
@@ -170,7 +176,7 @@ def rotate(
     with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
         opened.get(name)
         key = api_key if api_key is not None else (
-            str(typer.prompt("New API key (public)")) if sys.stdin.isatty()
+            str(typer.prompt("New API key (public)")) if interactive()
             else stdin_line("api key"))
         entry, retired = opened.rotate(name, api_key=key,
                                        api_secret=read_secret(secret_stdin))

@@ -13,10 +13,14 @@ operations in `ops`, the process in `server`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .client import AgentClient, Credentials, SignedRequest, connect
-from .launcher import AgentInfo, start_agent
 from .paths import socket_path_for
 from .protocol import AgentError
+
+if TYPE_CHECKING:
+    from .launcher import AgentInfo, start_agent
 
 __all__ = [
     "AgentClient",
@@ -28,3 +32,12 @@ __all__ = [
     "socket_path_for",
     "start_agent",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The launcher (subprocess, json) is needed by `unlock` only, not by every client.
+    if name in ("AgentInfo", "start_agent"):
+        from . import launcher
+
+        return getattr(launcher, name)
+    raise AttributeError(f"module 'vault.agent' has no attribute {name!r}")

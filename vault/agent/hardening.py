@@ -9,13 +9,16 @@ makes /proc/PID/{mem,environ,...} root-only.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import resource
 import socket
 import struct
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 __all__ = ["disable_core_dumps", "is_dumpable", "peer_allowed", "peer_uid"]
 
@@ -26,9 +29,19 @@ _UCRED = struct.Struct("3i")  # struct ucred: pid_t pid; uid_t uid; gid_t gid
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
+    # ctypes is imported here, not at the top: clients (e.g. `botvault run`) import this
+    # module for peer_uid, which on Linux needs no ctypes, and ctypes costs ~7 ms to load.
     # dlopen(NULL): the symbols already loaded, libc among them. find_library would run
     # ldconfig in a subprocess.
+    import ctypes
+
     return ctypes.CDLL(None, use_errno=True)
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 def disable_core_dumps() -> None:
@@ -37,7 +50,7 @@ def disable_core_dumps() -> None:
     if sys.platform.startswith("linux"):
         prctl = _libc().prctl
         if prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-            err = ctypes.get_errno()
+            err = _errno()
             raise OSError(err, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(err)}")
 
 
@@ -58,9 +71,11 @@ def peer_uid(sock: socket.socket) -> int:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
         uid: int = _UCRED.unpack(raw)[1]
         return uid
+    import ctypes
+
     uid, gid = ctypes.c_uint32(), ctypes.c_uint32()
     if _libc().getpeereid(sock.fileno(), ctypes.byref(uid), ctypes.byref(gid)) != 0:
-        err = ctypes.get_errno()
+        err = _errno()
         raise OSError(err, f"getpeereid failed: {os.strerror(err)}")
     return uid.value
 
