@@ -436,13 +436,14 @@ class Vault:
         base = header or self._header
         records: list[RawRecord] = []
         changed: list[RawRecord] = []
-        for name, entry in entries.items():
-            kept = _kept_record(name, entry, reuse, self._entries, self._records)
-            if kept is None:
-                kept = codec.seal_entry(self._sealer, base.vault_id,
-                                        codec.materialize(name, entry))
-                changed.append(kept)
-            records.append(kept)
+        with codec.gc_paused():
+            for name, entry in entries.items():
+                kept = _kept_record(name, entry, reuse, self._entries, self._records)
+                if kept is None:
+                    kept = codec.seal_entry(self._sealer, base.vault_id,
+                                            codec.materialize(name, entry))
+                    changed.append(kept)
+                records.append(kept)
         new_header = base.with_generation(self._header.generation + 1)
         data = codec.encode(new_header, records, keys)
         store.atomic_write(self.path, data, verify=_verifier(data, changed, keys),
@@ -493,7 +494,9 @@ def _kept_record(name: str, entry: codec.Slot, reuse: dict[str, RawRecord] | Non
 
 def _read(path: Path) -> fileformat.ParsedFile:
     store.check_dir(path.parent)
-    return fileformat.parse(store.read_private(path))
+    data = store.read_private(path)
+    with codec.gc_paused():
+        return fileformat.parse(data)
 
 
 def _equal_to(data: bytes) -> Callable[[bytes], None]:

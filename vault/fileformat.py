@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .crypto import MAC_SIZE, TAG_SIZE, KdfParams, check_params
 from .errors import FormatError
@@ -70,8 +71,10 @@ class Header:
         return self.pack(0)[:WRAP_AAD_END]
 
 
-@dataclass(frozen=True)
-class RawRecord:
+class RawRecord(NamedTuple):
+    """One sealed entry as stored. A NamedTuple: a vault holds thousands and opening one
+    builds them all, and a tuple is built several times faster than a frozen dataclass."""
+
     entry_id: bytes
     nonce: bytes
     ciphertext: bytes
