@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import stat
+import sys
 import tempfile
 import threading
 import warnings
@@ -52,7 +53,8 @@ class Clock:
 
 
 class Snapshots:
-    """A sync function that records the file as of each sync (the bytes a power loss keeps).
+    """A sync function that records the file as of each sync (the bytes a power loss keeps)
+    and checks that no sync carries both copies of anything.
 
     It does not fsync: these tests check the protocol, not the disk.
     """
@@ -63,7 +65,10 @@ class Snapshots:
 
     def __call__(self, fd: int) -> None:
         self.calls += 1
-        self.last = os.pread(fd, os.fstat(fd).st_size, 0)
+        current = os.pread(fd, os.fstat(fd).st_size, 0)
+        if self.last:
+            check_one_side_in_flight(self.last, current)
+        self.last = current
 
 
 def power_loss(path: Path, durable: bytes, rnd: random.Random | None = None) -> None:
@@ -101,8 +106,16 @@ def flip(path: Path, offset: int) -> None:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "vault.bv.nonces"
+def home(tmp_path: Path) -> Path:
+    """A directory of our own (conftest puts other things in tmp_path)."""
+    path = tmp_path / "nonces"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def state(home: Path) -> Path:
+    return home / "vault.bv.nonces"
 
 
 @pytest.fixture
@@ -272,15 +285,15 @@ def test_unit_change_of_an_unused_counter(store: NonceStore) -> None:
 # -- the file ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
-def test_new_file_is_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
-    state = tmp_path / "s.nonces"
+def test_new_file_is_0600_whatever_the_umask(home: Path, umask: int) -> None:
+    state = home / "s.nonces"
     old = os.umask(umask)
     try:
         NonceStore(state).close()
     finally:
         os.umask(old)
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.nonces"]  # no temp left
+    assert sorted(p.name for p in home.iterdir()) == ["s.nonces"]  # no temp file left
 
 
 def test_new_file_layout(state: Path, store: NonceStore) -> None:
@@ -303,18 +316,18 @@ def test_an_existing_file_is_not_replaced(state: Path, clock: Clock) -> None:
     assert state.stat().st_ino == ino
 
 
-def test_symlink_is_refused(tmp_path: Path) -> None:
-    real = tmp_path / "real.nonces"
+def test_symlink_is_refused(home: Path) -> None:
+    real = home / "real.nonces"
     NonceStore(real).close()
-    link = tmp_path / "link.nonces"
+    link = home / "link.nonces"
     link.symlink_to(real)
     with pytest.raises(InsecurePermissionsError, match="symlink"):
         NonceStore(link)
-    dangling = tmp_path / "dangling.nonces"
-    dangling.symlink_to(tmp_path / "nowhere")
+    dangling = home / "dangling.nonces"
+    dangling.symlink_to(home / "nowhere")
     with pytest.raises(InsecurePermissionsError, match="symlink"):
         NonceStore(dangling)
-    assert not (tmp_path / "nowhere").exists()
+    assert not (home / "nowhere").exists()
 
 
 @pytest.mark.parametrize("mode", [0o620, 0o602, 0o666, 0o660])
@@ -385,21 +398,23 @@ def test_truncated_file_is_detected(state: Path, size: int) -> None:
     assert "NonceStore.recover" in info.value.hint
 
 
-def test_file_cut_at_a_chunk_boundary_is_detected(state: Path) -> None:
+@pytest.mark.parametrize("boot", ["boot-1", "boot-2"])
+def test_file_cut_at_a_chunk_boundary_is_detected(state: Path, boot: str) -> None:
     _used(state, counters=300)  # a second chunk
     assert state.stat().st_size == nf.INITIAL_SIZE + nf.CHUNK_SIZE
     os.truncate(state, nf.INITIAL_SIZE)
     with pytest.raises(FormatError, match=r"lost records \(it counts 300, holds 256\)"):
-        NonceStore(state)
+        NonceStore(state, boot_id=booted(boot))
 
 
 @pytest.mark.parametrize("byte", [3, 20, 30])  # key, value, checksum
 def test_damage_to_either_copy_is_survived(state: Path, byte: int) -> None:
     with NonceStore(state, boot_id=lambda: "boot-1", sync=Snapshots(), reserve=0) as s:
         handed = {"c0": s.next("c0", "us")}
-    for round_, boot in enumerate(["boot-1", "boot-2", "boot-2", "boot-3", "boot-4"]):
+    for round_ in range(6):
         flip(state, entry(0, round_ % 2) + byte)  # the newest mark is in both copies
-        with NonceStore(state, boot_id=booted(boot), sync=Snapshots(), reserve=0) as s:
+        with NonceStore(state, boot_id=booted(f"boot-{round_ + 2}"), sync=Snapshots(),
+                        reserve=0) as s:
             assert s.next("c0", "us") > handed["c0"]
             handed["c0"] = s.next("c0", "us")  # reserve 0: every nonce raises the mark
 
@@ -433,7 +448,7 @@ def test_uncounted_record_after_a_gap_is_refused(state: Path) -> None:
     _used(state)
     for which in (0, 1):
         patch(state, entry(1, which), bytes(32))
-        patch(state, nf.COUNT_OFFS[which], nf.pack_count(_file_id(state), which, 1))
+        patch(state, nf.COUNT_OFFS[which], nf.pack_count(_file_id(state), which, 1, 9 + which))
     with pytest.raises(FormatError, match="hole at record 1"):
         NonceStore(state, boot_id=lambda: "boot-1")
 
@@ -470,6 +485,19 @@ def test_damaged_boot_block_counts_as_a_reboot(state: Path) -> None:
     flip(state, nf.BOOT_OFF + 2)
     with NonceStore(state, boot_id=lambda: "boot-1") as s:
         assert s.peek("c0") == mark  # resumed from the durable mark, not from `last`
+
+
+def test_a_new_boot_drops_records_the_count_does_not_vouch_for(state: Path) -> None:
+    _used(state)  # counts 3
+    fid = _file_id(state)
+    patch(state, entry(3, 1), b"\x17" * 32)  # created, never counted, B garbled by the cut
+    patch(state, entry(3, 0), nf.pack_entry(fid, 3, 0, nf.counter_key("late"), 10))
+    for which in (0, 1):  # a later creation, also never counted
+        patch(state, entry(4, which), nf.pack_entry(fid, 4, which, nf.counter_key("later"), 9))
+    with NonceStore(state, boot_id=lambda: "boot-2") as s:
+        assert s.peek("late") is None
+        assert s.peek("later") is None
+        assert s.peek("c2") is not None
 
 
 def test_a_creation_cut_before_its_second_copy_is_empty(state: Path) -> None:
@@ -548,6 +576,15 @@ def test_recover_is_seen_by_a_store_already_open(state: Path, clock: Clock) -> N
         assert s.next("a", "ms") == T0 // NS["ms"] + 10
 
 
+def test_recover_does_not_rewrite_a_newer_format(state: Path) -> None:
+    _used(state)
+    patch(state, 8, (2).to_bytes(2, "little"))
+    before = state.read_bytes()
+    with pytest.raises(FormatError, match="recovery will not rewrite it"):
+        NonceStore.recover(state)
+    assert state.read_bytes() == before
+
+
 def test_recover_creates_a_missing_file_above_the_clock(state: Path, clock: Clock) -> None:
     assert "did not exist" in NonceStore.recover(state, clock_ns=clock, margin_s=1)[0]
     with NonceStore(state, clock_ns=clock) as s:
@@ -591,6 +628,7 @@ def test_power_loss_never_repeats_a_nonce(state: Path, seed: int) -> None:
                 assert block[0] > handed.get(counter, 0)
                 handed[counter] = block[-1]
         power_loss(state, snaps.last, rnd if seed % 2 else None)
+        snaps.last = state.read_bytes()
 
 
 def test_reboot_resumes_from_the_durable_mark(state: Path, clock: Clock) -> None:
@@ -606,25 +644,53 @@ class PowerCut(Exception):
     """The machine lost power inside a sync."""
 
 
-class CutSync:
-    """Syncs (in memory) until call number `cut_at`, where the power fails mid-sync.
+class ProcessKilled(Exception):
+    """The process died at a sync; the machine (and its page cache) carries on."""
 
-    What the disk then holds: the bytes of the previous sync, except that every 4 KiB page
-    written since was being written back, and each of its 512-byte sectors ends up old, new
-    or garbage (a drive without power-loss protection), and the file size is either.
+
+def check_one_side_in_flight(old: bytes, new: bytes) -> None:
+    """The protocol's rule: a sync never carries both copies of anything (high-water copies
+    A and B, record count copies A and B), and never the header page."""
+    old = old.ljust(len(new), b"\0")
+    dirty = {p // 4096 for p in range(0, len(new), 4096) if old[p:p + 4096] != new[p:p + 4096]}
+    chunk_pages = [(p - nf.HEADER_REGION // 4096) % 5 for p in dirty if p >= 3]
+    assert 0 not in dirty or not old.strip(b"\0"), "the header page was rewritten"
+    assert not {1, 2} <= dirty, "both record count copies in one sync"
+    assert not ({1, 2} & set(chunk_pages) and {3, 4} & set(chunk_pages)), \
+        "both high-water copies in one sync"
+
+
+class CutSync:
+    """Syncs (in memory); a process dies at some calls, and the power fails at `cut_at`.
+
+    At a death the sync completes or not (both happen); the page cache keeps everything.
+    At the power cut the disk holds the bytes of the previous completed sync, except that
+    every 4 KiB page written since was being written back, and each of its 512-byte sectors
+    ends up old, new or garbage (a drive without power-loss protection); the file size is
+    either. Deaths come often and the cut often just after one: that is when a write left
+    unsynced by the dead can meet the next writer's.
     """
 
-    def __init__(self, cut_at: int, rnd: random.Random, durable: bytes) -> None:
-        self.calls, self.cut_at, self.rnd = 0, cut_at, rnd
-        self.durable = durable
+    def __init__(self, rnd: random.Random, durable: bytes) -> None:
+        self.calls, self.rnd, self.durable = 0, rnd, durable
+        self.deaths = {n: rnd.random() < 0.5 for n in rnd.sample(range(1, 40), k=rnd.randrange(6))}
+        after_death = min(self.deaths, default=0) + rnd.randrange(1, 4)
+        self.cut_at = after_death if rnd.random() < 0.5 else rnd.randrange(1, 60)
+        self.deaths.pop(self.cut_at, None)
+        self.garbage = rnd.choice([1 / 3, 1.0])  # share of dirty sectors that end up garbage
 
     def __call__(self, fd: int) -> None:
         self.calls += 1
         current = os.pread(fd, os.fstat(fd).st_size, 0)
+        check_one_side_in_flight(self.durable, current)
         if self.calls == self.cut_at:
             self.durable = self._torn(self.durable, current)
             raise PowerCut
+        if self.deaths.get(self.calls) is False:
+            raise ProcessKilled  # before the sync did anything
         self.durable = current
+        if self.calls in self.deaths:
+            raise ProcessKilled  # after the sync, before the caller could use it
 
     def _torn(self, old: bytes, new: bytes) -> bytes:
         size = self.rnd.choice([len(old), len(new)])
@@ -633,35 +699,46 @@ class CutSync:
             if old[page:page + 4096] == out[page:page + 4096]:
                 continue
             for start in range(page, page + 4096, 512):
-                fate = self.rnd.randrange(3)
-                if fate == 0:
-                    out[start:start + 512] = old[start:start + 512]
-                elif fate == 1:
+                if self.rnd.random() < self.garbage:
                     out[start:start + 512] = self.rnd.randbytes(512)
+                elif self.rnd.random() < 0.5:
+                    out[start:start + 512] = old[start:start + 512]
         return bytes(out)
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_power_cut_inside_any_sync(state: Path, seed: int) -> None:
-    """No sync is a bad moment: the next boot opens without help and repeats nothing."""
-    rnd, clock = random.Random(seed), Clock()
-    handed: dict[str, int] = {}
-    many = 300 if seed % 4 == 0 else 6  # sometimes across a chunk boundary (file growth)
-    for cycle in range(4):
-        on_disk = state.read_bytes() if cycle else b""
-        sync = CutSync(rnd.randrange(2 if cycle == 0 else 1, 40), rnd, on_disk)
+def _run_until_power_cut(state: Path, sync: CutSync, boot: str, clock: Clock,
+                         rnd: random.Random, handed: dict[str, int], many: int) -> bool:
+    """Allocate with a process dying now and then; True if the power was cut."""
+    todo, reserve = 400, rnd.choice([0, 10**6])
+    while todo:
         try:
-            with NonceStore(state, clock_ns=clock, boot_id=booted(f"boot-{cycle}"), sync=sync,
-                            reserve=rnd.choice([0, 10**6])) as s:
-                for _ in range(400):
+            with NonceStore(state, clock_ns=clock, boot_id=booted(boot), sync=sync,
+                            reserve=reserve) as s:
+                while todo:
                     clock.ns += rnd.randrange(-10**6, 2 * 10**6)
                     counter = f"c{rnd.randrange(many)}"
                     value = s.next(counter, "us")
                     assert value > handed.get(counter, 0)
                     handed[counter] = value
+                    todo -= 1
+        except ProcessKilled:
+            continue  # another process of the same boot carries on
         except PowerCut:
-            pass
-        else:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_power_cut_inside_any_sync(state: Path, seed: int) -> None:
+    """No sync is a bad moment to die or lose power: the next boot opens without help and
+    repeats nothing."""
+    rnd, clock = random.Random(seed), Clock()
+    handed: dict[str, int] = {}
+    many = 300 if seed % 4 == 0 else 6  # sometimes across a chunk boundary (file growth)
+    NonceStore(state, boot_id=booted("boot-0")).close()
+    for cycle in range(4):
+        sync = CutSync(rnd, state.read_bytes())
+        if not _run_until_power_cut(state, sync, f"boot-{cycle}", clock, rnd, handed, many):
             continue
         power_loss(state, sync.durable)
         with NonceStore(state, clock_ns=clock, boot_id=booted(f"after-{cycle}")) as s:
@@ -693,18 +770,27 @@ def test_thousands_of_counters_in_one_file(state: Path, clock: Clock) -> None:
         assert again.peek("c8") == T0 // 1000 + 1
 
 
-def test_threads_share_a_store(store: NonceStore) -> None:
+def test_threads_share_a_store(state: Path) -> None:
+    """Threads share one open file, so flock alone does not keep them apart."""
     results: list[list[int]] = [[] for _ in range(4)]
+    store = NonceStore(state, reserve=10_000, sync=Snapshots())  # many raises, more races
 
     def work(out: list[int]) -> None:
-        for _ in range(5_000):
+        for _ in range(3_000):
             out.append(store.next("k", "us"))
 
     threads = [threading.Thread(target=work, args=(r,)) for r in results]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads between almost any two bytecodes
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+        store.close()
+    assert [len(r) for r in results] == [3_000] * 4  # no thread died
     every = [v for r in results for v in r]
     assert len(set(every)) == len(every)
     assert all(r == sorted(r) for r in results)
@@ -776,5 +862,6 @@ def test_nonces_never_decrease(ops: list[tuple[str, int, str, int]], reserve: in
                     exact.clear()
                 if op in ("power", "mixed"):
                     power_loss(state, snaps.last, random.Random(num) if op == "mixed" else None)
+                    snaps.last = state.read_bytes()
                 store = opened()
         store.close()

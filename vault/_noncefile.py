@@ -16,13 +16,28 @@ Internal to vault.nonces. Little-endian; pages of 4096 bytes.
 
 "Volatile" fields are written only through the shared memory map: they survive SIGKILL (the
 kernel keeps the page) but not power loss, carry no checksum, and are rebuilt from the
-copies after a reboot. Everything else is written with pwrite and synced before anything
-relies on it. The two copies live in different pages and are never written in the same
-sync, and the volatile page is apart from both, so a sector garbled by a power cut (or
-written back at any moment) costs at most one copy of any counter. The key is a blake2b
-digest of the counter id; checksums are blake2b keyed by the file id and bound to the slot,
-so a copy moved to another slot or file does not verify. Used slots form a prefix; a slot
-is empty while copy B is all zero and copy A does not verify (creation writes A, then B).
+copies after a reboot. Everything else is written with pwrite, under the lock, by a
+protocol that assumes the worst of a power cut: every page written since the last sync may
+be in flight, and each of its sectors may come back old, new or garbage.
+
+- A sync never carries both copies of anything: high-water copies A and B live in different
+  pages and are written in separate syncs, as are the two record count copies; the volatile
+  page is apart from both; the header page is only written at creation and by recover().
+- Every durable operation starts with a sync, so whatever a process that died between a
+  write and its sync left dirty is flushed on its own first.
+- A mark is raised by writing the copy not holding the confirmed mark, syncing, confirming
+  (only then may values up to it be handed out), then mirroring it into the other copy, so
+  damage to either copy at rest never leaves only an older mark.
+- Creation writes A, syncs, writes B, syncs; the record count (two copies with a write
+  sequence) is raised to cover a slot in the same syncs as its first mark, before it hands
+  anything out. So nothing past the durable count has handed out a value.
+- At the first open after a reboot (the boot block differs), settle_after_reboot() rewrites
+  both copies of every counted slot from the larger valid one, side A then side B, and wipes
+  every slot past the count (perhaps garbage from the cut).
+
+The key is a blake2b digest of the counter id; checksums are blake2b keyed by the file id
+and bound to the slot, so a copy moved to another slot or file does not verify. Used slots
+form a prefix; past the record count, a slot whose copy B does not verify is empty.
 """
 
 from __future__ import annotations
@@ -60,7 +75,7 @@ HEAD = struct.Struct("<8sHHHH16sQQ")  # magic .. created_ns: the checksummed 48 
 U64 = struct.Struct("<Q")
 PAIR = struct.Struct("<QQ")  # volatile (last, confirmed mark) of a slot
 ENTRY = struct.Struct("<16sQ8s")  # a high-water copy: key, value, check
-COUNT = struct.Struct("<Q8s")
+COUNT = struct.Struct("<QQ8s")  # a record count copy: value, write sequence, check
 BOOT = struct.Struct("<16s8s")
 _ZERO_ENTRY = bytes(ENTRY.size)
 
@@ -107,8 +122,9 @@ def aligned_size(size: int) -> int:
 
 def check_size(path: Path, size: int) -> None:
     if size != aligned_size(size) or size < INITIAL_SIZE:
-        raise FormatError(f"{path}: nonce state file is truncated ({size} bytes is not a "
-                          f"header plus whole {CHUNK_SIZE}-byte chunks)", hint=RECOVER_HINT)
+        raise FormatError(f"{path}: nonce state file is truncated or padded ({size} bytes is "
+                          f"not a header plus whole {CHUNK_SIZE}-byte chunks)",
+                          hint=RECOVER_HINT)
 
 
 # -- checksums ---------------------------------------------------------------------------------
@@ -136,25 +152,30 @@ def read_entry(buf: Buf, file_id: bytes, slot: int, which: int) -> tuple[bytes, 
                                                                    value) else None
 
 
-def pack_count(file_id: bytes, which: int, value: int) -> bytes:
-    return COUNT.pack(value, _mac(b"bv-nonce-count", file_id, bytes((which,)), U64.pack(value)))
+def pack_count(file_id: bytes, which: int, value: int, seq: int) -> bytes:
+    check = _mac(b"bv-nonce-count", file_id, bytes((which,)), U64.pack(value), U64.pack(seq))
+    return COUNT.pack(value, seq, check)
 
 
-def record_count(path: Path, buf: Buf, file_id: bytes) -> tuple[int, int]:
-    """(durable record count, index of the count copy to overwrite next).
+def record_count(path: Path, buf: Buf, file_id: bytes) -> tuple[int, int, int]:
+    """(durable record count, the copy to write first, the next write sequence).
 
-    The count is raised only after the record it counts is durable, so a file with fewer
-    used slots than it says has lost records (truncated or damaged).
+    The count is raised before a new slot hands anything out, so a file with fewer used
+    slots than it counts has lost records. Writes go to the most recently written copy first,
+    then to the other, so the older one is always a complete, synced write.
     """
-    good = []
+    copies: list[tuple[int, int] | None] = []
     for which, off in enumerate(COUNT_OFFS):
-        value = COUNT.unpack_from(buf, off)[0]
-        ok = buf[off:off + COUNT.size] == pack_count(file_id, which, value)
-        good.append(value if ok else -1)
-    if max(good) < 0:
+        value, seq, _ = COUNT.unpack_from(buf, off)
+        ok = buf[off:off + COUNT.size] == pack_count(file_id, which, value, seq)
+        copies.append((value, seq) if ok else None)
+    valid = [c for c in copies if c is not None]
+    if not valid:
         raise FormatError(f"{path}: nonce state file is corrupt (both record count copies "
                           "fail their checksum)", hint=RECOVER_HINT)
-    return max(good), 0 if good[0] <= good[1] else 1
+    a, b = copies
+    first = 0 if a is None or (b is not None and a[1] >= b[1]) else 1
+    return max(v for v, _ in valid), first, max(s for _, s in valid) + 1
 
 
 def pack_boot(file_id: bytes, boot: str) -> bytes:
@@ -201,9 +222,8 @@ def parse_header(path: Path, buf: Buf) -> Header:
 def header_region(header: Header, epoch: int, boot: str, count: int) -> bytes:
     fid = header.file_id
     page0 = (header.pack() + U64.pack(epoch % 2**64)).ljust(PAGE, b"\0")
-    page1 = (pack_boot(fid, boot).ljust(512, b"\0") + pack_count(fid, 0, count)).ljust(PAGE,
-                                                                                      b"\0")
-    return page0 + page1 + pack_count(fid, 1, count).ljust(PAGE, b"\0")
+    page1 = (pack_boot(fid, boot).ljust(512, b"\0") + pack_count(fid, 0, count, 1))
+    return page0 + page1.ljust(PAGE, b"\0") + pack_count(fid, 1, count, 2).ljust(PAGE, b"\0")
 
 
 def initial_bytes(boot: str, now_ns: int, floor_ns: int = 0) -> bytes:
@@ -214,8 +234,10 @@ def initial_bytes(boot: str, now_ns: int, floor_ns: int = 0) -> bytes:
 # -- slots -------------------------------------------------------------------------------------
 
 def slot_empty(buf: Buf, file_id: bytes, slot: int) -> bool:
-    """Neither copy verifies: never used, a creation cut short, or garbage from a power cut."""
-    return read_entry(buf, file_id, slot, 0) is None and read_entry(buf, file_id, slot, 1) is None
+    """Copy B does not verify: never used, or a creation that did not finish (creation
+    writes A, then B), or garbage from a power cut. Slots below the record count are checked
+    with resume_point instead, which accepts either copy."""
+    return read_entry(buf, file_id, slot, 1) is None
 
 
 def resume_point(path: Path, buf: Buf, file_id: bytes, slot: int,
@@ -264,12 +286,13 @@ def settle_after_reboot(path: Path, fd: int, buf: Buf, file_id: bytes,
     durable before any is), so whatever such a slot holds, maybe garbage, is dropped. Side A
     is written and synced before side B, so the side not being written stays intact.
     """
-    count, _ = record_count(path, buf, file_id)
+    count, _, seq = record_count(path, buf, file_id)
     if count > slot_count(len(buf)):
         raise lost_records(path, count, slot_count(len(buf)))
     marks = [resume_point(path, buf, file_id, slot, False)[:2] for slot in range(count)]
+    sync(fd)  # flush what a process that died mid-settle left dirty, on its own
     for which in (0, 1):
-        writes = [(COUNT_OFFS[which], pack_count(file_id, which, count))]
+        writes = [(COUNT_OFFS[which], pack_count(file_id, which, count, seq + which))]
         for slot in range(slot_count(len(buf))):
             wanted = pack_entry(file_id, slot, which, *marks[slot]) if slot < count \
                 else _ZERO_ENTRY
@@ -401,6 +424,10 @@ def rebuild(path: Path, data: bytes, boot: str, now_ns: int,
     retired (tombstoned, never reused), and the recovery floor rises to now + margin: a
     counter without a live record starts above the floor when next used.
     """
+    if data[:8] == MAGIC and len(data) >= HEAD.size and HEAD.unpack_from(data)[1] != VERSION:
+        raise FormatError(f"{path}: nonce state version {HEAD.unpack_from(data)[1]} is not "
+                          "this botvault's; recovery will not rewrite it",
+                          hint="use the botvault version that wrote it")
     findings: list[str] = []
     size = aligned_size(max(len(data), INITIAL_SIZE))
     if len(data) != size:
@@ -442,7 +469,9 @@ def _sort_records(path: Path, buf: bytes, header: Header, boot: str,
     except FormatError as exc:
         findings.append(f"{exc.message}: records lost at the end cannot be told")
         count = 0
-    used = [s for s in range(slot_count(len(buf))) if not slot_empty(buf, fid, s)]
+    used = [s for s in range(slot_count(len(buf)))
+            if (read_entry(buf, fid, s, 0) is not None and s < count)
+            or not slot_empty(buf, fid, s)]
     records: list[Kept | None] = [None] * max(count, used[-1] + 1 if used else 0)
     lost = sorted(set(range(count)) - set(used))
     if lost:
@@ -469,6 +498,7 @@ def write_image(fd: int, image: bytes, sync: Callable[[int], None]) -> None:
     """Write a rebuilt file in three synced passes: the header (the floor must be durable
     before any record is retired), then the A side, then the B side, so that no sync has
     both copies of a record in flight."""
+    sync(fd)  # flush what a process that died mid-write left dirty, on its own
     chunks = range(HEADER_REGION, len(image), CHUNK_SIZE)
     passes = [[(0, PAGE)],
               [(PAGE, PAGE), *((c, 3 * PAGE) for c in chunks)],

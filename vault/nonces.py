@@ -2,17 +2,23 @@
 
 Every process of the machine shares one small state file beside the vault (not secret, not
 encrypted). A nonce is `max(last + 1, now in the unit)`, decided under an exclusive `flock`
-on the state file, so values are unique and linearizable across processes and threads.
+on the state file (and a thread lock), so values are unique and linearizable across
+processes and threads. Counters are never deleted.
 
 Crash safety without an fsync per nonce: `last` lives in a shared memory map of the file,
-which survives SIGKILL (the kernel keeps the page). Each counter also has a high-water mark
-that is durable (synced) *before* any value up to it is handed out; it is raised in blocks
-(`reserve` nanoseconds of clock ahead, more while allocations outpace the clock), so a busy
-counter syncs a few times a second at most. After a reboot (the boot id changed) `last`
-cannot be trusted, and every counter resumes from its durable mark, which is above anything
-handed out. The mark is kept in two checksummed copies written alternately, so a torn write
-during power loss always leaves the previous mark readable. The layout is in
-`vault._noncefile`.
+which survives SIGKILL (the kernel keeps the page). Each counter also has a high-water mark,
+and a value is handed out only if it is at or below a mark that is already durable. Marks
+are raised in blocks (`reserve` nanoseconds of clock ahead, more while allocations outpace
+the clock), so a busy counter syncs every couple of seconds, not per nonce. After a reboot
+(the boot id changed) `last` is not trusted and every counter resumes from its durable mark.
+
+What makes "durable" hold against power loss on real disks (garbled sectors, page
+write-back at any time, processes dying between a write and its sync) is in
+`vault._noncefile`: two checksummed copies of each mark in different pages, never written
+in the same sync; a sync before every write, so nothing a dead process left pending rides
+along; a record count that vouches for every record handing out values; and a repair pass
+at the first open after a reboot. A file that still does not add up is refused
+(`FormatError`) and `NonceStore.recover` restarts the lost counters above anything plausible.
 
 Units: `ms` (ccxt, krakenex), `us`, `10ns` (python-kraken-sdk). A value handed out more than
 10 s ahead of the clock triggers one `NonceAheadWarning` per process and counter: clients
@@ -40,6 +46,7 @@ __all__ = [
     "AHEAD_WARNING_S",
     "DEFAULT_RECOVERY_MARGIN_S",
     "DEFAULT_RESERVE_NS",
+    "MAX_COUNT",
     "UNITS",
     "UNIT_CHANGE_TOLERANCE_S",
     "NonceAheadWarning",
@@ -125,9 +132,10 @@ class NonceStore:
 
     clock_ns: wall clock in ns (injectable for tests). boot_id: a string that changes at
     every boot. reserve: how far ahead, in nanoseconds of clock, a durable high-water mark
-    is reserved at each sync (converted to each counter's unit). sync: makes the writes to
-    a file descriptor durable; called under the lock after every durable write, so a test
-    can wrap it to capture the file as of the last sync.
+    is reserved at each sync (converted to each counter's unit). sync: makes what was
+    written to a file descriptor durable (fsync; F_FULLFSYNC on macOS). It is called under
+    the lock, so a wrapper that snapshots the file after calling it sees exactly what a
+    power cut at that moment would leave at the least.
     Thread-safe; after `fork()` the child reopens the file on first use.
     """
 
@@ -308,13 +316,14 @@ class NonceStore:
         else:
             raise FormatError(f"{self._path}: nonce record {slot} lost its durable mark "
                               "while in use", hint=nf.RECOVER_HINT)
-        count, count_copy = nf.record_count(self._path, mm, fid)
+        count, count_first, seq = nf.record_count(self._path, mm, fid)
+        self._sync(fd)  # see _create
         for step, which in enumerate((1 - keep, keep)):
             os.pwrite(fd, nf.pack_entry(fid, slot, which, key, mark),
                       nf.entry_offset(slot, which))
             if count <= slot:  # the count must vouch for a slot before it hands anything out
-                os.pwrite(fd, nf.pack_count(fid, count_copy ^ step, self._next_slot),
-                          nf.COUNT_OFFS[count_copy ^ step])
+                os.pwrite(fd, nf.pack_count(fid, count_first ^ step, self._next_slot, seq + step),
+                          nf.COUNT_OFFS[count_first ^ step])
             self._sync(fd)
             if step == 0:
                 _U64.pack_into(mm, off + 8, mark)
@@ -376,7 +385,7 @@ class NonceStore:
         slot ends the table.
         """
         mm, fid, path = self._mm, self._file_id, self._path
-        count, _ = nf.record_count(path, mm, fid)
+        count = nf.record_count(path, mm, fid)[0]
         slot, slots = self._next_slot, nf.slot_count(self._size)
         while slot < slots and (slot < count or not nf.slot_empty(mm, fid, slot)):
             key, mark, rebuild = nf.resume_point(path, mm, fid, slot, same_boot)
@@ -432,6 +441,10 @@ class NonceStore:
         off = nf.vol_offset(slot)
         floor = self._floor_ns // ns
         _PAIR.pack_into(self._mm, off, floor, floor)
+        # A process that died between a write and its sync left that write dirty: flush it
+        # on its own, or the next sync could carry both sides of some slot at once (and
+        # the copy that looks confirmed might not be durable).
+        self._sync(fd)
         for which in (0, 1):
             os.pwrite(fd, nf.pack_entry(self._file_id, slot, which, key, floor),
                       nf.entry_offset(slot, which))
@@ -489,6 +502,7 @@ def _read_all(fd: int) -> bytes:
 
 
 def _after_fork_in_child() -> None:
+    _warned.clear()  # a new process: it warns once for itself
     for store in list(_live):
         store._forked()
 
