@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import crypto, fileformat
@@ -18,8 +18,8 @@ from .entries import Entry
 from .errors import FormatError
 from .fileformat import Header, ParsedFile, RawRecord
 
-__all__ = ["Keys", "Slot", "Unparsed", "decode", "encode", "gc_paused", "materialize",
-           "new_header", "seal_entry", "unwrap"]
+__all__ = ["Keys", "Slot", "Unparsed", "decode", "encode", "equal_to", "gc_paused",
+           "materialize", "new_header", "save_verifier", "seal_entry", "unwrap"]
 
 _ENTRY_PURPOSE = b"botvault-entry"
 _MAC_PURPOSE = b"botvault-mac"
@@ -139,3 +139,28 @@ def seal_entry(sealer: crypto.Sealer, vault_id: bytes, entry: Entry) -> RawRecor
 def encode(header: Header, records: list[RawRecord], keys: Keys) -> bytes:
     body = fileformat.build(header, records)
     return body + crypto.mac(keys.mac, body)
+
+
+def equal_to(data: bytes) -> Callable[[bytes], None]:
+    """A save check: the bytes read back are exactly the bytes written."""
+    def verify(readback: bytes) -> None:
+        if readback != data:
+            raise OSError("the file read back differs from what was written")
+    return verify
+
+
+def save_verifier(data: bytes, changed: list[RawRecord], keys: Keys
+                  ) -> Callable[[bytes], None]:
+    """Read back, check the MAC and decrypt every record this save sealed.
+
+    Unchanged records are the very bytes verified when they were loaded, and the MAC
+    (checked here over the bytes read back) proves they are still those bytes.
+    """
+    def verify(readback: bytes) -> None:
+        equal_to(data)(readback)
+        parsed = fileformat.parse(readback)
+        crypto.verify_mac(keys.mac, parsed.authenticated_part, parsed.tag)
+        for record in changed:
+            crypto.open_sealed(keys.entry, record.nonce, record.ciphertext,
+                               record.aad(parsed.header.vault_id))
+    return verify

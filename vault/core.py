@@ -21,7 +21,7 @@ from .errors import (
 )
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
 from .fileformat import Header, RawRecord
-from .nonces import NonceStore
+from .nonces import NonceStore, nonce_counter_id, nonce_state_path
 from .paths import resolve_vault_path
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
@@ -76,7 +76,8 @@ class Vault:
             if os.path.lexists(target):
                 raise AlreadyExistsError(f"a vault exists already at {target}",
                                          hint="pass another --vault, or remove the old one")
-            store.atomic_write(target, data, verify=_equal_to(data), backup_as=None, create=True)
+            store.atomic_write(target, data, verify=codec.equal_to(data), backup_as=None,
+                               create=True)
         return cls(target, data_key, fileformat.parse(data), {})
 
     @classmethod
@@ -170,12 +171,7 @@ class Vault:
             note: str = "", nonce_unit: str = "ms", env_key: str | None = None,
             env_secret: str | None = None) -> Entry:
         """Validate and store a new key pair. Warns (VaultWarning) about what it repaired."""
-        raw = api_secret.reveal() if isinstance(api_secret, Secret) else api_secret
-        secret, removed = clean_secret(check_exchange(exchange), raw)
-        if removed:
-            warnings.warn(f"removed {removed} whitespace character{'s' if removed != 1 else ''} "
-                          "from the secret (a line-wrap artefact of copying)", VaultWarning,
-                          stacklevel=2)
+        secret = _cleaned_secret(check_exchange(exchange), api_secret)
         entry = Entry(
             name=check_name(name), exchange=exchange,
             api_key=validate_api_key(exchange, api_key), api_secret=Secret(secret),
@@ -263,12 +259,7 @@ class Vault:
 
         Returns (the new entry, the retired one)."""
         old = self._live_entry(name)
-        raw = api_secret.reveal() if isinstance(api_secret, Secret) else api_secret
-        secret, removed = clean_secret(old.exchange, raw)
-        if removed:
-            warnings.warn(f"removed {removed} whitespace character{'s' if removed != 1 else ''}"
-                          " from the secret (a line-wrap artefact of copying)", VaultWarning,
-                          stacklevel=2)
+        secret = _cleaned_secret(old.exchange, api_secret)
         new = old.with_changes(api_key=validate_api_key(old.exchange, api_key),
                                api_secret=Secret(secret), created_at=now_utc(),
                                entry_id=os.urandom(fileformat.ID_SIZE))
@@ -376,7 +367,7 @@ class Vault:
             codec.decode(parsed, keys)
             header = self._header.with_generation(generation)
             data = codec.encode(header, list(parsed.records), keys)
-            store.atomic_write(path, data, verify=_equal_to(data), backup_as=None)
+            store.atomic_write(path, data, verify=codec.equal_to(data), backup_as=None)
 
     def backups(self) -> builtins.list[Backup]:
         """The automatic backups, newest first, each verified under this vault's key."""
@@ -446,10 +437,21 @@ class Vault:
                 records.append(kept)
         new_header = base.with_generation(self._header.generation + 1)
         data = codec.encode(new_header, records, keys)
-        store.atomic_write(self.path, data, verify=_verifier(data, changed, keys),
+        store.atomic_write(self.path, data, verify=codec.save_verifier(data, changed, keys),
                            backup_as=self._header.generation)
         self._header, self._entries = new_header, entries
         self._records = dict(zip(entries, records, strict=True))
+
+
+def _cleaned_secret(exchange: str, api_secret: str | Secret) -> str:
+    """The secret as stored: validated, line-wrap whitespace removed with a warning."""
+    raw = api_secret.reveal() if isinstance(api_secret, Secret) else api_secret
+    secret, removed = clean_secret(exchange, raw)
+    if removed:
+        warnings.warn(f"removed {removed} whitespace character{'s' if removed != 1 else ''} "
+                      "from the secret (a line-wrap artefact of copying)", VaultWarning,
+                      stacklevel=4)
+    return secret
 
 
 def _retired_name(name: str, taken: _Entries) -> str:
@@ -460,19 +462,6 @@ def _retired_name(name: str, taken: _Entries) -> str:
             return candidate
     raise InvalidInputError(f"too many retired pairs for {name!r}",
                             hint="remove some with botvault rm")
-
-
-def nonce_state_path(vault_path: Path) -> Path:
-    return vault_path.with_name(vault_path.name + ".nonces")
-
-
-def nonce_counter_id(entry: Entry) -> str:
-    """Counters follow the exchange's key, not our name for it: a rename keeps the
-    counter, and re-adding a removed key continues above its old nonces."""
-    import hashlib
-
-    material = f"{entry.exchange}\0{entry.api_key}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(material, digest_size=16, person=b"botvault-nonce").hexdigest()
 
 
 def _var_name(name: str | None) -> str | None:
@@ -497,27 +486,3 @@ def _read(path: Path) -> fileformat.ParsedFile:
     data = store.read_private(path)
     with codec.gc_paused():
         return fileformat.parse(data)
-
-
-def _equal_to(data: bytes) -> Callable[[bytes], None]:
-    def verify(readback: bytes) -> None:
-        if readback != data:
-            raise OSError("the file read back differs from what was written")
-    return verify
-
-
-def _verifier(data: bytes, changed: list[RawRecord], keys: codec.Keys
-              ) -> Callable[[bytes], None]:
-    """Read back, check the MAC and decrypt every record this save sealed.
-
-    Unchanged records are the very bytes verified when they were loaded, and the MAC
-    (checked here over the bytes read back) proves they are still those bytes.
-    """
-    def verify(readback: bytes) -> None:
-        _equal_to(data)(readback)
-        parsed = fileformat.parse(readback)
-        crypto.verify_mac(keys.mac, parsed.authenticated_part, parsed.tag)
-        for record in changed:
-            crypto.open_sealed(keys.entry, record.nonce, record.ciphertext,
-                               record.aad(parsed.header.vault_id))
-    return verify

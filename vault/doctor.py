@@ -27,6 +27,7 @@ from .core import Vault
 from .crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
 from .entries import Entry
 from .errors import VaultError
+from .nonces import nonce_state_path
 from .scopes import Withdrawal
 
 __all__ = [
@@ -160,7 +161,7 @@ def _private_paths(path: Path) -> Iterator[tuple[Path, int, bool]]:
     """(path, wanted mode, is a directory) of everything that belongs to the vault."""
     yield path.parent, 0o700, True
     yield path, 0o600, False
-    for sibling in (store.lock_path(path), path.with_name(path.name + ".nonces")):
+    for sibling in (store.lock_path(path), nonce_state_path(path)):
         yield sibling, 0o600, False
     backups = store.backup_dir(path)
     if _lstat(backups) is not None:
@@ -329,7 +330,7 @@ def check_synced_folder(path: Path) -> list[Finding]:
     if label is None:
         return [Finding("synced-folder", "ok", "the vault is not in a synced or shared folder",
                         "Its nonce counters stay on this machine, as they must.", None)]
-    nonces, lock = path.name + ".nonces", path.name + ".lock"
+    nonces, lock = nonce_state_path(path).name, store.lock_path(path).name
     return [Finding(
         "synced-folder", "warn", f"the vault is inside a folder synced by {label}",
         "The encrypted vault itself is fine there (it is useless without the passphrase), "

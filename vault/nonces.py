@@ -38,9 +38,13 @@ import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from . import _noncefile as nf
 from .errors import FormatError, InvalidInputError
+
+if TYPE_CHECKING:
+    from .entries import Entry
 
 __all__ = [
     "AHEAD_WARNING_S",
@@ -53,6 +57,8 @@ __all__ = [
     "NonceStore",
     "default_boot_id",
     "default_sync",
+    "nonce_counter_id",
+    "nonce_state_path",
 ]
 
 UNITS = ("ms", "us", "10ns")
@@ -509,3 +515,16 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def nonce_state_path(vault_path: Path) -> Path:
+    return vault_path.with_name(vault_path.name + ".nonces")
+
+
+def nonce_counter_id(entry: Entry) -> str:
+    """Counters follow the exchange's key, not our name for it: a rename keeps the
+    counter, and re-adding a removed key continues above its old nonces."""
+    import hashlib
+
+    material = f"{entry.exchange}\0{entry.api_key}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(material, digest_size=16, person=b"botvault-nonce").hexdigest()
