@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shlex
+import socket
 import statistics
 import subprocess
 import sys
@@ -148,6 +149,36 @@ def parallel_nonces(socket_path: Path, processes: int, n: int) -> float:
     return processes * n / longest
 
 
+_ECHO_WORKER = """
+import socket, sys
+c = socket.socket(socket.AF_UNIX)
+c.connect(sys.argv[1])
+while data := c.recv(65536):
+    c.sendall(data)
+"""
+
+
+def echo_floor(workdir: Path, n: int) -> Timing:
+    """The machine's floor: a bare unix-socket echo to another Python process, the same
+    size as a nonce request. What the agent adds is its p50 minus this one's."""
+    path = workdir / "run" / "echo.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen()
+        worker = subprocess.Popen([sys.executable, "-c", _ECHO_WORKER, str(path)])
+        conn, _ = listener.accept()
+        with conn:
+            frame = b"\0\0\0\x2a" + b'{"op":"nonce","name":"bench","count":1}  '
+
+            def echo() -> None:
+                conn.sendall(frame)
+                conn.recv(65536)
+
+            timing = timed("raw unix-socket echo", echo, n)
+        worker.wait(10)
+    return timing
+
+
 def run(n: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bv-bench-") as tmp:
         workdir = Path(tmp)
@@ -156,7 +187,8 @@ def run(n: int) -> list[Row]:
         info = start_agent(vault_path, key, ttl=3600, idle=3600, allow_withdrawal=False,
                            socket_path=workdir / "run" / "agent.sock")
         try:
-            return measure(n, vault_path, key, secret, info.socket_path)
+            floor = echo_floor(workdir, n)
+            return measure(n, vault_path, key, secret, info.socket_path, floor)
         finally:
             with AgentClient(info.socket_path) as client:
                 client.lock()
@@ -164,7 +196,8 @@ def run(n: int) -> list[Row]:
                 info.process.wait(10)
 
 
-def measure(n: int, vault_path: Path, key: bytes, secret: str, socket_path: Path) -> list[Row]:
+def measure(n: int, vault_path: Path, key: bytes, secret: str, socket_path: Path,
+            floor: Timing) -> list[Row]:
     with Vault.open_with_key(vault_path, key) as v, AgentClient(socket_path) as client:
         nonce_in = timed("next_nonce", lambda: v.next_nonce(ENTRY), n)
         nonce_ag = timed("next_nonce", lambda: client.next_nonce(ENTRY), n)
@@ -180,6 +213,9 @@ def measure(n: int, vault_path: Path, key: bytes, secret: str, socket_path: Path
     compare(f"Agent round trip vs in-process call ({n:,} calls each)",
             [(nonce_in, nonce_ag), (get_in, get_ag), (hmac_in, sign_ag), (both_in, sign_ag)])
     print(f"\n  status round trip: p50 {status_ag.p50:.1f} µs, p99 {status_ag.p99:.1f} µs")
+    print(f"  raw unix-socket echo to another process (the machine's floor): p50 "
+          f"{floor.p50:.1f} µs, p99 {floor.p99:.1f} µs; the agent adds "
+          f"{nonce_ag.p50 - floor.p50:.1f} µs to next_nonce at p50")
     procs = 4
     parallel = parallel_nonces(socket_path, procs, max(1000, n // 4))
     print(f"  {procs} client processes at once: {parallel:,.0f} nonces/s in total "
@@ -197,6 +233,8 @@ def measure(n: int, vault_path: Path, key: bytes, secret: str, socket_path: Path
         Row("sign p50 agent / in-proc nonce+HMAC", f"{sign_ag.p50 / both_in.p50:.1f}x", "",
             None),
         Row(f"nonces/s, {procs} processes", f"{parallel:,.0f}", "", None),
+        Row("raw unix-socket echo p50 (machine floor)", f"{floor.p50:.1f} µs", "", None),
+        Row("next_nonce p50 above the floor", f"{nonce_ag.p50 - floor.p50:.1f} µs", "", None),
     ]
 
 

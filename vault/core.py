@@ -57,6 +57,7 @@ class Vault:
         self._records = dict(zip(entries, parsed.records, strict=True))
         self._sealer = crypto.Sealer(keys.entry, seen=(r.nonce for r in parsed.records))
         self._nonces: NonceStore | None = None
+        self._seen: tuple[int, ...] | None = None  # the file as last checked by reload()
 
     # -- opening -------------------------------------------------------------------------
 
@@ -154,8 +155,12 @@ class Vault:
 
         Needs no lock: saves replace the file atomically, so a read sees one whole file.
         """
+        seen = _file_signature(self.path)
+        if seen is not None and seen == self._seen:
+            return False  # the agent calls this before every request: one stat, not a read
         before = self._header
         self._refresh()
+        self._seen = seen
         return self._header != before
 
     def __contains__(self, name: object) -> bool:
@@ -441,6 +446,15 @@ class Vault:
                            backup_as=self._header.generation)
         self._header, self._entries = new_header, entries
         self._records = dict(zip(entries, records, strict=True))
+
+
+def _file_signature(path: Path) -> tuple[int, ...] | None:
+    """Identity of the file now: every save replaces it (new inode, size, mtime)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _cleaned_secret(exchange: str, api_secret: str | Secret) -> str:
