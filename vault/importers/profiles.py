@@ -1,0 +1,17 @@
+"""Naming what an importer found: exchange ids to botvault profiles, and entry names."""
+
+from __future__ import annotations
+
+from ..entries import NAME_RE
+
+# ccxt / freqtrade exchange ids -> botvault profiles.
+_PROFILES = {"kraken": "kraken-spot", "krakenfutures": "kraken-futures"}
+
+
+def _profile_for(exchange_id: str) -> str:
+    return _PROFILES.get(exchange_id.strip().lower(), "generic")
+
+
+def _entry_name(value: object) -> str | None:
+    """A suggested entry name, only when it is already a valid one."""
+    return value if isinstance(value, str) and NAME_RE.fullmatch(value) else None
