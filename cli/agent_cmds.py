@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -12,14 +13,19 @@ from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none
 from .durations import format_duration, parse_duration
 from .passphrase import read_passphrase
 
+if TYPE_CHECKING:
+    from vault.agent import AgentClient
+
 app = typer.Typer()
 
 
 @app.command()
 def unlock(
-    ttl: Annotated[str, typer.Option(help="Lock after this long in any case (90s, 15m, 8h).")
-                   ] = "8h",
-    idle: Annotated[str, typer.Option(help="Lock after this long without use.")] = "1h",
+    ttl: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
+        help="Lock after this long in any case (90s, 15m, 8h) [default: 8h].",
+        show_default=False)] = None,
+    idle: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
+        help="Lock after this long without use [default: 1h].", show_default=False)] = None,
     allow_withdrawal: Annotated[bool, typer.Option(
         "--allow-withdrawal", help="Let the agent sign withdrawal requests for keys that "
         "have withdrawal access (off by default).")] = False,
@@ -30,21 +36,20 @@ def unlock(
     """Ask for the passphrase once and start a background agent for this vault.
 
     Until it locks, every other command (and `run`) uses the agent instead of asking again.
+    Already unlocked: says so; with --ttl/--idle it extends the agent (never shortens it).
     """
     from vault.agent import start_agent
     from vault.core import Vault
     from vault.store import read_head
 
-    ttl_s, idle_s = parse_duration(ttl), parse_duration(idle)
+    ttl_s, idle_s = parse_duration(ttl or "8h"), parse_duration(idle or "1h")
     acc = Access(vault, passphrase_file, passphrase_command)
     path = acc.path
     read_head(path, 8)
     running = agent_or_none(path)
     if running is not None:
-        with running:
-            state = running.status()
-        typer.echo(f"already unlocked: {path} (locks in "
-                   f"{format_duration(float(state['expires_in']))})")
+        wanted = (ttl_s if ttl else None, idle_s if idle else None)
+        _report_running(running, path, wanted if ttl or idle else None)
         return
     passphrase = read_passphrase(acc.sources)
     with output.status("unlocking…"), Vault.open(path, passphrase) as opened:
@@ -53,6 +58,15 @@ def unlock(
     until = time.strftime("%H:%M", time.localtime(time.time() + ttl_s))
     typer.echo(f"unlocked {path} until {until} (idle lock after {format_duration(idle_s)}; "
                f"agent pid {info.pid})")
+
+
+def _report_running(client: AgentClient, path: Path,
+                    extend: tuple[float | None, float | None] | None) -> None:
+    with client:
+        state = client.extend(*extend) if extend else client.status()
+    verb = "extended" if extend else "already unlocked"
+    typer.echo(f"{verb}: {path} (locks in {format_duration(float(state['expires_in']))}, "
+               f"idle lock after {format_duration(float(state['idle_expires_in']))})")
 
 
 @app.command()

@@ -206,11 +206,27 @@ def test_status_json_names_the_socket(keys: Keys, unlocked: int) -> None:
 
 
 def test_second_unlock_says_already_unlocked_without_asking(unlocked: int) -> None:
-    done = botvault("unlock", "--ttl", SAFETY_TTL)  # stdin /dev/null: it cannot ask
+    done = botvault("unlock")  # stdin /dev/null: it cannot ask
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("already unlocked: ")
     assert "locks in " in done.stdout
     assert json.loads(botvault("status", "--json").stdout)["pid"] == unlocked
+
+
+def test_unlock_again_with_ttl_extends_but_never_shortens(unlocked: int) -> None:
+    before = json.loads(botvault("status", "--json").stdout)
+    assert before["expires_in"] <= 60
+    done = botvault("unlock", "--ttl", "120s", "--idle", "90s")  # no passphrase asked
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("extended: ")
+    after = json.loads(botvault("status", "--json").stdout)
+    assert 60 < after["expires_in"] <= 120
+    assert 60 < after["idle_expires_in"] <= 90
+    assert after["pid"] == unlocked
+    assert botvault("unlock", "--ttl", "5s").returncode == 0
+    kept = json.loads(botvault("status", "--json").stdout)
+    assert kept["expires_in"] > 60  # a shorter --ttl does not bring the lock forward
+    assert kept["idle_expires_in"] <= 90  # and --idle, not given, stays as it was
 
 
 def test_writes_while_unlocked_and_writes_by_others_are_seen(keys: Keys, unlocked: int) -> None:

@@ -290,6 +290,14 @@ class AgentClient:
             raise AgentError("the agent sent a malformed signature")
         return signed
 
+    def extend(self, ttl: float | None, idle: float | None) -> dict[str, Any]:
+        """Push the agent's absolute expiry to at least `ttl` seconds from now (never
+        earlier) and/or set its idle limit (None: unchanged); returns the new
+        expires_in / idle_expires_in."""
+        answer = self._call("extend", ttl=ttl, idle=idle)
+        answer.pop("ok", None)
+        return answer
+
     def lock(self) -> None:
         """Make the agent wipe its key and exit. Locking a locked vault is not an error."""
         with contextlib.suppress(LockedError):

@@ -42,6 +42,14 @@ def _count(request: dict[str, Any]) -> int:
     return value
 
 
+def _seconds(request: dict[str, Any], key: str) -> float:
+    value = request.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 0 < value < math.inf:
+        raise InvalidInputError(f"{key!r} must be a positive number of seconds")
+    return float(value)
+
+
 class Agent:
     """An unlocked vault with an absolute and an idle expiry on a monotonic clock."""
 
@@ -61,6 +69,7 @@ class Agent:
             "status": self._status, "list": self._list, "get": self._get,
             "data_key": self._data_key, "nonce": self._nonce, "sign": self._sign,
             "sign_challenge": self._sign_challenge, "lock": self._lock_op,
+            "extend": self._extend,
         }
 
     # -- timers ------------------------------------------------------------------------
@@ -109,6 +118,17 @@ class Agent:
     def _entry(self, name: str) -> Entry:
         with self._lock:
             return self._open_vault().get(name)
+
+    def _extend(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A later absolute expiry (never an earlier one) and/or a new idle limit: what
+        `botvault unlock --ttl/--idle` does to an agent that is already running."""
+        now = self._clock()
+        with self._lock:
+            if request.get("ttl") is not None:
+                self._expires_at = max(self._expires_at, now + _seconds(request, "ttl"))
+            if request.get("idle") is not None:
+                self._idle = _seconds(request, "idle")
+        return {"expires_in": self._expires_at - now, "idle_expires_in": self._idle}
 
     def _status(self, _request: dict[str, Any]) -> dict[str, Any]:
         now = self._clock()
