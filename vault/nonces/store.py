@@ -1,28 +1,7 @@
-"""Machine-local, crash-safe, strictly increasing API nonces, one counter per API key.
+"""NonceStore: the counters of one state file, the hot path, and the ahead-of-clock warning.
 
-Every process of the machine shares one small state file beside the vault (not secret, not
-encrypted). A nonce is `max(last + 1, now in the unit)`, decided under an exclusive `flock`
-on the state file (and a thread lock), so values are unique and linearizable across
-processes and threads. Counters are never deleted.
-
-Crash safety without an fsync per nonce: `last` lives in a shared memory map of the file,
-which survives SIGKILL (the kernel keeps the page). Each counter also has a high-water mark,
-and a value is handed out only if it is at or below a mark that is already durable. Marks
-are raised in blocks (`reserve` nanoseconds of clock ahead, more while allocations outpace
-the clock), so a busy counter syncs every couple of seconds, not per nonce. After a reboot
-(the boot id changed) `last` is not trusted and every counter resumes from its durable mark.
-
-What makes "durable" hold against power loss on real disks (garbled sectors, page
-write-back at any time, processes dying between a write and its sync) is in
-`vault._noncefile`: two checksummed copies of each mark in different pages, never written
-in the same sync; a sync before every write, so nothing a dead process left pending rides
-along; a record count that vouches for every record handing out values; and a repair pass
-at the first open after a reboot. A file that still does not add up is refused
-(`FormatError`) and `NonceStore.recover` restarts the lost counters above anything plausible.
-
-Units: `ms` (ccxt, krakenex), `us`, `10ns` (python-kraken-sdk). A value handed out more than
-10 s ahead of the clock triggers one `NonceAheadWarning` per process and counter: clients
-making clock nonces on the same key would be rejected by the exchange.
+How the state file is laid out, and the write protocol that keeps marks durable, is in
+vault.nonces.layout; what happens after a reboot or on recover() is in vault.nonces.recovery.
 """
 
 from __future__ import annotations
@@ -38,43 +17,51 @@ import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from . import _noncefile as nf
-from .errors import FormatError, InvalidInputError
+from ..errors import FormatError, InvalidInputError
+from . import layout, units
+from .files import open_or_create
+from .layout import (
+    BOOT_OFF,
+    CHUNK_SIZE,
+    COUNT_OFFS,
+    EPOCH_OFF,
+    MAX_U64,
+    RECOVER_HINT,
+    TOMBSTONE,
+    boot_matches,
+    check_no_holes,
+    check_size,
+    counter_key,
+    entry_offset,
+    lost_records,
+    pack_boot,
+    pack_count,
+    pack_entry,
+    parse_header,
+    read_entry,
+    record_count,
+    resume_point,
+    slot_count,
+    slot_empty,
+    slot_of,
+    vol_offset,
+)
+from .recovery import recover_file, settle_after_reboot
+from .system import default_boot_id, default_sync
+from .units import check_count, check_counter_id, duration, unit_ns
 
-if TYPE_CHECKING:
-    from .entries import Entry
-
-__all__ = [
-    "AHEAD_WARNING_S",
-    "DEFAULT_RECOVERY_MARGIN_S",
-    "DEFAULT_RESERVE_NS",
-    "MAX_COUNT",
-    "UNITS",
-    "UNIT_CHANGE_TOLERANCE_S",
-    "NonceAheadWarning",
-    "NonceStore",
-    "default_boot_id",
-    "default_sync",
-    "nonce_counter_id",
-    "nonce_state_path",
-]
-
-UNITS = ("ms", "us", "10ns")
-_NS_PER_UNIT = {"ms": 1_000_000, "us": 1_000, "10ns": 10}
 AHEAD_WARNING_S = 10.0
 UNIT_CHANGE_TOLERANCE_S = 5.0
 DEFAULT_RESERVE_NS = 2_000_000_000
 DEFAULT_RECOVERY_MARGIN_S = 3600.0
-MAX_COUNT = 1_000_000  # one call may not push a ms counter more than ~17 minutes ahead
 _AHEAD_NS = int(AHEAD_WARNING_S * 1e9)
 
-default_boot_id = nf.default_boot_id
-default_sync = nf.default_sync
-
-_PAIR = nf.PAIR
-_U64 = nf.U64
+# Assigned, not imported by name: CPython 3.11 compiles `name.method()` on a name bound by
+# `from ... import` as an attribute load that builds a bound method on every call, which
+# costs the hot path (next, allocate) about 10%.
+_PAIR, _U64 = layout.PAIR, layout.U64
+_NS_PER_UNIT = units.NS_PER_UNIT
 _EX, _UN = fcntl.LOCK_EX, fcntl.LOCK_UN
 _flock = fcntl.flock
 
@@ -85,36 +72,6 @@ _live: weakref.WeakSet[NonceStore] = weakref.WeakSet()
 
 class NonceAheadWarning(UserWarning):
     """A nonce was handed out more than AHEAD_WARNING_S seconds ahead of the clock."""
-
-
-def _unit_ns(unit: str) -> int:
-    ns = _NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
-    if ns is None:
-        raise InvalidInputError(f"nonce unit must be one of {', '.join(UNITS)} (got {unit!r})",
-                                hint="ccxt and krakenex use ms, python-kraken-sdk uses 10ns")
-    return ns
-
-
-def _check_count(count: int) -> None:
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
-        raise InvalidInputError(f"nonce count must be an integer from 1 to {MAX_COUNT} "
-                                f"(got {count!r})")
-
-
-def _check_counter_id(counter_id: str) -> None:
-    ok = isinstance(counter_id, str) and 1 <= len(counter_id) <= 128 and all(
-        "!" <= c <= "~" for c in counter_id)
-    if not ok:
-        raise InvalidInputError("a nonce counter id is 1 to 128 printable ASCII characters "
-                                "without spaces")
-
-
-def _duration(seconds: float) -> str:
-    for size, name in ((365.25 * 86400, "years"), (86400, "days"), (3600, "hours"),
-                       (60, "minutes")):
-        if abs(seconds) >= 2 * size:
-            return f"about {seconds / size:.0f} {name}"
-    return f"{seconds:.1f} s"
 
 
 class _Handle:
@@ -166,15 +123,15 @@ class NonceStore:
 
     def allocate(self, counter_id: str, unit: str, count: int = 1) -> range:
         """`count` consecutive nonces; the first is max(last + 1, now in `unit`)."""
-        ns = _unit_ns(unit)
-        _check_count(count)
+        ns = unit_ns(unit)
+        check_count(count)
         first = self._take(counter_id, ns, count)
         return range(first, first + count)
 
     def next(self, counter_id: str, unit: str) -> int:
         """One nonce: max(last + 1, now in `unit`)."""
         ns = _NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
-        return self._take(counter_id, ns if ns is not None else _unit_ns(unit), 1)
+        return self._take(counter_id, ns if ns is not None else unit_ns(unit), 1)
 
     def peek(self, counter_id: str) -> int | None:
         """The last value handed out (after a reboot: the durable mark it resumes from)."""
@@ -184,7 +141,7 @@ class NonceStore:
 
     def ahead_of_clock(self, counter_id: str, unit: str) -> float:
         """Seconds the last value stands ahead of the clock in `unit` (<= 0 when behind)."""
-        ns = _unit_ns(unit)
+        ns = unit_ns(unit)
         last = self.peek(counter_id)
         return 0.0 if last is None else (last * ns - self._clock()) / 1e9
 
@@ -196,7 +153,7 @@ class NonceStore:
         there. Moving to a finer unit is allowed but makes the values jump up, which locks out
         clients still making clock nonces in the coarser unit.
         """
-        old_ns, new_ns = _unit_ns(old), _unit_ns(new)
+        old_ns, new_ns = unit_ns(old), unit_ns(new)
         if old_ns == new_ns:
             return None
         last = self.peek(counter_id)
@@ -205,7 +162,7 @@ class NonceStore:
             if ahead > UNIT_CHANGE_TOLERANCE_S:
                 raise InvalidInputError(
                     f"cannot change the nonce unit from {old} to {new}: counted in {new}, "
-                    f"this key's last nonce ({last}) stands {_duration(ahead)} ahead of the "
+                    f"this key's last nonce ({last}) stands {duration(ahead)} ahead of the "
                     "clock. The exchange never lowers a key's nonce, so every later nonce "
                     f"would have to stay above it, and {new} clock nonces would be rejected "
                     "all that time",
@@ -249,26 +206,7 @@ class NonceStore:
         with nothing wrong is left untouched (an empty list is returned). Safe while other
         processes use the file: they reload when they see the file's epoch change.
         """
-        if not margin_s >= 0:
-            raise InvalidInputError("the recovery margin must be a non-negative number of "
-                                    "seconds")
-        path = Path(path)
-        boot, now = boot_id(), clock_ns()
-        margin = int(margin_s * 1e9)
-        try:
-            fd = nf.open_existing(path)
-        except FileNotFoundError:
-            nf.create(path, nf.initial_bytes(boot, now, now + margin), sync)
-            return [f"{path} did not exist: created it with every counter starting at least "
-                    f"{margin_s:g} s ahead of the clock"]
-        try:
-            fcntl.flock(fd, _EX)
-            image, findings = nf.rebuild(path, _read_all(fd), boot, now, margin)
-            if findings:
-                nf.write_image(fd, image, sync)
-        finally:
-            os.close(fd)
-        return findings
+        return recover_file(path, margin_s=margin_s, clock_ns=clock_ns, boot_id=boot_id, sync=sync)
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -280,7 +218,7 @@ class NonceStore:
             _flock(fd, _EX)
             try:
                 mm = self._mm
-                if _U64.unpack_from(mm, nf.EPOCH_OFF)[0] != self._epoch:
+                if _U64.unpack_from(mm, EPOCH_OFF)[0] != self._epoch:
                     self._load(self._boot)
                     mm = self._mm
                 off = self._offsets.get(counter_id)
@@ -307,29 +245,29 @@ class NonceStore:
         write leaves the confirmed mark readable; then the other copy gets the new mark too,
         so that damage to either copy at rest never leaves only an older mark behind.
         """
-        if end > nf.MAX_U64:
+        if end > MAX_U64:
             raise InvalidInputError("this nonce counter has reached 2**64 - 1, the largest "
                                     "nonce an exchange accepts", hint="create a new API key")
         # Reserve more while allocations outpace the clock, so a busy counter syncs rarely.
-        mark = min(nf.MAX_U64, end + self._reserve // ns + max(0, end - now))
+        mark = min(MAX_U64, end + self._reserve // ns + max(0, end - now))
         mm, fid, fd = self._mm, self._file_id, self._fd
-        slot, confirmed = nf.slot_of(off), _PAIR.unpack_from(mm, off)[1]
+        slot, confirmed = slot_of(off), _PAIR.unpack_from(mm, off)[1]
         for keep in (0, 1):
-            copy = nf.read_entry(mm, fid, slot, keep)
+            copy = read_entry(mm, fid, slot, keep)
             if copy is not None and copy[1] == confirmed:
                 key = copy[0]
                 break
         else:
             raise FormatError(f"{self._path}: nonce record {slot} lost its durable mark "
-                              "while in use", hint=nf.RECOVER_HINT)
-        count, count_first, seq = nf.record_count(self._path, mm, fid)
+                              "while in use", hint=RECOVER_HINT)
+        count, count_first, seq = record_count(self._path, mm, fid)
         self._sync(fd)  # see _create
         for step, which in enumerate((1 - keep, keep)):
-            os.pwrite(fd, nf.pack_entry(fid, slot, which, key, mark),
-                      nf.entry_offset(slot, which))
+            os.pwrite(fd, pack_entry(fid, slot, which, key, mark),
+                      entry_offset(slot, which))
             if count <= slot:  # the count must vouch for a slot before it hands anything out
-                os.pwrite(fd, nf.pack_count(fid, count_first ^ step, self._next_slot, seq + step),
-                          nf.COUNT_OFFS[count_first ^ step])
+                os.pwrite(fd, pack_count(fid, count_first ^ step, self._next_slot, seq + step),
+                          COUNT_OFFS[count_first ^ step])
             self._sync(fd)
             if step == 0:
                 _U64.pack_into(mm, off + 8, mark)
@@ -339,7 +277,7 @@ class NonceStore:
         if key not in _warned:
             _warned.add(key)
             warnings.warn(
-                f"nonce counter {counter_id} stands {_duration(ahead_s)} ahead of the clock: "
+                f"nonce counter {counter_id} stands {duration(ahead_s)} ahead of the clock: "
                 "clients making clock-based nonces with this key will be rejected by the "
                 "exchange until the clock catches up", NonceAheadWarning, stacklevel=4)
 
@@ -347,7 +285,7 @@ class NonceStore:
 
     def _open(self) -> None:
         self._boot = self._boot_id()
-        fd = nf.open_or_create(self._path, self._boot, self._clock(), self._sync)
+        fd = open_or_create(self._path, self._boot, self._clock(), self._sync)
         self._handle = _Handle(fd)
         self._finalizer = weakref.finalize(self, self._handle.close)
         self._fd = fd
@@ -367,22 +305,22 @@ class NonceStore:
         """(Re)read the whole file under the lock; after a reboot, resume from the marks."""
         path, fd = self._path, self._fd
         size = os.fstat(fd).st_size
-        nf.check_size(path, size)
+        check_size(path, size)
         self._remap(size)
-        header = nf.parse_header(path, self._mm)
+        header = parse_header(path, self._mm)
         self._file_id, self._floor_ns = header.file_id, header.floor_ns
-        same_boot = nf.boot_matches(self._mm, self._file_id, boot)
+        same_boot = boot_matches(self._mm, self._file_id, boot)
         if not same_boot:
-            nf.settle_after_reboot(path, fd, self._mm, self._file_id, self._sync)
+            settle_after_reboot(path, fd, self._mm, self._file_id, self._sync)
         self._offsets: dict[str, int] = {}
         self._by_key: dict[bytes, int] = {}
         self._next_slot = 0
         self._scan(same_boot)
-        nf.check_no_holes(path, self._mm, self._file_id, self._next_slot, nf.slot_count(size))
+        check_no_holes(path, self._mm, self._file_id, self._next_slot, slot_count(size))
         if not same_boot:
-            os.pwrite(fd, nf.pack_boot(self._file_id, boot), nf.BOOT_OFF)
+            os.pwrite(fd, pack_boot(self._file_id, boot), BOOT_OFF)
             self._sync(fd)  # the marks resumed from must be durable, not just cached
-        self._epoch = _U64.unpack_from(self._mm, nf.EPOCH_OFF)[0]
+        self._epoch = _U64.unpack_from(self._mm, EPOCH_OFF)[0]
 
     def _scan(self, same_boot: bool) -> None:
         """Index the used slots from _next_slot on, checking each.
@@ -391,28 +329,28 @@ class NonceStore:
         slot ends the table.
         """
         mm, fid, path = self._mm, self._file_id, self._path
-        count = nf.record_count(path, mm, fid)[0]
-        slot, slots = self._next_slot, nf.slot_count(self._size)
-        while slot < slots and (slot < count or not nf.slot_empty(mm, fid, slot)):
-            key, mark, rebuild = nf.resume_point(path, mm, fid, slot, same_boot)
-            off = nf.vol_offset(slot)
+        count = record_count(path, mm, fid)[0]
+        slot, slots = self._next_slot, slot_count(self._size)
+        while slot < slots and (slot < count or not slot_empty(mm, fid, slot)):
+            key, mark, rebuild = resume_point(path, mm, fid, slot, same_boot)
+            off = vol_offset(slot)
             if rebuild:
                 _PAIR.pack_into(mm, off, mark, mark)
             if key in self._by_key:
                 raise FormatError(f"{path}: two nonce records hold one counter "
-                                  f"({nf.slot_of(self._by_key[key])} and {slot})",
-                                  hint=nf.RECOVER_HINT)
-            if key != nf.TOMBSTONE:
+                                  f"({slot_of(self._by_key[key])} and {slot})",
+                                  hint=RECOVER_HINT)
+            if key != TOMBSTONE:
                 self._by_key[key] = off
             slot += 1
         self._next_slot = slot
         if count > slot:
-            raise nf.lost_records(path, count, slot)
+            raise lost_records(path, count, slot)
 
     def _find(self, counter_id: str) -> int | None:
         """The record offset of a counter this process has not used yet (under the lock)."""
-        _check_counter_id(counter_id)
-        key = nf.counter_key(counter_id)
+        check_counter_id(counter_id)
+        key = counter_key(counter_id)
         off = self._by_key.get(key)
         if off is None:
             self._refresh()
@@ -424,27 +362,27 @@ class NonceStore:
     def _find_or_create(self, counter_id: str, ns: int) -> int:
         off = self._find(counter_id)
         if off is None:
-            off = self._offsets[counter_id] = self._create(nf.counter_key(counter_id), ns)
+            off = self._offsets[counter_id] = self._create(counter_key(counter_id), ns)
         return off
 
     def _refresh(self) -> None:
         """Pick up records (and file growth) from other processes."""
         size = os.fstat(self._fd).st_size
         if size != self._size:
-            nf.check_size(self._path, size)
+            check_size(self._path, size)
             if size < self._size:
                 raise FormatError(f"{self._path}: nonce state file shrank while in use",
-                                  hint=nf.RECOVER_HINT)
+                                  hint=RECOVER_HINT)
             self._remap(size)
         self._scan(same_boot=True)
 
     def _create(self, key: bytes, ns: int) -> int:
-        """A new record: copy A then copy B, each synced on its own (see _noncefile)."""
+        """A new record: copy A then copy B, each synced on its own (see vault.nonces.layout)."""
         slot, fd = self._next_slot, self._fd
-        if slot >= nf.slot_count(self._size):
-            os.ftruncate(fd, self._size + nf.CHUNK_SIZE)
-            self._remap(self._size + nf.CHUNK_SIZE)
-        off = nf.vol_offset(slot)
+        if slot >= slot_count(self._size):
+            os.ftruncate(fd, self._size + CHUNK_SIZE)
+            self._remap(self._size + CHUNK_SIZE)
+        off = vol_offset(slot)
         floor = self._floor_ns // ns
         _PAIR.pack_into(self._mm, off, floor, floor)
         # A process that died between a write and its sync left that write dirty: flush it
@@ -452,8 +390,8 @@ class NonceStore:
         # the copy that looks confirmed might not be durable).
         self._sync(fd)
         for which in (0, 1):
-            os.pwrite(fd, nf.pack_entry(self._file_id, slot, which, key, floor),
-                      nf.entry_offset(slot, which))
+            os.pwrite(fd, pack_entry(self._file_id, slot, which, key, floor),
+                      entry_offset(slot, which))
             self._sync(fd)
         self._by_key[key] = off
         self._next_slot = slot + 1  # the count covers it at its first mark (_raise_mark)
@@ -476,7 +414,7 @@ class NonceStore:
             fd = self._fd
             fcntl.flock(fd, _EX)
             try:
-                if _U64.unpack_from(self._mm, nf.EPOCH_OFF)[0] != self._epoch:
+                if _U64.unpack_from(self._mm, EPOCH_OFF)[0] != self._epoch:
                     self._load(self._boot)
                 yield
             finally:
@@ -495,17 +433,6 @@ class NonceStore:
         self._stale = True
 
 
-def _read_all(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    chunks, off = [], 0
-    while off < size:
-        chunk = os.pread(fd, size - off, off)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        off += len(chunk)
-    return b"".join(chunks)
-
 
 def _after_fork_in_child() -> None:
     _warned.clear()  # a new process: it warns once for itself
@@ -515,16 +442,3 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def nonce_state_path(vault_path: Path) -> Path:
-    return vault_path.with_name(vault_path.name + ".nonces")
-
-
-def nonce_counter_id(entry: Entry) -> str:
-    """Counters follow the exchange's key, not our name for it: a rename keeps the
-    counter, and re-adding a removed key continues above its old nonces."""
-    import hashlib
-
-    material = f"{entry.exchange}\0{entry.api_key}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(material, digest_size=16, person=b"botvault-nonce").hexdigest()
