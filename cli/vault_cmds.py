@@ -104,6 +104,9 @@ def passwd(
         "256 MiB or more).")] = False,
     keep_passphrase: Annotated[bool, typer.Option(
         "--keep-passphrase", help="With --upgrade-kdf: keep the current passphrase.")] = False,
+    generate_passphrase: Annotated[bool, typer.Option(
+        "--generate-passphrase", help="Make up a random 6-word passphrase and print it once."
+        )] = False,
 ) -> None:
     """Change the passphrase (or, with --upgrade-kdf, the key derivation cost).
 
@@ -116,10 +119,17 @@ def passwd(
 
     if keep_passphrase and not upgrade_kdf:
         raise InvalidInputError("--keep-passphrase only goes with --upgrade-kdf")
+    if keep_passphrase and generate_passphrase:
+        raise InvalidInputError("--keep-passphrase and --generate-passphrase exclude each other")
     acc = Access(vault, passphrase_file, passphrase_command)
     current = read_passphrase(acc.sources)
     with output.status("unlocking…"), Vault.open(acc.path, current) as opened:
-        new = current if keep_passphrase else _checked(read_new_passphrase(new_passphrase_file))
+        if keep_passphrase:
+            new = current
+        elif generate_passphrase:
+            new = _generated()
+        else:
+            new = _checked(read_new_passphrase(new_passphrase_file))
         kdf = None
         if upgrade_kdf:
             with output.status("calibrating…"):

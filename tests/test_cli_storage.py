@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import PASSPHRASE, kraken_secret
-from vault import Vault
+from vault import AuthenticationError, Vault
 from vault._testing import CHEAPEST_TEST_ONLY, FLOOR_CLI_ARGS
 from vault.crypto import FLOOR, RECOMMENDED_MEMORY_KIB
 from vault.passphrase_policy import wordlist
@@ -382,6 +382,22 @@ def test_init_generate_passphrase_prints_it_once_and_it_opens(vault_path: Path) 
     with Vault.open(vault_path, passphrase) as v:
         assert len(v) == 0
     assert invoke("list", input="a wrong passphrase\n")[0] == 3
+
+
+def test_passwd_generate_passphrase_replaces_the_old_one(vault_path: Path) -> None:
+    Vault.create(vault_path, "the first long passphrase", kdf=CHEAPEST_TEST_ONLY).close()
+    code, out, err = invoke("passwd", "--generate-passphrase",
+                            input="the first long passphrase\n")
+    assert code == 0, err
+    prefix = "your passphrase (shown once): "
+    (line,) = [x for x in out.splitlines() if x.startswith(prefix)]
+    new = line.removeprefix(prefix)
+    assert len(new.split(" ")) >= 6
+    Vault.open(vault_path, new).close()
+    with pytest.raises(AuthenticationError):
+        Vault.open(vault_path, "the first long passphrase")
+    assert invoke("passwd", "--generate-passphrase", "--keep-passphrase", "--upgrade-kdf",
+                  input=f"{new}\n")[0] == 2
 
 
 def test_init_refuses_a_short_passphrase(vault_path: Path) -> None:
