@@ -11,6 +11,7 @@ import typer
 from . import output
 from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
 from .passphrase import (
+    Sources,
     interactive,
     read_file,
     read_new_passphrase,
@@ -106,8 +107,9 @@ def import_(
 def _import_export(opened: Vault, file: Path, passphrase_file: Path | None) -> list[str]:
     from vault.export import read_export
 
+    # The export's own passphrase: a file, else the terminal or the next stdin line.
     secret = read_file(passphrase_file) if passphrase_file else read_passphrase(
-        Access(None, None, None).sources, "Export passphrase")
+        Sources(), "Export passphrase")
     with output.status("unlocking export…"):
         entries = read_export(file, secret)
     return [e.name for e in opened.import_entries(entries)]
