@@ -32,10 +32,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vault import Vault
-from vault.agent import AgentClient, start_agent
-from vault.crypto import FLOOR
-from vault.exchanges.kraken import sign_spot
+from botvault import Vault
+from botvault.agent import AgentClient, start_agent
+from botvault.crypto import FLOOR
+from botvault.exchanges.kraken import sign_spot
 
 SUMMARY_HEADER = "## botvault agent benchmark summary"
 ENTRY = "bench-spot"
@@ -129,7 +129,7 @@ def make_vault(workdir: Path) -> tuple[Path, bytes, str]:
 _PARALLEL_WORKER = """
 import sys, time
 from pathlib import Path
-from vault.agent import AgentClient
+from botvault.agent import AgentClient
 client = AgentClient(Path(sys.argv[1]))
 n = int(sys.argv[2])
 client.next_nonce(sys.argv[3])

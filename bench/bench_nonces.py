@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vault import nonces
-from vault.nonces import NonceStore
+from botvault import nonces
+from botvault.nonces import NonceStore
 
 PROCS = 4
 NS_PER_UNIT = {"ms": 1_000_000, "us": 1_000, "10ns": 10}

@@ -28,7 +28,7 @@ TARGET = 1.5
 
 def _botvault() -> list[str]:
     exe = shutil.which("botvault", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-c", "from cli.main import main; main()"]
+    return [exe] if exe else [sys.executable, "-c", "from botvault.cli.main import main; main()"]
 
 
 def _timed(argv: list[str], env: dict[str, str], runs: int) -> float:

@@ -32,10 +32,10 @@ from pathlib import Path
 
 from argon2.low_level import Type, hash_secret_raw
 
-from vault import General, Secret, Vault, Withdrawal, crypto, fileformat, store
-from vault._testing import cheap_kdf
-from vault.codec import Slot
-from vault.entries import Entry
+from botvault import General, Secret, Vault, Withdrawal, crypto, fileformat, store
+from botvault._testing import cheap_kdf
+from botvault.codec import Slot
+from botvault.entries import Entry
 
 SUMMARY_HEADER = "## botvault benchmark summary"
 
@@ -316,10 +316,10 @@ def top_imports(argv: Sequence[str], count: int = 10) -> list[tuple[int, int, st
 
 _MODULE_CHECK = """\
 import contextlib, io, json, sys
-import cli.main
+import botvault.cli.main
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
-    code = cli.main.app([{arg!r}], standalone_mode=False)
+    code = botvault.cli.main.app([{arg!r}], standalone_mode=False)
 heavy = {heavy!r}
 print(json.dumps({{"code": code, "printed": out.getvalue()[:40],
                   "loaded": sorted(m for m in sys.modules if m.split(".")[0] in heavy)}}))

@@ -14,7 +14,7 @@ from .durations import format_duration, parse_duration
 from .passphrase import read_passphrase
 
 if TYPE_CHECKING:
-    from vault.agent import AgentClient
+    from botvault.agent import AgentClient
 
 app = typer.Typer()
 
@@ -38,9 +38,9 @@ def unlock(
     Until it locks, every other command (and `run`) uses the agent instead of asking again.
     Already unlocked: says so; with --ttl/--idle it extends the agent (never shortens it).
     """
-    from vault.agent import start_agent
-    from vault.core import Vault
-    from vault.store import read_head
+    from botvault.agent import start_agent
+    from botvault.core import Vault
+    from botvault.store import read_head
 
     ttl_s, idle_s = parse_duration(ttl or "8h"), parse_duration(idle or "1h")
     acc = Access(vault, passphrase_file, passphrase_command)
@@ -92,7 +92,7 @@ def status(
     client = agent_or_none(path)
     state: dict[str, Any] = {"unlocked": False, "vault": str(path)}
     if client is not None:
-        from vault.agent import socket_path_for
+        from botvault.agent import socket_path_for
 
         with client:
             state = {**client.status(), "unlocked": True,

@@ -11,8 +11,8 @@ from . import output
 from .passphrase import Sources, read_passphrase
 
 if TYPE_CHECKING:
-    from vault.agent import AgentClient
-    from vault.core import Vault
+    from botvault.agent import AgentClient
+    from botvault.core import Vault
 
 __all__ = ["Access", "PassCmdOpt", "PassFileOpt", "VaultOpt", "agent_or_none", "open_vault"]
 
@@ -39,15 +39,15 @@ class Access:
 
     @property
     def path(self) -> Path:
-        from vault.paths import resolve_vault_path
+        from botvault.paths import resolve_vault_path
 
         return resolve_vault_path(self.vault)
 
 
 def agent_or_none(path: Path) -> AgentClient | None:
     """A connection to the agent serving this vault, or None when it is locked."""
-    from vault.agent import connect
-    from vault.errors import LockedError
+    from botvault.agent import connect
+    from botvault.errors import LockedError
 
     try:
         return connect(path)
@@ -58,8 +58,8 @@ def agent_or_none(path: Path) -> AgentClient | None:
 def open_vault(acc: Access, *, use_agent: bool = True) -> Vault:
     """Open the vault: through the running agent when there is one (no passphrase asked),
     else with the passphrase from the usual sources."""
-    from vault.core import Vault
-    from vault.store import read_head
+    from botvault.core import Vault
+    from botvault.store import read_head
 
     path = acc.path
     read_head(path, 8)  # a missing or insecure vault is reported before asking anything

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from vault.errors import InvalidInputError
+from botvault.errors import InvalidInputError
 
 __all__ = ["format_duration", "parse_duration"]
 

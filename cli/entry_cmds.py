@@ -11,7 +11,7 @@ from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
 from .passphrase import interactive, read_secret, stdin_line
 
 if TYPE_CHECKING:
-    from vault.entries import Entry
+    from botvault.entries import Entry
 
 app = typer.Typer()
 
@@ -28,7 +28,7 @@ def _ask_scope(value: str | None, flag: str, choices: str) -> str:
     if value is not None:
         return value
     if not interactive():
-        from vault.errors import InvalidInputError
+        from botvault.errors import InvalidInputError
 
         raise InvalidInputError(f"missing {flag}",
                                 hint=f"say what the key form shows: {flag} {choices}")
@@ -58,8 +58,8 @@ def add(
     Kraken secrets are checked (base64, at least 32 bytes); whitespace from a wrapped copy
     is removed with a warning. A fingerprint is printed to compare with what you pasted.
     """
-    from vault.entries import check_name
-    from vault.scopes import parse_general, parse_withdrawal
+    from botvault.entries import check_name
+    from botvault.scopes import parse_general, parse_withdrawal
 
     check_name(name)  # a typo in the name is reported before any prompt
     general_scope = parse_general(_ask_scope(general, "--general", "none|read-only|full"))
@@ -148,7 +148,7 @@ def edit(
     passphrase_command: PassCmdOpt = None,
 ) -> None:
     """Relabel an entry, e.g. after changing the key's permissions on the exchange."""
-    from vault.errors import InvalidInputError
+    from botvault.errors import InvalidInputError
 
     changes = {"general": general, "withdrawal": withdrawal, "account": account, "note": note,
                "nonce_unit": nonce_unit, "env_key": env_key, "env_secret": env_secret}
@@ -188,7 +188,7 @@ def rm(
     passphrase_command: PassCmdOpt = None,
 ) -> None:
     """Remove an entry (it stays in the automatic backups until they rotate out)."""
-    from vault.errors import InvalidInputError
+    from botvault.errors import InvalidInputError
 
     with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
         opened.get(name)

@@ -12,7 +12,7 @@ from . import output
 from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none, open_vault
 
 if TYPE_CHECKING:
-    from vault.scopes import General
+    from botvault.scopes import General
 
 app = typer.Typer()
 
@@ -43,9 +43,9 @@ class _SplitAtDashes(TyperCommand):
 def _assignments(acc: Access, names: list[str], max_scope: str | None,
                  allow_withdrawal: bool, preset: str | None) -> list[tuple[str, str]]:
     """(variable, value) pairs for the named keys, after the scope checks."""
-    from vault.errors import InvalidInputError
-    from vault.handover import var_names
-    from vault.policy import check_handover
+    from botvault.errors import InvalidInputError
+    from botvault.handover import var_names
+    from botvault.policy import check_handover
 
     limit = _parse_max_scope(max_scope)
     pairs: list[tuple[str, str]] = []
@@ -67,7 +67,7 @@ def _assignments(acc: Access, names: list[str], max_scope: str | None,
 def _parse_max_scope(value: str | None) -> General | None:
     if value is None:
         return None
-    from vault.scopes import parse_general
+    from botvault.scopes import parse_general
 
     return parse_general(value)
 
@@ -100,8 +100,8 @@ def run(
     nothing started) for a key above --max-scope or able to withdraw without
     --allow-withdrawal.
     """
-    from vault.errors import InvalidInputError
-    from vault.handover import child_env, exec_command
+    from botvault.errors import InvalidInputError
+    from botvault.handover import child_env, exec_command
 
     command = ctx.meta.get(_CMD_KEY) or []
     if not command:
@@ -133,8 +133,8 @@ def env(
     Same variable names and scope checks as `run`. The output holds the secret: prefer
     `run`, which never writes it anywhere.
     """
-    from vault.errors import InvalidInputError
-    from vault.handover import render
+    from botvault.errors import InvalidInputError
+    from botvault.handover import render
 
     if format_ not in ("sh", "dotenv", "json"):
         raise InvalidInputError(f"unknown format {format_!r}", hint="use sh, dotenv or json")

@@ -50,7 +50,7 @@ class _Group(TyperGroup):
 def _built(module: str) -> Any:
     from importlib import import_module
 
-    return typer.main.get_command(import_module(f"cli.{module}").app)
+    return typer.main.get_command(import_module(f"botvault.cli.{module}").app)
 
 
 app = typer.Typer(
@@ -68,7 +68,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from vault import __version__
+        from botvault import __version__
 
         typer.echo(f"botvault {__version__}")
         raise typer.Exit

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from vault.errors import VaultError
+from botvault.errors import VaultError
 
 __all__ = ["error", "json_out", "raw_out", "status", "table", "warn"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from vault.errors import InsecurePermissionsError, InvalidInputError, LockedError
+from botvault.errors import InsecurePermissionsError, InvalidInputError, LockedError
 
 __all__ = ["Sources", "interactive", "read_new_passphrase", "read_passphrase", "read_secret",
            "stdin_line"]

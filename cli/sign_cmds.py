@@ -41,7 +41,7 @@ def sign(
             signed = client.sign(name, path, data, method=method)
         body, headers, nonce = signed.body, signed.headers, signed.nonce
     else:
-        from vault.agent import signing
+        from botvault.agent import signing
 
         with open_vault(acc, use_agent=False) as opened:
             entry = opened.get(name)

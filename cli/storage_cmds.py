@@ -21,8 +21,8 @@ from .passphrase import (
 )
 
 if TYPE_CHECKING:
-    from vault.core import Vault
-    from vault.importers import Candidate
+    from botvault.core import Vault
+    from botvault.importers import Candidate
 
 app = typer.Typer()
 
@@ -46,8 +46,8 @@ def export(
     """Write an encrypted copy of the vault (or --only some entries) to FILE, under a
     passphrase of its own: an offline backup. Read it back with `import --format botvault`.
     """
-    from vault.export import export_entries
-    from vault.passphrase_policy import check_new_passphrase
+    from botvault.export import export_entries
+    from botvault.passphrase_policy import check_new_passphrase
 
     with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
         secret = read_new_passphrase(export_passphrase_file, "Export passphrase")
@@ -87,7 +87,7 @@ def import_(
 ) -> None:
     """Move keys from a plaintext file (.env, ccxt or freqtrade JSON) or a botvault export
     into the vault, with the same checks as `add`. Delete the plaintext afterwards."""
-    from vault.errors import InvalidInputError
+    from botvault.errors import InvalidInputError
 
     if format_ not in _FORMATS:
         raise InvalidInputError(f"unknown format {format_!r}", hint="use " + ", ".join(_FORMATS))
@@ -105,7 +105,7 @@ def import_(
 
 
 def _import_export(opened: Vault, file: Path, passphrase_file: Path | None) -> list[str]:
-    from vault.export import read_export
+    from botvault.export import read_export
 
     # The export's own passphrase: a file, else the terminal or the next stdin line.
     secret = read_file(passphrase_file) if passphrase_file else read_passphrase(
@@ -117,8 +117,8 @@ def _import_export(opened: Vault, file: Path, passphrase_file: Path | None) -> l
 
 def _read_plaintext(file: Path, format_: str, key_var: str | None,
                     secret_var: str | None) -> list[Candidate]:
-    from vault import importers
-    from vault.errors import InvalidInputError
+    from botvault import importers
+    from botvault.errors import InvalidInputError
 
     if format_ == "env":
         found = importers.read_env(file, key_var=key_var, secret_var=secret_var)
@@ -136,7 +136,7 @@ def _read_plaintext(file: Path, format_: str, key_var: str | None,
 def _add_candidates(opened: Vault, found: list[Candidate], *, name: str | None,
                     exchange: str | None, general: str | None, withdrawal: str | None
                     ) -> list[str]:
-    from vault.errors import InvalidInputError
+    from botvault.errors import InvalidInputError
 
     from .entry_cmds import _ask_scope
 
@@ -201,8 +201,8 @@ def doctor(
     Exit 0 when everything passes, 10 when anything warns or fails. Secrets are never
     printed: plaintext copies are reported by file and line.
     """
-    from vault import doctor as checks
-    from vault.errors import VaultError
+    from botvault import doctor as checks
+    from botvault.errors import VaultError
 
     acc = Access(vault, passphrase_file, passphrase_command)
     opened: Vault | None = None

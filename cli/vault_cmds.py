@@ -39,9 +39,9 @@ def init(
     Without KDF flags, Argon2id is calibrated to about one second on this machine with at
     least 256 MiB of memory.
     """
-    from vault.core import Vault
-    from vault.crypto import RECOMMENDED_MEMORY_KIB, KdfParams, calibrate, check_params
-    from vault.errors import AlreadyExistsError, InvalidInputError
+    from botvault.core import Vault
+    from botvault.crypto import RECOMMENDED_MEMORY_KIB, KdfParams, calibrate, check_params
+    from botvault.errors import AlreadyExistsError, InvalidInputError
 
     acc = Access(vault, passphrase_file, passphrase_command)
     if os.path.lexists(acc.path):
@@ -76,7 +76,7 @@ def _new_passphrase(acc: Access) -> str:
 
 def _checked(passphrase: str) -> str:
     """At least 10 characters (exit 2 otherwise); a warning when it looks weak."""
-    from vault.passphrase_policy import check_new_passphrase
+    from botvault.passphrase_policy import check_new_passphrase
 
     for warning in check_new_passphrase(passphrase):
         output.warn(warning)
@@ -84,7 +84,7 @@ def _checked(passphrase: str) -> str:
 
 
 def _generated() -> str:
-    from vault.passphrase_policy import generate_passphrase
+    from botvault.passphrase_policy import generate_passphrase
 
     passphrase = generate_passphrase()
     typer.echo(f"your passphrase (shown once): {passphrase}")
@@ -113,9 +113,9 @@ def passwd(
     Only the data key is re-wrapped; backups follow, so the old passphrase stops working
     everywhere. The current passphrase is always asked for, even while unlocked.
     """
-    from vault.core import Vault
-    from vault.crypto import calibrate
-    from vault.errors import InvalidInputError
+    from botvault.core import Vault
+    from botvault.crypto import calibrate
+    from botvault.errors import InvalidInputError
 
     if keep_passphrase and not upgrade_kdf:
         raise InvalidInputError("--keep-passphrase only goes with --upgrade-kdf")
@@ -155,7 +155,7 @@ def restore(
     The restored state is saved as a new generation, so the current one becomes a backup
     too and nothing is lost.
     """
-    from vault.errors import InvalidInputError
+    from botvault.errors import InvalidInputError
 
     if not list_ and generation is None:
         raise InvalidInputError("name a GENERATION to restore, or pass --list")

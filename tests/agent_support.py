@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vault import Vault
-from vault.agent import AgentInfo, start_agent
-from vault.agent.paths import unix_address
-from vault.crypto import FLOOR
+from botvault import Vault
+from botvault.agent import AgentInfo, start_agent
+from botvault.agent.paths import unix_address
+from botvault.crypto import FLOOR
 
 # The agent runs in its own process, where the test-only cheap KDF is not enabled, so the
 # vaults it opens use the floor parameters (about 30 ms to create).

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vault import Vault
-from vault._testing import cheap_kdf
+from botvault import Vault
+from botvault._testing import cheap_kdf
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,18 @@ from pathlib import Path
 
 import pytest
 
+from botvault import (
+    AlreadyExistsError,
+    InsecurePermissionsError,
+    LockedError,
+    NotFoundError,
+    Vault,
+    agent,
+)
+from botvault.agent import hardening, launcher
+from botvault.agent import paths as agent_paths
+from botvault.agent.ops import Agent
+from botvault.agent.server import AgentServer, bind_listener
 from tests.agent_support import (
     AGENT_KDF,
     PASSPHRASE,
@@ -39,18 +51,6 @@ from tests.agent_support import (
     stop,
     wait_exit,
 )
-from vault import (
-    AlreadyExistsError,
-    InsecurePermissionsError,
-    LockedError,
-    NotFoundError,
-    Vault,
-    agent,
-)
-from vault.agent import hardening, launcher
-from vault.agent import paths as agent_paths
-from vault.agent.ops import Agent
-from vault.agent.server import AgentServer, bind_listener
 
 LINUX = sys.platform.startswith("linux")
 
@@ -441,7 +441,7 @@ def test_open_client_reconnects_to_a_restarted_agent(keys: Keys) -> None:
 
 
 def test_start_with_wrong_key_reports_and_leaves_nothing(keys: Keys) -> None:
-    from vault import AuthenticationError
+    from botvault import AuthenticationError
 
     with pytest.raises(AuthenticationError):
         launcher.start_agent(keys.path, bytes(32), ttl=10, idle=10, allow_withdrawal=False)
@@ -472,7 +472,7 @@ def test_key_not_in_argv_or_environment_and_process_hardened(unlocked: agent.Age
     for blob in (cmdline, environ):
         for needle in forbidden:
             assert needle not in blob
-    assert cmdline.split(b"\0")[1:3] == [b"-m", b"vault.agent.server"]
+    assert cmdline.split(b"\0")[1:3] == [b"-m", b"botvault.agent.server"]
     limits = Path(f"/proc/{pid}/limits").read_text()
     core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
     assert core.split()[4:6] == ["0", "0"]
@@ -515,7 +515,7 @@ def test_launcher_passes_nothing_secret_to_popen(monkeypatch: pytest.MonkeyPatch
 
 _NONCE_WORKER = """
 import json, sys
-from vault import agent
+from botvault import agent
 with agent.connect(sys.argv[1]) as client:
     got = [client.next_nonce("spot") for _ in range(int(sys.argv[2]))]
 print(json.dumps(got))
@@ -557,7 +557,7 @@ def test_threads_share_one_client(unlocked: agent.AgentInfo) -> None:
 
 
 def test_nonces_batch_and_counts(unlocked: agent.AgentInfo) -> None:
-    from vault import InvalidInputError
+    from botvault import InvalidInputError
 
     with agent.connect() as client:
         batch = client.nonces("spot", 5)
@@ -612,8 +612,8 @@ def test_unknown_op_is_an_error_and_closes(unlocked: agent.AgentInfo) -> None:
 
 def test_kdf_floor_vault_opens_in_agent_but_cheapest_does_not(tmp_path: Path) -> None:
     """The test-only KDF switch is per process: the agent subprocess refuses such a file."""
-    from vault import FormatError
-    from vault._testing import CHEAPEST_TEST_ONLY
+    from botvault import FormatError
+    from botvault._testing import CHEAPEST_TEST_ONLY
 
     path = tmp_path / "cheap" / "vault.bv"
     with Vault.create(path, PASSPHRASE, kdf=CHEAPEST_TEST_ONLY) as v:
@@ -625,7 +625,7 @@ def test_kdf_floor_vault_opens_in_agent_but_cheapest_does_not(tmp_path: Path) ->
 
 def test_launcher_gives_up_on_an_agent_that_never_answers(monkeypatch: pytest.MonkeyPatch,
                                                           keys: Keys) -> None:
-    from vault import VaultError
+    from botvault import VaultError
 
     real = subprocess.Popen
     started: list[subprocess.Popen[bytes]] = []
@@ -648,7 +648,7 @@ def test_launcher_gives_up_on_an_agent_that_never_answers(monkeypatch: pytest.Mo
 @pytest.mark.parametrize(("ttl", "idle"), [(0, 5), (5, 0), (-1, 5), (float("inf"), 5),
                                            (5, float("nan"))])
 def test_launcher_refuses_bad_limits(keys: Keys, ttl: float, idle: float) -> None:
-    from vault import InvalidInputError
+    from botvault import InvalidInputError
 
     with pytest.raises(InvalidInputError):
         launcher.start_agent(keys.path, keys.data_key, ttl=ttl, idle=idle,

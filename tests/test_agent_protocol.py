@@ -19,15 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.agent_support import (
-    Keys,
-    make_vault,
-    private_runtime_dir,
-    raw_connect,
-    read_until_eof,
-    running,
-)
-from vault import (
+from botvault import (
     AuthenticationError,
     ConflictError,
     InvalidInputError,
@@ -38,9 +30,9 @@ from vault import (
     VaultError,
     agent,
 )
-from vault.agent import protocol
-from vault.agent.ops import Agent
-from vault.agent.protocol import (
+from botvault.agent import protocol
+from botvault.agent.ops import Agent
+from botvault.agent.protocol import (
     MAX_FRAME,
     AgentError,
     ConnectionClosedError,
@@ -52,7 +44,15 @@ from vault.agent.protocol import (
     error_response,
     raise_for_error,
 )
-from vault.agent.server import AgentServer, bind_listener
+from botvault.agent.server import AgentServer, bind_listener
+from tests.agent_support import (
+    Keys,
+    make_vault,
+    private_runtime_dir,
+    raw_connect,
+    read_until_eof,
+    running,
+)
 
 HEADER = struct.Struct(">I")
 

@@ -26,10 +26,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from botvault import InvalidInputError, NotFoundError, ScopeError, Vault, agent
+from botvault.agent.signing import spot_body_with_nonce
+from botvault.exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot
 from tests.agent_support import Keys, b64secret, make_vault, private_runtime_dir, running
-from vault import InvalidInputError, NotFoundError, ScopeError, Vault, agent
-from vault.agent.signing import spot_body_with_nonce
-from vault.exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot
 
 ENTRIES = {
     "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
@@ -264,8 +264,8 @@ class FakeKraken:
 
 _BOT = r"""
 import http.client, json, os, sys, time
-from vault import agent
-from vault.exchanges.kraken import sign_spot
+from botvault import agent
+from botvault.exchanges.kraken import sign_spot
 
 host, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 conn = http.client.HTTPConnection(host, timeout=30)

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from botvault import fileformat
+from botvault.cli.main import app
+from botvault.core import Vault
+from botvault.errors import AuthenticationError, FormatError, NotFoundError
+from botvault.store import backup_dir
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, full_snapshot, mode_of, snapshot, temp_files
 from tests.helpers.writers import die_before_rename
-from vault import fileformat
-from vault.core import Vault
-from vault.errors import AuthenticationError, FormatError, NotFoundError
-from vault.store import backup_dir
 
 KEEP = 5
 NEW_PASSPHRASE = "an entirely different passphrase"

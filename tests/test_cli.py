@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from botvault import Vault
+from botvault._testing import CHEAPEST_TEST_ONLY, FLOOR_CLI_ARGS
+from botvault.cli.main import app
 from tests.conftest import PASSPHRASE, kraken_secret
-from vault import Vault
-from vault._testing import CHEAPEST_TEST_ONLY, FLOOR_CLI_ARGS
 
 runner = CliRunner()
 EXAMPLE_SECRET = ("Examplerttp4AzwRfYEdQ7R7X8Z/04Y4TZPa97pqCypi3xXxAqftygftnI6H9yGV+O "
@@ -223,7 +223,7 @@ def test_not_a_vault_exit_8(vault_path: Path) -> None:
 def _run(args: list[str], *, input: str, env: dict[str, str],
          umask: int | None = None) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("botvault") or ""
-    argv = [exe, *args] if exe else [sys.executable, "-c", "from cli.main import main; main()",
+    argv = [exe, *args] if exe else [sys.executable, "-m", "botvault",
                                      *args]
     return subprocess.run(argv, input=input, env=env, text=True, capture_output=True,
                            timeout=60, check=False,

@@ -24,15 +24,15 @@ from pathlib import Path
 
 import pytest
 
+from botvault import Vault, agent
+from botvault.agent import socket_path_for
+from botvault.exchanges.kraken import sign_spot
 from tests.agent_support import PASSPHRASE, Keys, eventually, make_vault, private_runtime_dir
-from vault import Vault, agent
-from vault.agent import socket_path_for
-from vault.exchanges.kraken import sign_spot
 
 LINUX = sys.platform.startswith("linux")
 _SCRIPT = Path(sys.executable).with_name("botvault")
 BOTVAULT = [str(_SCRIPT)] if _SCRIPT.exists() else [
-    sys.executable, "-c", "from cli.main import main; main()"]
+    sys.executable, "-c", "from botvault.cli.main import main; main()"]
 SH = shutil.which("sh") or "/bin/sh"
 SAFETY_TTL = "60s"  # no agent of these tests outlives this, even if a teardown failed
 
@@ -303,7 +303,7 @@ def test_agent_argv_and_environment_hold_no_passphrase_or_secret(keys: Keys,
                                                                 unlocked: int) -> None:
     cmdline = Path(f"/proc/{unlocked}/cmdline").read_bytes()
     environ = Path(f"/proc/{unlocked}/environ").read_bytes()
-    assert b"vault.agent.server" in cmdline  # it is the agent we are looking at
+    assert b"botvault.agent.server" in cmdline  # it is the agent we are looking at
     key = keys.data_key
     forbidden = [PASSPHRASE.encode(), key, key.hex().encode(), base64.b64encode(key),
                  base64.b64encode(key).rstrip(b"=")]

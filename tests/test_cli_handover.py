@@ -22,12 +22,12 @@ from pathlib import Path
 import dotenv
 import pytest
 
+from botvault import Vault
 from tests.agent_support import AGENT_KDF, PASSPHRASE, b64secret, eventually, private_runtime_dir
-from vault import Vault
 
 _SCRIPT = Path(sys.executable).with_name("botvault")
 BOTVAULT = [str(_SCRIPT)] if _SCRIPT.exists() else [
-    sys.executable, "-c", "from cli.main import main; main()"]
+    sys.executable, "-c", "from botvault.cli.main import main; main()"]
 # Prints what the bot would see: its pid and its whole environment.
 SHOW_ENV = [sys.executable, "-c",
             "import json, os; print(json.dumps({'pid': os.getpid(), 'env': dict(os.environ)}))"]

@@ -16,22 +16,22 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from botvault import AuthenticationError, Vault
+from botvault._testing import CHEAPEST_TEST_ONLY, FLOOR_CLI_ARGS
+from botvault.crypto import FLOOR, RECOMMENDED_MEMORY_KIB
+from botvault.passphrase_policy import wordlist
 from tests.conftest import PASSPHRASE, kraken_secret
-from vault import AuthenticationError, Vault
-from vault._testing import CHEAPEST_TEST_ONLY, FLOOR_CLI_ARGS
-from vault.crypto import FLOOR, RECOMMENDED_MEMORY_KIB
-from vault.passphrase_policy import wordlist
 
 runner = CliRunner()
 EXPORT_PASSPHRASE = "export passphrase for the usb stick"
 OTHER_PASSPHRASE = "another vault passphrase"
 _SCRIPT = Path(sys.executable).with_name("botvault")
 BOTVAULT = [str(_SCRIPT)] if _SCRIPT.exists() else [
-    sys.executable, "-c", "from cli.main import main; main()"]
+    sys.executable, "-c", "from botvault.cli.main import main; main()"]
 
 
 def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    from cli.main import app
+    from botvault.cli.main import app
 
     result = runner.invoke(app, list(args), input=input)
     return result.exit_code, result.stdout, result.stderr

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vault import Vault
-from vault._testing import FLOOR_CLI_ARGS
+from botvault import Vault
+from botvault._testing import FLOOR_CLI_ARGS
 
 PASSPHRASE = "a long tty passphrase"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith(("linux", "darwin")),
@@ -28,7 +28,7 @@ class Terminal:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         exe = shutil.which("botvault") or ""
         argv = [exe, *args] if exe else [sys.executable, "-c",
-                                         "from cli.main import main; main()", *args]
+                                         "from botvault.cli.main import main; main()", *args]
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: exec at once, nothing else runs here
             os.execve(argv[0], argv, env)  # noqa: S606 -- the pty child becomes botvault
@@ -94,7 +94,7 @@ def test_init_asks_twice_hidden_and_retries_on_mismatch(env: dict[str, str],
 
 
 def _made(vault_path: Path) -> None:
-    from vault.crypto import KdfParams
+    from botvault.crypto import KdfParams
 
     Vault.create(vault_path, PASSPHRASE, kdf=KdfParams(19 * 1024, 2, 1)).close()
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from botvault.core import Vault
+from botvault.crypto import KdfParams
+from botvault.errors import AlreadyExistsError, AuthenticationError, NotFoundError
+from botvault.store import list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, full_snapshot, snapshot
 from tests.helpers.writers import concurrent_adder
-from vault.core import Vault
-from vault.crypto import KdfParams
-from vault.errors import AlreadyExistsError, AuthenticationError, NotFoundError
-from vault.store import list_backups
 
 WORKERS = 4
 PER_WORKER = 25
@@ -63,7 +63,7 @@ def _cli_command() -> list[str]:
     script = Path(sys.executable).with_name("botvault")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from cli.main import main; main()"]
+    return [sys.executable, "-c", "from botvault.cli.main import main; main()"]
 
 
 @pytest.mark.slow

@@ -25,15 +25,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import vault.crypto
-import vault.store
-from cli.main import app
+import botvault.crypto
+import botvault.store
+from botvault import fileformat
+from botvault.cli.main import app
+from botvault.core import Vault
+from botvault.store import backup_dir, list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, mode_of, snapshot, temp_files
 from tests.helpers.writers import Message, crash_writer
-from vault import fileformat
-from vault.core import Vault
-from vault.store import backup_dir, list_backups
 
 KILLS_INSIDE_SAVES = 200
 MAX_ROUNDS = 1500
@@ -167,7 +167,7 @@ def _fail_write(code: int, *, half: bool) -> Installer:
             if half:
                 os.write(fd, data[: len(data) // 2])
             raise OSError(code, os.strerror(code))
-        mp.setattr(vault.store, "_write_all", write_all)
+        mp.setattr(botvault.store, "_write_all", write_all)
     return install
 
 
@@ -185,13 +185,13 @@ def _fail_replace(mp: pytest.MonkeyPatch, _: Path) -> None:
 
 def _corrupt_write(mp: pytest.MonkeyPatch, _: Path) -> None:
     """The disk silently stores one flipped bit: the read-back check must catch it."""
-    real = vault.store._write_all
+    real = botvault.store._write_all
 
     def write_all(fd: int, data: bytes) -> None:
         damaged = bytearray(data)
         damaged[len(damaged) // 2] ^= 0x10
         real(fd, bytes(damaged))
-    mp.setattr(vault.store, "_write_all", write_all)
+    mp.setattr(botvault.store, "_write_all", write_all)
 
 
 FAILURES = [
@@ -260,10 +260,10 @@ def test_failed_create_leaves_nothing(vault_path: Path, monkeypatch: pytest.Monk
                                       install: Installer, code: int | None) -> None:
     with _failing(monkeypatch, install, vault_path), \
             pytest.raises(OSError, match=_matching(code)):
-        Vault.create(vault_path, PASSPHRASE, kdf=vault.crypto.CHEAPEST_TEST_ONLY)
+        Vault.create(vault_path, PASSPHRASE, kdf=botvault.crypto.CHEAPEST_TEST_ONLY)
     assert not vault_path.exists()
     assert temp_files(vault_path) == []
-    with Vault.create(vault_path, PASSPHRASE, kdf=vault.crypto.CHEAPEST_TEST_ONLY) as v:
+    with Vault.create(vault_path, PASSPHRASE, kdf=botvault.crypto.CHEAPEST_TEST_ONLY) as v:
         add_generic(v, "alpha")
     with Vault.open(vault_path, PASSPHRASE) as reopened:
         assert snapshot(reopened) == {"alpha": ""}
@@ -304,7 +304,7 @@ def test_directory_fsync_failure_after_rename_is_reported_consistently(
 def test_cli_add_with_a_failing_disk_exits_1_with_one_line(
         populated: Vault, vault_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = vault_path.read_bytes()
-    monkeypatch.setattr(vault.store, "_write_all", _enospc_half)
+    monkeypatch.setattr(botvault.store, "_write_all", _enospc_half)
     result = CliRunner().invoke(
         app, ["add", "gamma", "--exchange", "generic", "--api-key", "k", "--general",
               "read-only", "--withdrawal", "none", "--secret-stdin"],

@@ -1,4 +1,4 @@
-"""vault.doctor: each check on a prepared home and working directory, and a clean setup."""
+"""botvault.doctor: each check on a prepared home and working directory, and a clean setup."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from botvault import Vault
+from botvault.crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
+from botvault.doctor import EXIT_FINDINGS, Finding, diagnose, exit_code
 from tests.conftest import PASSPHRASE, kraken_secret
-from vault import Vault
-from vault.crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
-from vault.doctor import EXIT_FINDINGS, Finding, diagnose, exit_code
 
 NOW = datetime.now(timezone.utc)
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vault.errors import InvalidInputError, ScopeError
-from vault.exchanges.endpoints import (
+from botvault.errors import InvalidInputError, ScopeError
+from botvault.exchanges.endpoints import (
     EXCHANGES,
     KRAKEN_FUTURES,
     KRAKEN_SPOT,
@@ -20,7 +20,7 @@ from vault.exchanges.endpoints import (
     normalise_path,
     requirement,
 )
-from vault.scopes import General, Withdrawal
+from botvault.scopes import General, Withdrawal
 
 R, F, N = General.READ_ONLY, General.FULL, General.NONE
 

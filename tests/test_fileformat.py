@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault import FormatError
-from vault.crypto import CHEAPEST_TEST_ONLY, FLOOR, MAC_SIZE
-from vault.fileformat import HEADER_SIZE, Header, RawRecord, build, parse
+from botvault import FormatError
+from botvault.crypto import CHEAPEST_TEST_ONLY, FLOOR, MAC_SIZE
+from botvault.fileformat import HEADER_SIZE, Header, RawRecord, build, parse
 
 _HEADER = Header(FLOOR, b"s" * 16, b"v" * 16, 7, b"n" * 24, b"w" * 48)
 
@@ -52,7 +52,7 @@ def test_valid_files_round_trip_and_their_mutations_are_refused_or_exact(
 
 
 def test_test_only_profile_is_out_of_range_for_the_parser() -> None:
-    from vault import crypto
+    from botvault import crypto
 
     header = Header(CHEAPEST_TEST_ONLY, b"s" * 16, b"v" * 16, 0, b"n" * 24, b"w" * 48)
     data = build(header, []) + b"t" * 32

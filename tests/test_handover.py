@@ -1,4 +1,4 @@
-"""vault.handover: variable names and presets, `env` output, the child environment, exec.
+"""botvault.handover: variable names and presets, `env` output, the child environment, exec.
 
 The output formats are checked against the real readers: bash, dash, sh and zsh for `sh`,
 python-dotenv for `dotenv`, `env -0` and a real exec for `run`.
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vault.errors import InvalidInputError
-from vault.handover import (
+from botvault.errors import InvalidInputError
+from botvault.handover import (
     FORMATS,
     PRESETS,
     CommandNotExecutableError,
@@ -548,7 +548,7 @@ def _python_child(code: str) -> subprocess.CompletedProcess[str]:
 def test_exec_replaces_the_process_and_keeps_the_exit_code() -> None:
     result = _python_child("""
         import os, sys
-        from vault.handover import exec_command
+        from botvault.handover import exec_command
         print(os.getpid())  # stdout is a pipe: block-buffered, lost unless flushed
         exec_command([sys.executable, "-c",
                       "import os, sys; print(os.getpid()); sys.exit(7)"], dict(os.environ))
@@ -564,7 +564,7 @@ def test_exec_gives_the_child_exactly_the_environment(tmp_path: Path) -> None:
     (tmp_path / "env.json").write_text(json.dumps(env), encoding="utf-8")
     result = _python_child(f"""
         import json
-        from vault.handover import exec_command
+        from botvault.handover import exec_command
         env = json.load(open({str(tmp_path / "env.json")!r}))
         exec_command(["env", "-0"], env)
     """)
@@ -578,7 +578,7 @@ def test_exec_looks_the_command_up_in_the_new_path(tmp_path: Path) -> None:
     bot.write_text("#!/bin/sh\necho found \"$KRAKEN_API_KEY\"\n", encoding="utf-8")
     bot.chmod(0o700)
     result = _python_child(f"""
-        from vault.handover import exec_command
+        from botvault.handover import exec_command
         exec_command(["my-bot"], {{"PATH": {str(tmp_path)!r}, "KRAKEN_API_KEY": "k"}})
     """)
     assert result.returncode == 0, result.stderr

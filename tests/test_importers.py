@@ -1,4 +1,4 @@
-"""vault.importers: .env, ccxt and freqtrade files, read back exactly, errors without secrets."""
+"""botvault.importers: .env, ccxt and freqtrade files, read back exactly, errors without secrets."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dotenv import dotenv_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vault.errors import InvalidInputError
-from vault.importers import MAX_FILE_BYTES, Candidate, read_ccxt, read_env, read_freqtrade
+from botvault.errors import InvalidInputError
+from botvault.importers import MAX_FILE_BYTES, Candidate, read_ccxt, read_env, read_freqtrade
 
 # Valid but awkward: quotes of both kinds, = and #, backslashes, spaces at the ends,
 # non-ASCII, ${...} that a shell or python-dotenv would expand.

@@ -7,11 +7,11 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from botvault import Vault
+from botvault.exchanges.kraken import sign_spot
+from botvault.integrations import nonce_source
+from botvault.integrations.kraken_sdk import spot_client, with_vault_nonces
 from tests.conftest import PASSPHRASE, kraken_secret
-from vault import Vault
-from vault.exchanges.kraken import sign_spot
-from vault.integrations import nonce_source
-from vault.integrations.kraken_sdk import spot_client, with_vault_nonces
 
 ccxt = pytest.importorskip("ccxt")
 kraken_spot = pytest.importorskip("kraken.spot")
@@ -26,7 +26,7 @@ def spot(vault: Vault) -> Vault:
 
 
 def test_ccxt_kraken_signs_with_vault_nonces(spot: Vault, vault_path: Path) -> None:
-    from vault.integrations.ccxt_config import ccxt_config
+    from botvault.integrations.ccxt_config import ccxt_config
 
     exchange = ccxt.kraken(ccxt_config(spot, "spot"))
     other = Vault.open(vault_path, PASSPHRASE)  # another user of the same counter

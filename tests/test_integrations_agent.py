@@ -10,11 +10,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from botvault import agent
+from botvault.errors import ScopeError
+from botvault.exchanges.kraken import sign_futures, sign_spot
+from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client
 from tests.agent_support import Keys, make_vault, private_runtime_dir, running
-from vault import agent
-from vault.errors import ScopeError
-from vault.exchanges.kraken import sign_futures, sign_spot
-from vault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client
 
 ccxt = pytest.importorskip("ccxt")
 kraken_spot = pytest.importorskip("kraken.spot")

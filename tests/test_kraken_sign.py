@@ -18,15 +18,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from vault.errors import InvalidInputError
-from vault.exchanges.kraken import (
+from botvault.errors import InvalidInputError
+from botvault.exchanges.kraken import (
     MAX_SPOT_NONCE,
     futures_signed_path,
     sign_futures,
     sign_futures_challenge,
     sign_spot,
 )
-from vault.secret import Secret
+from botvault.secret import Secret
 
 VECTORS_FILE = Path(__file__).parent / "data" / "kraken_sign_vectors.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))["vectors"]

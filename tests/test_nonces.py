@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vault import _noncefile as nf
-from vault.errors import FormatError, InsecurePermissionsError, InvalidInputError
-from vault.nonces import (
+from botvault import _noncefile as nf
+from botvault.errors import FormatError, InsecurePermissionsError, InvalidInputError
+from botvault.nonces import (
     MAX_COUNT,
     UNITS,
     NonceAheadWarning,

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from botvault import _noncefile as nf
+from botvault.nonces import NonceStore
 from tests.test_nonces import booted, power_loss
-from vault import _noncefile as nf
-from vault.nonces import NonceStore
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::vault.nonces.NonceAheadWarning")]
@@ -42,7 +42,7 @@ def home(tmp_path: Path) -> Path:
 LINEAR_WORKER = """
 import array, os, sys, time
 from pathlib import Path
-from vault.nonces import NonceStore
+from botvault.nonces import NonceStore
 path, out, go, n, unit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 print("ready", flush=True)
 while not os.path.exists(go):
@@ -67,7 +67,7 @@ with open(out, "wb") as f:
 ALLOC_WORKER = """
 import os, random, sys, time
 from pathlib import Path
-from vault.nonces import NonceStore, default_boot_id, default_sync
+from botvault.nonces import NonceStore, default_boot_id, default_sync
 path, out, seed, reserve, boot, snap, clock = sys.argv[1:8]
 rnd = random.Random(int(seed))
 
@@ -99,7 +99,7 @@ while True:
 GROW_WORKER = """
 import os, sys, time
 from pathlib import Path
-from vault.nonces import NonceStore
+from botvault.nonces import NonceStore
 path, out, go, index, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 store = NonceStore(Path(path))
 print("ready", flush=True)

@@ -1,4 +1,4 @@
-"""vault.passphrase_policy: the shipped wordlist, the generator, the length rule, warnings."""
+"""botvault.passphrase_policy: the shipped wordlist, the generator, the length rule, warnings."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from vault.errors import InvalidInputError
-from vault.passphrase_policy import (
+from botvault.errors import InvalidInputError
+from botvault.passphrase_policy import (
     MIN_LENGTH,
     WEAK_BELOW_BITS,
     check_new_passphrase,

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from botvault import store as vault_store
+from botvault._testing import CHEAPEST_TEST_ONLY
+from botvault.cli.main import app
+from botvault.core import Vault
+from botvault.errors import InsecurePermissionsError, VaultError
+from botvault.store import backup_dir, lock_path
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, mode_of, snapshot, temp_files
-from vault import store as vault_store
-from vault._testing import CHEAPEST_TEST_ONLY
-from vault.core import Vault
-from vault.errors import InsecurePermissionsError, VaultError
-from vault.store import backup_dir, lock_path
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")

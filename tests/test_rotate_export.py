@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from botvault import AlreadyExistsError, AuthenticationError, ScopeError, Vault
+from botvault.export import export_entries, read_export
 from tests.conftest import PASSPHRASE, kraken_secret
-from vault import AlreadyExistsError, AuthenticationError, ScopeError, Vault
-from vault.export import export_entries, read_export
 
 
 def _add(v: Vault, name: str) -> str:

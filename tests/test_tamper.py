@@ -26,8 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import vault.crypto
-from cli.main import app
+import botvault.crypto
+from botvault.cli.main import app
+from botvault.core import Vault
+from botvault.crypto import KdfParams
+from botvault.errors import AuthenticationError, FormatError
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import (
     COUNT_AT,
@@ -42,9 +45,6 @@ from tests.helpers.vaultfiles import (
     with_params,
     write_private,
 )
-from vault.core import Vault
-from vault.crypto import KdfParams
-from vault.errors import AuthenticationError, FormatError
 
 # From DESIGN "Cryptography", restated here rather than imported from the code under test.
 FLOOR = (19 * 1024, 2, 1)
@@ -65,7 +65,7 @@ class KdfSpy:
     def __init__(self) -> None:
         self.calls = 0
         self.forbidden = False
-        self.real = vault.crypto.derive_kek
+        self.real = botvault.crypto.derive_kek
 
     def derive_kek(self, passphrase: bytes, salt: bytes, params: KdfParams) -> bytes:
         if self.forbidden:
@@ -77,7 +77,7 @@ class KdfSpy:
 @pytest.fixture
 def kdf_spy(monkeypatch: pytest.MonkeyPatch) -> KdfSpy:
     spy = KdfSpy()
-    monkeypatch.setattr(vault.crypto, "derive_kek", spy.derive_kek)
+    monkeypatch.setattr(botvault.crypto, "derive_kek", spy.derive_kek)
     return spy
 
 
@@ -219,7 +219,7 @@ def test_hostile_header_is_refused_fast_without_the_kdf(
     def kdf_must_not_run(*args: object, **kwargs: object) -> bytes:
         pytest.fail("the KDF ran for a hostile header")
 
-    monkeypatch.setattr(vault.crypto, "derive_kek", kdf_must_not_run)
+    monkeypatch.setattr(botvault.crypto, "derive_kek", kdf_must_not_run)
     monkeypatch.setattr(argon2.low_level, "hash_secret_raw", kdf_must_not_run)
     data = two_entry_vault
     if params is not None:
@@ -255,7 +255,7 @@ def test_swapped_records_are_refused(two_entry_vault: bytes, target: Path) -> No
 def test_record_replayed_from_another_vault_is_refused(
         two_entry_vault: bytes, target: Path, tmp_path: Path) -> None:
     other_path = tmp_path / "other" / "vault.bv"
-    with Vault.create(other_path, PASSPHRASE, kdf=vault.crypto.CHEAPEST_TEST_ONLY) as other:
+    with Vault.create(other_path, PASSPHRASE, kdf=botvault.crypto.CHEAPEST_TEST_ONLY) as other:
         add_generic(other, "alpha", note="first")  # same name, same content
         add_generic(other, "beta", note="second")
     theirs = split_vault(other_path.read_bytes())
@@ -316,9 +316,9 @@ def _fast_kdf(real: Callable[[bytes, bytes, KdfParams], bytes]
     in-range parameters (up to 4 GiB) gets a stand-in key: Argon2 with other parameters
     yields another key anyway, and the range check still runs first."""
     def derive(passphrase: bytes, salt: bytes, params: KdfParams) -> bytes:
-        if params == vault.crypto.CHEAPEST_TEST_ONLY:
+        if params == botvault.crypto.CHEAPEST_TEST_ONLY:
             return real(passphrase, salt, params)
-        vault.crypto.check_params(params, error=FormatError)
+        botvault.crypto.check_params(params, error=FormatError)
         return hashlib.blake2b(passphrase + salt + repr(params).encode(),
                                digest_size=32).digest()
     return derive
@@ -327,7 +327,7 @@ def _fast_kdf(real: Callable[[bytes, bytes, KdfParams], bytes]
 def test_random_mutations_only_ever_give_the_two_errors(
         two_entry_vault: bytes, vault_path: Path, target: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vault.crypto, "derive_kek", _fast_kdf(vault.crypto.derive_kek))
+    monkeypatch.setattr(botvault.crypto, "derive_kek", _fast_kdf(botvault.crypto.derive_kek))
     data = two_entry_vault
     with Vault.open(vault_path, PASSPHRASE) as original:
         expected = full_snapshot(original)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from vault import InvalidInputError
-from vault.exchanges.validation import clean_secret, validate_api_key
+from botvault import InvalidInputError
+from botvault.exchanges.validation import clean_secret, validate_api_key
 
 CASES: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "kraken_secrets.json").read_text())["cases"]

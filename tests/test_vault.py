@@ -11,8 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import PASSPHRASE, kraken_secret
-from vault import (
+from botvault import (
     AlreadyExistsError,
     AuthenticationError,
     FormatError,
@@ -23,8 +22,8 @@ from vault import (
     VaultError,
     VaultWarning,
 )
-from vault import errors as errors_mod
-from vault.crypto import (
+from botvault import errors as errors_mod
+from botvault.crypto import (
     CHEAPEST_TEST_ONLY,
     FLOOR,
     KdfParams,
@@ -32,7 +31,8 @@ from vault.crypto import (
     Sealer,
     check_params,
 )
-from vault.fileformat import HEADER_SIZE
+from botvault.fileformat import HEADER_SIZE
+from tests.conftest import PASSPHRASE, kraken_secret
 
 names = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,63}", fullmatch=True)
 # Any str, lone surrogates included: generic secrets are arbitrary text.
@@ -257,7 +257,7 @@ def test_kdf_params_out_of_range(params: KdfParams) -> None:
 
 
 def test_cheapest_profile_refused_outside_tests(vault: Vault, vault_path: Path) -> None:
-    from vault import crypto
+    from botvault import crypto
     crypto._test_kdf_allowed = False
     try:
         with pytest.raises(FormatError):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from botvault import InvalidInputError, Vault
 from tests.conftest import PASSPHRASE, kraken_secret
-from vault import InvalidInputError, Vault
 
 
 def _add(v: Vault, name: str, key: str = "SAMEKEY", unit: str = "ms") -> None:

@@ -63,4 +63,4 @@ def __getattr__(name: str) -> Any:
         from importlib import import_module
 
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'vault' has no attribute {name!r}")
+    raise AttributeError(f"module 'botvault' has no attribute {name!r}")

@@ -58,7 +58,7 @@ _POOLS = {"lower": 26, "upper": 26, "digit": 10, "symbol": 33, "other": 100}
 @functools.cache
 def wordlist() -> tuple[str, ...]:
     """The shipped wordlist, in file order (loaded once, from package data)."""
-    text = resources.files("vault.data").joinpath("wordlist.txt").read_text(encoding="utf-8")
+    text = resources.files("botvault.data").joinpath("wordlist.txt").read_text(encoding="utf-8")
     return tuple(word for word in (line.strip() for line in text.splitlines()) if word)
 
 

@@ -12,9 +12,9 @@ import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Barrier
 
+from botvault._testing import cheap_kdf
+from botvault.core import Vault
 from tests.helpers.vaultfiles import add_generic, snapshot
-from vault._testing import cheap_kdf
-from vault.core import Vault
 
 NAMES = tuple(f"n{i}" for i in range(8))
 

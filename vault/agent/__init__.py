@@ -2,7 +2,7 @@
 
 `start_agent` starts one for a vault (what `botvault unlock` does); `connect` reaches it:
 
-    from vault import agent
+    from botvault import agent
 
     with agent.connect() as client:
         signed = client.sign("kraken-bot", "/0/private/Balance", {})
@@ -40,4 +40,4 @@ def __getattr__(name: str) -> Any:
         from . import launcher
 
         return getattr(launcher, name)
-    raise AttributeError(f"module 'vault.agent' has no attribute {name!r}")
+    raise AttributeError(f"module 'botvault.agent' has no attribute {name!r}")

@@ -90,7 +90,7 @@ def start_agent(vault_path: str | os.PathLike[str] | None, data_key: bytes, *, t
               "allow_withdrawal": bool(allow_withdrawal),
               "data_key": base64.b64encode(bytes(data_key)).decode("ascii")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "vault.agent.server"],
+        [sys.executable, "-m", "botvault.agent.server"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         close_fds=True, start_new_session=True, cwd="/", env=_agent_env())
     try:

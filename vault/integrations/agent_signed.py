@@ -1,7 +1,7 @@
 """Existing Kraken clients that sign through the agent: the secret never enters the bot.
 
-    from vault import agent
-    from vault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client
+    from botvault import agent
+    from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client
 
     client = agent.connect()
     exchange = ccxt_exchange(ccxt.kraken, "spot-bot", client)        # ccxt

@@ -24,8 +24,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from vault._testing import cheap_kdf
-from vault.core import Vault
+from botvault._testing import cheap_kdf
+from botvault.core import Vault
 
 HERE = Path(__file__).resolve().parent
 PASSPHRASE = "botvault test vectors"
@@ -186,7 +186,7 @@ def main() -> None:
                        "with, and the expected outcome (ok with the listed entry names, "
                        "AuthenticationError, or FormatError).",
         "kdf": "TEST-ONLY cheap KDF (8 KiB, 1 pass, 1 lane): open inside "
-               "vault._testing.cheap_kdf()",
+               "botvault._testing.cheap_kdf()",
         "generator": "tests/data/vault_vectors/generate.py",
         "vectors": [doc for doc, _ in vectors],
     }
