@@ -1,0 +1,150 @@
+"""The strict Kraken stand-in itself: it must refuse what Kraken refuses, or the end-to-end
+tests that rely on it prove nothing."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from botvault.exchanges.kraken import sign_futures, sign_spot
+
+from .kraken_server import SPOT_TIERS, StrictKraken
+
+SPOT_KEY, FUT_KEY = "spot-public-key", "futures-public-key"
+SECRET = base64.b64encode(secrets.token_bytes(64)).decode()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def kraken(clock: Clock) -> Iterator[StrictKraken]:
+    server = StrictKraken(clock=clock)
+    server.add_key(SPOT_KEY, SECRET, "spot")
+    server.add_key("reader", SECRET, "spot", general="read-only")
+    server.add_key(FUT_KEY, SECRET, "futures")
+    with server:
+        yield server
+
+
+def _request(kraken: StrictKraken, method: str, path: str, body: str = "",
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(urlsplit(kraken.url).netloc, timeout=10)
+    try:
+        conn.request(method, path, body=body or None, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def _spot(kraken: StrictKraken, method: str, nonce: int, *, key: str = SPOT_KEY,
+          secret: str = SECRET, **fields: str) -> list[str]:
+    path = f"/0/private/{method}"
+    body = urlencode({"nonce": nonce, **fields})
+    headers = {"API-Key": key, "API-Sign": sign_spot(secret, path, nonce, body),
+               "Content-Type": "application/x-www-form-urlencoded"}
+    errors: list[str] = _request(kraken, "POST", path, body, headers)[1]["error"]
+    return errors
+
+
+def test_spot_accepts_a_signed_request_and_refuses_a_replayed_nonce(kraken: StrictKraken
+                                                                    ) -> None:
+    assert _spot(kraken, "Balance", 5) == []
+    assert _spot(kraken, "Balance", 5) == ["EAPI:Invalid nonce"]
+    assert _spot(kraken, "Balance", 4) == ["EAPI:Invalid nonce"]
+    assert _spot(kraken, "Balance", 6) == []
+    assert kraken.accepted() == 2
+    assert kraken.rejected() == {"EAPI:Invalid nonce": 2}
+
+
+def test_spot_refuses_bad_signature_unknown_key_and_missing_nonce(kraken: StrictKraken
+                                                                  ) -> None:
+    other = base64.b64encode(b"x" * 64).decode()
+    assert _spot(kraken, "Balance", 1, secret=other) == ["EAPI:Invalid signature"]
+    assert _spot(kraken, "Balance", 2, key="nobody") == ["EAPI:Invalid key"]
+    status, doc = _request(kraken, "POST", "/0/private/Balance", "a=1",
+                           {"API-Key": SPOT_KEY, "API-Sign": "x"})
+    assert (status, doc["error"]) == (200, ["EAPI:Invalid nonce"])
+    # A signature that failed does not move the key's nonce.
+    assert _spot(kraken, "Balance", 1) == []
+
+
+def test_spot_permissions_follow_the_key(kraken: StrictKraken) -> None:
+    assert _spot(kraken, "Balance", 1, key="reader") == []
+    assert _spot(kraken, "AddOrder", 2, key="reader") == ["EGeneral:Permission denied"]
+    assert _spot(kraken, "Withdraw", 1) == ["EGeneral:Permission denied"]
+
+
+def test_spot_rate_counter_by_tier_with_decay(kraken: StrictKraken, clock: Clock) -> None:
+    limit, decay = SPOT_TIERS["starter"]
+    nonce = 0
+    for _ in range(int(limit)):
+        nonce += 1
+        assert _spot(kraken, "Balance", nonce) == []
+    nonce += 1
+    assert _spot(kraken, "Balance", nonce) == ["EAPI:Rate limit exceeded"]
+    nonce += 1
+    assert _spot(kraken, "AddOrder", nonce) == []  # outside the REST counter
+    clock.now += 2 / decay  # two calls' worth decays
+    nonce += 1
+    assert _spot(kraken, "Ledgers", nonce) == []  # costs 2
+    nonce += 1
+    assert _spot(kraken, "Balance", nonce) == ["EAPI:Rate limit exceeded"]
+
+
+def _futures(kraken: StrictKraken, endpoint: str, nonce: str, post_data: str = "",
+             method: str = "POST", secret: str = SECRET) -> tuple[int, Any]:
+    headers = {"APIKey": FUT_KEY, "Nonce": nonce,
+               "Authent": sign_futures(secret, f"/api/v3/{endpoint}", nonce, post_data)}
+    if method == "GET":
+        target = f"/derivatives/api/v3/{endpoint}" + (f"?{post_data}" if post_data else "")
+        return _request(kraken, "GET", target, "", headers)
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return _request(kraken, "POST", f"/derivatives/api/v3/{endpoint}", post_data, headers)
+
+
+def test_futures_signature_nonce_order_and_budget(kraken: StrictKraken, clock: Clock) -> None:
+    assert _futures(kraken, "accounts", "100", method="GET")[1]["result"] == "success"
+    assert _futures(kraken, "accounts", "100", method="GET")[1]["error"] == "nonceDuplicate"
+    assert _futures(kraken, "accounts", "99", method="GET")[1]["error"] == "nonceBelowThreshold"
+    order = "orderType=lmt&symbol=PF_XBTUSD&side=buy&size=1&limitPrice=1000"
+    assert _futures(kraken, "sendorder", "101", order)[1]["result"] == "success"
+    bad = base64.b64encode(b"y" * 64).decode()
+    assert _futures(kraken, "sendorder", "102", order, secret=bad)[1]["error"] == (
+        "authenticationError")
+    nonce = 102
+    spent = 2 + 10
+    while spent + 10 <= 500:
+        nonce += 1
+        assert _futures(kraken, "sendorder", str(nonce), order)[1]["result"] == "success"
+        spent += 10
+    nonce += 1
+    status, doc = _futures(kraken, "sendorder", str(nonce), order)
+    assert (status, doc["error"]) == (429, "apiLimitExceeded")
+    clock.now += 1.0  # 50 units back
+    nonce += 1
+    assert _futures(kraken, "sendorder", str(nonce), order)[1]["result"] == "success"
+
+
+def test_public_endpoints_answer_without_keys(kraken: StrictKraken) -> None:
+    assert _request(kraken, "GET", "/0/public/Time")[1]["error"] == []
+    assert "XXBTZUSD" in _request(kraken, "GET", "/0/public/AssetPairs")[1]["result"]
+    assert _request(kraken, "GET", "/derivatives/api/v3/instruments")[1]["result"] == "success"
