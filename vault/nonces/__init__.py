@@ -38,7 +38,7 @@ The package, one concern per module:
 
 from __future__ import annotations
 
-from .naming import nonce_counter_id, nonce_state_path
+from .naming import key_id, nonce_counter_id, nonce_state_path
 from .store import (
     AHEAD_WARNING_S,
     DEFAULT_RECOVERY_MARGIN_S,
@@ -61,6 +61,7 @@ __all__ = [
     "NonceStore",
     "default_boot_id",
     "default_sync",
+    "key_id",
     "nonce_counter_id",
     "nonce_state_path",
 ]

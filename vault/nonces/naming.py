@@ -16,7 +16,13 @@ def nonce_state_path(vault_path: Path) -> Path:
 def nonce_counter_id(entry: Entry) -> str:
     """Counters follow the exchange's key, not our name for it: a rename keeps the
     counter, and re-adding a removed key continues above its old nonces."""
+    return key_id(entry.exchange, entry.api_key)
+
+
+def key_id(exchange: str, api_key: str) -> str:
+    """The one identity of a real exchange key: its nonce counter and its request lock
+    (botvault.request_lock) are both keyed by it, so they can never disagree."""
     import hashlib
 
-    material = f"{entry.exchange}\0{entry.api_key}".encode("utf-8", "surrogatepass")
+    material = f"{exchange}\0{api_key}".encode("utf-8", "surrogatepass")
     return hashlib.blake2b(material, digest_size=16, person=b"botvault-nonce").hexdigest()

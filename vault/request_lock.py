@@ -1,0 +1,191 @@
+"""The order of one real exchange key's requests, across every process of the machine.
+
+Nonces leave the counter in increasing order, but two senders may put theirs on the wire in
+the opposite order, and Kraken (no nonce window) rejects the later-sent, lower one. Holding
+this lock from taking the nonce until the response has arrived puts one key's requests on the
+wire one at a time, in nonce order. Every user of a key takes the same lock: the in-process
+integrations (ccxt, python-kraken-sdk, krakenex), `AgentClient.request_lock` and the gateway.
+
+- **Keyed like the nonce counter**: by exchange and api key (`nonces.key_id`), never by the
+  entry's name, so two names for one key, or a rename, cannot split the order.
+- **Cross-process**: an exclusive `flock` on `VAULT.requests/<key id>.lock`; the kernel
+  releases it when the holder dies, so a killed bot never wedges the key.
+- **Threads**: each acquisition opens its own descriptor, so threads of one process exclude
+  each other through the same flock.
+- **asyncio**: `hold_async` never blocks the event loop: tasks of one loop queue on an
+  `asyncio.Lock` (first come, first served), and the one at the front polls the flock with
+  `LOCK_NB` and short sleeps. Cancellation and timeouts release everything.
+- **Timeout**: waiting longer than `timeout` seconds raises `RequestLockTimeout`.
+- **Re-entry is refused** with `ConflictError`: a nested request on one key from the holder
+  itself would wait for itself (flock is per open file, so it would deadlock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import errno
+import fcntl
+import os
+import stat
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from .errors import ConflictError, InsecurePermissionsError
+from .nonces import key_id
+from .store import open_private
+
+__all__ = ["DEFAULT_TIMEOUT", "KeyOrder", "RequestLockTimeout", "requests_dir"]
+
+DEFAULT_TIMEOUT = 30.0
+# Polling steps for the asyncio form (and for timed waits): short at first, because the
+# holder of a loopback request usually finishes within a millisecond or two.
+_POLL_FIRST, _POLL_MAX = 0.0002, 0.005
+
+_held_by_thread = threading.local()
+_held_in_context: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "botvault_request_locks_held", default=frozenset())
+# One asyncio.Lock per (event loop, key), so tasks of one loop queue in arrival order.
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary())
+_loop_locks_guard = threading.Lock()
+
+
+class RequestLockTimeout(ConflictError):
+    """Another request on the same key held its order longer than the timeout allowed."""
+
+
+def requests_dir(vault_path: Path) -> Path:
+    return vault_path.with_name(vault_path.name + ".requests")
+
+
+class KeyOrder:
+    """The request order of one real key (exchange + api key) of the vault at `vault_path`."""
+
+    def __init__(self, vault_path: str | os.PathLike[str], exchange: str, api_key: str) -> None:
+        self.vault_path = Path(vault_path)
+        self.key_id = key_id(exchange, api_key)
+
+    def __repr__(self) -> str:
+        return f"KeyOrder(vault={str(self.vault_path)!r}, key_id={self.key_id!r})"
+
+    @property
+    def path(self) -> Path:
+        return requests_dir(self.vault_path) / f"{self.key_id}.lock"
+
+    @contextlib.contextmanager
+    def hold(self, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+        """Hold the key's order in this thread (blocking); see the module docstring."""
+        held: set[str] = _thread_held()
+        if self.key_id in held or self.key_id in _held_in_context.get():
+            raise _reentry()
+        fd = self._open()
+        try:
+            _flock_within(fd, timeout)
+            held.add(self.key_id)
+            try:
+                yield
+            finally:
+                held.discard(self.key_id)
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    @contextlib.asynccontextmanager
+    async def hold_async(self, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[None]:
+        """Hold the key's order in this task without blocking the event loop."""
+        if self.key_id in _held_in_context.get() or self.key_id in _thread_held():
+            raise _reentry()
+        deadline = time.monotonic() + timeout
+        queue = _loop_lock(self.key_id)
+        try:
+            await asyncio.wait_for(queue.acquire(), timeout)
+        except asyncio.TimeoutError:
+            raise _timed_out(timeout) from None
+        try:
+            fd = self._open()
+            try:
+                delay = _POLL_FIRST
+                while not _try_flock(fd):
+                    if time.monotonic() >= deadline:
+                        raise _timed_out(timeout)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _POLL_MAX)
+                token = _held_in_context.set(_held_in_context.get() | {self.key_id})
+                try:
+                    yield
+                finally:
+                    _held_in_context.reset(token)
+            finally:
+                os.close(fd)
+        finally:
+            queue.release()
+
+    def _open(self) -> int:
+        directory = requests_dir(self.vault_path)
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+        st = os.lstat(directory)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) \
+                or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise InsecurePermissionsError(f"{directory} must be a 0700 directory of yours",
+                                           hint=f"run: chmod 700 {directory}")
+        return open_private(self.path, os.O_RDWR | os.O_CREAT)
+
+
+def _thread_held() -> set[str]:
+    held: set[str] | None = getattr(_held_by_thread, "keys", None)
+    if held is None:
+        held = set()
+        _held_by_thread.keys = held
+    return held
+
+
+def _loop_lock(key: str) -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    with _loop_locks_guard:
+        locks = _loop_locks.setdefault(loop, {})
+        return locks.setdefault(key, asyncio.Lock())
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+def _flock_within(fd: int, timeout: float) -> None:
+    if _try_flock(fd):
+        return
+    # A blocking flock cannot time out; poll instead. Waits are short when the holder is a
+    # loopback request, and a wait is all a second sender on one key can do anyway.
+    deadline = time.monotonic() + timeout
+    delay = _POLL_FIRST
+    while not _try_flock(fd):
+        if time.monotonic() >= deadline:
+            raise _timed_out(timeout)
+        time.sleep(delay)
+        delay = min(delay * 2, _POLL_MAX)
+
+
+def _reentry() -> ConflictError:
+    return ConflictError(
+        "this thread or task already holds the request order of this key",
+        hint="send one request at a time per key; a nested request would wait for itself")
+
+
+def _timed_out(timeout: float) -> RequestLockTimeout:
+    return RequestLockTimeout(
+        f"another request on this key held it for more than {timeout:g} s",
+        hint="a request in flight is slow or stuck; raise the timeout or check the bot")
