@@ -30,7 +30,7 @@ from botvault.nonces import (
 
 # Counters pushed far ahead of the clock on purpose would warn in many tests; the warning
 # itself is tested with its own filter.
-pytestmark = pytest.mark.filterwarnings("ignore::vault.nonces.NonceAheadWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::botvault.nonces.NonceAheadWarning")
 
 T0 = 1_750_000_000_000_000_000  # a fixed wall clock, ns
 NS = {"ms": 1_000_000, "us": 1_000, "10ns": 10}

@@ -26,7 +26,7 @@ from botvault.nonces import NonceStore
 from tests.test_nonces import booted, power_loss
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.filterwarnings("ignore::vault.nonces.NonceAheadWarning")]
+              pytest.mark.filterwarnings("ignore::botvault.nonces.NonceAheadWarning")]
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import struct
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -227,12 +226,10 @@ def test_hostile_header_is_refused_fast_without_the_kdf(
     if count is not None:
         data = with_count(data, count)
     write_private(target, data)
-    start = time.perf_counter()
+    # The trap above proves the point (the KDF never runs), without a wall-clock bound.
     with pytest.raises(FormatError) as caught:
         Vault.open(target, PASSPHRASE)
-    elapsed = time.perf_counter() - start
     assert caught.value.exit_code == 8
-    assert elapsed < 0.1, f"refusing a hostile header took {elapsed:.3f} s"
 
 
 def test_in_range_params_do_run_the_kdf(two_entry_vault: bytes, target: Path,

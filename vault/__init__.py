@@ -1,7 +1,8 @@
 """botvault: an encrypted local vault for exchange API key pairs.
 
-`from vault import Vault` is the entry point. Heavy modules (PyNaCl, argon2) load on first
-use, so that importing `vault.errors` for the command line stays fast.
+`from botvault import Vault` is the entry point; `from botvault import agent` reaches a running
+agent. Heavy modules (PyNaCl, argon2) load on first use, so that importing `botvault.errors` for
+the command line stays fast.
 """
 
 from __future__ import annotations
@@ -50,8 +51,6 @@ __all__ = [
     "Withdrawal",
 ]
 
-__version__ = "0.1.0"
-
 _LAZY = {
     "Vault": "core", "Backup": "core",
     "KdfParams": "crypto", "Entry": "entries",
@@ -59,6 +58,12 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # One place for the version: the package metadata (pyproject.toml). Read on demand,
+        # so that only `--version` pays for importlib.metadata.
+        from importlib.metadata import version
+
+        return version("botvault")
     if name in _LAZY:
         from importlib import import_module
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from . import crypto
+from .. import crypto
 
 __all__ = ["CHEAPEST_TEST_ONLY", "FLOOR_CLI_ARGS", "cheap_kdf"]
 
