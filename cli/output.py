@@ -66,15 +66,19 @@ def _is_framework(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0] in ("click", "typer")
 
 
+# Exit code for a refusal by the operating system (disk full, I/O error): not a bug, so not 1.
+OS_ERROR_EXIT = 12
+
+
 def _unexpected(exc: Exception) -> None:
     if isinstance(exc, OSError):
         error(f"{exc.strerror or type(exc).__name__}"
               + (f": {exc.filename}" if exc.filename else ""),
               "the vault on disk was left as it was; fix the cause and run the command again")
-    else:
-        # The type only: a message or a traceback's locals could hold a secret.
-        error(f"unexpected error ({type(exc).__name__})",
-              "this is a bug in botvault; please report it with the command you ran")
+        raise typer.Exit(OS_ERROR_EXIT) from None
+    # The type only: a message or a traceback's locals could hold a secret.
+    error(f"unexpected error ({type(exc).__name__})",
+          "this is a bug in botvault; please report it with the command you ran")
     raise typer.Exit(1) from None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    AgentError,
     AlreadyExistsError,
     AuthenticationError,
     ConflictError,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .entries import Entry
 
 __all__ = [
+    "AgentError",
     "AlreadyExistsError",
     "AuthenticationError",
     "Backup",

@@ -4,11 +4,18 @@
 code it maps to (DESIGN "Command-line conventions") and an optional hint that tells the user
 what to do. Errors that describe bad input also subclass `ValueError`, as argon2-cffi does.
 Messages never contain secret material: they name what failed, not the value.
+
+Exit codes, one meaning each (README "Exit codes" lists the same): 0 ok, 1 unexpected (a bug:
+never a VaultError), 2 invalid input, 3 authentication, 4 not found / already exists, 5 locked,
+6 refused by scope policy, 7 insecure permissions, 8 format, 9 conflict, 10 doctor found
+something unsafe (not an error), 11 agent failure, 12 refused by the operating system (disk
+full, I/O error: an OSError, not a VaultError), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AgentError",
     "AlreadyExistsError",
     "AuthenticationError",
     "ConflictError",
@@ -97,12 +104,21 @@ class FormatError(VaultError):
 
 
 class ConflictError(VaultError):
-    """Another process saved the vault after this one loaded it (exit 1).
+    """Another process changed or holds what this one needs (exit 9): it saved the vault after
+    this one loaded it, or holds a key's request order longer than the timeout.
 
     Raised instead of overwriting newer data; the library reloads and retries where it can.
+    Retrying the command is the fix.
     """
 
-    exit_code = 1
+    exit_code = 9
+
+
+class AgentError(VaultError):
+    """The agent failed, timed out, or answered something this client does not understand
+    (exit 11). `botvault lock` and `botvault unlock` start it afresh."""
+
+    exit_code = 11
 
 
 class VaultWarning(UserWarning):

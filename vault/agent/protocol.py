@@ -3,7 +3,7 @@
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON holding one
 object; at most 64 KiB. Requests are `{"op": NAME, ...arguments}`; responses are
 `{"ok": true, ...}` or `{"ok": false, "error": {"type", "message", "hint"}}`, where `type` is
-the name of a `vault.errors` class that the client raises again. Anything that is not a
+the name of a `botvault.errors` class that the client raises again. Anything that is not a
 well-formed frame is a `ProtocolError`, and the side that reads it closes that connection.
 """
 
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import (
+    AgentError,
     AlreadyExistsError,
     AuthenticationError,
     ConflictError,
@@ -49,12 +50,6 @@ OPS = frozenset({"status", "list", "get", "data_key", "nonce", "sign", "sign_cha
 _HEADER = struct.Struct(">I")
 _MAX_MESSAGE = 2000
 _RECV_SIZE = MAX_FRAME + _HEADER.size
-
-
-class AgentError(VaultError):
-    """The agent failed, timed out, or answered something this client does not understand."""
-
-    exit_code = 1
 
 
 class ProtocolError(Exception):
