@@ -44,15 +44,21 @@ class Access:
         return resolve_vault_path(self.vault)
 
 
-def agent_or_none(path: Path) -> AgentClient | None:
-    """A connection to the agent serving this vault, or None when it is locked."""
+def agent_or_none(path: Path, *, secrets: bool = False) -> AgentClient | None:
+    """A connection to the agent serving this vault, or None when it is locked, or, when
+    the caller needs `secrets` (a secret or the data key), when it runs --sign-only."""
     from botvault.agent import connect
     from botvault.errors import LockedError
 
     try:
-        return connect(path)
+        client = connect(path)
     except LockedError:
         return None
+    if secrets and client.status().get("sign_only") is True:
+        client.close()
+        output.info("the agent is sign-only and hands out no secret; asking for the passphrase")
+        return None
+    return client
 
 
 def open_vault(acc: Access, *, use_agent: bool = True) -> Vault:
@@ -63,7 +69,7 @@ def open_vault(acc: Access, *, use_agent: bool = True) -> Vault:
 
     path = acc.path
     read_head(path, 8)  # a missing or insecure vault is reported before asking anything
-    client = agent_or_none(path) if use_agent else None
+    client = agent_or_none(path, secrets=True) if use_agent else None
     if client is not None:
         with client:
             return Vault.open_with_key(path, client.data_key())
