@@ -167,11 +167,11 @@ def test_sign_only_agent_then_run_env_show_ask_for_the_passphrase(keys: Keys,
     # ...a sign-only one does not: without a passphrase they fail, with one they work.
     run = ("run", "spot", "--", "sh", "-c", 'printf %s "$KRAKEN_API_SECRET"')
     commands: list[tuple[str, ...]] = [("show", "spot", "--reveal"), ("env", "spot"), run]
-    for args in commands:
-        refused = botvault(*args)
+    for command in commands:
+        refused = botvault(*command)
         assert refused.returncode != 0 and secret not in refused.stdout
         assert "sign-only" in refused.stderr
-        done = botvault(*args, input=f"{AGENT_PASSPHRASE}\n")
+        done = botvault(*command, input=f"{AGENT_PASSPHRASE}\n")
         assert done.returncode == 0, done.stderr
         assert secret in done.stdout
     assert botvault("sign", "spot", "/0/private/Balance").returncode == 6
