@@ -508,3 +508,19 @@ def test_real_sign_only_agent_hands_out_nothing(keys: Keys, vault: Vault) -> Non
                                    nonce_header="", content_type="form", key_id=target.key_id)
         assert signed.headers["Authent"] == sign_futures(keys.secrets["fut"], path,
                                                          signed.nonce, "")
+
+
+def test_export_carries_the_grants_of_the_exported_entries(vault: Vault, tmp_path: Path
+                                                           ) -> None:
+    from botvault.export import export_entries, read_export
+
+    kept = _grant(vault, "bot", entry="spot")
+    _grant(vault, "other", entry="fut")
+    revoke_grant(vault, "bot")
+    target = export_entries(vault, tmp_path / "out.bv", "export passphrase long enough",
+                            only=["spot"])
+    with Vault.open(target, "export passphrase long enough") as exported:
+        (copy,) = list_grants(exported)
+        assert copy.bot == "bot" and copy.api_key == kept.api_key
+        assert copy.api_secret == kept.api_secret and copy.revoked_at is not None
+    assert [e.name for e in read_export(target, "export passphrase long enough")] == ["spot"]

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ __all__ = [
     "Grant",
     "add_grant",
     "check_within",
+    "copy_grants",
     "find_by_key",
     "get_grant",
     "is_grant_record",
@@ -274,6 +275,26 @@ def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
 
     vault.update_records(op)
     return issued[0]
+
+
+def copy_grants(source: Vault, target: Vault, entries: Iterable[str]) -> list[Grant]:
+    """Copy into `target` (an export) the grants of `source` on these entries, as they are
+    (revoked ones stay revoked). Refuses the whole batch if a bot has a grant there."""
+    chosen = set(entries)
+    copies = [g.with_changes(entry_id=os.urandom(fileformat.ID_SIZE))
+              for g in list_grants(source) if g.entry in chosen]
+    if not copies:
+        return []
+
+    def op(records: _Records) -> _Records:
+        clash = sorted(g.bot for g in copies if g.name in records)
+        if clash:
+            raise AlreadyExistsError(f"grants exist already for {', '.join(clash)}")
+        records.update((g.name, g) for g in copies)
+        return records
+
+    target.update_records(op)
+    return copies
 
 
 def revoke_grant(vault: Vault, bot: str) -> Grant:
