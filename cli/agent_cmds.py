@@ -106,7 +106,7 @@ def status(
     elif state["unlocked"]:
         typer.echo(f"unlocked: {path}\nlocks in {format_duration(state['expires_in'])} "
                    f"(idle: {format_duration(state['idle_expires_in'])}), agent pid "
-                   f"{state['pid']}")
+                   f"{state['pid']}{' (sign-only)' if state.get('sign_only') else ''}")
     else:
         typer.echo(f"locked: {path}")
     if not state["unlocked"]:

@@ -524,3 +524,22 @@ def test_export_carries_the_grants_of_the_exported_entries(vault: Vault, tmp_pat
         assert copy.bot == "bot" and copy.api_key == kept.api_key
         assert copy.api_secret == kept.api_secret and copy.revoked_at is not None
     assert [e.name for e in read_export(target, "export passphrase long enough")] == ["spot"]
+
+
+def test_in_process_signing_with_a_grant_against_a_sign_only_agent(keys: Keys,
+                                                                   vault: Vault) -> None:
+    spot = _grant(vault, "spot-bot", entry="spot", now=time.time())
+    fut = _grant(vault, "fut-bot", entry="fut", now=time.time())
+    with sign_only_agent(keys), agent.connect() as client:
+        signed = client.sign_with_grant(spot.api_key, spot.api_secret, ADD,
+                                        {"pair": "XBTUSD", "volume": "1"})
+        assert signed.body == f"nonce={signed.nonce}&pair=XBTUSD&volume=1"
+        assert signed.headers["API-Sign"] == sign_spot(keys.secrets["spot"], ADD,
+                                                       signed.nonce, signed.body)
+        path = "/derivatives/api/v3/sendorder"
+        signed = client.sign_with_grant(fut.api_key, fut.api_secret, path, "symbol=PF_XBTUSD")
+        assert signed.headers["Authent"] == sign_futures(keys.secrets["fut"], path,
+                                                         signed.nonce, "symbol=PF_XBTUSD")
+        with pytest.raises(GrantError) as caught:
+            client.sign_with_grant(spot.api_key, b64secret(), BALANCE)
+        assert caught.value.reason == "signature"
