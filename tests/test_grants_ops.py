@@ -543,3 +543,26 @@ def test_in_process_signing_with_a_grant_against_a_sign_only_agent(keys: Keys,
         with pytest.raises(GrantError) as caught:
             client.sign_with_grant(spot.api_key, b64secret(), BALANCE)
         assert caught.value.reason == "signature"
+
+
+def test_a_grant_never_moves_to_another_key_of_that_name(ops: Agent, vault: Vault) -> None:
+    grant = _grant(vault)
+    vault.remove("spot")
+    vault.add("spot", exchange="kraken-spot", api_key="PUBOTHERACCOUNT",
+              api_secret=b64secret(), general="full", withdrawal="none")
+    assert _error(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key})
+                  )["reason"] == "unknown"
+    renamed = _grant(vault, "bot2", entry="fut")
+    vault.rename("fut", "fut-old")
+    vault.add("fut", exchange="kraken-futures", api_key="PUBFUTOTHER", api_secret=b64secret(),
+              general="full", withdrawal="none")
+    assert _error(ops.handle({"op": "grant_resolve", "grant_key": renamed.api_key})
+                  )["reason"] == "unknown"
+
+
+def test_a_grant_follows_its_entry_through_rotations(ops: Agent, vault: Vault) -> None:
+    grant = _grant(vault)
+    for n in range(2):
+        vault.rotate("spot", api_key=f"PUBSPOTROTATED{n}", api_secret=b64secret())
+        answer = _ok(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key}))
+        assert answer["key_id"] == key_id("kraken-spot", f"PUBSPOTROTATED{n}")

@@ -11,6 +11,11 @@ Grants are sealed records in the vault, like entries, named `grant:BOT` (a colon
 occurs in an entry name), so they are saved, backed up, re-sealed and exported with them.
 A revoked grant stays as a record (so the gateway can say "revoked", not "unknown") until
 a new grant for the same bot replaces it.
+
+A grant is for one real key: it records the key's identity (`key_id`) when issued, and
+follows its entry only through `rotate` (the old pair is then a retired entry of that
+name). An entry removed, renamed, or replaced by another key under the same name leaves
+the grant pointing nowhere ("unknown"): a bot never silently moves to another key.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from .errors import (
     ScopeError,
 )
 from .exchanges import endpoints
+from .nonces import key_id as _key_id
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
 
@@ -49,6 +55,7 @@ __all__ = [
     "add_grant",
     "check_within",
     "copy_grants",
+    "entry_of",
     "find_by_key",
     "get_grant",
     "is_grant_record",
@@ -86,6 +93,7 @@ class Grant:
     withdrawal: Withdrawal
     api_key: str
     api_secret: Secret = field(repr=False)
+    key_id: str = ""  # the real key it was issued for: botvault.nonces.key_id
     created_at: str = field(default_factory=now_utc)
     expires_at: float | None = None  # seconds since the epoch (wall clock), None: never
     revoked_at: str | None = None
@@ -104,6 +112,7 @@ class Grant:
         secret = base64.b64encode(os.urandom(_SECRET_BYTES)).decode("ascii")
         return cls(bot=check_name(bot), entry=entry.name, general=general,
                    withdrawal=withdrawal, api_key=key, api_secret=Secret(secret),
+                   key_id=_key_id(entry.exchange, entry.api_key),
                    expires_at=expires_at, entry_id=os.urandom(fileformat.ID_SIZE))
 
     def state(self, now: float) -> str:
@@ -136,7 +145,7 @@ class Grant:
         doc = {"v": _SCHEMA, "kind": "grant", "bot": self.bot, "entry": self.entry,
                "general": self.general.value, "withdrawal": self.withdrawal.value,
                "api_key": self.api_key, "api_secret": self.api_secret.reveal(),
-               "created_at": self.created_at, "expires_at": self.expires_at,
+               "key_id": self.key_id, "created_at": self.created_at, "expires_at": self.expires_at,
                "revoked_at": self.revoked_at}
         raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
         raw = self.name.encode("ascii") + b"\n" + raw
@@ -154,7 +163,7 @@ class Grant:
                        general=General(doc["general"]),
                        withdrawal=Withdrawal(doc["withdrawal"]),
                        api_key=str(doc["api_key"]), api_secret=Secret(doc["api_secret"]),
-                       created_at=str(doc["created_at"]),
+                       key_id=str(doc["key_id"]), created_at=str(doc["created_at"]),
                        expires_at=expires,
                        revoked_at=doc["revoked_at"], entry_id=entry_id)
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -205,6 +214,29 @@ def usable(grant: Grant | None, now: float) -> Grant:
         raise GrantError(state, f"grant {grant.bot!r} is {state}",
                          hint="issue a new one with: botvault grant add")
     return grant
+
+
+def entry_of(vault: Vault, grant: Grant) -> Entry:
+    """The entry whose key `grant` now signs with: its entry, if that still holds the key
+    the grant was issued for or a key it was rotated into; else GrantError("unknown")."""
+    if grant.entry in vault:
+        entry = vault.get(grant.entry)
+        if hmac.compare_digest(_key_id(entry.exchange, entry.api_key), grant.key_id) or \
+                _rotated_from(vault, grant):
+            return entry
+    raise GrantError("unknown", f"grant {grant.bot!r} was issued for a key that entry "
+                     f"{grant.entry!r} no longer holds", hint="issue a new grant: botvault "
+                     "grant add")
+
+
+def _rotated_from(vault: Vault, grant: Grant) -> bool:
+    """True when the grant's key is a retired pair of its entry (kept by `rotate`)."""
+    for entry in vault.list(retired=True):
+        stem = entry.name.rsplit(".retired-", 1)[0]
+        if entry.retired and stem != entry.name and grant.entry.startswith(stem) and \
+                hmac.compare_digest(_key_id(entry.exchange, entry.api_key), grant.key_id):
+            return True
+    return False
 
 
 # -- the grants of a vault -----------------------------------------------------------------

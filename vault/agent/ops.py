@@ -221,10 +221,7 @@ class Agent:
     def _grant_target(self, vault: Vault, grant_key: str) -> tuple[grants.Grant, Entry]:
         """The usable grant with this key and its entry, or GrantError. Lock held."""
         grant = grants.usable(grants.find_by_key(vault, grant_key), self._wall_clock())
-        if grant.entry not in vault:
-            raise GrantError("unknown", f"grant {grant.bot!r} names entry {grant.entry!r}, "
-                             "which is gone", hint="issue a new grant: botvault grant add")
-        return grant, vault.get(grant.entry)
+        return grant, grants.entry_of(vault, grant)
 
     def _grant_resolve(self, request: dict[str, Any]) -> dict[str, Any]:
         grant_key = _text(request, "grant_key")
