@@ -166,10 +166,11 @@ def test_grants_are_sealed_records_not_entries(keys: Keys, vault: Vault) -> None
 def test_grants_survive_passphrase_change_and_restore(keys: Keys, vault: Vault) -> None:
     grant = _grant(vault)
     vault.change_passphrase("another long passphrase for this")
-    revoke_grant(vault, "bot")
-    before_revoke = vault.backups()[0].generation
-    vault.restore(before_revoke)
+    before_edit = vault.generation
+    vault.edit("spot", note="changed")
+    vault.restore(before_edit)
     with Vault.open(keys.path, "another long passphrase for this") as again:
+        assert again.get("spot").note == ""
         restored = get_grant(again, "bot")
         assert restored == grant and restored.revoked_at is None
 
@@ -566,3 +567,21 @@ def test_a_grant_follows_its_entry_through_rotations(ops: Agent, vault: Vault) -
         vault.rotate("spot", api_key=f"PUBSPOTROTATED{n}", api_secret=b64secret())
         answer = _ok(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key}))
         assert answer["key_id"] == key_id("kraken-spot", f"PUBSPOTROTATED{n}")
+
+
+def test_restoring_a_backup_never_revives_a_grant(ops: Agent, keys: Keys, vault: Vault
+                                                  ) -> None:
+    first = _grant(vault, "bot")
+    kept = _grant(vault, "kept")
+    before_revoke = vault.generation
+    revoke_grant(vault, "bot")
+    replaced = _grant(vault, "bot")  # a new pair for the bot after its old one leaked
+    vault.restore(before_revoke)
+    for key in (first.api_key, replaced.api_key):
+        assert _error(ops.handle({"op": "grant_resolve", "grant_key": key}))["reason"] in (
+            "revoked", "unknown")
+    assert _ok(ops.handle({"op": "grant_resolve", "grant_key": kept.api_key}))
+    with Vault.open(keys.path, PASSPHRASE) as again:
+        assert get_grant(again, "bot").api_key == first.api_key
+        assert get_grant(again, "bot").revoked_at is not None
+        assert [e.name for e in again.list()] == sorted(ENTRIES)  # entries restored as before

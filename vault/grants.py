@@ -60,6 +60,7 @@ __all__ = [
     "get_grant",
     "is_grant_record",
     "list_grants",
+    "no_resurrection",
     "revoke_grant",
     "usable",
 ]
@@ -327,6 +328,30 @@ def copy_grants(source: Vault, target: Vault, entries: Iterable[str]) -> list[Gr
 
     target.update_records(op)
     return copies
+
+
+def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:
+    """The grants of a backup being restored that must change so that a restore never
+    revives one: a grant that is not active now with the same key comes back revoked (a
+    revoked bot's pair is exactly what an attacker holds). Returns name -> replacement."""
+    from .codec import materialize_record
+
+    changed: dict[str, Grant] = {}
+    for name, slot in restored.items():
+        if not is_grant_record(name):
+            continue
+        old = materialize_record(name, slot)
+        if not isinstance(old, Grant) or old.revoked_at is not None:
+            continue
+        now = current.get(name)
+        mine = materialize_record(name, now) if now is not None else None
+        if isinstance(mine, Grant) and mine.key_matches(old.api_key) and \
+                mine.revoked_at is None:
+            continue
+        revoked_at = mine.revoked_at if isinstance(mine, Grant) and mine.revoked_at and \
+            mine.key_matches(old.api_key) else now_utc()
+        changed[name] = old.with_changes(revoked_at=revoked_at)
+    return changed
 
 
 def revoke_grant(vault: Vault, bot: str) -> Grant:
