@@ -52,11 +52,11 @@ if TYPE_CHECKING:
 __all__ = [
     "GRANT_PREFIX",
     "Grant",
+    "GrantIndex",
     "add_grant",
     "check_within",
     "copy_grants",
     "entry_of",
-    "find_by_key",
     "get_grant",
     "is_grant_record",
     "list_grants",
@@ -268,15 +268,24 @@ def get_grant(vault: Vault, bot: str) -> Grant:
     raise NotFoundError(f"no grant for {bot!r}", hint="see them with: botvault grant list")
 
 
-def find_by_key(vault: Vault, api_key: str) -> Grant | None:
-    """The grant whose api key is `api_key`, or None. Shape is checked first."""
-    if not isinstance(api_key, str) or not _KEY_RE.fullmatch(api_key):
-        return None
-    found = None
-    for grant in _materialized(vault):
-        if grant.key_matches(api_key):
-            found = grant
-    return found
+class GrantIndex:
+    """Grants by api key for one open vault, rebuilt when the vault's generation changes
+    (every save, here or in another process, makes a new one), so finding a grant costs a
+    dict lookup, not a scan of every record, on each of the gateway's requests. The api
+    key is public (as an exchange's api key); the secret is what authenticates."""
+
+    def __init__(self) -> None:
+        self._seen: tuple[bytes, int] | None = None
+        self._by_key: dict[str, Grant] = {}
+
+    def find(self, vault: Vault, api_key: str) -> Grant | None:
+        if not isinstance(api_key, str) or not _KEY_RE.fullmatch(api_key):
+            return None
+        seen = (vault.vault_id, vault.generation)
+        if seen != self._seen:
+            self._by_key = {g.api_key: g for g in list_grants(vault)}
+            self._seen = seen
+        return self._by_key.get(api_key)
 
 
 def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,

@@ -81,6 +81,7 @@ class Agent:
         self.allow_withdrawal = allow_withdrawal
         self.sign_only = sign_only
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
+        self._grants = grants.GrantIndex()
         self.path = vault.path
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "status": self._status, "list": self._list, "get": self._get,
@@ -220,7 +221,7 @@ class Agent:
 
     def _grant_target(self, vault: Vault, grant_key: str) -> tuple[grants.Grant, Entry]:
         """The usable grant with this key and its entry, or GrantError. Lock held."""
-        grant = grants.usable(grants.find_by_key(vault, grant_key), self._wall_clock())
+        grant = grants.usable(self._grants.find(vault, grant_key), self._wall_clock())
         return grant, grants.entry_of(vault, grant)
 
     def _grant_resolve(self, request: dict[str, Any]) -> dict[str, Any]:
