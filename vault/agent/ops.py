@@ -61,7 +61,8 @@ def _refuse_if_secret_bearing(op: str) -> None:
         raise ScopeError(
             "this agent was unlocked with --sign-only: it hands out no secret and signs "
             "only what a grant authenticates",
-            hint="use the gateway with a grant, or give the passphrase for this command")
+            hint="sign with a grant (botvault grant add; the gateway or "
+                 "AgentClient.sign_with_grant), or open the vault with its passphrase")
 
 
 class Agent:
