@@ -585,3 +585,47 @@ def test_restoring_a_backup_never_revives_a_grant(ops: Agent, keys: Keys, vault:
         assert get_grant(again, "bot").api_key == first.api_key
         assert get_grant(again, "bot").revoked_at is not None
         assert [e.name for e in again.list()] == sorted(ENTRIES)  # entries restored as before
+
+
+# -- pieces: the JSON nonce, the wire form of GrantError -----------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=st.dictionaries(st.text(max_size=6), _JSON_VALUES, max_size=5),
+       nonce=st.integers(min_value=0, max_value=2**64 - 1), indent=st.sampled_from([None, 2]))
+def test_json_nonce_is_set_once_and_nothing_else_changes(doc: dict[str, Any], nonce: int,
+                                                         indent: int | None) -> None:
+    from botvault.agent.signing import spot_json_with_nonce
+
+    body = json.dumps(doc, indent=indent)
+    out = spot_json_with_nonce(body, nonce)
+    pairs = json.loads(out, object_pairs_hook=list)
+    old = doc.get("nonce")
+    was_number = isinstance(old, (int, float)) and not isinstance(old, bool)
+    as_text = "nonce" in doc and not was_number  # the bot's type is kept: text stays text
+    assert [k for k, _ in pairs].count("nonce") == 1
+    assert list(pairs[0]) == ["nonce", str(nonce) if as_text else nonce]
+    expected = {k: v for k, v in doc.items() if k != "nonce"}
+    assert {k: v for k, v in json.loads(out).items() if k != "nonce"} == expected
+
+
+def test_grant_error_crosses_the_wire_with_its_reason() -> None:
+    from botvault.agent.protocol import AgentError, error_response, raise_for_error
+
+    for reason in sorted(GrantError.REASONS):
+        response = error_response(GrantError(reason, "refused"))
+        with pytest.raises(GrantError) as caught:
+            raise_for_error(response)
+        assert caught.value.reason == reason and caught.value.exit_code == 3
+    forged = {"ok": False, "error": {"type": "GrantError", "message": "x", "reason": "bogus"}}
+    with pytest.raises(AgentError):
+        raise_for_error(forged)
+    with pytest.raises(ValueError, match="unknown grant error reason"):
+        GrantError("bogus")
