@@ -44,6 +44,7 @@ __all__ = [
     "kind_of",
     "open_private_file",
     "refuse",
+    "socket_problem",
 ]
 
 FILE_MODE = 0o600
@@ -119,6 +120,26 @@ def file_problem(path: Path, st: os.stat_result, purpose: str,
     return None
 
 
+def socket_problem(path: Path, st: os.stat_result, purpose: str) -> Problem | None:
+    """What is wrong with `st` (an lstat of `path`) as a private unix socket, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return _symlink(path, purpose)
+    if not stat.S_ISSOCK(st.st_mode):
+        return Problem(path, f"{purpose} {path} is a {kind_of(st.st_mode)}, not a socket",
+                       f"remove it if it is yours: rm {_q(path)}", InsecurePermissionsError,
+                       None)
+    if st.st_uid != os.geteuid():
+        return Problem(path, f"{purpose} {path} is owned by uid {st.st_uid}, not by you",
+                       "someone may be impersonating the agent; remove it",
+                       InsecurePermissionsError, None)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        fix = f"chmod {FILE_MODE:o} {_q(path)}"
+        return Problem(path, f"{purpose} {path} is accessible by other users (mode {mode:o})",
+                       f"run: {fix}", InsecurePermissionsError, fix)
+    return None
+
+
 def dir_problem(path: Path, st: os.stat_result, purpose: str,
                 rule: DirRule = DirRule.PARENT) -> Problem | None:
     """What is wrong with `st` (an lstat of `path`) as a directory of private files."""
@@ -142,11 +163,12 @@ def dir_problem(path: Path, st: os.stat_result, purpose: str,
         # The sticky bit does not help: another user can still create the names we are
         # about to create (a lock, a temp file, the nonce state) before we do.
         sticky = " (the sticky bit does not prevent that)" if mode & stat.S_ISVTX else ""
-        fix = f"chmod go-w {_q(path)}" if st.st_uid == os.geteuid() else None
-        hint = f"run: {fix}" if fix else "move the vault into a directory of your own"
+        ours = st.st_uid == os.geteuid()
+        chmod = f"chmod go-w {_q(path)}"
         return Problem(path, f"{purpose} {path} can be written by other users (mode "
-                       f"{mode:o}), who could replace what is in it{sticky}", hint,
-                       InsecurePermissionsError, fix)
+                       f"{mode:o}), who could replace what is in it{sticky}",
+                       f"run: {chmod}" if ours else "move the vault into a directory of your own",
+                       InsecurePermissionsError, chmod if ours else None)
     return None
 
 

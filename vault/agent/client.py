@@ -20,7 +20,6 @@ import errno
 import fcntl
 import os
 import socket
-import stat
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
-from .. import store
+from .. import private
 from ..entries import check_name
 from ..errors import InsecurePermissionsError, LockedError
 from ..scopes import General, Withdrawal
@@ -337,12 +336,9 @@ def _open_request_lock(vault_path: Path, name: str) -> int:
         pass
     else:
         os.chmod(directory, 0o700)
-    st = os.lstat(directory)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() \
-            or st.st_mode & 0o077:
-        raise InsecurePermissionsError(f"{directory} must be a 0700 directory of yours",
-                                       hint=f"run: chmod 700 {directory}")
-    return store.open_private(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT)
+    private.check_dir(directory, "the request-lock directory", private.DirRule.CLOSED)
+    return private.open_private_file(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT,
+                                     "the request lock")
 
 
 def connect(vault_path: str | os.PathLike[str] | None = None, *,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .. import store
+from .. import private
 from ..core import Vault
 from ..errors import AlreadyExistsError, InsecurePermissionsError, InvalidInputError, VaultError
 from . import hardening
@@ -99,7 +99,7 @@ def _take_agent_lock(socket_path: Path) -> int:
     """
     path = _lock_path(socket_path)
     for _ in range(10):
-        fd = store.open_private(path, os.O_RDWR | os.O_CREAT)
+        fd = private.open_private_file(path, os.O_RDWR | os.O_CREAT, "the agent lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
