@@ -137,7 +137,9 @@ def test_nonce_state_and_backups_checked(vault: Vault, home: Path, cwd: Path) ->
     _add(vault, "a")
     nonces = vault.path.with_name(vault.path.name + ".nonces")
     nonces.write_bytes(b"")
-    os.chmod(nonces, 0o644)
+    # The nonce state is not secret (others may read it, see test_nonces), but no one else
+    # may write it: doctor says what the nonce store does.
+    os.chmod(nonces, 0o664)
     (backup,) = (vault.path.parent / "vault.bv.backups").iterdir()
     os.chmod(backup, 0o604)
     fixes = {f.fix for f in _of(_run(vault.path, vault, home, cwd), "vault-permissions")}

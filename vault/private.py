@@ -26,7 +26,7 @@ import fcntl
 import os
 import shlex
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import FormatError, InsecurePermissionsError, VaultError
@@ -37,6 +37,7 @@ __all__ = [
     "DirRule",
     "FileRule",
     "Problem",
+    "Reason",
     "check_dir",
     "check_private_file",
     "dir_problem",
@@ -64,15 +65,26 @@ class DirRule(enum.Enum):
     CLOSED = "closed"  # ours alone; no access at all for group or others
 
 
+class Reason(enum.Enum):
+    SYMLINK = "symlink"
+    KIND = "kind"  # not a regular file / directory / socket
+    OWNER = "owner"
+    READABLE = "readable"  # others may read (or enter) it
+    WRITABLE = "writable"  # others may write it
+
+
 @dataclass(frozen=True)
 class Problem:
-    """Why a path is refused; `exception()` is what a command raises, doctor shows the rest."""
+    """Why a path is refused; `exception()` is what a command raises, doctor words the rest."""
 
     path: Path
+    reason: Reason
     message: str
     hint: str | None
     error: type[VaultError]
     fix: str | None  # a shell command that fixes it, when there is one
+    mode: int  # the st_mode seen
+    owner: int  # the st_uid seen
 
     def exception(self) -> VaultError:
         return self.error(self.message, hint=self.hint)
@@ -93,50 +105,64 @@ def _q(path: Path) -> str:
     return shlex.quote(str(path))
 
 
-def _symlink(path: Path, purpose: str) -> Problem:
-    return Problem(path, f"{purpose} {path} is a symlink; botvault does not follow symlinks",
-                   "point botvault at the real file", InsecurePermissionsError, None)
+def _problem(path: Path, st: os.stat_result, reason: Reason, message: str, hint: str | None,
+             fix: str | None = None) -> Problem:
+    error: type[VaultError] = FormatError if reason is Reason.KIND else InsecurePermissionsError
+    return Problem(path, reason, message, hint, error, fix, st.st_mode, st.st_uid)
+
+
+def _symlink(path: Path, st: os.stat_result, purpose: str) -> Problem:
+    return _problem(path, st, Reason.SYMLINK, f"{purpose} {path} is a symlink; botvault does "
+                    "not follow symlinks", "point botvault at the real file")
+
+
+def _kind(path: Path, st: os.stat_result, purpose: str, wanted: str) -> Problem:
+    return _problem(path, st, Reason.KIND, f"{purpose} {path} is a {kind_of(st.st_mode)}, not "
+                    f"a {wanted}", f"move it away: mv {_q(path)} {_q(path)}.old")
+
+
+def _foreign(path: Path, st: os.stat_result, purpose: str, *, chown: bool) -> Problem:
+    fix = f"sudo chown {os.geteuid()} {_q(path)}" if chown else None
+    return _problem(path, st, Reason.OWNER, f"{purpose} {path} is owned by uid {st.st_uid}, "
+                    "not by you", f"run: {fix}" if fix else "someone else controls it; use a "
+                    "path of your own", fix)
+
+
+def _loose(path: Path, st: os.stat_result, purpose: str, want: int) -> Problem:
+    mode = stat.S_IMODE(st.st_mode)
+    fix = f"chmod {want:o} {_q(path)}"
+    writable = bool(mode & 0o022)
+    what = "writable by" if writable else "accessible by"
+    return _problem(path, st, Reason.WRITABLE if writable else Reason.READABLE,
+                    f"{purpose} {path} is {what} other users (mode {mode:o})", f"run: {fix}", fix)
 
 
 def file_problem(path: Path, st: os.stat_result, purpose: str,
                  rule: FileRule = FileRule.PRIVATE) -> Problem | None:
     """What is wrong with `st` (an lstat or fstat of `path`) as a private file, or None."""
     if stat.S_ISLNK(st.st_mode):
-        return _symlink(path, purpose)
+        return _symlink(path, st, purpose)
     if not stat.S_ISREG(st.st_mode):
-        return Problem(path, f"{purpose} {path} is a {kind_of(st.st_mode)}, not a regular file",
-                       f"move it away: mv {_q(path)} {_q(path)}.old", FormatError, None)
+        return _kind(path, st, purpose, "regular file")
     if st.st_uid != os.geteuid():
-        fix = f"chown {os.geteuid()} {_q(path)}"
-        return Problem(path, f"{purpose} {path} is owned by uid {st.st_uid}, not by you",
-                       f"run: {fix}", InsecurePermissionsError, fix)
-    mode = stat.S_IMODE(st.st_mode)
-    loose = mode & (0o022 if rule is FileRule.STATE else 0o077)
-    if loose:
-        fix = f"chmod {FILE_MODE:o} {_q(path)}"
-        what = "writable by" if loose & 0o022 else "accessible by"
-        return Problem(path, f"{purpose} {path} is {what} other users (mode {mode:o})",
-                       f"run: {fix}", InsecurePermissionsError, fix)
+        return _foreign(path, st, purpose, chown=True)
+    if stat.S_IMODE(st.st_mode) & (0o022 if rule is FileRule.STATE else 0o077):
+        return _loose(path, st, purpose, FILE_MODE)
     return None
 
 
 def socket_problem(path: Path, st: os.stat_result, purpose: str) -> Problem | None:
     """What is wrong with `st` (an lstat of `path`) as a private unix socket, or None."""
     if stat.S_ISLNK(st.st_mode):
-        return _symlink(path, purpose)
+        return _symlink(path, st, purpose)
     if not stat.S_ISSOCK(st.st_mode):
-        return Problem(path, f"{purpose} {path} is a {kind_of(st.st_mode)}, not a socket",
-                       f"remove it if it is yours: rm {_q(path)}", InsecurePermissionsError,
-                       None)
+        # Exit 7, not 8: a non-socket where the agent's socket should be may be planted.
+        return replace(_kind(path, st, purpose, "socket"), error=InsecurePermissionsError,
+                       hint=f"remove it if it is yours: rm {_q(path)}")
     if st.st_uid != os.geteuid():
-        return Problem(path, f"{purpose} {path} is owned by uid {st.st_uid}, not by you",
-                       "someone may be impersonating the agent; remove it",
-                       InsecurePermissionsError, None)
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        fix = f"chmod {FILE_MODE:o} {_q(path)}"
-        return Problem(path, f"{purpose} {path} is accessible by other users (mode {mode:o})",
-                       f"run: {fix}", InsecurePermissionsError, fix)
+        return _foreign(path, st, purpose, chown=False)
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        return _loose(path, st, purpose, FILE_MODE)
     return None
 
 
@@ -144,32 +170,27 @@ def dir_problem(path: Path, st: os.stat_result, purpose: str,
                 rule: DirRule = DirRule.PARENT) -> Problem | None:
     """What is wrong with `st` (an lstat of `path`) as a directory of private files."""
     if stat.S_ISLNK(st.st_mode):
-        return Problem(path, f"{purpose} {path} is a symlink; botvault does not follow "
-                       "symlinks", "use the real directory", InsecurePermissionsError, None)
+        return replace(_symlink(path, st, purpose), hint="use the real directory")
     if not stat.S_ISDIR(st.st_mode):
-        return Problem(path, f"{purpose} {path} is a {kind_of(st.st_mode)}, not a directory",
-                       f"move it away: mv {_q(path)} {_q(path)}.old", FormatError, None)
-    owners = (os.geteuid(),) if rule is DirRule.CLOSED else (os.geteuid(), 0)
-    if st.st_uid not in owners:
-        return Problem(path, f"{purpose} {path} is owned by uid {st.st_uid}, not by you",
-                       "someone else controls what is in it; use a directory of your own",
-                       InsecurePermissionsError, None)
+        return _kind(path, st, purpose, "directory")
+    if st.st_uid not in ((os.geteuid(),) if rule is DirRule.CLOSED else (os.geteuid(), 0)):
+        return _foreign(path, st, purpose, chown=False)
     mode = stat.S_IMODE(st.st_mode)
     if rule is DirRule.CLOSED and mode & 0o077:
-        fix = f"chmod {DIR_MODE:o} {_q(path)}"
-        return Problem(path, f"{purpose} {path} is accessible by other users (mode {mode:o})",
-                       f"run: {fix}", InsecurePermissionsError, fix)
-    if mode & 0o022:
-        # The sticky bit does not help: another user can still create the names we are
-        # about to create (a lock, a temp file, the nonce state) before we do.
-        sticky = " (the sticky bit does not prevent that)" if mode & stat.S_ISVTX else ""
-        ours = st.st_uid == os.geteuid()
-        chmod = f"chmod go-w {_q(path)}"
-        return Problem(path, f"{purpose} {path} can be written by other users (mode "
-                       f"{mode:o}), who could replace what is in it{sticky}",
-                       f"run: {chmod}" if ours else "move the vault into a directory of your own",
-                       InsecurePermissionsError, chmod if ours else None)
-    return None
+        return _loose(path, st, purpose, DIR_MODE)
+    return _writable_dir(path, st, purpose) if mode & 0o022 else None
+
+
+def _writable_dir(path: Path, st: os.stat_result, purpose: str) -> Problem:
+    # The sticky bit does not help: another user can still create the names we are about
+    # to create (a lock, a temp file, the nonce state) before we do.
+    sticky = " (the sticky bit does not prevent that)" if st.st_mode & stat.S_ISVTX else ""
+    loose = _loose(path, st, purpose, DIR_MODE)
+    message = f"{loose.message}, who could replace what is in it{sticky}"
+    if st.st_uid == os.geteuid():
+        return replace(loose, message=message)
+    return replace(loose, message=message, fix=None,
+                   hint="move the vault into a directory of your own")
 
 
 def refuse(problem: Problem | None) -> None:
@@ -210,7 +231,8 @@ def open_private_file(path: Path, flags: int, purpose: str, *,
         fd = os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK, create_mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise _symlink(path, purpose).exception() from None
+            raise InsecurePermissionsError(f"{purpose} {path} is a symlink; botvault does "
+                                           "not follow symlinks") from None
         if exc.errno in (errno.ENXIO, errno.EISDIR, errno.ENODEV):
             # A socket or FIFO with no reader swapped in after the lstat.
             raise FormatError(f"{purpose} {path} is not a regular file",
