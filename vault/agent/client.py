@@ -36,6 +36,7 @@ from ..secret import Secret
 from . import hardening
 from . import paths as agent_paths
 from .protocol import (
+    MAX_ANSWER,
     AgentError,
     ConnectionClosedError,
     FrameReader,
@@ -47,6 +48,7 @@ from .protocol import (
 __all__ = [
     "CALL_TIMEOUT",
     "CONNECT_TIMEOUT",
+    "FALLBACK_TIMEOUT",
     "AgentClient",
     "Credentials",
     "SignedRequest",
@@ -55,7 +57,11 @@ __all__ = [
 
 CONNECT_TIMEOUT = 2.0
 CALL_TIMEOUT = 10.0
+# How long a command that could use the passphrase instead waits for the agent's answer
+# (a stopped or wedged agent accepts connections and never answers).
+FALLBACK_TIMEOUT = 2.0
 _GONE = (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTDIR)
+_LIST_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,8 @@ class _Connection:
 
     def __init__(self, sock: socket.socket, call_timeout: float) -> None:
         self.sock = sock
-        self.reader = FrameReader(sock, wait=call_timeout, frame_timeout=call_timeout)
+        self.reader = FrameReader(sock, wait=call_timeout, frame_timeout=call_timeout,
+                                  limit=MAX_ANSWER)
 
     def round_trip(self, frame: bytes) -> dict[str, Any]:
         self.sock.sendall(frame)
@@ -233,11 +240,30 @@ class AgentClient:
 
     def list(self, *, retired: bool = False) -> builtins.list[dict[str, Any]]:
         """Every entry's metadata and fingerprint (no secrets), sorted by name; retired
-        pairs only with `retired=True`, as `Vault.list`."""
-        entries = self._call("list", retired=retired).get("entries")
-        if not isinstance(entries, list):
-            raise AgentError("the agent sent a malformed list")
-        return entries
+        pairs only with `retired=True`, as `Vault.list`. Fetched in pages, so any vault
+        fits; a save between two pages starts the listing over."""
+        for _ in range(_LIST_ATTEMPTS):
+            listed = self._list_once(retired)
+            if listed is not None:
+                return listed
+        raise AgentError("the vault kept changing while it was being listed; try again")
+
+    def _list_once(self, retired: bool) -> builtins.list[dict[str, Any]] | None:
+        entries: builtins.list[dict[str, Any]] = []
+        after: str | None = None
+        generation: object = None
+        while True:
+            answer = self._call("list", retired=retired, page=True, after=after)
+            page, after = answer.get("entries"), answer.get("next")
+            if not isinstance(page, list) or not (after is None or isinstance(after, str)) \
+                    or (after is not None and not page):
+                raise AgentError("the agent sent a malformed list")
+            if entries and answer.get("generation") != generation:
+                return None  # saved in between: the pages would not fit together
+            generation = answer.get("generation")
+            entries += page
+            if after is None:  # the last page (or an agent that does not page)
+                return entries
 
     def credentials(self, name: str) -> Credentials:
         """The key pair of entry `name`, for handing to a bot."""

@@ -38,6 +38,7 @@ from . import hardening
 from . import paths as agent_paths
 from .ops import Agent
 from .protocol import (
+    MAX_ANSWER,
     AgentError,
     FrameReader,
     ProtocolError,
@@ -413,7 +414,7 @@ def _close_fds(*fds: int) -> None:
 
 def _frame(response: dict[str, Any]) -> bytes:
     try:
-        return encode_frame(response)
+        return encode_frame(response, MAX_ANSWER)
     except VaultError as exc:  # an answer larger than a frame
         return encode_frame(error_response(exc))
 
