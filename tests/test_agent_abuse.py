@@ -255,17 +255,18 @@ def test_another_user_cannot_create_the_agent_directory_first(
         monkeypatch: pytest.MonkeyPatch, keys: Keys) -> None:
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     target = agent_paths.runtime_dir()
+    # The first existing directory above it: whoever can write there can create it first.
+    existing = next(p for p in target.parents if os.path.lexists(p))
     pid = os.fork()
     if pid == 0:  # the other user
         try:
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-            os.makedirs(target, mode=0o700)
-        except OSError:
-            os._exit(0)  # could not squat it
-        os._exit(1)
+            os._exit(1 if os.access(existing, os.W_OK) else 0)
+        finally:
+            os._exit(2)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"nobody could create {target}"
+    assert os.waitstatus_to_exitcode(status) == 0, f"nobody could create {target} in {existing}"
     with running(keys) as info:
         assert info.socket_path.parent == target
         with agent.connect(keys.path) as client:
