@@ -294,3 +294,42 @@ def test_real_process_fifo_passphrase_file(floor_vault: Path, passphrase_file: P
     done = _run(["list", "--vault", str(floor_vault), "--passphrase-file",
                  str(passphrase_file)], dict(os.environ))
     assert done.returncode == 8, done.stderr
+
+
+# -- request locks (used by bots signing through the agent) ------------------------------------
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ("dir-0755", InsecurePermissionsError), ("dir-symlink", InsecurePermissionsError),
+    ("lock-0644", InsecurePermissionsError), ("lock-fifo", FormatError), ("fine", None)])
+def test_request_lock_and_doctor_agree(change: str, expected: type[Exception] | None,
+                                       tmp_path: Path, alarm: None) -> None:
+    from botvault import agent
+    from botvault.agent.client import request_lock_dir
+    from botvault.doctor import check_permissions
+    from tests.agent_support import make_vault, private_runtime_dir, running
+
+    private_runtime_dir()
+    keys = make_vault(tmp_path / "agentstore" / "vault.bv")
+    directory = request_lock_dir(keys.path)
+    with running(keys), agent.connect(keys.path) as client:
+        with client.request_lock("spot"):
+            pass  # creates the directory and the lock file
+        lock = directory / "spot.lock"
+        target = lock if change.startswith("lock") else directory
+        if change == "dir-0755":
+            os.chmod(directory, 0o755)  # noqa: S103 -- the insecure mode under test
+        elif change == "dir-symlink":
+            _symlink_to_copy(directory)
+        elif change == "lock-0644":
+            os.chmod(lock, 0o644)
+        elif change == "lock-fifo":
+            _replace_with_fifo(lock)
+        if expected is None:
+            with client.request_lock("spot"):
+                pass
+        else:
+            with pytest.raises(expected, match=str(target)), client.request_lock("spot"):
+                pass
+    failed = {w for f in check_permissions(keys.path) if f.severity == "fail" for w in f.where}
+    assert (str(target) in failed) == (expected is not None)

@@ -86,10 +86,11 @@ def ensure_private_dir(directory: Path, purpose: str = "the vault's directory") 
     check_dir(directory, purpose)
 
 
-def open_private(path: Path, flags: int, *, create_mode: int = 0o600) -> int:
+def open_private(path: Path, flags: int, *, create_mode: int = 0o600,
+                 purpose: str = "vault file") -> int:
     """Open a private file of the vault's (see `botvault.private`): never a symlink, never
     blocking on a FIFO or device, owner and mode checked on the open descriptor."""
-    return private.open_private_file(path, flags, "vault file", create_mode=create_mode)
+    return private.open_private_file(path, flags, purpose, create_mode=create_mode)
 
 
 def read_private(path: Path) -> bytes:
@@ -118,7 +119,7 @@ def read_head(path: Path, size: int) -> bytes:
 @contextlib.contextmanager
 def lock(path: Path) -> Iterator[None]:
     """The exclusive save lock of the vault at `path`; the OS releases it if we die."""
-    fd = open_private(lock_path(path), os.O_RDWR | os.O_CREAT)
+    fd = open_private(lock_path(path), os.O_RDWR | os.O_CREAT, purpose="the vault's lock file")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -354,8 +354,13 @@ class AgentClient:
         return self._vault_path
 
 
+def request_lock_dir(vault_path: Path) -> Path:
+    """Where the per-key request locks of the vault at `vault_path` live."""
+    return vault_path.with_name(vault_path.name + ".requests")
+
+
 def _open_request_lock(vault_path: Path, name: str) -> int:
-    directory = vault_path.with_name(vault_path.name + ".requests")
+    directory = request_lock_dir(vault_path)
     try:
         os.mkdir(directory, 0o700)
     except FileExistsError:

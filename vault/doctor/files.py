@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import fileformat, private, store
+from ..agent.client import request_lock_dir
 from ..core import Vault
 from ..crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
 from ..errors import VaultError
@@ -112,6 +113,13 @@ def _private_paths(path: Path) -> Iterator[tuple[Path, private.FileRule | privat
         if private.dir_problem(backups, st, "", private.DirRule.PARENT) is None:
             for _, file in store.list_backups(path):
                 yield file, private.FileRule.PRIVATE
+    requests = request_lock_dir(path)
+    st = _lstat(requests)
+    if st is not None:
+        yield requests, private.DirRule.CLOSED
+        if private.dir_problem(requests, st, "", private.DirRule.CLOSED) is None:
+            for lock in sorted(requests.iterdir()):
+                yield lock, private.FileRule.PRIVATE
 
 
 def check_permissions(path: Path) -> list[Finding]:
