@@ -2,9 +2,9 @@
 
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON holding one
 object: a request holds at most 64 KiB (`MAX_FRAME`, what the agent reads from anyone who
-connects), an answer at most 4 MiB (`MAX_ANSWER`: one entry with a long non-ASCII note is
-larger than 64 KiB once escaped). `list` answers come in pages of at most `LIST_PAGE` bytes,
-so that a vault of any size lists. Requests are `{"op": NAME, ...arguments}`; responses are
+connects), an answer at most 4 MiB (`MAX_ANSWER`: an entry whose note and labels are
+non-ASCII comes close to 64 KiB on its own once escaped). `list` answers come in pages of
+at most `LIST_PAGE` bytes, so that a vault of any size lists. Requests are `{"op": NAME, ...arguments}`; responses are
 `{"ok": true, ...}` or `{"ok": false, "error": {"type", "message", "hint"}}`, where `type` is
 the name of a `vault.errors` class that the client raises again. Anything that is not a
 well-formed frame is a `ProtocolError`, and the side that reads it closes that connection.
