@@ -1,13 +1,15 @@
 """The agent's wire format: length-prefixed JSON frames, and errors carried across them.
 
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON holding one
-object: a request holds at most 64 KiB (`MAX_FRAME`, what the agent reads from anyone who
+object. A request holds at most 64 KiB (`MAX_FRAME`: what the agent reads from anyone who
 connects), an answer at most 4 MiB (`MAX_ANSWER`: an entry whose note and labels are
 non-ASCII comes close to 64 KiB on its own once escaped). `list` answers come in pages of
-at most `LIST_PAGE` bytes, so that a vault of any size lists. Requests are `{"op": NAME, ...arguments}`; responses are
-`{"ok": true, ...}` or `{"ok": false, "error": {"type", "message", "hint"}}`, where `type` is
-the name of a `vault.errors` class that the client raises again. Anything that is not a
-well-formed frame is a `ProtocolError`, and the side that reads it closes that connection.
+at most `LIST_PAGE` bytes, so that a vault of any size lists.
+
+Requests are `{"op": NAME, ...arguments}`; responses are `{"ok": true, ...}` or
+`{"ok": false, "error": {"type", "message", "hint"}}`, where `type` is the name of a
+`vault.errors` class that the client raises again. Anything that is not a well-formed frame
+is a `ProtocolError`, and the side that reads it closes that connection.
 """
 
 from __future__ import annotations
