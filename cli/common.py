@@ -45,15 +45,36 @@ class Access:
         return resolve_vault_path(self.vault)
 
 
-def agent_or_none(path: Path) -> AgentClient | None:
-    """A connection to the agent serving this vault, or None when it is locked."""
-    from botvault.agent import connect
-    from botvault.errors import LockedError
+def agent_or_none(path: Path, acc: Access | None = None) -> AgentClient | None:
+    """A connection to the agent serving this vault, or None when it is locked.
 
+    With `acc` whose passphrase can be asked for, an agent that cannot be used (its
+    directory is not private, it is stopped or wedged and does not answer within a short
+    timeout) is not an error either: a warning says so and the caller goes on with the
+    passphrase, as it would without an agent.
+    """
+    from botvault.agent import AgentError, connect
+    from botvault.agent.client import CALL_TIMEOUT, FALLBACK_TIMEOUT
+    from botvault.errors import InsecurePermissionsError, LockedError
+
+    fallback = acc is not None and acc.sources.can_ask()
     try:
-        return connect(path)
+        client = connect(path, call_timeout=FALLBACK_TIMEOUT if fallback else CALL_TIMEOUT)
     except LockedError:
         return None
+    except InsecurePermissionsError as exc:
+        if not fallback:
+            raise
+        output.warn(f"not using the agent: {exc.message}; using the passphrase instead")
+        return None
+    if fallback:
+        try:
+            client.status()  # one round trip: a stopped agent is found here, not mid-command
+        except (AgentError, LockedError) as exc:
+            client.close()
+            output.warn(f"not using the agent: {exc.message}; using the passphrase instead")
+            return None
+    return client
 
 
 def agent_for_secrets(client: AgentClient | None) -> AgentClient | None:
@@ -74,7 +95,7 @@ def open_vault(acc: Access, *, use_agent: bool = True) -> Vault:
 
     path = acc.path
     read_head(path, 8)  # a missing or insecure vault is reported before asking anything
-    client = agent_for_secrets(agent_or_none(path)) if use_agent else None
+    client = agent_for_secrets(agent_or_none(path, acc)) if use_agent else None
     if client is not None:
         with client:
             return Vault.open_with_key(path, client.data_key())

@@ -82,7 +82,7 @@ def _parse_max_scope(value: str | None) -> General | None:
 
 def _credentials(acc: Access, names: list[str]) -> list[Any]:
     """From the agent when it runs (no passphrase, no KDF), else from the vault."""
-    client = agent_for_secrets(agent_or_none(acc.path))
+    client = agent_for_secrets(agent_or_none(acc.path, acc))
     if client is not None:
         with client:
             return [client.credentials(n) for n in names]

@@ -30,7 +30,7 @@ def nonce(
     """
     acc = Access(vault, passphrase_file, passphrase_command)
     if not peek:
-        client = agent_or_none(acc.path)
+        client = agent_or_none(acc.path, acc)
         if client is not None:
             with client:
                 values = client.nonces(name, count)

@@ -9,14 +9,13 @@ one line each, in the order the command needs them.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from botvault.errors import InsecurePermissionsError, InvalidInputError, LockedError
+from botvault.errors import InvalidInputError, LockedError
 
 __all__ = ["Sources", "interactive", "read_new_passphrase", "read_passphrase", "read_secret",
            "stdin_line"]
@@ -54,19 +53,15 @@ def stdin_line(what: str) -> str:
 
 
 def read_file(path: Path) -> str:
-    """A passphrase file: refused when others can read it, as ssh refuses a private key."""
+    """A passphrase file: a private file of yours (botvault.private), as ssh treats a key."""
+    from botvault.private import open_private_file
+
     try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if stat.S_IMODE(st.st_mode) & 0o044:
-                raise InsecurePermissionsError(
-                    f"passphrase file {path} is readable by other users",
-                    hint=f"run: chmod 600 {path}")
-            if st.st_uid != os.getuid():
-                raise InsecurePermissionsError(f"passphrase file {path} is not owned by you")
-            raw = f.read()
+        fd = open_private_file(path, os.O_RDONLY, "passphrase file")
     except FileNotFoundError:
         raise InvalidInputError(f"passphrase file {path} does not exist") from None
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read()
     text = _strip_newline(raw.decode("utf-8")).removesuffix("\r")
     if not text:
         raise InvalidInputError(f"passphrase file {path} is empty")

@@ -35,7 +35,7 @@ def sign(
     Refused (exit 6) beyond the entry's scope. The secret is never printed.
     """
     acc = Access(vault, passphrase_file, passphrase_command)
-    client = agent_or_none(acc.path)
+    client = agent_or_none(acc.path, acc)
     if client is not None:
         with client:
             signed = client.sign(name, path, data, method=method)

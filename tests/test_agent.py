@@ -95,7 +95,7 @@ def test_socket_in_xdg_runtime_dir_private(unlocked: agent.AgentInfo) -> None:
 
 
 @pytest.mark.parametrize("problem", ["unset", "missing", "group-readable", "symlink"])
-def test_runtime_dir_falls_back_to_private_tmp(problem: str, monkeypatch: pytest.MonkeyPatch,
+def test_runtime_dir_falls_back_to_the_state_dir(problem: str, monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
     runtime = Path(os.environ["XDG_RUNTIME_DIR"])
     if problem == "unset":
@@ -108,13 +108,15 @@ def test_runtime_dir_falls_back_to_private_tmp(problem: str, monkeypatch: pytest
         link = tmp_path / "runtime-link"
         link.symlink_to(runtime)
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(link))
-    assert agent_paths.runtime_dir() == Path(f"/tmp/botvault-{os.getuid()}")
+    # Never a fixed name under /tmp, which another user could create first (issue 10.7).
+    assert agent_paths.runtime_dir() == tmp_path / "xdg-state" / "botvault" / "agent"
 
 
-def test_agent_in_real_tmp_fallback(monkeypatch: pytest.MonkeyPatch, keys: Keys) -> None:
+def test_agent_in_state_dir_fallback(monkeypatch: pytest.MonkeyPatch, keys: Keys,
+                                     tmp_path: Path) -> None:
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     with running(keys) as info:
-        assert info.socket_path.parent == Path(f"/tmp/botvault-{os.getuid()}")
+        assert info.socket_path.parent == tmp_path / "xdg-state" / "botvault" / "agent"
         st = os.lstat(info.socket_path.parent)
         assert st.st_uid == os.getuid() and _mode(info.socket_path.parent) == 0o700
         assert _mode(info.socket_path) == 0o600
@@ -133,7 +135,8 @@ def test_insecure_socket_dir_refused(problem: str, monkeypatch: pytest.MonkeyPat
     root.mkdir()
     monkeypatch.setattr(agent_paths, "_FALLBACK_ROOT", root)
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    directory = root / f"botvault-{os.getuid()}"
+    directory = agent_paths.runtime_dir()
+    assert directory == root / "agent"
     if problem == "symlink":
         real = tmp_path / "elsewhere"
         real.mkdir(mode=0o700)

@@ -10,10 +10,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from botvault import Vault
 from botvault.crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
-from botvault.doctor import EXIT_FINDINGS, Finding, diagnose, exit_code
+from botvault.doctor import EXIT_FINDINGS, Finding, check_plaintext_copies, diagnose, exit_code
+from botvault.entries import Entry
+from botvault.scopes import General, Withdrawal
+from botvault.secret import Secret
 from tests.conftest import PASSPHRASE, kraken_secret
 
 NOW = datetime.now(timezone.utc)
@@ -137,7 +142,9 @@ def test_nonce_state_and_backups_checked(vault: Vault, home: Path, cwd: Path) ->
     _add(vault, "a")
     nonces = vault.path.with_name(vault.path.name + ".nonces")
     nonces.write_bytes(b"")
-    os.chmod(nonces, 0o644)
+    # The nonce state is not secret (others may read it, see test_nonces), but no one else
+    # may write it: doctor says what the nonce store does.
+    os.chmod(nonces, 0o664)
     (backup,) = (vault.path.parent / "vault.bv.backups").iterdir()
     os.chmod(backup, 0o604)
     fixes = {f.fix for f in _of(_run(vault.path, vault, home, cwd), "vault-permissions")}
@@ -418,3 +425,25 @@ def test_cwd_outside_home_shown_absolute(vault: Vault, tmp_path: Path, home: Pat
     (work / "keys.json").write_text('{"kraken": {"apiKey": "K", "secret": "' + secret + '"}}')
     (found,) = _of(_run(vault.path, vault, home, work), "plaintext-copies")
     assert found.where == (f"{work / 'keys.json'}:1",)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.booleans(), st.text("ab \t", max_size=6)), max_size=40))
+def test_plaintext_lines_are_exact(tmp_path: Path, lines: list[tuple[bool, str]]) -> None:
+    # The scan counts newlines from the previous hit (linear, issue 10.8); every line it
+    # reports must still be exactly a line holding the secret, and none may be missed.
+    secret = "S3cr3t-" + "x" * 20
+    entry = Entry(name="bot", exchange="kraken-spot", api_key="K", api_secret=Secret(secret),
+                  general=General.FULL, withdrawal=Withdrawal.NONE)
+    home = tmp_path / "prop-home"
+    home.mkdir(exist_ok=True)
+    text = "".join(f"{pad}{secret}{pad}\n" if has else f"{pad}\n" for has, pad in lines)
+    (home / ".bash_history").write_text(text)
+    expected = tuple(f"~/.bash_history:{i}" for i, (has, _) in enumerate(lines, 1) if has)
+    findings = check_plaintext_copies([entry], home, home)
+    if expected:
+        (found,) = findings
+        assert found.where == expected
+    else:
+        assert [f.severity for f in findings] == ["ok"]

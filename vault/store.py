@@ -10,18 +10,16 @@ the old file byte-identical; the replace itself is atomic.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import re
 import secrets
-import stat
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import private
 from .errors import (
-    FormatError,
     InsecurePermissionsError,
     InvalidInputError,
     NotFoundError,
@@ -41,7 +39,6 @@ __all__ = [
 ]
 
 KEEP_BACKUPS = 5
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BACKUP_NAME = re.compile(r"gen-(\d{12})\.bv")
 
@@ -66,41 +63,16 @@ def backup_dir(path: Path) -> Path:
     return path.with_name(path.name + ".backups")
 
 
-def _chmod_hint(path: Path, mode: int) -> str:
-    return f"run: chmod {mode:o} {path}"
-
-
-def check_owner_and_mode(path: Path, st: os.stat_result, *, file_mode: int = 0o600) -> None:
-    if stat.S_ISLNK(st.st_mode):
-        raise InsecurePermissionsError(f"{path} is a symlink; botvault does not follow symlinks",
-                                       hint="point --vault at the real file")
-    if st.st_uid != os.getuid():
-        raise InsecurePermissionsError(f"{path} is owned by uid {st.st_uid}, not by you",
-                                       hint=f"run: chown {os.getuid()} {path}")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise InsecurePermissionsError(
-            f"{path} is accessible by other users (mode {stat.S_IMODE(st.st_mode):o})",
-            hint=_chmod_hint(path, file_mode))
-
-
-def check_dir(directory: Path) -> None:
-    """The vault's directory must be a real directory that no one else can write to."""
+def check_dir(directory: Path, purpose: str = "the vault's directory") -> None:
+    """The vault's directory (or its backups'): a real directory no one else can write to."""
     try:
-        st = os.lstat(directory)
+        private.check_dir(directory, purpose)
     except FileNotFoundError:
         raise NotFoundError(f"directory {directory} does not exist",
                             hint="run: botvault init") from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise InsecurePermissionsError(f"{directory} is a symlink or not a directory")
-    if st.st_uid not in (os.getuid(), 0):
-        raise InsecurePermissionsError(f"{directory} is owned by uid {st.st_uid}, not by you")
-    if stat.S_IMODE(st.st_mode) & 0o022 and not stat.S_IMODE(st.st_mode) & stat.S_ISVTX:
-        raise InsecurePermissionsError(
-            f"{directory} can be written by other users, who could replace the vault",
-            hint=_chmod_hint(directory, 0o700))
 
 
-def ensure_private_dir(directory: Path) -> None:
+def ensure_private_dir(directory: Path, purpose: str = "the vault's directory") -> None:
     """Create `directory` and any missing parents as 0700 whatever the umask; check it."""
     missing = []
     for candidate in (directory, *directory.parents):
@@ -111,30 +83,14 @@ def ensure_private_dir(directory: Path) -> None:
         with contextlib.suppress(FileExistsError):
             new.mkdir(mode=0o700)
         os.chmod(new, 0o700, follow_symlinks=False)  # mkdir's mode is masked by the umask
-    check_dir(directory)
+    check_dir(directory, purpose)
 
 
-def open_private(path: Path, flags: int, *, create_mode: int = 0o600) -> int:
-    """Open without following symlinks, then check owner and mode on the open descriptor."""
-    try:
-        fd = os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC, create_mode)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InsecurePermissionsError(
-                f"{path} is a symlink; botvault does not follow symlinks") from None
-        raise
-    try:
-        _check_regular_private(path, os.fstat(fd))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _check_regular_private(path: Path, st: os.stat_result) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise FormatError(f"{path} is not a regular file")
-    check_owner_and_mode(path, st)
+def open_private(path: Path, flags: int, *, create_mode: int = 0o600,
+                 purpose: str = "vault file") -> int:
+    """Open a private file of the vault's (see `botvault.private`): never a symlink, never
+    blocking on a FIFO or device, owner and mode checked on the open descriptor."""
+    return private.open_private_file(path, flags, purpose, create_mode=create_mode)
 
 
 def read_private(path: Path) -> bytes:
@@ -163,7 +119,7 @@ def read_head(path: Path, size: int) -> bytes:
 @contextlib.contextmanager
 def lock(path: Path) -> Iterator[None]:
     """The exclusive save lock of the vault at `path`; the OS releases it if we die."""
-    fd = open_private(lock_path(path), os.O_RDWR | os.O_CREAT)
+    fd = open_private(lock_path(path), os.O_RDWR | os.O_CREAT, purpose="the vault's lock file")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -255,7 +211,7 @@ def _fsync_dir_after_replace(directory: Path) -> None:
 
 def _link_backup(path: Path, generation: int) -> None:
     directory = backup_dir(path)
-    ensure_private_dir(directory)
+    ensure_private_dir(directory, "the backups directory")
     target = directory / f"gen-{generation:012d}.bv"
     with contextlib.suppress(FileExistsError):
         # A hard link costs no copy and keeps the replaced inode as the backup.
@@ -266,8 +222,9 @@ def _link_backup(path: Path, generation: int) -> None:
 def list_backups(path: Path) -> list[tuple[int, Path]]:
     """(generation, file) of each backup, newest first."""
     directory = backup_dir(path)
-    if not directory.is_dir():
+    if not os.path.lexists(directory):
         return []
+    check_dir(directory, "the backups directory")  # never a symlink to someone else's files
     found = []
     for child in directory.iterdir():
         m = _BACKUP_NAME.fullmatch(child.name)

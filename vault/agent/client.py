@@ -20,7 +20,6 @@ import errno
 import fcntl
 import os
 import socket
-import stat
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
-from .. import store
+from .. import private
 from ..entries import check_name
 from ..errors import InsecurePermissionsError, LockedError
 from ..scopes import General, Withdrawal
@@ -37,6 +36,7 @@ from ..secret import Secret
 from . import hardening
 from . import paths as agent_paths
 from .protocol import (
+    MAX_ANSWER,
     AgentError,
     ConnectionClosedError,
     FrameReader,
@@ -48,6 +48,7 @@ from .protocol import (
 __all__ = [
     "CALL_TIMEOUT",
     "CONNECT_TIMEOUT",
+    "FALLBACK_TIMEOUT",
     "AgentClient",
     "Credentials",
     "GrantSigned",
@@ -58,7 +59,11 @@ __all__ = [
 
 CONNECT_TIMEOUT = 2.0
 CALL_TIMEOUT = 10.0
+# How long a command that could use the passphrase instead waits for the agent's answer
+# (a stopped or wedged agent accepts connections and never answers).
+FALLBACK_TIMEOUT = 2.0
 _GONE = (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTDIR)
+_LIST_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,8 @@ class _Connection:
 
     def __init__(self, sock: socket.socket, call_timeout: float) -> None:
         self.sock = sock
-        self.reader = FrameReader(sock, wait=call_timeout, frame_timeout=call_timeout)
+        self.reader = FrameReader(sock, wait=call_timeout, frame_timeout=call_timeout,
+                                  limit=MAX_ANSWER)
 
     def round_trip(self, frame: bytes) -> dict[str, Any]:
         self.sock.sendall(frame)
@@ -258,11 +264,30 @@ class AgentClient:
 
     def list(self, *, retired: bool = False) -> builtins.list[dict[str, Any]]:
         """Every entry's metadata and fingerprint (no secrets), sorted by name; retired
-        pairs only with `retired=True`, as `Vault.list`."""
-        entries = self._call("list", retired=retired).get("entries")
-        if not isinstance(entries, list):
-            raise AgentError("the agent sent a malformed list")
-        return entries
+        pairs only with `retired=True`, as `Vault.list`. Fetched in pages, so any vault
+        fits; a save between two pages starts the listing over."""
+        for _ in range(_LIST_ATTEMPTS):
+            listed = self._list_once(retired)
+            if listed is not None:
+                return listed
+        raise AgentError("the vault kept changing while it was being listed; try again")
+
+    def _list_once(self, retired: bool) -> builtins.list[dict[str, Any]] | None:
+        entries: builtins.list[dict[str, Any]] = []
+        after: str | None = None
+        generation: object = None
+        while True:
+            answer = self._call("list", retired=retired, page=True, after=after)
+            page, after = answer.get("entries"), answer.get("next")
+            if not isinstance(page, list) or not (after is None or isinstance(after, str)) \
+                    or (after is not None and not page):
+                raise AgentError("the agent sent a malformed list")
+            if entries and answer.get("generation") != generation:
+                return None  # saved in between: the pages would not fit together
+            generation = answer.get("generation")
+            entries += page
+            if after is None:  # the last page (or an agent that does not page)
+                return entries
 
     def credentials(self, name: str) -> Credentials:
         """The key pair of entry `name`, for handing to a bot."""
@@ -405,20 +430,22 @@ class AgentClient:
         return self._vault_path
 
 
+def request_lock_dir(vault_path: Path) -> Path:
+    """Where the per-key request locks of the vault at `vault_path` live."""
+    return vault_path.with_name(vault_path.name + ".requests")
+
+
 def _open_request_lock(vault_path: Path, name: str) -> int:
-    directory = vault_path.with_name(vault_path.name + ".requests")
+    directory = request_lock_dir(vault_path)
     try:
         os.mkdir(directory, 0o700)
     except FileExistsError:
         pass
     else:
         os.chmod(directory, 0o700)
-    st = os.lstat(directory)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() \
-            or st.st_mode & 0o077:
-        raise InsecurePermissionsError(f"{directory} must be a 0700 directory of yours",
-                                       hint=f"run: chmod 700 {directory}")
-    return store.open_private(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT)
+    private.check_dir(directory, "the request-lock directory", private.DirRule.CLOSED)
+    return private.open_private_file(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT,
+                                     "the request lock")
 
 
 def connect(vault_path: str | os.PathLike[str] | None = None, *,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import ctypes
 
-__all__ = ["disable_core_dumps", "is_dumpable", "peer_allowed", "peer_uid"]
+__all__ = ["disable_core_dumps", "is_dumpable", "peer_allowed", "peer_pid", "peer_uid"]
 
 _PR_GET_DUMPABLE = 3
 _PR_SET_DUMPABLE = 4
@@ -78,6 +78,19 @@ def peer_uid(sock: socket.socket) -> int:
         err = _errno()
         raise OSError(err, f"getpeereid failed: {os.strerror(err)}")
     return uid.value
+
+
+def peer_pid(sock: socket.socket) -> int:
+    """The pid of the connected peer (Linux), else -1: connections are then counted as one
+    peer's for the per-client limit."""
+    if not sys.platform.startswith("linux"):
+        return -1
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        pid: int = _UCRED.unpack(raw)[0]
+    except (OSError, struct.error):
+        return -1
+    return pid
 
 
 def peer_allowed(sock: socket.socket) -> bool:

@@ -8,7 +8,9 @@ the operations can be exercised without sockets. One lock serialises every use o
 from __future__ import annotations
 
 import base64
+import bisect
 import hmac
+import json
 import math
 import os
 import resource
@@ -23,7 +25,7 @@ from ..entries import Entry
 from ..errors import GrantError, InvalidInputError, LockedError, ScopeError, VaultError
 from ..nonces import key_id
 from . import hardening, signing
-from .protocol import AgentError, error_response
+from .protocol import LIST_PAGE, AgentError, error_response
 
 __all__ = ["Agent"]
 
@@ -177,9 +179,31 @@ class Agent:
         }
 
     def _list(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Every entry's metadata; with `page`, those after the name `after` that fit in
+        one page, and `next` (the name to continue after) while more remain."""
         with self._lock:
-            entries = self._open_vault().list(retired=request.get("retired") is True)
-        return {"entries": [{**e.metadata(), "fingerprint": e.fingerprint} for e in entries]}
+            vault = self._open_vault()
+            entries = vault.list(retired=request.get("retired") is True)
+            generation = vault.generation
+        docs = [{**e.metadata(), "fingerprint": e.fingerprint} for e in entries]
+        if request.get("page") is not True:
+            return {"entries": docs}
+        after = request.get("after")
+        if after is not None and not isinstance(after, str):
+            raise InvalidInputError("'after' must be an entry name")
+        names = [e.name for e in entries]
+        start = 0 if after is None else bisect.bisect_right(names, after)
+        page: list[dict[str, Any]] = []
+        size = 0
+        for doc in docs[start:]:
+            cost = len(json.dumps(doc, separators=(",", ":"))) + 1
+            if page and size + cost > LIST_PAGE:
+                break
+            page.append(doc)
+            size += cost
+        more = start + len(page) < len(docs)
+        return {"entries": page, "next": page[-1]["name"] if more else None,
+                "generation": generation}
 
     def _get(self, request: dict[str, Any]) -> dict[str, Any]:
         entry = self._entry(_text(request, "name"))

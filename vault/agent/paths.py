@@ -2,10 +2,11 @@
 
 One agent per vault path: the socket's name is a hash of the vault's absolute path, in a
 private directory (`$XDG_RUNTIME_DIR/botvault` when that runtime dir is usable, else
-`/tmp/botvault-UID`). The directory must be ours, not a symlink, and closed to everyone else,
-or it is refused, as gpg-agent refuses its socket dir: anyone who could write there could
-put a socket of their own in place of the agent's. `BOTVAULT_AGENT_SOCKET` overrides the
-socket path, as SSH_AUTH_SOCK does for ssh-agent.
+`agent/` in the user's state directory, e.g. `~/.local/state/botvault/agent`: never a name
+under /tmp that another user could create first). The directory must be ours, not a
+symlink, and closed to everyone else, or it is refused, as gpg-agent refuses its socket
+dir: anyone who could write there could put a socket of their own in place of the agent's.
+`BOTVAULT_AGENT_SOCKET` overrides the socket path, as SSH_AUTH_SOCK does for ssh-agent.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import contextlib
 import errno
 import hashlib
 import os
-import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from .. import private
 from ..errors import InsecurePermissionsError, InvalidInputError, LockedError
 from ..paths import resolve_vault_path
 
@@ -38,7 +39,8 @@ ENV_SOCKET = "BOTVAULT_AGENT_SOCKET"
 LOCKED_HINT = "run: botvault unlock"
 _APP = "botvault"
 # Where the fallback directory goes when no runtime dir is usable; tests point it elsewhere.
-_FALLBACK_ROOT = Path("/tmp")  # noqa: S108 -- a private 0700 subdirectory, checked on use
+# None: the user's state directory (see `_fallback_dir`).
+_FALLBACK_ROOT: Path | None = None
 # sun_path holds 108 bytes on Linux, 104 on macOS, both including the terminating NUL.
 _SUN_PATH_MAX = 107 if sys.platform.startswith("linux") else 103
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -54,9 +56,22 @@ def _usable_runtime_dir(value: str | None) -> Path | None:
         st = os.lstat(value)
     except OSError:
         return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+    if private.dir_problem(Path(value), st, "the runtime directory", private.DirRule.CLOSED):
         return None
     return Path(value)
+
+
+def _fallback_dir() -> Path:
+    """Where sockets go without a runtime dir: under the user's own state directory.
+
+    Never a fixed name under /tmp: another user could create /tmp/botvault-UID first, and
+    every later `unlock` would be refused (or, were it not checked, talk to their socket).
+    """
+    if _FALLBACK_ROOT is not None:
+        return _FALLBACK_ROOT / "agent"
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir(_APP, appauthor=False)) / "agent"
 
 
 def runtime_dir() -> Path:
@@ -64,7 +79,7 @@ def runtime_dir() -> Path:
     base = _usable_runtime_dir(os.environ.get("XDG_RUNTIME_DIR"))
     if base is not None:
         return base / _APP
-    return _FALLBACK_ROOT / f"{_APP}-{os.getuid()}"
+    return _fallback_dir()
 
 
 def socket_path_for(vault_path: str | os.PathLike[str] | None = None) -> Path:
@@ -82,50 +97,37 @@ def _is_default_location(socket_path: Path) -> bool:
 
 
 def ensure_private_dir(directory: Path) -> None:
-    """Create `directory` as 0700 (whatever the umask) if missing, then check it."""
+    """Create `directory` (and missing parents) as 0700 whatever the umask, then check it."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if os.path.lexists(candidate):
+            break
+        missing.append(candidate)
     try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass  # checked below: an existing dir is never loosened or "fixed", only refused
-    else:
-        os.chmod(directory, 0o700)
+        for new in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(new, 0o700)
+                os.chmod(new, 0o700)  # mkdir's mode is masked by the umask
+    except OSError as exc:
+        raise InsecurePermissionsError(
+            f"cannot create the agent directory {directory}: {exc.strerror}",
+            hint=f"set XDG_RUNTIME_DIR to a private directory, or {ENV_SOCKET}") from None
+    # An existing dir is never loosened or "fixed", only refused. Its parent is checked
+    # too: whoever can write there can swap the whole directory.
+    _check_dir(directory.parent, private.DirRule.PARENT)
     check_private_dir(directory)
+
+
+def _check_dir(directory: Path, rule: private.DirRule) -> None:
+    try:
+        private.check_dir(directory, "the agent directory", rule)
+    except FileNotFoundError:
+        raise LockedError(f"no agent directory at {directory}", hint=LOCKED_HINT) from None
 
 
 def check_private_dir(directory: Path) -> None:
     """Ours, a real directory, no access for group or others; else InsecurePermissionsError."""
-    try:
-        st = os.lstat(directory)
-    except FileNotFoundError:
-        raise LockedError(f"no agent directory at {directory}", hint=LOCKED_HINT) from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise InsecurePermissionsError(f"the agent directory {directory} is a symlink or not a "
-                                       "directory", hint=f"remove it: rm {directory}")
-    if st.st_uid != os.getuid():
-        raise InsecurePermissionsError(
-            f"the agent directory {directory} is owned by uid {st.st_uid}, not by you",
-            hint="someone else may be impersonating the agent; remove that directory")
-    if st.st_mode & 0o077:
-        raise InsecurePermissionsError(
-            f"the agent directory {directory} is accessible by other users "
-            f"(mode {stat.S_IMODE(st.st_mode):o})", hint=f"run: chmod 700 {directory}")
-
-
-def _check_override_dir(directory: Path) -> None:
-    """A chosen socket's directory: no one but us (or root) may replace what is in it."""
-    try:
-        st = os.lstat(directory)
-    except FileNotFoundError:
-        raise LockedError(f"no directory {directory} for the agent socket",
-                          hint=LOCKED_HINT) from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise InsecurePermissionsError(f"{directory} is a symlink or not a directory")
-    if st.st_uid not in (os.getuid(), 0):
-        raise InsecurePermissionsError(f"{directory} is owned by uid {st.st_uid}, not by you")
-    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        raise InsecurePermissionsError(
-            f"{directory} can be written by other users, who could replace the agent socket",
-            hint=f"run: chmod 700 {directory}, or choose another {ENV_SOCKET}")
+    _check_dir(directory, private.DirRule.CLOSED)
 
 
 def check_socket_dir(socket_path: Path, *, create: bool = False) -> None:
@@ -137,7 +139,8 @@ def check_socket_dir(socket_path: Path, *, create: bool = False) -> None:
         else:
             check_private_dir(directory)
     else:
-        _check_override_dir(directory)
+        # A chosen socket's directory: no one but us (or root) may replace what is in it.
+        _check_dir(directory, private.DirRule.PARENT)
 
 
 def check_socket_file(socket_path: Path) -> None:
@@ -146,16 +149,7 @@ def check_socket_file(socket_path: Path) -> None:
         st = os.lstat(socket_path)
     except FileNotFoundError:
         raise LockedError("the vault is locked (no agent is running)", hint=LOCKED_HINT) from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISSOCK(st.st_mode):
-        raise InsecurePermissionsError(f"{socket_path} is not a socket (or is a symlink)",
-                                       hint=f"remove it: rm {socket_path}")
-    if st.st_uid != os.getuid():
-        raise InsecurePermissionsError(f"the agent socket {socket_path} is owned by uid "
-                                       f"{st.st_uid}, not by you")
-    if st.st_mode & 0o077:
-        raise InsecurePermissionsError(
-            f"the agent socket {socket_path} is accessible by other users "
-            f"(mode {stat.S_IMODE(st.st_mode):o})", hint=f"run: chmod 600 {socket_path}")
+    private.refuse(private.socket_problem(socket_path, st, "the agent socket"))
 
 
 @contextlib.contextmanager

@@ -1,10 +1,15 @@
 """The agent's wire format: length-prefixed JSON frames, and errors carried across them.
 
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON holding one
-object; at most 64 KiB. Requests are `{"op": NAME, ...arguments}`; responses are
-`{"ok": true, ...}` or `{"ok": false, "error": {"type", "message", "hint"}}`, where `type` is
-the name of a `botvault.errors` class that the client raises again. Anything that is not a
-well-formed frame is a `ProtocolError`, and the side that reads it closes that connection.
+object. A request holds at most 64 KiB (`MAX_FRAME`: what the agent reads from anyone who
+connects), an answer at most 4 MiB (`MAX_ANSWER`: an entry whose note and labels are
+non-ASCII comes close to 64 KiB on its own once escaped). `list` answers come in pages of
+at most `LIST_PAGE` bytes, so that a vault of any size lists.
+
+Requests are `{"op": NAME, ...arguments}`; responses are `{"ok": true, ...}` or
+`{"ok": false, "error": {"type", "message", "hint"}}`, where `type` is the name of a
+`botvault.errors` class that the client raises again. Anything that is not a well-formed frame
+is a `ProtocolError`, and the side that reads it closes that connection.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from ..errors import (
 )
 
 __all__ = [
+    "LIST_PAGE",
+    "MAX_ANSWER",
     "MAX_FRAME",
     "OPS",
     "AgentError",
@@ -46,11 +53,13 @@ __all__ = [
 ]
 
 MAX_FRAME = 64 * 1024
+MAX_ANSWER = 4 * 1024 * 1024
+LIST_PAGE = 1024 * 1024
 OPS = frozenset({"status", "list", "get", "data_key", "nonce", "sign", "sign_challenge",
                  "lock", "grant_resolve", "grant_sign"})
 _HEADER = struct.Struct(">I")
 _MAX_MESSAGE = 2000
-_RECV_SIZE = MAX_FRAME + _HEADER.size
+_RECV_SIZE = MAX_FRAME + _HEADER.size  # per recv call; larger frames take several
 
 
 class ProtocolError(Exception):
@@ -58,7 +67,7 @@ class ProtocolError(Exception):
 
 
 class FrameTooLargeError(ProtocolError):
-    """A frame announced more than MAX_FRAME bytes."""
+    """A frame announced more than the reader's limit (MAX_FRAME for requests)."""
 
 
 class ConnectionClosedError(ProtocolError):
@@ -76,12 +85,12 @@ _ERROR_TYPES: Mapping[str, type[VaultError]] = {cls.__name__: cls for cls in (
 )}
 
 
-def encode_frame(message: Mapping[str, Any]) -> bytes:
+def encode_frame(message: Mapping[str, Any], limit: int = MAX_FRAME) -> bytes:
     """One frame. ensure_ascii: any str, even a lone surrogate, survives the round trip."""
     payload = json.dumps(message, separators=(",", ":")).encode("ascii")
-    if len(payload) > MAX_FRAME:
+    if len(payload) > limit:
         raise InvalidInputError(f"the message is {len(payload)} bytes; an agent frame holds "
-                                f"at most {MAX_FRAME}")
+                                f"at most {limit}")
     return _HEADER.pack(len(payload)) + payload
 
 
@@ -105,8 +114,10 @@ class FrameReader:
     `frame_timeout`, so a peer that stops mid-frame cannot hold the reader.
     """
 
-    def __init__(self, sock: socket.socket, *, wait: float | None, frame_timeout: float) -> None:
+    def __init__(self, sock: socket.socket, *, wait: float | None, frame_timeout: float,
+                 limit: int = MAX_FRAME) -> None:
         self._sock = sock
+        self._limit = limit
         self._wait = wait
         self._frame_timeout = frame_timeout
         self._buffer = bytearray()
@@ -117,8 +128,9 @@ class FrameReader:
         while len(self._buffer) < _HEADER.size:
             deadline = self._fill(deadline)
         (length,) = _HEADER.unpack_from(self._buffer)
-        if length > MAX_FRAME:
-            raise FrameTooLargeError(f"a frame of {length} bytes is over the {MAX_FRAME} limit")
+        if length > self._limit:
+            raise FrameTooLargeError(f"a frame of {length} bytes is over the {self._limit} "
+                                     "limit")
         end = _HEADER.size + length
         while len(self._buffer) < end:
             deadline = self._fill(deadline)

@@ -25,18 +25,20 @@ import socket
 import stat
 import sys
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .. import store
+from .. import private
 from ..core import Vault
 from ..errors import AlreadyExistsError, InsecurePermissionsError, InvalidInputError, VaultError
 from . import hardening
 from . import paths as agent_paths
 from .ops import Agent
 from .protocol import (
+    MAX_ANSWER,
     AgentError,
     FrameReader,
     ProtocolError,
@@ -44,9 +46,14 @@ from .protocol import (
     error_response,
 )
 
-__all__ = ["FRAME_TIMEOUT", "AgentServer", "Bound", "bind_listener", "main"]
+__all__ = ["CONN_IDLE", "FRAME_TIMEOUT", "MAX_CONNECTIONS", "PER_PEER", "AgentServer", "Bound",
+           "bind_listener", "main"]
 
 FRAME_TIMEOUT = 5.0
+CONN_IDLE = 60.0  # a connection with no request for this long is closed
+MAX_CONNECTIONS = 256
+PER_PEER = 32  # connections one client process may hold; more close its oldest idle one
+_ACCEPT_BACKOFF = 0.25  # after EMFILE, accepting pauses this long instead of spinning
 _PROBE_TIMEOUT = 1.0
 _BACKLOG = 64
 _CONFIG_LIMIT = 64 * 1024
@@ -99,7 +106,7 @@ def _take_agent_lock(socket_path: Path) -> int:
     """
     path = _lock_path(socket_path)
     for _ in range(10):
-        fd = store.open_private(path, os.O_RDWR | os.O_CREAT)
+        fd = private.open_private_file(path, os.O_RDWR | os.O_CREAT, "the agent lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -171,14 +178,36 @@ def bind_listener(socket_path: Path) -> Bound:
     return Bound(listener, socket_path, (st.st_dev, st.st_ino), lock_fd)
 
 
-class AgentServer:
-    """Accepts connections (main thread) and serves each in its own daemon thread."""
+@dataclass(eq=False)
+class _Conn:
+    """One client connection: who opened it, and whether it is waiting for a request."""
 
-    def __init__(self, agent: Agent, bound: Bound, *, frame_timeout: float = FRAME_TIMEOUT
-                 ) -> None:
+    sock: socket.socket
+    pid: int
+    last_active: float
+    busy: bool = False
+
+
+class AgentServer:
+    """Accepts connections (main thread) and serves each in its own daemon thread.
+
+    Connections cost a thread and a descriptor each, so they are bounded: one that sends
+    no request for `conn_idle` seconds is closed; one peer process holds at most
+    `per_peer` and all together at most `max_connections`; when a limit is reached the
+    connection idle the longest is closed to admit the new one (clients reconnect by
+    themselves). So a client that opens thousands of connections and leaves them idle
+    cannot shut out the others, and idle connections cost no CPU (each thread blocks).
+    """
+
+    def __init__(self, agent: Agent, bound: Bound, *, frame_timeout: float = FRAME_TIMEOUT,
+                 conn_idle: float = CONN_IDLE, max_connections: int = MAX_CONNECTIONS,
+                 per_peer: int = PER_PEER) -> None:
         self._agent = agent
         self._bound = bound
         self._frame_timeout = frame_timeout
+        self._conn_idle = conn_idle
+        self._max_connections = max_connections
+        self._per_peer = per_peer
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
@@ -186,12 +215,18 @@ class AgentServer:
         # Closed only when no one can call stop() any more: a late stop() writing to a
         # closed, reused descriptor would write into some other file.
         weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
-        self._connections: set[socket.socket] = set()
+        self._connections: dict[socket.socket, _Conn] = {}
         self._connections_lock = threading.Lock()
+        self._spare_fd: int | None = _open_spare()
+        self._accept_paused_until = 0.0
 
     @property
     def socket_path(self) -> Path:
         return self._bound.path
+
+    def connection_count(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
 
     def stop(self) -> None:
         """Ask the serving loop to lock and return. Safe from threads and signal handlers."""
@@ -202,14 +237,25 @@ class AgentServer:
     def serve_forever(self) -> None:
         """Serve until stopped or expired; then wipe the key and remove the socket."""
         selector = selectors.DefaultSelector()
-        selector.register(self._bound.listener, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
+        listening = False
         try:
             while not self._stopping.is_set():
                 left = self._agent.time_left()
                 if left <= 0:
                     break
-                for key, _ in selector.select(min(left, _MAX_WAIT)):
+                now = time.monotonic()
+                paused = now < self._accept_paused_until
+                if listening and paused:
+                    selector.unregister(self._bound.listener)
+                    listening = False
+                elif not listening and not paused:
+                    selector.register(self._bound.listener, selectors.EVENT_READ)
+                    listening = True
+                wait = min(left, _MAX_WAIT)
+                if paused:
+                    wait = min(wait, self._accept_paused_until - now)
+                for key, _ in selector.select(wait):
                     if key.fileobj is self._bound.listener:
                         self._accept_all()
                     else:
@@ -225,51 +271,108 @@ class AgentServer:
                 conn, _ = self._bound.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
-                return  # e.g. EMFILE: the connection waits in the backlog for the next round
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._out_of_descriptors()
+                return  # anything else: the connection waits in the backlog
             # Checked here, before any thread or byte: another uid gets a closed connection.
             if not hardening.peer_allowed(conn):
                 conn.close()
                 continue
-            conn.settimeout(None)
-            with self._connections_lock:
-                self._connections.add(conn)
-            try:
-                threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                                 name="botvault-agent-conn").start()
-            except RuntimeError:  # no more threads: refuse this client, keep the others
-                with self._connections_lock:
-                    self._connections.discard(conn)
-                conn.close()
+            self._admit(conn)
 
-    def _serve(self, conn: socket.socket) -> None:
-        reader = FrameReader(conn, wait=None, frame_timeout=self._frame_timeout)
+    def _out_of_descriptors(self) -> None:
+        """EMFILE on accept: the waiting connection would make the listener readable forever
+        (a busy loop). Close the longest-idle connection to make room, refuse the waiting
+        one through the spare descriptor, and stop accepting for a moment."""
+        with self._connections_lock:
+            self._evict_locked(None)
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+            self._spare_fd = None
+            with contextlib.suppress(OSError):
+                refused, _ = self._bound.listener.accept()
+                refused.close()
+            self._spare_fd = _open_spare()
+        self._accept_paused_until = time.monotonic() + _ACCEPT_BACKOFF
+
+    def _admit(self, sock: socket.socket) -> None:
+        entry = _Conn(sock, hardening.peer_pid(sock), time.monotonic())
+        with self._connections_lock:
+            mine = [c for c in self._connections.values() if c.pid == entry.pid]
+            if len(mine) >= self._per_peer:
+                self._evict_locked(entry.pid)
+            if len(self._connections) >= self._max_connections and \
+                    not self._evict_locked(None):
+                sock.close()  # every connection is in the middle of a request
+                return
+            self._connections[sock] = entry
+        sock.settimeout(None)
+        try:
+            threading.Thread(target=self._serve, args=(entry,), daemon=True,
+                             name="botvault-agent-conn").start()
+        except RuntimeError:  # no more threads: refuse this client, keep the others
+            with self._connections_lock:
+                self._connections.pop(sock, None)
+            sock.close()
+
+    def _evict_locked(self, pid: int | None) -> bool:
+        """Close the connection (of `pid`, or of anyone) that has been idle the longest."""
+        idle = [c for c in self._connections.values()
+                if not c.busy and (pid is None or c.pid == pid)]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.last_active)
+        del self._connections[oldest.sock]
+        with contextlib.suppress(OSError):
+            # Wakes its thread (recv returns 0), which closes the descriptor.
+            oldest.sock.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def _serve(self, entry: _Conn) -> None:
+        conn = entry.sock
+        reader = FrameReader(conn, wait=self._conn_idle, frame_timeout=self._frame_timeout)
         try:
             while not self._stopping.is_set():
                 try:
                     request = reader.read()
-                except ProtocolError:
-                    return  # oversized, truncated or not a JSON object: drop this client only
-                op = request.get("op")
-                if not self._agent.handles(op):
-                    conn.sendall(encode_frame(error_response(InvalidInputError(
-                        "unknown operation", hint="client and agent versions may differ"))))
-                    return
-                response = self._agent.handle(request)
-                if op == "lock":
-                    # Gone before the answer leaves: whoever hears "locked" and asks again
-                    # finds no agent and no key.
-                    self._withdraw()
-                    conn.sendall(_frame(response))
-                    self.stop()
-                    return
-                conn.sendall(_frame(response))
+                except (ProtocolError, TimeoutError):
+                    return  # idle too long, oversized, truncated, not JSON: drop this one
+                with self._connections_lock:
+                    if conn not in self._connections:
+                        return  # evicted while the request arrived
+                    entry.busy = True
+                try:
+                    if not self._respond(conn, request):
+                        return
+                finally:
+                    with self._connections_lock:
+                        entry.busy = False
+                        entry.last_active = time.monotonic()
         except OSError:
             return
         finally:
             with self._connections_lock:
-                self._connections.discard(conn)
+                self._connections.pop(conn, None)
             conn.close()
+
+    def _respond(self, conn: socket.socket, request: dict[str, Any]) -> bool:
+        """Answer one request; False when the connection is to be closed."""
+        op = request.get("op")
+        if not self._agent.handles(op):
+            conn.sendall(encode_frame(error_response(InvalidInputError(
+                "unknown operation", hint="client and agent versions may differ"))))
+            return False
+        response = self._agent.handle(request)
+        if op == "lock":
+            # Gone before the answer leaves: whoever hears "locked" and asks again finds
+            # no agent and no key.
+            self._withdraw()
+            conn.sendall(_frame(response))
+            self.stop()
+            return False
+        conn.sendall(_frame(response))
+        return True
 
     def _withdraw(self) -> None:
         """Remove the socket (so no new client reaches us) and wipe the key. Idempotent.
@@ -289,7 +392,18 @@ class AgentServer:
             for conn in self._connections:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
+        if self._spare_fd is not None:
+            _close_fds(self._spare_fd)
+            self._spare_fd = None
         _release_agent_lock(self._bound.path, self._bound.lock_fd)
+
+
+def _open_spare() -> int | None:
+    """A descriptor held in reserve, given up to refuse a connection when none are left."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
 
 
 def _close_fds(*fds: int) -> None:
@@ -300,7 +414,7 @@ def _close_fds(*fds: int) -> None:
 
 def _frame(response: dict[str, Any]) -> bytes:
     try:
-        return encode_frame(response)
+        return encode_frame(response, MAX_ANSWER)
     except VaultError as exc:  # an answer larger than a frame
         return encode_frame(error_response(exc))
 

@@ -10,7 +10,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from .. import fileformat, store
+from .. import fileformat, private, store
+from ..agent.client import request_lock_dir
 from ..core import Vault
 from ..crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
 from ..errors import VaultError
@@ -34,43 +35,62 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def _mode_problem(path: Path, st: os.stat_result, *, want: int, is_dir: bool
+def _mode_problem(path: Path, st: os.stat_result, rule: private.FileRule | private.DirRule
                   ) -> Finding | None:
-    """A finding for one file or directory that should be private, or None when it is."""
+    """A finding for one file or directory that should be private, or None when it is.
+
+    Whether it is refused is decided by `botvault.private`, the rule every command applies;
+    this only words the answer (and adds advice that is not a refusal)."""
+    is_dir = isinstance(rule, private.DirRule)
+    problem = (private.dir_problem(path, st, "", rule) if isinstance(rule, private.DirRule)
+               else private.file_problem(path, st, "", rule))
+    if problem is None:
+        return _listable(path, st) if is_dir else None
     kind = "directory" if is_dir else "file"
-    if stat.S_ISLNK(st.st_mode):
+    reason = problem.reason
+    if reason is private.Reason.SYMLINK:
         return Finding("vault-permissions", "fail", f"{path} is a symlink",
                        "botvault never follows symlinks for its own files: whoever can change "
                        "the link could point botvault at a file of their choosing.",
                        "replace the symlink with the real " + kind + ", or point --vault "
                        "(BOTVAULT_PATH) at the real location", (str(path),))
-    if st.st_uid != os.getuid() and not (is_dir and st.st_uid == 0):
+    if reason is private.Reason.KIND:
+        return Finding("vault-permissions", "fail", f"{path} is not a {kind}",
+                       f"It is a {private.kind_of(st.st_mode)}. botvault expects a {kind} here "
+                       "and refuses to use this path.",
+                       f"move it away (mv {_q(path)} {_q(path)}.old) or point --vault "
+                       "(BOTVAULT_PATH) elsewhere", (str(path),))
+    if reason is private.Reason.OWNER:
         return Finding("vault-permissions", "fail", f"{path} is owned by someone else",
                        f"The {kind} belongs to uid {st.st_uid}, not to you. Its owner can "
                        "read or replace it, so botvault refuses to use it.",
                        f"sudo chown {shlex.quote(_user())} {_q(path)}", (str(path),))
-    if stat.S_ISDIR(st.st_mode) != is_dir or not (is_dir or stat.S_ISREG(st.st_mode)):
-        return Finding("vault-permissions", "fail", f"{path} is not a {kind}",
-                       f"botvault expects a {kind} here and will refuse to use this path.",
-                       f"move it away (mv {_q(path)} {_q(path)}.old) or point --vault "
-                       "(BOTVAULT_PATH) elsewhere", (str(path),))
     mode = stat.S_IMODE(st.st_mode)
-    others_write = bool(mode & 0o022) and not (is_dir and mode & stat.S_ISVTX)
-    if (mode & 0o077 and not is_dir) or others_write:
-        risk = ("They could replace or damage what botvault reads, and botvault refuses to "
-                "use it." if others_write else "Whoever copies the vault can try passphrases "
-                "offline at their own pace, and botvault refuses to open it.")
-        return Finding("vault-permissions", "fail",
-                       f"{path} is accessible by other users (mode {mode:o})",
-                       f"Other accounts on this machine can {'change' if others_write else 'read'}"
-                       f" this {kind}. {risk}", f"chmod {want:o} {_q(path)}", (str(path),))
-    if mode & 0o077:
-        return Finding("vault-permissions", "warn",
-                       f"{path} can be listed by other users (mode {mode:o})",
-                       "Other accounts can see which files are in this directory (the vault, "
-                       "its backups and nonce state), though not read the vault itself.",
-                       f"chmod {want:o} {_q(path)}", (str(path),))
-    return None
+    others_write = reason is private.Reason.WRITABLE
+    risk = ("They could replace or damage what botvault reads, and botvault refuses to "
+            "use it." if others_write else "Whoever copies the vault can try passphrases "
+            "offline at their own pace, and botvault refuses to open it.")
+    if is_dir and mode & stat.S_ISVTX:
+        risk += (" The sticky bit does not help: they can create the names botvault is "
+                 "about to create before it does.")
+    return Finding("vault-permissions", "fail",
+                   f"{path} is accessible by other users (mode {mode:o})",
+                   f"Other accounts on this machine can {'change' if others_write else 'read'}"
+                   f" this {kind}. {risk}",
+                   problem.fix or problem.hint or "move the vault into a directory of your own",
+                   (str(path),))
+
+
+def _listable(path: Path, st: os.stat_result) -> Finding | None:
+    """Advice, not a refusal: a directory others can list shows what is in it."""
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077:
+        return None
+    return Finding("vault-permissions", "warn",
+                   f"{path} can be listed by other users (mode {mode:o})",
+                   "Other accounts can see which files are in this directory (the vault, "
+                   "its backups and nonce state), though not read the vault itself.",
+                   f"chmod {private.DIR_MODE:o} {_q(path)}", (str(path),))
 
 
 def _lstat(path: Path) -> os.stat_result | None:
@@ -80,17 +100,26 @@ def _lstat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _private_paths(path: Path) -> Iterator[tuple[Path, int, bool]]:
-    """(path, wanted mode, is a directory) of everything that belongs to the vault."""
-    yield path.parent, 0o700, True
-    yield path, 0o600, False
-    for sibling in (store.lock_path(path), nonce_state_path(path)):
-        yield sibling, 0o600, False
+def _private_paths(path: Path) -> Iterator[tuple[Path, private.FileRule | private.DirRule]]:
+    """(path, the rule the commands apply to it) of everything that belongs to the vault."""
+    yield path.parent, private.DirRule.PARENT
+    yield path, private.FileRule.PRIVATE
+    yield store.lock_path(path), private.FileRule.PRIVATE
+    yield nonce_state_path(path), private.FileRule.STATE
     backups = store.backup_dir(path)
-    if _lstat(backups) is not None:
-        yield backups, 0o700, True
-        for _, file in store.list_backups(path):
-            yield file, 0o600, False
+    st = _lstat(backups)
+    if st is not None:
+        yield backups, private.DirRule.PARENT
+        if private.dir_problem(backups, st, "", private.DirRule.PARENT) is None:
+            for _, file in store.list_backups(path):
+                yield file, private.FileRule.PRIVATE
+    requests = request_lock_dir(path)
+    st = _lstat(requests)
+    if st is not None:
+        yield requests, private.DirRule.CLOSED
+        if private.dir_problem(requests, st, "", private.DirRule.CLOSED) is None:
+            for lock in sorted(requests.iterdir()):
+                yield lock, private.FileRule.PRIVATE
 
 
 def check_permissions(path: Path) -> list[Finding]:
@@ -102,10 +131,10 @@ def check_permissions(path: Path) -> list[Finding]:
                         "botvault init (or pass --vault / set BOTVAULT_PATH to your vault)",
                         (str(path),))]
     findings = []
-    for item, want, is_dir in _private_paths(path):
+    for item, rule in _private_paths(path):
         st = _lstat(item)
         if st is not None:
-            problem = _mode_problem(item, st, want=want, is_dir=is_dir)
+            problem = _mode_problem(item, st, rule)
             if problem is not None:
                 findings.append(problem)
     if findings:
@@ -182,7 +211,10 @@ def check_backups(path: Path, vault: Vault | None) -> list[Finding]:
     """Backups are there and each one opens (decrypts, when the vault is open)."""
     if _lstat(path) is None:
         return []
-    listed = store.list_backups(path)
+    try:
+        listed = store.list_backups(path)
+    except VaultError:
+        return []  # the backups directory itself is refused: see the permissions finding
     bad = [(file, why) for _, file in listed if (why := _backup_problem(file))]
     findings = [Finding("backups", "fail", f"backup {file.name} is unreadable or damaged",
                         f"It cannot be used to restore the vault: {why}.",

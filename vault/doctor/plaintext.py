@@ -102,11 +102,17 @@ def _needles(secret: str) -> set[bytes]:
 
 
 def _lines_containing(data: bytes, needles: set[bytes]) -> list[int]:
+    """Line numbers (from 1) of every occurrence. Linear in the size of `data` per needle:
+    newlines are counted from the previous hit, not from the start of the file each time
+    (a history holding the secret on 45,000 lines took minutes that way)."""
     lines = set()
     for needle in needles:
+        line, counted_to = 1, 0
         start = data.find(needle)
         while start >= 0:
-            lines.add(data.count(b"\n", 0, start) + 1)
+            line += data.count(b"\n", counted_to, start)
+            counted_to = start
+            lines.add(line)
             start = data.find(needle, start + 1)
     return sorted(lines)
 

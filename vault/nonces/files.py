@@ -3,50 +3,28 @@ file others can write to, and a new file published only once fully written and s
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import FormatError, InsecurePermissionsError
+from .. import private
+from ..errors import FormatError
 from .layout import initial_bytes
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_PURPOSE = "the nonce state file"
 
 
 def check_file(path: Path, fd: int) -> None:
-    """Refuse anything but a regular file of ours that no one else can write to."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise InsecurePermissionsError(f"{path} is not a regular file",
-                                       hint="move it away; botvault recreates the state file")
-    if st.st_uid != os.geteuid():
-        raise InsecurePermissionsError(f"{path} is owned by uid {st.st_uid}, not by you",
-                                       hint=f"run: chown {os.geteuid()} {path}")
-    if stat.S_IMODE(st.st_mode) & 0o022:
-        raise InsecurePermissionsError(
-            f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); they "
-            "could make nonces repeat", hint=f"run: chmod 600 {path}")
+    """Refuse anything but a regular file of ours that no one else can write to (the state
+    is not secret, so others may read it)."""
+    private.refuse(private.file_problem(path, os.fstat(fd), _PURPOSE, private.FileRule.STATE))
 
 
 def open_existing(path: Path) -> int:
-    try:
-        fd = os.open(path, os.O_RDWR | _O_NOFOLLOW | _O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK):
-            raise InsecurePermissionsError(
-                f"{path} is a symlink; botvault does not follow symlinks",
-                hint="replace it with the real file") from None
-        raise
-    try:
-        check_file(path, fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return private.open_private_file(path, os.O_RDWR, _PURPOSE, rule=private.FileRule.STATE)
 
 
 def create(path: Path, content: bytes, sync: Callable[[int], None]) -> None:
