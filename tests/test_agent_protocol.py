@@ -30,8 +30,7 @@ from botvault import (
     VaultError,
     agent,
 )
-from botvault.agent import protocol
-from botvault.agent.ops import Agent
+from botvault.agent.ops import OPS, Agent
 from botvault.agent.protocol import (
     MAX_ANSWER,
     MAX_FRAME,
@@ -242,7 +241,7 @@ json_values = st.recursive(
     max_leaves=12)
 # Every op but lock, with arguments of any shape.
 requests = st.fixed_dictionaries(
-    {"op": st.sampled_from(sorted(protocol.OPS - {"lock"})) | st.text(max_size=12)},
+    {"op": st.sampled_from(sorted(OPS - {"lock"})) | st.text(max_size=12)},
     optional={"name": json_values | st.sampled_from(["spot", "nope"]), "count": json_values,
               "path": json_values | st.just("/0/private/Balance"), "data": json_values,
               "method": json_values, "challenge": json_values},

@@ -27,7 +27,7 @@ from ..nonces import key_id
 from . import hardening, signing
 from .protocol import LIST_PAGE, AgentError, error_response
 
-__all__ = ["Agent"]
+__all__ = ["OPS", "Agent"]
 
 _MAX_NONCES = 100_000
 # What a sign-only agent refuses: every op that hands out a secret or the data key, and
@@ -67,6 +67,17 @@ def _refuse_if_secret_bearing(op: str) -> None:
                  "AgentClient.sign_with_grant), or open the vault with its passphrase")
 
 
+# Every op the agent answers, and the method that answers it: the one list (tests draw from
+# OPS; the protocol module names none).
+_OP_METHODS = {
+    "status": "_status", "list": "_list", "get": "_get", "data_key": "_data_key",
+    "nonce": "_nonce", "sign": "_sign", "sign_challenge": "_sign_challenge",
+    "lock": "_lock_op", "extend": "_extend", "grant_resolve": "_grant_resolve",
+    "grant_sign": "_grant_sign",
+}
+OPS = frozenset(_OP_METHODS)
+
+
 class Agent:
     """An unlocked vault with an absolute and an idle expiry on a monotonic clock."""
 
@@ -87,12 +98,7 @@ class Agent:
         self._grants = grants.GrantIndex()
         self.path = vault.path
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "status": self._status, "list": self._list, "get": self._get,
-            "data_key": self._data_key, "nonce": self._nonce, "sign": self._sign,
-            "sign_challenge": self._sign_challenge, "lock": self._lock_op,
-            "extend": self._extend, "grant_resolve": self._grant_resolve,
-            "grant_sign": self._grant_sign,
-        }
+            op: getattr(self, method) for op, method in _OP_METHODS.items()}
 
     # -- timers ------------------------------------------------------------------------
 

@@ -40,7 +40,6 @@ __all__ = [
     "LIST_PAGE",
     "MAX_ANSWER",
     "MAX_FRAME",
-    "OPS",
     "AgentError",
     "ConnectionClosedError",
     "FrameReader",
@@ -55,8 +54,6 @@ __all__ = [
 MAX_FRAME = 64 * 1024
 MAX_ANSWER = 4 * 1024 * 1024
 LIST_PAGE = 1024 * 1024
-OPS = frozenset({"status", "list", "get", "data_key", "nonce", "sign", "sign_challenge",
-                 "lock", "grant_resolve", "grant_sign"})
 _HEADER = struct.Struct(">I")
 _MAX_MESSAGE = 2000
 _RECV_SIZE = MAX_FRAME + _HEADER.size  # per recv call; larger frames take several
