@@ -331,31 +331,14 @@ def test_lock_wipes_and_exits(unlocked: agent.AgentInfo) -> None:
         agent.connect()
 
 
-def test_absolute_ttl_expires(keys: Keys) -> None:
-    started = time.monotonic()
-    with running(keys, ttl=1.0, idle=60) as info:
-        with agent.connect() as client:
-            while time.monotonic() - started < 0.8:  # use does not extend the TTL
-                client.status()
-                time.sleep(0.1)
-        assert wait_exit(info, 5) == 0
-        assert time.monotonic() - started < 4
-        assert not info.socket_path.exists()
-        with pytest.raises(LockedError):
-            agent.connect()
-
-
-def test_idle_expiry_and_use_resets_it(keys: Keys) -> None:
-    with running(keys, ttl=60, idle=1.0) as info:
-        with agent.connect() as client:
-            for _ in range(8):  # 1.6 s of use, every 0.2 s: longer than the idle time
-                time.sleep(0.2)
-                status = client.status()
-                assert status["idle_expires_in"] > 0.5
-        assert info.process is not None and info.process.poll() is None
-        quiet = time.monotonic()
-        assert wait_exit(info, 5) == 0
-        assert 0.5 < time.monotonic() - quiet < 4
+# What the timers decide (use extends the idle limit, never the TTL) is tested on the agent's
+# injected clock in test_timers_use_the_monotonic_clock. These two check only that the real
+# process acts on them: it exits by itself, wipes, and removes its socket, with no sleeps or
+# wall-clock bounds in the test.
+@pytest.mark.parametrize(("ttl", "idle"), [(0.5, 60), (60, 0.5)], ids=["ttl", "idle"])
+def test_the_process_exits_when_a_timer_fires(keys: Keys, ttl: float, idle: float) -> None:
+    with running(keys, ttl=ttl, idle=idle) as info:
+        assert wait_exit(info, 30) == 0
         assert not info.socket_path.exists()
         with pytest.raises(LockedError):
             agent.connect().status()
