@@ -27,6 +27,7 @@ import pytest
 
 from botvault import (
     AlreadyExistsError,
+    Entry,
     InsecurePermissionsError,
     LockedError,
     NotFoundError,
@@ -570,6 +571,17 @@ def test_list_get_and_credentials_redacted(unlocked: agent.AgentInfo, keys: Keys
     assert cred.api_secret.reveal() == keys.secrets["spot"]
     assert keys.secrets["spot"] not in repr(cred) and keys.secrets["spot"] not in str(cred)
     assert cred.general.value == "full" and cred.withdrawal.value == "none"
+
+
+def test_credentials_are_the_librarys_entry(unlocked: agent.AgentInfo, keys: Keys) -> None:
+    """One read model: what the agent hands out is the same Entry the library reads."""
+    with agent.connect() as client:
+        cred = client.credentials("spot")
+    with Vault.open_with_key(keys.path, keys.data_key) as opened:
+        stored = opened.get("spot")
+    assert type(cred) is Entry
+    assert cred == stored  # every field, the secret included (entry_id is not compared)
+    assert cred.fingerprint == stored.fingerprint
 
 
 def test_agent_sees_writes_made_by_another_process(unlocked: agent.AgentInfo, keys: Keys) -> None:

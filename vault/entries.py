@@ -44,6 +44,10 @@ def check_text(what: str, value: str, limit: int = MAX_FIELD) -> str:
     return value
 
 
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def now_utc() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -85,6 +89,28 @@ class Entry:
             "created_at": self.created_at, "env_key": self.env_key,
             "env_secret": self.env_secret, "retired": self.retired,
         }
+
+    def to_wire(self) -> dict[str, Any]:
+        """The entry with its secret, as the agent hands it to `run`/`env` (never logged)."""
+        return {**self.metadata(), "fingerprint": self.fingerprint,
+                "api_secret": self.api_secret.reveal()}
+
+    @classmethod
+    def from_wire(cls, doc: dict[str, Any]) -> Entry:
+        """The entry `to_wire` sent; InvalidInputError for anything else. The fingerprint is
+        recomputed, never taken from the wire."""
+        try:
+            return cls(
+                name=check_name(str(doc["name"])), exchange=str(doc["exchange"]),
+                api_key=str(doc["api_key"]), api_secret=Secret(str(doc["api_secret"])),
+                general=General(doc["general"]), withdrawal=Withdrawal(doc["withdrawal"]),
+                account=_opt_str(doc.get("account")), note=str(doc.get("note", "")),
+                created_at=str(doc.get("created_at", "")),
+                nonce_unit=str(doc.get("nonce_unit", "ms")),
+                env_key=_opt_str(doc.get("env_key")), env_secret=_opt_str(doc.get("env_secret")),
+                retired=doc.get("retired") is True)
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInputError("malformed entry") from None
 
     def with_changes(self, **changes: Any) -> Entry:
         return replace(self, **changes)

@@ -22,16 +22,15 @@ import os
 import socket
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
 from .. import private
-from ..entries import check_name
-from ..errors import InsecurePermissionsError, LockedError
-from ..scopes import General, Withdrawal
+from ..entries import Entry, check_name
+from ..errors import InsecurePermissionsError, InvalidInputError, LockedError
 from ..secret import Secret
 from . import hardening
 from . import paths as agent_paths
@@ -66,41 +65,9 @@ _GONE = (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTDIR)
 _LIST_ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """One entry's key pair as the agent hands it out (for `run` / `env`). repr redacted."""
-
-    name: str
-    exchange: str
-    api_key: str
-    api_secret: Secret = field(repr=False)
-    general: General
-    withdrawal: Withdrawal
-    env_key: str | None = None
-    env_secret: str | None = None
-    nonce_unit: str = "ms"
-    account: str | None = None
-    fingerprint: str = ""
-    retired: bool = False
-
-    @classmethod
-    def from_wire(cls, doc: dict[str, Any]) -> Credentials:
-        try:
-            return cls(
-                name=str(doc["name"]), exchange=str(doc["exchange"]),
-                api_key=str(doc["api_key"]), api_secret=Secret(doc["api_secret"]),
-                general=General(doc["general"]), withdrawal=Withdrawal(doc["withdrawal"]),
-                env_key=_opt_str(doc.get("env_key")), env_secret=_opt_str(doc.get("env_secret")),
-                nonce_unit=str(doc.get("nonce_unit", "ms")),
-                account=_opt_str(doc.get("account")),
-                fingerprint=str(doc.get("fingerprint", "")),
-                retired=doc.get("retired") is True)
-        except (KeyError, TypeError, ValueError):
-            raise AgentError("the agent sent malformed credentials") from None
-
-
-def _opt_str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+# One read model of an entry: the agent hands out the library's own `Entry`. The name stays
+# for code written against earlier versions.
+Credentials = Entry
 
 
 @dataclass(frozen=True)
@@ -294,7 +261,10 @@ class AgentClient:
         entry = self._call("get", name=name).get("entry")
         if not isinstance(entry, dict):
             raise AgentError("the agent sent malformed credentials")
-        return Credentials.from_wire(entry)
+        try:
+            return Entry.from_wire(entry)
+        except InvalidInputError:
+            raise AgentError("the agent sent malformed credentials") from None
 
     def data_key(self) -> bytes:
         """The vault's data key, so this process can open (and save) the unlocked vault."""

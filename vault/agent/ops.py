@@ -213,8 +213,7 @@ class Agent:
 
     def _get(self, request: dict[str, Any]) -> dict[str, Any]:
         entry = self._entry(_text(request, "name"))
-        return {"entry": {**entry.metadata(), "fingerprint": entry.fingerprint,
-                          "api_secret": entry.api_secret.reveal()}}
+        return {"entry": entry.to_wire()}
 
     def _data_key(self, _request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
