@@ -56,6 +56,10 @@ def reporting() -> Iterator[None]:
             error("interrupted")
             raise typer.Exit(130) from None
         except Exception as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt) and _is_framework(exc):
+                # click turns Ctrl-C at a prompt into Abort ("Aborted!", exit 1)
+                error("interrupted")
+                raise typer.Exit(130) from None
             if _is_framework(exc):
                 raise  # usage errors, --help, exits: the framework prints and exits for them
             _unexpected(exc)
