@@ -68,7 +68,7 @@ def _report_running(client: AgentClient, path: Path,
         state = client.extend(*extend) if extend else client.status()
     now = time.time()
     expires, idle = float(state["expires_in"]), float(state["idle_expires_in"])
-    when = f"{format_moment(now + expires, now)}, in {format_duration(expires)}"
+    when = f"in {format_duration(expires)}, at {format_moment(now + expires, now)}"
     if extend is None:
         verb = "already unlocked"
     elif extend[0] is not None and expires > extend[0] + 2:
@@ -77,7 +77,7 @@ def _report_running(client: AgentClient, path: Path,
                 f"{format_duration(extend[0])})")
     else:
         verb = "extended"
-    typer.echo(f"{verb}: {path} (locks at {when}; idle lock after {format_duration(idle)})")
+    typer.echo(f"{verb}: {path} (locks {when}; idle lock after {format_duration(idle)})")
 
 
 @app.command()
@@ -115,8 +115,8 @@ def status(
         output.json_out(state)
     elif state["unlocked"]:
         expires = float(state["expires_in"])
-        typer.echo(f"unlocked: {path}\nlocks at {format_moment(time.time() + expires)} (in "
-                   f"{format_duration(expires)}; idle: "
+        typer.echo(f"unlocked: {path}\nlocks in {format_duration(expires)} (at "
+                   f"{format_moment(time.time() + expires)}; idle: "
                    f"{format_duration(state['idle_expires_in'])}), agent pid {state['pid']}")
     else:
         typer.echo(f"locked: {path}")

@@ -60,9 +60,23 @@ def reporting() -> Iterator[None]:
                 # click turns Ctrl-C at a prompt into Abort ("Aborted!", exit 1)
                 error("interrupted")
                 raise typer.Exit(130) from None
+            if _is_framework(exc) and _is_usage_error(exc):
+                # One error format for every mistake: `botvault: error: ...` + a hint.
+                error(str(exc.format_message()), _usage_hint(exc))  # type: ignore[attr-defined]
+                raise typer.Exit(2) from None
             if _is_framework(exc):
-                raise  # usage errors, --help, exits: the framework prints and exits for them
+                raise  # --help, exits: the framework prints and exits for them
             _unexpected(exc)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    return getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message")
+
+
+def _usage_hint(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "botvault"
+    return f"see: {path} --help"
 
 
 def _is_framework(exc: Exception) -> bool:

@@ -178,16 +178,16 @@ def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | N
     from botvault.errors import InvalidInputError
 
     entries: list[Entry] = []
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []  # (where, what)
     for i, cand in enumerate(found, start=1):
         entry_name = (f"{name}-{i}" if i > 1 else name) if name else cand.name
         profile = exchange or cand.exchange
         if not entry_name:
-            problems.append(f"{cand.source}: no name for this key (pass --name NAME)")
+            problems.append((cand.source, "no name for this key (pass --name NAME)"))
             continue
         if not profile:
-            problems.append(f"{cand.source}: the file does not say which exchange it is for "
-                            "(pass --exchange)")
+            problems.append((cand.source, "the file does not say which exchange it is for "
+                                          "(pass --exchange)"))
             continue
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -197,15 +197,18 @@ def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | N
                                          withdrawal=withdrawal,
                                          note=f"imported from {cand.source}"))
         except InvalidInputError as exc:
-            problems.append(f"{cand.source}: {exc.message}")
+            problems.append((cand.source, exc.message))
             continue
         for note in [*cand.notes, *(str(w.message) for w in caught)]:
             output.warn(f"{cand.source}: {note}")
+    hint = "fix the file (or pass --name / --exchange) and run the import again"
+    if len(problems) == 1:
+        (where, what), = problems
+        raise InvalidInputError(f"{what} ({where}); nothing was imported", hint=hint)
     if problems:
         raise InvalidInputError(
-            f"nothing imported; {len(problems)} problem{'s' if len(problems) > 1 else ''} "
-            "in the file:\n  " + "\n  ".join(problems),
-            hint="fix the file (or pass --name / --exchange) and run the import again")
+            f"{len(problems)} problems in the file; nothing was imported:\n  "
+            + "\n  ".join(f"{where}: {what}" for where, what in problems), hint=hint)
     return entries
 
 

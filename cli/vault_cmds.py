@@ -178,9 +178,6 @@ def restore(
 
     if not list_ and generation is None:
         raise InvalidInputError("name a GENERATION to restore, or pass --list")
-    if not list_ and not yes and not interactive():
-        raise InvalidInputError(f"refusing to restore generation {generation} without --yes",
-                                hint="see what it brings back with: botvault restore --list")
     with open_vault(Access(vault, passphrase_file, passphrase_command,
                            passphrase_stdin)) as opened:
         backups = opened.backups()
@@ -200,6 +197,9 @@ def restore(
                        f"{chosen.entries} entries")
             typer.echo(f"brings back: {', '.join(back) or 'nothing'}")
             typer.echo(f"drops: {', '.join(dropped) or 'nothing'}")
+            if not yes and not interactive():
+                raise InvalidInputError(f"refusing to restore generation {generation} "
+                                        "without --yes", hint="nothing was changed")
             if not yes:
                 typer.confirm("Restore it? The current state stays a backup", abort=True)
         opened.restore(generation)

@@ -52,7 +52,7 @@ def export_entries(source: Vault, target: str | os.PathLike[str], passphrase: st
                                     e.with_changes(entry_id=os.urandom(fileformat.ID_SIZE)))
                    for e in chosen]
     data = codec.encode(header.with_generation(1), records, keys)
-    store.check_dir(path.parent)
+    store.ensure_private_dir(path.parent)
     try:
         store.atomic_write(path, data, verify=codec.equal_to(data), backup_as=None,
                            create=True)

@@ -191,8 +191,9 @@ def var_names(
 def _check_product(chosen: Preset, exchange: str, entry_name: str) -> None:
     """A Spot preset never carries a Futures key (or the reverse): the bot would read a key
     of the other product under its names and fail, or worse, trade where it was not meant."""
-    if chosen.product is None or chosen.product == exchange:
-        return
+    if chosen.product is None or chosen.product == exchange or not exchange.startswith(
+            "kraken-"):
+        return  # a generic key may be handed over under any bot's names
     fitting = sorted(p.name for p in PRESETS.values() if p.product == exchange)
     raise InvalidInputError(
         f"preset {chosen.name!r} is for {chosen.product} keys; {entry_name!r} is a "
