@@ -57,17 +57,18 @@ def global_options() -> GlobalOptions:
     return _GLOBAL[0]
 
 
-def _given(param: str, value: Any, fallback: Any) -> Any:
-    """The command's own value, unless it only came from the environment (or a default)
-    and the same option was given before the command: the command line wins."""
-    if fallback is None or fallback is False:
-        return value
-    import click
+_ENV_VARS = {"vault": "BOTVAULT_PATH", "passphrase_file": "BOTVAULT_PASSPHRASE_FILE",
+             "passphrase_command": "BOTVAULT_PASSPHRASE_COMMAND"}
 
-    ctx = click.get_current_context(silent=True)
-    source = ctx.get_parameter_source(param) if ctx is not None else None
-    if value is None or value is False or source in (
-            click.core.ParameterSource.ENVIRONMENT, click.core.ParameterSource.DEFAULT):
+
+def _given(param: str, value: Any, fallback: Any) -> Any:
+    """The command's own value, unless it is missing or only what the environment says
+    and the same option was given before the command: the command line wins."""
+    import os
+
+    if fallback is None:
+        return value
+    if value is None or str(value) == os.environ.get(_ENV_VARS[param]):
         return fallback
     return value
 
