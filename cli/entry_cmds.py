@@ -71,8 +71,11 @@ def ask_pair(exchange: str, api_key: str | None, secret_stdin: bool,
     from botvault.exchanges.validation import validate_api_key
 
     if api_key is None:
-        key = ask_until_valid(lambda: str(typer.prompt(label)),
-                              lambda k: validate_api_key(exchange, k))
+        def ask() -> str:
+            output.before_prompt()
+            return str(typer.prompt(label))
+
+        key = ask_until_valid(ask, lambda k: validate_api_key(exchange, k))
     else:
         key = api_key
     secret = read_secret(secret_stdin, check=lambda s: check_secret(exchange, s))
@@ -277,6 +280,7 @@ def rm(
         if not yes:
             if not interactive():
                 raise InvalidInputError(f"refusing to remove {name!r} without --yes")
+            output.before_prompt()
             typer.confirm(f"Remove {name}? Revoke the key on the exchange too.", abort=True)
         opened.remove(name)
     typer.echo(f"removed {name}")

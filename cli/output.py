@@ -96,6 +96,9 @@ def _unexpected(exc: Exception) -> None:
     raise typer.Exit(1) from None
 
 
+_SHOWN: list[bool] = [False]  # a status line is on the terminal now
+
+
 @contextlib.contextmanager
 def status(message: str) -> Iterator[None]:
     """A transient line on stderr while something slow runs, only on a terminal."""
@@ -103,12 +106,21 @@ def status(message: str) -> Iterator[None]:
     if live:
         sys.stderr.write(message)
         sys.stderr.flush()
+        _SHOWN[0] = True
     try:
         yield
     finally:
         if live:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+            before_prompt()
+
+
+def before_prompt() -> None:
+    """Erase a status line still shown, so no `unlocking…` stands in front of a prompt
+    (a prompt asked inside a `status` block, e.g. for a new passphrase)."""
+    if _SHOWN[0]:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+        _SHOWN[0] = False
 
 
 def raw_out(text: str) -> None:

@@ -65,7 +65,10 @@ def run_command(command: str) -> str:
 
 
 def _prompt_hidden(prompt: str, *, confirm: bool = False) -> str:
+    from .output import before_prompt
+
     while True:
+        before_prompt()
         value = str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
         if value:
             return value
@@ -131,8 +134,14 @@ def read_secret(from_stdin: bool, check: Callable[[str], object] | None = None) 
         raise InvalidInputError("no terminal to ask for the secret",
                                 hint="pipe it in with --secret-stdin (all of standard input "
                                      "is the secret)")
-    return ask_until_valid(lambda: str(typer.prompt(
-        "API secret (private key, hidden)", hide_input=True, confirmation_prompt=True)), check)
+    from .output import before_prompt
+
+    def ask() -> str:
+        before_prompt()
+        return str(typer.prompt("API secret (private key, hidden)", hide_input=True,
+                                confirmation_prompt=True))
+
+    return ask_until_valid(ask, check)
 
 
 def ask_until_valid(ask: Callable[[], str], check: Callable[[str], object] | None) -> str:

@@ -201,6 +201,7 @@ def restore(
                 raise InvalidInputError(f"refusing to restore generation {generation} "
                                         "without --yes", hint="nothing was changed")
             if not yes:
+                output.before_prompt()
                 typer.confirm("Restore it? The current state stays a backup", abort=True)
         opened.restore(generation)
         typer.echo(f"restored generation {generation}; saved as generation {opened.generation}")

@@ -24,6 +24,7 @@ def checked_new_passphrase(passphrase: str, *, allow_weak: bool) -> str:
         raise InvalidInputError(f"this passphrase is one attackers try first: {reason}",
                                 hint="choose another (e.g. --generate-passphrase), or pass "
                                      "--allow-weak-passphrase to keep it anyway")
+    output.before_prompt()
     output.warn(f"this passphrase is one attackers try first: {reason}")
     if not typer.confirm("Use it anyway?", default=False):
         raise InvalidInputError("passphrase not accepted; nothing was changed",

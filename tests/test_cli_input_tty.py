@@ -120,3 +120,21 @@ def test_no_status_line_in_front_of_a_prompt(env: dict[str, str], made: Path,
     term.hidden("Repeat for confirmation", "an export passphrase long")
     term.expect("exported 0 entries")
     assert term.wait() == 0
+
+
+def test_no_status_line_in_front_of_a_prompt_asked_while_unlocking(env: dict[str, str],
+                                                                   made: Path) -> None:
+    """`passwd` asks for the new passphrase inside its `unlocking…` block: the line is
+    erased before the prompt (before, it stood in front of "New passphrase:")."""
+    term = Terminal(["passwd"], env)
+    term.hidden("Vault passphrase", PASSPHRASE)
+    term.expect("New passphrase: ")
+    before_prompt = term.seen[:term.pos].decode(errors="replace").rsplit(
+        "Vault passphrase", 1)[1]
+    assert "unlocking…" in before_prompt
+    assert before_prompt.rsplit("unlocking…", 1)[1].startswith("\r\x1b[K")
+    assert before_prompt.rsplit("\r\x1b[K", 1)[1].strip() == "New passphrase:"
+    term.send("another long tty passphrase")
+    term.hidden("Repeat for confirmation", "another long tty passphrase")
+    term.expect("passphrase changed")
+    assert term.wait() == 0
