@@ -251,6 +251,10 @@ def rename(
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Rename an entry."""
+    from botvault.entries import check_name
+
+    check_name(old)
+    check_name(new)  # both names are checked before the passphrase is asked for
     with open_vault(Access(vault, passphrase_file, passphrase_command,
                                        passphrase_stdin)) as opened:
         entry = opened.rename(old, new)

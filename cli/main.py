@@ -93,7 +93,9 @@ app = typer.Typer(
     help="An encrypted local vault for exchange API key pairs, for people who run trading "
          "bots.\n\nExit codes: 0 ok, 1 unexpected, 2 invalid input, 3 wrong passphrase or "
          "modified vault, 4 not found / exists, 5 locked, 6 refused by scope, "
-         "7 insecure permissions, 8 not a vault / corrupt / unsupported.",
+         "7 insecure permissions, 8 not a vault / corrupt / unsupported.\n\nStandard input "
+         "is read only when a flag says so: --passphrase-stdin (one line, the passphrase) or "
+         "--secret-stdin (all of it, the secret), never both.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,

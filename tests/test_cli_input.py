@@ -271,6 +271,7 @@ def test_help_lists_the_choices() -> None:
     ["edit", "kf", "--env-key", "PATH"],
     ["edit", "BAD NAME", "--note", "x"],
     ["rm", "kf"],  # no --yes and no terminal
+    ["rename", "kf", "Bad Name"],
 ])
 def test_bad_arguments_refused_before_the_passphrase(made: Path, args: list[str]) -> None:
     # No passphrase source at all: reaching the passphrase would be exit 5.
