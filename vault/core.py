@@ -60,6 +60,9 @@ class Vault:
         self._sealer = crypto.Sealer(keys.entry, seen=(r.nonce for r in parsed.records))
         self._nonces: NonceStore | None = None
         self._seen: tuple[int, ...] | None = None  # the file as last checked by reload()
+        # name -> (slot, exchange, api_key): one parse per entry for "one key, one entry",
+        # reused while the slot object is unchanged (unchanged entries keep their slot).
+        self._key_cache: dict[str, tuple[codec.Slot, str, str]] = {}
 
     # -- opening -------------------------------------------------------------------------
 
@@ -117,6 +120,7 @@ class Vault:
             self._nonces = None
         self._entries = {}
         self._records = {}
+        self._key_cache = {}
 
     def __repr__(self) -> str:
         state = "closed" if self._keys is None else f"{len(self._entries)} entries"
@@ -186,7 +190,7 @@ class Vault:
             if entry.name in entries:
                 raise AlreadyExistsError(f"an entry named {name!r} exists already",
                                          hint="pick another name, or botvault rm it first")
-            _refuse_shared_key(entries, [entry])
+            self._refuse_shared_key(entries, [entry])
             entries[entry.name] = entry
             return entries
 
@@ -280,7 +284,7 @@ class Vault:
 
         def op(entries: _Entries) -> _Entries:
             current = self._lookup(entries, name)
-            _refuse_shared_key(entries, [new])
+            self._refuse_shared_key(entries, [new])
             retired_as[:] = [_retired_name(name, entries)]
             entries[retired_as[0]] = current.with_changes(name=retired_as[0], retired=True)
             entries[name] = new
@@ -299,12 +303,35 @@ class Vault:
             if clash:
                 raise AlreadyExistsError(f"entries exist already: {', '.join(clash)}",
                                          hint="rename or remove them first")
-            _refuse_shared_key(current, copies)
+            self._refuse_shared_key(current, copies)
             current.update((e.name, e) for e in copies)
             return current
 
         self._apply(op)
         return copies
+
+    def _refuse_shared_key(self, entries: _Entries, new: builtins.list[Entry]) -> None:
+        """One key, one entry: two entries with one api key would share one nonce counter
+        but not one request lock, so the exchange would see nonces out of order (exit 4)."""
+        wanted: dict[tuple[str, str], str] = {}
+        for entry in new:
+            other = wanted.get((entry.exchange, entry.api_key))
+            if other is not None:
+                raise AlreadyExistsError(f"{entry.name!r} and {other!r} hold the same "
+                                         f"{entry.exchange} api key",
+                                         hint="one key is stored once; import it under one "
+                                              "name")
+            wanted[(entry.exchange, entry.api_key)] = entry.name
+        for held_name, slot in entries.items():
+            cached = self._key_cache.get(held_name)
+            if cached is None or cached[0] is not slot:
+                held = codec.materialize(held_name, slot)
+                cached = self._key_cache[held_name] = (slot, held.exchange, held.api_key)
+            if (cached[1], cached[2]) in wanted:
+                raise AlreadyExistsError(f"entry {held_name!r} already holds this "
+                                         f"{cached[1]} api key",
+                                         hint=f"use {held_name!r}, or `botvault rotate "
+                                              f"{held_name}` to replace its pair")
 
     def _replace(self, name: str, change: Callable[[Entry], Entry]) -> Entry:
         def op(entries: _Entries) -> _Entries:
@@ -486,27 +513,6 @@ def _not_found(name: str, entries: _Entries) -> NotFoundError:
     hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else \
         "see the names with: botvault list"
     return NotFoundError(f"no entry named {name!r}", hint=hint)
-
-
-def _refuse_shared_key(entries: _Entries, new: builtins.list[Entry]) -> None:
-    """One key, one entry: two entries with one api key would share one nonce counter but
-    not one request lock, so the exchange would see nonces out of order (exit 4)."""
-    wanted: dict[tuple[str, str], str] = {}
-    for entry in new:
-        other = wanted.get((entry.exchange, entry.api_key))
-        if other is not None:
-            raise AlreadyExistsError(f"{entry.name!r} and {other!r} hold the same "
-                                     f"{entry.exchange} api key",
-                                     hint="one key is stored once; import it under one name")
-        wanted[(entry.exchange, entry.api_key)] = entry.name
-    for held_name, slot in entries.items():
-        held = codec.materialize(held_name, slot)
-        other = wanted.get((held.exchange, held.api_key))
-        if other is not None:
-            raise AlreadyExistsError(f"entry {held_name!r} already holds this "
-                                     f"{held.exchange} api key",
-                                     hint=f"use {held_name!r}, or `botvault rotate "
-                                          f"{held_name}` to replace its pair")
 
 
 def check_secret(exchange: str, api_secret: str) -> str:
