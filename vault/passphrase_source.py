@@ -65,17 +65,16 @@ def read_passphrase_file(path: Path, what: str = "passphrase file") -> str:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidInputError(f"{label} does not exist") from None
-    except IsADirectoryError:
-        raise FormatError(f"{label} is a directory, not a file") from None
     except OSError as exc:
         if os.path.islink(path):
             raise InsecurePermissionsError(f"{label} is a symlink; botvault does not follow "
                                            "symlinks", hint="name the real file") from None
         raise InvalidInputError(f"{label} cannot be read ({exc.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO, device or directory: refused, never read
+        os.close(fd)
+        raise FormatError(f"{label} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatError(f"{label} is not a regular file")
         if st.st_uid != os.getuid():
             raise InsecurePermissionsError(f"{label} is owned by uid {st.st_uid}, not by you",
                                            hint=f"run: chown {os.getuid()} {path}")
