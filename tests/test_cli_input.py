@@ -83,14 +83,14 @@ def names(path: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def unlocked(passfile: Path) -> Iterator[None]:
-    done = proc(["unlock", "--ttl", "60s", "--passphrase-file", str(passfile)])
+def unlocked(passfile: Path, ttl: str = "60s") -> Iterator[bytes]:
+    done = proc(["unlock", "--ttl", ttl, "--passphrase-file", str(passfile)])
     assert done.returncode == 0, done.stderr
     found = re.search(rb"agent pid (\d+)", done.stdout)
     assert found is not None
     pid = int(found.group(1))
     try:
-        yield
+        yield done.stdout
     finally:
         proc(["lock"])
 
@@ -613,6 +613,13 @@ def test_format_moment_names_the_date_when_not_today() -> None:
     now = time.mktime((2026, 12, 2, 10, 0, 0, 0, 0, -1))
     assert format_moment(now + 3600, now) == "11:00"
     assert format_moment(now + 7 * 86400 - 5 * 3600, now) == "2026-12-09 05:00"
+
+
+def test_unlock_until_another_day_shows_the_date(made: Path, passfile: Path) -> None:
+    with unlocked(passfile, ttl="2d") as said:
+        assert re.search(rb"until \d{4}-\d\d-\d\d \d\d:\d\d \(idle", said), said
+        status = proc(["status"]).stdout
+        assert re.search(rb"locks in 47h\d\dm \(at \d{4}-\d\d-\d\d \d\d:\d\d;", status), status
 
 
 def test_unlock_ttl_shorter_than_the_agent_says_unchanged(made: Path, passfile: Path) -> None:
