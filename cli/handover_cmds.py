@@ -88,7 +88,8 @@ def _parse_max_scope(value: str | None) -> General | None:
 
 def _credentials(acc: Access, names: list[str]) -> list[Any]:
     """From the agent when it runs (no passphrase, no KDF), else from the vault."""
-    client = agent_or_none(acc.path)
+    # With --passphrase-stdin the line is always read: never left on stdin for the bot.
+    client = None if acc.sources.stdin else agent_or_none(acc.path)
     if client is not None:
         with client:
             return [client.credentials(n) for n in names]

@@ -41,7 +41,7 @@ def nonce(
     acc = Access(vault, passphrase_file, passphrase_command,
                  passphrase_stdin)
     if not peek:
-        client = agent_or_none(acc.path)
+        client = None if acc.sources.stdin else agent_or_none(acc.path)
         if client is not None:
             with client:
                 values = client.nonces(name, count)

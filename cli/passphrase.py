@@ -37,9 +37,6 @@ class Sources:
     command: str | None = None
     stdin: bool = False
 
-    def can_ask(self) -> bool:
-        return self.file is not None or self.command is not None or self.stdin or interactive()
-
 
 def interactive() -> bool:
     return sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()

@@ -48,7 +48,8 @@ def sign(
     """
     acc = Access(vault, passphrase_file, passphrase_command,
                  passphrase_stdin)
-    client = agent_or_none(acc.path)
+    # With --passphrase-stdin the line is read and used, agent or not (one meaning).
+    client = None if acc.sources.stdin else agent_or_none(acc.path)
     if client is not None:
         with client:
             signed = client.sign(name, path, data, method=method)

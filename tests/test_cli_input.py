@@ -194,6 +194,21 @@ def test_stdin_is_not_the_passphrase_without_the_flag(made: Path) -> None:
     assert proc(["--passphrase-stdin", "list"], f"{PASSPHRASE}\n").returncode == 0
 
 
+@pytest.mark.parametrize("with_agent", [False, True])
+def test_run_never_leaves_the_passphrase_on_the_bots_stdin(made: Path, passfile: Path,
+                                                           tmp_path: Path,
+                                                           with_agent: bool) -> None:
+    with Vault.open(made, PASSPHRASE) as v:
+        v.add("bot", exchange="generic", api_key="K", api_secret="s", general="read-only",
+              withdrawal="none")
+    seen = tmp_path / "bot-stdin"
+    argv = ["--passphrase-stdin", "run", "bot", "--", "sh", "-c", f"cat > {seen}"]
+    with unlocked(passfile) if with_agent else contextlib.nullcontext(b""):
+        done = proc(argv, f"{PASSPHRASE}\nfor the bot\n")
+    assert done.returncode == 0, done.stderr
+    assert seen.read_bytes() == b"for the bot\n"  # the rest, exactly; no passphrase
+
+
 def test_kraken_inner_whitespace_still_removed_with_a_warning(made: Path,
                                                               passfile: Path) -> None:
     secret = kraken_secret()

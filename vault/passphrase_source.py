@@ -18,6 +18,7 @@ Messages never contain the passphrase or any part of it.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
@@ -141,9 +142,28 @@ def run_passphrase_command(command: str) -> str:
     return _one_line(first + b"\n", f"the output of the passphrase command {command!r}")
 
 
+def _read_line(stream: BinaryIO, limit: int) -> bytes:
+    """One line, and not a byte more: from a real descriptor byte by byte, so that what
+    follows the passphrase stays on standard input for the next reader (a bot that `run`
+    starts, or `passwd`'s second line); a buffered read would swallow it."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return stream.readline(limit)
+    line = bytearray()
+    while len(line) < limit:
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+        if byte == b"\n":
+            break
+    return bytes(line)
+
+
 def passphrase_from_stdin(stream: BinaryIO, what: str = "passphrase") -> str:
     """One line of standard input (`--passphrase-stdin`): its LF or CRLF removed."""
-    line = stream.readline(MAX_PASSPHRASE_BYTES + 2)
+    line = _read_line(stream, MAX_PASSPHRASE_BYTES + 2)
     if not line:
         raise LockedError(f"no {what}: standard input is empty",
                           hint="pass --passphrase-file or --passphrase-command, or run "
