@@ -27,13 +27,23 @@ def man(
     if install is None:
         typer.echo(page, nl=False)
         return
-    from botvault.store import ensure_private_dir
+    import os
+
+    from botvault.store import ensure_private_dir, fsync_dir
 
     ensure_private_dir(install)
     target = install / "botvault.1"
-    tmp = target.with_name(".botvault.1.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(target)
+    tmp = target.with_name(f".botvault.1.tmp-{os.getpid()}")
+    try:  # atomic and durable: temp file, fsync, rename, directory fsync
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(page)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(install)
     typer.echo(f"installed {target}")
 
 

@@ -596,6 +596,15 @@ def test_man_page_from_the_help_text() -> None:
     assert "--secret-stdin" in page and "[default: (8h)]" in page
 
 
+def test_man_page_installs(tmp_path: Path) -> None:
+    target = tmp_path / "man" / "man1"
+    code, out, err = cli(["man", "--install", str(target)])
+    assert code == 0, err
+    assert out == f"installed {target / 'botvault.1'}\n"
+    assert (target / "botvault.1").read_text().startswith(".TH BOTVAULT 1")
+    assert sorted(os.listdir(target)) == ["botvault.1"]
+
+
 def _complete(words: str, env: dict[str, str]) -> list[str]:
     done = subprocess.run([*BOTVAULT], env={**env, "_BOTVAULT_COMPLETE": "complete_bash",
                                             "COMP_WORDS": words,
