@@ -23,7 +23,8 @@ import typer
 from botvault.errors import InvalidInputError, LockedError
 
 __all__ = ["Sources", "ask_until_valid", "interactive", "read_file", "read_new_passphrase",
-           "read_passphrase", "read_secret", "refuse_two_stdin_readers", "run_command"]
+           "read_passphrase", "read_secret", "refuse_two_stdin_readers", "run_command",
+           "stdin_line"]
 
 T = TypeVar("T")
 MAX_TRIES = 3
@@ -102,6 +103,14 @@ def read_new_passphrase(file: Path | None, prompt: str = "New passphrase", *,
         return passphrase_from_stdin(_stdin_bytes(), prompt.lower())
     raise InvalidInputError(f"no terminal to ask for the {prompt.lower()}",
                             hint=f"pass {flag} FILE")
+
+
+def stdin_line(what: str) -> str:
+    """One line of standard input (newline removed, same rules as a passphrase file). Call
+    it only behind an explicit `--...-stdin` flag: stdin is never read without one."""
+    from botvault.passphrase_source import passphrase_from_stdin
+
+    return passphrase_from_stdin(_stdin_bytes(), what)
 
 
 def global_stdin() -> bool:
