@@ -596,6 +596,27 @@ def test_man_page_from_the_help_text() -> None:
     assert "--secret-stdin" in page and "[default: (8h)]" in page
 
 
+def test_sigint_while_waiting_exits_130_with_nothing_changed(made: Path,
+                                                             tmp_path: Path) -> None:
+    marker = tmp_path / "waiting"
+    helper = private(tmp_path / "slow.sh", f"#!/bin/sh\ntouch {marker}\nexec sleep 30\n",
+                     0o700)
+    before = made.read_bytes()
+    process = subprocess.Popen([*BOTVAULT, "edit", "x", "--note", "n", "--passphrase-command",
+                                str(helper)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert eventually(marker.exists, timeout=20)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert b"botvault: error: interrupted" in err and b"Traceback" not in err
+    assert made.read_bytes() == before
+
+
 def test_man_page_installs(tmp_path: Path) -> None:
     target = tmp_path / "man" / "man1"
     code, out, err = cli(["man", "--install", str(target)])
