@@ -10,6 +10,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+# The scope axes are the library's own enums; the other choices mirror library tuples
+# (EXCHANGES, NONCE_UNITS, importer and handover formats), which a test holds them to.
+from botvault.scopes import General, Withdrawal
+
 __all__ = ["EnvFormat", "Exchange", "ExchangeOpt", "General", "GeneralOpt", "ImportFormat",
            "NameArg", "NonceUnit", "NonceUnitOpt", "Withdrawal", "WithdrawalOpt",
            "complete_names", "value_of"]
@@ -19,17 +23,6 @@ class Exchange(str, Enum):
     KRAKEN_FUTURES = "kraken-futures"
     KRAKEN_SPOT = "kraken-spot"
     GENERIC = "generic"
-
-
-class General(str, Enum):
-    NONE = "none"
-    READ_ONLY = "read-only"
-    FULL = "full"
-
-
-class Withdrawal(str, Enum):
-    NONE = "none"
-    FULL = "full"
 
 
 class NonceUnit(str, Enum):

@@ -271,6 +271,18 @@ def test_choices_are_refused_before_any_prompt_naming_the_values(
         assert "passphrase" not in err.lower()
 
 
+def test_choices_are_the_librarys_values() -> None:
+    from botvault.cli import choices
+    from botvault.entries import NONCE_UNITS
+    from botvault.exchanges.validation import EXCHANGES
+    from botvault.handover import FORMATS
+
+    assert tuple(e.value for e in choices.Exchange) == EXCHANGES
+    assert tuple(e.value for e in choices.NonceUnit) == NONCE_UNITS
+    assert tuple(e.value for e in choices.EnvFormat) == tuple(FORMATS)
+    assert {e.value for e in choices.ImportFormat} == {"env", "ccxt", "freqtrade", "botvault"}
+
+
 def test_help_lists_the_choices() -> None:
     code, out, _ = cli(["add", "--help"])
     assert code == 0
