@@ -381,6 +381,12 @@ def test_every_passphrase_file_flag_follows_the_same_rules(made: Path, tmp_path:
                            str(flag_file), "--passphrase-file", str(passfile)])
         assert got == code, err
         assert not (tmp_path / "out.bv").exists()
+    before = made.read_bytes()
+    for flag_file, code in ((loose, 7), (two, 2)):
+        got, _, _ = cli(["passwd", "--new-passphrase-file", str(flag_file),
+                         "--passphrase-file", str(passfile)])
+        assert got == code
+    assert made.read_bytes() == before
     good = private(tmp_path / "good", "an export passphrase long\n")
     assert cli(["export", str(tmp_path / "out.bv"), "--export-passphrase-file", str(good),
                 "--passphrase-file", str(passfile)])[0] == 0
