@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PASSPHRASE = "correct horse battery staple"
+PASSPHRASE = "bench passphrase for timing runs"
 FLOOR = ("--kdf-memory", "19", "--kdf-iterations", "2", "--kdf-parallelism", "1")
 TARGET = 1.5
 
@@ -54,11 +54,15 @@ def main() -> None:
                "XDG_RUNTIME_DIR": str(runtime)}
         cli = _botvault()
         secret = base64.b64encode(os.urandom(64)).decode()
-        steps = [(["init", *FLOOR], f"{PASSPHRASE}\n"),
+        passfile = Path(tmp) / "passphrase"
+        passfile.write_text(f"{PASSPHRASE}\n")
+        passfile.chmod(0o600)
+        # Standard input is the secret alone for --secret-stdin; the passphrase is a file.
+        steps = [(["init", *FLOOR, "--passphrase-file", str(passfile)], ""),
                  (["add", "bot", "--exchange", "kraken-futures", "--api-key", "KEY",
-                   "--general", "full", "--withdrawal", "none", "--secret-stdin"],
-                  f"{PASSPHRASE}\n{secret}\n"),
-                 (["unlock", "--ttl", "10m"], f"{PASSPHRASE}\n")]
+                   "--general", "full", "--withdrawal", "none", "--secret-stdin",
+                   "--passphrase-file", str(passfile)], f"{secret}\n"),
+                 (["unlock", "--ttl", "10m", "--passphrase-file", str(passfile)], "")]
         for args, stdin in steps:
             subprocess.run([*cli, *args], input=stdin, text=True, env=env, check=True,
                            capture_output=True)

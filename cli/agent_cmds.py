@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none
-from .durations import format_duration, parse_duration
+from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, agent_or_none
+from .durations import format_duration, format_moment, parse_duration
 from .passphrase import read_passphrase
 
 if TYPE_CHECKING:
@@ -22,10 +22,11 @@ app = typer.Typer()
 @app.command()
 def unlock(
     ttl: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
-        help="Lock after this long in any case (90s, 15m, 8h) [default: 8h].",
-        show_default=False)] = None,
+        help="Lock after this long in any case (90s, 15m, 8h).", show_default="8h",
+        metavar="DURATION")] = None,
     idle: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
-        help="Lock after this long without use [default: 1h].", show_default=False)] = None,
+        help="Lock after this long without use.", show_default="1h",
+        metavar="DURATION")] = None,
     allow_withdrawal: Annotated[bool, typer.Option(
         "--allow-withdrawal", help="Let the agent sign withdrawal requests for keys that "
         "have withdrawal access (off by default).")] = False,
@@ -36,6 +37,7 @@ def unlock(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Ask for the passphrase once and start a background agent for this vault.
 
@@ -47,7 +49,7 @@ def unlock(
     from botvault.store import read_head
 
     ttl_s, idle_s = parse_duration(ttl or "8h"), parse_duration(idle or "1h")
-    acc = Access(vault, passphrase_file, passphrase_command)
+    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
     path = acc.path
     read_head(path, 8)
     running = agent_or_none(path)
@@ -59,7 +61,7 @@ def unlock(
     with output.status("unlocking…"), Vault.open(path, passphrase) as opened:
         info = start_agent(path, bytes(opened._data_key), ttl=ttl_s, idle=idle_s,
                            allow_withdrawal=allow_withdrawal, sign_only=sign_only)
-    until = time.strftime("%H:%M", time.localtime(time.time() + ttl_s))
+    until = format_moment(time.time() + ttl_s)
     typer.echo(f"unlocked {path} until {until} (idle lock after {format_duration(idle_s)}; "
                f"agent pid {info.pid}{'; sign-only' if sign_only else ''})")
 
@@ -68,9 +70,18 @@ def _report_running(client: AgentClient, path: Path,
                     extend: tuple[float | None, float | None] | None) -> None:
     with client:
         state = client.extend(*extend) if extend else client.status()
-    verb = "extended" if extend else "already unlocked"
-    typer.echo(f"{verb}: {path} (locks in {format_duration(float(state['expires_in']))}, "
-               f"idle lock after {format_duration(float(state['idle_expires_in']))})")
+    now = time.time()
+    expires, idle = float(state["expires_in"]), float(state["idle_expires_in"])
+    when = f"in {format_duration(expires)}, at {format_moment(now + expires, now)}"
+    if extend is None:
+        verb = "already unlocked"
+    elif extend[0] is not None and expires > extend[0] + 2:
+        # The agent never shortens its life: say so rather than "extended".
+        verb = (f"lock time unchanged (the agent already lives longer than --ttl "
+                f"{format_duration(extend[0])})")
+    else:
+        verb = "extended"
+    typer.echo(f"{verb}: {path} (locks {when}; idle lock after {format_duration(idle)})")
 
 
 @app.command()
@@ -92,7 +103,10 @@ def status(
     vault: VaultOpt = None,
 ) -> None:
     """Say whether the vault is unlocked. Exit 0 when unlocked, 5 when locked."""
+    from botvault.store import read_head
+
     path = Access(vault, None, None).path
+    read_head(path, 8)  # before init: "no vault at PATH" (exit 4), not "locked"
     client = agent_or_none(path)
     state: dict[str, Any] = {"unlocked": False, "vault": str(path)}
     if client is not None:
@@ -104,9 +118,11 @@ def status(
     if json_:
         output.json_out(state)
     elif state["unlocked"]:
-        typer.echo(f"unlocked: {path}\nlocks in {format_duration(state['expires_in'])} "
-                   f"(idle: {format_duration(state['idle_expires_in'])}), agent pid "
-                   f"{state['pid']}{' (sign-only)' if state.get('sign_only') else ''}")
+        expires = float(state["expires_in"])
+        typer.echo(f"unlocked: {path}\nlocks in {format_duration(expires)} (at "
+                   f"{format_moment(time.time() + expires)}; idle: "
+                   f"{format_duration(state['idle_expires_in'])}), agent pid {state['pid']}"
+                   f"{' (sign-only)' if state.get('sign_only') else ''}")
     else:
         typer.echo(f"locked: {path}")
     if not state["unlocked"]:

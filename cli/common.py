@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -14,8 +15,9 @@ if TYPE_CHECKING:
     from botvault.agent import AgentClient
     from botvault.core import Vault
 
-__all__ = ["Access", "PassCmdOpt", "PassFileOpt", "VaultOpt", "agent_for_secrets",
-           "agent_or_none", "open_vault"]
+__all__ = ["Access", "GlobalOptions", "PassCmdOpt", "PassFileOpt", "PassStdinOpt", "VaultOpt",
+           "agent_for_secrets", "agent_or_none", "global_options", "open_vault",
+           "set_global_options"]
 
 # Optional[...] rather than `X | None`: Typer reads these annotations at runtime on 3.10.
 VaultOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- see above
@@ -27,16 +29,62 @@ PassFileOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- see abov
 PassCmdOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045 -- see above
     "--passphrase-command", envvar="BOTVAULT_PASSPHRASE_COMMAND", show_default=False,
     metavar="CMD", help="Run CMD and read the passphrase from its first output line "
-    "(e.g. systemd-ask-password).")]
+    "(e.g. systemd-ask-password); it may take BOTVAULT_PASSPHRASE_TIMEOUT seconds "
+    "(default 30).")]
+PassStdinOpt = Annotated[bool, typer.Option(
+    "--passphrase-stdin", help="Read the passphrase from the first line of standard input "
+    "(never together with --secret-stdin). Without it, standard input is not read for the "
+    "passphrase.")]
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """The shared options given before the command: `botvault --vault X list`."""
+
+    vault: Path | None = None
+    passphrase_file: Path | None = None
+    passphrase_command: str | None = None
+    passphrase_stdin: bool = False
+
+
+_GLOBAL: list[GlobalOptions] = [GlobalOptions()]
+
+
+def set_global_options(options: GlobalOptions) -> None:
+    _GLOBAL[0] = options
+
+
+def global_options() -> GlobalOptions:
+    return _GLOBAL[0]
+
+
+_ENV_VARS = {"vault": "BOTVAULT_PATH", "passphrase_file": "BOTVAULT_PASSPHRASE_FILE",
+             "passphrase_command": "BOTVAULT_PASSPHRASE_COMMAND"}
+
+
+def _given(param: str, value: Any, fallback: Any) -> Any:
+    """The command's own value, unless it is missing or only what the environment says
+    and the same option was given before the command: the command line wins."""
+    import os
+
+    if fallback is None:
+        return value
+    if value is None or str(value) == os.environ.get(_ENV_VARS[param]):
+        return fallback
+    return value
 
 
 class Access:
     """Which vault, and where its passphrase comes from."""
 
     def __init__(self, vault: Path | None, passphrase_file: Path | None,
-                 passphrase_command: str | None) -> None:
-        self.vault = vault
-        self.sources = Sources(passphrase_file, passphrase_command)
+                 passphrase_command: str | None, passphrase_stdin: bool = False) -> None:
+        before = global_options()
+        self.vault = _given("vault", vault, before.vault)
+        self.sources = Sources(_given("passphrase_file", passphrase_file, before.passphrase_file),
+                               _given("passphrase_command", passphrase_command,
+                                      before.passphrase_command),
+                               passphrase_stdin or before.passphrase_stdin)
 
     @property
     def path(self) -> Path:
@@ -89,13 +137,15 @@ def agent_for_secrets(client: AgentClient | None) -> AgentClient | None:
 
 def open_vault(acc: Access, *, use_agent: bool = True) -> Vault:
     """Open the vault: through the running agent when there is one (no passphrase asked),
-    else with the passphrase from the usual sources."""
+    else with the passphrase from the usual sources. With --passphrase-stdin the line is
+    always read and used, so what standard input means never depends on the agent."""
     from botvault.core import Vault
     from botvault.store import read_head
 
     path = acc.path
     read_head(path, 8)  # a missing or insecure vault is reported before asking anything
-    client = agent_for_secrets(agent_or_none(path, acc)) if use_agent else None
+    client = (agent_for_secrets(agent_or_none(path, acc))
+              if use_agent and not acc.sources.stdin else None)
     if client is not None:
         with client:
             return Vault.open_with_key(path, client.data_key())

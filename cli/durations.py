@@ -6,7 +6,7 @@ import re
 
 from botvault.errors import InvalidInputError
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "format_moment", "parse_duration"]
 
 _PART = re.compile(r"(\d+)([smhd])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -32,3 +32,14 @@ def format_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+def format_moment(epoch: float, now: float | None = None) -> str:
+    """A local time as people read it: `04:34` today, `2026-12-09 04:34` on another day."""
+    import time
+
+    at = time.localtime(epoch)
+    today = time.localtime(time.time() if now is None else now)
+    if (at.tm_year, at.tm_yday) == (today.tm_year, today.tm_yday):
+        return time.strftime("%H:%M", at)
+    return time.strftime("%Y-%m-%d %H:%M", at)

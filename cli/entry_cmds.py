@@ -7,20 +7,30 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
-from .passphrase import interactive, read_secret, stdin_line
+from .choices import (
+    ExchangeOpt,
+    GeneralOpt,
+    NameArg,
+    NonceUnit,
+    NonceUnitOpt,
+    WithdrawalOpt,
+    complete_names,
+    value_of,
+)
+from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
+from .passphrase import ask_until_valid, interactive, read_secret, refuse_two_stdin_readers
 
 if TYPE_CHECKING:
     from botvault.entries import Entry
 
 app = typer.Typer()
 
-Name = Annotated[str, typer.Argument(help="Entry name: a-z 0-9 . _ - (up to 64).",
-                                     show_default=False)]
-_EXCHANGES = "kraken-futures|kraken-spot|generic"
-_GENERAL = "As on the exchange's key form, \"General API\": none|read-only|full."
-_WITHDRAWAL = "As on the exchange's key form, \"Withdrawal API\": none|full."
+Name = NameArg
 Text = Optional[str]  # noqa: UP045 -- Typer reads annotations at runtime on 3.10
+SecretStdin = Annotated[bool, typer.Option(
+    "--secret-stdin", help="Read the secret from standard input: all of it, one trailing "
+    "newline removed; more lines or a NUL are refused. Give the passphrase another way "
+    "(--passphrase-file, or unlock first).")]
 
 
 def _ask_scope(value: str | None, flag: str, choices: str) -> str:
@@ -32,52 +42,99 @@ def _ask_scope(value: str | None, flag: str, choices: str) -> str:
 
         raise InvalidInputError(f"missing {flag}",
                                 hint=f"say what the key form shows: {flag} {choices}")
-    return str(typer.prompt(f"{flag.lstrip('-').capitalize()} API scope ({choices})"))
+    from botvault.errors import InvalidInputError
+
+    def check(answer: str) -> None:
+        if answer not in choices.split("|"):
+            raise InvalidInputError(f"{flag} is one of {choices}, not {answer!r}")
+
+    return ask_until_valid(lambda: str(typer.prompt(
+        f"{flag.lstrip('-').capitalize()} API scope ({choices})")), check)
+
+
+def require_key_source(api_key: str | None, secret_stdin: bool) -> None:
+    """Without a terminal the api key must be an option: standard input is the secret's."""
+    if api_key is None and not interactive():
+        from botvault.errors import InvalidInputError
+
+        raise InvalidInputError("missing --api-key (there is no terminal to ask for it)",
+                                hint="pass --api-key KEY" + (
+                                    "" if secret_stdin else " and the secret with "
+                                    "--secret-stdin"))
+
+
+def ask_pair(exchange: str, api_key: str | None, secret_stdin: bool,
+             label: str = "API key (public)") -> tuple[str, str]:
+    """The api key (an option, or asked) and the secret, each checked as it comes; at a
+    terminal a wrong one is asked for again with what was wrong."""
+    from botvault.core import check_secret
+    from botvault.exchanges.validation import validate_api_key
+
+    if api_key is None:
+        def ask() -> str:
+            output.before_prompt()
+            return str(typer.prompt(label))
+
+        key = ask_until_valid(ask, lambda k: validate_api_key(exchange, k))
+    else:
+        key = api_key
+    secret = read_secret(secret_stdin, check=lambda s: check_secret(exchange, s))
+    return key, secret
 
 
 @app.command()
 def add(
     name: Name,
-    exchange: Annotated[str, typer.Option(help=_EXCHANGES, show_default=False)],
+    exchange: ExchangeOpt,
     api_key: Annotated[Text, typer.Option(
-        help="The public API key (prompted when missing).", show_default=False)] = None,
-    general: Annotated[Text, typer.Option(help=_GENERAL, show_default=False)] = None,
-    withdrawal: Annotated[Text, typer.Option(help=_WITHDRAWAL, show_default=False)] = None,
+        help="The public API key (asked when missing).", show_default=False, metavar="KEY")
+        ] = None,
+    general: GeneralOpt = None,
+    withdrawal: WithdrawalOpt = None,
     account: Annotated[Text, typer.Option(help="Account label (Kraken allows 50 keys each).",
-                                          show_default=False)] = None,
-    note: Annotated[str, typer.Option(help="Free text.")] = "",
-    nonce_unit: Annotated[str, typer.Option(help="API nonce unit: ms|us|10ns.")] = "ms",
-    secret_stdin: Annotated[bool, typer.Option(
-        "--secret-stdin", help="Read the secret from standard input (one line).")] = False,
+                                          show_default=False, metavar="LABEL")] = None,
+    note: Annotated[str, typer.Option(help="Free text.", metavar="TEXT")] = "",
+    nonce_unit: NonceUnitOpt = NonceUnit.MS,
+    secret_stdin: SecretStdin = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Store a key pair. The secret comes from a hidden prompt or --secret-stdin, never argv.
 
     Kraken secrets are checked (base64, at least 32 bytes); whitespace from a wrapped copy
     is removed with a warning. A fingerprint is printed to compare with what you pasted.
+    Every option is checked before anything is asked or read.
     """
-    from botvault.entries import check_name
+    from botvault.entries import check_name, check_text
+    from botvault.exchanges.validation import validate_api_key
     from botvault.scopes import parse_general, parse_withdrawal
 
-    check_name(name)  # a typo in the name is reported before any prompt
-    general_scope = parse_general(_ask_scope(general, "--general", "none|read-only|full"))
-    withdrawal_scope = parse_withdrawal(_ask_scope(withdrawal, "--withdrawal", "none|full"))
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
-        key = api_key if api_key is not None else _ask_api_key()
-        entry = opened.add(name, exchange=exchange, api_key=key, api_secret=read_secret(
-            secret_stdin), general=general_scope, withdrawal=withdrawal_scope,
-            account=account, note=note, nonce_unit=nonce_unit)
+    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    profile = str(value_of(exchange))
+    # Everything that can be wrong with the arguments is reported before any prompt or read.
+    check_name(name)
+    if api_key is not None:
+        validate_api_key(profile, api_key)
+    if account:
+        check_text("account label", account)
+    check_text("note", note, 4096)
+    refuse_two_stdin_readers(acc.sources, secret_stdin=secret_stdin)
+    require_key_source(api_key, secret_stdin)
+    general_scope = parse_general(_ask_scope(value_of(general), "--general",
+                                             "none|read-only|full"))
+    withdrawal_scope = parse_withdrawal(_ask_scope(value_of(withdrawal), "--withdrawal",
+                                                   "none|full"))
+    with open_vault(acc) as opened:
+        opened.check_new_name(name)
+        key, secret = ask_pair(profile, api_key, secret_stdin)
+        entry = opened.add(name, exchange=profile, api_key=key, api_secret=secret,
+                           general=general_scope, withdrawal=withdrawal_scope,
+                           account=account, note=note, nonce_unit=str(value_of(nonce_unit)))
     typer.echo(f"added {entry.name} ({entry.exchange}, general {entry.general.value}, "
                f"withdrawal {entry.withdrawal.value})")
     typer.echo(f"fingerprint: {entry.fingerprint}")
-
-
-def _ask_api_key() -> str:
-    if interactive():
-        return str(typer.prompt("API key (public)"))
-    return stdin_line("api key")
 
 
 @app.command("list")
@@ -88,9 +145,11 @@ def list_(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """List entries: name, exchange, scopes, account, creation time. No secret material."""
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    with open_vault(Access(vault, passphrase_file, passphrase_command,
+                                       passphrase_stdin)) as opened:
         entries = opened.list(retired=all_)
     docs = [{k: e.metadata()[k] for k in ("name", "exchange", "general", "withdrawal",
                                           "account", "created_at")} for e in entries]
@@ -115,9 +174,11 @@ def show(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Show one entry's labels and api key; the secret only with --reveal."""
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    with open_vault(Access(vault, passphrase_file, passphrase_command,
+                                       passphrase_stdin)) as opened:
         entry = opened.get(name)
     doc: dict[str, Any] = {k: entry.metadata()[k] for k in _SHOW_KEYS}
     if reveal:
@@ -132,29 +193,44 @@ def show(
 @app.command()
 def edit(
     name: Name,
-    general: Annotated[Text, typer.Option(help=_GENERAL, show_default=False)] = None,
-    withdrawal: Annotated[Text, typer.Option(help=_WITHDRAWAL, show_default=False)] = None,
+    general: GeneralOpt = None,
+    withdrawal: WithdrawalOpt = None,
     account: Annotated[Text, typer.Option(help="Account label (\"\" clears).",
-                                          show_default=False)] = None,
-    note: Annotated[Text, typer.Option(help="Free text.", show_default=False)] = None,
-    nonce_unit: Annotated[Text, typer.Option(help="API nonce unit: ms|us|10ns.",
-                                             show_default=False)] = None,
+                                          show_default=False, metavar="LABEL")] = None,
+    note: Annotated[Text, typer.Option(help="Free text.", show_default=False, metavar="TEXT")
+                    ] = None,
+    nonce_unit: Annotated[Optional[NonceUnit], typer.Option(  # noqa: UP045 -- Typer, 3.10
+        "--nonce-unit", help="API nonce unit.", show_default=False)] = None,
     env_key: Annotated[Text, typer.Option(help="Variable name for the api key (\"\" resets).",
-                                          show_default=False)] = None,
+                                          show_default=False, metavar="VAR")] = None,
     env_secret: Annotated[Text, typer.Option(help="Variable name for the secret (\"\" resets).",
-                                             show_default=False)] = None,
+                                             show_default=False, metavar="VAR")] = None,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Relabel an entry, e.g. after changing the key's permissions on the exchange."""
     from botvault.errors import InvalidInputError
 
-    changes = {"general": general, "withdrawal": withdrawal, "account": account, "note": note,
-               "nonce_unit": nonce_unit, "env_key": env_key, "env_secret": env_secret}
+    changes = {"general": value_of(general), "withdrawal": value_of(withdrawal),
+               "account": account, "note": note, "nonce_unit": value_of(nonce_unit),
+               "env_key": env_key, "env_secret": env_secret}
     if all(v is None for v in changes.values()):
         raise InvalidInputError("nothing to change", hint="see: botvault edit --help")
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    from botvault.entries import check_name, check_text
+    from botvault.handover import validate_var_name
+
+    check_name(name)  # every value is checked before the passphrase is asked for
+    for var in (env_key, env_secret):
+        if var:
+            validate_var_name(var)
+    if account:
+        check_text("account label", account)
+    if note is not None:
+        check_text("note", note, 4096)
+    with open_vault(Access(vault, passphrase_file, passphrase_command,
+                           passphrase_stdin)) as opened:
         entry = opened.edit(name, **changes)
     _echo_saved("updated", entry)
 
@@ -166,14 +242,21 @@ def _echo_saved(verb: str, entry: Entry) -> None:
 
 @app.command()
 def rename(
-    old: Annotated[str, typer.Argument(help="Current name.", show_default=False)],
-    new: Annotated[str, typer.Argument(help="New name.", show_default=False)],
+    old: Annotated[str, typer.Argument(help="Current name.", show_default=False,
+                                       metavar="OLD", shell_complete=complete_names)],
+    new: Annotated[str, typer.Argument(help="New name.", show_default=False, metavar="NEW")],
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Rename an entry."""
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    from botvault.entries import check_name
+
+    check_name(old)
+    check_name(new)  # both names are checked before the passphrase is asked for
+    with open_vault(Access(vault, passphrase_file, passphrase_command,
+                                       passphrase_stdin)) as opened:
         entry = opened.rename(old, new)
     typer.echo(f"renamed {old} to {entry.name}")
 
@@ -186,15 +269,22 @@ def rm(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Remove an entry (it stays in the automatic backups until they rotate out)."""
+    from botvault.entries import check_name
     from botvault.errors import InvalidInputError
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    check_name(name)
+    if not yes and not interactive():  # refused before the passphrase is asked for
+        raise InvalidInputError(f"refusing to remove {name!r} without --yes")
+    with open_vault(Access(vault, passphrase_file, passphrase_command,
+                           passphrase_stdin)) as opened:
         opened.get(name)
         if not yes:
             if not interactive():
                 raise InvalidInputError(f"refusing to remove {name!r} without --yes")
+            output.before_prompt()
             typer.confirm(f"Remove {name}? Revoke the key on the exchange too.", abort=True)
         opened.remove(name)
     typer.echo(f"removed {name}")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
+from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
 from .durations import parse_duration
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ def add(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Issue a grant and print its key pair once, as the exchange does.
 
@@ -52,7 +53,7 @@ def add(
 
     check_name(bot)
     seconds = parse_duration(expires) if expires is not None else None
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         grant = add_grant(opened, bot, entry=key, general=general, withdrawal=withdrawal,
                           expires_in=seconds)
     if json_:
@@ -81,11 +82,12 @@ def list_(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """List grants (revoked and expired ones too). Never a secret."""
     from botvault.grants import list_grants
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         grants = list_grants(opened)
     if json_:
         output.json_out([g.metadata() for g in grants])
@@ -101,11 +103,12 @@ def show(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Show one grant: its entry, scopes, state, expiry and api key. Never its secret."""
     from botvault.grants import get_grant
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         doc = get_grant(opened, bot).metadata()
     if json_:
         output.json_out(doc)
@@ -120,11 +123,12 @@ def revoke(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Revoke a grant. A running agent (and so the gateway) refuses it from the next request."""
     from botvault.grants import revoke_grant
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         grant = revoke_grant(opened, bot)
     typer.echo(f"revoked {grant.bot} (at {grant.revoked_at})")
 

@@ -9,10 +9,12 @@ import typer
 from typer.core import TyperCommand
 
 from . import output
+from .choices import EnvFormat, complete_names, value_of
 from .common import (
     Access,
     PassCmdOpt,
     PassFileOpt,
+    PassStdinOpt,
     VaultOpt,
     agent_for_secrets,
     agent_or_none,
@@ -25,14 +27,16 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 _CMD_KEY = "botvault.command"
-Names = Annotated[list[str], typer.Argument(help="Entry names.", show_default=False)]
+Names = Annotated[list[str], typer.Argument(help="Entry names.", show_default=False,
+                                            metavar="NAME", shell_complete=complete_names)]
 MaxScope = Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional on 3.10
     "--max-scope", help="Refuse keys with more general access than this: read-only|full.",
-    show_default=False)]
+    show_default=False, metavar="SCOPE")]
 AllowWithdrawal = Annotated[bool, typer.Option(
     "--allow-withdrawal", help="Allow handing out keys that can withdraw funds.")]
 Preset = Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional on 3.10
-    "--as", help="Use a bot's fixed variable names, e.g. freqtrade.", show_default=False)]
+    "--as", help="Use a bot's fixed variable names, e.g. freqtrade (the preset must fit the "
+    "key's product).", show_default=False, metavar="PRESET")]
 
 
 class _SplitAtDashes(TyperCommand):
@@ -46,6 +50,9 @@ class _SplitAtDashes(TyperCommand):
             args = args[:at]
         parsed: list[str] = super().parse_args(ctx, args)
         return parsed
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "-- CMD [ARGS...]"]
 
 
 def _assignments(acc: Access, names: list[str], max_scope: str | None,
@@ -82,7 +89,8 @@ def _parse_max_scope(value: str | None) -> General | None:
 
 def _credentials(acc: Access, names: list[str]) -> list[Any]:
     """From the agent when it runs (no passphrase, no KDF), else from the vault."""
-    client = agent_for_secrets(agent_or_none(acc.path, acc))
+    # With --passphrase-stdin the line is always read: never left on stdin for the bot.
+    client = None if acc.sources.stdin else agent_for_secrets(agent_or_none(acc.path, acc))
     if client is not None:
         with client:
             return [client.credentials(n) for n in names]
@@ -100,6 +108,7 @@ def run(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Run a bot with the keys in its environment: botvault run NAME... -- CMD [ARGS...]
 
@@ -114,7 +123,8 @@ def run(
     command = ctx.meta.get(_CMD_KEY) or []
     if not command:
         raise InvalidInputError("no command to run", hint="botvault run NAME -- CMD [ARGS...]")
-    pairs = _assignments(Access(vault, passphrase_file, passphrase_command), names, max_scope,
+    pairs = _assignments(Access(vault, passphrase_file, passphrase_command,
+                 passphrase_stdin), names, max_scope,
                          allow_withdrawal, as_)
     exec_command(command, child_env(_without_passphrase_sources(os.environ), pairs))
 
@@ -128,24 +138,24 @@ def _without_passphrase_sources(environ: Any) -> dict[str, str]:
 @app.command()
 def env(
     names: Names,
-    format_: Annotated[str, typer.Option("--format", help="sh, dotenv or json.")] = "sh",
+    format_: Annotated[EnvFormat, typer.Option("--format", help="Output format.")
+                       ] = EnvFormat.SH,
     max_scope: MaxScope = None,
     allow_withdrawal: AllowWithdrawal = False,
     as_: Preset = None,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Print the keys' variables: `eval "$(botvault env NAME)"` is safe for any secret.
 
     Same variable names and scope checks as `run`. The output holds the secret: prefer
     `run`, which never writes it anywhere.
     """
-    from botvault.errors import InvalidInputError
     from botvault.handover import render
 
-    if format_ not in ("sh", "dotenv", "json"):
-        raise InvalidInputError(f"unknown format {format_!r}", hint="use sh, dotenv or json")
-    pairs = _assignments(Access(vault, passphrase_file, passphrase_command), names, max_scope,
+    pairs = _assignments(Access(vault, passphrase_file, passphrase_command,
+                 passphrase_stdin), names, max_scope,
                          allow_withdrawal, as_)
-    output.raw_out(render(pairs, format_))  # type: ignore[arg-type]
+    output.raw_out(render(pairs, value_of(format_)))  # type: ignore[arg-type]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -28,6 +29,7 @@ _COMMANDS = {
     "grant": "grant_cmds",
     "passwd": "vault_cmds", "restore": "vault_cmds", "rotate": "storage_cmds",
     "export": "storage_cmds", "import": "storage_cmds", "doctor": "storage_cmds",
+    "man": "help_cmds",
 }
 
 
@@ -39,12 +41,24 @@ class _Group(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:  # noqa: ARG002 -- click's signature
         return list(_COMMANDS)
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and name not in _COMMANDS and not name.startswith("-"):
+            import click
+
+            from .suggest import did_you_mean
+
+            raise click.UsageError(f"No such command {name!r}.{did_you_mean(name, _COMMANDS)}",
+                                   ctx)
+        return super().resolve_command(ctx, args)
+
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         module = _COMMANDS.get(cmd_name)
         if module is None:
             return None
         built = _built(module)
-        return built.get_command(ctx, cmd_name) if hasattr(built, "get_command") else built
+        command = built.get_command(ctx, cmd_name) if hasattr(built, "get_command") else built
+        return _plain_help(command)
 
 
 @functools.cache
@@ -54,15 +68,38 @@ def _built(module: str) -> Any:
     return typer.main.get_command(import_module(f"botvault.cli.{module}").app)
 
 
+def _plain_help(command: Any) -> Any:
+    """Help as click formats it: Rich markup would swallow `[default: ...]` in our help
+    texts, and Typer's usage line writes required arguments as `{NAME}`."""
+    if command is None:
+        return None
+    command.rich_markup_mode = None
+    for param in getattr(command, "params", []):
+        if param.param_type_name == "argument":
+            param.make_metavar = functools.partial(_argument_metavar, param)
+    return command
+
+
+def _argument_metavar(param: Any, ctx: Any = None, *, usage: bool = False  # noqa: ARG001
+                      ) -> str:  # ctx, usage: the signature Typer calls this with
+    name = param.metavar or (param.name or "").upper()
+    if param.nargs != 1:
+        name += "..."
+    return name if param.required else f"[{name}]"
+
+
 app = typer.Typer(
     cls=_Group,
     name="botvault",
     help="An encrypted local vault for exchange API key pairs, for people who run trading "
          "bots.\n\nExit codes: 0 ok, 1 unexpected, 2 invalid input, 3 wrong passphrase or "
          "modified vault, 4 not found / exists, 5 locked, 6 refused by scope, "
-         "7 insecure permissions, 8 not a vault / corrupt / unsupported.",
+         "7 insecure permissions, 8 not a vault / corrupt / unsupported.\n\nStandard input "
+         "is read only when a flag says so: --passphrase-stdin (one line, the passphrase) or "
+         "--secret-stdin (all of it, the secret), never both.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -75,15 +112,41 @@ def _version(value: bool) -> None:
         raise typer.Exit
 
 
+_Path = Optional[Path]  # noqa: UP045 -- Typer reads annotations at runtime on 3.10
+_Text = Optional[str]  # noqa: UP045 -- same
+
+
 @app.callback()
-def _root(version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Show the version and exit.")
-        ] = False) -> None:
+def _root(
+    version: Annotated[bool, typer.Option(  # noqa: ARG001 -- handled by its eager callback
+        "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        )] = False,
+    vault: Annotated[_Path, typer.Option(
+        "--vault", metavar="PATH", show_default=False,
+        help="Vault file, for every command (as the command's own --vault).")] = None,
+    passphrase_file: Annotated[_Path, typer.Option(
+        "--passphrase-file", metavar="FILE", show_default=False,
+        help="Read the passphrase from FILE (as the command's own option).")] = None,
+    passphrase_command: Annotated[_Text, typer.Option(
+        "--passphrase-command", metavar="CMD", show_default=False,
+        help="Run CMD for the passphrase (as the command's own option).")] = None,
+    passphrase_stdin: Annotated[bool, typer.Option(
+        "--passphrase-stdin", help="Read the passphrase from the first line of standard "
+        "input (as the command's own option).")] = False,
+) -> None:
     """Keep exchange API keys encrypted; hand exactly one to each bot."""
+    from .common import GlobalOptions, set_global_options
+
+    set_global_options(GlobalOptions(vault, passphrase_file, passphrase_command,
+                                     passphrase_stdin))
 
 
 def main() -> None:
     if sys.platform == "win32":
         error("Windows is not supported yet; botvault runs on Linux and macOS")
         raise SystemExit(1)
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # before or after a command runs: nothing was changed
+        error("interrupted")
+        raise SystemExit(130) from None

@@ -6,15 +6,24 @@ from typing import Annotated
 
 import typer
 
-from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none, open_vault
+from .choices import NameArg
+from .common import (
+    Access,
+    PassCmdOpt,
+    PassFileOpt,
+    PassStdinOpt,
+    VaultOpt,
+    agent_or_none,
+    open_vault,
+)
 
 app = typer.Typer()
 
 
 @app.command()
 def nonce(
-    name: Annotated[str, typer.Argument(help="Entry name.", show_default=False)],
-    count: Annotated[int, typer.Option(help="How many nonces to print.", min=1,
+    name: NameArg,
+    count: Annotated[int, typer.Option(help="How many nonces to print.", metavar="N", min=1,
                                        max=1_000_000)] = 1,
     peek: Annotated[bool, typer.Option(
         "--peek", help="Show the last nonce handed out and how far ahead of the clock it "
@@ -22,15 +31,17 @@ def nonce(
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Print COUNT API nonces for NAME's key, one per line, in increasing order.
 
     Every nonce is above every one handed out before for that key, by any process on this
     machine (the library, the agent, this command), across crashes, in the entry's unit.
     """
-    acc = Access(vault, passphrase_file, passphrase_command)
+    acc = Access(vault, passphrase_file, passphrase_command,
+                 passphrase_stdin)
     if not peek:
-        client = agent_or_none(acc.path, acc)
+        client = None if acc.sources.stdin else agent_or_none(acc.path, acc)
         if client is not None:
             with client:
                 values = client.nonces(name, count)

@@ -56,9 +56,27 @@ def reporting() -> Iterator[None]:
             error("interrupted")
             raise typer.Exit(130) from None
         except Exception as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt) and _is_framework(exc):
+                # click turns Ctrl-C at a prompt into Abort ("Aborted!", exit 1)
+                error("interrupted")
+                raise typer.Exit(130) from None
+            if _is_framework(exc) and _is_usage_error(exc):
+                # One error format for every mistake: `botvault: error: ...` + a hint.
+                error(str(exc.format_message()), _usage_hint(exc))  # type: ignore[attr-defined]
+                raise typer.Exit(2) from None
             if _is_framework(exc):
-                raise  # usage errors, --help, exits: the framework prints and exits for them
+                raise  # --help, exits: the framework prints and exits for them
             _unexpected(exc)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    return getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message")
+
+
+def _usage_hint(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "botvault"
+    return f"see: {path} --help"
 
 
 def _is_framework(exc: Exception) -> bool:
@@ -82,6 +100,9 @@ def _unexpected(exc: Exception) -> None:
     raise typer.Exit(1) from None
 
 
+_SHOWN: list[bool] = [False]  # a status line is on the terminal now
+
+
 @contextlib.contextmanager
 def status(message: str) -> Iterator[None]:
     """A transient line on stderr while something slow runs, only on a terminal."""
@@ -89,12 +110,21 @@ def status(message: str) -> Iterator[None]:
     if live:
         sys.stderr.write(message)
         sys.stderr.flush()
+        _SHOWN[0] = True
     try:
         yield
     finally:
         if live:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+            before_prompt()
+
+
+def before_prompt() -> None:
+    """Erase a status line still shown, so no `unlocking…` stands in front of a prompt
+    (a prompt asked inside a `status` block, e.g. for a new passphrase)."""
+    if _SHOWN[0]:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+        _SHOWN[0] = False
 
 
 def raw_out(text: str) -> None:

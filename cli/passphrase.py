@@ -1,88 +1,81 @@
-"""Where passphrases and secrets come from. Never argv, never a plain environment variable.
+"""Where passphrases and secrets come from on the command line. Never argv, never a plain
+environment variable. The rules for each source live in `botvault.passphrase_source` and
+`botvault.secret_input`; this module only picks the source.
 
-Order: --passphrase-file, --passphrase-command, a hidden prompt on the terminal, one line of
-standard input when it is not a terminal. (The running agent comes first where it can serve;
-that is decided by the caller.) When several values come from standard input they are read
-one line each, in the order the command needs them.
+Standard input has one meaning per command: the passphrase comes from it only with an explicit
+`--passphrase-stdin` (one line), a secret only with `--secret-stdin` (all of it), and never
+both. Without either, standard input is not read: values come from the terminal, or the
+command says which flag to pass. Order for the vault passphrase: --passphrase-file,
+--passphrase-command, --passphrase-stdin, a hidden prompt on the terminal. (The running agent
+comes first where it can serve, unless --passphrase-stdin is given; the caller decides.)
 """
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import typer
 
 from botvault.errors import InvalidInputError, LockedError
 
-__all__ = ["Sources", "interactive", "read_new_passphrase", "read_passphrase", "read_secret",
+__all__ = ["Sources", "ask_until_valid", "interactive", "read_file", "read_new_passphrase",
+           "read_passphrase", "read_secret", "refuse_two_stdin_readers", "run_command",
            "stdin_line"]
+
+T = TypeVar("T")
+MAX_TRIES = 3
+_NO_SOURCE_HINT = ("pass --passphrase-file FILE, --passphrase-command CMD or "
+                   "--passphrase-stdin, or run `botvault unlock` first")
 
 
 @dataclass(frozen=True)
 class Sources:
     file: Path | None = None
     command: str | None = None
+    stdin: bool = False
 
     def can_ask(self) -> bool:
-        return self.file is not None or self.command is not None or interactive() or \
-            not _stdin_closed()
+        """Whether a passphrase can be had without the agent (so an unusable agent is a
+        warning, not an error): a file, a command, --passphrase-stdin, or a terminal."""
+        return self.file is not None or self.command is not None or self.stdin or interactive()
 
 
 def interactive() -> bool:
     return sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
 
 
-def _stdin_closed() -> bool:
-    return sys.stdin is None or sys.stdin.closed
+def _stdin_bytes() -> BinaryIO:
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        raise LockedError("standard input is closed", hint=_NO_SOURCE_HINT)
+    return stream.buffer
 
 
-def _strip_newline(value: str) -> str:
-    return value[:-1] if value.endswith("\n") else value
+def read_file(path: Path, what: str = "passphrase file") -> str:
+    from botvault.passphrase_source import read_passphrase_file
 
-
-def stdin_line(what: str) -> str:
-    line = sys.stdin.readline()
-    if not line:
-        raise LockedError(f"no {what}: standard input is empty",
-                          hint="pass --passphrase-file or --passphrase-command, or run "
-                               "`botvault unlock` first")
-    return _strip_newline(line).removesuffix("\r")
-
-
-def read_file(path: Path) -> str:
-    """A passphrase file: a private file of yours (botvault.private), as ssh treats a key."""
-    from botvault.private import open_private_file
-
-    try:
-        fd = open_private_file(path, os.O_RDONLY, "passphrase file")
-    except FileNotFoundError:
-        raise InvalidInputError(f"passphrase file {path} does not exist") from None
-    with os.fdopen(fd, "rb") as f:
-        raw = f.read()
-    text = _strip_newline(raw.decode("utf-8")).removesuffix("\r")
-    if not text:
-        raise InvalidInputError(f"passphrase file {path} is empty")
-    return text
+    return read_passphrase_file(path, what)
 
 
 def run_command(command: str) -> str:
-    """First line of a helper's stdout (systemd-ask-password, a keyring CLI, pass, ...)."""
-    import shlex
-    import subprocess
+    from botvault.passphrase_source import run_passphrase_command
 
-    try:
-        done = subprocess.run(shlex.split(command), stdout=subprocess.PIPE, check=False)
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"could not run the passphrase command: {exc}") from None
-    if done.returncode != 0:
-        raise InvalidInputError(f"the passphrase command exited with status {done.returncode}")
-    text = done.stdout.decode("utf-8").splitlines()
-    if not text or not text[0]:
-        raise InvalidInputError("the passphrase command printed nothing")
-    return text[0]
+    return run_passphrase_command(command)
+
+
+def _prompt_hidden(prompt: str, *, confirm: bool = False) -> str:
+    from .output import before_prompt
+
+    while True:
+        before_prompt()
+        value = str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+        if value:
+            return value
+        typer.echo("botvault: error: the passphrase is empty", err=True)
 
 
 def read_passphrase(sources: Sources, prompt: str = "Vault passphrase") -> str:
@@ -90,26 +83,93 @@ def read_passphrase(sources: Sources, prompt: str = "Vault passphrase") -> str:
         return read_file(sources.file)
     if sources.command is not None:
         return run_command(sources.command)
+    if sources.stdin:
+        from botvault.passphrase_source import passphrase_from_stdin
+
+        return passphrase_from_stdin(_stdin_bytes())
     if interactive():
-        return str(typer.prompt(prompt, hide_input=True))
-    if _stdin_closed():
-        raise LockedError("the vault is locked and there is no way to ask for a passphrase",
-                          hint="run `botvault unlock`, or pass --passphrase-file")
-    return stdin_line("passphrase")
+        return _prompt_hidden(prompt)
+    raise LockedError("the vault is locked and there is no terminal to ask for the passphrase "
+                      "(standard input is read only with --passphrase-stdin)",
+                      hint=_NO_SOURCE_HINT)
 
 
-def read_new_passphrase(file: Path | None, prompt: str = "New passphrase") -> str:
-    """A passphrase being set: from a file, asked twice on a terminal, or a stdin line."""
+def read_new_passphrase(file: Path | None, prompt: str = "New passphrase", *,
+                        flag: str = "--new-passphrase-file", stdin: bool | None = None) -> str:
+    """A passphrase being set: from a file, asked twice on a terminal, or (with
+    --passphrase-stdin) the next line of standard input."""
     if file is not None:
-        return read_file(file)
+        return read_file(file, f"{prompt.lower()} file")
     if interactive():
-        return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
-    return stdin_line("new passphrase")
+        return _prompt_hidden(prompt, confirm=True)
+    if stdin if stdin is not None else global_stdin():
+        from botvault.passphrase_source import passphrase_from_stdin
+
+        return passphrase_from_stdin(_stdin_bytes(), prompt.lower())
+    raise InvalidInputError(f"no terminal to ask for the {prompt.lower()}",
+                            hint=f"pass {flag} FILE")
 
 
-def read_secret(from_stdin: bool) -> str:
-    """The api secret: a hidden prompt asked twice, or one line of stdin. Never argv."""
-    if from_stdin or not interactive():
-        return stdin_line("secret")
-    return str(typer.prompt("API secret (private key, hidden)", hide_input=True,
-                            confirmation_prompt=True))
+def stdin_line(what: str) -> str:
+    """One line of standard input (newline removed, same rules as a passphrase file). Call
+    it only behind an explicit `--...-stdin` flag: stdin is never read without one."""
+    from botvault.passphrase_source import passphrase_from_stdin
+
+    return passphrase_from_stdin(_stdin_bytes(), what)
+
+
+def global_stdin() -> bool:
+    """`botvault --passphrase-stdin COMMAND`: given before the command."""
+    from .common import global_options
+
+    return global_options().passphrase_stdin
+
+
+def refuse_two_stdin_readers(sources: Sources, *, secret_stdin: bool) -> None:
+    """Passphrase and secret cannot share standard input: refused before anything is read."""
+    if secret_stdin and sources.stdin:
+        raise InvalidInputError(
+            "--secret-stdin and --passphrase-stdin both want standard input",
+            hint="give the passphrase with --passphrase-file or --passphrase-command, or run "
+                 "`botvault unlock` first")
+
+
+def read_secret(from_stdin: bool, check: Callable[[str], object] | None = None) -> str:
+    """The api secret: all of standard input with --secret-stdin, else a hidden prompt asked
+    twice (and again, up to 3 times, while `check` refuses it). Never argv."""
+    if from_stdin:
+        from botvault.secret_input import secret_from_stream
+
+        return secret_from_stream(_stdin_bytes())
+    if not interactive():
+        raise InvalidInputError("no terminal to ask for the secret",
+                                hint="pipe it in with --secret-stdin (all of standard input "
+                                     "is the secret)")
+    from .output import before_prompt
+
+    def ask() -> str:
+        before_prompt()
+        return str(typer.prompt("API secret (private key, hidden)", hide_input=True,
+                                confirmation_prompt=True))
+
+    return ask_until_valid(ask, check)
+
+
+def ask_until_valid(ask: Callable[[], str], check: Callable[[str], object] | None) -> str:
+    """Ask again while `check` raises InvalidInputError, saying what was wrong (3 tries)."""
+    for attempt in range(1, MAX_TRIES + 1):
+        value = ask()
+        if check is None:
+            return value
+        try:
+            check(value)
+        except InvalidInputError as exc:
+            if attempt == MAX_TRIES:
+                raise
+            typer.echo(f"botvault: error: {exc.message}", err=True)
+            if exc.hint:
+                typer.echo(f"hint: {exc.hint}", err=True)
+            typer.echo(f"try again ({MAX_TRIES - attempt} left)", err=True)
+            continue
+        return value
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -7,26 +7,38 @@ from typing import Annotated
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none, open_vault
+from .choices import NameArg
+from .common import (
+    Access,
+    PassCmdOpt,
+    PassFileOpt,
+    PassStdinOpt,
+    VaultOpt,
+    agent_or_none,
+    open_vault,
+)
 
 app = typer.Typer()
 
 
 @app.command()
 def sign(
-    name: Annotated[str, typer.Argument(help="Entry name.", show_default=False)],
+    name: NameArg,
     path: Annotated[str, typer.Argument(
         help="Endpoint path, e.g. /0/private/Balance or /derivatives/api/v3/sendorder.",
         show_default=False)],
     data: Annotated[str, typer.Option(help="URL-encoded body (Futures GET: the query "
-                                      "string), e.g. 'pair=XBTUSD&type=buy'.")] = "",
-    method: Annotated[str, typer.Option(help="HTTP method (Futures GET/PUT endpoints).")
+                                      "string), e.g. 'pair=XBTUSD&type=buy'.",
+                                      metavar="BODY")] = "",
+    method: Annotated[str, typer.Option(help="HTTP method (Futures GET/PUT endpoints).",
+                                        metavar="METHOD")
                       ] = "POST",
     json_: Annotated[bool, typer.Option("--json", help="Print {nonce, body, headers}.")
                      ] = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Sign one Kraken request: allocate the key's next nonce, print the body and headers.
 
@@ -34,8 +46,10 @@ def sign(
     --allow-withdrawal); otherwise in this process, where withdrawals are never signed.
     Refused (exit 6) beyond the entry's scope. The secret is never printed.
     """
-    acc = Access(vault, passphrase_file, passphrase_command)
-    client = agent_or_none(acc.path, acc)
+    acc = Access(vault, passphrase_file, passphrase_command,
+                 passphrase_stdin)
+    # With --passphrase-stdin the line is read and used, agent or not (one meaning).
+    client = None if acc.sources.stdin else agent_or_none(acc.path, acc)
     if client is not None:
         with client:
             signed = client.sign(name, path, data, method=method)

@@ -9,50 +9,64 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
-from .passphrase import (
-    Sources,
-    interactive,
-    read_file,
-    read_new_passphrase,
-    read_passphrase,
-    read_secret,
-    stdin_line,
-)
+from .choices import Exchange, General, ImportFormat, NameArg, Withdrawal, value_of
+from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
+from .entry_cmds import SecretStdin, ask_pair, require_key_source
+from .passphrase import interactive, read_file, read_new_passphrase, refuse_two_stdin_readers
 
 if TYPE_CHECKING:
     from botvault.core import Vault
+    from botvault.entries import Entry
     from botvault.importers import Candidate
 
 app = typer.Typer()
 
 Text = Optional[str]  # noqa: UP045 -- Typer reads annotations at runtime on 3.10
-FileArg = Annotated[Path, typer.Argument(help="File.", show_default=False)]
-_FORMATS = ("env", "ccxt", "freqtrade", "botvault")
+AllowWeak = Annotated[bool, typer.Option(
+    "--allow-weak-passphrase", help="Accept a passphrase attackers try first (a famous "
+    "example, a keyboard walk, a repeat) without a terminal to confirm it.")]
+FileArg = Annotated[Path, typer.Argument(help="File.", show_default=False, metavar="FILE")]
 
 
 @app.command()
 def export(
     file: FileArg,
     export_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
-        help="Read the export's own passphrase from FILE.", show_default=False,
+        help="Read the export's own passphrase from FILE (same rules as --passphrase-file; "
+        "without it the passphrase is asked twice at the terminal).", show_default=False,
         metavar="FILE")] = None,
     only: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 -- Typer
-        "--only", help="Export just this entry (repeatable).", show_default=False)] = None,
+        "--only", help="Export just this entry (repeatable).", show_default=False,
+        metavar="NAME")] = None,
+    allow_weak_passphrase: AllowWeak = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Write an encrypted copy of the vault (or --only some entries) to FILE, under a
     passphrase of its own: an offline backup. Read it back with `import --format botvault`.
-    """
-    from botvault.export import export_entries
-    from botvault.passphrase_policy import check_new_passphrase
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
-        secret = read_new_passphrase(export_passphrase_file, "Export passphrase")
-        for warning in check_new_passphrase(secret):
-            output.warn(warning)
+    FILE is written atomically and never overwritten; nothing else is left beside it.
+    """
+    from botvault.entries import check_name
+    from botvault.export import check_export_target, export_entries
+
+    from .weak import checked_new_passphrase
+
+    for name in only or []:
+        check_name(name)
+    check_export_target(file)
+    if export_passphrase_file is None and not interactive():
+        from botvault.errors import InvalidInputError
+
+        raise InvalidInputError("no terminal to ask for the export passphrase",
+                                hint="pass --export-passphrase-file FILE")
+    with open_vault(Access(vault, passphrase_file, passphrase_command,
+                           passphrase_stdin)) as opened:
+        secret = checked_new_passphrase(read_new_passphrase(
+            export_passphrase_file, "Export passphrase", flag="--export-passphrase-file",
+            stdin=False), allow_weak=allow_weak_passphrase)
         with output.status("encrypting…"):
             path = export_entries(opened, file, secret, only=only)
         count = len(only) if only else len(opened.list(retired=True))
@@ -63,53 +77,75 @@ def export(
 @app.command("import")
 def import_(
     file: FileArg,
-    format_: Annotated[str, typer.Option("--format", help="env, ccxt, freqtrade or botvault.",
-                                         show_default=False)],
+    format_: Annotated[ImportFormat, typer.Option("--format", help="The file's format.",
+                                                  show_default=False)],
     name: Annotated[Text, typer.Option(help="Entry name (several keys: NAME-2, ...).",
-                                       show_default=False)] = None,
-    exchange: Annotated[Text, typer.Option(help="kraken-futures|kraken-spot|generic "
-                                           "(overrides what the file says).",
-                                           show_default=False)] = None,
-    general: Annotated[Text, typer.Option(help="General API scope.", show_default=False)
-                       ] = None,
-    withdrawal: Annotated[Text, typer.Option(help="Withdrawal API scope.", show_default=False)
-                          ] = None,
+                                       show_default=False, metavar="NAME")] = None,
+    exchange: Annotated[Optional[Exchange], typer.Option(  # noqa: UP045 -- Typer, 3.10
+        help="Exchange profile (overrides what the file says).", show_default=False)] = None,
+    general: Annotated[Optional[General], typer.Option(  # noqa: UP045 -- Typer, 3.10
+        help="General API scope (asked when missing).", show_default=False)] = None,
+    withdrawal: Annotated[Optional[Withdrawal], typer.Option(  # noqa: UP045 -- Typer, 3.10
+        help="Withdrawal API scope (asked when missing).", show_default=False)] = None,
     key_var: Annotated[Text, typer.Option(help="env: the api key's variable.",
-                                          show_default=False)] = None,
+                                          show_default=False, metavar="VAR")] = None,
     secret_var: Annotated[Text, typer.Option(help="env: the secret's variable.",
-                                             show_default=False)] = None,
+                                             show_default=False, metavar="VAR")] = None,
     import_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
-        help="botvault: the export's passphrase file.", show_default=False, metavar="FILE"
-        )] = None,
+        help="botvault: the export's passphrase file (same rules as --passphrase-file).",
+        show_default=False, metavar="FILE")] = None,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Move keys from a plaintext file (.env, ccxt or freqtrade JSON) or a botvault export
-    into the vault, with the same checks as `add`. Delete the plaintext afterwards."""
-    from botvault.errors import InvalidInputError
+    into the vault, with the same checks as `add`. Delete the plaintext afterwards.
 
-    if format_ not in _FORMATS:
-        raise InvalidInputError(f"unknown format {format_!r}", hint="use " + ", ".join(_FORMATS))
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
-        if format_ == "botvault":
+    All or nothing: every key is checked first and all are saved at once, or every problem
+    is reported and nothing is saved.
+    """
+    from botvault.entries import check_name
+
+    if name is not None:
+        check_name(name)
+    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    fmt = str(value_of(format_))
+    if fmt == "botvault":
+        if import_passphrase_file is None and not interactive():
+            from botvault.errors import InvalidInputError
+
+            raise InvalidInputError("no terminal to ask for the export's passphrase",
+                                    hint="pass --import-passphrase-file FILE")
+        with open_vault(acc) as opened:
             names = _import_export(opened, file, import_passphrase_file)
-        else:
-            found = _read_plaintext(file, format_, key_var, secret_var)
-            names = _add_candidates(opened, found, name=name, exchange=exchange,
-                                    general=general, withdrawal=withdrawal)
+    else:
+        found = _read_plaintext(file, fmt, key_var, secret_var)
+        scope = _ask_scope(value_of(general), "--general", "none|read-only|full")
+        can_withdraw = _ask_scope(value_of(withdrawal), "--withdrawal", "none|full")
+        entries = _entries_from(found, name=name, exchange=value_of(exchange), general=scope,
+                                withdrawal=can_withdraw)
+        with open_vault(acc) as opened:
+            names = [e.name for e in opened.import_entries(entries)]
     typer.echo(f"imported {', '.join(names)} from {file}")
-    if format_ != "botvault":
+    if fmt != "botvault":
         output.warn(f"{file} still holds the secret in plaintext: delete it now "
                     f"(e.g. shred -u {file}); `botvault doctor` reports it while it remains")
+
+
+def _ask_scope(value: str | None, flag: str, choices: str) -> str:
+    from .entry_cmds import _ask_scope as ask
+
+    return ask(value, flag, choices)
 
 
 def _import_export(opened: Vault, file: Path, passphrase_file: Path | None) -> list[str]:
     from botvault.export import read_export
 
-    # The export's own passphrase: a file, else the terminal or the next stdin line.
-    secret = read_file(passphrase_file) if passphrase_file else read_passphrase(
-        Sources(), "Export passphrase")
+    from .passphrase import Sources, read_passphrase
+
+    secret = read_file(passphrase_file, "import passphrase file") if passphrase_file else \
+        read_passphrase(Sources(), "Export passphrase")
     with output.status("unlocking export…"):
         entries = read_export(file, secret)
     return [e.name for e in opened.import_entries(entries)]
@@ -133,55 +169,79 @@ def _read_plaintext(file: Path, format_: str, key_var: str | None,
     return found
 
 
-def _add_candidates(opened: Vault, found: list[Candidate], *, name: str | None,
-                    exchange: str | None, general: str | None, withdrawal: str | None
-                    ) -> list[str]:
+def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | None,
+                  general: str, withdrawal: str) -> list[Entry]:
+    """Every candidate checked as `add` would; all problems reported together, or none."""
+    import warnings
+
+    from botvault.core import new_entry
     from botvault.errors import InvalidInputError
 
-    from .entry_cmds import _ask_scope
-
-    general = _ask_scope(general, "--general", "none|read-only|full")
-    withdrawal = _ask_scope(withdrawal, "--withdrawal", "none|full")
-    added = []
+    entries: list[Entry] = []
+    problems: list[tuple[str, str]] = []  # (where, what)
     for i, cand in enumerate(found, start=1):
         entry_name = (f"{name}-{i}" if i > 1 else name) if name else cand.name
-        if not entry_name:
-            raise InvalidInputError(f"no name for the key found at {cand.source}",
-                                    hint="pass --name NAME")
         profile = exchange or cand.exchange
+        if not entry_name:
+            problems.append((cand.source, "no name for this key (pass --name NAME)"))
+            continue
         if not profile:
-            raise InvalidInputError(f"the file does not say which exchange {cand.source} is "
-                                    "for", hint="pass --exchange")
-        for note in cand.notes:
+            problems.append((cand.source, "the file does not say which exchange it is for "
+                                          "(pass --exchange)"))
+            continue
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                entries.append(new_entry(entry_name, exchange=profile, api_key=cand.api_key,
+                                         api_secret=cand.api_secret, general=general,
+                                         withdrawal=withdrawal,
+                                         note=f"imported from {cand.source}"))
+        except InvalidInputError as exc:
+            problems.append((cand.source, exc.message))
+            continue
+        for note in [*cand.notes, *(str(w.message) for w in caught)]:
             output.warn(f"{cand.source}: {note}")
-        opened.add(entry_name, exchange=profile, api_key=cand.api_key,
-                   api_secret=cand.api_secret, general=general, withdrawal=withdrawal,
-                   note=f"imported from {cand.source}")
-        added.append(entry_name)
-    return added
+    hint = "fix the file (or pass --name / --exchange) and run the import again"
+    if len(problems) == 1:
+        (where, what), = problems
+        raise InvalidInputError(f"{what} ({where}); nothing was imported", hint=hint)
+    if problems:
+        raise InvalidInputError(
+            f"{len(problems)} problems in the file; nothing was imported:\n  "
+            + "\n  ".join(f"{where}: {what}" for where, what in problems), hint=hint)
+    return entries
 
 
 @app.command()
 def rotate(
-    name: Annotated[str, typer.Argument(help="Entry name.", show_default=False)],
-    api_key: Annotated[Text, typer.Option(help="The new public API key (prompted when "
-                                          "missing).", show_default=False)] = None,
-    secret_stdin: Annotated[bool, typer.Option(
-        "--secret-stdin", help="Read the new secret from standard input.")] = False,
+    name: NameArg,
+    api_key: Annotated[Text, typer.Option(help="The new public API key (asked when "
+                                          "missing).", show_default=False, metavar="KEY")
+                       ] = None,
+    secret_stdin: SecretStdin = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """After creating a new key on the exchange: store it under the same name with the same
     scopes, env names and nonce unit. The old pair is kept as NAME.retired-N (never handed
     out) until you `botvault rm` it; revoke it on the exchange."""
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
-        opened.get(name)
-        key = api_key if api_key is not None else (
-            str(typer.prompt("New API key (public)")) if interactive()
-            else stdin_line("api key"))
-        entry, retired = opened.rotate(name, api_key=key,
-                                       api_secret=read_secret(secret_stdin))
+    from botvault.entries import check_name
+
+    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    check_name(name)
+    refuse_two_stdin_readers(acc.sources, secret_stdin=secret_stdin)
+    require_key_source(api_key, secret_stdin)
+    with open_vault(acc) as opened:
+        current = opened.get(name)
+        if api_key is not None:
+            from botvault.exchanges.validation import validate_api_key
+
+            validate_api_key(current.exchange, api_key)
+        key, secret = ask_pair(current.exchange, api_key, secret_stdin,
+                               label="New API key (public)")
+        entry, retired = opened.rotate(name, api_key=key, api_secret=secret)
     typer.echo(f"rotated {entry.name}; fingerprint: {entry.fingerprint}")
     typer.echo(f"old pair kept as {retired.name}: revoke it on the exchange, then "
                f"`botvault rm {retired.name}`")
@@ -191,6 +251,7 @@ def rotate(
 def doctor(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     max_key_age: Annotated[int, typer.Option(help="Days before a key is due for rotation.",
+                                             metavar="DAYS",
                                              min=1)] = 90,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,

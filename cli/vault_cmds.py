@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
+from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
 from .passphrase import read_new_passphrase, read_passphrase
 
 app = typer.Typer()
@@ -25,14 +25,20 @@ def init(
     kdf_seconds: Annotated[float, typer.Option(
         help="Target unlock time when calibrating.", min=0.05, max=60)] = 1.0,
     kdf_memory: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
-        help=_MEMORY_HELP, show_default=False)] = None,
+        help=_MEMORY_HELP, show_default="256", metavar="MIB")] = None,
     kdf_iterations: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
-        help="Argon2id passes (floor 2). Given: no calibration.", show_default=False)] = None,
+        help="Argon2id passes (floor 2). Given: no calibration.",
+        show_default="calibrated", metavar="N")] = None,
     kdf_parallelism: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
-        help="Argon2id lanes (1-16).", show_default=False)] = None,
+        help="Argon2id lanes (1-16).", show_default="min(4, CPUs)",
+        metavar="N")] = None,
     generate_passphrase: Annotated[bool, typer.Option(
         "--generate-passphrase", help="Make up a random 6-word passphrase and print it once."
         )] = False,
+    allow_weak_passphrase: Annotated[bool, typer.Option(
+        "--allow-weak-passphrase", help="Accept a passphrase attackers try first (a famous "
+        "example, a keyboard walk, a repeat) without a terminal to confirm it.")] = False,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Create a new vault, protected by a passphrase you choose (asked twice).
 
@@ -43,15 +49,17 @@ def init(
     from botvault.crypto import RECOMMENDED_MEMORY_KIB, KdfParams, calibrate, check_params
     from botvault.errors import AlreadyExistsError, InvalidInputError
 
-    acc = Access(vault, passphrase_file, passphrase_command)
+    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
     if os.path.lexists(acc.path):
-        raise AlreadyExistsError(f"a vault exists already at {acc.path}",
-                                 hint="pass another --vault, or remove the old one")
+        raise AlreadyExistsError(f"a vault exists already at {acc.path}; it was left as it is",
+                                 hint="to make a second vault, pass --vault OTHER_PATH; to "
+                                      "use this one, run any command (e.g. botvault list)")
     memory = (kdf_memory if kdf_memory is not None else 256) * 1024
     lanes = kdf_parallelism if kdf_parallelism is not None else min(4, os.cpu_count() or 1)
     # Refuse impossible parameters before asking for anything.
     check_params(KdfParams(memory, kdf_iterations or 2, lanes), error=InvalidInputError)
-    passphrase = _generated() if generate_passphrase else _new_passphrase(acc)
+    passphrase = _generated() if generate_passphrase else _new_passphrase(
+        acc, allow_weak=allow_weak_passphrase)
     if kdf_iterations is None:
         with output.status("calibrating…"):
             params = calibrate(kdf_seconds, memory_kib=memory, parallelism=lanes)
@@ -66,12 +74,17 @@ def init(
     typer.echo(f"key derivation: {params.describe()}")
 
 
-def _new_passphrase(acc: Access) -> str:
+def _new_passphrase(acc: Access, *, allow_weak: bool) -> str:
+    from .weak import checked_new_passphrase
+
     if acc.sources.command is not None:
         from .passphrase import run_command
 
-        return _checked(run_command(acc.sources.command))
-    return _checked(read_new_passphrase(acc.sources.file, "New vault passphrase"))
+        new = run_command(acc.sources.command)
+    else:
+        new = read_new_passphrase(acc.sources.file, "New vault passphrase",
+                                  flag="--passphrase-file", stdin=acc.sources.stdin)
+    return checked_new_passphrase(new, allow_weak=allow_weak)
 
 
 def _checked(passphrase: str) -> str:
@@ -145,10 +158,14 @@ def passwd(
 def restore(
     generation: Annotated[Optional[int], typer.Argument(  # noqa: UP045 -- Typer
         help="Generation to bring back (see --list).", show_default=False)] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List the backups.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the backups: generation, "
+                                        "entries, when saved.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
+                   ] = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Bring back one of the automatic backups (the last 5 saves are kept).
 
@@ -157,14 +174,43 @@ def restore(
     """
     from botvault.errors import InvalidInputError
 
+    from .passphrase import interactive
+
     if not list_ and generation is None:
         raise InvalidInputError("name a GENERATION to restore, or pass --list")
-    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+    with open_vault(Access(vault, passphrase_file, passphrase_command,
+                           passphrase_stdin)) as opened:
+        backups = opened.backups()
         if list_:
-            rows = [[str(b.generation), str(b.entries)] for b in opened.backups()]
-            typer.echo(f"current generation: {opened.generation}")
-            output.table(["GENERATION", "ENTRIES"], rows)
+            typer.echo(f"current generation: {opened.generation} "
+                       f"({len(opened.list(retired=True))} entries)")
+            output.table(["GENERATION", "ENTRIES", "SAVED"],
+                         [[str(b.generation), str(b.entries), _saved_at(b.path)]
+                          for b in backups])
             return
         assert generation is not None  # noqa: S101 -- narrowed by the check above
+        chosen = next((b for b in backups if b.generation == generation), None)
+        if chosen is not None:
+            now = {e.name for e in opened.list(retired=True)}
+            back, dropped = sorted(set(chosen.names) - now), sorted(now - set(chosen.names))
+            typer.echo(f"generation {generation} (saved {_saved_at(chosen.path)}) holds "
+                       f"{chosen.entries} entries")
+            typer.echo(f"brings back: {', '.join(back) or 'nothing'}")
+            typer.echo(f"drops: {', '.join(dropped) or 'nothing'}")
+            if not yes and not interactive():
+                raise InvalidInputError(f"refusing to restore generation {generation} "
+                                        "without --yes", hint="nothing was changed")
+            if not yes:
+                output.before_prompt()
+                typer.confirm("Restore it? The current state stays a backup", abort=True)
         opened.restore(generation)
         typer.echo(f"restored generation {generation}; saved as generation {opened.generation}")
+
+
+def _saved_at(path: Path) -> str:
+    from .durations import format_moment
+
+    try:
+        return format_moment(path.stat().st_mtime)
+    except OSError:
+        return "-"

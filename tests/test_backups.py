@@ -128,7 +128,8 @@ def test_tampered_backup_is_not_restored(vault: Vault, vault_path: Path) -> None
 
 
 def _cli(*args: str, stdin: str = PASSPHRASE + "\n") -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), input=stdin)
+    """The passphrase line(s) on stdin, read because --passphrase-stdin says so."""
+    result = CliRunner().invoke(app, ["--passphrase-stdin", *args], input=stdin)
     assert "Traceback" not in result.output
     return result.exit_code, result.stdout, result.stderr
 
@@ -146,7 +147,7 @@ def test_cli_restore_list_and_restore(vault: Vault, vault_path: Path) -> None:
     assert rows == {g: len(history[g]) for g in listed}
 
     target = current - 2
-    code, stdout, stderr = _cli("restore", str(target))
+    code, stdout, stderr = _cli("restore", str(target), "--yes")
     assert (code, stderr) == (0, "")
     assert str(target) in stdout
     with Vault.open(vault_path, PASSPHRASE) as fresh:

@@ -24,15 +24,29 @@ EXAMPLE_SECRET = ("Examplerttp4AzwRfYEdQ7R7X8Z/04Y4TZPa97pqCypi3xXxAqftygftnI6H9
 
 
 def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args), input=input)
+    """`input` is the passphrase line (and what follows), given with --passphrase-stdin:
+    standard input is read for the passphrase only when that flag says so."""
+    argv = ["--passphrase-stdin", *args] if input is not None else list(args)
+    result = runner.invoke(app, argv, input=input)
     return result.exit_code, result.stdout, result.stderr
+
+
+def passphrase_file() -> Path:
+    """A private file holding PASSPHRASE, beside this test's vault."""
+    path = Path(os.environ["BOTVAULT_PATH"]).parent.parent / "passphrase"
+    path.write_text(f"{PASSPHRASE}\n")
+    path.chmod(0o600)
+    return path
 
 
 def add(name: str, secret: str, *extra: str, exchange: str = "kraken-futures"
         ) -> tuple[int, str, str]:
-    return invoke("add", name, "--exchange", exchange, "--api-key", "PUBLICKEY1",
-                  "--general", "full", "--withdrawal", "none", "--secret-stdin", *extra,
-                  input=f"{PASSPHRASE}\n{secret}\n")
+    """`add --secret-stdin`: standard input is the secret alone; the passphrase is a file."""
+    result = runner.invoke(app, [
+        "add", name, "--exchange", exchange, "--api-key", "PUBLICKEY1", "--general", "full",
+        "--withdrawal", "none", "--secret-stdin", "--passphrase-file", str(passphrase_file()),
+        *extra], input=f"{secret}\n")
+    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -51,7 +65,8 @@ def test_version_and_help() -> None:
 
 
 def test_init_through_cli(vault_path: Path) -> None:
-    code, out, err = invoke("init", *FLOOR_CLI_ARGS, input=f"{PASSPHRASE}\n")
+    code, out, err = invoke("init", *FLOOR_CLI_ARGS, "--allow-weak-passphrase",
+                            input=f"{PASSPHRASE}\n")
     assert code == 0, err
     assert f"created vault at {vault_path}" in out
     assert "19 MiB, 2 passes, 1 lanes" in out
@@ -141,7 +156,7 @@ def test_pasted_space_is_removed_with_warning(made: Path) -> None:
 
 def test_missing_scope_is_usage_error_without_terminal(made: Path) -> None:
     code, _, err = invoke("add", "kf", "--exchange", "kraken-spot", "--api-key", "K",
-                          "--general", "full", input=f"{PASSPHRASE}\n{kraken_secret()}\n")
+                          "--general", "full", input=f"{PASSPHRASE}\n")
     assert code == 2
     assert "missing --withdrawal" in err
 
@@ -150,7 +165,7 @@ def test_missing_scope_is_usage_error_without_terminal(made: Path) -> None:
     (("show", "nope"), 4), (("rm", "nope", "--yes"), 4), (("rename", "nope", "x"), 4),
     (("edit", "nope", "--note", "x"), 4), (("edit", "kf"), 2), (("rm", "kf"), 2),
     (("add", "Bad Name", "--exchange", "generic"), 2), (("restore",), 2),
-    (("restore", "99"), 4), (("edit", "kf", "--general", "admin"), 2),
+    (("restore", "99", "--yes"), 4), (("edit", "kf", "--general", "admin"), 2),
 ])
 def test_error_exit_codes(made: Path, args: tuple[str, ...], code: int) -> None:
     assert add("kf", kraken_secret())[0] == 0
@@ -188,7 +203,7 @@ def test_passphrase_file_and_command(made: Path, tmp_path: Path) -> None:
     assert f"chmod 600 {pf}" in err
     cmd = f"{shutil.which('printf')} '%s\\n' '{PASSPHRASE}'"
     assert invoke("list", "--passphrase-command", cmd)[0] == 0
-    assert invoke("list", "--passphrase-command", "false")[0] == 2
+    assert invoke("list", "--passphrase-command", "false")[0] == 5
 
 
 def test_passwd(made: Path, tmp_path: Path) -> None:
@@ -233,20 +248,22 @@ def _run(args: list[str], *, input: str, env: dict[str, str],
 def test_real_process_flow_under_umask_000(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "dir" / "vault.bv"
     env = {**os.environ, "BOTVAULT_PATH": str(path)}
-    done = _run(["init", *FLOOR_CLI_ARGS], input=f"{PASSPHRASE}\n", env=env, umask=0)
+    done = _run(["init", *FLOOR_CLI_ARGS, "--passphrase-stdin", "--allow-weak-passphrase"],
+                input=f"{PASSPHRASE}\n", env=env, umask=0)
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     secret = kraken_secret()
     done = _run(["add", "kf", "--exchange", "kraken-spot", "--api-key", "K1", "--general",
-                 "read-only", "--withdrawal", "none", "--secret-stdin"],
-                input=f"{PASSPHRASE}\n{secret}\n", env=env, umask=0)
+                 "read-only", "--withdrawal", "none", "--secret-stdin", "--passphrase-file",
+                 str(passphrase_file())], input=f"{secret}\n", env=env, umask=0)
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(f"{path}.lock").stat().st_mode) == 0o600
-    done = _run(["show", "kf", "--reveal", "--json"], input=f"{PASSPHRASE}\n", env=env)
+    done = _run(["show", "kf", "--reveal", "--json", "--passphrase-stdin"],
+                input=f"{PASSPHRASE}\n", env=env)
     assert json.loads(done.stdout)["api_secret"] == secret
-    done = _run(["list"], input="wrong\n", env=env)
+    done = _run(["list", "--passphrase-stdin"], input="wrong\n", env=env)
     assert done.returncode == 3
     assert done.stderr == "botvault: error: wrong passphrase or the vault was modified\n"
     done = _run(["list"], input="", env=env)

@@ -39,8 +39,12 @@ SAFETY_TTL = "60s"  # no agent of these tests outlives this, even if a teardown 
 
 def botvault(*args: str, input: str | None = None, timeout: float = 30
              ) -> subprocess.CompletedProcess[str]:
-    """Run the console script. Without `input`, stdin is /dev/null: nothing to read."""
-    return subprocess.run([*BOTVAULT, *args], input=input,
+    """Run the console script. Without `input`, stdin is /dev/null: nothing to read. With
+    it, `input` is the passphrase line (--passphrase-stdin) unless --secret-stdin is given,
+    where it is the secret: standard input has one meaning per command."""
+    argv = [*BOTVAULT, *args] if input is None or "--secret-stdin" in args else [
+        *BOTVAULT, "--passphrase-stdin", *args]
+    return subprocess.run(argv, input=input,
                           stdin=subprocess.DEVNULL if input is None else None,
                           capture_output=True, text=True, timeout=timeout, check=False)
 

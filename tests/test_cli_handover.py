@@ -74,20 +74,25 @@ class Env:
         """What botvault reads: nothing through the agent, else the passphrase."""
         return "" if self.use_agent else f"{PASSPHRASE}\n"
 
+    @property
+    def command(self) -> list[str]:
+        """botvault, told to read the passphrase line from stdin when there is no agent."""
+        return BOTVAULT if self.use_agent else [*BOTVAULT, "--passphrase-stdin"]
+
     def botvault(self, *args: str, env: Mapping[str, str] | None = None
                  ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*BOTVAULT, *args], input=self.stdin, env=env,
+        return subprocess.run([*self.command, *args], input=self.stdin, env=env,
                               capture_output=True, text=True, timeout=30, check=False)
 
     def botvault_bytes(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         """As `botvault`, with stdout as bytes (no newline translation)."""
-        return subprocess.run([*BOTVAULT, *args], input=self.stdin.encode(),
+        return subprocess.run([*self.command, *args], input=self.stdin.encode(),
                               capture_output=True, timeout=30, check=False)
 
     def run(self, *args: str, env: Mapping[str, str] | None = None
             ) -> tuple[int, int, str, str]:
         """`botvault run ARGS` in a subprocess: (its pid, exit code, stdout, stderr)."""
-        process = subprocess.Popen([*BOTVAULT, "run", *args], stdin=subprocess.PIPE,
+        process = subprocess.Popen([*self.command, "run", *args], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                    text=True)
         out, err = process.communicate(self.stdin, timeout=30)
@@ -108,7 +113,8 @@ def _alive(pid: int) -> bool:
 @contextlib.contextmanager
 def agent_for(path: Path) -> Iterator[None]:
     """`botvault unlock` for the test, `botvault lock` (then SIGKILL if needed) after it."""
-    done = subprocess.run([*BOTVAULT, "unlock", "--ttl", "60s"], input=f"{PASSPHRASE}\n",
+    done = subprocess.run([*BOTVAULT, "unlock", "--ttl", "60s", "--passphrase-stdin"],
+                          input=f"{PASSPHRASE}\n",
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     found = re.search(r"agent pid (\d+)", done.stdout)
@@ -151,7 +157,8 @@ def env(request: pytest.FixtureRequest, vault_path: Path, tmp_path: Path) -> Ite
             v.add(name, exchange="generic", api_key=hostile_key(name), api_secret=secret,
                   general="read-only", withdrawal="none")
         v.rotate("old", api_key="PUBOLDNEW", api_secret=b64secret())  # old.retired-1
-    edited = subprocess.run([*BOTVAULT, "edit", "custom", "--env-key", "BOT_KEY",
+    edited = subprocess.run([*BOTVAULT, "--passphrase-stdin", "edit", "custom", "--env-key",
+                             "BOT_KEY",
                              "--env-secret", "BOT_SECRET"], input=f"{PASSPHRASE}\n",
                             capture_output=True, text=True, timeout=30, check=False)
     assert edited.returncode == 0, edited.stderr
@@ -311,7 +318,7 @@ def test_env_keeps_ansi_escape_sequences_in_secrets(vault_path: Path, tmp_path: 
     with Vault.create(vault_path, PASSPHRASE, kdf=AGENT_KDF) as v:
         v.add("esc", exchange="generic", api_key="K", api_secret=secret, general="read-only",
               withdrawal="none")
-    done = subprocess.run([*BOTVAULT, "env", "esc", "--format", fmt],
+    done = subprocess.run([*BOTVAULT, "--passphrase-stdin", "env", "esc", "--format", fmt],
                           input=f"{PASSPHRASE}\n".encode(), capture_output=True, timeout=30,
                           check=False)
     assert done.returncode == 0, done.stderr

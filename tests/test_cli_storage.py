@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from botvault import AuthenticationError, Vault
 from botvault._testing import CHEAPEST_TEST_ONLY, FLOOR_CLI_ARGS
+from botvault.cli.main import app
 from botvault.crypto import FLOOR, RECOMMENDED_MEMORY_KIB
 from botvault.passphrase_policy import wordlist
 from tests.conftest import PASSPHRASE, kraken_secret
@@ -31,9 +32,11 @@ BOTVAULT = [str(_SCRIPT)] if _SCRIPT.exists() else [
 
 
 def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    """`input` is the passphrase line (and what follows), given with --passphrase-stdin."""
     from botvault.cli.main import app
 
-    result = runner.invoke(app, list(args), input=input)
+    argv = ["--passphrase-stdin", *args] if input is not None else list(args)
+    result = runner.invoke(app, argv, input=input)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -259,8 +262,11 @@ def test_rotate_keeps_labels_and_retires_the_old_pair(vault_path: Path, tmp_path
     pp = f"{PASSPHRASE}\n"
     assert invoke("edit", "rot-bot", "--env-key", "ROT_KEY", "--env-secret", "ROT_SECRET",
                   input=pp)[0] == 0
-    code, out, err = invoke("rotate", "rot-bot", "--api-key", "NEWPUBLICKEY", "--secret-stdin",
-                            input=f"{PASSPHRASE}\n{new_secret}\n")
+    passfile = private_file(tmp_path / "vault-pass", f"{PASSPHRASE}\n")
+    result = runner.invoke(app, ["rotate", "rot-bot", "--api-key", "NEWPUBLICKEY",
+                                 "--secret-stdin", "--passphrase-file", str(passfile)],
+                           input=f"{new_secret}\n")
+    code, out, err = result.exit_code, result.stdout, result.stderr
     assert code == 0, err
     with Vault.open(vault_path, PASSPHRASE) as v:
         new, old = v.get("rot-bot"), v.get("rot-bot.retired-1")
@@ -294,12 +300,14 @@ def test_rotate_keeps_labels_and_retires_the_old_pair(vault_path: Path, tmp_path
     assert "retired" in err and old_secret not in err
 
     marker = tmp_path / "started"
-    done = subprocess.run([*BOTVAULT, "run", "rot-bot.retired-1", "--", "touch", str(marker)],
+    done = subprocess.run([*BOTVAULT, "--passphrase-stdin", "run", "rot-bot.retired-1", "--",
+                           "touch", str(marker)],
                           input=pp, capture_output=True, text=True, timeout=30, check=False)
     assert (done.returncode, done.stdout) == (6, "")
     assert "retired" in done.stderr
     assert not marker.exists()
-    done = subprocess.run([*BOTVAULT, "run", "rot-bot", "--", "touch", str(marker)],
+    done = subprocess.run([*BOTVAULT, "--passphrase-stdin", "run", "rot-bot", "--", "touch",
+                           str(marker)],
                           input=pp, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert marker.exists()

@@ -71,7 +71,12 @@ def test_four_processes_adding_at_once_cli(vault_path: Path) -> None:
     """The real command, 4 at a time, on a vault with real (floor) KDF parameters."""
     Vault.create(vault_path, PASSPHRASE, kdf=FLOOR).close()
     command = _cli_command()
-    env = {**os.environ, "BOTVAULT_PATH": str(vault_path)}
+    passfile = vault_path.parent.parent / "passphrase"
+    passfile.write_text(f"{PASSPHRASE}\n")
+    passfile.chmod(0o600)
+    # Standard input is the secret alone (--secret-stdin); the passphrase comes from a file.
+    env = {**os.environ, "BOTVAULT_PATH": str(vault_path),
+           "BOTVAULT_PASSPHRASE_FILE": str(passfile)}
     failures: list[str] = []
     start = threading.Barrier(WORKERS)
 
@@ -82,7 +87,7 @@ def test_four_processes_adding_at_once_cli(vault_path: Path) -> None:
                 [*command, "add", f"w{w}-{i:02d}", "--exchange", "generic", "--api-key",
                  f"key-{w}-{i}", "--general", "read-only", "--withdrawal", "none",
                  "--secret-stdin"],
-                input=f"{PASSPHRASE}\nsecret-{w}-{i}\n", capture_output=True, text=True,
+                input=f"secret-{w}-{i}\n", capture_output=True, text=True,
                 env=env, timeout=60, check=False)
             if done.returncode != 0:
                 failures.append(f"w{w}-{i:02d}: exit {done.returncode}: {done.stderr}")

@@ -304,11 +304,14 @@ def test_directory_fsync_failure_after_rename_is_reported_consistently(
 def test_cli_add_with_a_failing_disk_exits_12_with_one_line(
         populated: Vault, vault_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = vault_path.read_bytes()
+    passfile = vault_path.parent.parent / "passphrase"
+    passfile.write_text(f"{PASSPHRASE}\n")
+    passfile.chmod(0o600)
     monkeypatch.setattr(botvault.store, "_write_all", _enospc_half)
     result = CliRunner().invoke(
         app, ["add", "gamma", "--exchange", "generic", "--api-key", "k", "--general",
-              "read-only", "--withdrawal", "none", "--secret-stdin"],
-        input=f"{PASSPHRASE}\nsecret\n")
+              "read-only", "--withdrawal", "none", "--secret-stdin", "--passphrase-file",
+              str(passfile)], input="secret\n")
     assert result.exit_code == 12  # the OS refused: not 1, which means a bug
     errors = [line for line in result.stderr.splitlines() if line.startswith("botvault:")]
     assert errors == [f"botvault: error: {os.strerror(errno.ENOSPC)}"]

@@ -27,7 +27,9 @@ runner = CliRunner()
 
 
 def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args), input=input)
+    # Standard input holds the passphrase only with --passphrase-stdin (one meaning).
+    argv = ["--passphrase-stdin", *args] if input is not None else list(args)
+    result = runner.invoke(app, argv, input=input)
     return result.exit_code, result.stdout, result.stderr
 
 

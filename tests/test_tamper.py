@@ -378,7 +378,7 @@ def test_cli_tampered_file_exits_3_with_one_clean_error(two_entry_vault: bytes,
     mutated = bytearray(two_entry_vault)
     mutated[HEADER_SIZE + RECORD_HEAD_SIZE + 5] ^= 0x01  # inside the first ciphertext
     write_private(vault_path, bytes(mutated))
-    result = CliRunner().invoke(app, ["list"], input=PASSPHRASE + "\n")
+    result = CliRunner().invoke(app, ["list", "--passphrase-stdin"], input=PASSPHRASE + "\n")
     assert result.exit_code == 3
     assert len(_error_lines(result.stderr)) == 1
     assert result.stderr.splitlines() == [
@@ -389,7 +389,7 @@ def test_cli_tampered_file_exits_3_with_one_clean_error(two_entry_vault: bytes,
 
 def test_cli_random_bytes_exit_8(vault_path: Path) -> None:
     write_private(vault_path, b"\x00" + os.urandom(2047))
-    result = CliRunner().invoke(app, ["list"], input=PASSPHRASE + "\n")
+    result = CliRunner().invoke(app, ["list", "--passphrase-stdin"], input=PASSPHRASE + "\n")
     assert result.exit_code == 8
     assert len(_error_lines(result.stderr)) == 1
     assert "Traceback" not in result.output
@@ -405,7 +405,7 @@ def _listing(directory: Path) -> dict[str, tuple[int, int, int]]:
 def test_cli_wrong_passphrase_changes_nothing(two_entry_vault: bytes, vault_path: Path) -> None:
     before_bytes = vault_path.read_bytes()
     before_listing = _listing(vault_path.parent)
-    result = CliRunner().invoke(app, ["list"], input="not the passphrase\n")
+    result = CliRunner().invoke(app, ["list", "--passphrase-stdin"], input="not the passphrase\n")
     assert result.exit_code == 3
     assert result.stderr.splitlines() == [
         "botvault: error: wrong passphrase or the vault was modified"]

@@ -26,7 +26,7 @@ from .paths import resolve_vault_path
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
 
-__all__ = ["Backup", "Vault", "VaultWarning"]
+__all__ = ["Backup", "Vault", "VaultWarning", "check_secret", "new_entry"]
 
 KRAKEN_KEYS_PER_ACCOUNT = 50
 _Entries = dict[str, codec.Slot]
@@ -35,8 +35,10 @@ _Entries = dict[str, codec.Slot]
 class Backup:
     """One automatic backup: its generation and file."""
 
-    def __init__(self, generation: int, path: Path, entries: int) -> None:
+    def __init__(self, generation: int, path: Path, entries: int,
+                 names: tuple[str, ...] = ()) -> None:
         self.generation, self.path, self.entries = generation, path, entries
+        self.names = names  # the entries it holds, sorted (for `restore` to show)
 
     def __repr__(self) -> str:
         return f"Backup(generation={self.generation}, entries={self.entries})"
@@ -58,6 +60,9 @@ class Vault:
         self._sealer = crypto.Sealer(keys.entry, seen=(r.nonce for r in parsed.records))
         self._nonces: NonceStore | None = None
         self._seen: tuple[int, ...] | None = None  # the file as last checked by reload()
+        # name -> (slot, exchange, api_key): one parse per entry for "one key, one entry",
+        # reused while the slot object is unchanged (unchanged entries keep their slot).
+        self._key_cache: dict[str, tuple[codec.Slot, str, str]] = {}
 
     # -- opening -------------------------------------------------------------------------
 
@@ -75,8 +80,9 @@ class Vault:
         data = codec.encode(header, [], codec.Keys.from_data_key(data_key))
         with store.lock(target):
             if os.path.lexists(target):
-                raise AlreadyExistsError(f"a vault exists already at {target}",
-                                         hint="pass another --vault, or remove the old one")
+                raise AlreadyExistsError(f"a vault exists already at {target}; it was left "
+                                         "as it is", hint="pass another --vault for a second "
+                                         "vault")
             store.atomic_write(target, data, verify=codec.equal_to(data), backup_as=None,
                                create=True)
         return cls(target, data_key, fileformat.parse(data), {})
@@ -114,6 +120,7 @@ class Vault:
             self._nonces = None
         self._entries = {}
         self._records = {}
+        self._key_cache = {}
 
     def __repr__(self) -> str:
         state = "closed" if self._keys is None else f"{len(self._entries)} entries"
@@ -140,8 +147,7 @@ class Vault:
 
     def get(self, name: str) -> Entry:
         if name not in self:
-            raise NotFoundError(f"no entry named {name!r}",
-                                hint="see the names with: botvault list")
+            raise _not_found(name, self._entries)
         return self._entry(name)
 
     def _entry(self, name: str) -> Entry:
@@ -176,26 +182,28 @@ class Vault:
             note: str = "", nonce_unit: str = "ms", env_key: str | None = None,
             env_secret: str | None = None) -> Entry:
         """Validate and store a new key pair. Warns (VaultWarning) about what it repaired."""
-        secret = _cleaned_secret(check_exchange(exchange), api_secret)
-        entry = Entry(
-            name=check_name(name), exchange=exchange,
-            api_key=validate_api_key(exchange, api_key), api_secret=Secret(secret),
-            general=parse_general(general), withdrawal=parse_withdrawal(withdrawal),
-            account=check_text("account label", account) if account else None,
-            note=check_text("note", note, 4096), nonce_unit=check_nonce_unit(nonce_unit),
-            env_key=_var_name(env_key), env_secret=_var_name(env_secret),
-            entry_id=os.urandom(fileformat.ID_SIZE))
+        entry = new_entry(name, exchange=exchange, api_key=api_key, api_secret=api_secret,
+                          general=general, withdrawal=withdrawal, account=account, note=note,
+                          nonce_unit=nonce_unit, env_key=env_key, env_secret=env_secret)
 
         def op(entries: _Entries) -> _Entries:
             if entry.name in entries:
                 raise AlreadyExistsError(f"an entry named {name!r} exists already",
                                          hint="pick another name, or botvault rm it first")
+            self._refuse_shared_key(entries, [entry])
             entries[entry.name] = entry
             return entries
 
         self._apply(op)
         self._warn_account_limit(entry.account)
         return entry
+
+    def check_new_name(self, name: str) -> None:
+        """Refuse a name that is taken (exit 4) before the caller asks for the key pair."""
+        check_name(name)
+        if name in self._entries:
+            raise AlreadyExistsError(f"an entry named {name!r} exists already",
+                                     hint="pick another name, or botvault rm it first")
 
     def _warn_account_limit(self, account: str | None) -> None:
         count = sum(1 for e in self.list(retired=True) if account and e.account == account)
@@ -276,6 +284,7 @@ class Vault:
 
         def op(entries: _Entries) -> _Entries:
             current = self._lookup(entries, name)
+            self._refuse_shared_key(entries, [new])
             retired_as[:] = [_retired_name(name, entries)]
             entries[retired_as[0]] = current.with_changes(name=retired_as[0], retired=True)
             entries[name] = new
@@ -294,11 +303,37 @@ class Vault:
             if clash:
                 raise AlreadyExistsError(f"entries exist already: {', '.join(clash)}",
                                          hint="rename or remove them first")
+            self._refuse_shared_key(current, copies)
             current.update((e.name, e) for e in copies)
             return current
 
         self._apply(op)
         return copies
+
+    def _refuse_shared_key(self, entries: _Entries, new: builtins.list[Entry]) -> None:
+        """One key, one entry: two entries with one api key would share one nonce counter
+        but not one request lock, so the exchange would see nonces out of order (exit 4)."""
+        wanted: dict[tuple[str, str], str] = {}
+        for entry in new:
+            other = wanted.get((entry.exchange, entry.api_key))
+            if other is not None:
+                raise AlreadyExistsError(f"{entry.name!r} and {other!r} hold the same "
+                                         f"{entry.exchange} api key",
+                                         hint="one key is stored once; import it under one "
+                                              "name")
+            wanted[(entry.exchange, entry.api_key)] = entry.name
+        for held_name, slot in entries.items():
+            if not codec.is_entry_name(held_name):
+                continue  # a grant names its entry's key; it does not hold one
+            cached = self._key_cache.get(held_name)
+            if cached is None or cached[0] is not slot:
+                held = codec.materialize(held_name, slot)
+                cached = self._key_cache[held_name] = (slot, held.exchange, held.api_key)
+            if (cached[1], cached[2]) in wanted:
+                raise AlreadyExistsError(f"entry {held_name!r} already holds this "
+                                         f"{cached[1]} api key",
+                                         hint=f"use {held_name!r}, or `botvault rotate "
+                                              f"{held_name}` to replace its pair")
 
     def _replace(self, name: str, change: Callable[[Entry], Entry]) -> Entry:
         def op(entries: _Entries) -> _Entries:
@@ -310,8 +345,7 @@ class Vault:
 
     def _lookup(self, entries: _Entries, name: str) -> Entry:
         if name not in entries or not codec.is_entry_name(name):
-            raise NotFoundError(f"no entry named {name!r}",
-                                hint="see the names with: botvault list")
+            raise _not_found(name, entries)
         return codec.materialize(name, entries[name])
 
     # -- records of other kinds (grants.py), named "KIND:NAME" ----------------------------
@@ -403,8 +437,8 @@ class Vault:
         found = []
         for generation, path in store.list_backups(self.path):
             parsed = fileformat.parse(store.read_private(path))
-            codec.decode(parsed, self._require_keys())
-            found.append(Backup(generation, path, len(parsed.records)))
+            held = codec.decode(parsed, self._require_keys())
+            found.append(Backup(generation, path, len(parsed.records), tuple(sorted(held))))
         return found
 
     def restore(self, generation: int) -> None:
@@ -488,6 +522,38 @@ def _file_signature(path: Path) -> tuple[int, ...] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def new_entry(name: str, *, exchange: str, api_key: str, api_secret: str | Secret,
+              general: General | str, withdrawal: Withdrawal | str, account: str | None = None,
+              note: str = "", nonce_unit: str = "ms", env_key: str | None = None,
+              env_secret: str | None = None) -> Entry:
+    """A validated entry, not yet stored (`Vault.add` stores one, `import_entries` many).
+    Warns (VaultWarning) about what it repaired."""
+    secret = _cleaned_secret(check_exchange(exchange), api_secret)
+    return Entry(
+        name=check_name(name), exchange=exchange,
+        api_key=validate_api_key(exchange, api_key), api_secret=Secret(secret),
+        general=parse_general(general), withdrawal=parse_withdrawal(withdrawal),
+        account=check_text("account label", account) if account else None,
+        note=check_text("note", note, 4096), nonce_unit=check_nonce_unit(nonce_unit),
+        env_key=_var_name(env_key), env_secret=_var_name(env_secret),
+        entry_id=os.urandom(fileformat.ID_SIZE))
+
+
+def _not_found(name: str, entries: _Entries) -> NotFoundError:
+    import difflib
+
+    names = [n for n in entries if codec.is_entry_name(n)]  # never suggest a grant
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else \
+        "see the names with: botvault list"
+    return NotFoundError(f"no entry named {name!r}", hint=hint)
+
+
+def check_secret(exchange: str, api_secret: str) -> str:
+    """The secret as it would be stored (InvalidInputError if it cannot be), no warning."""
+    return clean_secret(check_exchange(exchange), api_secret)[0]
 
 
 def _cleaned_secret(exchange: str, api_secret: str | Secret) -> str:

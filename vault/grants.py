@@ -53,9 +53,9 @@ __all__ = [
     "GrantIndex",
     "add_grant",
     "check_within",
-    "copy_grants",
     "entry_of",
     "get_grant",
+    "grants_for_export",
     "is_grant_record",
     "list_grants",
     "no_resurrection",
@@ -327,24 +327,12 @@ def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
     return issued[0]
 
 
-def copy_grants(source: Vault, target: Vault, entries: Iterable[str]) -> list[Grant]:
-    """Copy into `target` (an export) the grants of `source` on these entries, as they are
-    (revoked ones stay revoked). Refuses the whole batch if a bot has a grant there."""
+def grants_for_export(source: Vault, entries: Iterable[str]) -> list[Grant]:
+    """The grants of `source` on these entries, as they are (revoked ones stay revoked),
+    with fresh record ids for the export that will hold them."""
     chosen = set(entries)
-    copies = [g.with_changes(entry_id=os.urandom(fileformat.ID_SIZE))
-              for g in list_grants(source) if g.entry in chosen]
-    if not copies:
-        return []
-
-    def op(records: _Records) -> _Records:
-        clash = sorted(g.bot for g in copies if g.name in records)
-        if clash:
-            raise AlreadyExistsError(f"grants exist already for {', '.join(clash)}")
-        records.update((g.name, g) for g in copies)
-        return records
-
-    target.update_records(op)
-    return copies
+    return [g.with_changes(entry_id=os.urandom(fileformat.ID_SIZE))
+            for g in list_grants(source) if g.entry in chosen]
 
 
 def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:

@@ -131,8 +131,10 @@ def _foreign(path: Path, st: os.stat_result, purpose: str, *, chown: bool) -> Pr
 def _loose(path: Path, st: os.stat_result, purpose: str, want: int) -> Problem:
     mode = stat.S_IMODE(st.st_mode)
     fix = f"chmod {want:o} {_q(path)}"
-    writable = bool(mode & 0o022)
-    what = "writable by" if writable else "accessible by"
+    writable, readable = bool(mode & 0o022), bool(mode & 0o044)
+    # Say exactly what others can do: that is what the user has to take away.
+    what = ("readable and writable by" if writable and readable else "writable by" if writable
+            else "readable by" if readable else "accessible by")
     return _problem(path, st, Reason.WRITABLE if writable else Reason.READABLE,
                     f"{purpose} {path} is {what} other users (mode {mode:o})", f"run: {fix}", fix)
 

@@ -59,7 +59,8 @@ def _expected(state: dict[str, str], op: tuple[str, ...]) -> dict[str, str]:
 
 def _apply(v: Vault, op: tuple[str, ...]) -> None:
     if op[0] == "add":
-        add_generic(v, op[1], note=op[2])
+        # A key of its own (one key, one entry): a renamed entry keeps "key-NAME".
+        add_generic(v, op[1], note=op[2], api_key=f"key-{op[1]}-{op[2]}")
     elif op[0] == "edit":
         v.edit(op[1], note=op[2])
     elif op[0] == "rename":

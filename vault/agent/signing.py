@@ -55,6 +55,7 @@ def authorise(entry: Entry, path: str, method: str, *, allow_withdrawal: bool) -
         raise InvalidInputError(
             f"{entry.name!r} is a {entry.exchange} key; the agent signs Kraken requests only",
             hint="use botvault run or env to hand this key to its bot")
+    endpoints.check_product(entry.exchange, path)
     upper = _method(method)
     if entry.exchange == endpoints.KRAKEN_SPOT and upper != "POST":
         raise InvalidInputError("Kraken Spot private requests are POST requests")

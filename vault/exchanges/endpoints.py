@@ -32,6 +32,7 @@ __all__ = [
     "KRAKEN_SPOT",
     "Requirement",
     "check",
+    "check_product",
     "known_paths",
     "normalise_path",
     "requirement",
@@ -207,6 +208,24 @@ def normalise_path(exchange: str, path: str) -> str:
     while len(path) > 1 and path.endswith("/"):
         path = path[:-1]
     return path
+
+
+def check_product(exchange: str, path: str) -> None:
+    """Refuse (exit 2) a path of the other Kraken product: a Spot `/0/...` path signed with a
+    Futures key gets Futures headers (and the reverse), which no server accepts."""
+    _check_exchange(exchange)
+    bare = path.split("?", 1)[0] if isinstance(path, str) else ""
+    spot_like = bare.startswith("/0/")
+    futures_like = bare.startswith((_FUTURES_PREFIX + "/", "/api/")) or \
+        normalise_path(KRAKEN_FUTURES, bare) in known_paths(KRAKEN_FUTURES)
+    if exchange == KRAKEN_FUTURES and spot_like:
+        raise InvalidInputError(f"{_shown(bare)} is a Kraken Spot path; this is a Kraken "
+                                "Futures key", hint="sign it with a kraken-spot entry, or use "
+                                "a Futures path such as /derivatives/api/v3/accounts")
+    if exchange == KRAKEN_SPOT and futures_like and not spot_like:
+        raise InvalidInputError(f"{_shown(bare)} is a Kraken Futures path; this is a Kraken "
+                                "Spot key", hint="sign it with a kraken-futures entry, or use "
+                                "a Spot path such as /0/private/Balance")
 
 
 def known_paths(exchange: str) -> frozenset[str]:

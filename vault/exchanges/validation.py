@@ -8,11 +8,16 @@ import re
 
 from ..errors import InvalidInputError
 
-__all__ = ["EXCHANGES", "MIN_SECRET_BYTES", "clean_secret", "validate_api_key"]
+__all__ = ["EXCHANGES", "MAX_SECRET_BYTES", "MIN_SECRET_BYTES", "clean_secret",
+           "validate_api_key"]
 
 EXCHANGES = ("kraken-futures", "kraken-spot", "generic")
 KRAKEN = ("kraken-futures", "kraken-spot")
 MIN_SECRET_BYTES = 32
+# Half a vault record (fileformat.MAX_RECORD, 64 KiB), so that a secret this long still fits
+# beside the longest note and labels; a longer one is refused here, by its size, rather than
+# at save time as a record of "impossible length".
+MAX_SECRET_BYTES = 32 * 1024
 _WHITESPACE = re.compile(r"\s+")
 _KEY_CHARS = re.compile(r"[A-Za-z0-9+/=_\-]+")
 
@@ -32,6 +37,13 @@ def clean_secret(exchange: str, raw: str) -> tuple[str, int]:
     describe the secret's shape, never its characters.
     """
     check_exchange(exchange)
+    size = len(raw.encode("utf-8", "surrogatepass"))
+    if size > MAX_SECRET_BYTES:
+        raise InvalidInputError(f"the secret is {size} bytes; at most {MAX_SECRET_BYTES} "
+                                f"({MAX_SECRET_BYTES // 1024} KiB) are stored",
+                                hint="was a whole file pasted instead of the secret?")
+    if "\0" in raw:
+        raise InvalidInputError("the secret holds a NUL byte, which no exchange secret has")
     if exchange not in KRAKEN:
         if not raw or raw.isspace():
             raise InvalidInputError("the secret is empty")

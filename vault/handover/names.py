@@ -169,6 +169,7 @@ def var_names(
     """
     if preset is not None:
         chosen = _preset(preset)
+        _check_product(chosen, exchange, entry_name)
         key_var, secret_var = chosen.key_var, chosen.secret_var
     elif env_key is not None and env_secret is not None:
         # An entry whose both names are overridden never depends on its profile's default.
@@ -185,6 +186,20 @@ def var_names(
             hint="give the key and the secret different variable names",
         )
     return key_var, secret_var
+
+
+def _check_product(chosen: Preset, exchange: str, entry_name: str) -> None:
+    """A Spot preset never carries a Futures key (or the reverse): the bot would read a key
+    of the other product under its names and fail, or worse, trade where it was not meant."""
+    if chosen.product is None or chosen.product == exchange or not exchange.startswith(
+            "kraken-"):
+        return  # a generic key may be handed over under any bot's names
+    fitting = sorted(p.name for p in PRESETS.values() if p.product == exchange)
+    raise InvalidInputError(
+        f"preset {chosen.name!r} is for {chosen.product} keys; {entry_name!r} is a "
+        f"{exchange} key",
+        hint=("for this key use --as " + " or --as ".join(fitting)) if fitting else
+        "this key has no preset of its product; use its own variable names")
 
 
 def _preset(name: str) -> Preset:

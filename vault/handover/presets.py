@@ -18,6 +18,8 @@ class Preset:
     secret_var: str
     description: str
     source: str
+    # The exchange profile whose keys the bot reads under these names; None: any profile.
+    product: str | None = None
 
 
 def _presets(*presets: Preset) -> Mapping[str, Preset]:
@@ -50,6 +52,7 @@ PRESETS: Mapping[str, Preset] = _presets(
             "btschwertfeger/python-kraken-sdk kraken/cli.py (click auto_envvar_prefix "
             "'KRAKEN', options --api-key/--secret-key on `spot`) and tests/cli/conftest.py"
         ),
+        product="kraken-spot",
     ),
     Preset(
         "kraken-sdk-futures",
@@ -60,6 +63,7 @@ PRESETS: Mapping[str, Preset] = _presets(
             "btschwertfeger/python-kraken-sdk kraken/cli.py (click auto_envvar_prefix "
             "'KRAKEN', options --api-key/--secret-key on `futures`) and tests/cli/conftest.py"
         ),
+        product="kraken-futures",
     ),
     Preset(
         "nautilus-kraken-spot",
@@ -72,6 +76,7 @@ PRESETS: Mapping[str, Preset] = _presets(
             "nautilus_kraken KrakenCredential::from_env_spot; the first 2025 releases of "
             "the adapter read KRAKEN_API_KEY/KRAKEN_API_SECRET instead"
         ),
+        product="kraken-spot",
     ),
     Preset(
         "nautilus-kraken-futures",
@@ -82,6 +87,7 @@ PRESETS: Mapping[str, Preset] = _presets(
             "nautechsystems/nautilus_trader nautilus_trader/adapters/kraken/config.py "
             "(docstrings, 2026) and nautilus_kraken KrakenCredential::from_env_futures"
         ),
+        product="kraken-futures",
     ),
     Preset(
         "nautilus-kraken-futures-demo",
@@ -92,6 +98,7 @@ PRESETS: Mapping[str, Preset] = _presets(
             "nautilus_trader docs, integrations/kraken 'Demo environment setup', and "
             "nautilus_kraken KrakenCredential::from_env_futures(demo=true)"
         ),
+        product="kraken-futures",
     ),
 )
 

@@ -87,8 +87,15 @@ class _JsonParser:
         m = _SCALAR.match(self.text, self.pos)
         if m is None:
             raise self.fail("expected a JSON value" if char else "unexpected end of file")
+        try:
+            scalar = json.loads(m.group(0))
+        except ValueError:
+            # A number beyond Python's int-string limit (sys.get_int_max_str_digits), or
+            # one float cannot hold: refused by position, never a crash.
+            raise self.fail(f"a number of {len(m.group(0))} characters, too long to read"
+                            ) from None
         self.pos = m.end()
-        return json.loads(m.group(0))
+        return scalar
 
     def string(self) -> str:
         m = _STRING.match(self.text, self.pos)
