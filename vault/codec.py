@@ -19,7 +19,7 @@ from .errors import FormatError
 from .fileformat import Header, ParsedFile, RawRecord
 
 __all__ = ["Keys", "Slot", "Unparsed", "decode", "encode", "equal_to", "gc_paused",
-           "materialize", "new_header", "save_verifier", "seal_entry", "unwrap"]
+           "materialize", "new_header", "reseal", "save_verifier", "seal_entry", "unwrap"]
 
 _ENTRY_PURPOSE = b"botvault-entry"
 _MAC_PURPOSE = b"botvault-mac"
@@ -134,6 +134,30 @@ def seal_entry(sealer: crypto.Sealer, vault_id: bytes, entry: Entry) -> RawRecor
     nonce, ciphertext = sealer.seal(entry.to_plaintext(),
                                     fileformat.record_aad(vault_id, entry.entry_id))
     return RawRecord(entry.entry_id, nonce, ciphertext)
+
+
+def reseal(records: tuple[RawRecord, ...] | list[RawRecord], old: Keys, sealer: crypto.Sealer,
+           vault_id: bytes, done: dict[tuple[bytes, bytes], RawRecord]) -> list[RawRecord]:
+    """Every record decrypted under the old keys and sealed again by `sealer` (new keys).
+
+    Generic on purpose: whatever a record holds (an entry or an internal record), its
+    plaintext and entry id are carried over unchanged, so no record of any kind is left
+    under the old key. `done` maps (entry id, old nonce) to the resealed record, so a
+    record shared by several generations is sealed once (the same encryption of the same
+    plaintext, never one nonce for two plaintexts).
+    """
+    out = []
+    with gc_paused():
+        for record in records:
+            key = (record.entry_id, record.nonce)
+            again = done.get(key)
+            if again is None:
+                aad = record.aad(vault_id)
+                plain = crypto.open_sealed(old.entry, record.nonce, record.ciphertext, aad)
+                nonce, ciphertext = sealer.seal(plain, aad)
+                again = done[key] = RawRecord(record.entry_id, nonce, ciphertext)
+            out.append(again)
+    return out
 
 
 def encode(header: Header, records: list[RawRecord], keys: Keys) -> bytes:

@@ -9,14 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from . import codec, crypto, fileformat, store
+from . import codec, crypto, fileformat, generations, store
 from .entries import Entry, check_name, check_nonce_unit, check_text, now_utc
 from .errors import (
     AlreadyExistsError,
     ConflictError,
+    FormatError,
     InvalidInputError,
+    KeyChangedError,
     NotFoundError,
+    RollbackError,
     ScopeError,
+    VaultError,
     VaultWarning,
 )
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
@@ -46,7 +50,7 @@ class Vault:
     """An unlocked vault. Use `Vault.create` or `Vault.open`; close it (or use `with`)."""
 
     def __init__(self, path: Path, data_key: bytes, parsed: fileformat.ParsedFile,
-                 entries: _Entries) -> None:
+                 entries: _Entries, *, seen: int = 0) -> None:
         self.path = path
         # A bytearray so that close() can overwrite it; see SECURITY.md for what remains.
         self._data_key = bytearray(data_key)
@@ -58,6 +62,10 @@ class Vault:
         self._sealer = crypto.Sealer(keys.entry, seen=(r.nonce for r in parsed.records))
         self._nonces: NonceStore | None = None
         self._seen: tuple[int, ...] | None = None  # the file as last checked by reload()
+        # The highest generation seen on this machine: the next save goes above it (it is
+        # above the file's own only when a rolled-back file was opened on purpose).
+        self._floor = max(seen, parsed.header.generation)
+        generations.note(path, parsed.header.vault_id, parsed.header.generation)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -69,6 +77,7 @@ class Vault:
         secret = crypto.encode_passphrase(passphrase)
         params = kdf or crypto.calibrate()
         crypto.check_params(params, error=InvalidInputError)
+        crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS)
         store.ensure_private_dir(target.parent)
         data_key = os.urandom(crypto.KEY_SIZE)
         header = codec.new_header(secret, data_key, params)
@@ -82,21 +91,29 @@ class Vault:
         return cls(target, data_key, fileformat.parse(data), {})
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None, passphrase: str | bytes) -> Vault:
-        """Open with the passphrase. FormatError before the KDF, AuthenticationError after."""
+    def open(cls, path: str | os.PathLike[str] | None, passphrase: str | bytes, *,
+             allow_rollback: bool = False) -> Vault:
+        """Open with the passphrase. FormatError before the KDF, AuthenticationError after;
+        RollbackError (before the KDF) for a generation below one already seen here, unless
+        `allow_rollback` (what `restore` uses to go back on purpose)."""
         target = resolve_vault_path(path)
-        parsed = _read(target)
+        parsed, seen = _read_checked(target, allow_rollback=allow_rollback)
         data_key = codec.unwrap(parsed.header, crypto.encode_passphrase(passphrase))
-        return cls.open_with_key(target, data_key, _parsed=parsed)
+        return cls._opened(target, data_key, parsed, seen)
 
     @classmethod
     def open_with_key(cls, path: str | os.PathLike[str] | None, data_key: bytes, *,
-                      _parsed: fileformat.ParsedFile | None = None) -> Vault:
+                      allow_rollback: bool = False) -> Vault:
         """Open with the data key itself (the agent's way: it never holds the passphrase)."""
         target = resolve_vault_path(path)
-        parsed = _parsed or _read(target)
-        return cls(target, data_key, parsed,
-                   codec.decode(parsed, codec.Keys.from_data_key(data_key)))
+        parsed, seen = _read_checked(target, allow_rollback=allow_rollback)
+        return cls._opened(target, data_key, parsed, seen)
+
+    @classmethod
+    def _opened(cls, target: Path, data_key: bytes, parsed: fileformat.ParsedFile,
+                seen: int) -> Vault:
+        entries = codec.decode(parsed, codec.Keys.from_data_key(data_key))
+        return cls(target, data_key, parsed, entries, seen=seen)
 
     def __enter__(self) -> Vault:
         return self
@@ -265,17 +282,21 @@ class Vault:
         Returns (the new entry, the retired one)."""
         old = self._live_entry(name)
         secret = _cleaned_secret(old.exchange, api_secret)
-        new = old.with_changes(api_key=validate_api_key(old.exchange, api_key),
-                               api_secret=Secret(secret), created_at=now_utc(),
-                               entry_id=os.urandom(fileformat.ID_SIZE))
-        if new.api_key == old.api_key and new.api_secret == old.api_secret:
-            raise InvalidInputError("the new key pair is the one already stored",
-                                    hint="create a new key on the exchange first")
-
+        checked_key = validate_api_key(old.exchange, api_key)
         retired_as: list[str] = []
 
         def op(entries: _Entries) -> _Entries:
+            # Built from the entry as saved now, under the lock, not from this handle's
+            # copy: an edit another process made meanwhile (note, scopes, names) is kept.
             current = self._lookup(entries, name)
+            if current.retired:
+                raise ScopeError(f"{name!r} is a retired key pair and is never used again")
+            new = current.with_changes(api_key=checked_key, api_secret=Secret(secret),
+                                       created_at=now_utc(),
+                                       entry_id=os.urandom(fileformat.ID_SIZE))
+            if new.api_key == current.api_key and new.api_secret == current.api_secret:
+                raise InvalidInputError("the new key pair is the one already stored",
+                                        hint="create a new key on the exchange first")
             retired_as[:] = [_retired_name(name, entries)]
             entries[retired_as[0]] = current.with_changes(name=retired_as[0], retired=True)
             entries[name] = new
@@ -349,30 +370,84 @@ class Vault:
     # -- passphrase and backups ----------------------------------------------------------
 
     def change_passphrase(self, new_passphrase: str | bytes, *,
-                          kdf: crypto.KdfParams | None = None) -> None:
-        """Re-wrap the data key under a new passphrase (entries are not re-encrypted).
+                          kdf: crypto.KdfParams | None = None,
+                          drop_damaged_backups: bool = False) -> builtins.list[int]:
+        """Re-seal every record, and every backup, under a fresh data key wrapped by the new
+        passphrase. Returns the generations of damaged backups that were removed.
 
-        The backups are re-wrapped too, so the old passphrase opens nothing afterwards.
+        Every backup is checked first: a damaged one stops everything (FormatError naming
+        its generation) unless `drop_damaged_backups`. A copy of the file taken before
+        this, with the old passphrase, opens that copy only: nothing saved afterwards.
         """
         params = kdf or self._header.kdf
         crypto.check_params(params, error=InvalidInputError)
+        crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS)
         secret = crypto.encode_passphrase(new_passphrase)
         with store.lock(self.path):
             self._refresh()
-            header = codec.new_header(secret, bytes(self._require_data_key()), params,
-                                      vault_id=self._header.vault_id,
-                                      generation=self._header.generation)
-            self._write_locked(dict(self._entries), header=header)
-            self._rewrap_backups_locked()
+            old_keys = self._require_keys()
+            current = _read(self.path)
+            codec.decode(current, old_keys)  # the very bytes re-sealed below, verified
+            good, damaged = self._checked_backups(old_keys)
+            if damaged and not drop_damaged_backups:
+                listed = ", ".join(map(str, damaged))
+                raise FormatError(
+                    f"the backups of generation {listed} are damaged; nothing was changed",
+                    hint="see them with: botvault restore --list; to remove them while "
+                         "changing the passphrase: botvault passwd --drop-damaged-backups")
+            data_key = os.urandom(crypto.KEY_SIZE)
+            keys = codec.Keys.from_data_key(data_key)
+            sealer = crypto.Sealer(keys.entry)
+            vault_id = self._header.vault_id
+            header = codec.new_header(secret, data_key, params, vault_id=vault_id,
+                                      generation=self._next_generation())
+            done: dict[tuple[bytes, bytes], RawRecord] = {}
+            records = codec.reseal(current.records, old_keys, sealer, vault_id, done)
+            # The file being replaced becomes a backup too, under the new key like the rest.
+            sources = [(current.header.generation, current), *good][:store.KEEP_BACKUPS]
+            copies = [(generation, codec.encode(
+                header.with_generation(generation),
+                codec.reseal(parsed.records, old_keys, sealer, vault_id, done), keys))
+                for generation, parsed in sources]
+            data = codec.encode(header, records, keys)
+            store.replace_rekeyed(self.path, data, backups=copies,
+                                  verify=codec.save_verifier(data, records, keys))
+            # Committed: from here on nothing may fail. Adopt the new key and records.
+            self._rekeyed(data_key, keys, sealer, header, data, done)
+        return damaged
 
-    def _rewrap_backups_locked(self) -> None:
-        keys = self._require_keys()
+    def _checked_backups(self, keys: codec.Keys
+                         ) -> tuple[builtins.list[tuple[int, fileformat.ParsedFile]],
+                                    builtins.list[int]]:
+        """(generation, parsed file) of every backup that verifies, and the generations of
+        those that do not (unreadable, malformed, or not this vault under this key)."""
+        good, damaged = [], []
         for generation, path in store.list_backups(self.path):
-            parsed = fileformat.parse(store.read_private(path))
-            codec.decode(parsed, keys)
-            header = self._header.with_generation(generation)
-            data = codec.encode(header, list(parsed.records), keys)
-            store.atomic_write(path, data, verify=codec.equal_to(data), backup_as=None)
+            try:
+                parsed = fileformat.parse(store.read_private(path))
+                codec.decode(parsed, keys)
+                if (parsed.header.vault_id, parsed.header.generation) != (
+                        self._header.vault_id, generation):
+                    raise FormatError("a backup does not match its name")
+            except (VaultError, OSError):
+                damaged.append(generation)
+                continue
+            good.append((generation, parsed))
+        return good, sorted(damaged)
+
+    def _rekeyed(self, data_key: bytes, keys: codec.Keys, sealer: crypto.Sealer,
+                 header: Header, data: bytes, done: dict[tuple[bytes, bytes], RawRecord]
+                 ) -> None:
+        """Adopt the file just written under `data_key`; no record is decrypted again."""
+        by_old_nonce = {r.nonce: (n, self._entries[n]) for n, r in self._records.items()}
+        known = {new.nonce: by_old_nonce[old_nonce] for (_, old_nonce), new in done.items()
+                 if old_nonce in by_old_nonce}
+        parsed = fileformat.parse(data)
+        entries = codec.decode(parsed, keys, known=known)
+        self._data_key[:] = bytes(len(self._data_key))
+        self._data_key = bytearray(data_key)
+        self._keys, self._sealer = keys, sealer
+        self._saved(header, entries, list(parsed.records))
 
     def backups(self) -> builtins.list[Backup]:
         """The automatic backups, newest first, each verified under this vault's key."""
@@ -384,9 +459,14 @@ class Vault:
         return found
 
     def restore(self, generation: int) -> None:
-        """Make backup `generation` the current state (saved as a new generation)."""
+        """Make backup `generation` the current state, saved as a new generation above
+        every one seen on this machine. A rolled-back file's own generation (opened with
+        `allow_rollback`) is accepted too: that keeps the rolled-back file on purpose."""
         with store.lock(self.path):
             self._refresh()
+            if generation == self._header.generation < self._floor:
+                self._write_locked(dict(self._entries), reuse=dict(self._records))
+                return
             parsed = fileformat.parse(store.read_private(store.backup_path(self.path, generation)))
             entries = codec.decode(parsed, self._require_keys())
             self._write_locked(entries, reuse=dict(zip(entries, parsed.records, strict=True)))
@@ -415,16 +495,29 @@ class Vault:
         if store.read_head(self.path, fileformat.HEADER_SIZE) == self._header.pack(
                 len(self._records)):
             return
-        parsed = _read(self.path)
-        if parsed.header.vault_id != self._header.vault_id:
+        parsed, _ = _read_checked(self.path)
+        new = parsed.header
+        if new.vault_id != self._header.vault_id:
             raise ConflictError(f"the vault at {self.path} was replaced by a different vault",
                                 hint="open it again")
+        if new.generation < self._header.generation:
+            # Never adopted silently, whatever the record of generations says.
+            raise RollbackError(
+                f"the vault at {self.path} went back from generation "
+                f"{self._header.generation} to generation {new.generation}",
+                hint=f"to go back to it on purpose, run: botvault restore {new.generation}")
+        if _wrap_of(new) != _wrap_of(self._header):
+            raise KeyChangedError(
+                f"the passphrase of the vault at {self.path} was changed by another process "
+                "(it has a new data key)", hint="open it again with the new passphrase")
         known = {self._records[n].nonce: (n, e) for n, e in self._entries.items()}
         self._entries = codec.decode(parsed, self._require_keys(), known=known)
         self._records = dict(zip(self._entries, parsed.records, strict=True))
         self._header = parsed.header
         for record in parsed.records:
             self._sealer.note(record.nonce)
+        self._floor = max(self._floor, new.generation)
+        generations.note(self.path, new.vault_id, new.generation)
 
     def _write_locked(self, entries: _Entries, *, header: Header | None = None,
                       reuse: dict[str, RawRecord] | None = None) -> None:
@@ -440,12 +533,25 @@ class Vault:
                                             codec.materialize(name, entry))
                     changed.append(kept)
                 records.append(kept)
-        new_header = base.with_generation(self._header.generation + 1)
+        new_header = base.with_generation(self._next_generation())
         data = codec.encode(new_header, records, keys)
         store.atomic_write(self.path, data, verify=codec.save_verifier(data, changed, keys),
                            backup_as=self._header.generation)
-        self._header, self._entries = new_header, entries
+        self._saved(new_header, entries, records)
+
+    def _next_generation(self) -> int:
+        return max(self._header.generation, self._floor) + 1
+
+    def _saved(self, header: Header, entries: _Entries, records: builtins.list[RawRecord]) -> None:
+        self._header, self._entries = header, entries
         self._records = dict(zip(entries, records, strict=True))
+        self._floor = max(self._floor, header.generation)
+        generations.note(self.path, header.vault_id, header.generation)
+
+
+def _wrap_of(header: Header) -> tuple[object, ...]:
+    """What identifies the data key's wrapping: it changes exactly when passwd ran."""
+    return (header.kdf, header.salt, header.wrap_nonce, header.wrapped_key)
 
 
 def _file_signature(path: Path) -> tuple[int, ...] | None:
@@ -493,6 +599,25 @@ def _kept_record(name: str, entry: codec.Slot, reuse: dict[str, RawRecord] | Non
     if loaded.get(name) is entry:
         return records[name]
     return None
+
+
+def _read_checked(path: Path, *, allow_rollback: bool = False
+                  ) -> tuple[fileformat.ParsedFile, int]:
+    """The file, refused when older than a generation already seen here; and that one.
+
+    A save replaces the file before it raises the record, so a record above the file just
+    read can also mean a save landed in between: the file is read once more to tell.
+    """
+    parsed = _read(path)
+    header = parsed.header
+    try:
+        return parsed, generations.check(path, header.vault_id, header.generation,
+                                         allow_rollback=allow_rollback)
+    except RollbackError:
+        parsed = _read(path)
+        header = parsed.header
+        return parsed, generations.check(path, header.vault_id, header.generation,
+                                         allow_rollback=allow_rollback)
 
 
 def _read(path: Path) -> fileformat.ParsedFile:

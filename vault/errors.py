@@ -15,8 +15,11 @@ __all__ = [
     "FormatError",
     "InsecurePermissionsError",
     "InvalidInputError",
+    "KeyChangedError",
     "LockedError",
     "NotFoundError",
+    "PartialWriteError",
+    "RollbackError",
     "ScopeError",
     "VaultError",
     "VaultWarning",
@@ -101,6 +104,20 @@ class ConflictError(VaultError):
 
     Raised instead of overwriting newer data; the library reloads and retries where it can.
     """
+
+    exit_code = 1
+
+
+class RollbackError(AuthenticationError):
+    """The file is an older generation than one already seen on this machine (exit 3)."""
+
+
+class KeyChangedError(ConflictError):
+    """The passphrase was changed (new data key) since this process opened the vault."""
+
+
+class PartialWriteError(VaultError):
+    """A multi-file write failed part-way; the message says exactly what was changed."""
 
     exit_code = 1
 
