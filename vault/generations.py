@@ -2,10 +2,10 @@
 
 Kept outside the vault's directory, in the user's state directory
 (`$XDG_STATE_HOME/botvault/generations/<digest>`, by default under `~/.local/state`), one
-per vault id and path (a backup, or a copy elsewhere, has its own history), so that putting back an older copy of the vault's directory (a restore
-from a sync tool or a snapshot, or someone who can write only there) does not also put back
-the record. One small file each, written atomically under its own lock; the number only
-ever grows.
+file per vault id and path (a backup, or a copy elsewhere, has its own history), so that
+putting back an older copy of the vault's directory (a restore from a sync tool or a
+snapshot, or someone who can write only there) does not also put back the record. Each is
+written atomically under its own lock; the number only ever grows.
 """
 
 from __future__ import annotations

@@ -178,6 +178,29 @@ def _backup_problem(file: Path) -> str | None:
     return None
 
 
+def _newer_backups(path: Path, listed: list[tuple[int, Path]]) -> list[Finding]:
+    """Backups of a generation above the vault file's: every save makes the replaced file
+    the backup, so the file went back (an older copy was put in its place)."""
+    try:
+        current = fileformat.parse_header(store.read_head(path, fileformat.HEADER_SIZE))[0]
+    except (VaultError, OSError):
+        return []  # the permissions and vault-file findings say why
+    newer = [(generation, file) for generation, file in listed
+             if generation > current.generation]
+    if not newer:
+        return []
+    return [Finding(
+        "backups", "fail",
+        f"backups newer than the vault file (generation {current.generation}): generation "
+        f"{', '.join(str(g) for g, _ in newer)}",
+        "Each save keeps the file it replaces as a backup, so a backup newer than the vault "
+        "means the vault file was put back to an older copy (a restore from a sync tool or "
+        "snapshot, or tampering). Changes saved after that copy are only in the backups.",
+        f"botvault restore --list, then botvault restore {newer[0][0]} to bring back the "
+        f"newest (or botvault restore {current.generation} to keep the file as it is)",
+        (str(path), *(str(f) for _, f in newer)))]
+
+
 def check_backups(path: Path, vault: Vault | None) -> list[Finding]:
     """Backups are there and each one opens (decrypts, when the vault is open)."""
     if _lstat(path) is None:
@@ -188,6 +211,7 @@ def check_backups(path: Path, vault: Vault | None) -> list[Finding]:
                         f"It cannot be used to restore the vault: {why}.",
                         f"remove it once you have checked the others: rm {_q(file)}",
                         (str(file),)) for file, why in bad]
+    findings += _newer_backups(path, listed)
     if vault is not None and not bad and listed:
         try:
             vault.backups()
