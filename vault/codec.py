@@ -137,25 +137,23 @@ def seal_entry(sealer: crypto.Sealer, vault_id: bytes, entry: Entry) -> RawRecor
 
 
 def reseal(records: tuple[RawRecord, ...] | list[RawRecord], old: Keys, sealer: crypto.Sealer,
-           vault_id: bytes, done: dict[tuple[bytes, bytes], RawRecord]) -> list[RawRecord]:
+           vault_id: bytes, done: dict[RawRecord, RawRecord]) -> list[RawRecord]:
     """Every record decrypted under the old keys and sealed again by `sealer` (new keys).
 
     Generic on purpose: whatever a record holds (an entry or an internal record), its
     plaintext and entry id are carried over unchanged, so no record of any kind is left
-    under the old key. `done` maps (entry id, old nonce) to the resealed record, so a
-    record shared by several generations is sealed once (the same encryption of the same
-    plaintext, never one nonce for two plaintexts).
+    under the old key. `done` maps records already re-sealed (the very same bytes, shared
+    by several generations) to their new form, so each is decrypted and sealed once.
     """
     out = []
     with gc_paused():
         for record in records:
-            key = (record.entry_id, record.nonce)
-            again = done.get(key)
+            again = done.get(record)
             if again is None:
                 aad = record.aad(vault_id)
                 plain = crypto.open_sealed(old.entry, record.nonce, record.ciphertext, aad)
                 nonce, ciphertext = sealer.seal(plain, aad)
-                again = done[key] = RawRecord(record.entry_id, nonce, ciphertext)
+                again = done[record] = RawRecord(record.entry_id, nonce, ciphertext)
             out.append(again)
     return out
 

@@ -387,67 +387,68 @@ class Vault:
             self._refresh()
             old_keys = self._require_keys()
             current = _read(self.path)
-            codec.decode(current, old_keys)  # the very bytes re-sealed below, verified
-            good, damaged = self._checked_backups(old_keys)
+            crypto.verify_mac(old_keys.mac, current.authenticated_part, current.tag)
+            data_key = os.urandom(crypto.KEY_SIZE)
+            keys = codec.Keys.from_data_key(data_key)
+            sealer = crypto.Sealer(keys.entry)
+            done: dict[RawRecord, RawRecord] = {}
+            # Re-sealing decrypts (so authenticates) every record of every file; a record
+            # shared by several generations is decrypted and sealed once.
+            records = codec.reseal(current.records, old_keys, sealer, self.vault_id, done)
+            good, damaged = self._resealed_backups(old_keys, sealer, done)
             if damaged and not drop_damaged_backups:
                 listed = ", ".join(map(str, damaged))
                 raise FormatError(
                     f"the backups of generation {listed} are damaged; nothing was changed",
                     hint="see them with: botvault restore --list; to remove them while "
                          "changing the passphrase: botvault passwd --drop-damaged-backups")
-            data_key = os.urandom(crypto.KEY_SIZE)
-            keys = codec.Keys.from_data_key(data_key)
-            sealer = crypto.Sealer(keys.entry)
-            vault_id = self._header.vault_id
-            header = codec.new_header(secret, data_key, params, vault_id=vault_id,
+            header = codec.new_header(secret, data_key, params, vault_id=self.vault_id,
                                       generation=self._next_generation())
-            done: dict[tuple[bytes, bytes], RawRecord] = {}
-            records = codec.reseal(current.records, old_keys, sealer, vault_id, done)
             # The file being replaced becomes a backup too, under the new key like the rest.
-            sources = [(current.header.generation, current), *good][:store.KEEP_BACKUPS]
-            copies = [(generation, codec.encode(
-                header.with_generation(generation),
-                codec.reseal(parsed.records, old_keys, sealer, vault_id, done), keys))
-                for generation, parsed in sources]
+            sources = [(current.header.generation, records), *good][:store.KEEP_BACKUPS]
+            copies = [(generation, codec.encode(header.with_generation(generation), resealed,
+                                                keys)) for generation, resealed in sources]
             data = codec.encode(header, records, keys)
             store.replace_rekeyed(self.path, data, backups=copies,
                                   verify=codec.save_verifier(data, records, keys))
             # Committed: from here on nothing may fail. Adopt the new key and records.
-            self._rekeyed(data_key, keys, sealer, header, data, done)
+            self._rekeyed(data_key, keys, sealer, header, data, current.records, records)
         return damaged
 
-    def _checked_backups(self, keys: codec.Keys
-                         ) -> tuple[builtins.list[tuple[int, fileformat.ParsedFile]],
-                                    builtins.list[int]]:
-        """(generation, parsed file) of every backup that verifies, and the generations of
-        those that do not (unreadable, malformed, or not this vault under this key)."""
+    def _resealed_backups(self, old: codec.Keys, sealer: crypto.Sealer,
+                          done: dict[RawRecord, RawRecord]
+                          ) -> tuple[builtins.list[tuple[int, builtins.list[RawRecord]]],
+                                     builtins.list[int]]:
+        """(generation, records re-sealed) of every backup that verifies under `old`, and the
+        generations of those that do not (unreadable, malformed, another vault's, tampered)."""
         good, damaged = [], []
         for generation, path in store.list_backups(self.path):
             try:
                 parsed = fileformat.parse(store.read_private(path))
-                codec.decode(parsed, keys)
                 if (parsed.header.vault_id, parsed.header.generation) != (
-                        self._header.vault_id, generation):
+                        self.vault_id, generation):
                     raise FormatError("a backup does not match its name")
+                crypto.verify_mac(old.mac, parsed.authenticated_part, parsed.tag)
+                resealed = codec.reseal(parsed.records, old, sealer, self.vault_id, done)
             except (VaultError, OSError):
                 damaged.append(generation)
                 continue
-            good.append((generation, parsed))
+            good.append((generation, resealed))
         return good, sorted(damaged)
 
     def _rekeyed(self, data_key: bytes, keys: codec.Keys, sealer: crypto.Sealer,
-                 header: Header, data: bytes, done: dict[tuple[bytes, bytes], RawRecord]
-                 ) -> None:
-        """Adopt the file just written under `data_key`; no record is decrypted again."""
-        by_old_nonce = {r.nonce: (n, self._entries[n]) for n, r in self._records.items()}
-        known = {new.nonce: by_old_nonce[old_nonce] for (_, old_nonce), new in done.items()
-                 if old_nonce in by_old_nonce}
-        parsed = fileformat.parse(data)
-        entries = codec.decode(parsed, keys, known=known)
+                 header: Header, data: bytes, before: tuple[RawRecord, ...],
+                 after: builtins.list[RawRecord]) -> None:
+        """Adopt the file just written under `data_key` without decrypting it again."""
+        name_of = {record: name for name, record in self._records.items()}
+        if all(record in name_of for record in before):
+            entries = {name_of[record]: self._entries[name_of[record]] for record in before}
+        else:  # a record that is not an entry (an internal one): index the file anew
+            entries = codec.decode(fileformat.parse(data), keys)
         self._data_key[:] = bytes(len(self._data_key))
         self._data_key = bytearray(data_key)
         self._keys, self._sealer = keys, sealer
-        self._saved(header, entries, list(parsed.records))
+        self._saved(header, entries, after)
 
     def backups(self) -> builtins.list[Backup]:
         """The automatic backups, newest first, each verified under this vault's key."""

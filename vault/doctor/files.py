@@ -186,7 +186,7 @@ def _newer_backups(path: Path, listed: list[tuple[int, Path]]) -> list[Finding]:
     except (VaultError, OSError):
         return []  # the permissions and vault-file findings say why
     newer = [(generation, file) for generation, file in listed
-             if generation > current.generation]
+             if generation > current.generation and _same_vault(file, current.vault_id)]
     if not newer:
         return []
     return [Finding(
@@ -199,6 +199,15 @@ def _newer_backups(path: Path, listed: list[tuple[int, Path]]) -> list[Finding]:
         f"botvault restore --list, then botvault restore {newer[0][0]} to bring back the "
         f"newest (or botvault restore {current.generation} to keep the file as it is)",
         (str(path), *(str(f) for _, f in newer)))]
+
+
+def _same_vault(file: Path, vault_id: bytes) -> bool:
+    """A backup of this vault (one of another vault is reported as not decrypting)."""
+    try:
+        head = store.read_head(file, fileformat.HEADER_SIZE)
+        return fileformat.parse_header(head)[0].vault_id == vault_id
+    except (VaultError, OSError):
+        return False
 
 
 def check_backups(path: Path, vault: Vault | None) -> list[Finding]:
