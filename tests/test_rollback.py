@@ -168,3 +168,16 @@ def test_the_agent_refuses_an_older_file_even_without_the_record(vault: Vault,
     answer = agent.handle({"op": "list"})
     assert answer["ok"] is False
     assert f"went back from generation {vault.generation}" in str(answer)
+
+
+def test_an_unusable_state_directory_never_stops_a_vault(vault: Vault, vault_path: Path,
+                                                         tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    not_a_dir = tmp_path / "state-is-a-file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(not_a_dir))
+    add_generic(vault, "a")
+    with Vault.open(vault_path, PASSPHRASE) as again:
+        assert "a" in again
+        add_generic(again, "b")

@@ -45,7 +45,10 @@ def seen(path: Path, vault_id: bytes) -> int:
     record = record_path(path, vault_id)
     try:
         fd = store.open_private(record, os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:
+        # Missing, or a state directory that cannot be used (not a directory, unreadable):
+        # nothing was recorded, and the vault still opens. Permission problems (another
+        # user's or a shared record) are not OSErrors and are refused.
         return 0
     with os.fdopen(fd, "rb") as f:
         raw = f.read(_MAX_DIGITS + 2)
