@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -222,13 +223,14 @@ def _open_allowing_rollback(acc: Access) -> Vault:
     """As `common.open_vault`, but a file older than one seen here opens: `restore` is the
     deliberate way back."""
     from botvault.core import Vault
+    from botvault.errors import VaultError
     from botvault.store import read_head
 
     path = acc.path
     read_head(path, 8)
     client = agent_or_none(path)
     if client is not None:
-        with client:
+        with client, contextlib.suppress(VaultError):  # an agent refuses a rolled-back file
             return Vault.open_with_key(path, client.data_key(), allow_rollback=True)
     passphrase = read_passphrase(acc.sources)
     with output.status("unlocking…"):

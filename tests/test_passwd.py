@@ -452,3 +452,31 @@ def test_cli_upgrade_kdf_keeps_stronger_parameters_and_says_so(vault_path: Path)
     assert "already at least as strong" in result.stdout
     assert "nothing changed" in result.stdout
     assert vault_path.read_bytes() == before
+
+
+def test_a_failure_after_the_commit_is_never_reported_as_one(vault: Vault, vault_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    """Putting a backup in place after the vault was replaced fails: a warning, exit 0."""
+    _save_many(vault, 6)
+    real_replace = os.replace
+
+    def replace(src: object, dst: object, **kwargs: object) -> None:
+        if Path(str(dst)).parent == backup_dir(vault_path) and "gen-" in str(dst):
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace)
+    new_file = tmp_path / "new-pass"
+    new_file.write_text(NEW + "\n")
+    new_file.chmod(0o600)
+    result = CliRunner().invoke(app, ["passwd", "--new-passphrase-file", str(new_file)],
+                                input=PASSPHRASE + "\n")
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.stderr
+    assert "passphrase changed" in result.stdout
+    assert "could not be kept" in result.stderr
+    assert "left as it was" not in result.stderr
+    assert list_backups(vault_path) == []  # removed, never left under the old passphrase
+    assert _all_temps(vault_path) == []
+    assert _passphrases_of_generations(vault_path) == {NEW}

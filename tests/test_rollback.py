@@ -97,6 +97,7 @@ def test_the_agent_never_switches_to_an_older_generation(vault: Vault,
     assert answer["ok"] is False
     assert f"generation {old_generation}, but generation {vault.generation}" in str(answer)
     assert "botvault restore" in str(answer)
+    assert answer["error"]["type"] == "AuthenticationError"  # the client exits 3
     status = agent.handle({"op": "status"})
     assert status["generation"] == vault.generation
     assert "generation" in (status["vault_problem"] or "")
