@@ -480,3 +480,15 @@ def test_a_failure_after_the_commit_is_never_reported_as_one(vault: Vault, vault
     assert list_backups(vault_path) == []  # removed, never left under the old passphrase
     assert _all_temps(vault_path) == []
     assert _passphrases_of_generations(vault_path) == {NEW}
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=2000), st.binary(max_size=100))
+def test_the_fast_seal_is_libsodiums_own(plaintext: bytes, aad: bytes) -> None:
+    from nacl import bindings
+
+    key, nonce = os.urandom(32), os.urandom(24)
+    if crypto._fast_seal is None:
+        pytest.skip("this PyNaCl has no private cffi module")
+    assert crypto._fast_seal(key, nonce, plaintext, aad) == \
+        bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, nonce, key)
