@@ -381,7 +381,9 @@ class Vault:
         """
         params = kdf or self._header.kdf
         crypto.check_params(params, error=InvalidInputError)
-        crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS)
+        # New parameters get init's margin; the vault's own already open here.
+        crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS
+                             if kdf is not None else crypto.MAX_UNLOCK_SECONDS)
         secret = crypto.encode_passphrase(new_passphrase)
         with store.lock(self.path):
             self._refresh()
