@@ -182,3 +182,13 @@ def test_an_unusable_state_directory_never_stops_a_vault(vault: Vault, vault_pat
     with Vault.open(vault_path, PASSPHRASE) as again:
         assert "a" in again
         add_generic(again, "b")
+
+
+def test_a_rolled_back_file_is_refused_before_the_kdf(vault: Vault, vault_path: Path) -> None:
+    _save_many(vault, 2)
+    old = vault_path.read_bytes()
+    add_generic(vault, "later")
+    _put_back(vault_path, old)
+    # Not "wrong passphrase": the refusal came before the passphrase was tried.
+    with pytest.raises(RollbackError):
+        Vault.open(vault_path, "not the passphrase at all")
