@@ -192,3 +192,17 @@ def test_a_rolled_back_file_is_refused_before_the_kdf(vault: Vault, vault_path: 
     # Not "wrong passphrase": the refusal came before the passphrase was tried.
     with pytest.raises(RollbackError):
         Vault.open(vault_path, "not the passphrase at all")
+
+
+def test_doctor_reports_a_rolled_back_directory_from_the_record(vault: Vault, vault_path: Path,
+                                                                tmp_path: Path) -> None:
+    _save_many(vault, 2)
+    saved = tmp_path / "snapshot"
+    shutil.copytree(vault_path.parent, saved)
+    old_generation = vault.generation
+    add_generic(vault, "after-the-snapshot")
+    shutil.rmtree(vault_path.parent)
+    shutil.copytree(saved, vault_path.parent)  # no backup is newer: only the record knows
+    (found,) = [f for f in check_backups(vault_path, None) if "already seen" in f.title]
+    assert found.severity == "fail"
+    assert f"generation {old_generation}, but generation {vault.generation}" in found.title

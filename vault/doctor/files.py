@@ -10,7 +10,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from .. import fileformat, store
+from .. import fileformat, generations, store
 from ..core import Vault
 from ..crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
 from ..errors import VaultError
@@ -187,9 +187,10 @@ def _newer_backups(path: Path, listed: list[tuple[int, Path]]) -> list[Finding]:
         return []  # the permissions and vault-file findings say why
     newer = [(generation, file) for generation, file in listed
              if generation > current.generation and _same_vault(file, current.vault_id)]
+    findings = _seen_above(path, current.generation, current.vault_id)
     if not newer:
-        return []
-    return [Finding(
+        return findings
+    return [*findings, Finding(
         "backups", "fail",
         f"backups newer than the vault file (generation {current.generation}): generation "
         f"{', '.join(str(g) for g, _ in newer)}",
@@ -199,6 +200,24 @@ def _newer_backups(path: Path, listed: list[tuple[int, Path]]) -> list[Finding]:
         f"botvault restore --list, then botvault restore {newer[0][0]} to bring back the "
         f"newest (or botvault restore {current.generation} to keep the file as it is)",
         (str(path), *(str(f) for _, f in newer)))]
+
+
+def _seen_above(path: Path, generation: int, vault_id: bytes) -> list[Finding]:
+    """The record kept outside the vault's directory says a newer generation was here."""
+    try:
+        highest = generations.seen(path, vault_id)
+    except VaultError:
+        return []
+    if highest <= generation:
+        return []
+    return [Finding(
+        "backups", "fail",
+        f"the vault file is generation {generation}, but generation {highest} was already "
+        "seen on this machine",
+        "An older copy of the vault was put in its place (its directory restored from a "
+        "sync tool or snapshot, or tampering). botvault refuses to open it until you choose.",
+        f"botvault restore --list, then botvault restore {generation} to keep it on purpose",
+        (str(path),))]
 
 
 def _same_vault(file: Path, vault_id: bytes) -> bool:
