@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
+from .common import (
+    Access,
+    PassCmdOpt,
+    PassFileOpt,
+    PassStdinOpt,
+    VaultOpt,
+    agent_for_secrets,
+    agent_or_none,
+)
 from .passphrase import read_new_passphrase, read_passphrase
+
+if TYPE_CHECKING:
+    from botvault.core import Vault
 
 app = typer.Typer()
 
@@ -23,7 +35,7 @@ def init(
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
     kdf_seconds: Annotated[float, typer.Option(
-        help="Target unlock time when calibrating.", min=0.05, max=60)] = 1.0,
+        help="Target unlock time when calibrating.", min=0.05, max=10)] = 1.0,
     kdf_memory: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help=_MEMORY_HELP, show_default="256", metavar="MIB")] = None,
     kdf_iterations: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
@@ -46,7 +58,14 @@ def init(
     least 256 MiB of memory.
     """
     from botvault.core import Vault
-    from botvault.crypto import RECOMMENDED_MEMORY_KIB, KdfParams, calibrate, check_params
+    from botvault.crypto import (
+        INIT_MAX_SECONDS,
+        RECOMMENDED_MEMORY_KIB,
+        KdfParams,
+        calibrate,
+        check_machine,
+        check_params,
+    )
     from botvault.errors import AlreadyExistsError, InvalidInputError
 
     acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
@@ -58,6 +77,10 @@ def init(
     lanes = kdf_parallelism if kdf_parallelism is not None else min(4, os.cpu_count() or 1)
     # Refuse impossible parameters before asking for anything.
     check_params(KdfParams(memory, kdf_iterations or 2, lanes), error=InvalidInputError)
+    # The same bound every later open applies (with a margin): never make a vault that
+    # this machine would refuse to open.
+    check_machine(KdfParams(memory, kdf_iterations or 2, lanes), error=InvalidInputError,
+                  limit=INIT_MAX_SECONDS)
     passphrase = _generated() if generate_passphrase else _new_passphrase(
         acc, allow_weak=allow_weak_passphrase)
     if kdf_iterations is None:
@@ -114,20 +137,24 @@ def passwd(
         help="Read the new passphrase from FILE.", show_default=False, metavar="FILE")] = None,
     upgrade_kdf: Annotated[bool, typer.Option(
         "--upgrade-kdf", help="Also recalibrate Argon2id to today's policy (about 1 s, "
-        "256 MiB or more).")] = False,
+        "256 MiB or more); never lowers memory or passes.")] = False,
     keep_passphrase: Annotated[bool, typer.Option(
         "--keep-passphrase", help="With --upgrade-kdf: keep the current passphrase.")] = False,
     generate_passphrase: Annotated[bool, typer.Option(
         "--generate-passphrase", help="Make up a random 6-word passphrase and print it once."
         )] = False,
+    drop_damaged_backups: Annotated[bool, typer.Option(
+        "--drop-damaged-backups", help="Remove backups that fail to verify instead of "
+        "stopping.")] = False,
 ) -> None:
     """Change the passphrase (or, with --upgrade-kdf, the key derivation cost).
 
-    Only the data key is re-wrapped; backups follow, so the old passphrase stops working
-    everywhere. The current passphrase is always asked for, even while unlocked.
+    Every entry and every backup is re-encrypted under a new data key, so an old copy of
+    the file opens only itself with the old passphrase. A running agent is locked. The
+    current passphrase is always asked for, even while unlocked.
     """
     from botvault.core import Vault
-    from botvault.crypto import calibrate
+    from botvault.crypto import calibrate, strengthened
     from botvault.errors import InvalidInputError
 
     if keep_passphrase and not upgrade_kdf:
@@ -137,21 +164,50 @@ def passwd(
     acc = Access(vault, passphrase_file, passphrase_command)
     current = read_passphrase(acc.sources)
     with output.status("unlocking…"), Vault.open(acc.path, current) as opened:
+        kdf = None
+        if upgrade_kdf:
+            with output.status("calibrating…"):
+                proposed = calibrate(memory_kib=max(256 * 1024, opened.kdf.memory_kib))
+            kdf = strengthened(opened.kdf, proposed)
+            if kdf is None:
+                typer.echo(f"key derivation already at least as strong as today's policy "
+                           f"({proposed.describe()}): {opened.kdf.describe()}; kept")
+                if keep_passphrase:
+                    typer.echo("nothing changed")
+                    return
         if keep_passphrase:
             new = current
         elif generate_passphrase:
             new = _generated()
         else:
             new = _checked(read_new_passphrase(new_passphrase_file))
-        kdf = None
-        if upgrade_kdf:
-            with output.status("calibrating…"):
-                kdf = calibrate(memory_kib=max(256 * 1024, opened.kdf.memory_kib))
-        with output.status("re-wrapping…"):
-            opened.change_passphrase(new, kdf=kdf)
+        with output.status("re-encrypting…"):
+            dropped = opened.change_passphrase(new, kdf=kdf,
+                                               drop_damaged_backups=drop_damaged_backups)
         described = opened.kdf.describe()
+    # The vault is changed: from here on only messages, never a failure.
     typer.echo("passphrase changed" if not keep_passphrase else "key derivation upgraded")
     typer.echo(f"key derivation: {described}")
+    if dropped:
+        output.warn(f"removed the damaged backups of generation {', '.join(map(str, dropped))}")
+    _lock_agent(acc.path)
+
+
+def _lock_agent(path: Path) -> None:
+    """An agent still holds the old data key, which opens nothing saved from now on."""
+    from botvault.errors import VaultError
+
+    try:
+        client = agent_or_none(path)
+        if client is None:
+            return
+        with client:
+            client.lock()
+    except (VaultError, OSError) as exc:
+        output.warn(f"could not lock the running agent ({exc}); it locks itself at its next "
+                    "request; run: botvault lock")
+        return
+    typer.echo("the running agent held the old key and was locked; run: botvault unlock")
 
 
 @app.command()
@@ -170,7 +226,8 @@ def restore(
     """Bring back one of the automatic backups (the last 5 saves are kept).
 
     The restored state is saved as a new generation, so the current one becomes a backup
-    too and nothing is lost.
+    too and nothing is lost. This is also the deliberate way back when the vault file is
+    older than one already seen on this machine: restore its own generation to keep it.
     """
     from botvault.errors import InvalidInputError
 
@@ -178,8 +235,8 @@ def restore(
 
     if not list_ and generation is None:
         raise InvalidInputError("name a GENERATION to restore, or pass --list")
-    with open_vault(Access(vault, passphrase_file, passphrase_command,
-                           passphrase_stdin)) as opened:
+    with _open_allowing_rollback(Access(vault, passphrase_file, passphrase_command,
+                                        passphrase_stdin)) as opened:
         backups = opened.backups()
         if list_:
             typer.echo(f"current generation: {opened.generation} "
@@ -214,3 +271,21 @@ def _saved_at(path: Path) -> str:
         return format_moment(path.stat().st_mtime)
     except OSError:
         return "-"
+
+
+def _open_allowing_rollback(acc: Access) -> Vault:
+    """As `common.open_vault`, but a file older than one seen here opens: `restore` is the
+    deliberate way back."""
+    from botvault.core import Vault
+    from botvault.errors import VaultError
+    from botvault.store import read_head
+
+    path = acc.path
+    read_head(path, 8)
+    client = None if acc.sources.stdin else agent_for_secrets(agent_or_none(path, acc))
+    if client is not None:
+        with client, contextlib.suppress(VaultError):  # an agent refuses a rolled-back file
+            return Vault.open_with_key(path, client.data_key(), allow_rollback=True)
+    passphrase = read_passphrase(acc.sources)
+    with output.status("unlocking…"):
+        return Vault.open(path, passphrase, allow_rollback=True)

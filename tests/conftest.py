@@ -19,6 +19,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.setenv("BOTVAULT_PATH", str(tmp_path / "store" / "vault.bv"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     # The agent's directory when XDG_RUNTIME_DIR is unusable lives in the state dir.
+    # The record of generations seen (rollback detection) lives outside the vault dir.
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     runtime = tmp_path / "xdg-runtime"
     runtime.mkdir(mode=0o700)

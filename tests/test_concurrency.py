@@ -18,7 +18,12 @@ import pytest
 
 from botvault.core import Vault
 from botvault.crypto import KdfParams
-from botvault.errors import AlreadyExistsError, AuthenticationError, NotFoundError
+from botvault.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    KeyChangedError,
+    NotFoundError,
+)
 from botvault.store import list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, full_snapshot, snapshot
@@ -216,10 +221,14 @@ def test_stale_save_after_a_passphrase_change_keeps_the_new_passphrase(
         pair: tuple[Vault, Vault], vault_path: Path) -> None:
     a, b = pair
     a.change_passphrase("a whole new passphrase")
-    add_generic(b, "y")
+    before = vault_path.read_bytes()
+    # b holds the old data key, which the file no longer uses: it cannot save, and says so.
+    with pytest.raises(KeyChangedError):
+        add_generic(b, "y")
+    assert vault_path.read_bytes() == before
     with pytest.raises(AuthenticationError):
         Vault.open(vault_path, PASSPHRASE)
-    assert set(_on_disk(vault_path, "a whole new passphrase")[1]) == {"d", "e", "f", "y"}
+    assert set(_on_disk(vault_path, "a whole new passphrase")[1]) == {"d", "e", "f"}
 
 
 def test_stale_save_after_a_restore(pair: tuple[Vault, Vault], vault_path: Path) -> None:

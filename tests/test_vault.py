@@ -189,15 +189,27 @@ def test_edit_rejects_bad_values(vault: Vault) -> None:
             vault.edit("a", **kwargs)
 
 
-def test_change_passphrase_rewraps_only(vault: Vault, vault_path: Path) -> None:
+def test_change_passphrase_reseals_every_record_under_a_fresh_key(vault: Vault,
+                                                                 vault_path: Path) -> None:
+    from botvault import codec, fileformat
+
     _add(vault, "a")
-    records_before = vault_path.read_bytes()[HEADER_SIZE:-32]
+    old_copy = vault_path.read_bytes()
+    records_before = old_copy[HEADER_SIZE:-32]
     vault.change_passphrase("a brand new passphrase")
-    assert vault_path.read_bytes()[HEADER_SIZE:-32] == records_before
+    assert vault_path.read_bytes()[HEADER_SIZE:-32] != records_before
+    _add(vault, "b")  # added after the change
+    # The old copy and its old passphrase give the old data key: it opens nothing later.
+    old_key = codec.unwrap(fileformat.parse(old_copy).header,
+                           PASSPHRASE.encode())
+    with pytest.raises(AuthenticationError):
+        Vault.open_with_key(vault_path, old_key)
     with pytest.raises(AuthenticationError):
         Vault.open(vault_path, PASSPHRASE)
     with Vault.open(vault_path, "a brand new passphrase") as again:
         assert again.get("a") == vault.get("a")
+        assert again.get("b") == vault.get("b")
+        assert bytes(again._data_key) != old_key
 
 
 def test_kraken_secret_whitespace_removed_with_count(vault: Vault) -> None:
@@ -287,7 +299,8 @@ def test_error_hierarchy() -> None:
     assert codes == {"AgentError": 11, "AlreadyExistsError": 4, "AuthenticationError": 3,
                      "ConflictError": 9, "FormatError": 8, "GrantError": 3,
                      "InsecurePermissionsError": 7, "InvalidInputError": 2, "LockedError": 5,
-                     "NotFoundError": 4, "ScopeError": 6, "VaultError": 1}
+                     "NotFoundError": 4, "ScopeError": 6, "VaultError": 1,
+                     "KeyChangedError": 9, "PartialWriteError": 12, "RollbackError": 3}
     assert all(issubclass(cls, VaultError) for cls in exported)
     assert issubclass(InvalidInputError, ValueError)
 

@@ -20,7 +20,7 @@ from .fileformat import Header, ParsedFile, RawRecord
 from .grants import Grant, is_grant_record
 
 __all__ = ["Keys", "Record", "Slot", "Unparsed", "decode", "encode", "equal_to", "gc_paused",
-           "is_entry_name", "materialize", "materialize_record", "new_header",
+           "is_entry_name", "materialize", "materialize_record", "new_header", "reseal",
            "save_verifier", "seal_entry", "unwrap"]
 
 _ENTRY_PURPOSE = b"botvault-entry"
@@ -155,6 +155,28 @@ def seal_entry(sealer: crypto.Sealer, vault_id: bytes, entry: Record) -> RawReco
     nonce, ciphertext = sealer.seal(entry.to_plaintext(),
                                     fileformat.record_aad(vault_id, entry.entry_id))
     return RawRecord(entry.entry_id, nonce, ciphertext)
+
+
+def reseal(records: tuple[RawRecord, ...] | list[RawRecord], old: Keys, sealer: crypto.Sealer,
+           vault_id: bytes, done: dict[RawRecord, RawRecord]) -> list[RawRecord]:
+    """Every record decrypted under the old keys and sealed again by `sealer` (new keys).
+
+    Generic on purpose: whatever a record holds (an entry or an internal record), its
+    plaintext and entry id are carried over unchanged, so no record of any kind is left
+    under the old key. `done` maps records already re-sealed (the very same bytes, shared
+    by several generations) to their new form, so each is decrypted and sealed once.
+    """
+    out = []
+    with gc_paused():
+        for record in records:
+            again = done.get(record)
+            if again is None:
+                aad = record.aad(vault_id)
+                plain = crypto.open_sealed(old.entry, record.nonce, record.ciphertext, aad)
+                nonce, ciphertext = sealer.seal(plain, aad)
+                again = done[record] = RawRecord(record.entry_id, nonce, ciphertext)
+            out.append(again)
+    return out
 
 
 def encode(header: Header, records: list[RawRecord], keys: Keys) -> bytes:

@@ -9,14 +9,18 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from . import codec, crypto, fileformat, store
+from . import codec, crypto, fileformat, generations, store
 from .entries import Entry, check_name, check_nonce_unit, check_text, now_utc
 from .errors import (
     AlreadyExistsError,
     ConflictError,
+    FormatError,
     InvalidInputError,
+    KeyChangedError,
     NotFoundError,
+    RollbackError,
     ScopeError,
+    VaultError,
     VaultWarning,
 )
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
@@ -48,7 +52,7 @@ class Vault:
     """An unlocked vault. Use `Vault.create` or `Vault.open`; close it (or use `with`)."""
 
     def __init__(self, path: Path, data_key: bytes, parsed: fileformat.ParsedFile,
-                 entries: _Entries) -> None:
+                 entries: _Entries, *, seen: int = 0) -> None:
         self.path = path
         # A bytearray so that close() can overwrite it; see SECURITY.md for what remains.
         self._data_key = bytearray(data_key)
@@ -63,6 +67,10 @@ class Vault:
         # name -> (slot, exchange, api_key): one parse per entry for "one key, one entry",
         # reused while the slot object is unchanged (unchanged entries keep their slot).
         self._key_cache: dict[str, tuple[codec.Slot, str, str]] = {}
+        # The highest generation seen on this machine: the next save goes above it (it is
+        # above the file's own only when a rolled-back file was opened on purpose).
+        self._floor = max(seen, parsed.header.generation)
+        generations.note(path, parsed.header.vault_id, parsed.header.generation)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -74,6 +82,7 @@ class Vault:
         secret = crypto.encode_passphrase(passphrase)
         params = kdf or crypto.calibrate()
         crypto.check_params(params, error=InvalidInputError)
+        crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS)
         store.ensure_private_dir(target.parent)
         data_key = os.urandom(crypto.KEY_SIZE)
         header = codec.new_header(secret, data_key, params)
@@ -88,21 +97,29 @@ class Vault:
         return cls(target, data_key, fileformat.parse(data), {})
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None, passphrase: str | bytes) -> Vault:
-        """Open with the passphrase. FormatError before the KDF, AuthenticationError after."""
+    def open(cls, path: str | os.PathLike[str] | None, passphrase: str | bytes, *,
+             allow_rollback: bool = False) -> Vault:
+        """Open with the passphrase. FormatError before the KDF, AuthenticationError after;
+        RollbackError (before the KDF) for a generation below one already seen here, unless
+        `allow_rollback` (what `restore` uses to go back on purpose)."""
         target = resolve_vault_path(path)
-        parsed = _read(target)
+        parsed, seen = _read_checked(target, allow_rollback=allow_rollback)
         data_key = codec.unwrap(parsed.header, crypto.encode_passphrase(passphrase))
-        return cls.open_with_key(target, data_key, _parsed=parsed)
+        return cls._opened(target, data_key, parsed, seen)
 
     @classmethod
     def open_with_key(cls, path: str | os.PathLike[str] | None, data_key: bytes, *,
-                      _parsed: fileformat.ParsedFile | None = None) -> Vault:
+                      allow_rollback: bool = False) -> Vault:
         """Open with the data key itself (the agent's way: it never holds the passphrase)."""
         target = resolve_vault_path(path)
-        parsed = _parsed or _read(target)
-        return cls(target, data_key, parsed,
-                   codec.decode(parsed, codec.Keys.from_data_key(data_key)))
+        parsed, seen = _read_checked(target, allow_rollback=allow_rollback)
+        return cls._opened(target, data_key, parsed, seen)
+
+    @classmethod
+    def _opened(cls, target: Path, data_key: bytes, parsed: fileformat.ParsedFile,
+                seen: int) -> Vault:
+        entries = codec.decode(parsed, codec.Keys.from_data_key(data_key))
+        return cls(target, data_key, parsed, entries, seen=seen)
 
     def __enter__(self) -> Vault:
         return self
@@ -273,17 +290,21 @@ class Vault:
         Returns (the new entry, the retired one)."""
         old = self._live_entry(name)
         secret = _cleaned_secret(old.exchange, api_secret)
-        new = old.with_changes(api_key=validate_api_key(old.exchange, api_key),
-                               api_secret=Secret(secret), created_at=now_utc(),
-                               entry_id=os.urandom(fileformat.ID_SIZE))
-        if new.api_key == old.api_key and new.api_secret == old.api_secret:
-            raise InvalidInputError("the new key pair is the one already stored",
-                                    hint="create a new key on the exchange first")
-
+        checked_key = validate_api_key(old.exchange, api_key)
         retired_as: list[str] = []
 
         def op(entries: _Entries) -> _Entries:
+            # Built from the entry as saved now, under the lock, not from this handle's
+            # copy: an edit another process made meanwhile (note, scopes, names) is kept.
             current = self._lookup(entries, name)
+            if current.retired:
+                raise ScopeError(f"{name!r} is a retired key pair and is never used again")
+            new = current.with_changes(api_key=checked_key, api_secret=Secret(secret),
+                                       created_at=now_utc(),
+                                       entry_id=os.urandom(fileformat.ID_SIZE))
+            if new.api_key == current.api_key and new.api_secret == current.api_secret:
+                raise InvalidInputError("the new key pair is the one already stored",
+                                        hint="create a new key on the exchange first")
             self._refuse_shared_key(entries, [new])
             retired_as[:] = [_retired_name(name, entries)]
             entries[retired_as[0]] = current.with_changes(name=retired_as[0], retired=True)
@@ -407,30 +428,87 @@ class Vault:
     # -- passphrase and backups ----------------------------------------------------------
 
     def change_passphrase(self, new_passphrase: str | bytes, *,
-                          kdf: crypto.KdfParams | None = None) -> None:
-        """Re-wrap the data key under a new passphrase (entries are not re-encrypted).
+                          kdf: crypto.KdfParams | None = None,
+                          drop_damaged_backups: bool = False) -> builtins.list[int]:
+        """Re-seal every record, and every backup, under a fresh data key wrapped by the new
+        passphrase. Returns the generations of damaged backups that were removed.
 
-        The backups are re-wrapped too, so the old passphrase opens nothing afterwards.
+        Every backup is checked first: a damaged one stops everything (FormatError naming
+        its generation) unless `drop_damaged_backups`. A copy of the file taken before
+        this, with the old passphrase, opens that copy only: nothing saved afterwards.
         """
         params = kdf or self._header.kdf
         crypto.check_params(params, error=InvalidInputError)
+        # New parameters get init's margin; the vault's own already open here.
+        crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS
+                             if kdf is not None else crypto.MAX_UNLOCK_SECONDS)
         secret = crypto.encode_passphrase(new_passphrase)
         with store.lock(self.path):
             self._refresh()
-            header = codec.new_header(secret, bytes(self._require_data_key()), params,
-                                      vault_id=self._header.vault_id,
-                                      generation=self._header.generation)
-            self._write_locked(dict(self._entries), header=header)
-            self._rewrap_backups_locked()
+            old_keys = self._require_keys()
+            current = _read(self.path)
+            crypto.verify_mac(old_keys.mac, current.authenticated_part, current.tag)
+            data_key = os.urandom(crypto.KEY_SIZE)
+            keys = codec.Keys.from_data_key(data_key)
+            sealer = crypto.Sealer(keys.entry)
+            done: dict[RawRecord, RawRecord] = {}
+            # Re-sealing decrypts (so authenticates) every record of every file; a record
+            # shared by several generations is decrypted and sealed once.
+            records = codec.reseal(current.records, old_keys, sealer, self.vault_id, done)
+            good, damaged = self._resealed_backups(old_keys, sealer, done)
+            if damaged and not drop_damaged_backups:
+                listed = ", ".join(map(str, damaged))
+                raise FormatError(
+                    f"the backups of generation {listed} are damaged; nothing was changed",
+                    hint="see them with: botvault restore --list; to remove them while "
+                         "changing the passphrase: botvault passwd --drop-damaged-backups")
+            header = codec.new_header(secret, data_key, params, vault_id=self.vault_id,
+                                      generation=self._next_generation())
+            # The file being replaced becomes a backup too, under the new key like the rest.
+            sources = [(current.header.generation, records), *good][:store.KEEP_BACKUPS]
+            copies = [(generation, codec.encode(header.with_generation(generation), resealed,
+                                                keys)) for generation, resealed in sources]
+            data = codec.encode(header, records, keys)
+            store.replace_rekeyed(self.path, data, backups=copies,
+                                  verify=codec.save_verifier(data, records, keys))
+            # Committed: from here on nothing may fail. Adopt the new key and records.
+            self._rekeyed(data_key, keys, sealer, header, data, current.records, records)
+        return damaged
 
-    def _rewrap_backups_locked(self) -> None:
-        keys = self._require_keys()
+    def _resealed_backups(self, old: codec.Keys, sealer: crypto.Sealer,
+                          done: dict[RawRecord, RawRecord]
+                          ) -> tuple[builtins.list[tuple[int, builtins.list[RawRecord]]],
+                                     builtins.list[int]]:
+        """(generation, records re-sealed) of every backup that verifies under `old`, and the
+        generations of those that do not (unreadable, malformed, another vault's, tampered)."""
+        good, damaged = [], []
         for generation, path in store.list_backups(self.path):
-            parsed = fileformat.parse(store.read_private(path))
-            codec.decode(parsed, keys)
-            header = self._header.with_generation(generation)
-            data = codec.encode(header, list(parsed.records), keys)
-            store.atomic_write(path, data, verify=codec.equal_to(data), backup_as=None)
+            try:
+                parsed = fileformat.parse(store.read_private(path))
+                if (parsed.header.vault_id, parsed.header.generation) != (
+                        self.vault_id, generation):
+                    raise FormatError("a backup does not match its name")
+                crypto.verify_mac(old.mac, parsed.authenticated_part, parsed.tag)
+                resealed = codec.reseal(parsed.records, old, sealer, self.vault_id, done)
+            except (VaultError, OSError):
+                damaged.append(generation)
+                continue
+            good.append((generation, resealed))
+        return good, sorted(damaged)
+
+    def _rekeyed(self, data_key: bytes, keys: codec.Keys, sealer: crypto.Sealer,
+                 header: Header, data: bytes, before: tuple[RawRecord, ...],
+                 after: builtins.list[RawRecord]) -> None:
+        """Adopt the file just written under `data_key` without decrypting it again."""
+        name_of = {record: name for name, record in self._records.items()}
+        if all(record in name_of for record in before):
+            entries = {name_of[record]: self._entries[name_of[record]] for record in before}
+        else:  # a record that is not an entry (an internal one): index the file anew
+            entries = codec.decode(fileformat.parse(data), keys)
+        self._data_key[:] = bytes(len(self._data_key))
+        self._data_key = bytearray(data_key)
+        self._keys, self._sealer = keys, sealer
+        self._saved(header, entries, after)
 
     def backups(self) -> builtins.list[Backup]:
         """The automatic backups, newest first, each verified under this vault's key."""
@@ -442,7 +520,9 @@ class Vault:
         return found
 
     def restore(self, generation: int) -> None:
-        """Make backup `generation` the current state (saved as a new generation).
+        """Make backup `generation` the current state, saved as a new generation above
+        every one seen on this machine. A rolled-back file's own generation (opened with
+        `allow_rollback`) is accepted too: that keeps the rolled-back file on purpose.
 
         Grants are the exception: none comes back more usable than it is now (see
         grants.no_resurrection)."""
@@ -450,6 +530,9 @@ class Vault:
 
         with store.lock(self.path):
             self._refresh()
+            if generation == self._header.generation < self._floor:
+                self._write_locked(dict(self._entries), reuse=dict(self._records))
+                return
             parsed = fileformat.parse(store.read_private(store.backup_path(self.path, generation)))
             entries = codec.decode(parsed, self._require_keys())
             reuse = dict(zip(entries, parsed.records, strict=True))
@@ -482,16 +565,29 @@ class Vault:
         if store.read_head(self.path, fileformat.HEADER_SIZE) == self._header.pack(
                 len(self._records)):
             return
-        parsed = _read(self.path)
-        if parsed.header.vault_id != self._header.vault_id:
+        parsed, _ = _read_checked(self.path)
+        new = parsed.header
+        if new.vault_id != self._header.vault_id:
             raise ConflictError(f"the vault at {self.path} was replaced by a different vault",
                                 hint="open it again")
+        if new.generation < self._header.generation:
+            # Never adopted silently, whatever the record of generations says.
+            raise RollbackError(
+                f"the vault at {self.path} went back from generation "
+                f"{self._header.generation} to generation {new.generation}",
+                hint=f"to go back to it on purpose, run: botvault restore {new.generation}")
+        if _wrap_of(new) != _wrap_of(self._header):
+            raise KeyChangedError(
+                f"the passphrase of the vault at {self.path} was changed by another process "
+                "(it has a new data key)", hint="open it again with the new passphrase")
         known = {self._records[n].nonce: (n, e) for n, e in self._entries.items()}
         self._entries = codec.decode(parsed, self._require_keys(), known=known)
         self._records = dict(zip(self._entries, parsed.records, strict=True))
         self._header = parsed.header
         for record in parsed.records:
             self._sealer.note(record.nonce)
+        self._floor = max(self._floor, new.generation)
+        generations.note(self.path, new.vault_id, new.generation)
 
     def _write_locked(self, entries: _Entries, *, header: Header | None = None,
                       reuse: dict[str, RawRecord] | None = None) -> None:
@@ -507,12 +603,25 @@ class Vault:
                                             codec.materialize_record(name, entry))
                     changed.append(kept)
                 records.append(kept)
-        new_header = base.with_generation(self._header.generation + 1)
+        new_header = base.with_generation(self._next_generation())
         data = codec.encode(new_header, records, keys)
         store.atomic_write(self.path, data, verify=codec.save_verifier(data, changed, keys),
                            backup_as=self._header.generation)
-        self._header, self._entries = new_header, entries
+        self._saved(new_header, entries, records)
+
+    def _next_generation(self) -> int:
+        return max(self._header.generation, self._floor) + 1
+
+    def _saved(self, header: Header, entries: _Entries, records: builtins.list[RawRecord]) -> None:
+        self._header, self._entries = header, entries
         self._records = dict(zip(entries, records, strict=True))
+        self._floor = max(self._floor, header.generation)
+        generations.note(self.path, header.vault_id, header.generation)
+
+
+def _wrap_of(header: Header) -> tuple[object, ...]:
+    """What identifies the data key's wrapping: it changes exactly when passwd ran."""
+    return (header.kdf, header.salt, header.wrap_nonce, header.wrapped_key)
 
 
 def _file_signature(path: Path) -> tuple[int, ...] | None:
@@ -592,6 +701,25 @@ def _kept_record(name: str, entry: codec.Slot, reuse: dict[str, RawRecord] | Non
     if loaded.get(name) is entry:
         return records[name]
     return None
+
+
+def _read_checked(path: Path, *, allow_rollback: bool = False
+                  ) -> tuple[fileformat.ParsedFile, int]:
+    """The file, refused when older than a generation already seen here; and that one.
+
+    A save replaces the file before it raises the record, so a record above the file just
+    read can also mean a save landed in between: the file is read once more to tell.
+    """
+    parsed = _read(path)
+    header = parsed.header
+    try:
+        return parsed, generations.check(path, header.vault_id, header.generation,
+                                         allow_rollback=allow_rollback)
+    except RollbackError:
+        parsed = _read(path)
+        header = parsed.header
+        return parsed, generations.check(path, header.vault_id, header.generation,
+                                         allow_rollback=allow_rollback)
 
 
 def _read(path: Path) -> fileformat.ParsedFile:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import time
 import unicodedata
@@ -24,7 +25,9 @@ from .errors import AuthenticationError, FormatError, InvalidInputError
 __all__ = [
     "CEILING",
     "FLOOR",
+    "INIT_MAX_SECONDS",
     "KEY_SIZE",
+    "MAX_UNLOCK_SECONDS",
     "NONCE_SIZE",
     "RECOMMENDED_MEMORY_KIB",
     "SALT_SIZE",
@@ -33,10 +36,14 @@ __all__ = [
     "NonceReuseError",
     "Sealer",
     "calibrate",
+    "check_machine",
     "derive_kek",
     "encode_passphrase",
+    "estimated_seconds",
     "mac",
     "open_sealed",
+    "physical_memory_kib",
+    "strengthened",
     "subkey",
     "verify_mac",
 ]
@@ -95,6 +102,84 @@ def check_params(params: KdfParams, *, error: type[FormatError | InvalidInputErr
         raise error("KDF parameters out of range: " + "; ".join(problems))
 
 
+# What this machine is asked to do before the KDF runs. A header's parameters are not
+# authenticated before the KDF (they decide it), so a hostile file can ask for anything up
+# to the ceiling; these bounds depend on the machine, the ceiling does not.
+MAX_UNLOCK_SECONDS = 30.0
+# `init` and `passwd` stay at half of that, so that a vault made here on an idle day still
+# opens on a busy one (the measured rate was seen to vary by up to 2x under load).
+INIT_MAX_SECONDS = MAX_UNLOCK_SECONDS / 2
+_PROBE_KIB = 8 * 1024
+_measured: dict[str, float] = {}  # "rate": the probe's result, once per process
+
+
+def physical_memory_kib() -> int | None:
+    """This machine's RAM in KiB, or None where the OS does not say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return pages * page_size // 1024 if pages > 0 and page_size > 0 else None
+
+
+def kdf_rate() -> float:
+    """KiB x passes per second that one lane of Argon2id manages here: the faster of two
+    8 MiB one-pass probes (about 10 ms each), measured once per process. The small probe
+    runs from cache more than a large KDF does, so it overestimates the speed and the
+    estimate errs towards letting a vault open."""
+    if "rate" not in _measured:
+        from argon2.low_level import Type, hash_secret_raw
+
+        best = math.inf
+        for _ in range(2):
+            start = time.perf_counter()
+            hash_secret_raw(b"probe", bytes(SALT_SIZE), 1, _PROBE_KIB, 1, KEY_SIZE, Type.ID)
+            best = min(best, time.perf_counter() - start)
+        _measured["rate"] = _PROBE_KIB / max(best, 1e-6)
+    return _measured["rate"]
+
+
+def estimated_seconds(params: KdfParams, rate: float, cpus: int) -> float:
+    """Seconds the KDF takes at `rate` (see `kdf_rate`), each lane on its own core at best."""
+    lanes = max(1, min(params.parallelism, cpus))
+    return params.memory_kib * params.iterations / (rate * lanes)
+
+
+def check_machine(params: KdfParams, *, error: type[FormatError | InvalidInputError],
+                  limit: float = MAX_UNLOCK_SECONDS, memory_kib: int | None = None,
+                  rate: float | None = None) -> None:
+    """Refuse parameters this machine cannot afford, before running them: memory above half
+    the RAM, or an estimated time above `limit`. `memory_kib` and `rate` default to this
+    machine's (tests pass their own to reach both branches on any machine)."""
+    if params.is_test_only() and _test_kdf_allowed:
+        return
+    ram = memory_kib if memory_kib is not None else physical_memory_kib()
+    if ram is not None and params.memory_kib > ram // 2:
+        problem = f"its memory is above half of this machine's {ram // 1024} MiB of RAM"
+    else:
+        seconds = estimated_seconds(params, rate if rate is not None else kdf_rate(),
+                                    os.cpu_count() or 1)
+        if seconds <= limit:
+            return
+        problem = f"it would take about {seconds:.0f} s here, above the limit of {limit:.0f} s"
+    if error is FormatError:
+        hint = ("a damaged or hostile file can ask for this; if the vault is yours, open it "
+                "on a machine with more memory or speed")
+    else:
+        hint = "choose less memory (--kdf-memory) or fewer passes (--kdf-iterations)"
+    raise error(f"key derivation {params.describe()} is refused on this machine: {problem}",
+                hint=hint)
+
+
+def strengthened(current: KdfParams, proposed: KdfParams) -> KdfParams | None:
+    """What an upgrade to `proposed` makes of `current`: never less memory, passes or lanes
+    than either. None when `current` is already at least as strong in every one."""
+    upgraded = KdfParams(max(current.memory_kib, proposed.memory_kib),
+                         max(current.iterations, proposed.iterations),
+                         max(current.parallelism, proposed.parallelism))
+    return None if upgraded == current else upgraded
+
+
 def encode_passphrase(passphrase: str | bytes) -> bytes:
     """Bytes for the KDF. Text is NFC-normalised so that the same passphrase typed through
     different input methods derives the same key."""
@@ -109,6 +194,7 @@ def encode_passphrase(passphrase: str | bytes) -> bytes:
 
 def derive_kek(passphrase: bytes, salt: bytes, params: KdfParams) -> bytes:
     check_params(params, error=FormatError)
+    check_machine(params, error=FormatError)
     # Imported here: argon2 loads a C extension that `--help` and `--version` do not need.
     from argon2.low_level import Type, hash_secret_raw
 
@@ -136,7 +222,11 @@ def calibrate(target_seconds: float = 1.0, *, memory_kib: int = RECOMMENDED_MEMO
         per_pass = timings[4] / 4
     fixed = max(0.0, timings[2] - 2 * per_pass)
     passes = round((target_seconds - fixed) / max(per_pass, 1e-6))
-    return KdfParams(memory_kib, max(FLOOR.iterations, min(CEILING.iterations, passes)), lanes)
+    # Never more than the open-time bound lets through (with init's margin).
+    affordable = math.floor(INIT_MAX_SECONDS * kdf_rate() * max(1, min(lanes, os.cpu_count() or 1))
+                            / memory_kib)
+    return KdfParams(memory_kib, max(FLOOR.iterations, min(CEILING.iterations, passes, affordable)),
+                     lanes)
 
 
 def subkey(data_key: bytes, purpose: bytes) -> bytes:
@@ -179,6 +269,8 @@ class Sealer:
         if len(nonce) != NONCE_SIZE or nonce in self._used:
             raise NonceReuseError("refusing to seal: the random source repeated a nonce")
         self._used.add(nonce)
+        if _fast_seal is not None:
+            return nonce, _fast_seal(self._key, nonce, plaintext, aad)
         return nonce, _sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
             plaintext, aad, nonce, self._key)
 
@@ -225,3 +317,28 @@ def _make_fast_open() -> Callable[[bytes, bytes, bytes, bytes], bytes] | None:
 
 
 _fast_open = _make_fast_open()
+
+
+def _make_fast_seal() -> Callable[[bytes, bytes, bytes, bytes], bytes] | None:
+    """libsodium's encrypt called directly, as `_make_fast_open` does for decrypt: the
+    passphrase change re-seals every record, and the wrapper doubled its cost."""
+    try:
+        from nacl._sodium import ffi, lib
+    except ImportError:  # pragma: no cover -- depends on the installed PyNaCl
+        return None
+    encrypt = lib.crypto_aead_xchacha20poly1305_ietf_encrypt
+
+    def fast_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        if len(nonce) != NONCE_SIZE or len(key) != KEY_SIZE:
+            raise ValueError("wrong key or nonce size")
+        out = ffi.new("unsigned char[]", len(plaintext) + TAG_SIZE)
+        out_len = ffi.new("unsigned long long *")
+        if encrypt(out, out_len, plaintext, len(plaintext), aad, len(aad), ffi.NULL, nonce,
+                   key) != 0:
+            raise RuntimeError("libsodium refused to encrypt")
+        return bytes(ffi.buffer(out, out_len[0]))
+
+    return fast_seal
+
+
+_fast_seal = _make_fast_seal()

@@ -23,8 +23,11 @@ __all__ = [
     "GrantError",
     "InsecurePermissionsError",
     "InvalidInputError",
+    "KeyChangedError",
     "LockedError",
     "NotFoundError",
+    "PartialWriteError",
+    "RollbackError",
     "ScopeError",
     "VaultError",
     "VaultWarning",
@@ -138,6 +141,21 @@ class AgentError(VaultError):
     (exit 11). `botvault lock` and `botvault unlock` start it afresh."""
 
     exit_code = 11
+
+
+class RollbackError(AuthenticationError):
+    """The file is an older generation than one already seen on this machine (exit 3)."""
+
+
+class KeyChangedError(ConflictError):
+    """The passphrase was changed (new data key) since this process opened the vault."""
+
+
+class PartialWriteError(VaultError):
+    """A multi-file write failed part-way (the operating system refused: exit 12, as for an
+    OSError); the message says exactly what was changed."""
+
+    exit_code = 12
 
 
 class VaultWarning(UserWarning):

@@ -10,6 +10,7 @@ the old file byte-identical; the replace itself is atomic.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -23,6 +24,7 @@ from .errors import (
     InsecurePermissionsError,
     InvalidInputError,
     NotFoundError,
+    PartialWriteError,
     VaultWarning,
 )
 
@@ -36,6 +38,7 @@ __all__ = [
     "prune_backups",
     "read_head",
     "read_private",
+    "replace_rekeyed",
 ]
 
 KEEP_BACKUPS = 5
@@ -139,14 +142,22 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}.tmp-"
 
 
+_BACKUP_TEMP = re.compile(r"\.gen-\d{12}\.bv\.tmp-.*")
+
+
 def sweep_temp_files(path: Path) -> None:
-    """Remove temp files left by saves that were killed. Call with the lock held: no other
-    save of this vault can be running, so every such file is abandoned (and may be a whole
-    copy of the vault under an old passphrase)."""
+    """Remove temp files left by saves (and passphrase changes) that were killed. Call with
+    the lock held: no other save of this vault can be running, so every such file is
+    abandoned (and may be a whole copy of the vault under an old or a new passphrase)."""
     prefix = _temp_prefix(path)
     for child in path.parent.iterdir():
         if child.name.startswith(prefix):
             child.unlink(missing_ok=True)
+    directory = backup_dir(path)
+    if directory.is_dir() and not directory.is_symlink():
+        for child in directory.iterdir():
+            if _BACKUP_TEMP.fullmatch(child.name):
+                child.unlink(missing_ok=True)
 
 
 def _write_temp(path: Path, data: bytes) -> Path:
@@ -209,10 +220,77 @@ def _fsync_dir_after_replace(directory: Path) -> None:
                       "now could bring back the previous version", VaultWarning, stacklevel=3)
 
 
+def replace_rekeyed(path: Path, data: bytes, *, verify: Callable[[bytes], None],
+                    backups: list[tuple[int, bytes]]) -> None:
+    """Replace the vault and its whole set of backups with copies under a new key.
+
+    Call with the vault's lock held. No moment, a kill included, has generations under
+    both keys: the new files are written as temp files first (never generations: the next
+    save removes them), then every old backup is removed, then the vault is replaced (the
+    commit point), then the temp files become the backups. Before the commit a failure
+    raises and leaves the old vault; after it nothing raises (a backup that cannot be
+    put in place is removed, with a warning), so no failure is reported for a change made.
+    """
+    check_dir(path.parent)
+    sweep_temp_files(path)
+    directory = backup_dir(path)
+    ensure_private_dir(directory)
+    staged: list[tuple[int, Path, Path]] = []  # (generation, temp, final)
+    temp = _write_temp(path, data)
+    try:
+        verify(read_private(temp))
+        for generation, copy in backups:
+            final = directory / _backup_name(generation)
+            staged.append((generation, _write_temp(final, copy), final))
+            _check_readback(staged[-1][1], copy)
+    except BaseException:
+        _remove_quietly([temp, *(t for _, t, _ in staged)])
+        raise
+    removed: list[int] = []
+    try:
+        for generation, old in list_backups(path):
+            old.unlink()
+            removed.append(generation)
+        fsync_dir(directory)
+        os.replace(temp, path)
+    except BaseException as exc:
+        _remove_quietly([temp, *(t for _, t, _ in staged)])
+        if removed and isinstance(exc, OSError):
+            raise PartialWriteError(
+                f"the vault was not changed ({exc.strerror or type(exc).__name__}), but its "
+                f"backups of generation {', '.join(map(str, sorted(removed)))} were already "
+                "removed", hint="fix the cause and run the command again") from None
+        raise
+    _fsync_dir_after_replace(path.parent)
+    for generation, staged_temp, final in staged:
+        try:
+            os.replace(staged_temp, final)
+        except OSError as exc:
+            _remove_quietly([staged_temp])
+            warnings.warn(f"the backup of generation {generation} could not be kept "
+                          f"({exc.strerror}) and was removed", VaultWarning, stacklevel=3)
+    _fsync_dir_after_replace(directory)
+
+
+def _check_readback(path: Path, data: bytes) -> None:
+    if read_private(path) != data:
+        raise OSError(errno.EIO, "a file read back differs from what was written")
+
+
+def _remove_quietly(paths: list[Path]) -> None:
+    for leftover in paths:
+        with contextlib.suppress(OSError):
+            leftover.unlink(missing_ok=True)
+
+
+def _backup_name(generation: int) -> str:
+    return f"gen-{generation:012d}.bv"
+
+
 def _link_backup(path: Path, generation: int) -> None:
     directory = backup_dir(path)
     ensure_private_dir(directory, "the backups directory")
-    target = directory / f"gen-{generation:012d}.bv"
+    target = directory / _backup_name(generation)
     with contextlib.suppress(FileExistsError):
         # A hard link costs no copy and keeps the replaced inode as the backup.
         os.link(path, target, follow_symlinks=False)

@@ -22,7 +22,14 @@ from typing import Any
 from .. import grants
 from ..core import Vault
 from ..entries import Entry
-from ..errors import GrantError, InvalidInputError, LockedError, ScopeError, VaultError
+from ..errors import (
+    GrantError,
+    InvalidInputError,
+    KeyChangedError,
+    LockedError,
+    ScopeError,
+    VaultError,
+)
 from ..nonces import key_id
 from . import hardening, signing
 from .protocol import LIST_PAGE, AgentError, error_response
@@ -104,6 +111,8 @@ class Agent:
 
     def time_left(self) -> float:
         """Seconds until the agent must lock (either limit), never below 0."""
+        if self._vault is None:
+            return 0.0  # locked itself (the passphrase changed): the server stops
         now = self._clock()
         return max(0.0, min(self._expires_at, self._last_use + self._idle) - now)
 
@@ -142,7 +151,14 @@ class Agent:
         """The vault, brought up to date with what other processes saved. Lock held."""
         if self._vault is None:
             raise LockedError("the agent is locking", hint="run: botvault unlock")
-        self._vault.reload()
+        try:
+            self._vault.reload()
+        except KeyChangedError:
+            # The old data key opens nothing saved from now on: wipe it and lock.
+            self._vault.close()
+            self._vault = None
+            raise LockedError("the vault's passphrase was changed; the agent locked itself",
+                              hint="run: botvault unlock") from None
         return self._vault
 
     def _entry(self, name: str) -> Entry:
@@ -167,12 +183,14 @@ class Agent:
             if self._vault is None:
                 raise LockedError("the agent is locking", hint="run: botvault unlock")
             try:
-                self._vault.reload()
+                self._open_vault()
+            except LockedError:
+                raise
             except VaultError as exc:
                 # Still unlocked, and saying so matters more here than the file's state
                 # (moved, replaced): every op that reads entries reports that itself.
                 problem = exc.message
-            generation = self._vault.generation
+            generation = self._vault.generation if self._vault is not None else None
         return {
             "unlocked": True, "vault": str(self.path), "pid": os.getpid(),
             "expires_in": max(0.0, self._expires_at - now),

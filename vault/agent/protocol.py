@@ -165,9 +165,11 @@ class FrameReader:
 
 def error_response(exc: VaultError) -> dict[str, Any]:
     """The response that carries `exc` to the client. Messages never hold secrets."""
-    name = type(exc).__name__
-    error = {"type": name if name in _ERROR_TYPES else "AgentError",
-             "message": exc.message, "hint": exc.hint}
+    # The nearest class the client knows, so a subclass keeps its exit code (a
+    # RollbackError arrives as the AuthenticationError it is: exit 3).
+    name = next((c.__name__ for c in type(exc).__mro__ if c.__name__ in _ERROR_TYPES),
+                "AgentError")
+    error = {"type": name, "message": exc.message, "hint": exc.hint}
     if isinstance(exc, GrantError):
         error["reason"] = exc.reason
     return {"ok": False, "error": error}

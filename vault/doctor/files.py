@@ -10,7 +10,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from .. import fileformat, private, store
+from .. import fileformat, generations, private, store
 from ..agent.client import request_lock_dir
 from ..core import Vault
 from ..crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
@@ -207,6 +207,57 @@ def _backup_problem(file: Path) -> str | None:
     return None
 
 
+def _newer_backups(path: Path, listed: list[tuple[int, Path]]) -> list[Finding]:
+    """Backups of a generation above the vault file's: every save makes the replaced file
+    the backup, so the file went back (an older copy was put in its place)."""
+    try:
+        current = fileformat.parse_header(store.read_head(path, fileformat.HEADER_SIZE))[0]
+    except (VaultError, OSError):
+        return []  # the permissions and vault-file findings say why
+    newer = [(generation, file) for generation, file in listed
+             if generation > current.generation and _same_vault(file, current.vault_id)]
+    findings = _seen_above(path, current.generation, current.vault_id)
+    if not newer:
+        return findings
+    return [*findings, Finding(
+        "backups", "fail",
+        f"backups newer than the vault file (generation {current.generation}): generation "
+        f"{', '.join(str(g) for g, _ in newer)}",
+        "Each save keeps the file it replaces as a backup, so a backup newer than the vault "
+        "means the vault file was put back to an older copy (a restore from a sync tool or "
+        "snapshot, or tampering). Changes saved after that copy are only in the backups.",
+        f"botvault restore --list, then botvault restore {newer[0][0]} to bring back the "
+        f"newest (or botvault restore {current.generation} to keep the file as it is)",
+        (str(path), *(str(f) for _, f in newer)))]
+
+
+def _seen_above(path: Path, generation: int, vault_id: bytes) -> list[Finding]:
+    """The record kept outside the vault's directory says a newer generation was here."""
+    try:
+        highest = generations.seen(path, vault_id)
+    except VaultError:
+        return []
+    if highest <= generation:
+        return []
+    return [Finding(
+        "backups", "fail",
+        f"the vault file is generation {generation}, but generation {highest} was already "
+        "seen on this machine",
+        "An older copy of the vault was put in its place (its directory restored from a "
+        "sync tool or snapshot, or tampering). botvault refuses to open it until you choose.",
+        f"botvault restore --list, then botvault restore {generation} to keep it on purpose",
+        (str(path),))]
+
+
+def _same_vault(file: Path, vault_id: bytes) -> bool:
+    """A backup of this vault (one of another vault is reported as not decrypting)."""
+    try:
+        head = store.read_head(file, fileformat.HEADER_SIZE)
+        return fileformat.parse_header(head)[0].vault_id == vault_id
+    except (VaultError, OSError):
+        return False
+
+
 def check_backups(path: Path, vault: Vault | None) -> list[Finding]:
     """Backups are there and each one opens (decrypts, when the vault is open)."""
     if _lstat(path) is None:
@@ -220,6 +271,7 @@ def check_backups(path: Path, vault: Vault | None) -> list[Finding]:
                         f"It cannot be used to restore the vault: {why}.",
                         f"remove it once you have checked the others: rm {_q(file)}",
                         (str(file),)) for file, why in bad]
+    findings += _newer_backups(path, listed)
     if vault is not None and not bad and listed:
         try:
             vault.backups()
