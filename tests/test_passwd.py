@@ -35,6 +35,9 @@ from tests.helpers.vaultfiles import add_generic, snapshot, temp_files
 
 NEW = "a completely different passphrase"
 
+# Standard input holds the passphrase only with this flag (one meaning per command).
+STDIN = ("--passphrase-stdin",)
+
 
 def _save_many(v: Vault, n: int) -> None:
     for i in range(n):
@@ -172,13 +175,13 @@ def test_cli_passwd_reports_a_damaged_backup_and_drops_it_on_request(
     new_file.write_text(NEW + "\n")
     new_file.chmod(0o600)
     before = _tree(vault_path)
-    result = CliRunner().invoke(app, ["passwd", "--new-passphrase-file", str(new_file)],
+    result = CliRunner().invoke(app, [*STDIN, "passwd", "--new-passphrase-file", str(new_file)],
                                 input=PASSPHRASE + "\n")
     assert result.exit_code == 8
     assert f"backups of generation {damaged} are damaged" in result.stderr
     assert "--drop-damaged-backups" in result.stderr
     assert _tree(vault_path) == before
-    result = CliRunner().invoke(app, ["passwd", "--new-passphrase-file", str(new_file),
+    result = CliRunner().invoke(app, [*STDIN, "passwd", "--new-passphrase-file", str(new_file),
                                       "--drop-damaged-backups"], input=PASSPHRASE + "\n")
     assert result.exit_code == 0, result.stderr
     assert f"removed the damaged backups of generation {damaged}" in result.stderr
@@ -394,7 +397,7 @@ def test_passwd_locks_the_running_agent(tmp_path: Path) -> None:
     new_file.write_text(NEW + "\n")
     new_file.chmod(0o600)
     done = subprocess.run(
-        [sys.executable, "-m", "botvault", "passwd", "--vault", str(keys.path),
+        [sys.executable, "-m", "botvault", *STDIN, "passwd", "--vault", str(keys.path),
          "--new-passphrase-file", str(new_file)], input=AGENT_PASS + "\n",
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "BOTVAULT_PATH": str(keys.path)})
@@ -446,7 +449,7 @@ def test_cli_upgrade_kdf_keeps_stronger_parameters_and_says_so(vault_path: Path)
     strong = KdfParams(256 * 1024, 12, 4)
     Vault.create(vault_path, PASSPHRASE, kdf=strong).close()
     before = vault_path.read_bytes()
-    result = CliRunner().invoke(app, ["passwd", "--upgrade-kdf", "--keep-passphrase"],
+    result = CliRunner().invoke(app, [*STDIN, "passwd", "--upgrade-kdf", "--keep-passphrase"],
                                 input=PASSPHRASE + "\n")
     assert result.exit_code == 0, result.stderr
     assert "already at least as strong" in result.stdout
@@ -470,7 +473,7 @@ def test_a_failure_after_the_commit_is_never_reported_as_one(vault: Vault, vault
     new_file = tmp_path / "new-pass"
     new_file.write_text(NEW + "\n")
     new_file.chmod(0o600)
-    result = CliRunner().invoke(app, ["passwd", "--new-passphrase-file", str(new_file)],
+    result = CliRunner().invoke(app, [*STDIN, "passwd", "--new-passphrase-file", str(new_file)],
                                 input=PASSPHRASE + "\n")
     monkeypatch.undo()
     assert result.exit_code == 0, result.stderr

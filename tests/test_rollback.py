@@ -73,11 +73,13 @@ def test_cli_refuses_then_restore_keeps_the_older_file_on_purpose(vault: Vault,
     add_generic(vault, "later")
     newest = vault.generation
     _put_back(vault_path, old)
-    result = CliRunner().invoke(app, ["list"], input=PASSPHRASE + "\n")
+    result = CliRunner().invoke(app, ["--passphrase-stdin", "list"], input=PASSPHRASE + "\n")
     assert result.exit_code == 3
     assert f"generation {old_generation}, but generation {newest}" in result.stderr
     assert "botvault restore" in result.stderr
-    result = CliRunner().invoke(app, ["restore", str(old_generation)], input=PASSPHRASE + "\n")
+    result = CliRunner().invoke(app, ["--passphrase-stdin", "restore", str(old_generation),
+                                      "--yes"],
+                                input=PASSPHRASE + "\n")
     assert result.exit_code == 0, result.stderr
     with Vault.open(vault_path, PASSPHRASE) as v:
         assert v.generation > newest
