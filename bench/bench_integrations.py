@@ -6,8 +6,11 @@ requests on one key hit a strict local Kraken stand-in (tests/kraken_server.py: 
 checked, nonces strictly increasing per key with no window). Each integration runs twice in the
 same run: as the client's own documentation shows it (its secret, its own clock nonces), and
 through botvault (`integrations.agent_signed`: the agent signs, the integration holds the key's
-request order). The figure is how many of the 600 the exchange accepted; "max in flight" is
-the most of that key's requests the exchange saw at once. Async modes run 5 tasks per process.
+request order). ccxt.kraken and the SDK also run with the vault's counter alone
+(`ccxt_agent_config`, the SDK's `with_vault_nonces` recipe): increasing nonces without the
+order, to show that a counter alone does not help. The figure is how many of the 600 the
+exchange accepted; "max in flight" is the most of that key's requests the exchange saw at
+once. Async modes run 5 tasks per process.
 Nothing fails the run: the target (600/600 through botvault) is shown as met / NOT met.
 
     python bench/bench_integrations.py [--quick] [--latency SECONDS]
@@ -32,11 +35,15 @@ sys.path.insert(0, str(ROOT))  # the bots and the stand-in live in tests/ (not i
 from botvault import Vault  # noqa: E402 - after the path set-up above
 from botvault.agent import AgentClient, start_agent  # noqa: E402 - same
 from botvault.crypto import FLOOR  # noqa: E402 - same
-from tests.integration_bots import ENTRY_OF, run_bots  # noqa: E402 - same
+from tests.integration_bots import COUNTER_KINDS, ENTRY_OF, run_bots  # noqa: E402 - same
 from tests.kraken_server import StrictKraken  # noqa: E402 - same
 
 SUMMARY_HEADER = "## botvault integrations benchmark summary"
 PUB = {"spot": "BENCHSPOTKEY", "fut": "BENCHFUTKEY"}
+
+
+_LABELS = {"default": "client default", "counter": "vault counter, no order",
+           "agent": "botvault"}
 
 
 def make_vault(path: Path) -> tuple[bytes, dict[str, str]]:
@@ -61,9 +68,9 @@ def one(mode: str, kind: str, secrets: dict[str, str], processes: int, count: in
         wall = time.perf_counter() - started
         total = processes * count
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(server.rejected().items()))
-        met = "—" if mode == "default" else (
+        met = "—" if mode != "agent" else (
             "met" if server.accepted() == total else "NOT met")
-        return (kind, "client default" if mode == "default" else "botvault",
+        return (kind, _LABELS[mode],
                 f"{server.accepted()}/{total}", rejected or "none",
                 str(server.max_in_flight(PUB[entry])), f"{total / wall:,.0f}", met)
 
@@ -90,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = start_agent(vault_path, key, ttl=3600, idle=3600, allow_withdrawal=False)
         try:
             for kind in kinds:
-                for mode in ("default", "agent"):
+                modes = ("default", "counter", "agent") if kind in COUNTER_KINDS else (
+                    "default", "agent")
+                for mode in modes:
                     rows.append(one(mode, kind, secrets, processes, count, args.latency))
                     print("  ".join(rows[-1]), flush=True)
         finally:

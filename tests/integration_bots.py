@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AGENT_MODES", "DEFAULT_MODES", "ENTRY_OF", "run_bots"]
+__all__ = ["AGENT_MODES", "COUNTER_KINDS", "DEFAULT_MODES", "ENTRY_OF", "run_bots"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # Concurrent tasks per process in the asyncio modes: the order must hold inside one loop too.
@@ -35,6 +35,9 @@ ENTRY_OF = {
 }
 AGENT_MODES = [f"agent-{m}" for m in ENTRY_OF]
 DEFAULT_MODES = [f"default-{m}" for m in ENTRY_OF]
+# The vault's counter without the order (`ccxt_agent_config`, the SDK's `with_vault_nonces`
+# recipe): increasing nonces, sent in whatever order the processes manage.
+COUNTER_KINDS = ("ccxt-kraken", "sdk-spot", "sdk-futures")
 
 
 def _ccxt_urls(kind: str, url: str) -> dict[str, Any]:
@@ -54,6 +57,8 @@ def _sync_bot(mode: str, url: str, key: str) -> tuple[Callable[[], Any], Callabl
     kind = mode.split("-", 1)[1]
     entry = ENTRY_OF[kind]
     client: Any = None
+    if mode.startswith("counter-"):
+        return _counter_bot(kind, url)
     if agent_mode:
         from botvault import agent
         from botvault.integrations.agent_signed import (
@@ -96,6 +101,34 @@ def _sync_bot(mode: str, url: str, key: str) -> tuple[Callable[[], Any], Callabl
         return answer
 
     return query, api.close
+
+
+def _counter_bot(kind: str, url: str) -> tuple[Callable[[], Any], Callable[[], None]]:
+    from botvault import agent
+
+    client = agent.connect()
+    entry = ENTRY_OF[kind]
+    if kind == "ccxt-kraken":
+        import ccxt
+
+        from botvault.integrations.ccxt_config import ccxt_agent_config
+
+        exchange = ccxt.kraken(ccxt_agent_config(client, entry, **_ccxt_urls("kraken", url)))
+        return (lambda: _ccxt_call(exchange)), lambda: None
+    from botvault.integrations.kraken_sdk import with_vault_nonces
+
+    creds = client.credentials(entry)
+    if kind == "sdk-spot":
+        from kraken.spot import User as SpotUser
+
+        user = with_vault_nonces(SpotUser, lambda: client.next_nonce(entry))(
+            key=creds.api_key, secret=creds.api_secret.reveal(), url=url)
+        return user.get_account_balance, lambda: None
+    from kraken.futures import User as FuturesUser
+
+    fut = with_vault_nonces(FuturesUser, lambda: client.next_nonce(entry))(
+        key=creds.api_key, secret=creds.api_secret.reveal(), url=url)
+    return fut.get_wallets, lambda: None
 
 
 async def _async_bot(mode: str, url: str, key: str
