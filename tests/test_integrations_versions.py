@@ -8,7 +8,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from packaging.requirements import Requirement
 from packaging.version import Version  # packaging comes with pytest
 
