@@ -228,6 +228,8 @@ def test_ccxt_refuses_entry_and_client_mismatch(client: agent.AgentClient) -> No
         ccxt_exchange(accxt.krakenfutures, "spot", client)
     with pytest.raises(ccxt.BadRequest, match="not a Kraken exchange"):
         ccxt_exchange(ccxt.binance, "spot", client)
+    with pytest.raises(ccxt.BadRequest, match="not a Kraken exchange"):
+        ccxt_exchange(ccxt.kraken(), "spot", client)  # an object, not the class
     with pytest.raises(ccxt.AuthenticationError) as missing:
         ccxt_exchange(ccxt.kraken, "nope", client)
     assert isinstance(missing.value, NotFoundError)
@@ -322,6 +324,8 @@ def test_sdk_refuses_mismatch_and_secrets(client: agent.AgentClient) -> None:
         kraken_sdk_client(kraken_base.FuturesAsyncClient, "spot", client)
     with pytest.raises(InvalidInputError, match="not a python-kraken-sdk client"):
         kraken_sdk_client(dict, "spot", client)
+    with pytest.raises(InvalidInputError, match="is not a python-kraken-sdk client class"):
+        kraken_sdk_client(kraken_spot.User(), "spot", client)
     with pytest.raises(InvalidInputError, match="secret stays in the agent"):
         kraken_sdk_client(kraken_spot.User, "spot", client, secret="x")
 
@@ -372,4 +376,17 @@ def test_order_is_keyed_by_exchange_and_api_key_not_name(keys: Keys) -> None:
         assert one.path == two.path
         with client.request_lock("spot-alias"):
             assert not _order_is_free(one)
+            errors: list[BaseException] = []
+
+            def second() -> None:
+                try:
+                    with agent.connect() as other, other.request_lock("spot", timeout=0.1):
+                        pass
+                except RequestLockTimeout as exc:
+                    errors.append(exc)
+
+            thread = threading.Thread(target=second)
+            thread.start()
+            thread.join()
+            assert len(errors) == 1 and "0.1 s" in str(errors[0])
         assert client.key_order("fut").key_id != one.key_id

@@ -50,7 +50,8 @@ def ccxt_exchange(exchange_cls: type[Any], name: str, client: AgentClient, *,
     try:
         if expected is None:
             raise InvalidInputError(
-                f"{exchange_cls.__name__} is not a Kraken exchange; the agent signs for "
+                f"{getattr(exchange_cls, '__name__', exchange_cls)!r} is not a Kraken exchange "
+                f"class; the agent signs for "
                 f"ccxt.kraken and ccxt.krakenfutures only")
         entry = resolve(client, name, expected, f"ccxt.{exchange_id}", order_timeout)
     except VaultError as exc:

@@ -37,6 +37,9 @@ def product_of(client_cls: type[Any]) -> str:
     """"kraken-spot" or "kraken-futures": the keys an SDK client class can use."""
     from kraken.base_api import FuturesClient, SpotClient
 
+    if not isinstance(client_cls, type):
+        raise InvalidInputError(f"{client_cls!r} is not a python-kraken-sdk client class",
+                                hint="pass the class (e.g. kraken.spot.User), not an object")
     if issubclass(client_cls, SpotClient):
         return "kraken-spot"
     if issubclass(client_cls, FuturesClient):
