@@ -300,6 +300,38 @@ def test_sdk_async_through_request(client: agent.AgentClient, server: StrictKrak
     assert server.max_in_flight(PUB["spot"]) == 1 and server.max_in_flight(PUB["fut"]) == 1
 
 
+def test_sdk_async_cancellation_and_sync_errors_release_the_order(
+        client: agent.AgentClient, server: StrictKraken) -> None:
+    server.latency = 0.5
+    order = client.key_order("fut")
+
+    async def main() -> None:
+        fut = kraken_sdk_client(kraken_base.FuturesAsyncClient, "fut", client, url=server.url)
+        try:
+            task = asyncio.ensure_future(fut.request("GET", "/derivatives/api/v3/accounts"))
+            while server.keys[PUB["fut"]].in_flight == 0:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            async with order.hold_async(timeout=0.05):
+                pass
+        finally:
+            await fut.close()
+
+    asyncio.run(main())
+    assert _order_is_free(order)
+    server.latency = 0.0
+    user = kraken_sdk_client(kraken_futures.User, "fut", client, url=server.url)
+    user.TIMEOUT = 1
+    server.stop()  # the exchange is gone: the request fails, the order is released
+    import requests
+
+    with pytest.raises(requests.ConnectionError):
+        user.get_wallets()
+    assert _order_is_free(order)
+
+
 def test_sdk_refused_scope_is_the_sdks_permission_denied(client: agent.AgentClient,
                                                          server: StrictKraken) -> None:
     trade = kraken_sdk_client(kraken_spot.Trade, "spot-ro", client, url=server.url)
