@@ -230,6 +230,8 @@ def test_ccxt_refuses_entry_and_client_mismatch(client: agent.AgentClient) -> No
         ccxt_exchange(ccxt.binance, "spot", client)
     with pytest.raises(ccxt.BadRequest, match="not a Kraken exchange"):
         ccxt_exchange(ccxt.kraken(), "spot", client)  # an object, not the class
+    with pytest.raises(ccxt.BadRequest, match="secret stays in the agent"):
+        ccxt_exchange(ccxt.kraken, "spot", client, secret="c2VjcmV0")
     with pytest.raises(ccxt.AuthenticationError) as missing:
         ccxt_exchange(ccxt.kraken, "nope", client)
     assert isinstance(missing.value, NotFoundError)

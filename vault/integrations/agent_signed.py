@@ -48,6 +48,10 @@ def ccxt_exchange(exchange_cls: type[Any], name: str, client: AgentClient, *,
     exchange_id = _ccxt_id(exchange_cls)
     expected = ccxt_agent.EXCHANGES.get(str(exchange_id))
     try:
+        if "secret" in config or "apiKey" in config:
+            raise InvalidInputError(
+                "the key comes from the entry and the secret stays in the agent",
+                hint="leave apiKey and secret out of the config")
         if expected is None:
             raise InvalidInputError(
                 f"{getattr(exchange_cls, '__name__', exchange_cls)!r} is not a Kraken exchange "
