@@ -165,8 +165,10 @@ class StrictKraken:
             return self._spot_private(path, headers, body)
         if path.startswith("/derivatives/api/v3/"):
             endpoint = path.removeprefix("/derivatives/api/v3/")
-            post_data = parts.query if method in ("GET", "DELETE") else body.decode("utf-8",
-                                                                                   "replace")
+            # What Kraken Futures signs is the query string followed by the body: GETs carry
+            # only a query, the SDK's POSTs a body (and a query when it has one), ccxt's POSTs
+            # put their parameters in the query string and send no body.
+            post_data = parts.query + body.decode("utf-8", "replace")
             if endpoint in _FUTURES_PUBLIC:
                 return _Answer(200, _FUTURES_PUBLIC[endpoint](), "public")
             return self._futures_private(endpoint, headers, post_data, method)

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from botvault import InvalidInputError, NotFoundError, ScopeError, Vault, agent
 from botvault.agent.signing import spot_body_with_nonce
 from botvault.exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot
+from botvault.nonces import key_id
 from tests.agent_support import Keys, b64secret, make_vault, private_runtime_dir, running
 
 ENTRIES = {
@@ -359,7 +360,10 @@ def test_request_lock_is_exclusive_and_private(client: agent.AgentClient, keys: 
     import fcntl
 
     with client.request_lock("spot"):
-        lock_file = keys.path.with_name(keys.path.name + ".requests") / "spot.lock"
+        # Keyed like the nonce counter, by exchange and api key, never by the entry's name.
+        lock_file = keys.path.with_name(keys.path.name + ".requests") / \
+            f"{key_id('kraken-spot', PUBKEY['spot'])}.lock"
+        assert not (lock_file.parent / "spot.lock").exists()
         assert oct(os.stat(lock_file.parent).st_mode & 0o777) == "0o700"
         assert oct(os.stat(lock_file).st_mode & 0o777) == "0o600"
         fd = os.open(lock_file, os.O_RDWR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -61,3 +62,30 @@ def test_kraken_sdk_futures_subclass(vault: Vault) -> None:
     _, _, headers, _, _ = client._prepare_request(
         method="GET", uri="/derivatives/api/v3/accounts", post_params=None, query_params=None)
     assert int(headers["Nonce"]) == vault.peek_nonce("fut")[0]
+
+
+def test_vault_nonce_clients_through_their_public_request_paths(vault: Vault) -> None:
+    from botvault.integrations.ccxt_config import ccxt_config
+    from tests.kraken_server import StrictKraken
+
+    secret = kraken_secret()
+    vault.add("spot", exchange="kraken-spot", api_key="SPOTKEY", api_secret=secret,
+              general="full", withdrawal="none")
+    vault.add("fut", exchange="kraken-futures", api_key="FUTKEY", api_secret=secret,
+              general="full", withdrawal="none")
+    with StrictKraken(enforce_rate=False) as server:
+        server.add_key("SPOTKEY", secret, "spot")
+        server.add_key("FUTKEY", secret, "futures")
+        urls: dict[str, Any] = {"urls": {"api": {"public": server.url, "private": server.url}}}
+        exchange = ccxt.kraken(ccxt_config(vault, "spot", **urls))
+        assert exchange.private_post_balance()["error"] == []  # through fetch2
+        assert server.keys["SPOTKEY"].last_nonce == vault.peek_nonce("spot")[0]
+        user = spot_client(vault, "spot", kraken_spot.User, url=server.url)
+        assert user.get_account_balance()["ZUSD"] == "1000.0000"  # through request
+        assert server.keys["SPOTKEY"].last_nonce == vault.peek_nonce("spot")[0]
+        entry = vault.get("fut")
+        fut = with_vault_nonces(kraken_futures.User, nonce_source(vault, "fut"))(
+            key=entry.api_key, secret=entry.api_secret.reveal(), url=server.url)
+        assert fut.get_wallets()["result"] == "success"
+        assert server.keys["FUTKEY"].last_nonce == vault.peek_nonce("fut")[0]
+        assert server.rejected() == {}

@@ -148,3 +148,24 @@ def test_public_endpoints_answer_without_keys(kraken: StrictKraken) -> None:
     assert _request(kraken, "GET", "/0/public/Time")[1]["error"] == []
     assert "XXBTZUSD" in _request(kraken, "GET", "/0/public/AssetPairs")[1]["result"]
     assert _request(kraken, "GET", "/derivatives/api/v3/instruments")[1]["result"] == "success"
+
+
+def test_futures_signs_the_query_string_then_the_body(kraken: StrictKraken) -> None:
+    path = "/derivatives/api/v3/sendorder"
+    query, body = "orderType=lmt&symbol=PF_XBTUSD", "side=buy&size=1&limitPrice=1000"
+
+    def post(target: str, sent: str, signed: str, nonce: int) -> Any:
+        headers = {"APIKey": FUT_KEY, "Nonce": str(nonce),
+                   "Authent": sign_futures(SECRET, path, nonce, signed),
+                   "Content-Type": "application/x-www-form-urlencoded"}
+        return _request(kraken, "POST", target, sent, headers)[1]
+
+    # ccxt: parameters in the query string, no body; the SDK: a body (and maybe a query).
+    assert post(f"{path}?{query}&{body}", "", f"{query}&{body}", 1)["result"] == "success"
+    assert post(path, body, body, 2)["result"] == "success"
+    assert post(f"{path}?{query}", body, query + body, 3)["result"] == "success"
+    # Signing only one of the two, or the body of another request, is refused.
+    assert post(f"{path}?{query}", body, body, 4)["error"] == "authenticationError"
+    assert post(f"{path}?{query}", body, query, 5)["error"] == "authenticationError"
+    assert post(path, body, "side=sell&size=1&limitPrice=1000", 6)["error"] == (
+        "authenticationError")

@@ -305,13 +305,13 @@ def test_real_process_fifo_passphrase_file(floor_vault: Path, passphrase_file: P
 def test_request_lock_and_doctor_agree(change: str, expected: type[Exception] | None,
                                        tmp_path: Path, alarm: None) -> None:
     from botvault import agent
-    from botvault.agent.client import request_lock_dir
     from botvault.doctor import check_permissions
+    from botvault.request_lock import requests_dir
     from tests.agent_support import make_vault, private_runtime_dir, running
 
     private_runtime_dir()
     keys = make_vault(tmp_path / "agentstore" / "vault.bv")
-    directory = request_lock_dir(keys.path)
+    directory = requests_dir(keys.path)
     with running(keys), agent.connect(keys.path) as client:
         with client.request_lock("spot"):
             pass  # creates the directory and the lock file

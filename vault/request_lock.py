@@ -28,16 +28,15 @@ import contextvars
 import errno
 import fcntl
 import os
-import stat
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from .errors import ConflictError, InsecurePermissionsError
+from . import private
+from .errors import ConflictError
 from .nonces import key_id
-from .store import open_private
 
 __all__ = ["DEFAULT_TIMEOUT", "KeyOrder", "RequestLockTimeout", "requests_dir"]
 
@@ -132,12 +131,8 @@ class KeyOrder:
             pass
         else:
             os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
-        st = os.lstat(directory)
-        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) \
-                or st.st_uid != os.getuid() or st.st_mode & 0o077:
-            raise InsecurePermissionsError(f"{directory} must be a 0700 directory of yours",
-                                           hint=f"run: chmod 700 {directory}")
-        return open_private(self.path, os.O_RDWR | os.O_CREAT)
+        private.check_dir(directory, "the request-lock directory", private.DirRule.CLOSED)
+        return private.open_private_file(self.path, os.O_RDWR | os.O_CREAT, "the request lock")
 
 
 def _thread_held() -> set[str]:

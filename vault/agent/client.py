@@ -17,7 +17,6 @@ import binascii
 import builtins
 import contextlib
 import errno
-import fcntl
 import os
 import socket
 import threading
@@ -28,9 +27,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
-from .. import private
 from ..entries import Entry, check_name
-from ..errors import InsecurePermissionsError, InvalidInputError, LockedError
+from ..errors import InsecurePermissionsError, InvalidInputError, LockedError, NotFoundError
+from ..request_lock import DEFAULT_TIMEOUT, KeyOrder
 from ..secret import Secret
 from . import hardening
 from . import paths as agent_paths
@@ -376,46 +375,38 @@ class AgentClient:
         self.close()
 
     @contextlib.contextmanager
-    def request_lock(self, name: str) -> Iterator[None]:
-        """Hold the per-key request lock while signing *and sending* one request.
+    def request_lock(self, name: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+        """Hold the request order of entry `name`'s key while signing *and sending* one request.
 
         Nonces leave the agent in increasing order, but two processes may send theirs in the
         opposite order, and an exchange that rejects a nonce below the last one it saw (Kraken
         Spot without a nonce window) would reject the later-sent, lower one. Holding this
-        exclusive lock from `sign` until the response arrives serialises requests on one key
-        across every process, at the cost of one request in flight per key. The OS releases
-        the lock if the holder dies.
+        from `sign` until the response arrives puts the key's requests on the wire one at a
+        time, across every process. It is the same `KeyOrder` the integrations take, keyed
+        by exchange and api key like the nonce counter (`key_order`); waiting longer than
+        `timeout` raises `RequestLockTimeout`, re-entry raises `ConflictError`. The OS
+        releases it if the holder dies.
         """
-        fd = _open_request_lock(self._agent_vault_path(), check_name(name))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with self.key_order(name).hold(timeout):
             yield
-        finally:
-            os.close(fd)  # closing releases the flock
+
+    def key_order(self, name: str) -> KeyOrder:
+        """The request order (`botvault.request_lock.KeyOrder`) of entry `name`'s real key,
+        found from the agent's listing, which carries no secret. `hold_async` is its
+        asyncio form."""
+        check_name(name)
+        listed = next((e for e in self.list() if e.get("name") == name), None)
+        if listed is None:
+            raise NotFoundError(f"no entry named {name!r}",
+                                hint="see the names with: botvault list")
+        return KeyOrder(self._agent_vault_path(), str(listed.get("exchange", "")),
+                        str(listed.get("api_key", "")))
 
     def _agent_vault_path(self) -> Path:
         # Asked of the agent, so that the lock is the same whichever socket led here.
         if self._vault_path is None:
             self._vault_path = Path(str(self.status()["vault"]))
         return self._vault_path
-
-
-def request_lock_dir(vault_path: Path) -> Path:
-    """Where the per-key request locks of the vault at `vault_path` live."""
-    return vault_path.with_name(vault_path.name + ".requests")
-
-
-def _open_request_lock(vault_path: Path, name: str) -> int:
-    directory = request_lock_dir(vault_path)
-    try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass
-    else:
-        os.chmod(directory, 0o700)
-    private.check_dir(directory, "the request-lock directory", private.DirRule.CLOSED)
-    return private.open_private_file(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT,
-                                     "the request lock")
 
 
 def connect(vault_path: str | os.PathLike[str] | None = None, *,

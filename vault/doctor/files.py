@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import fileformat, generations, private, store
-from ..agent.client import request_lock_dir
 from ..core import Vault
 from ..crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
 from ..errors import VaultError
 from ..nonces import nonce_state_path
+from ..request_lock import requests_dir
 from .finding import Finding
 
 POLICY_ITERATIONS = 3
@@ -113,7 +113,7 @@ def _private_paths(path: Path) -> Iterator[tuple[Path, private.FileRule | privat
         if private.dir_problem(backups, st, "", private.DirRule.PARENT) is None:
             for _, file in store.list_backups(path):
                 yield file, private.FileRule.PRIVATE
-    requests = request_lock_dir(path)
+    requests = requests_dir(path)
     st = _lstat(requests)
     if st is not None:
         yield requests, private.DirRule.CLOSED

@@ -1,143 +1,100 @@
-"""Existing Kraken clients that sign through the agent: the secret never enters the bot.
+"""Existing Kraken clients that sign through the agent: the secret never enters the bot,
+and one key's requests go out one at a time, in nonce order, across every process.
 
     from botvault import agent
-    from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client
+    from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client, krakenex_api
 
     client = agent.connect()
-    exchange = ccxt_exchange(ccxt.kraken, "spot-bot", client)        # ccxt
+    exchange = ccxt_exchange(ccxt.kraken, "spot-bot", client)        # ccxt (or async_support)
     user = kraken_sdk_client(kraken.spot.User, "spot-bot", client)    # python-kraken-sdk
+    api = krakenex_api("spot-bot", client)                            # krakenex
 
-Each helper subclasses the client and replaces only its signing step: the client builds
-the request as usual, without a secret, and the agent inserts its nonce (Spot), checks the
-key's scope and returns the headers. The client object holds the public api key and a
-connection to the agent, nothing else. Spot requests with JSON bodies (ccxt's
-CancelOrderBatch, AddOrderBatch, percent triggers; the SDK's `do_json`) are refused: the
-agent signs URL-encoded bodies only.
+Each helper subclasses the client and changes two things: the signing step (the client
+builds the request as usual, without a secret, and the agent inserts its nonce (Spot),
+checks the key's scope and returns the headers), and the request path (ccxt's `fetch2`, the
+SDK's `request`, krakenex's `query_private`), which holds the key's `KeyOrder` from taking the
+nonce until the response has arrived. Kraken accepts only increasing nonces (no window), so
+nonces that are sent out of order would be rejected; held this way, none is. The hold is
+released on every error, timeout and cancellation; waiting for it longer than `order_timeout`
+seconds (default 30) fails the call. The client object holds the public api key and a
+connection to the agent, nothing else.
+
+The entry must suit the client: a Spot entry for ccxt.kraken, kraken.spot and krakenex, a
+Futures entry for ccxt.krakenfutures and kraken.futures; anything else is refused before
+any request. Spot requests with JSON bodies (ccxt's CancelOrderBatch, AddOrderBatch, percent
+triggers; the SDK's `do_json`) are refused: the agent signs URL-encoded bodies only.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlencode, urlsplit
+from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, VaultError
+from ..request_lock import DEFAULT_TIMEOUT
+from . import ccxt_agent, krakenex_agent, sdk_agent
+from .agent_entry import resolve
+from .client_errors import as_ccxt_error
 
 if TYPE_CHECKING:
     from ..agent import AgentClient
 
-__all__ = ["ccxt_exchange", "kraken_sdk_client"]
-
-C = TypeVar("C", bound=type[Any])
-_FORM = "application/x-www-form-urlencoded"
+__all__ = ["ccxt_exchange", "kraken_sdk_client", "krakenex_api"]
 
 
-def _subclass(base: C, methods: dict[str, Any]) -> C:
-    made: C = type(f"AgentSigned{base.__name__}", (base,), methods)  # type: ignore[assignment] # a subclass of C is a C
-    return made
+def ccxt_exchange(exchange_cls: type[Any], name: str, client: AgentClient, *,
+                  order_timeout: float = DEFAULT_TIMEOUT, **config: Any) -> Any:
+    """A `ccxt.kraken` or `ccxt.krakenfutures` (sync or `ccxt.async_support`) whose private
+    requests the agent signs, in order; `config` is ccxt's constructor config."""
+    exchange_id = _ccxt_id(exchange_cls)
+    expected = ccxt_agent.EXCHANGES.get(str(exchange_id))
+    try:
+        if "secret" in config or "apiKey" in config:
+            raise InvalidInputError(
+                "the key comes from the entry and the secret stays in the agent",
+                hint="leave apiKey and secret out of the config")
+        if expected is None:
+            raise InvalidInputError(
+                f"{getattr(exchange_cls, '__name__', exchange_cls)!r} is not a Kraken exchange "
+                f"class; the agent signs for "
+                f"ccxt.kraken and ccxt.krakenfutures only")
+        entry = resolve(client, name, expected, f"ccxt.{exchange_id}", order_timeout)
+    except VaultError as exc:
+        raise as_ccxt_error(exc) from exc
+    cls = ccxt_agent.agent_signed_class(exchange_cls, entry)
+    return cls({**config, "apiKey": entry.api_key})
 
 
-def _public_key(client: AgentClient, name: str) -> str:
-    """The entry's api key from the agent's listing: `credentials()` would bring the
-    secret into this process, which is what signing through the agent avoids."""
-    from ..errors import NotFoundError
-
-    for entry in client.list():
-        if entry.get("name") == name:
-            return str(entry["api_key"])
-    raise NotFoundError(f"no entry named {name!r}", hint="see the names with: botvault list")
+def _ccxt_id(exchange_cls: type[Any]) -> str:
+    """The ccxt id, before anything is built: ccxt sets `id` from `describe()` in its
+    constructor (the class attribute is a placeholder), and `describe()` reads nothing."""
+    describe = getattr(exchange_cls, "describe", None)
+    if not isinstance(exchange_cls, type) or describe is None:
+        return ""
+    return str(describe(object.__new__(exchange_cls)).get("id", ""))
 
 
-# -- ccxt ----------------------------------------------------------------------------------
+def kraken_sdk_client(client_cls: type[Any], name: str, client: AgentClient, *,
+                      order_timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Any:
+    """A python-kraken-sdk Spot or Futures client (REST sync or async, or websocket) whose
+    private requests the agent signs, in order; `kwargs` go to the SDK's constructor."""
+    if "secret" in kwargs or "key" in kwargs:
+        raise InvalidInputError("the key comes from the entry and the secret stays in the agent",
+                                hint="leave key= and secret= out")
+    entry = resolve(client, name, sdk_agent.product_of(client_cls),
+                    f"{client_cls.__module__}.{client_cls.__name__}", order_timeout)
+    cls = sdk_agent.agent_signed_class(client_cls, entry)
+    return cls(key=entry.api_key, secret=sdk_agent.SECRET_PLACEHOLDER, **kwargs)
 
 
-def ccxt_exchange(exchange_cls: C, name: str, client: AgentClient, **config: Any) -> Any:
-    """A `ccxt.kraken` or `ccxt.krakenfutures` whose private requests the agent signs."""
-    cls = _subclass(exchange_cls, {"sign": _ccxt_sign, "check_required_credentials":
-                                   _ccxt_check_key_only})
-    exchange = cls({"apiKey": _public_key(client, name), **config})
-    exchange.botvault_agent, exchange.botvault_entry = client, name
-    return exchange
+def krakenex_api(name: str, client: AgentClient, *, order_timeout: float = DEFAULT_TIMEOUT,
+                 **kwargs: Any) -> Any:
+    """A `krakenex.API` whose private queries the agent signs, in order; `kwargs` go to
+    `krakenex.API` (e.g. `conn=`)."""
+    import krakenex
 
-
-def _ccxt_check_key_only(self: Any, error: bool = True) -> bool:
-    """ccxt requires a secret before signing; here the agent holds it."""
-    if not self.apiKey and error:
-        raise InvalidInputError("the exchange has no api key")
-    return bool(self.apiKey)
-
-
-def _ccxt_sign(self: Any, path: str, api: Any = "public", method: str = "GET",
-               params: Any = None) -> dict[str, Any]:
-    """ccxt's own request building, with the agent's signature in place of its HMAC."""
-    base: Any = type(self).__mro__[1]
-    secret, self.secret = getattr(self, "secret", ""), ""
-    try:  # run with an empty HMAC key: its signature is replaced below
-        request: dict[str, Any] = base.sign(self, path, api, method, params or {})
-    finally:
-        self.secret = secret
-    api_name = api[0] if isinstance(api, list) else api
-    if request.get("headers") is None or api_name == "public":
-        return request
-    url = urlsplit(request["url"])
-    if self.id == "kraken":
-        signed = self.botvault_agent.sign(self.botvault_entry, url.path, request["body"] or "")
-        request["body"] = signed.body
-    else:  # krakenfutures: the query string (or batchorder's body) is what is signed
-        data = request["body"] if request["body"] is not None else url.query
-        signed = self.botvault_agent.sign(self.botvault_entry, url.path, data, method=method)
-    request["headers"] = {"Content-Type": _FORM, "Accept": "application/json",
-                          **signed.headers}
-    return request
-
-
-# -- python-kraken-sdk ----------------------------------------------------------------------
-
-
-def kraken_sdk_client(client_cls: C, name: str, client: AgentClient, **kwargs: Any) -> Any:
-    """A python-kraken-sdk Spot or Futures client whose private requests the agent signs."""
-    from kraken.base_api import FuturesClient, SpotClient
-
-    method: Any
-    if issubclass(client_cls, SpotClient):
-        method = _sdk_spot_prepare
-    elif issubclass(client_cls, FuturesClient):
-        method = _sdk_futures_prepare
-    else:
-        raise InvalidInputError(f"{client_cls.__name__} is not a python-kraken-sdk client")
-    made = _subclass(client_cls, {"_prepare_request": method})(
-        key=_public_key(client, name), secret="", **kwargs)
-    made.botvault_agent, made.botvault_entry = client, name
-    return made
-
-
-def _sdk_spot_prepare(self: Any, *, method: str, uri: str, params: dict[str, Any] | None = None,
-                      auth: bool = True, do_json: bool = False, query_str: str | None = None,
-                      extra_params: str | dict[str, Any] | None = None) -> tuple[Any, ...]:
-    base: Any = type(self).__mro__[1]
-    verb, url, headers, fields, query = base._prepare_request(
-        self, method=method, uri=uri, params=params, auth=False, do_json=do_json,
-        query_str=query_str, extra_params=extra_params)
-    if not auth:
-        return verb, url, headers, fields, query
-    if do_json:
-        raise InvalidInputError("the agent signs URL-encoded Kraken Spot bodies, not JSON")
-    signed = self.botvault_agent.sign(self.botvault_entry, uri,
-                                      urlencode(fields, doseq=True))
-    # The SDK posts `data=fields`; a str is sent as is, so the signed bytes go out.
-    return verb, url, {"Content-Type": f"{_FORM}; charset=utf-8", **signed.headers}, \
-        signed.body, query
-
-
-def _sdk_futures_prepare(self: Any, *, method: str, uri: str,
-                         post_params: dict[str, Any] | None = None,
-                         query_params: dict[str, Any] | None = None, auth: bool = True,
-                         extra_params: str | dict[str, Any] | None = None) -> tuple[Any, ...]:
-    base: Any = type(self).__mro__[1]
-    verb, url, headers, payload, query = base._prepare_request(
-        self, method=method, uri=uri, post_params=post_params, query_params=query_params,
-        auth=False, extra_params=extra_params)
-    if not auth:
-        return verb, url, headers, payload, query
-    signed = self.botvault_agent.sign(self.botvault_entry, uri, query + payload, method=verb)
-    return verb, url, {"Content-Type": f"{_FORM}; charset=utf-8", **signed.headers}, \
-        payload, query
+    if "secret" in kwargs or "key" in kwargs:
+        raise InvalidInputError("the key comes from the entry and the secret stays in the agent",
+                                hint="leave key= and secret= out")
+    entry = resolve(client, name, "kraken-spot", "krakenex", order_timeout)
+    cls = krakenex_agent.agent_signed_class(krakenex.API, entry)
+    return cls(key=entry.api_key, **kwargs)

@@ -1,0 +1,97 @@
+"""ccxt exchanges (sync and `ccxt.async_support`) whose private requests the agent signs and
+whose requests on one key go out one at a time, in nonce order.
+
+ccxt's request path is `fetch2`: throttle, `sign`, `fetch`, with optional retries, each
+retry signing again. The subclass made here holds the key's `KeyOrder` around the whole of
+`fetch2`, so the nonce the agent puts in a request and the response to it are inside one
+hold, released however `fetch2` ends (answer, ccxt error, HTTP timeout, cancellation). Its
+`sign` lets ccxt build the request with an empty HMAC key and replaces the signature with
+the agent's. botvault errors leave `fetch2` as ccxt's own types (`client_errors`).
+
+Tested with ccxt 4.5.90; `sign`'s and `fetch2`'s signatures change between minor versions,
+hence the pin `ccxt>=4.5.90,<4.6`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import InvalidInputError, VaultError
+from .agent_entry import AgentEntry
+from .client_errors import as_ccxt_error
+
+__all__ = ["EXCHANGES", "agent_signed_class"]
+
+# ccxt id -> the vault's exchange name of the keys it can use.
+EXCHANGES = {"kraken": "kraken-spot", "krakenfutures": "kraken-futures"}
+_FORM = "application/x-www-form-urlencoded"
+
+
+def agent_signed_class(base: type[Any], entry: AgentEntry) -> type[Any]:
+    """A subclass of ccxt exchange class `base` bound to `entry` (a class attribute, so a
+    subclass of the returned class is bound too)."""
+
+    # `super(made, self)`, never `type(self).__mro__[1]`: a user's subclass of `made` would
+    # find itself there and recurse.
+    def sign(self: Any, path: str, api: Any = "public", method: str = "GET",
+             params: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        secret, self.secret = getattr(self, "secret", ""), ""
+        try:  # an empty HMAC key: ccxt's signature is replaced by the agent's
+            request: dict[str, Any] = super(made, self).sign(
+                path, api, method, params if params is not None else {}, *args, **kwargs)
+        finally:
+            self.secret = secret
+        return _agent_signed(self, request, path, api, method)
+
+    def fetch2(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound: AgentEntry = self.botvault_entry
+        try:
+            with bound.order.hold(bound.order_timeout):
+                return super(made, self).fetch2(*args, **kwargs)
+        except VaultError as exc:
+            raise as_ccxt_error(exc) from exc
+
+    async def fetch2_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound: AgentEntry = self.botvault_entry
+        try:
+            async with bound.order.hold_async(bound.order_timeout):
+                return await super(made, self).fetch2(*args, **kwargs)
+        except VaultError as exc:
+            raise as_ccxt_error(exc) from exc
+
+    is_async = inspect.iscoroutinefunction(getattr(base, "fetch2", None))
+    made: type[Any] = type(f"AgentSigned{base.__name__}", (base,), {
+        "__module__": base.__module__, "botvault_entry": entry, "sign": sign,
+        "check_required_credentials": _check_key_only,
+        "fetch2": fetch2_async if is_async else fetch2})
+    return made
+
+
+def _check_key_only(self: Any, error: bool = True) -> bool:
+    """ccxt requires a secret before signing; here the agent holds it."""
+    if not self.apiKey and error:
+        raise InvalidInputError("the exchange has no api key")
+    return bool(self.apiKey)
+
+
+def _agent_signed(self: Any, request: dict[str, Any], path: str, api: Any,
+                  method: str) -> dict[str, Any]:
+    api_name = api[0] if isinstance(api, list) else api
+    if request.get("headers") is None or api_name == "public":
+        return request
+    entry: AgentEntry = self.botvault_entry
+    url = urlsplit(request["url"])
+    if self.id == "kraken":
+        if "json" in str(request["headers"].get("Content-Type", "")):
+            raise InvalidInputError("the agent signs URL-encoded Kraken Spot bodies, not JSON",
+                                    hint=f"{path} sends a JSON body; it cannot be signed here")
+        signed = entry.client.sign(entry.name, url.path, request["body"] or "")
+        request["body"] = signed.body
+    else:  # krakenfutures: the query string (or batchorder's body) is what is signed
+        data = request["body"] if request["body"] is not None else url.query
+        signed = entry.client.sign(entry.name, url.path, data, method=method)
+    request["headers"] = {"Content-Type": _FORM, "Accept": "application/json",
+                          **signed.headers}
+    return request
