@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from botvault import _noncefile as nf
 from botvault.errors import FormatError, InsecurePermissionsError, InvalidInputError
 from botvault.nonces import (
     MAX_COUNT,
@@ -27,6 +26,7 @@ from botvault.nonces import (
     NonceAheadWarning,
     NonceStore,
 )
+from botvault.nonces import layout as nf
 
 # Counters pushed far ahead of the clock on purpose would warn in many tests; the warning
 # itself is tested with its own filter.

@@ -10,13 +10,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .errors import FormatError, InvalidInputError
+from .nonces.store import UNITS as NONCE_UNITS
 from .scopes import General, Withdrawal
 from .secret import Secret
 
 __all__ = ["NONCE_UNITS", "Entry", "check_name", "check_nonce_unit"]
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-NONCE_UNITS = ("ms", "us", "10ns")
 MAX_NOTE = 4096
 MAX_FIELD = 1024
 _PAD = 256  # plaintexts are padded to a multiple of this, so lengths leak little

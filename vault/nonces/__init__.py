@@ -27,28 +27,30 @@ making clock nonces on the same key would be rejected by the exchange.
 
 The package, one concern per module:
 
-    store     NonceStore (the counters of one file, the hot path), NonceAheadWarning
-    units     nonce units, and the checks on units, counts and counter ids
+    store     NonceStore (the counters of one file, the hot path), NonceAheadWarning, the
+              nonce units and the checks on units, counts and counter ids
     layout    the state file: header, chunks, slots, checksums, validation
-    files     opening and creating the state file safely
+    files     opening and creating the state file safely; the default sync (fsync,
+              F_FULLFSYNC) and boot id
     recovery  settling after a reboot; rebuilding a refused file (NonceStore.recover)
-    system    the default sync (fsync, F_FULLFSYNC) and boot id
-    naming    nonce_state_path and nonce_counter_id, for the vault
+    marks     for the vault: nonce_state_path, nonce_counter_id, and the high-water marks
+              the vault keeps of each counter
 """
 
 from __future__ import annotations
 
-from .naming import nonce_counter_id, nonce_state_path
+from .files import default_boot_id, default_sync
+from .marks import nonce_counter_id, nonce_state_path
 from .store import (
     AHEAD_WARNING_S,
     DEFAULT_RECOVERY_MARGIN_S,
     DEFAULT_RESERVE_NS,
+    MAX_COUNT,
     UNIT_CHANGE_TOLERANCE_S,
+    UNITS,
     NonceAheadWarning,
     NonceStore,
 )
-from .system import default_boot_id, default_sync
-from .units import MAX_COUNT, UNITS
 
 __all__ = [
     "AHEAD_WARNING_S",

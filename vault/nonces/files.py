@@ -1,12 +1,16 @@
-"""Opening and creating the nonce state file safely: no symlinks, no one else's file, no
-file others can write to, and a new file published only once fully written and synced."""
+"""The nonce state file and the operating system: opening and creating it safely (no
+symlinks, no one else's file, no file others can write to, a new file published only once
+fully written and synced), and what the OS provides: durable syncs and a boot id (the
+defaults of NonceStore's `sync` and `boot_id`; tests inject their own)."""
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,3 +87,42 @@ def open_or_create(path: Path, boot: str, now_ns: int, sync: Callable[[int], Non
             create(path, initial_bytes(boot, now_ns), sync)
     raise FormatError(f"{path}: the nonce state file keeps disappearing",
                       hint="another program is deleting it")
+
+
+# -- what the operating system provides ----------------------------------------------------
+
+def default_sync(fd: int) -> None:
+    """Make everything written to `fd` durable (F_FULLFSYNC on macOS: fsync alone is not)."""
+    full = getattr(fcntl, "F_FULLFSYNC", None)
+    if full is not None:
+        try:
+            fcntl.fcntl(fd, full)
+        except OSError:
+            pass  # not every file system has it; plain fsync below is the best left
+        else:
+            return
+    os.fsync(fd)
+
+
+def default_boot_id() -> str:
+    """A string that changes at every boot: Linux's boot_id, macOS's boot session."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        if sys.platform != "darwin":
+            raise
+    return _darwin_boot_session()
+
+
+def _darwin_boot_session() -> str:
+    # Imported here: macOS only, and ctypes would add to every start-up on Linux.
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    for name in (b"kern.bootsessionuuid", b"kern.boottime"):
+        buf = ctypes.create_string_buffer(64)
+        size = ctypes.c_size_t(len(buf))
+        if libc.sysctlbyname(name, buf, ctypes.byref(size), None, ctypes.c_size_t(0)) == 0:
+            return name.decode() + ":" + buf.raw[:size.value].hex()
+    raise OSError(ctypes.get_errno(), "cannot read the boot session from sysctl")

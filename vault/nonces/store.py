@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import FormatError, InvalidInputError
-from . import layout, units
-from .files import open_or_create
+from . import layout
+from .files import default_boot_id, default_sync, open_or_create
 from .layout import (
     BOOT_OFF,
     CHUNK_SIZE,
@@ -48,9 +48,12 @@ from .layout import (
     vol_offset,
 )
 from .recovery import recover_file, settle_after_reboot
-from .system import default_boot_id, default_sync
-from .units import check_count, check_counter_id, duration, unit_ns
 
+# Nonce units: ms (ccxt, krakenex), us, 10ns (python-kraken-sdk). The one definition;
+# entries.py takes its list from here.
+UNITS = ("ms", "us", "10ns")
+NS_PER_UNIT = {"ms": 1_000_000, "us": 1_000, "10ns": 10}
+MAX_COUNT = 1_000_000  # one call may not push a ms counter more than ~17 minutes ahead
 AHEAD_WARNING_S = 10.0
 UNIT_CHANGE_TOLERANCE_S = 5.0
 DEFAULT_RESERVE_NS = 2_000_000_000
@@ -61,13 +64,45 @@ _AHEAD_NS = int(AHEAD_WARNING_S * 1e9)
 # `from ... import` as an attribute load that builds a bound method on every call, which
 # costs the hot path (next, allocate) about 10%.
 _PAIR, _U64 = layout.PAIR, layout.U64
-_NS_PER_UNIT = units.NS_PER_UNIT
 _EX, _UN = fcntl.LOCK_EX, fcntl.LOCK_UN
 _flock = fcntl.flock
 
 # (device, inode, file id, counter id) already warned about in this process.
 _warned: set[tuple[int, int, bytes, str]] = set()
 _live: weakref.WeakSet[NonceStore] = weakref.WeakSet()
+
+
+# -- what callers pass in ----------------------------------------------------------------------
+
+def unit_ns(unit: str) -> int:
+    ns = NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
+    if ns is None:
+        raise InvalidInputError(f"nonce unit must be one of {', '.join(UNITS)} (got {unit!r})",
+                                hint="ccxt and krakenex use ms, python-kraken-sdk uses 10ns")
+    return ns
+
+
+def check_count(count: int) -> None:
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
+        raise InvalidInputError(f"nonce count must be an integer from 1 to {MAX_COUNT} "
+                                f"(got {count!r})")
+
+
+def check_counter_id(counter_id: str) -> None:
+    ok = isinstance(counter_id, str) and 1 <= len(counter_id) <= 128 and all(
+        "!" <= c <= "~" for c in counter_id)
+    if not ok:
+        raise InvalidInputError("a nonce counter id is 1 to 128 printable ASCII characters "
+                                "without spaces")
+
+
+def duration(seconds: float) -> str:
+    """`seconds` in words for messages: about N years, days, hours or minutes, else N.N s."""
+    for size, name in ((365.25 * 86400, "years"), (86400, "days"), (3600, "hours"),
+                       (60, "minutes")):
+        if abs(seconds) >= 2 * size:
+            return f"about {seconds / size:.0f} {name}"
+    return f"{seconds:.1f} s"
 
 
 class NonceAheadWarning(UserWarning):
@@ -130,7 +165,7 @@ class NonceStore:
 
     def next(self, counter_id: str, unit: str) -> int:
         """One nonce: max(last + 1, now in `unit`)."""
-        ns = _NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
+        ns = NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
         return self._take(counter_id, ns if ns is not None else unit_ns(unit), 1)
 
     def peek(self, counter_id: str) -> int | None:
