@@ -66,6 +66,10 @@ class Entry:
     env_secret: str | None = None
     retired: bool = False
     entry_id: bytes = field(default=b"", repr=False, compare=False)
+    # (nonce counter id, its high-water mark) as last recorded by vault.nonces.marks: sealed
+    # with the entry, so every re-seal carries it. Machine state, not a label: not compared,
+    # not in metadata().
+    nonce_mark: tuple[str, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -93,6 +97,8 @@ class Entry:
         doc = self.metadata()
         doc["v"] = _SCHEMA
         doc["api_secret"] = self.api_secret.reveal()
+        if self.nonce_mark is not None:
+            doc["nonce_mark"] = list(self.nonce_mark)
         # ensure_ascii keeps any str (even lone surrogates) representable and round-trippable.
         raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
         # The name leads, so that opening a vault can index entries without parsing them.
@@ -111,6 +117,15 @@ class Entry:
             doc["general"] = General(doc["general"])
             doc["withdrawal"] = Withdrawal(doc["withdrawal"])
             doc["retired"] = bool(doc.get("retired", False))
+            if "nonce_mark" in doc:
+                doc["nonce_mark"] = _nonce_mark(doc["nonce_mark"])
             return cls(**doc, entry_id=entry_id)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("an entry in the vault is malformed") from None
+
+
+def _nonce_mark(raw: Any) -> tuple[str, int]:
+    counter, value = raw
+    if not isinstance(counter, str) or type(value) is not int or value < 0:
+        raise ValueError("a malformed nonce mark")
+    return counter, value

@@ -8,6 +8,7 @@ the operations can be exercised without sockets. One lock serialises every use o
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import os
 import resource
@@ -103,6 +104,10 @@ class Agent:
         """Wipe the data key (Vault.close overwrites it) and refuse every later request."""
         with self._lock:
             if self._vault is not None:
+                # The vault keeps each counter's mark (vault.nonces.marks). Locking goes on
+                # if that fails: the next save records them.
+                with contextlib.suppress(VaultError, OSError):
+                    self._vault.record_nonce_marks()
                 self._vault.close()
                 self._vault = None
 

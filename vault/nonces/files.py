@@ -36,9 +36,12 @@ def check_file(path: Path, fd: int) -> None:
             "could make nonces repeat", hint=f"run: chmod 600 {path}")
 
 
-def open_existing(path: Path) -> int:
+def open_existing(path: Path, *, writable: bool = True) -> int:
+    """The state file at `path`, checked. Read-only (for peeking on a read-only file system)
+    with O_NONBLOCK, so that a FIFO put there cannot block the open before it is refused."""
+    flags = os.O_RDWR if writable else os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, os.O_RDWR | _O_NOFOLLOW | _O_CLOEXEC)
+        fd = os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK):
             raise InsecurePermissionsError(

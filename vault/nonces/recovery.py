@@ -101,7 +101,7 @@ def recover_file(path: Path, *, margin_s: float, clock_ns: Callable[[], int],
                 f"{margin_s:g} s ahead of the clock"]
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        image, findings = rebuild(path, _read_all(fd), boot, now, margin)
+        image, findings = rebuild(path, read_all(fd), boot, now, margin)
         if findings:
             write_image(fd, image, sync)
     finally:
@@ -109,7 +109,7 @@ def recover_file(path: Path, *, margin_s: float, clock_ns: Callable[[], int],
     return findings
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
     size = os.fstat(fd).st_size
     chunks, off = [], 0
     while off < size:

@@ -22,7 +22,7 @@ from types import TracebackType
 
 from ..errors import FormatError, InvalidInputError
 from . import layout
-from .files import default_boot_id, default_sync, open_or_create
+from .files import default_boot_id, default_sync, open_existing, open_or_create
 from .layout import (
     BOOT_OFF,
     CHUNK_SIZE,
@@ -53,7 +53,7 @@ from .layout import (
     vol_offset,
     vol_seed,
 )
-from .recovery import recover_file, settle_after_reboot
+from .recovery import read_all, recover_file, settle_after_reboot
 
 # Nonce units: ms (ccxt, krakenex), us, 10ns (python-kraken-sdk). The one definition;
 # entries.py takes its list from here.
@@ -564,6 +564,37 @@ class NonceStore:
         self._tlock = threading.Lock()  # the parent's may have been held at fork time
         self._stale = True
 
+
+def peek_file(path: Path, counter_id: str, *,
+              boot_id: Callable[[], str] = default_boot_id) -> tuple[int, int] | None:
+    """(last value handed out, durable mark) of `counter_id` (after a reboot the last value
+    is the mark it resumes from), or None when the file does not hold it; read without
+    writing anything, so that it works on a read-only file system. Checked as NonceStore
+    checks the file at open."""
+    check_counter_id(counter_id)
+    try:
+        fd = open_existing(path, writable=False)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # no writer between our reads
+        data = read_all(fd)
+    finally:
+        os.close(fd)
+    check_size(path, len(data))
+    fid = parse_header(path, data).file_id
+    same_boot = boot_matches(data, fid, boot_id())
+    count, key = record_count(path, data, fid)[0], counter_key(counter_id)
+    slot, slots = 0, slot_count(len(data))
+    while slot < slots and (slot < count or not slot_empty(data, fid, slot)):
+        found, mark, rebuild = resume_point(path, data, fid, slot, same_boot)
+        if found == key:
+            vol = None if rebuild else read_vol(data, vol_seed(fid), vol_offset(slot))
+            return (mark, mark) if vol is None else vol
+        slot += 1
+    if count > slot:
+        raise lost_records(path, count, slot)
+    return None
 
 
 def _after_fork_in_child() -> None:
