@@ -322,9 +322,10 @@ class NonceStore:
         so that damage to either copy at rest never leaves only an older mark behind.
 
         How far beyond `end`: `reserve` of clock ahead of now, so a counter that follows the
-        clock syncs every couple of seconds; and, while this process keeps raising the mark
-        sooner than that (allocations outpace the clock), a burst that doubles at each such
-        raise up to MAX_BURST_NS. Never in proportion to how far ahead the counter stands:
+        clock syncs every couple of seconds; and, while this process keeps raising the mark of
+        a counter that stands ahead of the clock (allocations outpace it), a burst that
+        doubles at each such raise up to MAX_BURST_NS. Never in proportion to how far ahead
+        the counter stands:
         a reboot resumes from the mark, and a reserve that grew with the distance ahead
         doubled that distance at every reboot. A new process starts without a burst.
         """
@@ -334,9 +335,9 @@ class NonceStore:
         reserve = self._reserve // ns
         previous = self._bursts.get(off)
         burst = 0
-        if previous is not None and (now - previous[1]) * ns < self._reserve:
-            burst = min(max(reserve, 2 * previous[0]), MAX_BURST_NS // ns)
-        self._bursts[off] = (burst, now)
+        if previous is not None and end > now:  # raised again, and ahead: outpacing the clock
+            burst = min(max(reserve, 1, 2 * previous), MAX_BURST_NS // ns)
+        self._bursts[off] = burst
         # first - 1 + MAX_DELTA: the volatile field holds last and mark - last (see layout).
         mark = min(MAX_U64, first - 1 + MAX_DELTA, max(end, now + reserve) + burst)
         mm, fid, fd = self._mm, self._file_id, self._fd
@@ -412,7 +413,7 @@ class NonceStore:
         header = parse_header(path, self._mm)
         self._file_id, self._floor_ns = header.file_id, header.floor_ns
         self._seed = vol_seed(header.file_id)
-        self._bursts: dict[int, tuple[int, int]] = {}  # offset -> (burst, clock at the raise)
+        self._bursts: dict[int, int] = {}  # offset -> the burst of this process's last raise
         same_boot = boot_matches(self._mm, self._file_id, boot)
         if not same_boot:
             settle_after_reboot(path, fd, self._mm, self._file_id, self._sync)
