@@ -216,17 +216,41 @@ def test_recover_resumes_a_damaged_counter_above_everything_it_handed_out(
         assert s.next("k", "ms") > last  # the counter kept its place: not retired
 
 
-def test_a_format_1_file_is_refused_and_recovered(home: Path, clock: Clock) -> None:
-    state = home / "s.nonces"
-    last = _handed_out(state, clock)
+def _as_format_1(state: Path) -> None:
+    """The file as format 1 wrote it: version 1, volatile fields (last, mark) without check."""
     data = bytearray(state.read_bytes())
     header = nf.parse_header(state, bytes(data))
     old = nf.Header(header.file_id, header.floor_ns, header.created_ns, 1).pack()
     data[:len(old)] = old
-    data[nf.vol_offset(0) + 8:nf.vol_offset(0) + 16] = (5).to_bytes(8, "little")  # v1: mark
+    off = nf.vol_offset(0)
+    vol = nf.read_vol(bytes(data), nf.vol_seed(header.file_id), off)
+    assert vol is not None
+    data[off:off + 16] = vol[0].to_bytes(8, "little") + vol[1].to_bytes(8, "little")
     state.write_bytes(bytes(data))
-    with pytest.raises(FormatError, match="format 1 is from an earlier botvault"):
+
+
+def test_a_format_1_file_is_upgraded_keeping_every_counter(home: Path, clock: Clock) -> None:
+    state = home / "s.nonces"
+    last = _handed_out(state, clock)
+    _as_format_1(state)
+    with NonceStore(state, clock_ns=clock, boot_id=booted("boot-1")) as s:
+        assert s.next("k", "ms") > last
+    assert int.from_bytes(state.read_bytes()[8:10], "little") == nf.VERSION
+
+
+def test_a_damaged_format_1_file_is_refused_and_recovered(home: Path, clock: Clock) -> None:
+    state = home / "s.nonces"
+    last = _handed_out(state, clock)
+    with NonceStore(state, clock_ns=clock, boot_id=booted("boot-1")) as s:
+        s.next("other", "ms")
+    _as_format_1(state)
+    patch(state, nf.entry_offset(1, 0), bytes(32))  # the second record: both copies lost
+    patch(state, nf.entry_offset(1, 1), bytes(32))
+    before = state.read_bytes()
+    with pytest.raises(FormatError, match="earlier format that does not verify") as info:
         NonceStore(state, clock_ns=clock, boot_id=booted("boot-1"))
+    assert info.value.exit_code == 8
+    assert state.read_bytes() == before  # retiring records is never done unasked
     findings = NonceStore.recover(state, clock_ns=clock, boot_id=booted("boot-1"), margin_s=0)
     assert any("format 1" in f for f in findings)
     with NonceStore(state, clock_ns=clock, boot_id=booted("boot-1")) as s:

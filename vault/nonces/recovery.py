@@ -24,6 +24,7 @@ from .layout import (
     MAX_DELTA,
     OLD_VERSIONS,
     PAGE,
+    RECOVER_HINT,
     TOMBSTONE,
     U64,
     VERSION,
@@ -107,6 +108,21 @@ def recover_file(path: Path, *, margin_s: float, clock_ns: Callable[[], int],
     finally:
         os.close(fd)
     return findings
+
+
+def upgrade_file(path: Path, fd: int, boot: str, now_ns: int,
+                 sync: Callable[[int], None]) -> None:
+    """Rewrite a file of an earlier format (OLD_VERSIONS) in this one, under the caller's
+    lock, when nothing else is wrong with it: every counter resumes from its durable mark
+    (an earlier format's `last` values carry no check, so they are not taken). A file with
+    anything else to repair is refused with the recovery hint, as any damaged file is: that
+    repair retires records, which is never done unasked. The epoch rises, so processes that
+    have the file open reload it (and a botvault of the earlier format refuses it)."""
+    image, findings = rebuild(path, read_all(fd), boot, now_ns, 0)
+    if len(findings) != 1 or "earlier botvault" not in findings[0]:
+        raise FormatError(f"{path}: nonce state of an earlier format that does not verify "
+                          f"({'; '.join(findings[1:]) or 'unreadable'})", hint=RECOVER_HINT)
+    write_image(fd, image, sync)
 
 
 def read_all(fd: int) -> bytes:

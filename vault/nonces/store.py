@@ -53,7 +53,7 @@ from .layout import (
     vol_offset,
     vol_seed,
 )
-from .recovery import read_all, recover_file, settle_after_reboot
+from .recovery import read_all, recover_file, settle_after_reboot, upgrade_file
 
 # Nonce units: ms (ccxt, krakenex), us, 10ns (python-kraken-sdk). The one definition;
 # entries.py takes its list from here.
@@ -410,6 +410,11 @@ class NonceStore:
         size = os.fstat(fd).st_size
         check_size(path, size)
         self._remap(size)
+        if layout.HEAD.unpack_from(self._mm)[1] in layout.OLD_VERSIONS and self._mm[:8] == \
+                layout.MAGIC:
+            upgrade_file(path, fd, boot, self._clock(), self._sync)
+            size = os.fstat(fd).st_size
+            self._remap(size)
         header = parse_header(path, self._mm)
         self._file_id, self._floor_ns = header.file_id, header.floor_ns
         self._seed = vol_seed(header.file_id)
