@@ -16,9 +16,11 @@ from botvault.cli.main import app
 from botvault.crypto import FLOOR
 from botvault.errors import FormatError
 from botvault.nonces import NonceStore, nonce_counter_id, nonce_state_path
+from botvault.nonces import layout as nf
 from botvault.nonces.marks import recorded_mark
 from botvault.nonces.store import peek_file
 from tests.conftest import PASSPHRASE, kraken_secret
+from tests.test_nonces import flip
 
 
 def _add(v: Vault, name: str, key: str = "SAMEKEY", unit: str = "ms") -> None:
@@ -164,6 +166,15 @@ def test_every_save_records_the_marks_of_counters_used(vault: Vault, vault_path:
         assert recorded_mark(again.get("a")) == mark  # sealed in the file
         assert again.get("a").nonce_mark is not None
         assert "nonce_mark" not in again.get("a").metadata()
+
+
+def test_a_save_goes_on_when_the_nonce_state_is_damaged(vault: Vault, vault_path: Path) -> None:
+    _add(vault, "a")
+    vault.next_nonce("a")
+    flip(_state(vault_path), nf.vol_offset(0))  # the open store sees it through its map
+    _add(vault, "b", key="OTHERKEY")  # records no mark from a file that does not verify
+    assert recorded_mark(vault.get("a")) == 0
+    _refused(vault, "a")
 
 
 def test_the_mark_survives_a_passphrase_change_and_a_rotate_starts_afresh(

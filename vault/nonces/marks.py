@@ -178,16 +178,17 @@ class VaultCounters:
         if self._store is None and not (every and self.path.exists()):
             return {}
         found: dict[str, int] = {}
-        for entry in entries:
-            counter = nonce_counter_id(entry)
-            if not every and counter not in self._checked:
-                continue
-            try:
-                mark = self.store(entry.name).durable_mark(counter)
-            except FormatError:
-                continue  # a refused file vouches for nothing: keep the recorded mark
-            if mark is not None and mark > recorded_mark(entry):
-                found[entry.name] = mark
+        try:
+            store = self.store("")
+            for entry in entries:
+                counter = nonce_counter_id(entry)
+                if not every and counter not in self._checked:
+                    continue
+                mark = store.durable_mark(counter)
+                if mark is not None and mark > recorded_mark(entry):
+                    found[entry.name] = mark
+        except FormatError:
+            return {}  # a refused file vouches for nothing: the recorded marks stay
         return found
 
     # -- recovery ----------------------------------------------------------------------------
