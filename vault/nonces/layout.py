@@ -277,6 +277,12 @@ def durable_point(path: Path, buf: Buf, file_id: bytes, slot: int) -> tuple[byte
     """(key, mark) of a used slot from its checksummed copies alone; FormatError if neither
     verifies or they disagree. Nothing up to the confirmed mark (and so nothing handed out)
     is above it: a mark is confirmed only once a copy holding it is durable."""
+    key, values = _checked_copies(path, buf, file_id, slot)
+    return key, max(values)
+
+
+def _checked_copies(path: Path, buf: Buf, file_id: bytes, slot: int) -> tuple[bytes, list[int]]:
+    """(key, the values of the copies that verify); FormatError as durable_point says."""
     good = [e for e in (read_entry(buf, file_id, slot, w) for w in (0, 1)) if e is not None]
     if not good:
         raise FormatError(f"{path}: nonce record {slot} is corrupt (both high-water copies "
@@ -284,7 +290,7 @@ def durable_point(path: Path, buf: Buf, file_id: bytes, slot: int) -> tuple[byte
     if len(good) == 2 and good[0][0] != good[1][0]:
         raise FormatError(f"{path}: nonce record {slot} is corrupt (its copies name "
                           "different counters)", hint=RECOVER_HINT)
-    return good[0][0], max(value for _, value in good)
+    return good[0][0], [value for _, value in good]
 
 
 def resume_point(path: Path, buf: Buf, file_id: bytes, slot: int,
@@ -294,15 +300,14 @@ def resume_point(path: Path, buf: Buf, file_id: bytes, slot: int,
     Within one boot the volatile field must verify and agree with a copy; after a reboot
     only the copies count and the slot resumes from the larger valid one.
     """
-    key, mark = durable_point(path, buf, file_id, slot)
+    key, copies = _checked_copies(path, buf, file_id, slot)
     off = vol_offset(slot)
     if not same_boot or buf[off:off + VOL.size] == bytes(VOL.size):
-        return key, mark, True  # rebooted, or never written (recover() writes every field)
+        return key, max(copies), True  # rebooted, or never written (recover() writes all)
     vol = read_vol(buf, vol_seed(file_id), off)
     if vol is None:
         raise FormatError(f"{path}: nonce record {slot} is damaged (its last value fails its "
                           "checksum)", hint=RECOVER_HINT)
-    copies = [e[1] for e in (read_entry(buf, file_id, slot, w) for w in (0, 1)) if e]
     if vol[1] not in copies:
         raise FormatError(f"{path}: nonce record {slot} is inconsistent (its mark disagrees "
                           "with its checksummed copies)", hint=RECOVER_HINT)
