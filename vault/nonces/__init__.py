@@ -6,11 +6,16 @@ on the state file (and a thread lock), so values are unique and linearizable acr
 processes and threads. Counters are never deleted.
 
 Crash safety without an fsync per nonce: `last` lives in a shared memory map of the file,
-which survives SIGKILL (the kernel keeps the page). Each counter also has a high-water mark,
-and a value is handed out only if it is at or below a mark that is already durable. Marks
-are raised in blocks (`reserve` nanoseconds of clock ahead, more while allocations outpace
-the clock), so a busy counter syncs every couple of seconds, not per nonce. After a reboot
-(the boot id changed) `last` is not trusted and every counter resumes from its durable mark.
+which survives SIGKILL (the kernel keeps the page) and carries a checksum, checked at every
+nonce. Each counter also has a high-water mark, and a value is handed out only if it is at
+or below a mark that is already durable. Marks are raised in blocks (`reserve` nanoseconds
+of clock ahead, plus a bounded burst while allocations outpace the clock), so a busy counter
+syncs every couple of seconds, not per nonce. After a reboot (the boot id changed) `last`
+is not trusted and every counter resumes from its durable mark; the bounded burst is the
+most a reboot moves a counter ahead.
+
+The state file can be lost or put back on its own; `marks` has the vault keep each
+counter's mark in its encrypted entry and refuse a state file that stands below it.
 
 What makes "durable" hold against power loss on real disks (garbled sectors, page
 write-back at any time, processes dying between a write and its sync) is in `layout` (the
