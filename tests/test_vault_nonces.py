@@ -168,6 +168,21 @@ def test_every_save_records_the_marks_of_counters_used(vault: Vault, vault_path:
         assert "nonce_mark" not in again.get("a").metadata()
 
 
+@pytest.mark.filterwarnings("ignore::botvault.nonces.NonceAheadWarning")
+def test_a_counter_run_ahead_is_recorded_each_time_its_distance_doubles(vault: Vault) -> None:
+    _add(vault, "a")
+    vault.allocate_nonces("a", 100_000)  # 100 s ahead: recorded
+    first = vault.generation
+    recorded = recorded_mark(vault.get("a"))
+    assert recorded >= vault.peek_nonce("a")[0]  # type: ignore[operator]
+    vault.allocate_nonces("a", 1000)  # still within twice the recorded distance: no save
+    assert vault.generation == first
+    for _ in range(3):  # past twice the distance: recorded again, with one save
+        vault.allocate_nonces("a", 100_000)
+    assert vault.generation == first + 1
+    assert recorded_mark(vault.get("a")) > recorded
+
+
 def test_a_save_goes_on_when_the_nonce_state_is_damaged(vault: Vault, vault_path: Path) -> None:
     _add(vault, "a")
     vault.next_nonce("a")
