@@ -303,3 +303,26 @@ def test_a_busy_counter_gains_at_most_the_burst_per_reboot(home: Path, clock: Cl
         # what it handed out, plus at most one reserve and one capped burst per reboot
         bound = before + reboot * (20 * 50_000 + (DEFAULT_RESERVE_NS + MAX_BURST_NS) // 10**6)
         assert busy <= bound
+
+
+def test_the_cli_on_a_full_disk_says_so(tmp_path: Path) -> None:
+    from botvault.crypto import FLOOR
+    from botvault.nonces import nonce_state_path
+    from tests.conftest import PASSPHRASE, kraken_secret
+
+    with small_tmpfs(tmp_path / "small", "384k") as fs:
+        path = fs / "vault.bv"
+        with Vault.create(path, PASSPHRASE, kdf=FLOOR) as v:
+            v.add("a", exchange="kraken-spot", api_key="PUBKEY", api_secret=kraken_secret(),
+                  general="full", withdrawal="none")
+        with NonceStore(nonce_state_path(path)) as s:
+            for i in range(nf.SLOTS_PER_CHUNK):
+                s.next(f"filler-{i}", "ms")
+        fill(fs)
+        done = subprocess.run([sys.executable, "-m", "botvault", "nonce", "a", "--vault",
+                               str(path)], input=f"{PASSPHRASE}\n", text=True,
+                              capture_output=True, timeout=60, check=False, cwd=ROOT)
+        assert done.returncode == 1, (done.returncode, done.stderr)  # before: -7, SIGBUS
+        assert "botvault: error:" in done.stderr
+        assert "no space left to grow the nonce state file" in done.stderr
+        assert done.stdout == ""
