@@ -223,6 +223,28 @@ def test_the_agent_records_the_marks_when_it_locks(tmp_path: Path) -> None:
         _refused(v, "spot")
 
 
+@pytest.mark.filterwarnings("ignore::botvault.nonces.NonceAheadWarning")
+def test_an_agent_started_on_a_lost_state_file_refuses_with_exit_8(tmp_path: Path) -> None:
+    from botvault.agent import connect
+    from tests import agent_support as support
+
+    keys = support.make_vault(tmp_path / "agent" / "vault.bv")
+    with support.running(keys), connect(keys.path) as client:
+        handed = client.nonces("spot", 3)[-1]
+        client.lock()
+    _state(keys.path).unlink()
+    with support.running(keys) as info, connect(keys.path) as client:
+        with pytest.raises(FormatError) as refused:
+            client.nonces("spot", 1)
+        assert refused.value.exit_code == 8
+        assert refused.value.hint is not None
+        assert "botvault nonce spot --recover" in refused.value.hint
+        assert info.process is not None and info.process.poll() is None  # still serving
+    with Vault.open_with_key(keys.path, keys.data_key) as v:
+        v.recover_nonces("spot")
+        assert v.next_nonce("spot") > handed
+
+
 # -- through the command line -----------------------------------------------------------------
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
