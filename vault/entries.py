@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import FormatError, InvalidInputError
 from .nonces.store import UNITS as NONCE_UNITS
+from .nonces.store import unit_ns
 from .scopes import General, Withdrawal
 from .secret import Secret
 
@@ -32,9 +33,7 @@ def check_name(name: str) -> str:
 
 
 def check_nonce_unit(unit: str) -> str:
-    if unit not in NONCE_UNITS:
-        raise InvalidInputError(f"nonce unit must be one of {', '.join(NONCE_UNITS)} "
-                                f"(got {unit!r})")
+    unit_ns(unit)  # the nonce package's rule, one place
     return unit
 
 
