@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from botvault import Vault
 from botvault.errors import FormatError
@@ -203,6 +205,22 @@ def test_a_lowered_value_is_refused_in_another_process(home: Path) -> None:
     again = python(code, str(state))
     assert again.returncode != 0
     assert "FormatError" in again.stderr and "fails its checksum" in again.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(last=st.integers(0, 2**64 - 2**32 - 1), delta=st.integers(0, nf.MAX_DELTA),
+       bit=st.integers(0, 127), slot=st.integers(0, 10_000), other=st.integers(1, 10_000),
+       file_id=st.binary(min_size=16, max_size=16))
+def test_every_bit_flip_and_every_move_of_a_volatile_field_is_caught(
+        last: int, delta: int, bit: int, slot: int, other: int, file_id: bytes) -> None:
+    seed, off = nf.vol_seed(file_id), nf.vol_offset(slot)
+    packed = nf.pack_vol(seed, off, last, last + delta)
+    assert nf.read_vol(packed.rjust(off + 16, b"\0"), seed, off) == (last, last + delta)
+    flipped = bytearray(packed)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    assert nf.read_vol(bytes(flipped).rjust(off + 16, b"\0"), seed, off) is None
+    moved = nf.vol_offset(slot + other)  # the same bytes in another slot
+    assert nf.read_vol(packed.rjust(moved + 16, b"\0"), seed, moved) is None
 
 
 def test_recover_resumes_a_damaged_counter_above_everything_it_handed_out(
