@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..entries import Entry
 
 MARK_AHEAD_S = AHEAD_WARNING_S
+_MARK_AHEAD_NS = int(MARK_AHEAD_S * 1e9)
 
 
 def nonce_state_path(vault_path: Path) -> Path:
@@ -155,10 +156,11 @@ class VaultCounters:
     def _after(self, store: NonceStore, entry: Entry, counter: str, end: int) -> None:
         """Record the mark when the counter stands well ahead of the clock (see above)."""
         ns = NS_PER_UNIT[entry.nonce_unit]
-        now, ahead = time.time_ns() // ns, int(MARK_AHEAD_S * 1e9) // ns
+        now, ahead = time.time_ns() // ns, _MARK_AHEAD_NS // ns
         if end - now <= ahead:
             return
-        recorded = recorded_mark(entry)
+        mark_ = entry.nonce_mark  # recorded_mark(entry), without hashing the key again
+        recorded = mark_[1] if mark_ is not None and mark_[0] == counter else 0
         if end <= recorded + max(recorded - now, ahead):
             return
         mark = store.durable_mark(counter)
