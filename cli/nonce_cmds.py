@@ -27,7 +27,11 @@ def nonce(
                                        max=1_000_000)] = 1,
     peek: Annotated[bool, typer.Option(
         "--peek", help="Show the last nonce handed out and how far ahead of the clock it "
-        "stands, without allocating.")] = False,
+        "stands, without allocating (reads only: works on a read-only file system).")] = False,
+    recover: Annotated[bool, typer.Option(
+        "--recover", help="Repair the nonce state after it was refused (deleted, damaged or "
+        "an older copy): keep what still verifies and set NAME's counter to at least the "
+        "mark the vault recorded and the clock plus a margin, and say what was done.")] = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
@@ -40,6 +44,15 @@ def nonce(
     """
     acc = Access(vault, passphrase_file, passphrase_command,
                  passphrase_stdin)
+    if peek and recover:
+        from botvault.errors import InvalidInputError
+
+        raise InvalidInputError("--peek and --recover do not go together")
+    if recover:
+        with open_vault(acc) as opened:
+            for line in opened.recover_nonces(name):
+                typer.echo(line)
+        return
     if not peek:
         client = None if acc.sources.stdin else agent_or_none(acc.path, acc)
         if client is not None:

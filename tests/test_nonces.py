@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from botvault import _noncefile as nf
 from botvault.errors import FormatError, InsecurePermissionsError, InvalidInputError
 from botvault.nonces import (
     MAX_COUNT,
@@ -27,6 +26,7 @@ from botvault.nonces import (
     NonceAheadWarning,
     NonceStore,
 )
+from botvault.nonces import layout as nf
 
 # Counters pushed far ahead of the clock on purpose would warn in many tests; the warning
 # itself is tested with its own filter.
@@ -300,7 +300,7 @@ def test_new_file_layout(state: Path, store: NonceStore) -> None:
     store.next("k", "ms")
     data = state.read_bytes()
     assert data[:8] == b"BVNONCE\x00"
-    assert int.from_bytes(data[8:10], "little") == 1
+    assert int.from_bytes(data[8:10], "little") == 2  # format 2: checked volatile fields
     assert len(data) == nf.INITIAL_SIZE == 32768
     for which in (0, 1):
         assert data[entry(0, which):entry(0, which) + 16] == nf.counter_key("k")
@@ -363,8 +363,9 @@ def _used(state: Path, counters: int = 3) -> dict[str, int]:
 
 
 def _mark(state: Path, slot: int) -> int:
-    off = nf.vol_offset(slot) + 8
-    return int.from_bytes(state.read_bytes()[off:off + 8], "little")
+    vol = nf.read_vol(state.read_bytes(), nf.vol_seed(_file_id(state)), nf.vol_offset(slot))
+    assert vol is not None
+    return vol[1]
 
 
 @pytest.mark.parametrize(("offset", "message"), [
@@ -437,9 +438,10 @@ def test_copies_naming_two_counters_are_refused(state: Path) -> None:
         NonceStore(state, boot_id=lambda: "boot-1")
 
 
-def test_last_above_its_durable_mark_is_refused(state: Path) -> None:
+def test_mark_above_its_durable_copies_is_refused(state: Path) -> None:
     _used(state)
-    patch(state, VOL0, (_mark(state, 0) + 1).to_bytes(8, "little"))
+    mark = _mark(state, 0)
+    patch(state, VOL0, nf.pack_vol(nf.vol_seed(_file_id(state)), VOL0, mark, mark + 1))
     with pytest.raises(FormatError, match="record 0 is inconsistent"):
         NonceStore(state, boot_id=lambda: "boot-1")
 
@@ -578,7 +580,7 @@ def test_recover_is_seen_by_a_store_already_open(state: Path, clock: Clock) -> N
 
 def test_recover_does_not_rewrite_a_newer_format(state: Path) -> None:
     _used(state)
-    patch(state, 8, (2).to_bytes(2, "little"))
+    patch(state, 8, (nf.VERSION + 1).to_bytes(2, "little"))
     before = state.read_bytes()
     with pytest.raises(FormatError, match="recovery will not rewrite it"):
         NonceStore.recover(state)

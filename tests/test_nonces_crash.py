@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from botvault import _noncefile as nf
 from botvault.nonces import NonceStore
+from botvault.nonces import layout as nf
 from tests.test_nonces import booted, power_loss
 
 pytestmark = [pytest.mark.slow,

@@ -25,7 +25,8 @@ from .errors import (
 )
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
 from .fileformat import Header, RawRecord
-from .nonces import NonceStore, nonce_counter_id, nonce_state_path
+from .nonces import nonce_counter_id
+from .nonces.marks import VaultCounters, recorded_mark, with_mark
 from .paths import resolve_vault_path
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
@@ -62,7 +63,7 @@ class Vault:
         self._entries = entries
         self._records = dict(zip(entries, parsed.records, strict=True))
         self._sealer = crypto.Sealer(keys.entry, seen=(r.nonce for r in parsed.records))
-        self._nonces: NonceStore | None = None
+        self._nonces: VaultCounters | None = None
         self._seen: tuple[int, ...] | None = None  # the file as last checked by reload()
         # name -> (slot, exchange, api_key): one parse per entry for "one key, one entry",
         # reused while the slot object is unchanged (unchanged entries keep their slot).
@@ -252,8 +253,8 @@ class Vault:
 
     def _check_unit_change(self, name: str, unit: str) -> None:
         entry = self.get(name)
-        warning = self._nonce_store().check_unit_change(nonce_counter_id(entry),
-                                                        entry.nonce_unit, unit)
+        warning = self._counters().store(name).check_unit_change(
+            nonce_counter_id(entry), entry.nonce_unit, unit)
         if warning:
             warnings.warn(warning, VaultWarning, stacklevel=3)
 
@@ -398,25 +399,34 @@ class Vault:
     def next_nonce(self, name: str) -> int:
         """The next API nonce for this entry's key: above every one handed out before, by
         any process on this machine, in the entry's unit."""
-        entry = self._live_entry(name)
-        return self._nonce_store().next(nonce_counter_id(entry), entry.nonce_unit)
+        return self._counters().next(self._live_entry(name))
 
     def allocate_nonces(self, name: str, count: int) -> range:
         """`count` consecutive nonces, all above every one handed out before."""
-        entry = self._live_entry(name)
-        return self._nonce_store().allocate(nonce_counter_id(entry), entry.nonce_unit, count)
+        return self._counters().allocate(self._live_entry(name), count)
 
     def peek_nonce(self, name: str) -> tuple[int | None, float]:
-        """(last nonce handed out or None, seconds it stands ahead of the clock)."""
-        entry = self.get(name)
-        store_ = self._nonce_store()
-        counter = nonce_counter_id(entry)
-        return store_.peek(counter), store_.ahead_of_clock(counter, entry.nonce_unit)
+        """(last nonce handed out or None, seconds it stands ahead of the clock); writes
+        nothing, so it works on a read-only file system."""
+        return self._counters().peek(self.get(name))
 
-    def _nonce_store(self) -> NonceStore:
+    def recover_nonces(self, name: str) -> builtins.list[str]:
+        """Repair the nonce state and set `name`'s counter to at least the mark this vault
+        recorded and the clock plus a margin (vault.nonces.marks); what was done, in words."""
+        return self._counters().recover(self.get(name))
+
+    def record_nonce_marks(self) -> None:
+        """Record every counter's durable mark in the vault (the agent does at lock)."""
+        self._record_marks(self._counters().marks(self.list(retired=True), every=True))
+
+    def _counters(self) -> VaultCounters:
         if self._nonces is None:
-            self._nonces = NonceStore(nonce_state_path(self.path))
+            self._nonces = VaultCounters(self.path, self._record_marks)
         return self._nonces
+
+    def _record_marks(self, marks: dict[str, int]) -> None:
+        if marks:
+            self._apply(lambda entries: _marked(entries, marks))
 
     def _live_entry(self, name: str) -> Entry:
         entry = self.get(name)
@@ -555,7 +565,14 @@ class Vault:
     def _apply(self, op: Callable[[_Entries], _Entries]) -> None:
         with store.lock(self.path):
             self._refresh()
-            self._write_locked(op(dict(self._entries)))
+            self._write_locked(self._with_marks(op(dict(self._entries))))
+
+    def _with_marks(self, entries: _Entries) -> _Entries:
+        """Every save records the nonce marks of the counters this process used."""
+        if self._nonces is None:
+            return entries
+        used = [e for e in entries.values() if isinstance(e, Entry)]
+        return _marked(entries, self._nonces.marks(used))
 
     def _refresh(self) -> None:
         """Adopt what another process saved since we loaded, so no update is lost.
@@ -622,6 +639,16 @@ class Vault:
 def _wrap_of(header: Header) -> tuple[object, ...]:
     """What identifies the data key's wrapping: it changes exactly when passwd ran."""
     return (header.kdf, header.salt, header.wrap_nonce, header.wrapped_key)
+
+
+def _marked(entries: _Entries, marks: dict[str, int]) -> _Entries:
+    """`entries` with each nonce mark recorded where it is above the one recorded."""
+    for name, mark in marks.items():
+        if name in entries:
+            entry = codec.materialize(name, entries[name])
+            if mark > recorded_mark(entry):
+                entries[name] = with_mark(entry, mark)
+    return entries
 
 
 def _file_signature(path: Path) -> tuple[int, ...] | None:

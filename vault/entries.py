@@ -10,13 +10,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .errors import FormatError, InvalidInputError
+from .nonces.store import UNITS as NONCE_UNITS
+from .nonces.store import unit_ns
 from .scopes import General, Withdrawal
 from .secret import Secret
 
 __all__ = ["NONCE_UNITS", "Entry", "check_name", "check_nonce_unit"]
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-NONCE_UNITS = ("ms", "us", "10ns")
 MAX_NOTE = 4096
 MAX_FIELD = 1024
 _PAD = 256  # plaintexts are padded to a multiple of this, so lengths leak little
@@ -32,9 +33,7 @@ def check_name(name: str) -> str:
 
 
 def check_nonce_unit(unit: str) -> str:
-    if unit not in NONCE_UNITS:
-        raise InvalidInputError(f"nonce unit must be one of {', '.join(NONCE_UNITS)} "
-                                f"(got {unit!r})")
+    unit_ns(unit)  # the nonce package's rule, one place
     return unit
 
 
@@ -70,6 +69,10 @@ class Entry:
     env_secret: str | None = None
     retired: bool = False
     entry_id: bytes = field(default=b"", repr=False, compare=False)
+    # (nonce counter id, its high-water mark) as last recorded by vault.nonces.marks: sealed
+    # with the entry, so every re-seal carries it. Machine state, not a label: not compared,
+    # not in metadata().
+    nonce_mark: tuple[str, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -119,6 +122,8 @@ class Entry:
         doc = self.metadata()
         doc["v"] = _SCHEMA
         doc["api_secret"] = self.api_secret.reveal()
+        if self.nonce_mark is not None:
+            doc["nonce_mark"] = list(self.nonce_mark)
         # ensure_ascii keeps any str (even lone surrogates) representable and round-trippable.
         raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
         # The name leads, so that opening a vault can index entries without parsing them.
@@ -137,6 +142,15 @@ class Entry:
             doc["general"] = General(doc["general"])
             doc["withdrawal"] = Withdrawal(doc["withdrawal"])
             doc["retired"] = bool(doc.get("retired", False))
+            if "nonce_mark" in doc:
+                doc["nonce_mark"] = _nonce_mark(doc["nonce_mark"])
             return cls(**doc, entry_id=entry_id)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("an entry in the vault is malformed") from None
+
+
+def _nonce_mark(raw: Any) -> tuple[str, int]:
+    counter, value = raw
+    if not isinstance(counter, str) or type(value) is not int or value < 0:
+        raise ValueError("a malformed nonce mark")
+    return counter, value

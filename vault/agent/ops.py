@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
 import hmac
 import json
 import math
@@ -142,6 +143,10 @@ class Agent:
         """Wipe the data key (Vault.close overwrites it) and refuse every later request."""
         with self._lock:
             if self._vault is not None:
+                # The vault keeps each counter's mark (vault.nonces.marks). Locking goes on
+                # if that fails: the next save records them.
+                with contextlib.suppress(VaultError, OSError):
+                    self._vault.record_nonce_marks()
                 self._vault.close()
                 self._vault = None
 

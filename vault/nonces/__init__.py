@@ -6,11 +6,16 @@ on the state file (and a thread lock), so values are unique and linearizable acr
 processes and threads. Counters are never deleted.
 
 Crash safety without an fsync per nonce: `last` lives in a shared memory map of the file,
-which survives SIGKILL (the kernel keeps the page). Each counter also has a high-water mark,
-and a value is handed out only if it is at or below a mark that is already durable. Marks
-are raised in blocks (`reserve` nanoseconds of clock ahead, more while allocations outpace
-the clock), so a busy counter syncs every couple of seconds, not per nonce. After a reboot
-(the boot id changed) `last` is not trusted and every counter resumes from its durable mark.
+which survives SIGKILL (the kernel keeps the page) and carries a checksum, checked at every
+nonce. Each counter also has a high-water mark, and a value is handed out only if it is at
+or below a mark that is already durable. Marks are raised in blocks (`reserve` nanoseconds
+of clock ahead, plus a bounded burst while allocations outpace the clock), so a busy counter
+syncs every couple of seconds, not per nonce. After a reboot (the boot id changed) `last`
+is not trusted and every counter resumes from its durable mark; the bounded burst is the
+most a reboot moves a counter ahead.
+
+The state file can be lost or put back on its own; `marks` has the vault keep each
+counter's mark in its encrypted entry and refuse a state file that stands below it.
 
 What makes "durable" hold against power loss on real disks (garbled sectors, page
 write-back at any time, processes dying between a write and its sync) is in `layout` (the
@@ -27,28 +32,30 @@ making clock nonces on the same key would be rejected by the exchange.
 
 The package, one concern per module:
 
-    store     NonceStore (the counters of one file, the hot path), NonceAheadWarning
-    units     nonce units, and the checks on units, counts and counter ids
+    store     NonceStore (the counters of one file, the hot path), NonceAheadWarning, the
+              nonce units and the checks on units, counts and counter ids
     layout    the state file: header, chunks, slots, checksums, validation
-    files     opening and creating the state file safely
+    files     opening and creating the state file safely; the default sync (fsync,
+              F_FULLFSYNC) and boot id
     recovery  settling after a reboot; rebuilding a refused file (NonceStore.recover)
-    system    the default sync (fsync, F_FULLFSYNC) and boot id
-    naming    nonce_state_path and nonce_counter_id, for the vault
+    marks     for the vault: nonce_state_path, nonce_counter_id, and the high-water marks
+              the vault keeps of each counter
 """
 
 from __future__ import annotations
 
-from .naming import key_id, nonce_counter_id, nonce_state_path
+from .files import default_boot_id, default_sync
+from .marks import key_id, nonce_counter_id, nonce_state_path
 from .store import (
     AHEAD_WARNING_S,
     DEFAULT_RECOVERY_MARGIN_S,
     DEFAULT_RESERVE_NS,
+    MAX_COUNT,
     UNIT_CHANGE_TOLERANCE_S,
+    UNITS,
     NonceAheadWarning,
     NonceStore,
 )
-from .system import default_boot_id, default_sync
-from .units import MAX_COUNT, UNITS
 
 __all__ = [
     "AHEAD_WARNING_S",

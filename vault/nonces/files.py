@@ -1,10 +1,14 @@
-"""Opening and creating the nonce state file safely: no symlinks, no one else's file, no
-file others can write to, and a new file published only once fully written and synced."""
+"""The nonce state file and the operating system: opening and creating it safely (no
+symlinks, no one else's file, no file others can write to, a new file published only once
+fully written and synced), and what the OS provides: durable syncs and a boot id (the
+defaults of NonceStore's `sync` and `boot_id`; tests inject their own)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +27,12 @@ def check_file(path: Path, fd: int) -> None:
     private.refuse(private.file_problem(path, os.fstat(fd), _PURPOSE, private.FileRule.STATE))
 
 
-def open_existing(path: Path) -> int:
-    return private.open_private_file(path, os.O_RDWR, _PURPOSE, rule=private.FileRule.STATE)
+def open_existing(path: Path, *, writable: bool = True) -> int:
+    """The state file at `path`, checked by the one private-file rule (never a symlink, FIFO
+    or device; readable by others allowed, never writable). Read-only for peeking on a
+    read-only file system."""
+    flags = os.O_RDWR if writable else os.O_RDONLY
+    return private.open_private_file(path, flags, _PURPOSE, rule=private.FileRule.STATE)
 
 
 def create(path: Path, content: bytes, sync: Callable[[int], None]) -> None:
@@ -61,3 +69,42 @@ def open_or_create(path: Path, boot: str, now_ns: int, sync: Callable[[int], Non
             create(path, initial_bytes(boot, now_ns), sync)
     raise FormatError(f"{path}: the nonce state file keeps disappearing",
                       hint="another program is deleting it")
+
+
+# -- what the operating system provides ----------------------------------------------------
+
+def default_sync(fd: int) -> None:
+    """Make everything written to `fd` durable (F_FULLFSYNC on macOS: fsync alone is not)."""
+    full = getattr(fcntl, "F_FULLFSYNC", None)
+    if full is not None:
+        try:
+            fcntl.fcntl(fd, full)
+        except OSError:
+            pass  # not every file system has it; plain fsync below is the best left
+        else:
+            return
+    os.fsync(fd)
+
+
+def default_boot_id() -> str:
+    """A string that changes at every boot: Linux's boot_id, macOS's boot session."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        if sys.platform != "darwin":
+            raise
+    return _darwin_boot_session()
+
+
+def _darwin_boot_session() -> str:
+    # Imported here: macOS only, and ctypes would add to every start-up on Linux.
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    for name in (b"kern.bootsessionuuid", b"kern.boottime"):
+        buf = ctypes.create_string_buffer(64)
+        size = ctypes.c_size_t(len(buf))
+        if libc.sysctlbyname(name, buf, ctypes.byref(size), None, ctypes.c_size_t(0)) == 0:
+            return name.decode() + ":" + buf.raw[:size.value].hex()
+    raise OSError(ctypes.get_errno(), "cannot read the boot session from sysctl")

@@ -3,22 +3,31 @@
 Internal to vault.nonces. Little-endian; pages of 4096 bytes.
 
     page 0   header, written only at creation and by recover()
-               0 magic "BVNONCE\\0"   8 version u16 = 1   10 slots per chunk u16 = 256
+               0 magic "BVNONCE\\0"   8 version u16 = 2   10 slots per chunk u16 = 256
               12 page size u16       14 flags u16 = 0    16 file id (16 random bytes)
               32 recovery floor, ns  40 created at, ns   48 checksum of bytes 0-47
               56 epoch u64 (volatile: bumped by recover() to make open stores reload)
     page 1   0 boot digest (16) + checksum (8);  512 record count, copy A (u64 + check 8)
     page 2   0 record count, copy B
     chunks   from offset 12288, 5 pages each, 256 slots each; slot j of a chunk has
-               page 0     at 16*j: last value handed out, confirmed mark (u64 each; volatile)
+               page 0     at 16*j: last value handed out u64, confirmed mark minus last u32,
+                          check u32 (volatile; the check is a CRC-32 bound to file and slot)
                pages 1-2  at 32*j: copy A of the high-water mark: key (16), value u64, check 8
                pages 3-4  at 32*j: copy B, same shape
 
-"Volatile" fields are written only through the shared memory map: they survive SIGKILL (the
-kernel keeps the page) but not power loss, carry no checksum, and are rebuilt from the
-copies after a reboot. Everything else is written with pwrite, under the lock, by a
-protocol that assumes the worst of a power cut: every page written since the last sync may
-be in flight, and each of its sectors may come back old, new or garbage.
+"Volatile" fields are written only through the shared memory map, 16 bytes in one copy:
+they survive SIGKILL (the kernel keeps the page) but not power loss, and are rebuilt from
+the copies after a reboot. Their check catches a bit flip or a lowered value within a boot
+(format 1 had none, so a lowered `last` repeated nonces); it is a CRC, not a MAC, because
+the hot path computes it at every nonce and anyone able to write the file can recompute
+any checksum in it anyway (the file id is in the file).
+
+The file is grown only with real blocks (posix_fallocate, else written zeros), never by a
+sparse ftruncate: a store through the map into a hole the full disk cannot fill is SIGBUS.
+
+Everything else is written with pwrite, under the lock, by a protocol that assumes the
+worst of a power cut: every page written since the last sync may be in flight, and each of
+its sectors may come back old, new or garbage.
 
 - A sync never carries both copies of anything: high-water copies A and B live in different
   pages and are written in separate syncs, as are the two record count copies; the volatile
@@ -46,13 +55,15 @@ import hashlib
 import mmap
 import secrets
 import struct
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import FormatError
 
 MAGIC = b"BVNONCE\x00"
-VERSION = 1
+VERSION = 2
+OLD_VERSIONS = (1,)  # read by recovery only: same copies, volatile fields without a check
 PAGE = 4096
 SLOTS_PER_CHUNK = 256
 HEADER_REGION = 3 * PAGE
@@ -67,7 +78,10 @@ COUNT_OFFS = (PAGE + 512, 2 * PAGE)
 
 HEAD = struct.Struct("<8sHHHH16sQQ")  # magic .. created_ns: the checksummed 48 bytes
 U64 = struct.Struct("<Q")
-PAIR = struct.Struct("<QQ")  # volatile (last, confirmed mark) of a slot
+VOL = struct.Struct("<QII")  # volatile: last, confirmed mark - last, check
+VOL_BODY = struct.Struct("<QI")  # the checked part of VOL
+U32 = struct.Struct("<I")
+MAX_DELTA = 2**32 - 1  # the largest confirmed mark - last a volatile field holds
 ENTRY = struct.Struct("<16sQ8s")  # a high-water copy: key, value, check
 COUNT = struct.Struct("<QQ8s")  # a record count copy: value, write sequence, check
 BOOT = struct.Struct("<16s8s")
@@ -178,31 +192,60 @@ def boot_matches(buf: Buf, file_id: bytes, boot: str) -> bool:
     return buf[BOOT_OFF:BOOT_OFF + BOOT.size] == pack_boot(file_id, boot)
 
 
+# -- volatile fields -------------------------------------------------------------------------
+
+def vol_seed(file_id: bytes) -> int:
+    """The CRC seed of a file's volatile fields; a slot's check starts at seed ^ offset, so a
+    field copied to another slot or file does not verify. NonceStore._take inlines this."""
+    return zlib.crc32(file_id, 0x62766E63)
+
+
+def pack_vol(seed: int, off: int, last: int, mark: int) -> bytes:
+    """The 16 bytes of a slot's volatile field: `mark` may exceed `last` by MAX_DELTA."""
+    body = VOL_BODY.pack(last, mark - last)
+    return body + U32.pack(zlib.crc32(body, seed ^ off))
+
+
+def read_vol(buf: Buf, seed: int, off: int) -> tuple[int, int] | None:
+    """(last, confirmed mark) of a volatile field whose check verifies, else None."""
+    raw = bytes(buf[off:off + VOL.size])
+    last, delta, check = VOL.unpack(raw)
+    return (last, last + delta) if zlib.crc32(raw[:VOL_BODY.size], seed ^ off) == check \
+        else None
+
+
 # -- header ------------------------------------------------------------------------------------
 
 class Header(NamedTuple):
     file_id: bytes
     floor_ns: int
     created_ns: int
+    version: int = VERSION
 
     def pack(self) -> bytes:
-        head = HEAD.pack(MAGIC, VERSION, SLOTS_PER_CHUNK, PAGE, 0, self.file_id,
+        head = HEAD.pack(MAGIC, self.version, SLOTS_PER_CHUNK, PAGE, 0, self.file_id,
                          self.floor_ns, self.created_ns)
         return head + _mac(b"bv-nonce-head", b"", head)
 
 
-def parse_header(path: Path, buf: Buf) -> Header:
-    """The header, or FormatError saying what is wrong with it."""
+def parse_header(path: Path, buf: Buf, *, old_ok: bool = False) -> Header:
+    """The header, or FormatError saying what is wrong with it. `old_ok`: also a header of
+    an earlier format (OLD_VERSIONS), for recovery, which rebuilds it in this one."""
     magic, version, slots, page, _, file_id, floor_ns, created = HEAD.unpack_from(buf)
     if magic != MAGIC:
         raise FormatError(f"{path} is not a botvault nonce state file (bad magic)",
                           hint=RECOVER_HINT)
-    if version != VERSION:
+    if version in OLD_VERSIONS and not old_ok:
+        raise FormatError(f"{path}: nonce state format {version} is from an earlier botvault "
+                          f"(this one writes format {VERSION})",
+                          hint="recovery rewrites it in this format, every counter resuming "
+                               "from its durable mark: " + RECOVER_HINT)
+    if version != VERSION and version not in OLD_VERSIONS:
         raise FormatError(f"{path}: unsupported nonce state version {version}",
                           hint="use the botvault version that wrote it")
     if (slots, page) != (SLOTS_PER_CHUNK, PAGE):
         raise FormatError(f"{path}: nonce state header has impossible sizes", hint=RECOVER_HINT)
-    header = Header(file_id, floor_ns, created)
+    header = Header(file_id, floor_ns, created, version)
     if buf[:HEAD.size + 8] != header.pack():
         raise FormatError(f"{path}: nonce state header is corrupt (checksum mismatch)",
                           hint=RECOVER_HINT)
@@ -230,13 +273,16 @@ def slot_empty(buf: Buf, file_id: bytes, slot: int) -> bool:
     return read_entry(buf, file_id, slot, 1) is None
 
 
-def resume_point(path: Path, buf: Buf, file_id: bytes, slot: int,
-                 same_boot: bool) -> tuple[bytes, int, bool]:
-    """(key, mark, rebuild volatile) of a used slot, checked; FormatError if untrustworthy.
+def durable_point(path: Path, buf: Buf, file_id: bytes, slot: int) -> tuple[bytes, int]:
+    """(key, mark) of a used slot from its checksummed copies alone; FormatError if neither
+    verifies or they disagree. Nothing up to the confirmed mark (and so nothing handed out)
+    is above it: a mark is confirmed only once a copy holding it is durable."""
+    key, values = _checked_copies(path, buf, file_id, slot)
+    return key, max(values)
 
-    Within one boot consistent volatile fields are trusted (SIGKILL cannot tear them);
-    after a reboot only the copies count and the slot resumes from the larger valid one.
-    """
+
+def _checked_copies(path: Path, buf: Buf, file_id: bytes, slot: int) -> tuple[bytes, list[int]]:
+    """(key, the values of the copies that verify); FormatError as durable_point says."""
     good = [e for e in (read_entry(buf, file_id, slot, w) for w in (0, 1)) if e is not None]
     if not good:
         raise FormatError(f"{path}: nonce record {slot} is corrupt (both high-water copies "
@@ -244,14 +290,28 @@ def resume_point(path: Path, buf: Buf, file_id: bytes, slot: int,
     if len(good) == 2 and good[0][0] != good[1][0]:
         raise FormatError(f"{path}: nonce record {slot} is corrupt (its copies name "
                           "different counters)", hint=RECOVER_HINT)
-    key, mark = good[0][0], max(value for _, value in good)
-    last, confirmed = PAIR.unpack_from(buf, vol_offset(slot))
-    if not same_boot or last == confirmed == 0:  # rebooted, or creation died before use
-        return key, mark, True
-    if confirmed not in [value for _, value in good] or last > confirmed:
-        raise FormatError(f"{path}: nonce record {slot} is inconsistent (its last value or "
-                          "mark disagrees with its checksummed copies)", hint=RECOVER_HINT)
-    return key, confirmed, False
+    return good[0][0], [value for _, value in good]
+
+
+def resume_point(path: Path, buf: Buf, file_id: bytes, slot: int,
+                 same_boot: bool) -> tuple[bytes, int, bool]:
+    """(key, mark, rebuild volatile) of a used slot, checked; FormatError if untrustworthy.
+
+    Within one boot the volatile field must verify and agree with a copy; after a reboot
+    only the copies count and the slot resumes from the larger valid one.
+    """
+    key, copies = _checked_copies(path, buf, file_id, slot)
+    off = vol_offset(slot)
+    if not same_boot or buf[off:off + VOL.size] == bytes(VOL.size):
+        return key, max(copies), True  # rebooted, or never written (recover() writes all)
+    vol = read_vol(buf, vol_seed(file_id), off)
+    if vol is None:
+        raise FormatError(f"{path}: nonce record {slot} is damaged (its last value fails its "
+                          "checksum)", hint=RECOVER_HINT)
+    if vol[1] not in copies:
+        raise FormatError(f"{path}: nonce record {slot} is inconsistent (its mark disagrees "
+                          "with its checksummed copies)", hint=RECOVER_HINT)
+    return key, vol[1], False
 
 
 def lost_records(path: Path, count: int, holds: int) -> FormatError:

@@ -21,8 +21,10 @@ from .layout import (
     HEADER_REGION,
     INITIAL_SIZE,
     MAGIC,
+    MAX_DELTA,
+    OLD_VERSIONS,
     PAGE,
-    PAIR,
+    RECOVER_HINT,
     TOMBSTONE,
     U64,
     VERSION,
@@ -30,19 +32,23 @@ from .layout import (
     Header,
     aligned_size,
     boot_matches,
+    durable_point,
     entry_offset,
     header_region,
     initial_bytes,
     lost_records,
     pack_count,
     pack_entry,
+    pack_vol,
     parse_header,
     read_entry,
+    read_vol,
     record_count,
     resume_point,
     slot_count,
     slot_empty,
     vol_offset,
+    vol_seed,
 )
 
 _ZERO_ENTRY = bytes(ENTRY.size)
@@ -96,7 +102,7 @@ def recover_file(path: Path, *, margin_s: float, clock_ns: Callable[[], int],
                 f"{margin_s:g} s ahead of the clock"]
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        image, findings = rebuild(path, _read_all(fd), boot, now, margin)
+        image, findings = rebuild(path, read_all(fd), boot, now, margin)
         if findings:
             write_image(fd, image, sync)
     finally:
@@ -104,7 +110,22 @@ def recover_file(path: Path, *, margin_s: float, clock_ns: Callable[[], int],
     return findings
 
 
-def _read_all(fd: int) -> bytes:
+def upgrade_file(path: Path, fd: int, boot: str, now_ns: int,
+                 sync: Callable[[int], None]) -> None:
+    """Rewrite a file of an earlier format (OLD_VERSIONS) in this one, under the caller's
+    lock, when nothing else is wrong with it: every counter resumes from its durable mark
+    (an earlier format's `last` values carry no check, so they are not taken). A file with
+    anything else to repair is refused with the recovery hint, as any damaged file is: that
+    repair retires records, which is never done unasked. The epoch rises, so processes that
+    have the file open reload it (and a botvault of the earlier format refuses it)."""
+    image, findings = rebuild(path, read_all(fd), boot, now_ns, 0)
+    if len(findings) != 1 or "earlier botvault" not in findings[0]:
+        raise FormatError(f"{path}: nonce state of an earlier format that does not verify "
+                          f"({'; '.join(findings[1:]) or 'unreadable'})", hint=RECOVER_HINT)
+    write_image(fd, image, sync)
+
+
+def read_all(fd: int) -> bytes:
     size = os.fstat(fd).st_size
     chunks, off = [], 0
     while off < size:
@@ -127,7 +148,8 @@ def rebuild(path: Path, data: bytes, boot: str, now_ns: int,
     retired (tombstoned, never reused), and the recovery floor rises to now + margin: a
     counter without a live record starts above the floor when next used.
     """
-    if data[:8] == MAGIC and len(data) >= HEAD.size and HEAD.unpack_from(data)[1] != VERSION:
+    known = (VERSION, *OLD_VERSIONS)
+    if data[:8] == MAGIC and len(data) >= HEAD.size and HEAD.unpack_from(data)[1] not in known:
         raise FormatError(f"{path}: nonce state version {HEAD.unpack_from(data)[1]} is not "
                           "this botvault's; recovery will not rewrite it",
                           hint="use the botvault version that wrote it")
@@ -139,10 +161,14 @@ def rebuild(path: Path, data: bytes, boot: str, now_ns: int,
     buf = data.ljust(size, b"\0")
     header: Header | None = None
     try:
-        header = parse_header(path, buf)
+        header = parse_header(path, buf, old_ok=True)
     except FormatError as exc:
         findings.append(f"{exc.message}: no record can be verified, all are dropped")
     records: list[Kept | None] = []
+    if header is not None and header.version != VERSION:
+        findings.append(f"the file is in format {header.version} of an earlier botvault: "
+                        f"rewritten in format {VERSION}, every counter resuming from its "
+                        "durable mark")
     if header is not None:
         records = _sort_records(path, buf, header, boot, findings)
     if not findings:
@@ -153,9 +179,11 @@ def rebuild(path: Path, data: bytes, boot: str, now_ns: int,
     out = bytearray(max(size, aligned_size(vol_offset(len(records)))))
     out[:HEADER_REGION] = header_region(new_header, U64.unpack_from(buf, EPOCH_OFF)[0] + 1,
                                         boot, len(records))
+    seed = vol_seed(file_id)
     for slot, rec in enumerate(records):
         key, last, mark = rec or (TOMBSTONE, 0, 0)
-        PAIR.pack_into(out, vol_offset(slot), last, mark)
+        off = vol_offset(slot)
+        out[off:off + 16] = pack_vol(seed, off, max(last, mark - MAX_DELTA), mark)
         for which in (0, 1):
             off = entry_offset(slot, which)
             out[off:off + ENTRY.size] = pack_entry(file_id, slot, which, key, mark)
@@ -166,7 +194,8 @@ def _sort_records(path: Path, buf: bytes, header: Header, boot: str,
                   findings: list[str]) -> list[Kept | None]:
     """Per slot up to the last used or counted one: what to keep, or None to retire."""
     fid = header.file_id
-    same_boot = boot_matches(buf, fid, boot)
+    # An earlier format's volatile fields have no check: resume from the durable marks.
+    same_boot = header.version == VERSION and boot_matches(buf, fid, boot)
     try:
         count = record_count(path, buf, fid)[0]
     except FormatError as exc:
@@ -185,15 +214,19 @@ def _sort_records(path: Path, buf: bytes, header: Header, boot: str,
         try:
             key, mark, rebuilt = resume_point(path, buf, fid, slot, same_boot)
         except FormatError as exc:
-            findings.append(f"{exc.message}: retired")
-            continue
+            try:  # a damaged last value: the copies still bound everything handed out
+                (key, mark), rebuilt = durable_point(path, buf, fid, slot), True
+            except FormatError:
+                findings.append(f"{exc.message}: retired")
+                continue
+            findings.append(f"{exc.message}: resumes from its durable mark {mark}")
         if key in owners:
             findings.append(f"records {owners[key]} and {slot} hold one counter: both retired")
             records[owners[key]] = None
         elif key != TOMBSTONE:
             owners[key] = slot
-            records[slot] = (key, mark if rebuilt else PAIR.unpack_from(buf, vol_offset(slot))[0],
-                             mark)
+            vol = None if rebuilt else read_vol(buf, vol_seed(fid), vol_offset(slot))
+            records[slot] = (key, mark if vol is None else vol[0], mark)
     return records
 
 

@@ -7,6 +7,7 @@ vault.nonces.layout; what happens after a reboot or on recover() is in vault.non
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import mmap
 import os
@@ -14,18 +15,20 @@ import threading
 import time
 import warnings
 import weakref
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
 from ..errors import FormatError, InvalidInputError
-from . import layout, units
-from .files import open_or_create
+from . import layout
+from .files import default_boot_id, default_sync, open_existing, open_or_create
 from .layout import (
     BOOT_OFF,
     CHUNK_SIZE,
     COUNT_OFFS,
     EPOCH_OFF,
+    MAX_DELTA,
     MAX_U64,
     RECOVER_HINT,
     TOMBSTONE,
@@ -38,36 +41,79 @@ from .layout import (
     pack_boot,
     pack_count,
     pack_entry,
+    pack_vol,
     parse_header,
     read_entry,
+    read_vol,
     record_count,
     resume_point,
     slot_count,
     slot_empty,
     slot_of,
     vol_offset,
+    vol_seed,
 )
-from .recovery import recover_file, settle_after_reboot
-from .system import default_boot_id, default_sync
-from .units import check_count, check_counter_id, duration, unit_ns
+from .recovery import read_all, recover_file, settle_after_reboot, upgrade_file
 
+# Nonce units: ms (ccxt, krakenex), us, 10ns (python-kraken-sdk). The one definition;
+# entries.py takes its list from here.
+UNITS = ("ms", "us", "10ns")
+NS_PER_UNIT = {"ms": 1_000_000, "us": 1_000, "10ns": 10}
+MAX_COUNT = 1_000_000  # one call may not push a ms counter more than ~17 minutes ahead
 AHEAD_WARNING_S = 10.0
 UNIT_CHANGE_TOLERANCE_S = 5.0
 DEFAULT_RESERVE_NS = 2_000_000_000
+# The most a mark is raised beyond what is needed (see _raise_mark), in ns of clock: the most a
+# counter can jump at a reboot, which resumes from the mark.
+MAX_BURST_NS = 60_000_000_000
 DEFAULT_RECOVERY_MARGIN_S = 3600.0
 _AHEAD_NS = int(AHEAD_WARNING_S * 1e9)
 
 # Assigned, not imported by name: CPython 3.11 compiles `name.method()` on a name bound by
 # `from ... import` as an attribute load that builds a bound method on every call, which
 # costs the hot path (next, allocate) about 10%.
-_PAIR, _U64 = layout.PAIR, layout.U64
-_NS_PER_UNIT = units.NS_PER_UNIT
+_U64 = layout.U64
+_VOL_UNPACK, _BODY_PACK, _U32_PACK = layout.VOL.unpack, layout.VOL_BODY.pack, layout.U32.pack
+_crc32 = zlib.crc32
 _EX, _UN = fcntl.LOCK_EX, fcntl.LOCK_UN
 _flock = fcntl.flock
 
 # (device, inode, file id, counter id) already warned about in this process.
 _warned: set[tuple[int, int, bytes, str]] = set()
 _live: weakref.WeakSet[NonceStore] = weakref.WeakSet()
+
+
+# -- what callers pass in ----------------------------------------------------------------------
+
+def unit_ns(unit: str) -> int:
+    ns = NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
+    if ns is None:
+        raise InvalidInputError(f"nonce unit must be one of {', '.join(UNITS)} (got {unit!r})",
+                                hint="ccxt and krakenex use ms, python-kraken-sdk uses 10ns")
+    return ns
+
+
+def check_count(count: int) -> None:
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
+        raise InvalidInputError(f"nonce count must be an integer from 1 to {MAX_COUNT} "
+                                f"(got {count!r})")
+
+
+def check_counter_id(counter_id: str) -> None:
+    ok = isinstance(counter_id, str) and 1 <= len(counter_id) <= 128 and all(
+        "!" <= c <= "~" for c in counter_id)
+    if not ok:
+        raise InvalidInputError("a nonce counter id is 1 to 128 printable ASCII characters "
+                                "without spaces")
+
+
+def duration(seconds: float) -> str:
+    """`seconds` in words for messages: about N years, days, hours or minutes, else N.N s."""
+    for size, name in ((365.25 * 86400, "years"), (86400, "days"), (3600, "hours"),
+                       (60, "minutes")):
+        if abs(seconds) >= 2 * size:
+            return f"about {seconds / size:.0f} {name}"
+    return f"{seconds:.1f} s"
 
 
 class NonceAheadWarning(UserWarning):
@@ -130,14 +176,38 @@ class NonceStore:
 
     def next(self, counter_id: str, unit: str) -> int:
         """One nonce: max(last + 1, now in `unit`)."""
-        ns = _NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
+        ns = NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
         return self._take(counter_id, ns if ns is not None else unit_ns(unit), 1)
 
     def peek(self, counter_id: str) -> int | None:
         """The last value handed out (after a reboot: the durable mark it resumes from)."""
         with self._locked():
             off = self._offsets.get(counter_id) or self._find(counter_id)
-            return None if off is None else int(_PAIR.unpack_from(self._mm, off)[0])
+            return None if off is None else self._vol(off)[0]
+
+    def durable_mark(self, counter_id: str) -> int | None:
+        """The counter's confirmed high-water mark: durable, and at or above every value it
+        has handed out (None for a counter the file does not hold)."""
+        with self._locked():
+            off = self._offsets.get(counter_id) or self._find(counter_id)
+            return None if off is None else self._vol(off)[1]
+
+    def raise_to(self, counter_id: str, unit: str, value: int) -> int:
+        """Make the counter's last value at least `value` (creating the counter if needed),
+        durably: the next nonce is above it. Returns the last value now."""
+        ns = unit_ns(unit)
+        if not isinstance(value, int) or not 0 <= value < MAX_U64:
+            raise InvalidInputError("a nonce value is an integer from 0 to 2**64 - 2")
+        with self._locked():
+            off = self._offsets.get(counter_id) or self._find_or_create(counter_id, ns)
+            last, mark = self._vol(off)
+            if value > last:
+                if value > mark:
+                    mark = self._raise_mark(off, value, value, self._clock() // ns, ns)
+                self._mm[off:off + 16] = pack_vol(self._seed, off, value, mark)
+                self._sync(self._fd)  # recovery says what it did: make it true at once
+                last = value
+            return last
 
     def ahead_of_clock(self, counter_id: str, unit: str) -> float:
         """Seconds the last value stands ahead of the clock in `unit` (<= 0 when behind)."""
@@ -225,33 +295,53 @@ class NonceStore:
                 if off is None:
                     off = self._find_or_create(counter_id, ns)
                     mm = self._mm
-                last, mark = _PAIR.unpack_from(mm, off)
+                seed = self._seed ^ off  # layout.pack_vol / read_vol, inlined
+                raw = mm[off:off + 16]
+                last, delta, check = _VOL_UNPACK(raw)
+                if _crc32(raw[:12], seed) != check:
+                    raise self._damaged(off)
                 now = self._clock() // ns
                 first = last + 1 if last >= now else now
                 end = first + count - 1
+                mark = last + delta
                 if end > mark:
-                    self._raise_mark(off, end, now, ns)
-                _U64.pack_into(mm, off, end)
+                    mark = self._raise_mark(off, first, end, now, ns)
+                body = _BODY_PACK(end, mark - end)
+                mm[off:off + 16] = body + _U32_PACK(_crc32(body, seed))  # one 16-byte copy
             finally:
                 _flock(fd, _UN)
         if (end - now) * ns > _AHEAD_NS:
             self._warn_ahead(counter_id, (end - now) * ns / 1e9)
         return first
 
-    def _raise_mark(self, off: int, end: int, now: int, ns: int) -> None:
-        """Make a mark >= end durable, then hand out up to it; then mirror it.
+    def _raise_mark(self, off: int, first: int, end: int, now: int, ns: int) -> int:
+        """Make a mark >= end durable, then hand out up to it; then mirror it. Returns it.
 
         The copy not holding the confirmed mark is written and synced first, so a torn
         write leaves the confirmed mark readable; then the other copy gets the new mark too,
         so that damage to either copy at rest never leaves only an older mark behind.
+
+        How far beyond `end`: `reserve` of clock ahead of now, so a counter that follows the
+        clock syncs every couple of seconds; and, while this process keeps raising the mark of
+        a counter that stands ahead of the clock (allocations outpace it), a burst that
+        doubles at each such raise up to MAX_BURST_NS. Never in proportion to how far ahead
+        the counter stands:
+        a reboot resumes from the mark, and a reserve that grew with the distance ahead
+        doubled that distance at every reboot. A new process starts without a burst.
         """
         if end > MAX_U64:
             raise InvalidInputError("this nonce counter has reached 2**64 - 1, the largest "
                                     "nonce an exchange accepts", hint="create a new API key")
-        # Reserve more while allocations outpace the clock, so a busy counter syncs rarely.
-        mark = min(MAX_U64, end + self._reserve // ns + max(0, end - now))
+        reserve = self._reserve // ns
+        previous = self._bursts.get(off)
+        burst = 0
+        if previous is not None and end > now:  # raised again, and ahead: outpacing the clock
+            burst = min(max(reserve, 1, 2 * previous), MAX_BURST_NS // ns)
+        self._bursts[off] = burst
+        # first - 1 + MAX_DELTA: the volatile field holds last and mark - last (see layout).
+        mark = min(MAX_U64, first - 1 + MAX_DELTA, max(end, now + reserve) + burst)
         mm, fid, fd = self._mm, self._file_id, self._fd
-        slot, confirmed = slot_of(off), _PAIR.unpack_from(mm, off)[1]
+        slot, confirmed = slot_of(off), self._vol(off)[1]
         for keep in (0, 1):
             copy = read_entry(mm, fid, slot, keep)
             if copy is not None and copy[1] == confirmed:
@@ -269,8 +359,21 @@ class NonceStore:
                 os.pwrite(fd, pack_count(fid, count_first ^ step, self._next_slot, seq + step),
                           COUNT_OFFS[count_first ^ step])
             self._sync(fd)
-            if step == 0:
-                _U64.pack_into(mm, off + 8, mark)
+            if step == 0:  # confirmed; first - 1 keeps mark - last within MAX_DELTA
+                mm[off:off + 16] = pack_vol(self._seed, off, max(first - 1, self._vol(off)[0]),
+                                            mark)
+        return mark
+
+    def _vol(self, off: int) -> tuple[int, int]:
+        """(last, confirmed mark) of a slot, or FormatError when its check fails."""
+        vol = read_vol(self._mm, self._seed, off)
+        if vol is None:
+            raise self._damaged(off)
+        return vol
+
+    def _damaged(self, off: int) -> FormatError:
+        return FormatError(f"{self._path}: nonce record {slot_of(off)} is damaged (its last "
+                           "value fails its checksum); it is not trusted", hint=RECOVER_HINT)
 
     def _warn_ahead(self, counter_id: str, ahead_s: float) -> None:
         key = (*self._file_key, counter_id)
@@ -307,8 +410,15 @@ class NonceStore:
         size = os.fstat(fd).st_size
         check_size(path, size)
         self._remap(size)
+        if layout.HEAD.unpack_from(self._mm)[1] in layout.OLD_VERSIONS and self._mm[:8] == \
+                layout.MAGIC:
+            upgrade_file(path, fd, boot, self._clock(), self._sync)
+            size = os.fstat(fd).st_size
+            self._remap(size)
         header = parse_header(path, self._mm)
         self._file_id, self._floor_ns = header.file_id, header.floor_ns
+        self._seed = vol_seed(header.file_id)
+        self._bursts: dict[int, int] = {}  # offset -> the burst of this process's last raise
         same_boot = boot_matches(self._mm, self._file_id, boot)
         if not same_boot:
             settle_after_reboot(path, fd, self._mm, self._file_id, self._sync)
@@ -335,7 +445,7 @@ class NonceStore:
             key, mark, rebuild = resume_point(path, mm, fid, slot, same_boot)
             off = vol_offset(slot)
             if rebuild:
-                _PAIR.pack_into(mm, off, mark, mark)
+                mm[off:off + 16] = pack_vol(self._seed, off, mark, mark)
             if key in self._by_key:
                 raise FormatError(f"{path}: two nonce records hold one counter "
                                   f"({slot_of(self._by_key[key])} and {slot})",
@@ -380,11 +490,10 @@ class NonceStore:
         """A new record: copy A then copy B, each synced on its own (see vault.nonces.layout)."""
         slot, fd = self._next_slot, self._fd
         if slot >= slot_count(self._size):
-            os.ftruncate(fd, self._size + CHUNK_SIZE)
-            self._remap(self._size + CHUNK_SIZE)
+            self._grow(self._size + CHUNK_SIZE)
         off = vol_offset(slot)
         floor = self._floor_ns // ns
-        _PAIR.pack_into(self._mm, off, floor, floor)
+        self._mm[off:off + 16] = pack_vol(self._seed, off, floor, floor)
         # A process that died between a write and its sync left that write dirty: flush it
         # on its own, or the next sync could carry both sides of some slot at once (and
         # the copy that looks confirmed might not be durable).
@@ -396,6 +505,35 @@ class NonceStore:
         self._by_key[key] = off
         self._next_slot = slot + 1  # the count covers it at its first mark (_raise_mark)
         return off
+
+    def _grow(self, size: int) -> None:
+        """Extend the file to `size` with real blocks, then map it.
+
+        Never a sparse ftruncate: on a full disk a store through the map into a hole is
+        SIGBUS, which kills the process (the agent with it). posix_fallocate reserves the
+        blocks or fails with ENOSPC here, as a clean error; where it is missing, zeros are
+        written. A failure puts the size back, so the file stays whole chunks.
+        """
+        fd, old = self._fd, self._size
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, old, size - old)
+            else:  # macOS: written zeros are allocated blocks
+                zeros = bytes(size - old)
+                done = 0
+                while done < len(zeros):
+                    done += os.pwrite(fd, zeros[done:], old + done)
+            self._sync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_size != old:
+                    os.ftruncate(fd, old)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OSError(exc.errno, "no space left to grow the nonce state file for a "
+                              "new counter (the counters it holds keep working)",
+                              str(self._path)) from None
+            raise
+        self._remap(size)
 
     def _remap(self, size: int) -> None:
         old = self._handle.mm
@@ -432,6 +570,37 @@ class NonceStore:
         self._tlock = threading.Lock()  # the parent's may have been held at fork time
         self._stale = True
 
+
+def peek_file(path: Path, counter_id: str, *,
+              boot_id: Callable[[], str] = default_boot_id) -> tuple[int, int] | None:
+    """(last value handed out, durable mark) of `counter_id` (after a reboot the last value
+    is the mark it resumes from), or None when the file does not hold it; read without
+    writing anything, so that it works on a read-only file system. Checked as NonceStore
+    checks the file at open."""
+    check_counter_id(counter_id)
+    try:
+        fd = open_existing(path, writable=False)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # no writer between our reads
+        data = read_all(fd)
+    finally:
+        os.close(fd)
+    check_size(path, len(data))
+    fid = parse_header(path, data).file_id
+    same_boot = boot_matches(data, fid, boot_id())
+    count, key = record_count(path, data, fid)[0], counter_key(counter_id)
+    slot, slots = 0, slot_count(len(data))
+    while slot < slots and (slot < count or not slot_empty(data, fid, slot)):
+        found, mark, rebuild = resume_point(path, data, fid, slot, same_boot)
+        if found == key:
+            vol = None if rebuild else read_vol(data, vol_seed(fid), vol_offset(slot))
+            return (mark, mark) if vol is None else vol
+        slot += 1
+    if count > slot:
+        raise lost_records(path, count, slot)
+    return None
 
 
 def _after_fork_in_child() -> None:
