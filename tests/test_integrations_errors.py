@@ -27,6 +27,8 @@ EXPECTED_CCXT = {
 def _make(cls: type[errors.VaultError]) -> errors.VaultError:
     if cls is errors.AuthenticationError:
         return cls()
+    if cls is errors.GrantError:
+        return errors.GrantError("revoked", "botvault says no", hint="do this instead")
     return cls("botvault says no", hint="do this instead")
 
 
@@ -38,6 +40,7 @@ def test_ccxt_error_is_both_types_with_botvaults_message(cls: type[errors.VaultE
     assert isinstance(made, cls)
     assert str(made) == str(original)
     assert getattr(made, "hint", None) == original.hint
+    assert vars(made) == vars(original)  # every attribute, e.g. GrantError.reason
     if cls in EXPECTED_CCXT:
         assert isinstance(made, EXPECTED_CCXT[cls])
     assert type(as_ccxt_error(_make(cls))) is type(made)  # one class per pair

@@ -315,7 +315,7 @@ def test_request_lock_and_doctor_agree(change: str, expected: type[Exception] | 
     with running(keys), agent.connect(keys.path) as client:
         with client.request_lock("spot"):
             pass  # creates the directory and the lock file
-        lock = directory / "spot.lock"
+        lock = client.key_order("spot").path  # keyed by exchange and api key
         target = lock if change.startswith("lock") else directory
         if change == "dir-0755":
             os.chmod(directory, 0o755)  # noqa: S103 -- the insecure mode under test

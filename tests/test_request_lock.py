@@ -158,7 +158,7 @@ def test_requests_directory_must_be_private(tmp_path: Path) -> None:
     vault = tmp_path / "vault.bv"
     requests_dir(vault).mkdir(mode=0o755)
     requests_dir(vault).chmod(0o755)
-    with pytest.raises(InsecurePermissionsError, match="0700 directory") as caught, \
+    with pytest.raises(InsecurePermissionsError, match="readable by other users") as caught, \
             KeyOrder(vault, "kraken-spot", "k").hold():
         pass
     assert caught.value.hint == f"run: chmod 700 {requests_dir(vault)}"

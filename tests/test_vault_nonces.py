@@ -248,7 +248,8 @@ def test_an_agent_started_on_a_lost_state_file_refuses_with_exit_8(tmp_path: Pat
 # -- through the command line -----------------------------------------------------------------
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "botvault", *args], input=f"{PASSPHRASE}\n",
+    return subprocess.run([sys.executable, "-m", "botvault", "--passphrase-stdin", *args],
+                          input=f"{PASSPHRASE}\n",
                           text=True, capture_output=True, timeout=60, check=False,
                           cwd=Path(__file__).resolve().parents[1])
 
@@ -282,7 +283,8 @@ def test_cli_recover_in_process(vault: Vault, vault_path: Path) -> None:
     _add(vault, "a")
     vault.next_nonce("a")
     vault.close()
-    result = CliRunner().invoke(app, ["nonce", "a", "--recover"], input=f"{PASSPHRASE}\n")
+    result = CliRunner().invoke(app, ["--passphrase-stdin", "nonce", "a", "--recover"],
+                                input=f"{PASSPHRASE}\n")
     assert result.exit_code == 0, result.stderr
     assert "nonce counter set to" in result.stdout
     result = CliRunner().invoke(app, ["nonce", "a", "--recover", "--peek"],

@@ -73,6 +73,7 @@ def _translate(exc: VaultError, table: Sequence[tuple[type[VaultError], str]],
             err = Exception.__new__(made)
             # VaultError's own __init__: the SDK's classes wrap __init__ to prefix a docstring.
             VaultError.__init__(cast(VaultError, err), exc.message, hint=exc.hint)
+            err.__dict__.update(exc.__dict__)  # e.g. GrantError.reason, for handlers
             return err
     return None
 
