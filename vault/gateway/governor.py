@@ -1,0 +1,126 @@
+"""Kraken's per-key rate counters, modelled so requests wait instead of being rejected.
+
+Both Kraken counters are leaky buckets: Spot's REST counter rises by a call's cost and decays
+at a fixed rate up to a maximum (15/20/20, decaying 0.33/0.5/1 per second for the
+starter/intermediate/pro tiers; ledger and trade-history calls cost 2, AddOrder and
+CancelOrder are outside it), Futures' budget is 500 cost units per 10 s (decay 50 per second)
+at per-endpoint costs.
+
+`Bucket.reserve` gives each arriving request, in arrival order, the earliest time it may go
+without taking the counter over its maximum, and books it: a later arrival can never overtake
+an earlier one, however cheap (first come, first served). A request whose start lies further
+off than the bound is refused without booking anything. The gateway then sleeps until the start
+and takes the key's request order; the request reaches the exchange no earlier than booked, so
+the exchange's counter, decaying meanwhile, is never above the model's.
+
+Pure arithmetic on an injectable clock: nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .kraken_errors import Api
+
+__all__ = [
+    "FUTURES_BUDGET",
+    "FUTURES_COSTS",
+    "SPOT_TIERS",
+    "Bucket",
+    "Governor",
+    "RateLimited",
+    "futures_cost",
+    "spot_cost",
+]
+
+SPOT_TIERS: dict[str, tuple[float, float]] = {
+    "starter": (15.0, 0.33), "intermediate": (20.0, 0.5), "pro": (20.0, 1.0)}
+_SPOT_COST_2 = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
+_SPOT_UNCOUNTED = frozenset({"AddOrder", "CancelOrder"})
+
+FUTURES_BUDGET, FUTURES_DECAY = 500.0, 50.0  # 500 units per 10 s
+# Kraken Futures' documented costs per endpoint (REST "API limits"); unlisted ones cost 1.
+FUTURES_COSTS: dict[str, int] = {
+    "sendorder": 10, "editorder": 10, "cancelorder": 10, "batchorder": 9,
+    "cancelallorders": 25, "cancelallordersafter": 25, "accounts": 2, "openpositions": 2,
+    "openorders": 2, "fills": 2, "recentorders": 2, "orders/status": 1, "transfer": 10,
+    "transfer/subaccount": 10, "withdrawal": 100, "leveragepreferences": 2,
+    "pnlpreferences": 2, "unwindqueue": 2, "notifications": 2, "subaccounts": 2,
+}
+
+
+def spot_cost(endpoint: str) -> int:
+    """The Spot REST counter cost of `/0/private/<name>` (0: outside the counter)."""
+    name = endpoint.removeprefix("/0/private/")
+    if name in _SPOT_UNCOUNTED:
+        return 0
+    return 2 if name in _SPOT_COST_2 else 1
+
+
+def futures_cost(endpoint: str) -> int:
+    """The Futures cost of a normalised endpoint (`/api/v3/sendorder`)."""
+    return FUTURES_COSTS.get(endpoint.removeprefix("/api/v3/"), 1)
+
+
+class RateLimited(Exception):
+    """The request would have to wait `wait` seconds, beyond the bound."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"would wait {wait:.1f} s")
+        self.wait = wait
+
+
+@dataclass
+class Bucket:
+    """One counter: `level` as of time `at` (which may lie ahead: booked, not yet sent)."""
+
+    maximum: float
+    decay: float
+    level: float = 0.0
+    at: float = float("-inf")
+
+    def reserve(self, cost: float, now: float, bound: float) -> float:
+        """Book `cost` at the earliest start not before `now` nor before the last booking;
+        return that start, or raise RateLimited when it is more than `bound` away."""
+        if cost <= 0:
+            return now
+        if cost > self.maximum:
+            raise RateLimited(float("inf"))
+        base = max(now, self.at)
+        level = self.level if base == self.at else max(
+            0.0, self.level - (base - self.at) * self.decay)
+        excess = level + cost - self.maximum
+        start = base + max(0.0, excess) / self.decay
+        if start - now > bound:
+            raise RateLimited(start - now)
+        self.level = max(0.0, level - (start - base) * self.decay) + cost
+        self.at = start
+        return start
+
+
+class Governor:
+    """The buckets of every key the gateway has seen, by key id; thread-safe."""
+
+    def __init__(self, tier: str, *, bound: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.spot_maximum, self.spot_decay = SPOT_TIERS[tier]
+        self.bound = bound
+        self.clock = clock
+        self._buckets: dict[str, Bucket] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, api: Api, key_id: str, endpoint: str) -> float:
+        """Seconds to wait before sending (0: at once); raises RateLimited beyond the bound."""
+        if api is Api.SPOT:
+            cost, maximum, decay = spot_cost(endpoint), self.spot_maximum, self.spot_decay
+        else:
+            cost, maximum, decay = futures_cost(endpoint), FUTURES_BUDGET, FUTURES_DECAY
+        with self._lock:
+            bucket = self._buckets.get(key_id)
+            if bucket is None:
+                bucket = self._buckets[key_id] = Bucket(maximum, decay)
+            now = self.clock()
+            return bucket.reserve(cost, now, self.bound) - now
