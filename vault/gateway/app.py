@@ -10,7 +10,8 @@ One private request, in order:
    it; a wait beyond the bound is answered `EAPI:Rate limit exceeded` here;
 5. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
    integrations take too) and, holding it, have the agent check the bot's signature and the
-   grant's scope and sign with the real key's next nonce, then send it and read the answer;
+   grant's scope and sign with the real key's next nonce; check the counter of real sends
+   (`Governor.admit`), then send it and read the answer;
 6. answer the bot with the exchange's status and body, and write one audit line.
 
 Nothing the agent refused is sent. The handler never sees a secret.
@@ -197,6 +198,11 @@ class Gateway:
                     signed = await self.agent.sign(sign_request)
                 except GrantRefused as exc:
                     raise _Refuse(exc.reason) from None
+                # Counted by the time it is really sent (see governor): sends that bunched
+                # up behind the lock or the agent wait here the little that is missing.
+                while (late := self.governor.admit(found.api, resolved.key_id,
+                                                   found.endpoint)) > 0:
+                    await asyncio.sleep(late)
                 out_body = signed.body.encode() if found.api is Api.SPOT or \
                     request.method not in ("GET", "DELETE") else b""
                 return await self._forward(request, found, out_body, signed.headers, outcome)

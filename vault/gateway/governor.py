@@ -6,12 +6,18 @@ starter/intermediate/pro tiers; ledger and trade-history calls cost 2, AddOrder 
 CancelOrder are outside it), Futures' budget is 500 cost units per 10 s (decay 50 per second)
 at per-endpoint costs.
 
-`Bucket.reserve` gives each arriving request, in arrival order, the earliest time it may go
-without taking the counter over its maximum, and books it: a later arrival can never overtake
-an earlier one, however cheap (first come, first served). A request whose start lies further
-off than the bound is refused without booking anything. The gateway then sleeps until the start
-and takes the key's request order; the request reaches the exchange no earlier than booked, so
-the exchange's counter, decaying meanwhile, is never above the model's.
+Two steps per request, because the exchange counts a request when it arrives, not when the
+gateway decided to send it:
+
+- `Bucket.reserve`, on arrival: the earliest time the request may go without taking the
+  counter over its maximum, booked in arrival order (a later arrival never overtakes an earlier
+  one, however cheap: first come, first served). A start further off than the bound is refused
+  without booking anything. The gateway sleeps until then, then queues for the key's order.
+- `Bucket.admit` / `Bucket.record`, holding the key's order, right before the request is sent:
+  the same counter kept on the times requests were really sent. If the lock queue or the agent
+  made sends bunch up, the request waits here the little that is missing. Each send is
+  counted a moment (`SLACK` seconds of decay) early, which covers how much later than the
+  gateway's clock says the request may reach the exchange.
 
 Pure arithmetic on an injectable clock: nothing here sleeps.
 """
@@ -28,6 +34,7 @@ from .kraken_errors import Api
 __all__ = [
     "FUTURES_BUDGET",
     "FUTURES_COSTS",
+    "SLACK",
     "SPOT_TIERS",
     "Bucket",
     "Governor",
@@ -73,14 +80,36 @@ class RateLimited(Exception):
         self.wait = wait
 
 
+# Seconds of decay held back at every send: the variation in how long a request takes from
+# the gateway's check to the exchange's counter (loopback and a local agent: well below).
+SLACK = 0.05
+
+
 @dataclass
 class Bucket:
-    """One counter: `level` as of time `at` (which may lie ahead: booked, not yet sent)."""
+    """One counter: `level` as of time `at` (which may lie ahead: booked, not yet sent);
+    `sent_level` as of `sent_at`, from the times requests were really sent."""
 
     maximum: float
     decay: float
     level: float = 0.0
     at: float = float("-inf")
+    sent_level: float = 0.0
+    sent_at: float = float("-inf")
+
+    def admit(self, cost: float, now: float) -> float:
+        """Seconds to wait before sending now (0: send), by the counter of real sends."""
+        if cost <= 0:
+            return 0.0
+        level = max(0.0, self.sent_level - (now - self.sent_at) * self.decay)
+        excess = level + cost - (self.maximum - SLACK * self.decay)
+        return max(0.0, excess) / self.decay
+
+    def record(self, cost: float, now: float) -> None:
+        """Count a request sent at `now` (after `admit` said 0)."""
+        if cost > 0:
+            level = max(0.0, self.sent_level - (now - self.sent_at) * self.decay)
+            self.sent_level, self.sent_at = level + cost, now
 
     def reserve(self, cost: float, now: float, bound: float) -> float:
         """Book `cost` at the earliest start not before `now` nor before the last booking;
@@ -112,15 +141,30 @@ class Governor:
         self._buckets: dict[str, Bucket] = {}
         self._lock = threading.Lock()
 
-    def reserve(self, api: Api, key_id: str, endpoint: str) -> float:
-        """Seconds to wait before sending (0: at once); raises RateLimited beyond the bound."""
+    def _bucket(self, api: Api, key_id: str, endpoint: str) -> tuple[Bucket, int]:
         if api is Api.SPOT:
             cost, maximum, decay = spot_cost(endpoint), self.spot_maximum, self.spot_decay
         else:
             cost, maximum, decay = futures_cost(endpoint), FUTURES_BUDGET, FUTURES_DECAY
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            bucket = self._buckets[key_id] = Bucket(maximum, decay)
+        return bucket, cost
+
+    def reserve(self, api: Api, key_id: str, endpoint: str) -> float:
+        """On arrival: seconds to wait before queueing for the key (0: at once); raises
+        RateLimited when that is beyond the bound."""
         with self._lock:
-            bucket = self._buckets.get(key_id)
-            if bucket is None:
-                bucket = self._buckets[key_id] = Bucket(maximum, decay)
+            bucket, cost = self._bucket(api, key_id, endpoint)
             now = self.clock()
             return bucket.reserve(cost, now, self.bound) - now
+
+    def admit(self, api: Api, key_id: str, endpoint: str) -> float:
+        """Holding the key's order: seconds still to wait before sending; 0 counts the send."""
+        with self._lock:
+            bucket, cost = self._bucket(api, key_id, endpoint)
+            now = self.clock()
+            wait = bucket.admit(cost, now)
+            if wait == 0:
+                bucket.record(cost, now)
+            return wait
