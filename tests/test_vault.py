@@ -277,8 +277,9 @@ def test_error_hierarchy() -> None:
     assert issubclass(errors_mod.VaultWarning, UserWarning)
     codes = {cls.__name__: cls.exit_code for cls in exported}
     assert codes == {"AlreadyExistsError": 4, "AuthenticationError": 3, "ConflictError": 1,
-                     "FormatError": 8, "InsecurePermissionsError": 7, "InvalidInputError": 2,
-                     "LockedError": 5, "NotFoundError": 4, "ScopeError": 6, "VaultError": 1}
+                     "FormatError": 8, "GrantError": 3, "InsecurePermissionsError": 7,
+                     "InvalidInputError": 2, "LockedError": 5, "NotFoundError": 4,
+                     "ScopeError": 6, "VaultError": 1}
     assert all(issubclass(cls, VaultError) for cls in exported)
     assert issubclass(InvalidInputError, ValueError)
 

@@ -17,9 +17,11 @@ from . import crypto, fileformat
 from .entries import Entry
 from .errors import FormatError
 from .fileformat import Header, ParsedFile, RawRecord
+from .grants import Grant, is_grant_record
 
-__all__ = ["Keys", "Slot", "Unparsed", "decode", "encode", "equal_to", "gc_paused",
-           "materialize", "new_header", "save_verifier", "seal_entry", "unwrap"]
+__all__ = ["Keys", "Record", "Slot", "Unparsed", "decode", "encode", "equal_to", "gc_paused",
+           "is_entry_name", "materialize", "materialize_record", "new_header",
+           "save_verifier", "seal_entry", "unwrap"]
 
 _ENTRY_PURPOSE = b"botvault-entry"
 _MAC_PURPOSE = b"botvault-mac"
@@ -72,16 +74,35 @@ class Unparsed:
         return "Unparsed(<redacted>)"
 
 
-Slot = Entry | Unparsed
+Record = Entry | Grant
+Slot = Record | Unparsed
+
+
+def is_entry_name(name: str) -> bool:
+    """Entries are the records whose name has no colon; others ("grant:BOT") are kept in
+    the same file by the modules that own them, and are sealed, saved and backed up alike."""
+    return ":" not in name
 
 
 def materialize(name: str, slot: Slot) -> Entry:
-    if isinstance(slot, Entry):
-        return slot
-    entry = Entry.from_plaintext(slot.json, slot.entry_id)
-    if entry.name != name:
+    record = materialize_record(name, slot)
+    if not isinstance(record, Entry):
         raise FormatError("an entry in the vault is malformed")
-    return entry
+    return record
+
+
+def materialize_record(name: str, slot: Slot) -> Record:
+    """The record of any kind in `slot`, parsed by the kind its name says."""
+    if not isinstance(slot, Unparsed):
+        return slot
+    record: Record
+    if is_grant_record(name):
+        record = Grant.from_plaintext(slot.json, slot.entry_id)
+    else:
+        record = Entry.from_plaintext(slot.json, slot.entry_id)
+    if record.name != name:
+        raise FormatError("an entry in the vault is malformed")
+    return record
 
 
 def decode(parsed: ParsedFile, keys: Keys, *,
@@ -130,7 +151,7 @@ def _decrypted(record: RawRecord, keys: Keys, vault_id: bytes,
     return name.decode("ascii", "replace"), Unparsed(body, record.entry_id)
 
 
-def seal_entry(sealer: crypto.Sealer, vault_id: bytes, entry: Entry) -> RawRecord:
+def seal_entry(sealer: crypto.Sealer, vault_id: bytes, entry: Record) -> RawRecord:
     nonce, ciphertext = sealer.seal(entry.to_plaintext(),
                                     fileformat.record_aad(vault_id, entry.entry_id))
     return RawRecord(entry.entry_id, nonce, ciphertext)

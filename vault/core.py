@@ -135,11 +135,11 @@ class Vault:
 
     def list(self, *, retired: bool = False) -> list[Entry]:
         """Entries by name; retired pairs (kept after `rotate`) only with `retired=True`."""
-        every = [self._entry(n) for n in sorted(self._entries)]
+        every = [self._entry(n) for n in sorted(self._entries) if codec.is_entry_name(n)]
         return [e for e in every if retired or not e.retired]
 
     def get(self, name: str) -> Entry:
-        if name not in self._entries:
+        if name not in self:
             raise NotFoundError(f"no entry named {name!r}",
                                 hint="see the names with: botvault list")
         return self._entry(name)
@@ -164,10 +164,10 @@ class Vault:
         return self._header != before
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and codec.is_entry_name(name) and name in self._entries
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(1 for n in self._entries if codec.is_entry_name(n))
 
     # -- writing -------------------------------------------------------------------------
 
@@ -309,10 +309,34 @@ class Vault:
         return self._entry(name)
 
     def _lookup(self, entries: _Entries, name: str) -> Entry:
-        if name not in entries:
+        if name not in entries or not codec.is_entry_name(name):
             raise NotFoundError(f"no entry named {name!r}",
                                 hint="see the names with: botvault list")
         return codec.materialize(name, entries[name])
+
+    # -- records of other kinds (grants.py), named "KIND:NAME" ----------------------------
+
+    def records(self, prefix: str) -> builtins.list[codec.Record]:
+        """The records whose name starts with `prefix` (say "grant:"), by name."""
+        found: builtins.list[codec.Record] = []
+        for name in sorted(n for n in self._entries if n.startswith(prefix)):
+            record = codec.materialize_record(name, self._entries[name])
+            self._entries[name] = record  # parsed once, as _entry() does for entries
+            found.append(record)
+        return found
+
+    def update_records(self, op: Callable[[_Entries], _Entries]) -> None:
+        """Save what `op` makes of every record, under the save lock, from the file as it
+        is now (see `_apply`). For modules that keep their own records in the vault."""
+        self._apply(op)
+
+    def entry_from(self, records: _Entries, name: str) -> Entry:
+        """The entry `name` among the records an `update_records` op was given."""
+        return self._lookup(records, name)
+
+    @staticmethod
+    def record_from(records: _Entries, name: str) -> codec.Record:
+        return codec.materialize_record(name, records[name])
 
     # -- API nonces ----------------------------------------------------------------------
 
@@ -437,7 +461,7 @@ class Vault:
                 kept = _kept_record(name, entry, reuse, self._entries, self._records)
                 if kept is None:
                     kept = codec.seal_entry(self._sealer, base.vault_id,
-                                            codec.materialize(name, entry))
+                                            codec.materialize_record(name, entry))
                     changed.append(kept)
                 records.append(kept)
         new_header = base.with_generation(self._header.generation + 1)

@@ -13,6 +13,7 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "FormatError",
+    "GrantError",
     "InsecurePermissionsError",
     "InvalidInputError",
     "LockedError",
@@ -55,6 +56,24 @@ class AuthenticationError(VaultError):
     def __init__(self, message: str = "wrong passphrase or the vault was modified", *,
                  hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
+
+
+class GrantError(AuthenticationError):
+    """A grant that cannot authenticate this request (exit 3).
+
+    `reason` is one of "unknown", "revoked", "expired" (the grant), "signature" (the bot's
+    signature does not verify) or "changed" (the grant now points at another key). The
+    gateway answers every one as the exchange answers a bad key or signature.
+    """
+
+    REASONS = frozenset({"unknown", "revoked", "expired", "signature", "changed"})
+
+    def __init__(self, reason: str, message: str | None = None, *,
+                 hint: str | None = None) -> None:
+        if reason not in self.REASONS:
+            raise ValueError(f"unknown grant error reason {reason!r}")
+        super().__init__(message or f"grant refused: {reason}", hint=hint)
+        self.reason = reason
 
 
 class NotFoundError(VaultError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .client import AgentClient, Credentials, SignedRequest, connect
+from .client import AgentClient, Credentials, GrantSigned, GrantTarget, SignedRequest, connect
 from .paths import socket_path_for
 from .protocol import AgentError
 
@@ -27,6 +27,8 @@ __all__ = [
     "AgentError",
     "AgentInfo",
     "Credentials",
+    "GrantSigned",
+    "GrantTarget",
     "SignedRequest",
     "connect",
     "socket_path_for",

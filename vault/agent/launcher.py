@@ -73,12 +73,13 @@ def _read_answer(process: subprocess.Popen[bytes], timeout: float) -> bytes:
 
 def start_agent(vault_path: str | os.PathLike[str] | None, data_key: bytes, *, ttl: float,
                 idle: float, allow_withdrawal: bool, socket_path: Path | None = None,
-                timeout: float = START_TIMEOUT) -> AgentInfo:
+                timeout: float = START_TIMEOUT, sign_only: bool = False) -> AgentInfo:
     """Start an agent for the vault and return once it serves its socket.
 
     Raises AlreadyExistsError when an agent already serves this vault, the agent's own error
     when it could not start (AuthenticationError for a key that does not open the vault),
-    and AgentError when it did not answer within `timeout` seconds.
+    and AgentError when it did not answer within `timeout` seconds. A `sign_only` agent
+    hands out no secret and no data key and signs only grant-authenticated requests.
     """
     if not (0 < ttl < math.inf and 0 < idle < math.inf):
         raise InvalidInputError("the agent's ttl and idle time must be positive and finite")
@@ -87,7 +88,7 @@ def start_agent(vault_path: str | os.PathLike[str] | None, data_key: bytes, *, t
     # Checked here too (the agent checks again), so an insecure dir fails fast and plainly.
     agent_paths.check_socket_dir(sock, create=True)
     config = {"vault": str(target), "socket": str(sock), "ttl": ttl, "idle": idle,
-              "allow_withdrawal": bool(allow_withdrawal),
+              "allow_withdrawal": bool(allow_withdrawal), "sign_only": bool(sign_only),
               "data_key": base64.b64encode(bytes(data_key)).decode("ascii")}
     process = subprocess.Popen(
         [sys.executable, "-m", "botvault.agent.server"],

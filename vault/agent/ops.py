@@ -8,6 +8,7 @@ the operations can be exercised without sockets. One lock serialises every use o
 from __future__ import annotations
 
 import base64
+import hmac
 import math
 import os
 import resource
@@ -16,15 +17,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import grants
 from ..core import Vault
 from ..entries import Entry
-from ..errors import InvalidInputError, LockedError, VaultError
+from ..errors import GrantError, InvalidInputError, LockedError, ScopeError, VaultError
+from ..nonces import key_id
 from . import hardening, signing
 from .protocol import AgentError, error_response
 
 __all__ = ["Agent"]
 
 _MAX_NONCES = 100_000
+# What a sign-only agent refuses: every op that hands out a secret or the data key, and
+# signing by entry name (only a grant authenticates a request to such an agent).
+SIGN_ONLY_REFUSED = frozenset({"get", "data_key", "nonce", "sign", "sign_challenge"})
 
 
 def _text(request: dict[str, Any], key: str) -> str:
@@ -50,11 +56,20 @@ def _seconds(request: dict[str, Any], key: str) -> float:
     return float(value)
 
 
+def _refuse_if_secret_bearing(op: str) -> None:
+    if op in SIGN_ONLY_REFUSED:
+        raise ScopeError(
+            "this agent was unlocked with --sign-only: it hands out no secret and signs "
+            "only what a grant authenticates",
+            hint="use the gateway with a grant, or give the passphrase for this command")
+
+
 class Agent:
     """An unlocked vault with an absolute and an idle expiry on a monotonic clock."""
 
     def __init__(self, vault: Vault, *, ttl: float, idle: float, allow_withdrawal: bool,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 sign_only: bool = False, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         if not (0 < ttl < math.inf and 0 < idle < math.inf):
             raise InvalidInputError("the agent's ttl and idle time must be positive and finite")
         self._vault: Vault | None = vault
@@ -64,12 +79,15 @@ class Agent:
         self._idle = idle
         self._last_use = clock()
         self.allow_withdrawal = allow_withdrawal
+        self.sign_only = sign_only
+        self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
         self.path = vault.path
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "status": self._status, "list": self._list, "get": self._get,
             "data_key": self._data_key, "nonce": self._nonce, "sign": self._sign,
             "sign_challenge": self._sign_challenge, "lock": self._lock_op,
-            "extend": self._extend,
+            "extend": self._extend, "grant_resolve": self._grant_resolve,
+            "grant_sign": self._grant_sign,
         }
 
     # -- timers ------------------------------------------------------------------------
@@ -88,6 +106,8 @@ class Agent:
         """The response to one request whose op `handles` accepted. Every op is a use."""
         self._last_use = self._clock()
         try:
+            if self.sign_only:
+                _refuse_if_secret_bearing(request["op"])
             return {"ok": True, **self._handlers[request["op"]](request)}
         except VaultError as exc:
             return error_response(exc)
@@ -148,6 +168,7 @@ class Agent:
             "expires_in": max(0.0, self._expires_at - now),
             "idle_expires_in": max(0.0, self._last_use + self._idle - now),
             "allow_withdrawal": self.allow_withdrawal, "generation": generation,
+            "sign_only": self.sign_only,
             "dumpable": hardening.is_dumpable(),
             "core_limit": list(resource.getrlimit(resource.RLIMIT_CORE)),
             "vault_problem": problem,
@@ -194,3 +215,49 @@ class Agent:
     def _lock_op(self, _request: dict[str, Any]) -> dict[str, Any]:
         # The server stops after sending this answer; see AgentServer.
         return {"locked": True}
+
+    # -- grants (the gateway's ops) ----------------------------------------------------
+
+    def _grant_target(self, vault: Vault, grant_key: str) -> tuple[grants.Grant, Entry]:
+        """The usable grant with this key and its entry, or GrantError. Lock held."""
+        grant = grants.usable(grants.find_by_key(vault, grant_key), self._wall_clock())
+        if grant.entry not in vault:
+            raise GrantError("unknown", f"grant {grant.bot!r} names entry {grant.entry!r}, "
+                             "which is gone", hint="issue a new grant: botvault grant add")
+        return grant, vault.get(grant.entry)
+
+    def _grant_resolve(self, request: dict[str, Any]) -> dict[str, Any]:
+        grant_key = _text(request, "grant_key")
+        with self._lock:
+            grant, entry = self._grant_target(self._open_vault(), grant_key)
+        return {"grant": grant.bot, "entry": entry.name, "exchange": entry.exchange,
+                "key_id": key_id(entry.exchange, entry.api_key),
+                "expires_at": grant.expires_at}
+
+    def _grant_sign(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Check the bot's request against its grant and sign it with the real key, in one
+        operation: resolve, verify the signature, check the endpoint against the grant's
+        scopes and the entry's, allocate the key's nonce; then sign (outside the lock, as
+        `_sign`). A refused request costs no nonce."""
+        grant_key, path, body = (_text(request, k) for k in ("grant_key", "path", "body"))
+        signature, nonce_header = _text(request, "signature"), _text(request, "nonce_header")
+        method, content_type, expected_key = (
+            _text(request, k) for k in ("method", "content_type", "key_id"))
+        if content_type not in signing.CONTENT_TYPES:
+            raise InvalidInputError("'content_type' must be form or json")
+        with self._lock:
+            vault = self._open_vault()
+            grant, entry = self._grant_target(vault, grant_key)
+            signing.check_grant_signature(grant, entry.exchange, path, body, signature,
+                                          nonce_header, content_type)
+            if not hmac.compare_digest(key_id(entry.exchange, entry.api_key), expected_key):
+                raise GrantError("changed", f"grant {grant.bot!r} now points at another key",
+                                 hint="resolve the grant again")
+            upper = signing.authorise(entry, path, method,
+                                      allow_withdrawal=self.allow_withdrawal)
+            grants.check_endpoint(grant, entry, path, upper,
+                                  allow_withdrawal=self.allow_withdrawal)
+            nonce = vault.next_nonce(entry.name)
+        signed = signing.sign_for_grant(entry, path, body, nonce, content_type)
+        return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce,
+                "entry": entry.name, "grant": grant.bot}

@@ -21,6 +21,7 @@ from ..errors import (
     AuthenticationError,
     ConflictError,
     FormatError,
+    GrantError,
     InsecurePermissionsError,
     InvalidInputError,
     LockedError,
@@ -45,7 +46,7 @@ __all__ = [
 
 MAX_FRAME = 64 * 1024
 OPS = frozenset({"status", "list", "get", "data_key", "nonce", "sign", "sign_challenge",
-                 "lock"})
+                 "lock", "grant_resolve", "grant_sign"})
 _HEADER = struct.Struct(">I")
 _MAX_MESSAGE = 2000
 _RECV_SIZE = MAX_FRAME + _HEADER.size
@@ -76,7 +77,7 @@ class ConnectionClosedError(ProtocolError):
 # Looked up by name, never evaluated: an unknown name becomes AgentError.
 _ERROR_TYPES: Mapping[str, type[VaultError]] = {cls.__name__: cls for cls in (
     AgentError, AlreadyExistsError, AuthenticationError, ConflictError, FormatError,
-    InsecurePermissionsError, InvalidInputError, LockedError, NotFoundError, ScopeError,
+    GrantError, InsecurePermissionsError, InvalidInputError, LockedError, NotFoundError, ScopeError,
 )}
 
 
@@ -161,8 +162,11 @@ class FrameReader:
 def error_response(exc: VaultError) -> dict[str, Any]:
     """The response that carries `exc` to the client. Messages never hold secrets."""
     name = type(exc).__name__
-    return {"ok": False, "error": {"type": name if name in _ERROR_TYPES else "AgentError",
-                                   "message": exc.message, "hint": exc.hint}}
+    error = {"type": name if name in _ERROR_TYPES else "AgentError",
+             "message": exc.message, "hint": exc.hint}
+    if isinstance(exc, GrantError):
+        error["reason"] = exc.reason
+    return {"ok": False, "error": error}
 
 
 def raise_for_error(response: dict[str, Any]) -> dict[str, Any]:
@@ -177,4 +181,10 @@ def raise_for_error(response: dict[str, Any]) -> dict[str, Any]:
     message = error.get("message")
     hint = error.get("hint")
     text = message[:_MAX_MESSAGE] if isinstance(message, str) else "the agent reported an error"
+    if cls is GrantError:
+        reason = error.get("reason")
+        if reason not in GrantError.REASONS:
+            raise AgentError("the agent sent a grant error this client does not understand")
+        raise GrantError(str(reason), text, hint=hint[:_MAX_MESSAGE] if isinstance(hint, str)
+                         else None)
     raise cls(text, hint=hint[:_MAX_MESSAGE] if isinstance(hint, str) else None)

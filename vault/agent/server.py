@@ -315,6 +315,7 @@ class _Config:
     ttl: float
     idle: float
     allow_withdrawal: bool
+    sign_only: bool = False
 
 
 def _read_config(stream: IO[bytes]) -> tuple[_Config, bytes]:
@@ -323,7 +324,8 @@ def _read_config(stream: IO[bytes]) -> tuple[_Config, bytes]:
     try:
         doc = json.loads(line)
         config = _Config(Path(doc["vault"]), Path(doc["socket"]), float(doc["ttl"]),
-                         float(doc["idle"]), doc["allow_withdrawal"] is True)
+                         float(doc["idle"]), doc["allow_withdrawal"] is True,
+                         doc.get("sign_only") is True)
         key = base64.b64decode(doc["data_key"], validate=True)
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise InvalidInputError("the agent received a malformed configuration") from None
@@ -338,7 +340,7 @@ def _start(stream: IO[bytes]) -> tuple[Agent, Bound]:
     del key
     try:
         agent = Agent(vault, ttl=config.ttl, idle=config.idle,
-                      allow_withdrawal=config.allow_withdrawal)
+                      allow_withdrawal=config.allow_withdrawal, sign_only=config.sign_only)
         return agent, bind_listener(config.socket)
     except BaseException:
         vault.close()

@@ -7,16 +7,21 @@ and the signature is computed over exactly the bytes the bot will send.
 
 from __future__ import annotations
 
+import hmac
+import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote_plus
 
 from ..entries import Entry
-from ..errors import InvalidInputError, ScopeError
+from ..errors import GrantError, InvalidInputError, ScopeError
 from ..exchanges import endpoints
-from ..exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot
+from ..exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot, sign_spot_text
+from ..grants import Grant
 from ..scopes import General
 
-__all__ = ["Signed", "authorise", "challenge", "sign", "spot_body_with_nonce"]
+__all__ = ["Signed", "authorise", "bot_nonce", "challenge", "check_grant_signature", "sign",
+           "sign_for_grant", "spot_body_with_nonce", "spot_json_with_nonce"]
 
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 
@@ -107,3 +112,109 @@ def spot_body_with_nonce(body: str, nonce: int) -> str:
     if not placed:
         out.insert(0, field)
     return "&".join(out)
+
+
+# -- grant-authenticated requests (the gateway's) ------------------------------------------
+
+CONTENT_TYPES = frozenset({"form", "json"})
+_MAX_JSON_DEPTH = 32
+
+
+class _Number(str):
+    """A JSON number's text exactly as the bot wrote it (re-encoded verbatim)."""
+
+
+class _Object(list[tuple[str, Any]]):
+    """A JSON object's members in order, duplicates kept, so nothing is merged silently."""
+
+
+def _load_json(body: str) -> _Object:
+    try:
+        doc = json.loads(body, object_pairs_hook=_Object, parse_float=_Number,
+                         parse_int=_Number, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise InvalidInputError("the request body is not valid JSON") from None
+    if not isinstance(doc, _Object):
+        raise InvalidInputError("a Kraken Spot JSON body is an object")
+    _check_depth(doc, 0)
+    return doc
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(name)
+
+
+def _check_depth(value: object, depth: int) -> None:
+    if depth > _MAX_JSON_DEPTH:
+        raise InvalidInputError("the request body nests too deeply")
+    if isinstance(value, _Object):
+        for _, member in value:
+            _check_depth(member, depth + 1)
+    elif isinstance(value, list):
+        for member in value:
+            _check_depth(member, depth + 1)
+
+
+def _dump(value: object) -> str:
+    if isinstance(value, _Number):
+        return str(value)
+    if isinstance(value, _Object):
+        return "{" + ",".join(json.dumps(k) + ":" + _dump(v) for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dump(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _nonce_text(value: object) -> str:
+    text = value if isinstance(value, str) else None
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise InvalidInputError("the request's nonce is not a whole number")
+    return text
+
+
+def bot_nonce(body: str, content_type: str) -> str:
+    """The nonce the bot signed its Spot request with: the body's one `nonce` field, or ""
+    when it has none. Two nonce fields are refused: which one the bot meant is unknowable."""
+    if content_type == "json":
+        found = [v for k, v in _load_json(body) if k == "nonce"]
+    else:
+        found = [unquote_plus(part.split("=", 1)[1]) if "=" in part else ""
+                 for part in body.split("&") if unquote_plus(part.split("=", 1)[0]) == "nonce"]
+    if len(found) > 1:
+        raise InvalidInputError("the request carries more than one nonce")
+    return _nonce_text(found[0]) if found else ""
+
+
+def spot_json_with_nonce(body: str, nonce: int) -> str:
+    """The JSON body with `"nonce"` set once, first, as the bot's type (text or number);
+    every other member keeps its order and value, numbers their exact text."""
+    doc = _load_json(body) if body.strip() else _Object()
+    old = [v for k, v in doc if k == "nonce"]
+    value: object = str(nonce) if old and not isinstance(old[0], _Number) else _Number(nonce)
+    rest = _Object((k, v) for k, v in doc if k != "nonce")
+    return _dump(_Object([("nonce", value), *rest]))
+
+
+def check_grant_signature(grant: Grant, exchange: str, path: str, body: str,
+                          signature: str, nonce_header: str, content_type: str) -> None:
+    """GrantError("signature") unless the bot signed exactly this request with the grant's
+    secret, by the exchange's own formula. Compared in constant time."""
+    if exchange == endpoints.KRAKEN_SPOT:
+        expected = sign_spot_text(grant.api_secret, path, bot_nonce(body, content_type), body)
+    else:
+        expected = sign_futures(grant.api_secret, path, nonce_header, body)
+    given = signature.encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(expected.encode("ascii"), given):
+        raise GrantError("signature", "the request's signature does not verify with the "
+                         "grant's secret", hint="sign with the grant's api secret")
+
+
+def sign_for_grant(entry: Entry, path: str, body: str, nonce: int, content_type: str
+                   ) -> Signed:
+    """Sign a grant-authenticated request with the real key and the key's own nonce."""
+    if entry.exchange == endpoints.KRAKEN_SPOT and content_type == "json":
+        new_body = spot_json_with_nonce(body, nonce)
+        return Signed(new_body, {"API-Key": entry.api_key,
+                                 "API-Sign": sign_spot(entry.api_secret, path, nonce, new_body)},
+                      nonce)
+    return sign(entry, path, body, nonce)

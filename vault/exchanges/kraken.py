@@ -27,6 +27,7 @@ __all__ = [
     "sign_futures",
     "sign_futures_challenge",
     "sign_spot",
+    "sign_spot_text",
 ]
 
 # Kraken Spot nonces are unsigned 64-bit integers.
@@ -46,6 +47,15 @@ def sign_spot(secret: str | Secret, uri_path: str, nonce: int, post_data: str) -
     digest = hashlib.sha256(
         _utf8("nonce", str(_spot_nonce(nonce))) + _utf8("post_data", post_data)
     ).digest()
+    return _hmac_sha512_b64(secret, _utf8("uri_path", uri_path) + digest)
+
+
+def sign_spot_text(secret: str | Secret, uri_path: str, nonce_text: str, post_data: str) -> str:
+    """`sign_spot` over the nonce exactly as a client wrote it (digits, or empty when the
+    body has none): what the agent needs to check a signature it did not make."""
+    if not (nonce_text == "" or (nonce_text.isascii() and nonce_text.isdigit())):
+        raise InvalidInputError("a Kraken Spot nonce is digits")
+    digest = hashlib.sha256(nonce_text.encode("ascii") + _utf8("post_data", post_data)).digest()
     return _hmac_sha512_b64(secret, _utf8("uri_path", uri_path) + digest)
 
 

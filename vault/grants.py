@@ -1,0 +1,297 @@
+"""Grants: a credential pair issued to one bot for one entry, usable only at the gateway.
+
+A grant looks to a bot exactly like a Kraken key pair: an api key (`bvg_` and 52 url-safe
+base64 characters, 56 in all like Kraken's) and a secret (base64 of 64 random bytes). The
+bot signs with it as it would with the real key; the agent checks that signature with the
+grant secret and signs again with the real key (see `agent.ops`). The grant names its
+entry and carries its own scopes, never above the entry's (`check_within`), and every
+request is checked against both with the endpoint tables signing uses.
+
+Grants are sealed records in the vault, like entries, named `grant:BOT` (a colon never
+occurs in an entry name), so they are saved, backed up, re-sealed and exported with them.
+A revoked grant stays as a record (so the gateway can say "revoked", not "unknown") until
+a new grant for the same bot replaces it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from . import fileformat
+from .entries import Entry, check_name, now_utc
+from .errors import (
+    AlreadyExistsError,
+    FormatError,
+    GrantError,
+    InvalidInputError,
+    NotFoundError,
+    ScopeError,
+)
+from .exchanges import endpoints
+from .scopes import General, Withdrawal, parse_general, parse_withdrawal
+from .secret import Secret
+
+if TYPE_CHECKING:
+    from .core import Vault
+
+__all__ = [
+    "GRANT_PREFIX",
+    "Grant",
+    "add_grant",
+    "check_within",
+    "find_by_key",
+    "get_grant",
+    "is_grant_record",
+    "list_grants",
+    "revoke_grant",
+    "usable",
+]
+
+GRANT_PREFIX = "grant:"
+KEY_PREFIX = "bvg_"
+_KEY_RE = re.compile(r"bvg_[A-Za-z0-9_-]{52}")
+_KEY_BYTES = 39  # 52 base64 characters, no padding
+_SECRET_BYTES = 64  # as Kraken's secrets
+_PAD = 256
+_SCHEMA = 1
+MAX_EXPIRY_S = 10 * 365 * 24 * 3600.0
+
+
+def is_grant_record(name: str) -> bool:
+    return name.startswith(GRANT_PREFIX)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=0).isoformat(
+        ).replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One bot's grant. `api_secret` is a `Secret`: printing a Grant never shows it."""
+
+    bot: str
+    entry: str
+    general: General
+    withdrawal: Withdrawal
+    api_key: str
+    api_secret: Secret = field(repr=False)
+    created_at: str = field(default_factory=now_utc)
+    expires_at: float | None = None  # seconds since the epoch (wall clock), None: never
+    revoked_at: str | None = None
+    entry_id: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """The record's name in the vault."""
+        return GRANT_PREFIX + self.bot
+
+    @classmethod
+    def issue(cls, bot: str, entry: Entry, *, general: General, withdrawal: Withdrawal,
+              expires_at: float | None) -> Grant:
+        """A new grant with a fresh key and secret from the OS's CSPRNG."""
+        key = KEY_PREFIX + base64.urlsafe_b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
+        secret = base64.b64encode(os.urandom(_SECRET_BYTES)).decode("ascii")
+        return cls(bot=check_name(bot), entry=entry.name, general=general,
+                   withdrawal=withdrawal, api_key=key, api_secret=Secret(secret),
+                   expires_at=expires_at, entry_id=os.urandom(fileformat.ID_SIZE))
+
+    def state(self, now: float) -> str:
+        """"active", "revoked" or "expired" at wall-clock time `now`."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
+
+    def metadata(self, now: float | None = None) -> dict[str, Any]:
+        """Everything but the secret, as plain JSON-ready values."""
+        return {
+            "bot": self.bot, "entry": self.entry, "api_key": self.api_key,
+            "general": self.general.value, "withdrawal": self.withdrawal.value,
+            "created_at": self.created_at,
+            "expires_at": None if self.expires_at is None else _iso(self.expires_at),
+            "revoked_at": self.revoked_at,
+            "state": self.state(time.time() if now is None else now),
+        }
+
+    def with_changes(self, **changes: Any) -> Grant:
+        return replace(self, **changes)
+
+    def key_matches(self, api_key: str) -> bool:
+        return hmac.compare_digest(self.api_key.encode("ascii"),
+                                   api_key.encode("utf-8", "surrogatepass"))
+
+    def to_plaintext(self) -> bytes:
+        doc = {"v": _SCHEMA, "kind": "grant", "bot": self.bot, "entry": self.entry,
+               "general": self.general.value, "withdrawal": self.withdrawal.value,
+               "api_key": self.api_key, "api_secret": self.api_secret.reveal(),
+               "created_at": self.created_at, "expires_at": self.expires_at,
+               "revoked_at": self.revoked_at}
+        raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        raw = self.name.encode("ascii") + b"\n" + raw
+        return raw + b" " * (-len(raw) % _PAD)
+
+    @classmethod
+    def from_plaintext(cls, raw: bytes, entry_id: bytes) -> Grant:
+        try:
+            doc = json.loads(raw)
+            if doc.pop("v") != _SCHEMA or doc.pop("kind") != "grant":
+                raise FormatError("a grant was written by a newer botvault",
+                                  hint="upgrade botvault")
+            expires = _expiry(doc["expires_at"])
+            return cls(bot=str(doc["bot"]), entry=str(doc["entry"]),
+                       general=General(doc["general"]),
+                       withdrawal=Withdrawal(doc["withdrawal"]),
+                       api_key=str(doc["api_key"]), api_secret=Secret(doc["api_secret"]),
+                       created_at=str(doc["created_at"]),
+                       expires_at=expires,
+                       revoked_at=doc["revoked_at"], entry_id=entry_id)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise FormatError("a grant in the vault is malformed") from None
+
+
+def _expiry(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("expires_at")
+    return float(value)
+
+
+def check_within(entry: Entry, general: General, withdrawal: Withdrawal) -> None:
+    """A grant's scopes are never above its entry's (ScopeError names the axis)."""
+    if entry.retired:
+        raise ScopeError(f"{entry.name!r} is a retired key pair and is never used again",
+                         hint="grant the current entry it was rotated into")
+    if entry.exchange not in endpoints.EXCHANGES:
+        raise InvalidInputError(f"{entry.name!r} is a {entry.exchange} key; grants are for "
+                                "Kraken Spot and Futures keys")
+    if general is General.NONE:
+        raise InvalidInputError("a grant's general scope is read-only or full")
+    if not entry.general.allows(general):
+        raise ScopeError(f"{entry.name!r} has general scope {entry.general.value}; a grant "
+                         f"cannot have {general.value}", hint="grant at most the entry's scope")
+    if withdrawal is Withdrawal.FULL and entry.withdrawal is not Withdrawal.FULL:
+        raise ScopeError(f"{entry.name!r} has withdrawal scope none; a grant cannot have full",
+                         hint="grant at most the entry's scope")
+
+
+def check_endpoint(grant: Grant, entry: Entry, path: str, method: str, *,
+                   allow_withdrawal: bool) -> None:
+    """Refuse (ScopeError) an endpoint beyond the grant's scopes or the entry's own."""
+    endpoints.check(entry.exchange, path, grant.general, grant.withdrawal,
+                    allow_withdrawal=allow_withdrawal, method=method)
+    endpoints.check(entry.exchange, path, entry.general, entry.withdrawal,
+                    allow_withdrawal=allow_withdrawal, method=method)
+
+
+def usable(grant: Grant | None, now: float) -> Grant:
+    """`grant` if it may authenticate a request at `now`, else GrantError with the reason."""
+    if grant is None:
+        raise GrantError("unknown", "no grant has this api key")
+    state = grant.state(now)
+    if state != "active":
+        raise GrantError(state, f"grant {grant.bot!r} is {state}",
+                         hint="issue a new one with: botvault grant add")
+    return grant
+
+
+# -- the grants of a vault -----------------------------------------------------------------
+
+_Records = dict[str, Any]
+
+
+def _materialized(vault: Vault) -> list[Grant]:
+    return [g for g in vault.records(GRANT_PREFIX) if isinstance(g, Grant)]
+
+
+def _grant_in(vault: Vault, records: _Records, name: str) -> Grant:
+    record = vault.record_from(records, name)
+    if not isinstance(record, Grant):
+        raise FormatError("a grant in the vault is malformed")
+    return record
+
+
+def list_grants(vault: Vault) -> list[Grant]:
+    """Every grant (revoked and expired ones too), by bot name."""
+    return _materialized(vault)
+
+
+def get_grant(vault: Vault, bot: str) -> Grant:
+    for grant in _materialized(vault):
+        if grant.bot == bot:
+            return grant
+    raise NotFoundError(f"no grant for {bot!r}", hint="see them with: botvault grant list")
+
+
+def find_by_key(vault: Vault, api_key: str) -> Grant | None:
+    """The grant whose api key is `api_key`, or None. Shape is checked first."""
+    if not isinstance(api_key, str) or not _KEY_RE.fullmatch(api_key):
+        return None
+    found = None
+    for grant in _materialized(vault):
+        if grant.key_matches(api_key):
+            found = grant
+    return found
+
+
+def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
+              withdrawal: Withdrawal | str, expires_in: float | None = None,
+              now: Callable[[], float] = time.time) -> Grant:
+    """Issue a grant for `bot` on `entry`. Refuses scopes above the entry's, and a bot that
+    holds an active grant already (revoke it first); replaces a revoked or expired one."""
+    check_name(bot)
+    wanted_general, wanted_withdrawal = parse_general(general), parse_withdrawal(withdrawal)
+    if expires_in is not None and not 0 < expires_in <= MAX_EXPIRY_S:
+        raise InvalidInputError("a grant's expiry is a positive duration of at most 10 years")
+    issued: list[Grant] = []
+
+    def op(records: _Records) -> _Records:
+        target = vault.entry_from(records, entry)
+        check_within(target, wanted_general, wanted_withdrawal)
+        moment = now()
+        old = records.get(GRANT_PREFIX + bot)
+        if old is not None:
+            existing = _grant_in(vault, records, GRANT_PREFIX + bot)
+            if existing.state(moment) == "active":
+                raise AlreadyExistsError(f"{bot!r} has an active grant already",
+                                         hint=f"revoke it first: botvault grant revoke {bot}")
+        grant = Grant.issue(bot, target, general=wanted_general, withdrawal=wanted_withdrawal,
+                            expires_at=None if expires_in is None else moment + expires_in)
+        records[grant.name] = grant
+        issued.append(grant)
+        return records
+
+    vault.update_records(op)
+    return issued[0]
+
+
+def revoke_grant(vault: Vault, bot: str) -> Grant:
+    """Mark `bot`'s grant revoked, effective at the agent's next request (it reloads the
+    vault before each one). Revoking a revoked grant is not an error."""
+    done: list[Grant] = []
+
+    def op(records: _Records) -> _Records:
+        name = GRANT_PREFIX + bot
+        if name not in records:
+            raise NotFoundError(f"no grant for {bot!r}",
+                                hint="see them with: botvault grant list")
+        grant = _grant_in(vault, records, name)
+        if grant.revoked_at is None:
+            grant = grant.with_changes(revoked_at=now_utc())
+            records[name] = grant
+        done.append(grant)
+        return records
+
+    vault.update_records(op)
+    return done[0]
