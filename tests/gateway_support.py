@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from botvault.agent.signing import spot_body_with_nonce
-from botvault.errors import AuthenticationError, VaultError
+from botvault.errors import GrantError, VaultError
 from botvault.exchanges import endpoints
 from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.gateway.app import AuditSink, Gateway, build_app
@@ -36,12 +36,6 @@ from botvault.scopes import General, Withdrawal
 
 def b64secret() -> str:
     return base64.b64encode(os.urandom(64)).decode()
-
-
-class _GrantError(AuthenticationError):
-    def __init__(self, reason: str) -> None:
-        super().__init__("grant refused")
-        self.reason = reason
 
 
 @dataclass
@@ -73,9 +67,9 @@ class FakeGrants:
     def _find(self, grant_key: str) -> FakeGrant:
         grant = self.grants.get(grant_key)
         if grant is None:
-            raise _GrantError("unknown")
+            raise GrantError("unknown")
         if grant.revoked:
-            raise _GrantError("revoked")
+            raise GrantError("revoked")
         return grant
 
     async def resolve(self, grant_key: str) -> Resolved:
@@ -95,7 +89,7 @@ class FakeGrants:
     def _sign(self, request: SignRequest) -> Signed:
         grant = self._find(request.grant_key)
         if key_id(grant.exchange, grant.api_key) != request.key_id:
-            raise _GrantError("changed")
+            raise GrantError("changed")
         if grant.exchange == endpoints.KRAKEN_SPOT:
             nonces = [v for k, v in parse_qsl(request.body) if k == "nonce"]
             bot_nonce = int(nonces[0]) if len(nonces) == 1 and nonces[0].isdigit() else 0
@@ -106,7 +100,7 @@ class FakeGrants:
         import hmac
 
         if not hmac.compare_digest(expected.encode(), request.signature.encode()):
-            raise _GrantError("signature")
+            raise GrantError("signature")
         endpoints.check(grant.exchange, request.path, grant.general, grant.withdrawal,
                         allow_withdrawal=False, method=request.method)
         with self.lock:

@@ -46,6 +46,7 @@ class _Outcome:
     """What the audit line says about one request."""
 
     route: Route | None
+    started: float
     grant: str | None = None
     entry: str | None = None
     outcome: str = "forwarded"
@@ -107,20 +108,21 @@ class Gateway:
     def _record(self, outcome: _Outcome, method: str) -> None:
         if self._audit_queue is None:
             return
+        # Only these fields (botvault.audit.FIELDS): never a header, a body or a query string.
         self._audit_queue.put_nowait({
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "grant": outcome.grant, "entry": outcome.entry,
-            "api": outcome.route.api.value if outcome.route else None,
-            "method": method,
-            "endpoint": outcome.route.endpoint if outcome.route else None,
-            "outcome": outcome.outcome, "upstream_status": outcome.upstream_status})
+            "time": time.time(), "grant": outcome.grant, "entry": outcome.entry,
+            "exchange": outcome.route.exchange if outcome.route else None,
+            "method": method[:16],
+            "endpoint": outcome.route.endpoint[:200] if outcome.route else None,
+            "outcome": outcome.outcome, "upstream_status": outcome.upstream_status,
+            "duration_ms": round((time.monotonic() - outcome.started) * 1000, 3)})
 
     # -- requests --------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         names = {k.lower() for k in request.headers}
         found = route(request.rel_url.raw_path, names)
-        outcome = _Outcome(found)
+        outcome = _Outcome(found, time.monotonic())
         try:
             response = await self._dispatch(request, found, outcome)
         except _Refuse as refused:

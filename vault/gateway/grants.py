@@ -15,14 +15,24 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from ..errors import AuthenticationError, InvalidInputError, ScopeError, VaultError
+from ..errors import (
+    AuthenticationError,
+    GrantError,
+    InvalidInputError,
+    ScopeError,
+    VaultError,
+)
 from .kraken_errors import Reason
+
+if TYPE_CHECKING:
+    from ..agent.client import AgentClient
 
 __all__ = ["AgentGrants", "GrantAgent", "GrantRefused", "Resolved", "SignRequest", "Signed"]
 
 _CACHE_SECONDS = 1.0
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -78,13 +88,14 @@ class GrantAgent(Protocol):
 
 def refused_as(exc: VaultError) -> GrantRefused:
     """The gateway's answer to an error the agent raised."""
-    reason = getattr(exc, "reason", None)
     if isinstance(exc, ScopeError):
         return GrantRefused(Reason.PERMISSION)
+    if isinstance(exc, GrantError) and exc.reason == "signature":
+        return GrantRefused(Reason.INVALID_SIGNATURE)
+    if isinstance(exc, GrantError):
+        return GrantRefused(Reason.INVALID_KEY, exc.reason)
     if isinstance(exc, AuthenticationError):
-        if reason == "signature":
-            return GrantRefused(Reason.INVALID_SIGNATURE)
-        return GrantRefused(Reason.INVALID_KEY, str(reason or ""))
+        return GrantRefused(Reason.INVALID_KEY)
     if isinstance(exc, InvalidInputError):
         return GrantRefused(Reason.BAD_REQUEST)
     return GrantRefused(Reason.UNAVAILABLE)
@@ -93,26 +104,26 @@ def refused_as(exc: VaultError) -> GrantRefused:
 class AgentGrants:
     """`GrantAgent` over real agent connections (one per worker thread)."""
 
-    def __init__(self, connect: Callable[[], Any], *, workers: int = 4,
+    def __init__(self, connect: Callable[[], AgentClient], *, workers: int = 4,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._connect = connect
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent")
         self._local = threading.local()
-        self._clients: list[Any] = []
+        self._clients: list[AgentClient] = []
         self._clients_lock = threading.Lock()
         self._cache: dict[str, tuple[float, Resolved]] = {}
         self._clock = clock
 
-    def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
+    def _client(self) -> AgentClient:
+        client: AgentClient | None = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = self._connect()
             with self._clients_lock:
                 self._clients.append(client)
         return client
 
-    async def _run(self, call: Callable[[Any], Any]) -> Any:
-        def work() -> Any:
+    async def _run(self, call: Callable[[AgentClient], _T]) -> _T:
+        def work() -> _T:
             return call(self._client())
 
         try:
@@ -126,8 +137,7 @@ class AgentGrants:
         if cached is not None and now - cached[0] < _CACHE_SECONDS:
             return cached[1]
         target = await self._run(lambda c: c.grant_resolve(grant_key))
-        resolved = Resolved(str(target.grant), str(target.entry), str(target.exchange),
-                            str(target.key_id))
+        resolved = Resolved(target.grant, target.entry, target.exchange, target.key_id)
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[grant_key] = (now, resolved)
@@ -145,8 +155,7 @@ class AgentGrants:
         except GrantRefused:
             self.forget(request.grant_key)
             raise
-        return Signed(str(signed.body), {str(k): str(v) for k, v in signed.headers.items()},
-                      str(signed.entry), str(signed.grant), int(signed.nonce))
+        return Signed(signed.body, signed.headers, signed.entry, signed.grant, signed.nonce)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -22,10 +22,8 @@ _MAX_LINE = 8190
 
 
 def _audit_sink(vault_path: Path) -> AuditSink:
-    from importlib import import_module
+    from ..audit import append_audit
 
-    # vault/audit.py arrives with the grants branch; looked up by name until then.
-    append_audit = import_module("botvault.audit").append_audit
     return lambda record: append_audit(vault_path, record)
 
 
