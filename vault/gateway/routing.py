@@ -18,7 +18,7 @@ __all__ = ["AUTH_HEADERS", "Route", "route"]
 
 # Headers a bot signs with; never forwarded (the real ones replace them).
 AUTH_HEADERS = frozenset({"api-key", "api-sign", "apikey", "authent", "nonce"})
-_FUTURES_ROOTS = ("/derivatives/", "/api/history/", "/api/charts/")
+_FUTURES_ROOTS = ("/derivatives/", "/api/history/", "/api/charts/", "/api/feeschedules/")
 _MAX_PATH = 512
 
 

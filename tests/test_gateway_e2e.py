@@ -1,0 +1,132 @@
+"""The gateway end to end: `botvault gateway` as a real process, the real agent, grants in the
+vault, and the strict Kraken stand-in upstream."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from botvault import Vault
+from botvault.audit import read_audit
+from botvault.exchanges.kraken import sign_futures, sign_spot
+from botvault.grants import revoke_grant
+
+from .gateway_stack import Credential, Stack, gateway_stack
+
+
+@pytest.fixture
+def stack(vault_path: Path) -> Iterator[Stack]:
+    with gateway_stack(vault_path) as s:
+        yield s
+
+
+def _http(url: str, method: str, target: str, body: str = "",
+          headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(urlsplit(url).netloc, timeout=30)
+    try:
+        conn.request(method, target, body=body or None, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def spot_call(url: str, cred: Credential, method: str, nonce: int, **fields: str
+              ) -> tuple[int, Any]:
+    path = f"/0/private/{method}"
+    body = urlencode({"nonce": nonce, **fields})
+    return _http(url, "POST", path, body, {
+        "API-Key": cred.api_key, "API-Sign": sign_spot(cred.api_secret, path, nonce, body),
+        "Content-Type": "application/x-www-form-urlencoded"})
+
+
+def test_plain_http_through_the_real_agent(stack: Stack) -> None:
+    bot = stack.grant("bot", "spot")
+    for _ in range(3):  # the same bot nonce each time: the gateway puts the key's own in
+        status, doc = spot_call(stack.url, bot, "Balance", 42)
+        assert (status, doc["error"]) == (200, [])
+    fut = stack.grant("fbot", "fut")
+    path = "/derivatives/api/v3/openorders"
+    status, doc = _http(stack.url, "GET", path, headers={
+        "APIKey": fut.api_key, "Nonce": "1",
+        "Authent": sign_futures(fut.api_secret, path, "1", "")})
+    assert (status, doc["result"]) == (200, "success")
+    assert stack.kraken.accepted() == 4 and stack.kraken.rejected() == {}
+
+
+def test_refusals_from_the_real_agent_never_reach_the_exchange(stack: Stack) -> None:
+    bot = stack.grant("bot", "spot")
+    reader = stack.grant("reader", "spot", general="read-only")
+    wrong = Credential(bot.api_key, reader.api_secret)
+    assert spot_call(stack.url, wrong, "Balance", 1)[1] == {
+        "error": ["EAPI:Invalid signature"], "result": {}}
+    assert spot_call(stack.url, reader, "AddOrder", 1, pair="XBTUSD")[1]["error"] == [
+        "EGeneral:Permission denied"]
+    assert spot_call(stack.url, Credential("bvg_" + "A" * 52, bot.api_secret), "Balance",
+                     1)[1]["error"] == ["EAPI:Invalid key"]
+    assert spot_call(stack.url, stack.real("spot"), "Balance", 1)[1]["error"] == [
+        "EAPI:Invalid key"]  # the real key is no grant: the gateway takes grants only
+    assert spot_call(stack.url, bot, "Balance", 1)[1]["error"] == []
+    with Vault.open_with_key(stack.keys.path, stack.keys.data_key) as vault:
+        revoke_grant(vault, "bot")
+    # Effective at once: the agent checks the grant on every signature.
+    assert spot_call(stack.url, bot, "Balance", 2)[1]["error"] == ["EAPI:Invalid key"]
+    assert stack.kraken.accepted() == 1 and stack.kraken.rejected() == {}
+
+
+def test_every_request_is_audited_beside_the_vault(stack: Stack) -> None:
+    bot = stack.grant("bot", "spot")
+    spot_call(stack.url, bot, "AddOrder", 1, pair="XBTUSD", volume="0.0777")
+    spot_call(stack.url, Credential(bot.api_key, stack.real("spot").api_secret), "Balance", 2)
+    _http(stack.url, "GET", "/0/public/Time")
+    from .gateway_stack import stop_gateway
+
+    stop_gateway(stack.gateway)  # flushes the audit writer
+    records = list(read_audit(stack.keys.path))
+    assert [(r["grant"], r["entry"], r["endpoint"], r["outcome"], r["upstream_status"])
+            for r in records] == [
+        ("bot", "spot", "/0/private/AddOrder", "forwarded", 200),
+        ("bot", "spot", "/0/private/Balance", "invalid-signature", None),
+        (None, None, "/0/public/Time", "forwarded", 200)]
+    raw = (stack.keys.path.parent / (stack.keys.path.name + ".audit.jsonl")).read_text()
+    for secret in (bot.api_secret, stack.real("spot").api_secret):
+        assert secret not in raw
+    assert "0.0777" not in raw and "XBTUSD" not in raw
+
+
+def test_gateway_refuses_to_start_without_an_agent(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .agent_support import make_vault, private_runtime_dir
+
+    private_runtime_dir()
+    keys = make_vault(tmp_path / "v.bv")
+    result = subprocess.run([sys.executable, "-m", "botvault", "gateway", "--vault",
+                             str(keys.path), "--listen", "127.0.0.1:0"],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 5
+    assert result.stderr.startswith("botvault: error: ") and "listening" not in result.stdout
+
+
+def test_gateway_listens_on_loopback_unless_told_otherwise(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from botvault.cli.main import app
+
+    result = CliRunner().invoke(app, ["gateway", "--vault", str(tmp_path / "v.bv"),
+                                      "--listen", "0.0.0.0:0"])
+    assert result.exit_code == 2
+    assert "loopback" in result.output and "--allow-remote" in result.output
+    result = CliRunner().invoke(app, ["gateway", "--vault", str(tmp_path / "v.bv"),
+                                      "--listen", "localhost:80"])
+    assert result.exit_code == 2
+    result = CliRunner().invoke(app, ["gateway", "--vault", str(tmp_path / "v.bv"),
+                                      "--spot-url", "http://example.com"])
+    assert result.exit_code == 2 and "https" in result.output
