@@ -165,8 +165,10 @@ class StrictKraken:
             return self._spot_private(path, headers, body)
         if path.startswith("/derivatives/api/v3/"):
             endpoint = path.removeprefix("/derivatives/api/v3/")
-            post_data = parts.query if method in ("GET", "DELETE") else body.decode("utf-8",
-                                                                                   "replace")
+            # A POST's parameters may also travel in the query string with an empty body (as
+            # ccxt sends them); Kraken then signs and reads the query string.
+            text = body.decode("utf-8", "replace")
+            post_data = parts.query if method in ("GET", "DELETE") or not text else text
             if endpoint in _FUTURES_PUBLIC:
                 return _Answer(200, _FUTURES_PUBLIC[endpoint](), "public")
             return self._futures_private(endpoint, headers, post_data, method)

@@ -130,3 +130,89 @@ def test_gateway_listens_on_loopback_unless_told_otherwise(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["gateway", "--vault", str(tmp_path / "v.bv"),
                                       "--spot-url", "http://example.com"])
     assert result.exit_code == 2 and "https" in result.output
+
+
+# -- real clients, unchanged but for their URL and credentials (must-hold 4) ----------------
+
+def _bots(url: str, creds: list[Credential], count: int) -> list[dict[str, int]]:
+    """The four clients in four processes at once, one credential each; their tallies."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.gateway_clients", client, url,
+                               cred.api_key, cred.api_secret, str(count)],
+                              stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+             for client, cred in zip(("ccxt", "sdk", "krakenex", "plain"), creds, strict=True)]
+    tallies = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0
+        tallies.append(json.loads(out))
+    return tallies
+
+
+@pytest.mark.slow
+def test_four_clients_600_requests_on_one_key_all_accepted_direct_loses_some(
+        vault_path: Path) -> None:
+    entries = {"spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
+               "direct": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}}
+    with gateway_stack(vault_path, entries=entries, latency=0.002) as stack:
+        # Directly, with the real key and each client's default nonces: they collide.
+        direct = _bots(stack.kraken.url, [stack.real("direct")] * 4, 150)
+        direct_ok = sum(t.get("ok", 0) for t in direct)
+        direct_rejected = dict(stack.kraken.rejected())
+        accepted_before = stack.kraken.accepted()
+        # Through the gateway, four grants (one per bot) on one real key.
+        grants = [stack.grant(f"bot{i}", "spot") for i in range(4)]
+        through = _bots(stack.url, grants, 150)
+        assert through == [{"ok": 150}] * 4
+        assert stack.kraken.accepted() - accepted_before == 600
+        assert stack.kraken.rejected() == direct_rejected  # not one more at the server
+        assert stack.kraken.max_in_flight(stack.real("spot").api_key) == 1
+    assert direct_ok < 600
+    assert direct_rejected.get("EAPI:Invalid nonce", 0) > 0
+
+
+def test_ccxt_krakenfutures_and_sdk_futures_through_the_gateway(stack: Stack) -> None:
+    ccxt = pytest.importorskip("ccxt")
+    kraken_futures = pytest.importorskip("kraken.futures")
+    one, two = stack.grant("ccxt-fut", "fut"), stack.grant("sdk-fut", "fut")
+    base = stack.url
+    exchange = ccxt.krakenfutures({
+        "apiKey": one.api_key, "secret": one.api_secret,
+        "urls": {"api": {"public": f"{base}/derivatives/api/",
+                         "private": f"{base}/derivatives/api/",
+                         "charts": f"{base}/api/charts/", "history": f"{base}/api/history/"}}})
+    assert exchange.private_get_openpositions()["result"] == "success"
+    sent = exchange.private_post_sendorder({"orderType": "lmt", "symbol": "PF_XBTUSD",
+                                            "side": "buy", "size": 1, "limitPrice": 1000})
+    assert sent["sendStatus"]["status"] == "placed"
+    user = kraken_futures.User(two.api_key, two.api_secret, url=base)
+    assert user.get_wallets()["result"] == "success"
+    trade = kraken_futures.Trade(two.api_key, two.api_secret, url=base)
+    placed = trade.create_order(orderType="lmt", side="buy", size=1, symbol="PF_XBTUSD",
+                                limitPrice=1000)
+    assert placed["result"] == "success"
+    assert stack.kraken.accepted() == 4 and stack.kraken.rejected() == {}
+
+
+def test_freqtrade_config_through_the_ccxt_config_path_freqtrade_uses(stack: Stack) -> None:
+    """freqtrade builds its exchange as `getattr(ccxt, name)(ex_config)` where ex_config is
+    `{"apiKey": exchange.key, "secret": exchange.secret, ...}` deep-merged with
+    `exchange.ccxt_config` (freqtrade/exchange/exchange.py `_init_ccxt`)."""
+    ccxt = pytest.importorskip("ccxt")
+    cred = stack.grant("freqtrade", "spot")
+    config = json.loads(json.dumps({"exchange": {  # the README's lines, as JSON
+        "name": "kraken", "key": cred.api_key, "secret": cred.api_secret,
+        "ccxt_config": {"urls": {"api": {"public": stack.url, "private": stack.url}}}}}))
+    exchange_config = config["exchange"]
+    ex_config = {"apiKey": exchange_config.get("key"), "secret": exchange_config.get("secret"),
+                 "password": exchange_config.get("password"), "uid": exchange_config.get("uid", "")}
+    ex_config = {**exchange_config["ccxt_config"], **ex_config}
+    exchange = getattr(ccxt, exchange_config["name"].lower())(ex_config)
+    balance = exchange.fetch_balance()  # ccxt's own Balance call, parsed by ccxt
+    assert balance["info"] == {"error": [], "result": {"ZUSD": "1000.0000",
+                                                       "XXBT": "1.0000000000"}}
+    assert stack.kraken.accepted() == 1  # and ccxt's public market calls, passed through
+    assert set(stack.kraken.rejected()) <= {"public"}

@@ -180,7 +180,9 @@ class Gateway:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise _Refuse(Reason.BAD_REQUEST) from None
-        if found.api is Api.FUTURES and request.method in ("GET", "DELETE"):
+        if found.api is Api.FUTURES and (request.method in ("GET", "DELETE") or not text):
+            # Futures signs the query string of a GET or DELETE, and of a POST that carries
+            # its parameters there with an empty body (ccxt does).
             text = request.rel_url.raw_query_string
         resolved = await self._resolve(grant_key, found)
         outcome.grant, outcome.entry = resolved.grant, resolved.entry
@@ -205,8 +207,7 @@ class Gateway:
                 while (late := self.governor.admit(found.api, resolved.key_id,
                                                    found.endpoint)) > 0:
                     await asyncio.sleep(late)
-                out_body = signed.body.encode() if found.api is Api.SPOT or \
-                    request.method not in ("GET", "DELETE") else b""
+                out_body = signed.body.encode() if found.api is Api.SPOT else body
                 return await self._forward(request, found, out_body, signed.headers, outcome)
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
