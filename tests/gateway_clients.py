@@ -1,8 +1,9 @@
 """One bot process for the real-client tests: `python -m tests.gateway_clients CLIENT URL
-KEY SECRET COUNT` sends COUNT private Spot requests with a real, unchanged client library
-whose only settings are its base URL and its credentials, and prints a JSON tally of
-outcomes. Every 30th request reads the balance, the others place an order (AddOrder is
-outside Kraken's REST counter; the balance reads are counted)."""
+COUNT`, with `[KEY, SECRET]` as a JSON line on stdin (never on argv), sends COUNT private
+Spot requests with a real, unchanged client library whose only settings are its base URL and
+its credentials, and prints a JSON tally of outcomes. Every 30th request reads the balance,
+the others place an order (AddOrder is outside Kraken's REST counter; the balance reads are
+counted)."""
 
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ CLIENTS = {"ccxt": ccxt_calls, "sdk": sdk_calls, "krakenex": krakenex_calls,
 
 
 def main(argv: list[str]) -> None:
-    client, url, key, secret, count = argv
+    client, url, count = argv
+    key, secret = json.loads(sys.stdin.readline())
     balance, order = CLIENTS[client](url, key, secret)
     tally: Counter[str] = Counter()
     for i in range(int(count)):

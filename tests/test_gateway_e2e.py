@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,14 +142,20 @@ def _bots(url: str, creds: list[Credential], count: int) -> list[dict[str, int]]
     import sys
 
     procs = [subprocess.Popen([sys.executable, "-m", "tests.gateway_clients", client, url,
-                               cred.api_key, cred.api_secret, str(count)],
-                              stdout=subprocess.PIPE, text=True,
+                               str(count)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               cwd=Path(__file__).resolve().parent.parent)
-             for client, cred in zip(("ccxt", "sdk", "krakenex", "plain"), creds, strict=True)]
+             for client in ("ccxt", "sdk", "krakenex", "plain")]
+    for proc, cred in zip(procs, creds, strict=True):
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps([cred.api_key, cred.api_secret]) + "\n")
+        proc.stdin.close()  # the bots start together: each waits for its line
     tallies = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        assert proc.wait(600) == 0
+        proc.stdout.close()
         tallies.append(json.loads(out))
     return tallies
 
@@ -216,3 +224,59 @@ def test_freqtrade_config_through_the_ccxt_config_path_freqtrade_uses(stack: Sta
                                                        "XXBT": "1.0000000000"}}
     assert stack.kraken.accepted() == 1  # and ccxt's public market calls, passed through
     assert set(stack.kraken.rejected()) <= {"public"}
+
+
+# -- containment: a bot under another uid (must-hold 5) --------------------------------------
+
+_OTHER_UID_BOT = r"""
+import json, os, socket, sys
+from tests.gateway_clients import plain_calls
+url, agent_socket, vault = sys.argv[1:]
+key, secret = json.loads(sys.stdin.readline())  # never on argv
+balance, order = plain_calls(url, key, secret)
+traded = [bool(balance()), bool(order()), bool(order())]
+def attempt(action):
+    try:
+        action()
+    except OSError as exc:
+        return type(exc).__name__
+    return "allowed"
+def connect_agent():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    os.chdir(os.path.dirname(agent_socket))  # a unix socket path may be too long to name
+    s.connect(os.path.basename(agent_socket))
+    s.sendall(b'{"op": "status"}')
+    if not s.recv(1):
+        raise ConnectionResetError("closed by the agent")
+print(json.dumps({"traded": traded, "agent": attempt(connect_agent),
+                  "vault": attempt(lambda: open(vault, "rb").read(1))}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or
+                    shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_a_bot_under_another_uid_trades_but_reaches_neither_agent_nor_vault(
+        stack: Stack) -> None:
+    import subprocess
+    import sys
+
+    from botvault.agent import socket_path_for
+
+    cred = stack.grant("elsewhere", "spot")
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None
+    agent_socket = socket_path_for(stack.keys.path)
+    assert agent_socket.exists()
+    result = subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+         "-c", _OTHER_UID_BOT, stack.url, str(agent_socket), str(stack.keys.path)],
+        input=json.dumps([cred.api_key, cred.api_secret]) + "\n",
+        capture_output=True, text=True, timeout=120, check=False,
+        cwd=Path(__file__).resolve().parent.parent, env={"PATH": os.environ["PATH"]})
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["traded"] == [True, True, True]
+    assert seen["agent"] in ("PermissionError", "ConnectionResetError", "BrokenPipeError")
+    assert seen["vault"] == "PermissionError"
+    assert stack.kraken.accepted() == 3
