@@ -80,11 +80,12 @@ def stop_gateway(proc: subprocess.Popen[str]) -> int:
 
 @contextlib.contextmanager
 def gateway_stack(vault_path: Path, *, entries: dict[str, dict[str, str]] | None = None,
-                  tier: str = "pro", latency: float = 0.0, gateway_args: tuple[str, ...] = ()
-                  ) -> Iterator[Stack]:
+                  tier: str = "pro", latency: float = 0.0, gateway_args: tuple[str, ...] = (),
+                  enforce_rate: bool = True) -> Iterator[Stack]:
     private_runtime_dir()
     keys = make_vault(vault_path, entries or ENTRIES)
-    with StrictKraken(tier=tier, latency=latency) as kraken, running(keys):
+    with StrictKraken(tier=tier, latency=latency, enforce_rate=enforce_rate) as kraken, \
+            running(keys):
         for name, kw in (entries or ENTRIES).items():
             product = "spot" if kw["exchange"] == "kraken-spot" else "futures"
             kraken.add_key(real_api_key(name), keys.secrets[name], product,

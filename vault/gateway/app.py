@@ -95,15 +95,16 @@ class Gateway:
                            ) -> None:
         # One writer, off the request path, in request order; a failing write is reported
         # on stderr and the gateway goes on (the request itself already happened).
+        # Lines that queued up meanwhile go to one worker-thread call, in order.
         loop = asyncio.get_running_loop()
-        while (record := await queue.get()) is not None:
-            try:
-                await loop.run_in_executor(None, sink, record)
-            except Exception as exc:
-                import sys
-
-                print(f"botvault: warning: audit line not written: {type(exc).__name__}",
-                      file=sys.stderr)
+        done = False
+        while not done:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            done = None in batch
+            records = [r for r in batch if r is not None]
+            await loop.run_in_executor(None, _write_all, sink, records)
 
     def _record(self, outcome: _Outcome, method: str) -> None:
         if self._audit_queue is None:
@@ -237,6 +238,17 @@ class Gateway:
         response = web.Response(status=answer.status, body=answer.body)
         response.headers["Content-Type"] = answer.content_type
         return response
+
+
+def _write_all(sink: AuditSink, records: list[dict[str, Any]]) -> None:
+    for record in records:
+        try:
+            sink(record)
+        except Exception as exc:
+            import sys
+
+            print(f"botvault: warning: audit line not written: {type(exc).__name__}",
+                  file=sys.stderr)
 
 
 def build_app(gateway: Gateway) -> web.Application:
