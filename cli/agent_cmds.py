@@ -29,6 +29,10 @@ def unlock(
     allow_withdrawal: Annotated[bool, typer.Option(
         "--allow-withdrawal", help="Let the agent sign withdrawal requests for keys that "
         "have withdrawal access (off by default).")] = False,
+    sign_only: Annotated[bool, typer.Option(
+        "--sign-only", help="An agent that hands out no secret and no data key and signs "
+        "only requests a grant authenticates (for `botvault gateway`); run, env and show "
+        "--reveal then ask for the passphrase.")] = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
@@ -54,10 +58,10 @@ def unlock(
     passphrase = read_passphrase(acc.sources)
     with output.status("unlocking…"), Vault.open(path, passphrase) as opened:
         info = start_agent(path, bytes(opened._data_key), ttl=ttl_s, idle=idle_s,
-                           allow_withdrawal=allow_withdrawal)
+                           allow_withdrawal=allow_withdrawal, sign_only=sign_only)
     until = time.strftime("%H:%M", time.localtime(time.time() + ttl_s))
     typer.echo(f"unlocked {path} until {until} (idle lock after {format_duration(idle_s)}; "
-               f"agent pid {info.pid})")
+               f"agent pid {info.pid}{'; sign-only' if sign_only else ''})")
 
 
 def _report_running(client: AgentClient, path: Path,
@@ -102,7 +106,7 @@ def status(
     elif state["unlocked"]:
         typer.echo(f"unlocked: {path}\nlocks in {format_duration(state['expires_in'])} "
                    f"(idle: {format_duration(state['idle_expires_in'])}), agent pid "
-                   f"{state['pid']}")
+                   f"{state['pid']}{' (sign-only)' if state.get('sign_only') else ''}")
     else:
         typer.echo(f"locked: {path}")
     if not state["unlocked"]:

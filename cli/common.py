@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from botvault.agent import AgentClient
     from botvault.core import Vault
 
-__all__ = ["Access", "PassCmdOpt", "PassFileOpt", "VaultOpt", "agent_or_none", "open_vault"]
+__all__ = ["Access", "PassCmdOpt", "PassFileOpt", "VaultOpt", "agent_for_secrets",
+           "agent_or_none", "open_vault"]
 
 # Optional[...] rather than `X | None`: Typer reads these annotations at runtime on 3.10.
 VaultOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- see above
@@ -55,6 +56,16 @@ def agent_or_none(path: Path) -> AgentClient | None:
         return None
 
 
+def agent_for_secrets(client: AgentClient | None) -> AgentClient | None:
+    """`client`, for a caller that needs a secret or the data key; None (so the caller
+    asks for the passphrase, and says why) when the agent runs --sign-only."""
+    if client is not None and client.status().get("sign_only") is True:
+        client.close()
+        output.info("the agent is sign-only and hands out no secret; asking for the passphrase")
+        return None
+    return client
+
+
 def open_vault(acc: Access, *, use_agent: bool = True) -> Vault:
     """Open the vault: through the running agent when there is one (no passphrase asked),
     else with the passphrase from the usual sources."""
@@ -63,7 +74,7 @@ def open_vault(acc: Access, *, use_agent: bool = True) -> Vault:
 
     path = acc.path
     read_head(path, 8)  # a missing or insecure vault is reported before asking anything
-    client = agent_or_none(path) if use_agent else None
+    client = agent_for_secrets(agent_or_none(path)) if use_agent else None
     if client is not None:
         with client:
             return Vault.open_with_key(path, client.data_key())

@@ -9,7 +9,15 @@ import typer
 from typer.core import TyperCommand
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, agent_or_none, open_vault
+from .common import (
+    Access,
+    PassCmdOpt,
+    PassFileOpt,
+    VaultOpt,
+    agent_for_secrets,
+    agent_or_none,
+    open_vault,
+)
 
 if TYPE_CHECKING:
     from botvault.scopes import General
@@ -74,7 +82,7 @@ def _parse_max_scope(value: str | None) -> General | None:
 
 def _credentials(acc: Access, names: list[str]) -> list[Any]:
     """From the agent when it runs (no passphrase, no KDF), else from the vault."""
-    client = agent_or_none(acc.path)
+    client = agent_for_secrets(agent_or_none(acc.path))
     if client is not None:
         with client:
             return [client.credentials(n) for n in names]

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import multiprocessing
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,3 +170,54 @@ def test_concurrent_writers_in_real_processes_lose_and_tear_nothing(vpath: Path,
             mine = [int(r["endpoint"].rsplit("X", 1)[1]) for r in records
                     if r["grant"] == f"w{w}"]
             assert mine == sorted(mine)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs (root only, as in CI): a disk that really fills up."""
+    mount_cmd, umount_cmd = shutil.which("mount"), shutil.which("umount")
+    if os.geteuid() != 0 or not sys.platform.startswith("linux") or not mount_cmd or \
+            not umount_cmd:
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run([mount_cmd, "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
+                   check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run([umount_cmd, str(mount)], check=True)
+
+
+def _fill(directory: Path) -> None:
+    with contextlib.suppress(OSError), open(directory / "filler", "wb", buffering=0) as f:
+        while True:
+            f.write(b"x" * 512)
+
+
+def test_disk_full_leaves_only_whole_lines(small_fs: Path) -> None:
+    vpath = small_fs / "vault.bv"
+    for n in range(3):
+        append_audit(vpath, _record(n))
+    _fill(small_fs)
+    failures: list[int | None] = []
+    for n in range(3, 200):  # the file's last page fills, then writes fail
+        try:
+            append_audit(vpath, _record(n))
+        except OSError as exc:
+            failures.append(exc.errno)
+    assert failures and set(failures) == {errno.ENOSPC}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a torn line would warn
+        records = read_audit(vpath)
+    assert [r["time"] for r in records] == [
+        _iso_of(n) for n in range(len(records))]  # the first ones, whole and in order
+    (small_fs / "filler").unlink()
+    append_audit(vpath, _record(999))  # room again: appends continue after the whole lines
+    assert read_audit(vpath)[-1]["time"] == _iso_of(999)
+
+
+def _iso_of(n: int) -> str:
+    from botvault.audit import _iso  # the module's own formatting of a numeric time
+
+    return _iso(1_700_000_000.0 + n)

@@ -166,10 +166,11 @@ def test_grants_are_sealed_records_not_entries(keys: Keys, vault: Vault) -> None
 def test_grants_survive_passphrase_change_and_restore(keys: Keys, vault: Vault) -> None:
     grant = _grant(vault)
     vault.change_passphrase("another long passphrase for this")
-    revoke_grant(vault, "bot")
-    before_revoke = vault.backups()[0].generation
-    vault.restore(before_revoke)
+    before_edit = vault.generation
+    vault.edit("spot", note="changed")
+    vault.restore(before_edit)
     with Vault.open(keys.path, "another long passphrase for this") as again:
+        assert again.get("spot").note == ""
         restored = get_grant(again, "bot")
         assert restored == grant and restored.revoked_at is None
 
@@ -508,3 +509,123 @@ def test_real_sign_only_agent_hands_out_nothing(keys: Keys, vault: Vault) -> Non
                                    nonce_header="", content_type="form", key_id=target.key_id)
         assert signed.headers["Authent"] == sign_futures(keys.secrets["fut"], path,
                                                          signed.nonce, "")
+
+
+def test_export_carries_the_grants_of_the_exported_entries(vault: Vault, tmp_path: Path
+                                                           ) -> None:
+    from botvault.export import export_entries, read_export
+
+    kept = _grant(vault, "bot", entry="spot")
+    _grant(vault, "other", entry="fut")
+    revoke_grant(vault, "bot")
+    target = export_entries(vault, tmp_path / "out.bv", "export passphrase long enough",
+                            only=["spot"])
+    with Vault.open(target, "export passphrase long enough") as exported:
+        (copy,) = list_grants(exported)
+        assert copy.bot == "bot" and copy.api_key == kept.api_key
+        assert copy.api_secret == kept.api_secret and copy.revoked_at is not None
+    assert [e.name for e in read_export(target, "export passphrase long enough")] == ["spot"]
+
+
+def test_in_process_signing_with_a_grant_against_a_sign_only_agent(keys: Keys,
+                                                                   vault: Vault) -> None:
+    spot = _grant(vault, "spot-bot", entry="spot", now=time.time())
+    fut = _grant(vault, "fut-bot", entry="fut", now=time.time())
+    with sign_only_agent(keys), agent.connect() as client:
+        signed = client.sign_with_grant(spot.api_key, spot.api_secret, ADD,
+                                        {"pair": "XBTUSD", "volume": "1"})
+        assert signed.body == f"nonce={signed.nonce}&pair=XBTUSD&volume=1"
+        assert signed.headers["API-Sign"] == sign_spot(keys.secrets["spot"], ADD,
+                                                       signed.nonce, signed.body)
+        path = "/derivatives/api/v3/sendorder"
+        signed = client.sign_with_grant(fut.api_key, fut.api_secret, path, "symbol=PF_XBTUSD")
+        assert signed.headers["Authent"] == sign_futures(keys.secrets["fut"], path,
+                                                         signed.nonce, "symbol=PF_XBTUSD")
+        with pytest.raises(GrantError) as caught:
+            client.sign_with_grant(spot.api_key, b64secret(), BALANCE)
+        assert caught.value.reason == "signature"
+
+
+def test_a_grant_never_moves_to_another_key_of_that_name(ops: Agent, vault: Vault) -> None:
+    grant = _grant(vault)
+    vault.remove("spot")
+    vault.add("spot", exchange="kraken-spot", api_key="PUBOTHERACCOUNT",
+              api_secret=b64secret(), general="full", withdrawal="none")
+    assert _error(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key})
+                  )["reason"] == "unknown"
+    renamed = _grant(vault, "bot2", entry="fut")
+    vault.rename("fut", "fut-old")
+    vault.add("fut", exchange="kraken-futures", api_key="PUBFUTOTHER", api_secret=b64secret(),
+              general="full", withdrawal="none")
+    assert _error(ops.handle({"op": "grant_resolve", "grant_key": renamed.api_key})
+                  )["reason"] == "unknown"
+
+
+def test_a_grant_follows_its_entry_through_rotations(ops: Agent, vault: Vault) -> None:
+    grant = _grant(vault)
+    for n in range(2):
+        vault.rotate("spot", api_key=f"PUBSPOTROTATED{n}", api_secret=b64secret())
+        answer = _ok(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key}))
+        assert answer["key_id"] == key_id("kraken-spot", f"PUBSPOTROTATED{n}")
+
+
+def test_restoring_a_backup_never_revives_a_grant(ops: Agent, keys: Keys, vault: Vault
+                                                  ) -> None:
+    first = _grant(vault, "bot")
+    kept = _grant(vault, "kept")
+    before_revoke = vault.generation
+    revoke_grant(vault, "bot")
+    replaced = _grant(vault, "bot")  # a new pair for the bot after its old one leaked
+    vault.restore(before_revoke)
+    for key in (first.api_key, replaced.api_key):
+        assert _error(ops.handle({"op": "grant_resolve", "grant_key": key}))["reason"] in (
+            "revoked", "unknown")
+    assert _ok(ops.handle({"op": "grant_resolve", "grant_key": kept.api_key}))
+    with Vault.open(keys.path, PASSPHRASE) as again:
+        assert get_grant(again, "bot").api_key == first.api_key
+        assert get_grant(again, "bot").revoked_at is not None
+        assert [e.name for e in again.list()] == sorted(ENTRIES)  # entries restored as before
+
+
+# -- pieces: the JSON nonce, the wire form of GrantError -----------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=st.dictionaries(st.text(max_size=6), _JSON_VALUES, max_size=5),
+       nonce=st.integers(min_value=0, max_value=2**64 - 1), indent=st.sampled_from([None, 2]))
+def test_json_nonce_is_set_once_and_nothing_else_changes(doc: dict[str, Any], nonce: int,
+                                                         indent: int | None) -> None:
+    from botvault.agent.signing import spot_json_with_nonce
+
+    body = json.dumps(doc, indent=indent)
+    out = spot_json_with_nonce(body, nonce)
+    pairs = json.loads(out, object_pairs_hook=list)
+    old = doc.get("nonce")
+    was_number = isinstance(old, (int, float)) and not isinstance(old, bool)
+    as_text = "nonce" in doc and not was_number  # the bot's type is kept: text stays text
+    assert [k for k, _ in pairs].count("nonce") == 1
+    assert list(pairs[0]) == ["nonce", str(nonce) if as_text else nonce]
+    expected = {k: v for k, v in doc.items() if k != "nonce"}
+    assert {k: v for k, v in json.loads(out).items() if k != "nonce"} == expected
+
+
+def test_grant_error_crosses_the_wire_with_its_reason() -> None:
+    from botvault.agent.protocol import AgentError, error_response, raise_for_error
+
+    for reason in sorted(GrantError.REASONS):
+        response = error_response(GrantError(reason, "refused"))
+        with pytest.raises(GrantError) as caught:
+            raise_for_error(response)
+        assert caught.value.reason == reason and caught.value.exit_code == 3
+    forged = {"ok": False, "error": {"type": "GrantError", "message": "x", "reason": "bogus"}}
+    with pytest.raises(AgentError):
+        raise_for_error(forged)
+    with pytest.raises(ValueError, match="unknown grant error reason"):
+        GrantError("bogus")

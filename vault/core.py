@@ -408,12 +408,21 @@ class Vault:
         return found
 
     def restore(self, generation: int) -> None:
-        """Make backup `generation` the current state (saved as a new generation)."""
+        """Make backup `generation` the current state (saved as a new generation).
+
+        Grants are the exception: none comes back more usable than it is now (see
+        grants.no_resurrection)."""
+        from .grants import no_resurrection
+
         with store.lock(self.path):
             self._refresh()
             parsed = fileformat.parse(store.read_private(store.backup_path(self.path, generation)))
             entries = codec.decode(parsed, self._require_keys())
-            self._write_locked(entries, reuse=dict(zip(entries, parsed.records, strict=True)))
+            reuse = dict(zip(entries, parsed.records, strict=True))
+            for name, record in no_resurrection(self._entries, entries).items():
+                entries[name] = record
+                reuse.pop(name)  # sealed anew
+            self._write_locked(entries, reuse=reuse)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -20,11 +20,15 @@ def export_entries(source: Vault, target: str | os.PathLike[str], passphrase: st
     """Write the entries (all, or `only` these names) to a new vault file at `target`.
 
     The export is a complete vault with its own data key, vault id and passphrase, so it
-    can be opened, checked and imported anywhere, and holds no plaintext.
+    can be opened, checked and imported anywhere, and holds no plaintext. The grants on the
+    exported entries go with them (grants.copy_grants).
     """
+    from .grants import copy_grants
+
     chosen = _select(source, only)
     with Vault.create(target, passphrase, kdf=kdf or source.kdf) as out:
         out.import_entries(chosen)
+        copy_grants(source, out, [e.name for e in chosen])
         path = out.path
     lock_path(path).unlink(missing_ok=True)  # the lock belongs to a live vault, not a copy
     return path

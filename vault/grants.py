@@ -11,6 +11,11 @@ Grants are sealed records in the vault, like entries, named `grant:BOT` (a colon
 occurs in an entry name), so they are saved, backed up, re-sealed and exported with them.
 A revoked grant stays as a record (so the gateway can say "revoked", not "unknown") until
 a new grant for the same bot replaces it.
+
+A grant is for one real key: it records the key's identity (`key_id`) when issued, and
+follows its entry only through `rotate` (the old pair is then a retired entry of that
+name). An entry removed, renamed, or replaced by another key under the same name leaves
+the grant pointing nowhere ("unknown"): a bot never silently moves to another key.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -37,6 +42,7 @@ from .errors import (
     ScopeError,
 )
 from .exchanges import endpoints
+from .nonces import key_id as _key_id
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
 
@@ -46,12 +52,15 @@ if TYPE_CHECKING:
 __all__ = [
     "GRANT_PREFIX",
     "Grant",
+    "GrantIndex",
     "add_grant",
     "check_within",
-    "find_by_key",
+    "copy_grants",
+    "entry_of",
     "get_grant",
     "is_grant_record",
     "list_grants",
+    "no_resurrection",
     "revoke_grant",
     "usable",
 ]
@@ -85,6 +94,7 @@ class Grant:
     withdrawal: Withdrawal
     api_key: str
     api_secret: Secret = field(repr=False)
+    key_id: str = ""  # the real key it was issued for: botvault.nonces.key_id
     created_at: str = field(default_factory=now_utc)
     expires_at: float | None = None  # seconds since the epoch (wall clock), None: never
     revoked_at: str | None = None
@@ -103,6 +113,7 @@ class Grant:
         secret = base64.b64encode(os.urandom(_SECRET_BYTES)).decode("ascii")
         return cls(bot=check_name(bot), entry=entry.name, general=general,
                    withdrawal=withdrawal, api_key=key, api_secret=Secret(secret),
+                   key_id=_key_id(entry.exchange, entry.api_key),
                    expires_at=expires_at, entry_id=os.urandom(fileformat.ID_SIZE))
 
     def state(self, now: float) -> str:
@@ -135,7 +146,7 @@ class Grant:
         doc = {"v": _SCHEMA, "kind": "grant", "bot": self.bot, "entry": self.entry,
                "general": self.general.value, "withdrawal": self.withdrawal.value,
                "api_key": self.api_key, "api_secret": self.api_secret.reveal(),
-               "created_at": self.created_at, "expires_at": self.expires_at,
+               "key_id": self.key_id, "created_at": self.created_at, "expires_at": self.expires_at,
                "revoked_at": self.revoked_at}
         raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
         raw = self.name.encode("ascii") + b"\n" + raw
@@ -153,7 +164,7 @@ class Grant:
                        general=General(doc["general"]),
                        withdrawal=Withdrawal(doc["withdrawal"]),
                        api_key=str(doc["api_key"]), api_secret=Secret(doc["api_secret"]),
-                       created_at=str(doc["created_at"]),
+                       key_id=str(doc["key_id"]), created_at=str(doc["created_at"]),
                        expires_at=expires,
                        revoked_at=doc["revoked_at"], entry_id=entry_id)
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -206,6 +217,29 @@ def usable(grant: Grant | None, now: float) -> Grant:
     return grant
 
 
+def entry_of(vault: Vault, grant: Grant) -> Entry:
+    """The entry whose key `grant` now signs with: its entry, if that still holds the key
+    the grant was issued for or a key it was rotated into; else GrantError("unknown")."""
+    if grant.entry in vault:
+        entry = vault.get(grant.entry)
+        if hmac.compare_digest(_key_id(entry.exchange, entry.api_key), grant.key_id) or \
+                _rotated_from(vault, grant):
+            return entry
+    raise GrantError("unknown", f"grant {grant.bot!r} was issued for a key that entry "
+                     f"{grant.entry!r} no longer holds", hint="issue a new grant: botvault "
+                     "grant add")
+
+
+def _rotated_from(vault: Vault, grant: Grant) -> bool:
+    """True when the grant's key is a retired pair of its entry (kept by `rotate`)."""
+    for entry in vault.list(retired=True):
+        stem = entry.name.rsplit(".retired-", 1)[0]
+        if entry.retired and stem != entry.name and grant.entry.startswith(stem) and \
+                hmac.compare_digest(_key_id(entry.exchange, entry.api_key), grant.key_id):
+            return True
+    return False
+
+
 # -- the grants of a vault -----------------------------------------------------------------
 
 _Records = dict[str, Any]
@@ -234,15 +268,24 @@ def get_grant(vault: Vault, bot: str) -> Grant:
     raise NotFoundError(f"no grant for {bot!r}", hint="see them with: botvault grant list")
 
 
-def find_by_key(vault: Vault, api_key: str) -> Grant | None:
-    """The grant whose api key is `api_key`, or None. Shape is checked first."""
-    if not isinstance(api_key, str) or not _KEY_RE.fullmatch(api_key):
-        return None
-    found = None
-    for grant in _materialized(vault):
-        if grant.key_matches(api_key):
-            found = grant
-    return found
+class GrantIndex:
+    """Grants by api key for one open vault, rebuilt when the vault's generation changes
+    (every save, here or in another process, makes a new one), so finding a grant costs a
+    dict lookup, not a scan of every record, on each of the gateway's requests. The api
+    key is public (as an exchange's api key); the secret is what authenticates."""
+
+    def __init__(self) -> None:
+        self._seen: tuple[bytes, int] | None = None
+        self._by_key: dict[str, Grant] = {}
+
+    def find(self, vault: Vault, api_key: str) -> Grant | None:
+        if not isinstance(api_key, str) or not _KEY_RE.fullmatch(api_key):
+            return None
+        seen = (vault.vault_id, vault.generation)
+        if seen != self._seen:
+            self._by_key = {g.api_key: g for g in list_grants(vault)}
+            self._seen = seen
+        return self._by_key.get(api_key)
 
 
 def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
@@ -274,6 +317,50 @@ def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
 
     vault.update_records(op)
     return issued[0]
+
+
+def copy_grants(source: Vault, target: Vault, entries: Iterable[str]) -> list[Grant]:
+    """Copy into `target` (an export) the grants of `source` on these entries, as they are
+    (revoked ones stay revoked). Refuses the whole batch if a bot has a grant there."""
+    chosen = set(entries)
+    copies = [g.with_changes(entry_id=os.urandom(fileformat.ID_SIZE))
+              for g in list_grants(source) if g.entry in chosen]
+    if not copies:
+        return []
+
+    def op(records: _Records) -> _Records:
+        clash = sorted(g.bot for g in copies if g.name in records)
+        if clash:
+            raise AlreadyExistsError(f"grants exist already for {', '.join(clash)}")
+        records.update((g.name, g) for g in copies)
+        return records
+
+    target.update_records(op)
+    return copies
+
+
+def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:
+    """The grants of a backup being restored that must change so that a restore never
+    revives one: a grant that is not active now with the same key comes back revoked (a
+    revoked bot's pair is exactly what an attacker holds). Returns name -> replacement."""
+    from .codec import materialize_record
+
+    changed: dict[str, Grant] = {}
+    for name, slot in restored.items():
+        if not is_grant_record(name):
+            continue
+        old = materialize_record(name, slot)
+        if not isinstance(old, Grant) or old.revoked_at is not None:
+            continue
+        now = current.get(name)
+        mine = materialize_record(name, now) if now is not None else None
+        if isinstance(mine, Grant) and mine.key_matches(old.api_key) and \
+                mine.revoked_at is None:
+            continue
+        revoked_at = mine.revoked_at if isinstance(mine, Grant) and mine.revoked_at and \
+            mine.key_matches(old.api_key) else now_utc()
+        changed[name] = old.with_changes(revoked_at=revoked_at)
+    return changed
 
 
 def revoke_grant(vault: Vault, bot: str) -> Grant:

@@ -339,6 +339,26 @@ class AgentClient:
         return GrantSigned(out, {str(k): str(v) for k, v in headers.items()}, entry, grant,
                            nonce)
 
+    def sign_with_grant(self, grant_key: str, grant_secret: Secret | str, path: str,
+                        data: Mapping[str, Any] | str = "", method: str = "POST", *,
+                        content_type: str = "form") -> GrantSigned:
+        """What an in-process integration does against a --sign-only agent: sign the
+        request with the grant, as a bot would, and have the agent re-sign it with the real
+        key. For Spot the returned body carries the key's nonce."""
+        from ..exchanges.kraken import sign_futures, sign_spot_text
+        from .signing import bot_nonce
+
+        encoded = data if isinstance(data, str) else urlencode(data)
+        target = self.grant_resolve(grant_key)
+        if target.exchange == "kraken-spot":
+            signature = sign_spot_text(grant_secret, path, bot_nonce(encoded, content_type),
+                                       encoded)
+        else:
+            signature = sign_futures(grant_secret, path, "", encoded)
+        return self.grant_sign(grant_key, path=path, method=method, body=encoded,
+                               signature=signature, nonce_header="",
+                               content_type=content_type, key_id=target.key_id)
+
     def sign_challenge(self, name: str, challenge: str) -> str:
         """The `signed_challenge` for a Kraken Futures websocket subscription."""
         signed = self._call("sign_challenge", name=name, challenge=challenge).get("signed")

@@ -61,7 +61,8 @@ def _refuse_if_secret_bearing(op: str) -> None:
         raise ScopeError(
             "this agent was unlocked with --sign-only: it hands out no secret and signs "
             "only what a grant authenticates",
-            hint="use the gateway with a grant, or give the passphrase for this command")
+            hint="sign with a grant (botvault grant add; the gateway or "
+                 "AgentClient.sign_with_grant), or open the vault with its passphrase")
 
 
 class Agent:
@@ -81,6 +82,7 @@ class Agent:
         self.allow_withdrawal = allow_withdrawal
         self.sign_only = sign_only
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
+        self._grants = grants.GrantIndex()
         self.path = vault.path
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "status": self._status, "list": self._list, "get": self._get,
@@ -220,11 +222,8 @@ class Agent:
 
     def _grant_target(self, vault: Vault, grant_key: str) -> tuple[grants.Grant, Entry]:
         """The usable grant with this key and its entry, or GrantError. Lock held."""
-        grant = grants.usable(grants.find_by_key(vault, grant_key), self._wall_clock())
-        if grant.entry not in vault:
-            raise GrantError("unknown", f"grant {grant.bot!r} names entry {grant.entry!r}, "
-                             "which is gone", hint="issue a new grant: botvault grant add")
-        return grant, vault.get(grant.entry)
+        grant = grants.usable(self._grants.find(vault, grant_key), self._wall_clock())
+        return grant, grants.entry_of(vault, grant)
 
     def _grant_resolve(self, request: dict[str, Any]) -> dict[str, Any]:
         grant_key = _text(request, "grant_key")

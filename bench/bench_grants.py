@@ -1,0 +1,117 @@
+"""What a grant-authenticated signature costs in the agent, against signing by entry name.
+
+Run from the repository root with the project's interpreter:
+
+    python bench/bench_grants.py            # 5,000 calls per measure
+    python bench/bench_grants.py --quick    # 500 calls per measure
+
+A real agent (a process of its own, on its unix socket, as `botvault unlock` starts it) serves
+a scratch vault of 10 and then 2,000 entries with one grant. Each measure times single round
+trips (p50 / p99) of `grant_sign` (verify the bot's signature with the grant secret, check
+grant and entry scopes, take the nonce, sign with the real key) and of `grant_resolve`,
+against `sign` by entry name in the same run and agent. Ratios, not wall-clock targets,
+because the machine is shared; the script exits 0 unless something broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from botvault import Vault, fileformat
+from botvault.agent import AgentClient, start_agent
+from botvault.crypto import FLOOR
+from botvault.entries import Entry
+from botvault.exchanges.kraken import sign_spot_text
+from botvault.grants import add_grant
+from botvault.scopes import General, Withdrawal
+from botvault.secret import Secret
+
+PATH = "/0/private/AddOrder"
+BODY = "nonce=1&pair=XBTUSD&type=buy&ordertype=limit&price=27500.5&volume=0.01"
+
+
+def _secret() -> Secret:
+    return Secret(base64.b64encode(os.urandom(64)).decode())
+
+
+def timed(fn: Callable[[], object], n: int) -> tuple[float, float]:
+    """(p50, p99) in microseconds over n calls, after a warm-up."""
+    for _ in range(min(200, n)):
+        fn()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - start)
+    samples.sort()
+    return statistics.median(samples) / 1000, samples[int(0.99 * (len(samples) - 1))] / 1000
+
+
+def measure(workdir: Path, entries: int, n: int) -> list[list[str]]:
+    path = workdir / f"v{entries}.bv"
+    vault = Vault.create(path, "a bench passphrase of some length", kdf=FLOOR)
+
+    def fill(records: dict[str, Any]) -> dict[str, Any]:
+        for i in range(entries):
+            records[f"e{i}"] = Entry(name=f"e{i}", exchange="kraken-spot",
+                                     api_key=f"PUB{i:053d}", api_secret=_secret(),
+                                     general=General.FULL, withdrawal=Withdrawal.NONE,
+                                     entry_id=os.urandom(fileformat.ID_SIZE))
+        return records
+
+    vault.update_records(fill)
+    grant = add_grant(vault, "bench-bot", entry="e0", general="full", withdrawal="none")
+    signature = sign_spot_text(grant.api_secret, PATH, "1", BODY)
+    info = start_agent(path, bytes(vault._data_key), ttl=600, idle=600,
+                       allow_withdrawal=False, socket_path=workdir / f"s{entries}.sock")
+    try:
+        with AgentClient(info.socket_path) as client:
+            target = client.grant_resolve(grant.api_key)
+            rows = []
+            base = timed(lambda: client.sign("e0", PATH, BODY[8:]), n)
+            for label, fn in (
+                ("grant_sign", lambda: client.grant_sign(
+                    grant.api_key, path=PATH, method="POST", body=BODY, signature=signature,
+                    nonce_header="", content_type="form", key_id=target.key_id)),
+                ("grant_resolve", lambda: client.grant_resolve(grant.api_key)),
+            ):
+                p50, p99 = timed(fn, n)
+                rows.append([f"{entries:,}", label, f"{p50:.0f}", f"{p99:.0f}",
+                             f"{base[0]:.0f}", f"{p50 / base[0]:.2f}x"])
+            return rows
+    finally:
+        os.kill(info.pid, 15)
+        vault.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    n = 500 if args.quick else 5000
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        workdir.chmod(0o700)
+        rows = [row for entries in (10, 2000) for row in measure(workdir, entries, n)]
+    headers = ["entries", "op", "p50 us", "p99 us", "sign p50 us", "p50 / sign"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print("## botvault grant benchmark summary")
+    print(f"command: python bench/bench_grants.py{' --quick' if args.quick else ''}")
+    for row in (headers, *rows):
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

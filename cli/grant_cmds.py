@@ -1,0 +1,158 @@
+"""`botvault grant`: credentials for one bot, usable only at the gateway (add, list, show,
+revoke, log)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from . import output
+from .common import Access, PassCmdOpt, PassFileOpt, VaultOpt, open_vault
+from .durations import parse_duration
+
+if TYPE_CHECKING:
+    from botvault.grants import Grant
+
+app = typer.Typer()
+grant_app = typer.Typer(help="Grants: a Kraken-shaped key pair for one bot, for one entry, "
+                        "that works only through `botvault gateway` and only for what it "
+                        "allows. Revoking one takes effect at once.", no_args_is_help=True)
+app.add_typer(grant_app, name="grant")
+
+Bot = Annotated[str, typer.Argument(help="The bot's name: a-z 0-9 . _ - (up to 64).",
+                                    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@grant_app.command()
+def add(
+    bot: Bot,
+    key: Annotated[str, typer.Option("--key", help="The entry the bot may use.",
+                                     show_default=False, metavar="ENTRY")],
+    general: Annotated[str, typer.Option(help="read-only|full (at most the entry's).",
+                                         show_default=False)],
+    withdrawal: Annotated[str, typer.Option(help="none|full (at most the entry's).",
+                                            show_default=False)],
+    expires: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
+        help="Stop working after this long (90s, 15m, 8h, 30d) [default: never].",
+        show_default=False, metavar="DURATION")] = None,
+    json_: JsonOpt = False,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+) -> None:
+    """Issue a grant and print its key pair once, as the exchange does.
+
+    Give the pair to the bot as its api key and secret, with the gateway's URL as its base
+    URL. The grant never exceeds the entry's scopes (exit 6 if asked to).
+    """
+    from botvault.entries import check_name
+    from botvault.grants import add_grant
+
+    check_name(bot)
+    seconds = parse_duration(expires) if expires is not None else None
+    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+        grant = add_grant(opened, bot, entry=key, general=general, withdrawal=withdrawal,
+                          expires_in=seconds)
+    if json_:
+        import json
+
+        output.raw_out(json.dumps({"api_key": grant.api_key,
+                                   "api_secret": grant.api_secret.reveal()}) + "\n")
+        return
+    output.info(f"granted {grant.bot} on {grant.entry} (general {grant.general.value}, "
+                f"withdrawal {grant.withdrawal.value}, "
+                f"expires {grant.metadata()['expires_at'] or 'never'})")
+    output.raw_out(f"api key:    {grant.api_key}\napi secret: {grant.api_secret.reveal()}\n")
+    output.info("hint: put these in the bot's configuration now; the secret is not shown "
+                "again (revoke and add a new grant if it is lost)")
+
+
+def _row(grant: Grant) -> list[str]:
+    doc = grant.metadata()
+    return [doc["bot"], doc["entry"], doc["general"], doc["withdrawal"], doc["state"],
+            doc["expires_at"] or "never", doc["api_key"]]
+
+
+@grant_app.command("list")
+def list_(
+    json_: JsonOpt = False,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+) -> None:
+    """List grants (revoked and expired ones too). Never a secret."""
+    from botvault.grants import list_grants
+
+    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+        grants = list_grants(opened)
+    if json_:
+        output.json_out([g.metadata() for g in grants])
+        return
+    output.table(["BOT", "ENTRY", "GENERAL", "WITHDRAWAL", "STATE", "EXPIRES", "API KEY"],
+                 [_row(g) for g in grants])
+
+
+@grant_app.command()
+def show(
+    bot: Bot,
+    json_: JsonOpt = False,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+) -> None:
+    """Show one grant: its entry, scopes, state, expiry and api key. Never its secret."""
+    from botvault.grants import get_grant
+
+    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+        doc = get_grant(opened, bot).metadata()
+    if json_:
+        output.json_out(doc)
+        return
+    for key, value in doc.items():
+        typer.echo(f"{key + ':':<12} {'-' if value in (None, '') else value}")
+
+
+@grant_app.command()
+def revoke(
+    bot: Bot,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+) -> None:
+    """Revoke a grant. A running agent (and so the gateway) refuses it from the next request."""
+    from botvault.grants import revoke_grant
+
+    with open_vault(Access(vault, passphrase_file, passphrase_command)) as opened:
+        grant = revoke_grant(opened, bot)
+    typer.echo(f"revoked {grant.bot} (at {grant.revoked_at})")
+
+
+@grant_app.command()
+def log(
+    bot: Annotated[Optional[str], typer.Argument(  # noqa: UP045 -- Typer needs Optional
+        help="Only this bot's requests.", show_default=False)] = None,
+    json_: Annotated[bool, typer.Option("--json", help="JSON lines, as recorded.")] = False,
+    vault: VaultOpt = None,
+) -> None:
+    """Show the gateway's audit log: one line per request (time, grant, entry, endpoint,
+    outcome, upstream status). Needs no passphrase: the log holds no secret."""
+    from botvault.audit import read_audit
+
+    records = read_audit(Access(vault, None, None).path, grant=bot)
+    if json_:
+        import json
+
+        for record in records:
+            typer.echo(json.dumps(record, ensure_ascii=True, sort_keys=True))
+        return
+    output.table(["TIME", "GRANT", "ENTRY", "ENDPOINT", "OUTCOME", "STATUS"],
+                 [[_cell(r.get(k)) for k in ("time", "grant", "entry", "endpoint", "outcome",
+                                             "upstream_status")] for r in records])
+
+
+def _cell(value: Any) -> str:
+    # The log is written by another process: show its text, never a terminal escape in it.
+    text = "-" if value is None else str(value)
+    return "".join(c if c.isprintable() else "?" for c in text)
