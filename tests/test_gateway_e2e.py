@@ -280,3 +280,38 @@ def test_a_bot_under_another_uid_trades_but_reaches_neither_agent_nor_vault(
     assert seen["agent"] in ("PermissionError", "ConnectionResetError", "BrokenPipeError")
     assert seen["vault"] == "PermissionError"
     assert stack.kraken.accepted() == 3
+
+
+def _memory_of(pid: int) -> Iterator[bytes]:
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                yield mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue  # [vvar] and the like cannot be read
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs /proc")
+def test_the_gateway_process_holds_no_secret(stack: Stack) -> None:
+    import base64
+
+    bot = stack.grant("bot", "spot")
+    for nonce in range(3):
+        assert spot_call(stack.url, bot, "Balance", nonce + 1)[1]["error"] == []
+    real = stack.real("spot").api_secret
+    needles = [real.encode(), base64.b64decode(real), bot.api_secret.encode(),
+               base64.b64decode(bot.api_secret)]
+    seen_public_key = False
+    for chunk in _memory_of(stack.gateway.pid):
+        seen_public_key = seen_public_key or bot.api_key.encode() in chunk
+        for needle in needles:
+            assert needle not in chunk
+    assert seen_public_key  # the scan reads the heap: the grant's api key is there
+    for name in ("cmdline", "environ"):
+        data = Path(f"/proc/{stack.gateway.pid}/{name}").read_bytes()
+        assert not any(n in data for n in needles)
