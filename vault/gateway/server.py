@@ -10,10 +10,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..agent import connect
+from ..agent import connect, socket_path_for
+from .agent_link import AsyncAgentGrants
 from .app import AuditSink, Gateway, build_app
 from .config import GatewayConfig
-from .grants import AgentGrants
 
 __all__ = ["serve"]
 
@@ -61,7 +61,7 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
-    agent = AgentGrants(lambda: connect(vault_path))
+    agent = AsyncAgentGrants(socket_path_for(vault_path))
     gateway = Gateway(config, agent, agent_vault, audit=_audit_sink(agent_vault))
     try:
         asyncio.run(_serve(gateway, announce))
