@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -26,7 +27,7 @@ from botvault.agent.signing import spot_body_with_nonce
 from botvault.errors import GrantError, VaultError
 from botvault.exchanges import endpoints
 from botvault.exchanges.kraken import sign_futures, sign_spot
-from botvault.gateway.app import AuditSink, Gateway, build_app
+from botvault.gateway.app import Auditor, Gateway, build_app
 from botvault.gateway.config import GatewayConfig
 from botvault.gateway.governor import Governor
 from botvault.gateway.grants import Resolved, Signed, SignRequest, refused_as
@@ -121,9 +122,25 @@ class FakeGrants:
         pass
 
 
+class ListAuditor:
+    """Audit records kept in a list, in the gateway's own loop (unit tests)."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        pass
+
+    def record(self, record: dict[str, Any]) -> None:
+        self.lines.append(record)
+
+    async def stop(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def running_gateway(config: GatewayConfig, agent: FakeGrants, vault_path: Path, *,
-                    audit: AuditSink | None = None, governor: Governor | None = None
+                    audit: Auditor | None = None, governor: Governor | None = None
                     ) -> Iterator[str]:
     """A gateway serving on 127.0.0.1 (a free port); yields its URL."""
     gateway = Gateway(config, agent, vault_path, audit=audit, governor=governor)

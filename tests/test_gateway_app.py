@@ -25,7 +25,7 @@ from botvault.nonces import key_id
 from botvault.request_lock import KeyOrder
 from botvault.scopes import General
 
-from .gateway_support import FakeGrant, FakeGrants, b64secret, running_gateway
+from .gateway_support import FakeGrant, FakeGrants, ListAuditor, b64secret, running_gateway
 from .kraken_server import StrictKraken
 
 SPOT_KEY, FUT_KEY, SPOT_KEY_2 = "REALSPOTKEY", "REALFUTKEY", "REALSPOTKEY2"
@@ -347,8 +347,9 @@ def test_a_certificate_for_another_host_is_refused(
 
 def test_audit_records_each_request_without_secrets_or_bodies(
         kraken: StrictKraken, grants: FakeGrants, tmp_path: Path) -> None:
-    lines: list[dict[str, Any]] = []
-    with running_gateway(_config(kraken), grants, tmp_path / "v.bv", audit=lines.append) as url:
+    auditor = ListAuditor()
+    lines = auditor.lines
+    with running_gateway(_config(kraken), grants, tmp_path / "v.bv", audit=auditor) as url:
         _spot(url, grants, f"bvg_{SPOT_KEY}", "AddOrder", pair="XBTUSD", volume="0.0123")
         _spot(url, grants, f"bvg_{SPOT_KEY}", "Balance", secret=b64secret())
         _http(url, "GET", "/0/public/Time")

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -36,9 +35,17 @@ from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
 
-__all__ = ["AuditSink", "Gateway", "build_app"]
+__all__ = ["Auditor", "Gateway", "build_app"]
 
-AuditSink = Callable[[dict[str, Any]], None]
+
+class Auditor(Protocol):
+    """Where audit records go (`audit_writer.AuditProcess`); `record` must not block."""
+
+    async def start(self) -> None: ...
+
+    def record(self, record: dict[str, Any]) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -63,15 +70,13 @@ class Gateway:
     """The state one gateway shares across requests."""
 
     def __init__(self, config: GatewayConfig, agent: GrantAgent, vault_path: Path, *,
-                 audit: AuditSink | None = None, governor: Governor | None = None) -> None:
+                 audit: Auditor | None = None, governor: Governor | None = None) -> None:
         self.config = config
         self.agent = agent
         self.vault_path = vault_path
         self.audit = audit
         self.governor = governor or Governor(config.tier, bound=config.max_wait)
         self.upstream: Upstream | None = None
-        self._audit_queue: asyncio.Queue[dict[str, Any] | None] | None = None
-        self._audit_task: asyncio.Task[None] | None = None
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -79,38 +84,19 @@ class Gateway:
         self.upstream = Upstream(ca_file=self.config.ca_file,
                                  timeout=self.config.upstream_timeout)
         if self.audit is not None:
-            self._audit_queue = asyncio.Queue()
-            self._audit_task = asyncio.create_task(
-                self._write_audit(self._audit_queue, self.audit))
+            await self.audit.start()
 
     async def stop(self, _app: web.Application) -> None:
-        if self._audit_queue is not None and self._audit_task is not None:
-            await self._audit_queue.put(None)
-            await self._audit_task
+        if self.audit is not None:
+            await self.audit.stop()
         if self.upstream is not None:
             await self.upstream.close()
 
-    @staticmethod
-    async def _write_audit(queue: asyncio.Queue[dict[str, Any] | None], sink: AuditSink
-                           ) -> None:
-        # One writer, off the request path, in request order; a failing write is reported
-        # on stderr and the gateway goes on (the request itself already happened).
-        # Lines that queued up meanwhile go to one worker-thread call, in order.
-        loop = asyncio.get_running_loop()
-        done = False
-        while not done:
-            batch = [await queue.get()]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            done = None in batch
-            records = [r for r in batch if r is not None]
-            await loop.run_in_executor(None, _write_all, sink, records)
-
     def _record(self, outcome: _Outcome, method: str) -> None:
-        if self._audit_queue is None:
+        if self.audit is None:
             return
         # Only these fields (botvault.audit.FIELDS): never a header, a body or a query string.
-        self._audit_queue.put_nowait({
+        self.audit.record({
             "time": time.time(), "grant": outcome.grant, "entry": outcome.entry,
             "exchange": outcome.route.exchange if outcome.route else None,
             "method": method[:16],
@@ -238,17 +224,6 @@ class Gateway:
         response = web.Response(status=answer.status, body=answer.body)
         response.headers["Content-Type"] = answer.content_type
         return response
-
-
-def _write_all(sink: AuditSink, records: list[dict[str, Any]]) -> None:
-    for record in records:
-        try:
-            sink(record)
-        except Exception as exc:
-            import sys
-
-            print(f"botvault: warning: audit line not written: {type(exc).__name__}",
-                  file=sys.stderr)
 
 
 def build_app(gateway: Gateway) -> web.Application:

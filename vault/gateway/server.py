@@ -12,19 +12,14 @@ from aiohttp import web
 
 from ..agent import connect, socket_path_for
 from .agent_link import AsyncAgentGrants
-from .app import AuditSink, Gateway, build_app
+from .app import Gateway, build_app
+from .audit_writer import AuditProcess
 from .config import GatewayConfig
 
 __all__ = ["serve"]
 
 # Request line and each header: Kraken requests are small; a longer one is refused (400).
 _MAX_LINE = 8190
-
-
-def _audit_sink(vault_path: Path) -> AuditSink:
-    from ..audit import append_audit
-
-    return lambda record: append_audit(vault_path, record)
 
 
 async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
@@ -62,7 +57,7 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
     agent = AsyncAgentGrants(socket_path_for(vault_path))
-    gateway = Gateway(config, agent, agent_vault, audit=_audit_sink(agent_vault))
+    gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
     try:
         asyncio.run(_serve(gateway, announce))
     finally:
