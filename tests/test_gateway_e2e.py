@@ -53,13 +53,16 @@ def test_plain_http_through_the_real_agent(stack: Stack) -> None:
     for _ in range(3):  # the same bot nonce each time: the gateway puts the key's own in
         status, doc = spot_call(stack.url, bot, "Balance", 42)
         assert (status, doc["error"]) == (200, [])
+    # The websocket token is a private call like any other.
+    status, doc = spot_call(stack.url, bot, "GetWebSocketsToken", 42)
+    assert doc["error"] == [] and doc["result"]["token"]
     fut = stack.grant("fbot", "fut")
     path = "/derivatives/api/v3/openorders"
     status, doc = _http(stack.url, "GET", path, headers={
         "APIKey": fut.api_key, "Nonce": "1",
         "Authent": sign_futures(fut.api_secret, path, "1", "")})
     assert (status, doc["result"]) == (200, "success")
-    assert stack.kraken.accepted() == 4 and stack.kraken.rejected() == {}
+    assert stack.kraken.accepted() == 5 and stack.kraken.rejected() == {}
 
 
 def test_refusals_from_the_real_agent_never_reach_the_exchange(stack: Stack) -> None:
