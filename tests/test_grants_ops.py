@@ -197,6 +197,9 @@ def test_refused_grants(vault: Vault) -> None:
         _grant(vault, "Bad Name")
     with pytest.raises(InvalidInputError):
         _grant(vault, expires_in=0)
+    vault.rotate("spot", api_key="PUBSPOTNEXT", api_secret=b64secret())
+    with pytest.raises(ScopeError, match="retired"):
+        _grant(vault, entry="spot.retired-1")
     assert list_grants(vault) == []
 
 

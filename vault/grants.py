@@ -21,7 +21,6 @@ the grant pointing nowhere ("unknown"): a bot never silently moves to another ke
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import os
 import re
@@ -41,7 +40,6 @@ from .errors import (
     NotFoundError,
     ScopeError,
 )
-from .exchanges import endpoints
 from .nonces import key_id as _key_id
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
@@ -139,6 +137,8 @@ class Grant:
         return replace(self, **changes)
 
     def key_matches(self, api_key: str) -> bool:
+        import hmac  # here: it loads OpenSSL, which commands that never check a grant skip
+
         return hmac.compare_digest(self.api_key.encode("ascii"),
                                    api_key.encode("utf-8", "surrogatepass"))
 
@@ -181,6 +181,8 @@ def _expiry(value: object) -> float | None:
 
 def check_within(entry: Entry, general: General, withdrawal: Withdrawal) -> None:
     """A grant's scopes are never above its entry's (ScopeError names the axis)."""
+    from .exchanges import endpoints
+
     if entry.retired:
         raise ScopeError(f"{entry.name!r} is a retired key pair and is never used again",
                          hint="grant the current entry it was rotated into")
@@ -200,6 +202,8 @@ def check_within(entry: Entry, general: General, withdrawal: Withdrawal) -> None
 def check_endpoint(grant: Grant, entry: Entry, path: str, method: str, *,
                    allow_withdrawal: bool) -> None:
     """Refuse (ScopeError) an endpoint beyond the grant's scopes or the entry's own."""
+    from .exchanges import endpoints
+
     endpoints.check(entry.exchange, path, grant.general, grant.withdrawal,
                     allow_withdrawal=allow_withdrawal, method=method)
     endpoints.check(entry.exchange, path, entry.general, entry.withdrawal,
@@ -220,6 +224,8 @@ def usable(grant: Grant | None, now: float) -> Grant:
 def entry_of(vault: Vault, grant: Grant) -> Entry:
     """The entry whose key `grant` now signs with: its entry, if that still holds the key
     the grant was issued for or a key it was rotated into; else GrantError("unknown")."""
+    import hmac
+
     if grant.entry in vault:
         entry = vault.get(grant.entry)
         if hmac.compare_digest(_key_id(entry.exchange, entry.api_key), grant.key_id) or \
@@ -232,6 +238,8 @@ def entry_of(vault: Vault, grant: Grant) -> Entry:
 
 def _rotated_from(vault: Vault, grant: Grant) -> bool:
     """True when the grant's key is a retired pair of its entry (kept by `rotate`)."""
+    import hmac
+
     for entry in vault.list(retired=True):
         stem = entry.name.rsplit(".retired-", 1)[0]
         if entry.retired and stem != entry.name and grant.entry.startswith(stem) and \
