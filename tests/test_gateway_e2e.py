@@ -318,3 +318,23 @@ def test_the_gateway_process_holds_no_secret(stack: Stack) -> None:
     for name in ("cmdline", "environ"):
         data = Path(f"/proc/{stack.gateway.pid}/{name}").read_bytes()
         assert not any(n in data for n in needles)
+
+
+def test_another_address_only_with_allow_remote_and_a_warning(stack: Stack) -> None:
+    from .gateway_stack import start_gateway, stop_gateway
+
+    proc, url = start_gateway(stack.keys.path, stack.kraken.url, "--listen", "0.0.0.0:0",
+                              "--allow-remote")
+    try:
+        port = url.rsplit(":", 1)[1]
+        bot = stack.grant("remote", "spot")
+        assert spot_call(f"http://127.0.0.1:{port}", bot, "Balance", 1)[1]["error"] == []
+    finally:
+        stop_gateway(proc)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stderr.close()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert url.startswith("http://0.0.0.0:")
+    assert "botvault: warning: listening on 0.0.0.0" in err and "not loopback" in err

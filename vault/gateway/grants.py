@@ -8,7 +8,7 @@ grant secret, the grant's scope, taking the real key's nonce and signing, in one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import (
@@ -38,8 +38,8 @@ class SignRequest:
     grant_key: str
     path: str
     method: str
-    body: str
-    signature: str
+    body: str = field(repr=False)  # may hold an order
+    signature: str = field(repr=False)
     nonce_header: str
     content_type: str
     key_id: str
