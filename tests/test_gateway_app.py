@@ -364,3 +364,19 @@ def test_audit_records_each_request_without_secrets_or_bodies(
     assert "0.0123" not in text and "XBTUSD" not in text
     for grant in grants.grants.values():
         assert grant.secret not in text and grant.real_secret not in text
+
+
+def test_badly_signed_requests_cost_no_other_bot_its_keys_budget(
+        kraken: StrictKraken, grants: FakeGrants, tmp_path: Path) -> None:
+    # Someone who knows a grant's api key (it sits in bot configs) but not its secret floods
+    # the gateway; the key's real bot is then still served at once.
+    config = GatewayConfig(spot_url=kraken.url, futures_url=kraken.url, tier="pro",
+                           max_wait=0.5)
+    with running_gateway(config, grants, tmp_path / "v.bv") as url:
+        key = f"bvg_{SPOT_KEY}"
+        flood = [_spot(url, grants, key, "Balance", secret=b64secret())[1]["error"]
+                 for _ in range(40)]
+        assert flood == [["EAPI:Invalid signature"]] * 40
+        served = [_spot(url, grants, key, "Balance")[1]["error"] for _ in range(19)]
+    assert served == [[]] * 19
+    assert kraken.accepted() == 19 and kraken.rejected() == {}

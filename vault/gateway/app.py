@@ -6,12 +6,13 @@ One private request, in order:
 2. read its body within the size and time limits (a slow or oversized request is refused on
    its own connection; every connection is its own task, so other bots go on);
 3. resolve the grant (the agent; unknown, revoked, expired: refused);
-4. book its place under the key's rate counter (`governor`), in arrival order, and wait for
-   it; a wait beyond the bound is answered `EAPI:Rate limit exceeded` here;
-5. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
-   integrations take too) and, holding it, have the agent check the bot's signature and the
-   grant's scope and sign with the real key's next nonce; check the counter of real sends
-   (`Governor.admit`), then send it and read the answer;
+4. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
+   integrations take too; requests queue for it in arrival order) and, holding it, have the
+   agent check the bot's signature and the grant's scope and sign with the real key's next
+   nonce;
+5. wait, still holding it, until the key's rate counter takes the request (`governor`; a
+   wait that would end beyond the bound from arrival is answered `EAPI:Rate limit exceeded`
+   here), then send it and read the answer;
 6. answer the bot with the exchange's status and body, and write one audit line.
 
 Nothing the agent refused is sent. The handler never sees a secret.
@@ -30,7 +31,7 @@ from aiohttp import web
 from ..request_lock import KeyOrder, RequestLockTimeout
 from .config import GatewayConfig
 from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
-from .governor import Governor, RateLimited
+from .governor import Governor
 from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
@@ -75,7 +76,7 @@ class Gateway:
         self.agent = agent
         self.vault_path = vault_path
         self.audit = audit
-        self.governor = governor or Governor(config.tier, bound=config.max_wait)
+        self.governor = governor or Governor(config.tier)
         self.upstream: Upstream | None = None
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
@@ -173,31 +174,30 @@ class Gateway:
             text = request.rel_url.raw_query_string
         resolved = await self._resolve(grant_key, found)
         outcome.grant, outcome.entry = resolved.grant, resolved.entry
-        try:
-            wait = self.governor.reserve(found.api, resolved.key_id, found.endpoint)
-        except RateLimited:
-            raise _Refuse(Reason.RATE_LIMIT) from None
-        if wait > 0:
-            await asyncio.sleep(wait)
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
         sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
                                    signature, nonce_header, content_type, resolved.key_id)
         order = KeyOrder.for_key_id(self.vault_path, resolved.key_id)
+        bound = self.config.max_wait
         try:
-            async with order.hold_async(timeout=max(0.1, self.config.max_wait - wait)):
+            async with order.hold_async(timeout=bound):
                 try:
                     signed = await self.agent.sign(sign_request)
                 except GrantRefused as exc:
                     raise _Refuse(exc.reason) from None
-                # Counted by the time it is really sent (see governor): sends that bunched
-                # up behind the lock or the agent wait here the little that is missing.
-                while (late := self.governor.admit(found.api, resolved.key_id,
-                                                   found.endpoint)) > 0:
-                    await asyncio.sleep(late)
+                await self._within_rate(found, resolved.key_id, outcome.started + bound)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
                 return await self._forward(request, found, out_body, signed.headers, outcome)
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
+
+    async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
+        """Wait, holding the key's order, until the key's counter takes this request; refuse
+        it when that would end after `deadline` (monotonic)."""
+        while (wait := self.governor.admit(found.api, key_id, found.endpoint)) > 0:
+            if time.monotonic() + wait > deadline:
+                raise _Refuse(Reason.RATE_LIMIT)
+            await asyncio.sleep(wait)
 
     async def _resolve(self, grant_key: str, found: Route) -> Resolved:
         try:

@@ -6,18 +6,13 @@ starter/intermediate/pro tiers; ledger and trade-history calls cost 2, AddOrder 
 CancelOrder are outside it), Futures' budget is 500 cost units per 10 s (decay 50 per second)
 at per-endpoint costs.
 
-Two steps per request, because the exchange counts a request when it arrives, not when the
-gateway decided to send it:
-
-- `Bucket.reserve`, on arrival: the earliest time the request may go without taking the
-  counter over its maximum, booked in arrival order (a later arrival never overtakes an earlier
-  one, however cheap: first come, first served). A start further off than the bound is refused
-  without booking anything. The gateway sleeps until then, then queues for the key's order.
-- `Bucket.admit` / `Bucket.record`, holding the key's order, right before the request is sent:
-  the same counter kept on the times requests were really sent. If the lock queue or the agent
-  made sends bunch up, the request waits here the little that is missing. Each send is
-  counted a moment (`SLACK` seconds of decay) early, which covers how much later than the
-  gateway's clock says the request may reach the exchange.
+The gateway asks `Governor.admit` holding the key's request order, after the agent has
+authenticated the request and right before sending it: a request that would take the counter
+over waits (still holding the order, so later arrivals queue behind it: first come, first
+served), and is counted when it goes. Only requests that are really sent are counted, so a
+flood of badly signed requests costs no other bot any of its key's budget. Each send is
+counted a moment (`SLACK` seconds of decay) early, which covers how much later than the
+gateway's clock says the request may reach the exchange's counter.
 
 Pure arithmetic on an injectable clock: nothing here sleeps.
 """
@@ -38,7 +33,6 @@ __all__ = [
     "SPOT_TIERS",
     "Bucket",
     "Governor",
-    "RateLimited",
     "futures_cost",
     "spot_cost",
 ]
@@ -72,14 +66,6 @@ def futures_cost(endpoint: str) -> int:
     return FUTURES_COSTS.get(endpoint.removeprefix("/api/v3/"), 1)
 
 
-class RateLimited(Exception):
-    """The request would have to wait `wait` seconds, beyond the bound."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"would wait {wait:.1f} s")
-        self.wait = wait
-
-
 # Seconds of decay held back at every send: the variation in how long a request takes from
 # the gateway's check to the exchange's counter (loopback and a local agent: well below).
 SLACK = 0.05
@@ -87,56 +73,34 @@ SLACK = 0.05
 
 @dataclass
 class Bucket:
-    """One counter: `level` as of time `at` (which may lie ahead: booked, not yet sent);
-    `sent_level` as of `sent_at`, from the times requests were really sent."""
+    """One key's counter: `level` as of time `at`, counted when requests were sent."""
 
     maximum: float
     decay: float
     level: float = 0.0
     at: float = float("-inf")
-    sent_level: float = 0.0
-    sent_at: float = float("-inf")
 
     def admit(self, cost: float, now: float) -> float:
         """Seconds to wait before sending now (0: send), by the counter of real sends."""
         if cost <= 0:
             return 0.0
-        level = max(0.0, self.sent_level - (now - self.sent_at) * self.decay)
+        level = max(0.0, self.level - (now - self.at) * self.decay)
         excess = level + cost - (self.maximum - SLACK * self.decay)
-        return max(0.0, excess) / self.decay
+        # Below a nanosecond's worth is rounding: waiting it would not move a float clock.
+        return excess / self.decay if excess > 1e-9 else 0.0
 
     def record(self, cost: float, now: float) -> None:
         """Count a request sent at `now` (after `admit` said 0)."""
         if cost > 0:
-            level = max(0.0, self.sent_level - (now - self.sent_at) * self.decay)
-            self.sent_level, self.sent_at = level + cost, now
-
-    def reserve(self, cost: float, now: float, bound: float) -> float:
-        """Book `cost` at the earliest start not before `now` nor before the last booking;
-        return that start, or raise RateLimited when it is more than `bound` away."""
-        if cost <= 0:
-            return now
-        if cost > self.maximum:
-            raise RateLimited(float("inf"))
-        base = max(now, self.at)
-        level = self.level if base == self.at else max(
-            0.0, self.level - (base - self.at) * self.decay)
-        excess = level + cost - self.maximum
-        start = base + max(0.0, excess) / self.decay
-        if start - now > bound:
-            raise RateLimited(start - now)
-        self.level = max(0.0, level - (start - base) * self.decay) + cost
-        self.at = start
-        return start
+            level = max(0.0, self.level - (now - self.at) * self.decay)
+            self.level, self.at = level + cost, now
 
 
 class Governor:
     """The buckets of every key the gateway has seen, by key id; thread-safe."""
 
-    def __init__(self, tier: str, *, bound: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, tier: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.spot_maximum, self.spot_decay = SPOT_TIERS[tier]
-        self.bound = bound
         self.clock = clock
         self._buckets: dict[str, Bucket] = {}
         self._lock = threading.Lock()
@@ -151,16 +115,8 @@ class Governor:
             bucket = self._buckets[key_id] = Bucket(maximum, decay)
         return bucket, cost
 
-    def reserve(self, api: Api, key_id: str, endpoint: str) -> float:
-        """On arrival: seconds to wait before queueing for the key (0: at once); raises
-        RateLimited when that is beyond the bound."""
-        with self._lock:
-            bucket, cost = self._bucket(api, key_id, endpoint)
-            now = self.clock()
-            return bucket.reserve(cost, now, self.bound) - now
-
     def admit(self, api: Api, key_id: str, endpoint: str) -> float:
-        """Holding the key's order: seconds still to wait before sending; 0 counts the send."""
+        """Holding the key's order: seconds to wait before sending; 0 counts the send."""
         with self._lock:
             bucket, cost = self._bucket(api, key_id, endpoint)
             now = self.clock()
