@@ -380,3 +380,22 @@ def test_badly_signed_requests_cost_no_other_bot_its_keys_budget(
         served = [_spot(url, grants, key, "Balance")[1]["error"] for _ in range(19)]
     assert served == [[]] * 19
     assert kraken.accepted() == 19 and kraken.rejected() == {}
+
+
+def test_a_large_answer_arrives_whole(gateway: str, kraken: StrictKraken) -> None:
+    import tests.kraken_server as server
+
+    big = {f"PAIR{i}": {"altname": f"P{i}", "pad": "x" * 200} for i in range(2000)}
+    original = server._spot_public
+
+    def public(method: str) -> Any:
+        if method == "AssetPairs":
+            return server._Answer(200, {"error": [], "result": big}, "public")
+        return original(method)
+
+    server._spot_public = public
+    try:
+        status, doc = _http(gateway, "GET", "/0/public/AssetPairs")
+    finally:
+        server._spot_public = original
+    assert status == 200 and doc["result"] == big  # about 500 KB, in many reads

@@ -32,6 +32,18 @@ class UpstreamAnswer:
     body: bytes
 
 
+async def _read_all(content: aiohttp.StreamReader) -> bytes:
+    """The whole answer (read() of a stream returns what has arrived so far), bounded."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await content.read(1 << 16):
+        size += len(chunk)
+        if size > _ANSWER_LIMIT:
+            raise UpstreamError("the exchange's answer was too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """Certificate and host name verified, against `ca_file` if given, else the system's."""
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -56,9 +68,7 @@ class Upstream:
             async with self._session.request(method, url, headers=headers,
                                              data=body if body else None,
                                              allow_redirects=False) as response:
-                data = await response.content.read(_ANSWER_LIMIT + 1)
-                if len(data) > _ANSWER_LIMIT:
-                    raise UpstreamError("the exchange's answer was too large")
+                data = await _read_all(response.content)
                 return UpstreamAnswer(response.status,
                                       response.headers.get("Content-Type", "application/json"),
                                       data)
