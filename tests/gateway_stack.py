@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from botvault import Vault
+from botvault.agent import start_agent
 from botvault.grants import add_grant
 
-from .agent_support import Keys, make_vault, private_runtime_dir, running
+from .agent_support import Keys, make_vault, private_runtime_dir, running, stop
 from .kraken_server import StrictKraken
 
 ENTRIES = {
@@ -79,13 +80,27 @@ def stop_gateway(proc: subprocess.Popen[str]) -> int:
 
 
 @contextlib.contextmanager
+def _agent(keys: Keys, *, sign_only: bool) -> Iterator[None]:
+    if not sign_only:
+        with running(keys):
+            yield
+        return
+    info = start_agent(keys.path, keys.data_key, ttl=60, idle=60, allow_withdrawal=False,
+                       sign_only=True)
+    try:
+        yield
+    finally:
+        stop(info)
+
+
+@contextlib.contextmanager
 def gateway_stack(vault_path: Path, *, entries: dict[str, dict[str, str]] | None = None,
                   tier: str = "pro", latency: float = 0.0, gateway_args: tuple[str, ...] = (),
-                  enforce_rate: bool = True) -> Iterator[Stack]:
+                  enforce_rate: bool = True, sign_only: bool = False) -> Iterator[Stack]:
     private_runtime_dir()
     keys = make_vault(vault_path, entries or ENTRIES)
     with StrictKraken(tier=tier, latency=latency, enforce_rate=enforce_rate) as kraken, \
-            running(keys):
+            _agent(keys, sign_only=sign_only):
         for name, kw in (entries or ENTRIES).items():
             product = "spot" if kw["exchange"] == "kraken-spot" else "futures"
             kraken.add_key(real_api_key(name), keys.secrets[name], product,

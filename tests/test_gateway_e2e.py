@@ -338,3 +338,19 @@ def test_another_address_only_with_allow_remote_and_a_warning(stack: Stack) -> N
         proc.stdout.close()
     assert url.startswith("http://0.0.0.0:")
     assert "botvault: warning: listening on 0.0.0.0" in err and "not loopback" in err
+
+
+def test_the_gateway_works_with_a_sign_only_agent(vault_path: Path) -> None:
+    from botvault import agent
+    from botvault.errors import VaultError
+
+    with gateway_stack(vault_path, sign_only=True) as stack:
+        with agent.connect(stack.keys.path) as client:
+            assert client.status()["sign_only"] is True
+            with pytest.raises(VaultError):
+                client.credentials("spot")  # no process of the user gets the secret
+        # Grants are issued with the passphrase (here: the data key) while it runs.
+        bot = stack.grant("bot", "spot")
+        assert spot_call(stack.url, bot, "Balance", 1)[1]["error"] == []
+        assert spot_call(stack.url, bot, "AddOrder", 1, pair="XBTUSD")[1]["error"] == []
+        assert stack.kraken.accepted() == 2
