@@ -399,3 +399,26 @@ def test_a_large_answer_arrives_whole(gateway: str, kraken: StrictKraken) -> Non
     finally:
         server._spot_public = original
     assert status == 200 and doc["result"] == big  # about 500 KB, in many reads
+
+
+def test_faults_are_answered_in_krakens_format_and_send_nothing(
+        kraken: StrictKraken, grants: FakeGrants, tmp_path: Path,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    vault = tmp_path / "v.bv"
+    with running_gateway(_config(kraken), grants, vault) as url:
+        requests = vault.with_name(vault.name + ".requests")
+        requests.mkdir(mode=0o700)
+        requests.chmod(0o777)  # someone opened the key's lock folder to others
+        status, doc = _spot(url, grants, f"bvg_{SPOT_KEY}", "Balance")
+        assert (status, doc["error"]) == (503, ["EService:Unavailable"])
+        requests.chmod(0o700)
+
+        async def broken(request: Any) -> Any:
+            raise RuntimeError("volume=0.123 secret-ish detail")
+
+        grants.sign = broken  # type: ignore[method-assign]
+        status, doc = _spot(url, grants, f"bvg_{SPOT_KEY}", "Balance")
+        assert (status, doc["error"]) == (500, ["EGeneral:Internal error"])
+    err = capfd.readouterr().err
+    assert "RuntimeError" in err and "0.123" not in err
+    assert kraken.paths["/0/private/Balance"] == 0

@@ -21,6 +21,7 @@ Nothing the agent refused is sent. The handler never sees a secret.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from ..errors import VaultError
 from ..request_lock import KeyOrder, RequestLockTimeout
 from .config import GatewayConfig
 from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
@@ -114,13 +116,23 @@ class Gateway:
         try:
             response = await self._dispatch(request, found, outcome)
         except _Refuse as refused:
-            api = found.api if found else Api.SPOT
-            answer = refusal(api, refused.reason)
-            outcome.outcome = refused.reason.value
-            response = web.Response(status=answer.status, body=answer.body,
-                                    content_type="application/json")
+            response = self._refusal(found, refused.reason, outcome)
+        except VaultError:
+            # e.g. the requests directory became insecure: nothing was sent.
+            response = self._refusal(found, Reason.UNAVAILABLE, outcome)
+        except Exception as exc:
+            # Its type only: a message or traceback could hold a request's contents.
+            print(f"botvault: error: gateway fault: {type(exc).__name__}", file=sys.stderr)
+            response = self._refusal(found, Reason.INTERNAL, outcome)
         self._record(outcome, request.method)
         return response
+
+    @staticmethod
+    def _refusal(found: Route | None, reason: Reason, outcome: _Outcome) -> web.Response:
+        answer = refusal(found.api if found else Api.SPOT, reason)
+        outcome.outcome = reason.value
+        return web.Response(status=answer.status, body=answer.body,
+                            content_type="application/json")
 
     async def _dispatch(self, request: web.Request, found: Route | None, outcome: _Outcome
                         ) -> web.StreamResponse:

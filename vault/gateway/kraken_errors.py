@@ -33,6 +33,7 @@ class Reason(str, enum.Enum):
     UNKNOWN_PATH = "unknown-path"
     UNAVAILABLE = "agent-unavailable"  # no agent, or it failed
     UPSTREAM = "upstream-failed"  # exchange unreachable, TLS refused, timed out
+    INTERNAL = "internal-error"  # a fault of the gateway's own (its type goes to stderr)
 
 
 # reason -> (Spot error, Spot status, Futures error, Futures status)
@@ -47,6 +48,7 @@ _TABLE: dict[Reason, tuple[str, int, str, int]] = {
     Reason.UNKNOWN_PATH: ("EGeneral:Unknown method", 404, "notFound", 404),
     Reason.UNAVAILABLE: ("EService:Unavailable", 503, "serviceUnavailable", 503),
     Reason.UPSTREAM: ("EService:Unavailable", 502, "serviceUnavailable", 502),
+    Reason.INTERNAL: ("EGeneral:Internal error", 500, "serverError", 500),
 }
 
 
