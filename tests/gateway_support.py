@@ -27,10 +27,11 @@ from botvault.agent.signing import spot_body_with_nonce
 from botvault.errors import GrantError, VaultError
 from botvault.exchanges import endpoints
 from botvault.exchanges.kraken import sign_futures, sign_spot
-from botvault.gateway.app import Auditor, Gateway, build_app
+from botvault.gateway.app import Auditor, Gateway
 from botvault.gateway.config import GatewayConfig
 from botvault.gateway.governor import Governor
 from botvault.gateway.grants import Resolved, Signed, SignRequest, refused_as
+from botvault.gateway.server import make_runner
 from botvault.nonces import key_id
 from botvault.scopes import General, Withdrawal
 
@@ -147,7 +148,7 @@ def running_gateway(config: GatewayConfig, agent: FakeGrants, vault_path: Path, 
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     url: list[str] = []
-    runner = web.AppRunner(build_app(gateway), access_log=None, handler_cancellation=False)
+    runner = make_runner(gateway)  # the real server's settings
 
     async def start() -> None:
         await runner.setup()

@@ -278,7 +278,7 @@ def _raw(url: str, data: bytes) -> bytes:
 def test_slow_and_malformed_clients_do_not_affect_other_bots(
         kraken: StrictKraken, grants: FakeGrants, tmp_path: Path) -> None:
     config = GatewayConfig(spot_url=kraken.url, futures_url=kraken.url, tier="pro",
-                           body_timeout=0.5)
+                           body_timeout=0.5, idle_timeout=1.0)
     with running_gateway(config, grants, tmp_path / "v.bv") as url:
         host, port = urlsplit(url).netloc.split(":")
         # A client that announces a body and never sends it ...
@@ -299,6 +299,9 @@ def test_slow_and_malformed_clients_do_not_affect_other_bots(
         assert answer.startswith(b"HTTP/1.1 408")
         assert b"EGeneral:Invalid arguments" in answer
         slow.close()
+        # The one that never finishes its headers is closed once idle too long.
+        dribble.settimeout(10)
+        assert dribble.recv(65536) == b""
         dribble.close()
     assert kraken.accepted() == 1 and kraken.rejected() == {}
 

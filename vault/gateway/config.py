@@ -87,6 +87,7 @@ class GatewayConfig:
     max_wait: float = 30.0
     max_body: int = 256 * 1024
     body_timeout: float = 10.0
+    idle_timeout: float = 15.0  # an idle or unfinished connection is closed after this
     upstream_timeout: float = 30.0
     allow_remote: bool = False
 

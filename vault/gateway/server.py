@@ -16,16 +16,23 @@ from .app import Gateway, build_app
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
 
-__all__ = ["serve"]
+__all__ = ["make_runner", "serve"]
 
 # Request line and each header: Kraken requests are small; a longer one is refused (400).
 _MAX_LINE = 8190
 
 
+def make_runner(gateway: Gateway) -> web.AppRunner:
+    """The server's settings. `keepalive_timeout` also bounds how long a connection may sit
+    idle or dribble an unfinished request line and headers before it is closed, so slow
+    clients cannot pile up connections; a request in progress is never cut."""
+    return web.AppRunner(build_app(gateway), access_log=None, handler_cancellation=False,
+                         max_line_size=_MAX_LINE, max_field_size=_MAX_LINE,
+                         keepalive_timeout=gateway.config.idle_timeout)
+
+
 async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
-    runner = web.AppRunner(build_app(gateway), access_log=None, handler_cancellation=False,
-                           max_line_size=_MAX_LINE, max_field_size=_MAX_LINE,
-                           keepalive_timeout=75)
+    runner = make_runner(gateway)
     await runner.setup()
     listen = gateway.config.listen
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
