@@ -181,6 +181,8 @@ def test_four_clients_600_requests_on_one_key_all_accepted_direct_loses_some(
         assert stack.kraken.accepted() - accepted_before == 600
         assert stack.kraken.rejected() == direct_rejected  # not one more at the server
         assert stack.kraken.max_in_flight(stack.real("spot").api_key) == 1
+    print(f"direct: {direct_ok}/600 accepted, {direct_rejected}; "
+          f"through the gateway: {sum(t['ok'] for t in through)}/600")
     assert direct_ok < 600
     assert direct_rejected.get("EAPI:Invalid nonce", 0) > 0
 
