@@ -356,3 +356,23 @@ def test_the_gateway_works_with_a_sign_only_agent(vault_path: Path) -> None:
         assert spot_call(stack.url, bot, "Balance", 1)[1]["error"] == []
         assert spot_call(stack.url, bot, "AddOrder", 1, pair="XBTUSD")[1]["error"] == []
         assert stack.kraken.accepted() == 2
+
+
+def test_when_the_agent_goes_away_requests_are_refused_unsent(stack: Stack) -> None:
+    import signal
+
+    from botvault import agent
+
+    from .agent_support import eventually
+
+    bot = stack.grant("bot", "spot")
+    assert spot_call(stack.url, bot, "Balance", 1)[1]["error"] == []
+    with agent.connect(stack.keys.path) as client:
+        pid = int(client.status()["pid"])
+    os.kill(pid, signal.SIGTERM)
+    assert eventually(lambda: not Path(f"/proc/{pid}").exists()
+                      or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2])
+    status, doc = spot_call(stack.url, bot, "Balance", 2)
+    assert (status, doc) == (503, {"error": ["EService:Unavailable"], "result": {}})
+    assert stack.gateway.poll() is None  # the gateway itself goes on
+    assert stack.kraken.accepted() == 1 and stack.kraken.rejected() == {}
