@@ -376,3 +376,39 @@ def test_when_the_agent_goes_away_requests_are_refused_unsent(stack: Stack) -> N
     assert (status, doc) == (503, {"error": ["EService:Unavailable"], "result": {}})
     assert stack.gateway.poll() is None  # the gateway itself goes on
     assert stack.kraken.accepted() == 1 and stack.kraken.rejected() == {}
+
+
+def test_a_gateway_and_an_in_process_bot_on_one_key_never_collide(vault_path: Path) -> None:
+    import threading
+
+    from botvault import agent
+    from botvault.request_lock import KeyOrder
+
+    from .gateway_stack import real_api_key
+
+    with gateway_stack(vault_path, latency=0.002) as stack:
+        bot = stack.grant("bot", "spot")
+        order = KeyOrder(stack.keys.path, "kraken-spot", real_api_key("spot"))
+        errors: list[Any] = []
+
+        def through_gateway() -> None:
+            for _ in range(60):
+                errors.append(spot_call(stack.url, bot, "AddOrder", 1, pair="XBTUSD")[1]
+                              ["error"])
+
+        def in_process() -> None:
+            with agent.connect(stack.keys.path) as client:
+                for _ in range(60):
+                    with order.hold():  # what the in-process integrations take
+                        signed = client.sign("spot", "/0/private/AddOrder", "pair=XBTUSD")
+                        errors.append(_http(stack.kraken.url, "POST", "/0/private/AddOrder",
+                                            signed.body, signed.headers)[1]["error"])
+
+        threads = [threading.Thread(target=through_gateway), threading.Thread(target=in_process)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [[]] * 120
+        assert stack.kraken.rejected() == {}
+        assert stack.kraken.max_in_flight(real_api_key("spot")) == 1
