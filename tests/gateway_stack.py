@@ -108,6 +108,8 @@ def gateway_stack(vault_path: Path, *, entries: dict[str, dict[str, str]] | None
         proc, url = start_gateway(keys.path, kraken.url, "--tier", tier, *gateway_args)
         try:
             yield Stack(keys, kraken, url, proc)
+            code = stop_gateway(proc)
+            assert code == 0, proc.stderr.read() if proc.stderr else code  # a clean stop
         finally:
             stop_gateway(proc)
             if proc.stderr is not None:

@@ -92,7 +92,7 @@ def test_every_request_is_audited_beside_the_vault(stack: Stack) -> None:
     _http(stack.url, "GET", "/0/public/Time")
     from .gateway_stack import stop_gateway
 
-    stop_gateway(stack.gateway)  # flushes the audit writer
+    assert stop_gateway(stack.gateway) == 0  # flushes the audit writer
     records = list(read_audit(stack.keys.path))
     assert [(r["grant"], r["entry"], r["endpoint"], r["outcome"], r["upstream_status"])
             for r in records] == [

@@ -52,6 +52,7 @@ async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
         await stopped.wait()
     finally:
         await runner.cleanup()
+        gateway.agent.close()  # on this loop: its connections belong to it
 
 
 def serve(config: GatewayConfig, vault_path: Path | None,
@@ -65,7 +66,4 @@ def serve(config: GatewayConfig, vault_path: Path | None,
         agent_vault = Path(str(probe.status()["vault"]))
     agent = AsyncAgentGrants(socket_path_for(vault_path))
     gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
-    try:
-        asyncio.run(_serve(gateway, announce))
-    finally:
-        agent.close()
+    asyncio.run(_serve(gateway, announce))
