@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from botvault.gateway.config import DEFAULT_FUTURES_URL, DEFAULT_PORT, DEFAULT_SPOT_URL
+
 from . import output
 from .common import VaultOpt
 
@@ -17,11 +19,11 @@ app = typer.Typer()
 def gateway(
     listen: Annotated[str, typer.Option(
         metavar="HOST:PORT", help="Address to listen on (an IP address; port 0: any free one)."
-        )] = "127.0.0.1:8422",
+        )] = f"127.0.0.1:{DEFAULT_PORT}",
     spot_url: Annotated[str, typer.Option(help="Kraken Spot REST origin.")
-                        ] = "https://api.kraken.com",
+                        ] = DEFAULT_SPOT_URL,
     futures_url: Annotated[str, typer.Option(help="Kraken Futures REST origin.")
-                           ] = "https://futures.kraken.com",
+                           ] = DEFAULT_FUTURES_URL,
     tier: Annotated[str, typer.Option(
         help="Your Kraken verification tier (Spot rate counter): starter, intermediate, pro."
         )] = "starter",
