@@ -412,3 +412,15 @@ def test_a_gateway_and_an_in_process_bot_on_one_key_never_collide(vault_path: Pa
         assert errors == [[]] * 120
         assert stack.kraken.rejected() == {}
         assert stack.kraken.max_in_flight(real_api_key("spot")) == 1
+
+
+def test_a_json_spot_body_gets_the_keys_nonce_once(stack: Stack) -> None:
+    bot = stack.grant("bot", "spot")
+    path = "/0/private/AddOrder"
+    for _ in range(2):  # the same bot nonce twice
+        body = json.dumps({"nonce": 7, "pair": "XBTUSD", "volume": "0.01"})
+        status, doc = _http(stack.url, "POST", path, body, {
+            "API-Key": bot.api_key, "API-Sign": sign_spot(bot.api_secret, path, 7, body),
+            "Content-Type": "application/json"})
+        assert (status, doc["error"]) == (200, [])
+    assert stack.kraken.accepted() == 2 and stack.kraken.rejected() == {}
