@@ -424,3 +424,18 @@ def test_a_json_spot_body_gets_the_keys_nonce_once(stack: Stack) -> None:
             "Content-Type": "application/json"})
         assert (status, doc["error"]) == (200, [])
     assert stack.kraken.accepted() == 2 and stack.kraken.rejected() == {}
+
+
+def test_futures_orders_beyond_the_budget_wait_instead_of_failing(stack: Stack) -> None:
+    fut = stack.grant("fbot", "fut")
+    path = "/derivatives/api/v3/sendorder"
+    data = "orderType=lmt&symbol=PF_XBTUSD&side=buy&size=1&limitPrice=1000"
+    results = []
+    for _ in range(56):  # 560 units: 60 over the 500 of a 10 s window, about 1.2 s of waits
+        status, doc = _http(stack.url, "POST", path, data, {
+            "APIKey": fut.api_key, "Nonce": "1", "Content-Type":
+            "application/x-www-form-urlencoded",
+            "Authent": sign_futures(fut.api_secret, path, "1", data)})
+        results.append((status, doc["result"]))
+    assert results == [(200, "success")] * 56
+    assert stack.kraken.accepted() == 56 and stack.kraken.rejected() == {}
