@@ -199,7 +199,8 @@ def test_the_bots_auth_headers_are_stripped_and_others_not_forwarded(
 
 
 def test_unknown_paths_are_refused(gateway: str, kraken: StrictKraken) -> None:
-    for target in ("/", "/admin", "/0/../etc/passwd", "/derivatives//api/v3/x"):
+    for target in ("/", "/admin", "/0/../etc/passwd", "/derivatives//api/v3/x",
+                   "/0/private/Withdr%61w", "/0/private/%41ddOrder"):
         status, doc = _http(gateway, "GET", target)
         assert status == 404 and doc["error"] == ["EGeneral:Unknown method"]
     assert sum(kraken.paths.values()) == 0

@@ -68,7 +68,8 @@ def test_routes() -> None:
     history = route("/api/history/v2/orders", set())
     assert history is not None and history.api is Api.FUTURES and history.private
     for bad in ("/", "/1/private/x", "/0/../x", "/derivatives//x", "/0/" + "a" * 600,
-                "/0/privé"):
+                "/0/privé", "/0/private/Withdr%61w", "/0/private/Balance;x",
+                "/derivatives/api/v3/with%64rawal", "/0/private/A ddOrder"):
         assert route(bad, set()) is None
 
 

@@ -9,6 +9,7 @@ never forwarded unchecked.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..exchanges.endpoints import KRAKEN_FUTURES, KRAKEN_SPOT, known_paths, normalise_path
@@ -20,6 +21,7 @@ __all__ = ["AUTH_HEADERS", "Route", "route"]
 AUTH_HEADERS = frozenset({"api-key", "api-sign", "apikey", "authent", "nonce"})
 _FUTURES_ROOTS = ("/derivatives/", "/api/history/", "/api/charts/", "/api/feeschedules/")
 _MAX_PATH = 512
+_PLAIN = re.compile(r"[A-Za-z0-9/_.-]+")
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ def route(path: str, header_names: set[str]) -> Route | None:
 
     `header_names` are the request's header names, lower-cased.
     """
-    if len(path) > _MAX_PATH or not path.isascii() or ".." in path or "//" in path:
+    # Kraken's paths are plain names. Anything else (percent-escapes above all) could read as
+    # one endpoint to the scope tables and as another to the exchange once decoded.
+    if len(path) > _MAX_PATH or not _PLAIN.fullmatch(path) or ".." in path or "//" in path:
         return None
     if path.startswith("/0/"):
         return Route(Api.SPOT, path.startswith("/0/private/"), normalise_path(KRAKEN_SPOT, path))
