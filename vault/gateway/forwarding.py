@@ -68,7 +68,12 @@ class Upstream:
             async with self._session.request(method, url, headers=headers,
                                              data=body if body else None,
                                              allow_redirects=False) as response:
-                data = await _read_all(response.content)
+                length = response.content_length
+                if length is not None and length > _ANSWER_LIMIT:
+                    raise UpstreamError("the exchange's answer was too large")
+                # With a length, aiohttp reads exactly that much; without, read up to the limit.
+                data = await (response.read() if length is not None
+                              else _read_all(response.content))
                 return UpstreamAnswer(response.status,
                                       response.headers.get("Content-Type", "application/json"),
                                       data)
