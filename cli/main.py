@@ -26,6 +26,7 @@ _COMMANDS = {
     "unlock": "agent_cmds", "lock": "agent_cmds", "status": "agent_cmds",
     "run": "handover_cmds", "env": "handover_cmds", "nonce": "nonce_cmds",
     "sign": "sign_cmds",
+    "gateway": "gateway_cmds",
     "grant": "grant_cmds",
     "passwd": "vault_cmds", "restore": "vault_cmds", "rotate": "storage_cmds",
     "export": "storage_cmds", "import": "storage_cmds", "doctor": "storage_cmds",

@@ -162,3 +162,26 @@ def test_requests_directory_must_be_private(tmp_path: Path) -> None:
             KeyOrder(vault, "kraken-spot", "k").hold():
         pass
     assert caught.value.hint == f"run: chmod 700 {requests_dir(vault)}"
+
+
+def test_for_key_id_is_the_same_lock_as_by_api_key(tmp_path: Path) -> None:
+    vault = tmp_path / "vault.bv"
+    by_key = KeyOrder(vault, "kraken-spot", "the-api-key")
+    by_id = KeyOrder.for_key_id(vault, key_id("kraken-spot", "the-api-key"))
+    assert by_id.path == by_key.path
+    proc = _holder(vault, 5)
+    try:
+        with pytest.raises(RequestLockTimeout), by_id.hold(timeout=0.2):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("bad", ["", "../" + "0" * 29, "A" * 32, "0" * 31, "0" * 33,
+                                 "0" * 32 + "\n"])
+def test_for_key_id_refuses_anything_but_a_key_id(tmp_path: Path, bad: str) -> None:
+    from botvault.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError):
+        KeyOrder.for_key_id(tmp_path / "vault.bv", bad)

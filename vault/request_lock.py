@@ -28,6 +28,7 @@ import contextvars
 import errno
 import fcntl
 import os
+import re
 import threading
 import time
 import weakref
@@ -35,7 +36,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from . import private
-from .errors import ConflictError
+from .errors import ConflictError, InvalidInputError
 from .nonces import key_id
 
 __all__ = ["DEFAULT_TIMEOUT", "KeyOrder", "RequestLockTimeout", "requests_dir"]
@@ -44,6 +45,8 @@ DEFAULT_TIMEOUT = 30.0
 # Polling steps for the asyncio form (and for timed waits): short at first, because the
 # holder of a loopback request usually finishes within a millisecond or two.
 _POLL_FIRST, _POLL_MAX = 0.0002, 0.005
+
+_KEY_ID = re.compile(r"[0-9a-f]{32}")
 
 _held_by_thread = threading.local()
 _held_in_context: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
@@ -68,6 +71,18 @@ class KeyOrder:
     def __init__(self, vault_path: str | os.PathLike[str], exchange: str, api_key: str) -> None:
         self.vault_path = Path(vault_path)
         self.key_id = key_id(exchange, api_key)
+
+    @classmethod
+    def for_key_id(cls, vault_path: str | os.PathLike[str], key_id: str) -> KeyOrder:
+        """The order of the key whose `nonces.key_id` is `key_id` (the gateway knows only
+        that, from the agent's grant_resolve, never the api key itself)."""
+        if not _KEY_ID.fullmatch(key_id):
+            # The id becomes a file name: anything but the hex digest could leave the folder.
+            raise InvalidInputError("a key id is 32 lowercase hex digits")
+        order = cls.__new__(cls)
+        order.vault_path = Path(vault_path)
+        order.key_id = key_id
+        return order
 
     def __repr__(self) -> str:
         return f"KeyOrder(vault={str(self.vault_path)!r}, key_id={self.key_id!r})"

@@ -1,0 +1,122 @@
+"""A whole gateway stack for end-to-end tests and the bench: a vault, its real agent, grants,
+the strict Kraken stand-in, and `botvault gateway` as a real subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from botvault import Vault
+from botvault.agent import start_agent
+from botvault.grants import add_grant
+
+from .agent_support import Keys, make_vault, private_runtime_dir, running, stop
+from .kraken_server import StrictKraken
+
+ENTRIES = {
+    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
+    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
+}
+
+
+def real_api_key(entry: str) -> str:
+    """The api key agent_support.make_vault gives entry `entry`."""
+    return f"PUB{entry.upper().replace('-', '')}KEY"
+
+
+@dataclass(frozen=True)
+class Credential:
+    api_key: str
+    api_secret: str = field(repr=False)
+
+
+@dataclass
+class Stack:
+    keys: Keys
+    kraken: StrictKraken
+    url: str
+    gateway: subprocess.Popen[str]
+
+    def grant(self, bot: str, entry: str, general: str = "full") -> Credential:
+        with Vault.open_with_key(self.keys.path, self.keys.data_key) as vault:
+            grant = add_grant(vault, bot, entry=entry, general=general, withdrawal="none")
+        return Credential(grant.api_key, grant.api_secret.reveal())
+
+    def real(self, entry: str) -> Credential:
+        return Credential(real_api_key(entry), self.keys.secrets[entry])
+
+
+def start_gateway(vault: Path, kraken_url: str, *extra: str, timeout: float = 30.0
+                  ) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botvault", "gateway", "--vault", str(vault), "--listen",
+         "127.0.0.1:0", "--spot-url", kraken_url, "--futures-url", kraken_url, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if "listening on " not in line:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"the gateway did not start: {line!r} {err!r}")
+    return proc, line.strip().rsplit(" ", 1)[1]
+
+
+def stop_gateway(proc: subprocess.Popen[str]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(5)
+
+
+@contextlib.contextmanager
+def _agent(keys: Keys, *, sign_only: bool) -> Iterator[None]:
+    if not sign_only:
+        with running(keys):
+            yield
+        return
+    info = start_agent(keys.path, keys.data_key, ttl=60, idle=60, allow_withdrawal=False,
+                       sign_only=True)
+    try:
+        yield
+    finally:
+        stop(info)
+
+
+@contextlib.contextmanager
+def gateway_stack(vault_path: Path, *, entries: dict[str, dict[str, str]] | None = None,
+                  tier: str = "pro", latency: float = 0.0, gateway_args: tuple[str, ...] = (),
+                  enforce_rate: bool = True, sign_only: bool = False) -> Iterator[Stack]:
+    private_runtime_dir()
+    keys = make_vault(vault_path, entries or ENTRIES)
+    with StrictKraken(tier=tier, latency=latency, enforce_rate=enforce_rate) as kraken, \
+            _agent(keys, sign_only=sign_only):
+        for name, kw in (entries or ENTRIES).items():
+            product = "spot" if kw["exchange"] == "kraken-spot" else "futures"
+            kraken.add_key(real_api_key(name), keys.secrets[name], product,
+                           general=kw["general"], withdrawal=kw["withdrawal"])
+        proc, url = start_gateway(keys.path, kraken.url, "--tier", tier, *gateway_args)
+        try:
+            yield Stack(keys, kraken, url, proc)
+            code = stop_gateway(proc)
+            assert code == 0, proc.stderr.read() if proc.stderr else code  # a clean stop
+        finally:
+            stop_gateway(proc)
+            if proc.stderr is not None:
+                proc.stderr.close()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def env_without_agent() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("BOTVAULT_AGENT")}

@@ -1,0 +1,175 @@
+"""Running a gateway in a test: on a real loopback port, in a thread with its own event loop.
+
+`FakeGrants` stands in for the agent's two grant operations in the unit tests of the
+gateway's own logic (routing, refusals, pacing, limits, forwarding) only; the end-to-end tests
+use the real agent. It checks what the agent checks, with the same primitives: the bot's
+signature with the grant secret, the grant's scope with the endpoint tables, then the real
+key's next nonce and the real signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from botvault.agent.signing import spot_body_with_nonce
+from botvault.errors import GrantError, VaultError
+from botvault.exchanges import endpoints
+from botvault.exchanges.kraken import sign_futures, sign_spot
+from botvault.gateway.app import Auditor, Gateway
+from botvault.gateway.config import GatewayConfig
+from botvault.gateway.governor import Governor
+from botvault.gateway.grants import Resolved, Signed, SignRequest, refused_as
+from botvault.gateway.server import make_runner
+from botvault.nonces import key_id
+from botvault.scopes import General, Withdrawal
+
+
+def b64secret() -> str:
+    return base64.b64encode(os.urandom(64)).decode()
+
+
+@dataclass
+class FakeGrant:
+    name: str
+    entry: str
+    exchange: str
+    api_key: str  # the real key, as the exchange knows it
+    real_secret: str
+    secret: str = field(default_factory=b64secret)  # the grant's own
+    general: General = General.FULL
+    withdrawal: Withdrawal = Withdrawal.NONE
+    revoked: bool = False
+
+
+class FakeGrants:
+    """The agent's grant_resolve / grant_sign, in process (unit tests only)."""
+
+    def __init__(self) -> None:
+        self.grants: dict[str, FakeGrant] = {}
+        self.nonce = 1_000
+        self.lock = threading.Lock()
+        self.signed = 0
+
+    def add(self, grant_key: str, grant: FakeGrant) -> FakeGrant:
+        self.grants[grant_key] = grant
+        return grant
+
+    def _find(self, grant_key: str) -> FakeGrant:
+        grant = self.grants.get(grant_key)
+        if grant is None:
+            raise GrantError("unknown")
+        if grant.revoked:
+            raise GrantError("revoked")
+        return grant
+
+    async def resolve(self, grant_key: str) -> Resolved:
+        try:
+            grant = self._find(grant_key)
+        except VaultError as exc:
+            raise refused_as(exc) from None
+        return Resolved(grant.name, grant.entry, grant.exchange,
+                        key_id(grant.exchange, grant.api_key))
+
+    async def sign(self, request: SignRequest) -> Signed:
+        try:
+            return self._sign(request)
+        except VaultError as exc:
+            raise refused_as(exc) from None
+
+    def _sign(self, request: SignRequest) -> Signed:
+        grant = self._find(request.grant_key)
+        if key_id(grant.exchange, grant.api_key) != request.key_id:
+            raise GrantError("changed")
+        if grant.exchange == endpoints.KRAKEN_SPOT:
+            nonces = [v for k, v in parse_qsl(request.body) if k == "nonce"]
+            bot_nonce = int(nonces[0]) if len(nonces) == 1 and nonces[0].isdigit() else 0
+            expected = sign_spot(grant.secret, request.path, bot_nonce, request.body)
+        else:
+            expected = sign_futures(grant.secret, request.path.split("?")[0],
+                                    request.nonce_header, request.body)
+        import hmac
+
+        if not hmac.compare_digest(expected.encode(), request.signature.encode()):
+            raise GrantError("signature")
+        endpoints.check(grant.exchange, request.path, grant.general, grant.withdrawal,
+                        allow_withdrawal=False, method=request.method)
+        with self.lock:
+            self.nonce += 1
+            nonce = self.nonce
+            self.signed += 1
+        if grant.exchange == endpoints.KRAKEN_SPOT:
+            body = spot_body_with_nonce(request.body, nonce)
+            headers = {"API-Key": grant.api_key,
+                       "API-Sign": sign_spot(grant.real_secret, request.path, nonce, body)}
+            return Signed(body, headers, grant.entry, grant.name, nonce)
+        headers = {"APIKey": grant.api_key, "Nonce": str(nonce),
+                   "Authent": sign_futures(grant.real_secret, request.path.split("?")[0],
+                                           nonce, request.body)}
+        return Signed(request.body, headers, grant.entry, grant.name, nonce)
+
+    def close(self) -> None:
+        pass
+
+
+class ListAuditor:
+    """Audit records kept in a list, in the gateway's own loop (unit tests)."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        pass
+
+    def record(self, record: dict[str, Any]) -> None:
+        self.lines.append(record)
+
+    async def stop(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def running_gateway(config: GatewayConfig, agent: FakeGrants, vault_path: Path, *,
+                    audit: Auditor | None = None, governor: Governor | None = None
+                    ) -> Iterator[str]:
+    """A gateway serving on 127.0.0.1 (a free port); yields its URL."""
+    gateway = Gateway(config, agent, vault_path, audit=audit, governor=governor)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    url: list[str] = []
+    runner = make_runner(gateway)  # the real server's settings
+
+    async def start() -> None:
+        await runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(runner, sock).start()
+        url.append(f"http://127.0.0.1:{sock.getsockname()[1]}")
+        ready.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield url[0]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

@@ -1,0 +1,35 @@
+"""aiohttp stays off the import path of every command but `gateway`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .agent_support import make_vault, private_runtime_dir, running
+
+
+def _imported(args: list[str], env: dict[str, str] | None = None) -> set[str]:
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "botvault", *args],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_version_and_run_do_not_import_aiohttp(vault_path: Path) -> None:
+    assert "aiohttp" not in _imported(["--version"])
+    private_runtime_dir()
+    keys = make_vault(vault_path)
+    with running(keys):
+        env = {**os.environ, "BOTVAULT_PATH": str(keys.path)}
+        modules = _imported(["run", "spot", "--", sys.executable, "-c", "pass"], env)
+    assert "botvault.handover.execution" in modules  # the command really ran
+    assert not {m for m in modules if m.split(".")[0] in ("aiohttp", "yarl", "multidict")}
+    assert "botvault.gateway" not in modules
+
+
+def test_gateway_help_does_import_it() -> None:
+    assert "aiohttp" not in _imported(["gateway", "--help"])  # --help builds no server

@@ -1,0 +1,169 @@
+"""The gateway's connections to the agent, on its own event loop.
+
+The agent's wire format (length-prefixed JSON frames, `botvault.agent.protocol`) spoken over
+asyncio streams, so an agent call costs one round trip on the unix socket and no hop to a
+worker thread. A connection is opened with the same checks as `AgentClient`'s: the socket's
+directory and file must be private and ours, and the process answering must run as our uid.
+A few connections are kept, one call in flight on each, so requests on different keys do not
+queue behind one another on the way to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..agent import hardening
+from ..agent import paths as agent_paths
+from ..agent.protocol import (
+    MAX_FRAME,
+    AgentError,
+    ProtocolError,
+    decode_payload,
+    encode_frame,
+    raise_for_error,
+)
+from ..errors import InsecurePermissionsError, LockedError, VaultError
+from .grants import GrantRefused, Resolved, Signed, SignRequest, refused_as
+
+__all__ = ["AgentLink", "AsyncAgentGrants"]
+
+_HEADER = struct.Struct(">I")
+_CACHE_SECONDS = 1.0  # grant_sign resolves again: a revocation takes effect at once anyway
+
+
+class AgentLink:
+    """One connection to the agent; reconnects once when the agent had closed it."""
+
+    def __init__(self, socket_path: Path, *, timeout: float) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        agent_paths.check_socket_dir(self.socket_path)
+        agent_paths.check_socket_file(self.socket_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            with agent_paths.unix_address(self.socket_path) as address:
+                sock.connect(address)  # a local socket: at once, or refused
+            _refuse_foreign_peer(sock, self.socket_path)
+            sock.setblocking(False)
+            return await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME + 16)
+        except OSError as exc:
+            sock.close()
+            raise LockedError(f"cannot reach the agent: {exc.strerror or exc}",
+                              hint=agent_paths.LOCKED_HINT) from None
+        except BaseException:
+            sock.close()
+            raise
+
+    async def call(self, op: str, **args: Any) -> dict[str, Any]:
+        frame = encode_frame({"op": op, **args})
+        for attempt in (1, 2):
+            if self._streams is None:
+                self._streams = await self._open()
+            reader, writer = self._streams
+            try:
+                writer.write(frame)
+                answer = await asyncio.wait_for(self._read(reader), self.timeout)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                self.close()
+                # Closed in the middle of an answer: the agent may have served the request.
+                mid_frame = isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)
+                if attempt == 2 or mid_frame:
+                    raise LockedError("the agent closed the connection",
+                                      hint=agent_paths.LOCKED_HINT) from None
+                continue
+            except (asyncio.TimeoutError, ProtocolError):
+                self.close()
+                raise AgentError("the agent did not answer properly") from None
+            return raise_for_error(answer)
+        raise AgentError("unreachable")  # the loop returns or raises
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader) -> dict[str, Any]:
+        (length,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+        if length > MAX_FRAME:
+            raise ProtocolError("the agent's answer is over the frame limit")
+        return decode_payload(await reader.readexactly(length))
+
+    def close(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+            self._streams = None
+
+
+def _refuse_foreign_peer(sock: socket.socket, socket_path: Path) -> None:
+    # A socket file can be replaced; the peer's credentials cannot be forged.
+    if not hardening.peer_allowed(sock):
+        raise InsecurePermissionsError(
+            f"the process serving {socket_path} does not run as your user",
+            hint="someone may be impersonating the agent; check that directory")
+
+
+class AsyncAgentGrants:
+    """`GrantAgent` over a few `AgentLink`s to the agent at `socket_path`."""
+
+    def __init__(self, socket_path: Path, *, links: int = 4, timeout: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._links = [AgentLink(socket_path, timeout=timeout) for _ in range(links)]
+        self._idle: asyncio.Queue[AgentLink] | None = None
+        self._cache: dict[str, tuple[float, Resolved]] = {}
+        self._clock = clock
+
+    async def _call(self, op: str, **args: Any) -> dict[str, Any]:
+        if self._idle is None:  # created on the loop that uses it
+            self._idle = asyncio.Queue()
+            for link in self._links:
+                self._idle.put_nowait(link)
+        link = await self._idle.get()
+        try:
+            return await link.call(op, **args)
+        except VaultError as exc:
+            raise refused_as(exc) from None
+        finally:
+            self._idle.put_nowait(link)
+
+    async def resolve(self, grant_key: str) -> Resolved:
+        now = self._clock()
+        cached = self._cache.get(grant_key)
+        if cached is not None and now - cached[0] < _CACHE_SECONDS:
+            return cached[1]
+        answer = await self._call("grant_resolve", grant_key=grant_key)
+        fields = [answer.get(k) for k in ("grant", "entry", "exchange", "key_id")]
+        if not all(isinstance(f, str) for f in fields):
+            raise refused_as(AgentError("the agent sent a malformed grant"))
+        resolved = Resolved(*(str(f) for f in fields))
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[grant_key] = (now, resolved)
+        return resolved
+
+    async def sign(self, request: SignRequest) -> Signed:
+        try:
+            answer = await self._call(
+                "grant_sign", grant_key=request.grant_key, path=request.path,
+                method=request.method, body=request.body, signature=request.signature,
+                nonce_header=request.nonce_header, content_type=request.content_type,
+                key_id=request.key_id)
+        except GrantRefused:
+            self._cache.pop(request.grant_key, None)
+            raise
+        headers, body = answer.get("headers"), answer.get("body")
+        entry, grant, nonce = answer.get("entry"), answer.get("grant"), answer.get("nonce")
+        if not isinstance(headers, dict) or not isinstance(body, str) or \
+                not isinstance(entry, str) or not isinstance(grant, str) or \
+                isinstance(nonce, bool) or not isinstance(nonce, int):
+            raise refused_as(AgentError("the agent sent a malformed signed request"))
+        return Signed(body, {str(k): str(v) for k, v in headers.items()}, entry, grant, nonce)
+
+    def close(self) -> None:
+        for link in self._links:
+            link.close()

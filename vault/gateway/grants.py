@@ -1,0 +1,89 @@
+"""The gateway's side of the grant interface: what it asks the agent, and what comes back.
+
+The agent does the work (grant_resolve; grant_sign: checking the bot's signature with the
+grant secret, the grant's scope, taking the real key's nonce and signing, in one operation).
+`GrantAgent` is what the gateway needs of it (`agent_link.AsyncAgentGrants` is the real one);
+`refused_as` turns the agent's refusals into the gateway's `Reason`s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import (
+    AuthenticationError,
+    GrantError,
+    InvalidInputError,
+    ScopeError,
+    VaultError,
+)
+from .kraken_errors import Reason
+
+__all__ = ["GrantAgent", "GrantRefused", "Resolved", "SignRequest", "Signed", "refused_as"]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    grant: str
+    entry: str
+    exchange: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """What the bot sent, as grant_sign takes it."""
+
+    grant_key: str
+    path: str
+    method: str
+    body: str = field(repr=False)  # may hold an order
+    signature: str = field(repr=False)
+    nonce_header: str
+    content_type: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class Signed:
+    body: str
+    headers: dict[str, str]
+    entry: str
+    grant: str
+    nonce: int
+
+    def __repr__(self) -> str:  # the headers carry the real key's signature
+        return f"Signed(grant={self.grant!r}, entry={self.entry!r}, nonce={self.nonce})"
+
+
+class GrantRefused(Exception):
+    """The agent refused the request; `reason` says how the gateway answers."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(detail or reason.value)
+        self.reason = reason
+        self.changed = detail == "changed"
+
+
+class GrantAgent(Protocol):
+    async def resolve(self, grant_key: str) -> Resolved: ...
+
+    async def sign(self, request: SignRequest) -> Signed: ...
+
+    def close(self) -> None: ...
+
+
+def refused_as(exc: VaultError) -> GrantRefused:
+    """The gateway's answer to an error the agent raised."""
+    if isinstance(exc, ScopeError):
+        return GrantRefused(Reason.PERMISSION)
+    if isinstance(exc, GrantError) and exc.reason == "signature":
+        return GrantRefused(Reason.INVALID_SIGNATURE)
+    if isinstance(exc, GrantError):
+        return GrantRefused(Reason.INVALID_KEY, exc.reason)
+    if isinstance(exc, AuthenticationError):
+        return GrantRefused(Reason.INVALID_KEY)
+    if isinstance(exc, InvalidInputError):
+        return GrantRefused(Reason.BAD_REQUEST)
+    return GrantRefused(Reason.UNAVAILABLE)

@@ -1,0 +1,69 @@
+"""Running a gateway in the foreground: connect to the agent, listen, serve until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from ..agent import connect, socket_path_for
+from .agent_link import AsyncAgentGrants
+from .app import Gateway, build_app
+from .audit_writer import AuditProcess
+from .config import GatewayConfig
+
+__all__ = ["make_runner", "serve"]
+
+# Request line and each header: Kraken requests are small; a longer one is refused (400).
+_MAX_LINE = 8190
+
+
+def make_runner(gateway: Gateway) -> web.AppRunner:
+    """The server's settings. `keepalive_timeout` also bounds how long a connection may sit
+    idle or dribble an unfinished request line and headers before it is closed, so slow
+    clients cannot pile up connections; a request in progress is never cut."""
+    return web.AppRunner(build_app(gateway), access_log=None, handler_cancellation=False,
+                         max_line_size=_MAX_LINE, max_field_size=_MAX_LINE,
+                         keepalive_timeout=gateway.config.idle_timeout)
+
+
+async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
+    runner = make_runner(gateway)
+    await runner.setup()
+    listen = gateway.config.listen
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((listen.host, listen.port))
+    site = web.SockSite(runner, sock)
+    await site.start()
+    port = sock.getsockname()[1]
+    host = f"[{listen.host}]" if family == socket.AF_INET6 else listen.host
+    announce(f"http://{host}:{port}")
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopped.set)
+    try:
+        await stopped.wait()
+    finally:
+        await runner.cleanup()
+        gateway.agent.close()  # on this loop: its connections belong to it
+
+
+def serve(config: GatewayConfig, vault_path: Path | None,
+          announce: Callable[[str], None]) -> None:
+    """Serve until SIGINT/SIGTERM. Needs an unlocked agent for the vault (LockedError else).
+
+    `announce` is told the URL once the gateway listens (port 0 picks a free one).
+    """
+    probe = connect(vault_path)  # LockedError here, before listening, when locked
+    with probe:
+        agent_vault = Path(str(probe.status()["vault"]))
+    agent = AsyncAgentGrants(socket_path_for(vault_path))
+    gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
+    asyncio.run(_serve(gateway, announce))
