@@ -381,6 +381,21 @@ def test_withdrawal_needs_grant_entry_and_agent(keys: Keys, vault: Vault, wall: 
         allowed.close()
 
 
+@pytest.mark.parametrize("path", ["/0/private/Withdr%61w", "/0/private/withdraw",
+                                  "/0/private/SomethingNew"])
+def test_a_grant_without_withdrawal_never_reaches_an_unknown_endpoint(
+        keys: Keys, vault: Vault, wall: Clock, path: str) -> None:
+    """Even when the entry can withdraw and the agent allows withdrawals: an endpoint the
+    tables do not know might move funds (a server may decode or fold it into Withdraw)."""
+    none = _grant(vault, "bot-none", entry="spot-wd", withdrawal="none")
+    allowed = _agent(keys, wall, allow_withdrawal=True)
+    try:
+        refused = _error(allowed.handle(_spot_request(none, path, "nonce=1&asset=XBT")))
+        assert refused["type"] == "ScopeError"
+    finally:
+        allowed.close()
+
+
 def test_rotated_entry_answers_changed(ops: Agent, vault: Vault) -> None:
     grant = _grant(vault)
     old_target = key_id("kraken-spot", PUBKEY["spot"])

@@ -204,10 +204,14 @@ def check_endpoint(grant: Grant, entry: Entry, path: str, method: str, *,
     """Refuse (ScopeError) an endpoint beyond the grant's scopes or the entry's own."""
     from .exchanges import endpoints
 
+    # A grant without withdrawal is judged as an agent not allowed withdrawals: otherwise an
+    # endpoint the tables do not know (a spelling such as `Withdr%61w` that a server routes
+    # to Withdraw) would pass for an entry that can withdraw (found in review).
+    may_withdraw = allow_withdrawal and grant.withdrawal is Withdrawal.FULL
     endpoints.check(entry.exchange, path, grant.general, grant.withdrawal,
-                    allow_withdrawal=allow_withdrawal, method=method)
+                    allow_withdrawal=may_withdraw, method=method)
     endpoints.check(entry.exchange, path, entry.general, entry.withdrawal,
-                    allow_withdrawal=allow_withdrawal, method=method)
+                    allow_withdrawal=may_withdraw, method=method)
 
 
 def usable(grant: Grant | None, now: float) -> Grant:
