@@ -14,6 +14,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from botvault.errors import EXIT_CODES
+
 from .output import error, reporting
 
 __all__ = ["app", "main"]
@@ -93,9 +95,8 @@ app = typer.Typer(
     cls=_Group,
     name="botvault",
     help="An encrypted local vault for exchange API key pairs, for people who run trading "
-         "bots.\n\nExit codes: 0 ok, 1 unexpected, 2 invalid input, 3 wrong passphrase or "
-         "modified vault, 4 not found / exists, 5 locked, 6 refused by scope, "
-         "7 insecure permissions, 8 not a vault / corrupt / unsupported.\n\nStandard input "
+         "bots.\n\nExit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in
+                                             EXIT_CODES.items()) + ".\n\nStandard input "
          "is read only when a flag says so: --passphrase-stdin (one line, the passphrase) or "
          "--secret-stdin (all of it, the secret), never both.",
     no_args_is_help=True,

@@ -15,6 +15,7 @@ full, I/O error: an OSError, not a VaultError), 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_CODES",
     "AgentError",
     "AlreadyExistsError",
     "AuthenticationError",
@@ -32,6 +33,26 @@ __all__ = [
     "VaultError",
     "VaultWarning",
 ]
+
+
+# Every exit code the command line uses, with its one meaning: `--help` prints this table,
+# README's "Exit codes" table lists the same (tests/test_exit_codes.py holds them together).
+EXIT_CODES: dict[int, str] = {
+    0: "ok",
+    1: "unexpected: a bug in botvault",
+    2: "invalid input or usage",
+    3: "wrong passphrase, or the vault was modified",
+    4: "not found / already exists",
+    5: "locked: no agent and no way to ask for a passphrase",
+    6: "refused by scope policy",
+    7: "insecure permissions",
+    8: "not a vault, corrupt or unsupported",
+    9: "conflict: another process changed or holds it; run the command again",
+    10: "doctor found something unsafe",
+    11: "the agent failed",
+    12: "the operating system refused (disk full, I/O error)",
+    130: "interrupted (Ctrl-C); nothing was changed",
+}
 
 
 class VaultError(Exception):
