@@ -33,7 +33,8 @@ ENTRY_OF = {
     "sdk-spot": "spot", "sdk-futures": "fut", "sdk-async-spot": "spot",
     "sdk-async-futures": "fut", "krakenex": "spot",
 }
-AGENT_MODES = [f"agent-{m}" for m in ENTRY_OF]
+AGENT_MODES = [f"agent-{m}" for m in ENTRY_OF] + ["config-ccxt-kraken",
+                                                  "config-ccxt-krakenfutures"]
 DEFAULT_MODES = [f"default-{m}" for m in ENTRY_OF]
 # The vault's counter without the order (`ccxt_agent_config`, the SDK's `with_vault_nonces`
 # recipe): increasing nonces, sent in whatever order the processes manage.
@@ -59,6 +60,16 @@ def _sync_bot(mode: str, url: str, key: str) -> tuple[Callable[[], Any], Callabl
     client: Any = None
     if mode.startswith("counter-"):
         return _counter_bot(kind, url)
+    if mode.startswith("config-"):  # ccxt_agent_config: a config dict, the agent at the wire
+        import ccxt
+
+        from botvault import agent
+        from botvault.integrations.ccxt_config import ccxt_agent_config
+
+        name = kind.removeprefix("ccxt-")
+        exchange = getattr(ccxt, name)(ccxt_agent_config(agent.connect(), entry,
+                                                         **_ccxt_urls(name, url)))
+        return (lambda: _ccxt_call(exchange)), lambda: None
     if agent_mode:
         from botvault import agent
         from botvault.integrations.agent_signed import (
@@ -111,9 +122,11 @@ def _counter_bot(kind: str, url: str) -> tuple[Callable[[], Any], Callable[[], N
     if kind == "ccxt-kraken":
         import ccxt
 
-        from botvault.integrations.ccxt_config import ccxt_agent_config
-
-        exchange = ccxt.kraken(ccxt_agent_config(client, entry, **_ccxt_urls("kraken", url)))
+        # The counter-only recipe: the vault's nonces, the client's own signing and sending.
+        creds = client.credentials(entry)
+        exchange = ccxt.kraken({"apiKey": creds.api_key, "secret": creds.api_secret.reveal(),
+                                "nonce": lambda: client.next_nonce(entry),
+                                **_ccxt_urls("kraken", url)})
         return (lambda: _ccxt_call(exchange)), lambda: None
     from botvault.integrations.kraken_sdk import with_vault_nonces
 

@@ -256,16 +256,38 @@ def test_ccxt_subclass_of_the_returned_class_works(client: agent.AgentClient, ke
     _holds_no_secret(mine, keys.secrets)
 
 
-def test_ccxt_agent_config_takes_no_passphrase(client: agent.AgentClient,
-                                               server: StrictKraken) -> None:
+def test_ccxt_agent_config_holds_no_secret_and_no_passphrase(
+        client: agent.AgentClient, keys: Keys, server: StrictKraken) -> None:
     from botvault.integrations.ccxt_config import ccxt_agent_config
+    from botvault.integrations.ccxt_session import PLACEHOLDER_SECRET
 
-    exchange = ccxt.kraken(ccxt_agent_config(client, "spot", **_urls(server)))
-    first = exchange.private_post_balance()
-    assert first["error"] == []
+    config = ccxt_agent_config(client, "spot", **_urls(server))
+    exchange = ccxt.kraken(config)
+    assert exchange.private_post_balance()["error"] == []
     before = client.next_nonce("spot")  # the agent's counter is the one in use
     assert exchange.private_post_balance()["error"] == []
     assert server.keys[PUB["spot"]].last_nonce > before
+    assert server.accepted() == 2 and server.rejected() == {}  # signed with the real key
+    assert exchange.secret == PLACEHOLDER_SECRET
+    _holds_no_secret(exchange, keys.secrets)
+    for secret in keys.secrets.values():
+        assert secret not in repr(config)
+    futures = ccxt.krakenfutures(ccxt_agent_config(client, "fut", **_urls(server, True)))
+    assert futures.private_get_accounts()["result"] == "success"
+    _holds_no_secret(futures, keys.secrets)
+
+
+def test_ccxt_agent_config_refusals_are_ccxt_errors_and_never_sent(
+        client: agent.AgentClient, server: StrictKraken) -> None:
+    from botvault.integrations.ccxt_config import ccxt_agent_config
+
+    reader = ccxt.kraken(ccxt_agent_config(client, "spot-ro", **_urls(server)))
+    with pytest.raises(ccxt.PermissionDenied):
+        reader.private_post_addorder({"pair": "XBTUSD", "type": "buy", "ordertype": "limit",
+                                      "price": "1000", "volume": "0.01"})
+    assert server.accepted() == 0 and server.rejected() == {}  # nothing reached the exchange
+    # The order was released: the next request on the key goes out at once.
+    assert reader.private_post_balance()["error"] == []
 
 
 # -- python-kraken-sdk ----------------------------------------------------------------------

@@ -8,15 +8,17 @@ counter is not consulted there (nothing to collide).
     exchange = ccxt.kraken(ccxt_config(vault, "spot-bot"))            # an open Vault
     exchange = ccxt.kraken(ccxt_agent_config(agent.connect(), "spot-bot"))  # the agent
 
-Both give increasing nonces, not send order: two processes may still send theirs in the
-opposite order and Kraken (no nonce window) rejects the later-sent, lower one. Bots that
-share a key across processes use `agent_signed.ccxt_exchange`, which holds the order.
+The first gives increasing nonces, not send order: two processes may still send theirs in
+the opposite order and Kraken (no nonce window) rejects the later-sent, lower one. The second
+holds no secret and no passphrase and keeps the order (the agent signs at the wire, see
+`ccxt_session`), as `agent_signed.ccxt_exchange` does for a class instead of a config.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..request_lock import DEFAULT_TIMEOUT
 from . import NonceSource, nonce_source
 
 if TYPE_CHECKING:
@@ -39,13 +41,24 @@ def ccxt_config(vault: Vault, name: str, *, nonce: NonceSource | None = None,
             "nonce": nonce or nonce_source(vault, name), **extra}
 
 
-def ccxt_agent_config(client: AgentClient, name: str, **extra: Any) -> dict[str, Any]:
-    """The same config from the agent: no passphrase in the bot, nonces from the agent.
+def ccxt_agent_config(client: AgentClient, name: str, *,
+                      order_timeout: float = DEFAULT_TIMEOUT, **extra: Any) -> dict[str, Any]:
+    """A config for a *synchronous* `ccxt.kraken(...)` / `ccxt.krakenfutures(...)` that
+    holds neither the secret nor the passphrase: the public api key, a placeholder secret,
+    and a `session` (`ccxt_session.AgentSigningSession`) that has the agent sign every
+    private request at the wire, holding the key's request order from signing until the
+    response. For `ccxt.async_support`, use `agent_signed.ccxt_exchange`.
 
-    The secret is handed over (ccxt signs with it); the agent's scope checks and the
-    request order across processes do not apply to a client that signs itself. To keep the
-    secret in the agent and the order held, use `agent_signed.ccxt_exchange` instead.
+    The entry must be a Kraken Spot or Futures key; which ccxt class it fits is checked when
+    the first private request goes out (the agent refuses a path of the other product).
     """
-    credentials = client.credentials(name)
-    return {"apiKey": credentials.api_key, "secret": credentials.api_secret.reveal(),
-            "nonce": lambda: client.next_nonce(name), **extra}
+    from .agent_entry import resolve
+    from .ccxt_session import PLACEHOLDER_SECRET, AgentSigningSession
+
+    listed = next((e for e in client.list() if e.get("name") == name), {})
+    expected = str(listed.get("exchange", "kraken-spot"))
+    if expected not in ("kraken-spot", "kraken-futures"):
+        expected = "kraken-spot"  # resolve() refuses it with the right message
+    entry = resolve(client, name, expected, "a ccxt Kraken config", order_timeout)
+    return {"apiKey": entry.api_key, "secret": PLACEHOLDER_SECRET,
+            "session": AgentSigningSession(entry), **extra}
