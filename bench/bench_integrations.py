@@ -7,10 +7,10 @@ checked, nonces strictly increasing per key with no window). Each integration ru
 same run: as the client's own documentation shows it (its secret, its own clock nonces), and
 through botvault (`integrations.agent_signed`: the agent signs, the integration holds the key's
 request order). ccxt.kraken and the SDK also run with the vault's counter alone
-(the vault's `nonce` in ccxt's config, the SDK's `with_vault_nonces` recipe): increasing nonces without the
-order, to show that a counter alone does not help. The figure is how many of the 600 the
-exchange accepted; "max in flight" is the most of that key's requests the exchange saw at
-once. Async modes run 5 tasks per process.
+(the vault's `nonce` in ccxt's config, the SDK's `with_vault_nonces` recipe): increasing
+nonces without the order, to show that a counter alone does not help. The figure is how
+many of the 600 the exchange accepted; "max in flight" is the most of that key's requests
+the exchange saw at once. Async modes run 5 tasks per process.
 Nothing fails the run: the target (600/600 through botvault) is shown as met / NOT met.
 
     python bench/bench_integrations.py [--quick] [--latency SECONDS]
