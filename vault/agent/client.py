@@ -402,6 +402,11 @@ class AgentClient:
         return KeyOrder(self._agent_vault_path(), str(listed.get("exchange", "")),
                         str(listed.get("api_key", "")))
 
+    def grant_order(self, grant_key: str) -> KeyOrder:
+        """The request order of the real key a grant signs with (from `grant_resolve`: the
+        key's id, never the key), the same lock `key_order` gives for its entry."""
+        return KeyOrder.for_key_id(self._agent_vault_path(), self.grant_resolve(grant_key).key_id)
+
     def _agent_vault_path(self) -> Path:
         # Asked of the agent, so that the lock is the same whichever socket led here.
         if self._vault_path is None:

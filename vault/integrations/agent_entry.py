@@ -8,16 +8,31 @@ request; and every one of them orders its requests with the same `KeyOrder` that
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, NotFoundError
 from ..request_lock import DEFAULT_TIMEOUT, KeyOrder
+from ..secret import Secret
 
 if TYPE_CHECKING:
     from ..agent import AgentClient
 
-__all__ = ["AgentEntry", "resolve"]
+__all__ = ["AgentEntry", "GrantPair", "resolve"]
+
+
+@dataclass(frozen=True)
+class GrantPair:
+    """A grant's Kraken-shaped pair (`botvault grant add`), for a `--sign-only` agent, which
+    signs only what a grant authenticates. The secret is a grant's, never the exchange's."""
+
+    api_key: str
+    api_secret: Secret = field(repr=False)
+
+    @classmethod
+    def of(cls, pair: tuple[str, str | Secret]) -> GrantPair:
+        key, secret = pair
+        return cls(key, secret if isinstance(secret, Secret) else Secret(secret))
 
 
 @dataclass(frozen=True)
@@ -30,18 +45,43 @@ class AgentEntry:
     api_key: str
     order: KeyOrder
     order_timeout: float
+    grant: GrantPair | None = None
+
+    def sign(self, path: str, data: str, method: str = "POST") -> Any:
+        """The request signed with the real key by the agent: by entry name, or, with a
+        grant, authenticated by the grant first (what a `--sign-only` agent requires).
+        The answer has `body` and `headers`."""
+        if self.grant is None:
+            return self.client.sign(self.name, path, data, method=method)
+        return self.client.sign_with_grant(self.grant.api_key, self.grant.api_secret, path,
+                                           data, method)
 
     def __repr__(self) -> str:
         return f"AgentEntry(name={self.name!r}, exchange={self.exchange!r})"
 
 
 def resolve(client: AgentClient, name: str, expected: str, client_label: str,
-            order_timeout: float = DEFAULT_TIMEOUT) -> AgentEntry:
+            order_timeout: float = DEFAULT_TIMEOUT, grant: GrantPair | None = None
+            ) -> AgentEntry:
     """The entry `name` from the agent's listing (no secret), which must be an `expected`
-    ("kraken-spot" / "kraken-futures") entry, since `client_label` speaks only that API."""
+    ("kraken-spot" / "kraken-futures") entry, since `client_label` speaks only that API.
+
+    With `grant`, the entry is the one the grant was issued for (`name` must be it), found
+    with `grant_resolve`, and requests are signed through the grant."""
     if not order_timeout > 0:  # also refuses NaN
         raise InvalidInputError(f"order_timeout must be a positive number of seconds, "
                                 f"not {order_timeout!r}")
+    if grant is not None:
+        target = client.grant_resolve(grant.api_key)
+        if target.entry != name:
+            raise InvalidInputError(f"the grant is for entry {target.entry!r}, not {name!r}",
+                                    hint=f"pass {target.entry!r} as the name")
+        if target.exchange != expected:
+            raise InvalidInputError(
+                f"entry {name!r} is a {target.exchange} key; {client_label} speaks "
+                f"{expected} only", hint=_hint(target.exchange))
+        return AgentEntry(client, name, target.exchange, grant.api_key,
+                          client.grant_order(grant.api_key), order_timeout, grant)
     listed = next((e for e in client.list() if e.get("name") == name), None)
     if listed is None:
         raise NotFoundError(f"no entry named {name!r}", hint="see the names with: botvault list")

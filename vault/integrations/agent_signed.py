@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, VaultError
 from ..request_lock import DEFAULT_TIMEOUT
+from ..secret import Secret
 from . import ccxt_agent, krakenex_agent, sdk_agent
-from .agent_entry import resolve
+from .agent_entry import GrantPair, resolve
 from .client_errors import as_ccxt_error
 
 if TYPE_CHECKING:
@@ -42,9 +43,11 @@ __all__ = ["ccxt_exchange", "kraken_sdk_client", "krakenex_api"]
 
 
 def ccxt_exchange(exchange_cls: type[Any], name: str, client: AgentClient, *,
-                  order_timeout: float = DEFAULT_TIMEOUT, **config: Any) -> Any:
+                  order_timeout: float = DEFAULT_TIMEOUT, grant: GrantInput | None = None,
+                  **config: Any) -> Any:
     """A `ccxt.kraken` or `ccxt.krakenfutures` (sync or `ccxt.async_support`) whose private
-    requests the agent signs, in order; `config` is ccxt's constructor config."""
+    requests the agent signs, in order; `config` is ccxt's constructor config. `grant`
+    (the pair `botvault grant add` printed) is needed with a `--sign-only` agent."""
     exchange_id = _ccxt_id(exchange_cls)
     expected = ccxt_agent.EXCHANGES.get(str(exchange_id))
     try:
@@ -57,11 +60,20 @@ def ccxt_exchange(exchange_cls: type[Any], name: str, client: AgentClient, *,
                 f"{getattr(exchange_cls, '__name__', exchange_cls)!r} is not a Kraken exchange "
                 f"class; the agent signs for "
                 f"ccxt.kraken and ccxt.krakenfutures only")
-        entry = resolve(client, name, expected, f"ccxt.{exchange_id}", order_timeout)
+        entry = resolve(client, name, expected, f"ccxt.{exchange_id}", order_timeout,
+                        _grant(grant))
     except VaultError as exc:
         raise as_ccxt_error(exc) from exc
     cls = ccxt_agent.agent_signed_class(exchange_cls, entry)
     return cls({**config, "apiKey": entry.api_key})
+
+
+# A grant as `botvault grant add` printed it: (api key, api secret).
+GrantInput = tuple[str, "str | Secret"]
+
+
+def _grant(grant: GrantInput | None) -> GrantPair | None:
+    return None if grant is None else GrantPair.of(grant)
 
 
 def _ccxt_id(exchange_cls: type[Any]) -> str:
@@ -74,27 +86,31 @@ def _ccxt_id(exchange_cls: type[Any]) -> str:
 
 
 def kraken_sdk_client(client_cls: type[Any], name: str, client: AgentClient, *,
-                      order_timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Any:
+                      order_timeout: float = DEFAULT_TIMEOUT, grant: GrantInput | None = None,
+                      **kwargs: Any) -> Any:
     """A python-kraken-sdk Spot or Futures client (REST sync or async, or websocket) whose
-    private requests the agent signs, in order; `kwargs` go to the SDK's constructor."""
+    private requests the agent signs, in order; `kwargs` go to the SDK's constructor.
+    `grant` is needed with a `--sign-only` agent (REST clients; the Futures websocket
+    challenge is signed by entry name, which a sign-only agent refuses)."""
     if "secret" in kwargs or "key" in kwargs:
         raise InvalidInputError("the key comes from the entry and the secret stays in the agent",
                                 hint="leave key= and secret= out")
     entry = resolve(client, name, sdk_agent.product_of(client_cls),
-                    f"{client_cls.__module__}.{client_cls.__name__}", order_timeout)
+                    f"{client_cls.__module__}.{client_cls.__name__}", order_timeout,
+                    _grant(grant))
     cls = sdk_agent.agent_signed_class(client_cls, entry)
     return cls(key=entry.api_key, secret=sdk_agent.SECRET_PLACEHOLDER, **kwargs)
 
 
 def krakenex_api(name: str, client: AgentClient, *, order_timeout: float = DEFAULT_TIMEOUT,
-                 **kwargs: Any) -> Any:
+                 grant: GrantInput | None = None, **kwargs: Any) -> Any:
     """A `krakenex.API` whose private queries the agent signs, in order; `kwargs` go to
-    `krakenex.API` (e.g. `conn=`)."""
+    `krakenex.API` (e.g. `conn=`). `grant` is needed with a `--sign-only` agent."""
     import krakenex
 
     if "secret" in kwargs or "key" in kwargs:
         raise InvalidInputError("the key comes from the entry and the secret stays in the agent",
                                 hint="leave key= and secret= out")
-    entry = resolve(client, name, "kraken-spot", "krakenex", order_timeout)
+    entry = resolve(client, name, "kraken-spot", "krakenex", order_timeout, _grant(grant))
     cls = krakenex_agent.agent_signed_class(krakenex.API, entry)
     return cls(key=entry.api_key, **kwargs)

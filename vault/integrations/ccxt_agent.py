@@ -87,11 +87,11 @@ def _agent_signed(self: Any, request: dict[str, Any], path: str, api: Any,
         if "json" in str(request["headers"].get("Content-Type", "")):
             raise InvalidInputError("the agent signs URL-encoded Kraken Spot bodies, not JSON",
                                     hint=f"{path} sends a JSON body; it cannot be signed here")
-        signed = entry.client.sign(entry.name, url.path, request["body"] or "")
+        signed = entry.sign(url.path, request["body"] or "")
         request["body"] = signed.body
     else:  # krakenfutures: the query string (or batchorder's body) is what is signed
         data = request["body"] if request["body"] is not None else url.query
-        signed = entry.client.sign(entry.name, url.path, data, method=method)
+        signed = entry.sign(url.path, data, method=method)
     request["headers"] = {"Content-Type": _FORM, "Accept": "application/json",
                           **signed.headers}
     return request

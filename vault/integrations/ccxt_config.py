@@ -42,7 +42,8 @@ def ccxt_config(vault: Vault, name: str, *, nonce: NonceSource | None = None,
 
 
 def ccxt_agent_config(client: AgentClient, name: str, *,
-                      order_timeout: float = DEFAULT_TIMEOUT, **extra: Any) -> dict[str, Any]:
+                      order_timeout: float = DEFAULT_TIMEOUT,
+                      grant: tuple[str, str] | None = None, **extra: Any) -> dict[str, Any]:
     """A config for a *synchronous* `ccxt.kraken(...)` / `ccxt.krakenfutures(...)` that
     holds neither the secret nor the passphrase: the public api key, a placeholder secret,
     and a `session` (`ccxt_session.AgentSigningSession`) that has the agent sign every
@@ -51,14 +52,19 @@ def ccxt_agent_config(client: AgentClient, name: str, *,
 
     The entry must be a Kraken Spot or Futures key; which ccxt class it fits is checked when
     the first private request goes out (the agent refuses a path of the other product).
+    `grant` (the pair `botvault grant add` printed) is needed with a `--sign-only` agent.
     """
-    from .agent_entry import resolve
+    from .agent_entry import GrantPair, resolve
     from .ccxt_session import PLACEHOLDER_SECRET, AgentSigningSession
 
-    listed = next((e for e in client.list() if e.get("name") == name), {})
-    expected = str(listed.get("exchange", "kraken-spot"))
+    pair = None if grant is None else GrantPair.of(grant)
+    if pair is not None:
+        expected = client.grant_resolve(pair.api_key).exchange
+    else:
+        listed = next((e for e in client.list() if e.get("name") == name), {})
+        expected = str(listed.get("exchange", "kraken-spot"))
     if expected not in ("kraken-spot", "kraken-futures"):
         expected = "kraken-spot"  # resolve() refuses it with the right message
-    entry = resolve(client, name, expected, "a ccxt Kraken config", order_timeout)
+    entry = resolve(client, name, expected, "a ccxt Kraken config", order_timeout, pair)
     return {"apiKey": entry.api_key, "secret": PLACEHOLDER_SECRET,
             "session": AgentSigningSession(entry), **extra}

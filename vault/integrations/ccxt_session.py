@@ -59,10 +59,10 @@ class AgentSigningSession(requests.Session):
                     if "json" in str(headers.get("Content-Type", "")):
                         raise InvalidInputError(
                             "the agent signs URL-encoded Kraken Spot bodies, not JSON")
-                    signed = entry.client.sign(entry.name, parts.path, text)
+                    signed = entry.sign(parts.path, text)
                     kwargs["data"] = signed.body.encode("utf-8")
                 else:  # Futures: the body when there is one, else the query string
-                    signed = entry.client.sign(entry.name, parts.path, text or parts.query,
+                    signed = entry.sign(parts.path, text or parts.query,
                                                method=method.upper())
                 kept = {k: v for k, v in headers.items() if k.lower() not in _AUTH}
                 kwargs["headers"] = {**kept, **signed.headers}

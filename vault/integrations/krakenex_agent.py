@@ -29,7 +29,7 @@ def agent_signed_class(base: type[Any], entry: AgentEntry) -> type[Any]:
             raise InvalidInputError("the agent sets the nonce; leave it out of the data")
         urlpath = f"/{self.apiversion}/private/{method}"
         with entry.order.hold(entry.order_timeout):
-            signed = entry.client.sign(entry.name, urlpath, urlencode(fields, doseq=True))
+            signed = entry.sign(urlpath, urlencode(fields, doseq=True))
             # A str body is posted as is (requests encodes only dicts): the signed bytes.
             return self._query(urlpath, signed.body, {"Content-Type": _FORM, **signed.headers},
                                timeout=timeout)

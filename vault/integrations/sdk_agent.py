@@ -65,7 +65,7 @@ def agent_signed_class(base: type[Any], entry: AgentEntry) -> type[Any]:
             raise InvalidInputError("the agent signs URL-encoded Kraken Spot bodies, not JSON")
         if query:
             raise InvalidInputError("the agent signs Kraken Spot POST bodies, not query strings")
-        signed = entry.client.sign(entry.name, uri, urlencode(fields, doseq=True))
+        signed = entry.sign(uri, urlencode(fields, doseq=True))
         # The SDK posts `data=fields`; a str is sent as is, so the signed bytes go out.
         return verb, url, {"Content-Type": _FORM, **signed.headers}, signed.body, query
 
@@ -79,7 +79,7 @@ def agent_signed_class(base: type[Any], entry: AgentEntry) -> type[Any]:
             extra_params=extra_params, auth=False)
         if not auth:
             return verb, url, headers, payload, query
-        signed = entry.client.sign(entry.name, uri, query + payload, method=verb)
+        signed = entry.sign(uri, query + payload, method=verb)
         return verb, url, {"Content-Type": _FORM, **signed.headers}, payload, query
 
     def request(self: Any, *args: Any, **kwargs: Any) -> Any:
