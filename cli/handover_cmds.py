@@ -16,9 +16,6 @@ from .common import (
     PassFileOpt,
     PassStdinOpt,
     VaultOpt,
-    agent_for_secrets,
-    agent_or_none,
-    open_vault,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +61,7 @@ def _assignments(acc: Access, names: list[str], max_scope: str | None,
 
     limit = _parse_max_scope(max_scope)
     pairs: list[tuple[str, str]] = []
-    for name, cred in zip(names, _credentials(acc, names), strict=True):
+    for name, cred in zip(names, acc.session().credentials(names), strict=True):
         check_handover(name, cred.general, cred.withdrawal, max_scope=limit,
                        allow_withdrawal=allow_withdrawal, retired=cred.retired)
         key_var, secret_var = var_names(cred.exchange, name, env_key=cred.env_key,
@@ -85,17 +82,6 @@ def _parse_max_scope(value: str | None) -> General | None:
     from botvault.scopes import parse_general
 
     return parse_general(value)
-
-
-def _credentials(acc: Access, names: list[str]) -> list[Any]:
-    """From the agent when it runs (no passphrase, no KDF), else from the vault."""
-    # With --passphrase-stdin the line is always read: never left on stdin for the bot.
-    client = None if acc.sources.stdin else agent_for_secrets(agent_or_none(acc.path, acc))
-    if client is not None:
-        with client:
-            return [client.credentials(n) for n in names]
-    with open_vault(acc, use_agent=False) as opened:
-        return [opened.get(n) for n in names]
 
 
 @app.command(cls=_SplitAtDashes, context_settings={"ignore_unknown_options": False})
