@@ -54,26 +54,13 @@ class _SplitAtDashes(TyperCommand):
 
 def _assignments(acc: Access, names: list[str], max_scope: str | None,
                  allow_withdrawal: bool, preset: str | None) -> list[tuple[str, str]]:
-    """(variable, value) pairs for the named keys, after the scope checks."""
-    from botvault.errors import InvalidInputError
-    from botvault.handover import var_names
-    from botvault.policy import check_handover
+    """(variable, value) pairs for the named keys: --max-scope is parsed before anything
+    is asked for."""
+    from botvault.key_variables import key_variables
 
     limit = _parse_max_scope(max_scope)
-    pairs: list[tuple[str, str]] = []
-    for name, cred in zip(names, acc.session().credentials(names), strict=True):
-        check_handover(name, cred.general, cred.withdrawal, max_scope=limit,
-                       allow_withdrawal=allow_withdrawal, retired=cred.retired)
-        key_var, secret_var = var_names(cred.exchange, name, env_key=cred.env_key,
-                                        env_secret=cred.env_secret, preset=preset)
-        pairs += [(key_var, cred.api_key), (secret_var, cred.api_secret.reveal())]
-    seen = [var for var, _ in pairs]
-    clash = sorted({v for v in seen if seen.count(v) > 1})
-    if clash:
-        raise InvalidInputError(f"two keys would set the same variable: {', '.join(clash)}",
-                                hint="set distinct names with botvault edit NAME --env-key "
-                                     "VAR --env-secret VAR")
-    return pairs
+    return key_variables(acc.session(), names, max_scope=limit,
+                         allow_withdrawal=allow_withdrawal, preset=preset)
 
 
 def _parse_max_scope(value: str | None) -> General | None:
