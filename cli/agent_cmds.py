@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, agent_or_none
+from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt
 from .durations import format_duration, format_moment, parse_duration
-from .passphrase import read_passphrase
 
 if TYPE_CHECKING:
     from botvault.agent import AgentClient
@@ -44,23 +43,19 @@ def unlock(
     Until it locks, every other command (and `run`) uses the agent instead of asking again.
     Already unlocked: says so; with --ttl/--idle it extends the agent (never shortens it).
     """
-    from botvault.agent import start_agent
-    from botvault.core import Vault
-    from botvault.store import read_head
+    from botvault.session import running_agent
 
     ttl_s, idle_s = parse_duration(ttl or "8h"), parse_duration(idle or "1h")
-    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
-    path = acc.path
-    read_head(path, 8)
-    running = agent_or_none(path)
+    session = Access(vault, passphrase_file, passphrase_command, passphrase_stdin).session()
+    path = session.path
+    session.check_exists()
+    running = running_agent(path)
     if running is not None:
         wanted = (ttl_s if ttl else None, idle_s if idle else None)
         _report_running(running, path, wanted if ttl or idle else None)
         return
-    passphrase = read_passphrase(acc.sources)
-    with output.status("unlocking…"), Vault.open(path, passphrase) as opened:
-        info = start_agent(path, bytes(opened._data_key), ttl=ttl_s, idle=idle_s,
-                           allow_withdrawal=allow_withdrawal, sign_only=sign_only)
+    info = session.start_agent(ttl=ttl_s, idle=idle_s, allow_withdrawal=allow_withdrawal,
+                               sign_only=sign_only)
     until = format_moment(time.time() + ttl_s)
     typer.echo(f"unlocked {path} until {until} (idle lock after {format_duration(idle_s)}; "
                f"agent pid {info.pid}{'; sign-only' if sign_only else ''})")
@@ -87,14 +82,9 @@ def _report_running(client: AgentClient, path: Path,
 @app.command()
 def lock(vault: VaultOpt = None) -> None:
     """Wipe the keys in the agent and stop it."""
-    acc = Access(vault, None, None)
-    client = agent_or_none(acc.path)
-    if client is None:
-        typer.echo("already locked")
-        return
-    with client:
-        client.lock()
-    typer.echo("locked")
+    from botvault.session import lock_agent
+
+    typer.echo("locked" if lock_agent(Access(vault, None, None).path) else "already locked")
 
 
 @app.command()
@@ -103,18 +93,10 @@ def status(
     vault: VaultOpt = None,
 ) -> None:
     """Say whether the vault is unlocked. Exit 0 when unlocked, 5 when locked."""
-    from botvault.store import read_head
+    from botvault.session import agent_state
 
     path = Access(vault, None, None).path
-    read_head(path, 8)  # before init: "no vault at PATH" (exit 4), not "locked"
-    client = agent_or_none(path)
-    state: dict[str, Any] = {"unlocked": False, "vault": str(path)}
-    if client is not None:
-        from botvault.agent import socket_path_for
-
-        with client:
-            state = {**client.status(), "unlocked": True,
-                     "socket": str(socket_path_for(path))}
+    state: dict[str, Any] = agent_state(path) or {"unlocked": False, "vault": str(path)}
     if json_:
         output.json_out(state)
     elif state["unlocked"]:

@@ -56,11 +56,13 @@ def complete_names(ctx: Any,
                    incomplete: str) -> list[str]:
     """Entry names from the running agent; nothing when it is locked (no prompt, ever)."""
     try:
-        from botvault.agent import connect
         from botvault.paths import resolve_vault_path
+        from botvault.session import running_agent
 
-        vault = ctx.params.get("vault")
-        with connect(resolve_vault_path(vault)) as client:
+        client = running_agent(resolve_vault_path(ctx.params.get("vault")))
+        if client is None:
+            return []
+        with client:
             names = [str(e["name"]) for e in client.list()]
     except Exception:  # completion must never fail, print or prompt
         return []

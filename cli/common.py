@@ -12,12 +12,11 @@ from . import output
 from .passphrase import Sources, read_passphrase
 
 if TYPE_CHECKING:
-    from botvault.agent import AgentClient
     from botvault.core import Vault
+    from botvault.session import Session
 
 __all__ = ["Access", "GlobalOptions", "PassCmdOpt", "PassFileOpt", "PassStdinOpt", "VaultOpt",
-           "agent_for_secrets", "agent_or_none", "global_options", "open_vault",
-           "set_global_options"]
+           "global_options", "open_vault", "set_global_options"]
 
 # Optional[...] rather than `X | None`: Typer reads these annotations at runtime on 3.10.
 VaultOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- see above
@@ -92,63 +91,17 @@ class Access:
 
         return resolve_vault_path(self.vault)
 
+    def session(self) -> Session:
+        """This vault for the library: the passphrase from these sources, asked only when
+        the agent cannot serve; with --passphrase-stdin the line is always read and used,
+        so what standard input means never depends on the agent."""
+        from botvault.session import Session
 
-def agent_or_none(path: Path, acc: Access | None = None) -> AgentClient | None:
-    """A connection to the agent serving this vault, or None when it is locked.
-
-    With `acc` whose passphrase can be asked for, an agent that cannot be used (its
-    directory is not private, it is stopped or wedged and does not answer within a short
-    timeout) is not an error either: a warning says so and the caller goes on with the
-    passphrase, as it would without an agent.
-    """
-    from botvault.agent import AgentError, connect
-    from botvault.agent.client import CALL_TIMEOUT, FALLBACK_TIMEOUT
-    from botvault.errors import InsecurePermissionsError, LockedError
-
-    fallback = acc is not None and acc.sources.can_ask()
-    try:
-        client = connect(path, call_timeout=FALLBACK_TIMEOUT if fallback else CALL_TIMEOUT)
-    except LockedError:
-        return None
-    except InsecurePermissionsError as exc:
-        if not fallback:
-            raise
-        output.warn(f"not using the agent: {exc.message}; using the passphrase instead")
-        return None
-    if fallback:
-        try:
-            client.status()  # one round trip: a stopped agent is found here, not mid-command
-        except (AgentError, LockedError) as exc:
-            client.close()
-            output.warn(f"not using the agent: {exc.message}; using the passphrase instead")
-            return None
-    return client
+        sources = self.sources
+        return Session(self.path, lambda: read_passphrase(sources), can_ask=sources.can_ask(),
+                       agent_first=not sources.stdin, busy=output.status, notice=output.info)
 
 
-def agent_for_secrets(client: AgentClient | None) -> AgentClient | None:
-    """`client`, for a caller that needs a secret or the data key; None (so the caller
-    asks for the passphrase, and says why) when the agent runs --sign-only."""
-    if client is not None and client.status().get("sign_only") is True:
-        client.close()
-        output.info("the agent is sign-only and hands out no secret; asking for the passphrase")
-        return None
-    return client
-
-
-def open_vault(acc: Access, *, use_agent: bool = True) -> Vault:
-    """Open the vault: through the running agent when there is one (no passphrase asked),
-    else with the passphrase from the usual sources. With --passphrase-stdin the line is
-    always read and used, so what standard input means never depends on the agent."""
-    from botvault.core import Vault
-    from botvault.store import read_head
-
-    path = acc.path
-    read_head(path, 8)  # a missing or insecure vault is reported before asking anything
-    client = (agent_for_secrets(agent_or_none(path, acc))
-              if use_agent and not acc.sources.stdin else None)
-    if client is not None:
-        with client:
-            return Vault.open_with_key(path, client.data_key())
-    passphrase = read_passphrase(acc.sources)
-    with output.status("unlocking…"):
-        return Vault.open(path, passphrase)
+def open_vault(acc: Access) -> Vault:
+    """The vault the options name: `botvault.session.Session.open` decides how."""
+    return acc.session().open()

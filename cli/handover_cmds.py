@@ -16,9 +16,6 @@ from .common import (
     PassFileOpt,
     PassStdinOpt,
     VaultOpt,
-    agent_for_secrets,
-    agent_or_none,
-    open_vault,
 )
 
 if TYPE_CHECKING:
@@ -57,26 +54,13 @@ class _SplitAtDashes(TyperCommand):
 
 def _assignments(acc: Access, names: list[str], max_scope: str | None,
                  allow_withdrawal: bool, preset: str | None) -> list[tuple[str, str]]:
-    """(variable, value) pairs for the named keys, after the scope checks."""
-    from botvault.errors import InvalidInputError
-    from botvault.handover import var_names
-    from botvault.policy import check_handover
+    """(variable, value) pairs for the named keys: --max-scope is parsed before anything
+    is asked for."""
+    from botvault.key_variables import key_variables
 
     limit = _parse_max_scope(max_scope)
-    pairs: list[tuple[str, str]] = []
-    for name, cred in zip(names, _credentials(acc, names), strict=True):
-        check_handover(name, cred.general, cred.withdrawal, max_scope=limit,
-                       allow_withdrawal=allow_withdrawal, retired=cred.retired)
-        key_var, secret_var = var_names(cred.exchange, name, env_key=cred.env_key,
-                                        env_secret=cred.env_secret, preset=preset)
-        pairs += [(key_var, cred.api_key), (secret_var, cred.api_secret.reveal())]
-    seen = [var for var, _ in pairs]
-    clash = sorted({v for v in seen if seen.count(v) > 1})
-    if clash:
-        raise InvalidInputError(f"two keys would set the same variable: {', '.join(clash)}",
-                                hint="set distinct names with botvault edit NAME --env-key "
-                                     "VAR --env-secret VAR")
-    return pairs
+    return key_variables(acc.session(), names, max_scope=limit,
+                         allow_withdrawal=allow_withdrawal, preset=preset)
 
 
 def _parse_max_scope(value: str | None) -> General | None:
@@ -85,17 +69,6 @@ def _parse_max_scope(value: str | None) -> General | None:
     from botvault.scopes import parse_general
 
     return parse_general(value)
-
-
-def _credentials(acc: Access, names: list[str]) -> list[Any]:
-    """From the agent when it runs (no passphrase, no KDF), else from the vault."""
-    # With --passphrase-stdin the line is always read: never left on stdin for the bot.
-    client = None if acc.sources.stdin else agent_for_secrets(agent_or_none(acc.path, acc))
-    if client is not None:
-        with client:
-            return [client.credentials(n) for n in names]
-    with open_vault(acc, use_agent=False) as opened:
-        return [opened.get(n) for n in names]
 
 
 @app.command(cls=_SplitAtDashes, context_settings={"ignore_unknown_options": False})

@@ -27,23 +27,9 @@ def man(
     if install is None:
         typer.echo(page, nl=False)
         return
-    import os
+    from botvault.install import install_text
 
-    from botvault.store import ensure_private_dir, fsync_dir
-
-    ensure_private_dir(install)
-    target = install / "botvault.1"
-    tmp = target.with_name(f".botvault.1.tmp-{os.getpid()}")
-    try:  # atomic and durable: temp file, fsync, rename, directory fsync
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(page)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(install)
+    target = install_text(install, "botvault.1", page)
     typer.echo(f"installed {target}")
 
 

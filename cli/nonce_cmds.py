@@ -13,7 +13,6 @@ from .common import (
     PassFileOpt,
     PassStdinOpt,
     VaultOpt,
-    agent_or_none,
     open_vault,
 )
 
@@ -54,18 +53,10 @@ def nonce(
                 typer.echo(line)
         return
     if not peek:
-        client = None if acc.sources.stdin else agent_or_none(acc.path, acc)
-        if client is not None:
-            with client:
-                values = client.nonces(name, count)
-            typer.echo("\n".join(map(str, values)))
-            return
+        typer.echo("\n".join(map(str, acc.session().nonces(name, count))))
+        return
     with open_vault(acc) as opened:
-        if peek:
-            last, ahead = opened.peek_nonce(name)
-            unit = opened.get(name).nonce_unit
-            typer.echo(f"last: {'none yet' if last is None else last} ({unit})")
-            typer.echo(f"ahead of the clock: {max(ahead, 0.0):.3f} s")
-            return
-        values = list(opened.allocate_nonces(name, count))
-    typer.echo("\n".join(map(str, values)))
+        last, ahead = opened.peek_nonce(name)
+        unit = opened.get(name).nonce_unit
+    typer.echo(f"last: {'none yet' if last is None else last} ({unit})")
+    typer.echo(f"ahead of the clock: {max(ahead, 0.0):.3f} s")

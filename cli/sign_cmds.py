@@ -14,8 +14,6 @@ from .common import (
     PassFileOpt,
     PassStdinOpt,
     VaultOpt,
-    agent_or_none,
-    open_vault,
 )
 
 app = typer.Typer()
@@ -48,20 +46,8 @@ def sign(
     """
     acc = Access(vault, passphrase_file, passphrase_command,
                  passphrase_stdin)
-    # With --passphrase-stdin the line is read and used, agent or not (one meaning).
-    client = None if acc.sources.stdin else agent_or_none(acc.path, acc)
-    if client is not None:
-        with client:
-            signed = client.sign(name, path, data, method=method)
-        body, headers, nonce = signed.body, signed.headers, signed.nonce
-    else:
-        from botvault.agent import signing
-
-        with open_vault(acc, use_agent=False) as opened:
-            entry = opened.get(name)
-            signing.authorise(entry, path, method, allow_withdrawal=False)
-            local = signing.sign(entry, path, data, opened.next_nonce(name))
-        body, headers, nonce = local.body, local.headers, local.nonce
+    signed = acc.session().sign(name, path, data, method)
+    body, headers, nonce = signed.body, signed.headers, signed.nonce
     if json_:
         output.json_out({"nonce": nonce, "body": body, "headers": headers})
         return

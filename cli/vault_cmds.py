@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from . import output
-from .common import (
-    Access,
-    PassCmdOpt,
-    PassFileOpt,
-    PassStdinOpt,
-    VaultOpt,
-    agent_for_secrets,
-    agent_or_none,
-)
+from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt
 from .passphrase import read_new_passphrase, read_passphrase
-
-if TYPE_CHECKING:
-    from botvault.core import Vault
 
 app = typer.Typer()
 
@@ -58,39 +47,19 @@ def init(
     least 256 MiB of memory.
     """
     from botvault.core import Vault
-    from botvault.crypto import (
-        INIT_MAX_SECONDS,
-        RECOMMENDED_MEMORY_KIB,
-        KdfParams,
-        calibrate,
-        check_machine,
-        check_params,
-    )
-    from botvault.errors import AlreadyExistsError, InvalidInputError
+    from botvault.errors import AlreadyExistsError
+    from botvault.kdf_choice import new_vault_kdf
 
     acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
     if os.path.lexists(acc.path):
         raise AlreadyExistsError(f"a vault exists already at {acc.path}; it was left as it is",
                                  hint="to make a second vault, pass --vault OTHER_PATH; to "
                                       "use this one, run any command (e.g. botvault list)")
-    memory = (kdf_memory if kdf_memory is not None else 256) * 1024
-    lanes = kdf_parallelism if kdf_parallelism is not None else min(4, os.cpu_count() or 1)
-    # Refuse impossible parameters before asking for anything.
-    check_params(KdfParams(memory, kdf_iterations or 2, lanes), error=InvalidInputError)
-    # The same bound every later open applies (with a margin): never make a vault that
-    # this machine would refuse to open.
-    check_machine(KdfParams(memory, kdf_iterations or 2, lanes), error=InvalidInputError,
-                  limit=INIT_MAX_SECONDS)
+    # Impossible or unaffordable parameters are refused before anything is asked.
+    kdf = new_vault_kdf(kdf_memory, kdf_iterations, kdf_parallelism)
     passphrase = _generated() if generate_passphrase else _new_passphrase(
         acc, allow_weak=allow_weak_passphrase)
-    if kdf_iterations is None:
-        with output.status("calibrating…"):
-            params = calibrate(kdf_seconds, memory_kib=memory, parallelism=lanes)
-    else:
-        params = KdfParams(memory, kdf_iterations, lanes)
-    if params.memory_kib < RECOMMENDED_MEMORY_KIB:
-        output.warn(f"{params.describe()} is below the recommended 256 MiB; a stolen vault "
-                    "is cheaper to attack")
+    params = kdf.choose(kdf_seconds, busy=output.status)
     with output.status("creating…"):
         created = Vault.create(acc.path, passphrase, kdf=params)
     typer.echo(f"created vault at {created.path}")
@@ -153,9 +122,8 @@ def passwd(
     the file opens only itself with the old passphrase. A running agent is locked. The
     current passphrase is always asked for, even while unlocked.
     """
-    from botvault.core import Vault
-    from botvault.crypto import calibrate, strengthened
     from botvault.errors import InvalidInputError
+    from botvault.kdf_choice import upgraded_kdf
 
     if keep_passphrase and not upgrade_kdf:
         raise InvalidInputError("--keep-passphrase only goes with --upgrade-kdf")
@@ -163,12 +131,12 @@ def passwd(
         raise InvalidInputError("--keep-passphrase and --generate-passphrase exclude each other")
     acc = Access(vault, passphrase_file, passphrase_command)
     current = read_passphrase(acc.sources)
-    with output.status("unlocking…"), Vault.open(acc.path, current) as opened:
+    session = replace(acc.session(), passphrase=lambda: current)
+    with session.open_with_passphrase() as opened:
         kdf = None
         if upgrade_kdf:
             with output.status("calibrating…"):
-                proposed = calibrate(memory_kib=max(256 * 1024, opened.kdf.memory_kib))
-            kdf = strengthened(opened.kdf, proposed)
+                proposed, kdf = upgraded_kdf(opened.kdf)
             if kdf is None:
                 typer.echo(f"key derivation already at least as strong as today's policy "
                            f"({proposed.describe()}): {opened.kdf.describe()}; kept")
@@ -196,13 +164,11 @@ def passwd(
 def _lock_agent(path: Path) -> None:
     """An agent still holds the old data key, which opens nothing saved from now on."""
     from botvault.errors import VaultError
+    from botvault.session import lock_agent
 
     try:
-        client = agent_or_none(path)
-        if client is None:
+        if not lock_agent(path):
             return
-        with client:
-            client.lock()
     except (VaultError, OSError) as exc:
         output.warn(f"could not lock the running agent ({exc}); it locks itself at its next "
                     "request; run: botvault lock")
@@ -235,8 +201,9 @@ def restore(
 
     if not list_ and generation is None:
         raise InvalidInputError("name a GENERATION to restore, or pass --list")
-    with _open_allowing_rollback(Access(vault, passphrase_file, passphrase_command,
-                                        passphrase_stdin)) as opened:
+    # A file older than one seen here opens: `restore` is the deliberate way back.
+    with Access(vault, passphrase_file, passphrase_command,
+                passphrase_stdin).session().open(allow_rollback=True) as opened:
         backups = opened.backups()
         if list_:
             typer.echo(f"current generation: {opened.generation} "
@@ -271,21 +238,3 @@ def _saved_at(path: Path) -> str:
         return format_moment(path.stat().st_mtime)
     except OSError:
         return "-"
-
-
-def _open_allowing_rollback(acc: Access) -> Vault:
-    """As `common.open_vault`, but a file older than one seen here opens: `restore` is the
-    deliberate way back."""
-    from botvault.core import Vault
-    from botvault.errors import VaultError
-    from botvault.store import read_head
-
-    path = acc.path
-    read_head(path, 8)
-    client = None if acc.sources.stdin else agent_for_secrets(agent_or_none(path, acc))
-    if client is not None:
-        with client, contextlib.suppress(VaultError):  # an agent refuses a rolled-back file
-            return Vault.open_with_key(path, client.data_key(), allow_rollback=True)
-    passphrase = read_passphrase(acc.sources)
-    with output.status("unlocking…"):
-        return Vault.open(path, passphrase, allow_rollback=True)

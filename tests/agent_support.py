@@ -48,7 +48,7 @@ def make_vault(path: Path, entries: dict[str, dict[str, str]] | None = None) -> 
             secrets[name] = b64secret()
             v.add(name, api_key=f"PUB{name.upper().replace('-', '')}KEY",
                   api_secret=secrets[name], **kw)
-        return Keys(v.path, bytes(v._data_key), secrets)
+        return Keys(v.path, v.hand_out_data_key(), secrets)
 
 
 def start(keys: Keys, *, ttl: float = 60, idle: float = 60, allow_withdrawal: bool = False,

@@ -384,6 +384,8 @@ def test_sigterm_wipes_and_exits(unlocked: agent.AgentInfo, signum: int) -> None
 
 def test_stop_wipes_the_data_key_in_process(inprocess: tuple[AgentServer, Vault]) -> None:
     server, vault = inprocess
+    # The private buffer itself, unavoidably: what is wiped is the bytearray the Vault
+    # holds, which no public method hands out (hand_out_data_key returns a copy).
     key = vault._data_key
     assert any(key)
     with agent.AgentClient(server.socket_path) as client:
@@ -615,7 +617,7 @@ def test_kdf_floor_vault_opens_in_agent_but_cheapest_does_not(tmp_path: Path) ->
 
     path = tmp_path / "cheap" / "vault.bv"
     with Vault.create(path, PASSPHRASE, kdf=CHEAPEST_TEST_ONLY) as v:
-        key = bytes(v._data_key)
+        key = v.hand_out_data_key()
     with pytest.raises(FormatError):
         launcher.start_agent(path, key, ttl=5, idle=5, allow_withdrawal=False)
     assert AGENT_KDF.memory_kib == 19 * 1024

@@ -310,7 +310,7 @@ def _big_vault(path: Path, count: int, note: str) -> Keys:
                      withdrawal=Withdrawal("none"), note=note) for i in range(count)]
     with Vault.create(path, PASSPHRASE, kdf=AGENT_KDF) as v:
         v.import_entries(entries)  # one save, not 300
-        return Keys(v.path, bytes(v._data_key), {})
+        return Keys(v.path, v.hand_out_data_key(), {})
 
 
 @pytest.mark.parametrize("note", ["n" * 4096, "é" * 4096])

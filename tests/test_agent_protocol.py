@@ -346,7 +346,7 @@ def test_oversized_answer_is_an_error_not_a_broken_frame(tmp_path: Path) -> None
     with Vault.create(tmp_path / "big" / "vault.bv", "agent test passphrase",
                       kdf=AGENT_KDF) as v:
         v.import_entries(entries)
-        keys = Keys(v.path, bytes(v._data_key), {})
+        keys = Keys(v.path, v.hand_out_data_key(), {})
     with running(keys) as info, raw_connect(info.socket_path, timeout=30) as s:
         s.sendall(encode_frame({"op": "list"}))
         answer = FrameReader(s, wait=30, frame_timeout=30, limit=MAX_ANSWER).read()

@@ -47,7 +47,7 @@ def test_an_older_file_is_refused_naming_both_generations(vault: Vault,
     assert caught.value.hint is not None
     assert f"botvault restore {old_generation}" in caught.value.hint
     with pytest.raises(RollbackError):
-        Vault.open_with_key(vault_path, bytes(vault._data_key))
+        Vault.open_with_key(vault_path, vault.hand_out_data_key())
 
 
 def test_rolling_back_the_whole_directory_is_noticed(vault: Vault, vault_path: Path,

@@ -209,7 +209,7 @@ def test_change_passphrase_reseals_every_record_under_a_fresh_key(vault: Vault,
     with Vault.open(vault_path, "a brand new passphrase") as again:
         assert again.get("a") == vault.get("a")
         assert again.get("b") == vault.get("b")
-        assert bytes(again._data_key) != old_key
+        assert again.hand_out_data_key() != old_key
 
 
 def test_kraken_secret_whitespace_removed_with_count(vault: Vault) -> None:

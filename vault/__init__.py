@@ -1,8 +1,9 @@
 """botvault: an encrypted local vault for exchange API key pairs.
 
 `from botvault import Vault` is the entry point; `from botvault import agent` reaches a running
-agent. Heavy modules (PyNaCl, argon2) load on first use, so that importing `botvault.errors` for
-the command line stays fast.
+agent; `from botvault import Session` opens a vault through the agent when it runs, else with a
+passphrase the caller supplies (what every `botvault` command does). Heavy modules (PyNaCl,
+argon2) load on first use, so that importing `botvault.errors` for the command line stays fast.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .core import Backup, Vault
     from .crypto import KdfParams
     from .entries import Entry
+    from .session import Session
 
 __all__ = [
     "AgentError",
@@ -47,6 +49,7 @@ __all__ = [
     "NotFoundError",
     "ScopeError",
     "Secret",
+    "Session",
     "Vault",
     "VaultError",
     "VaultWarning",
@@ -55,7 +58,7 @@ __all__ = [
 
 _LAZY = {
     "Vault": "core", "Backup": "core",
-    "KdfParams": "crypto", "Entry": "entries",
+    "KdfParams": "crypto", "Entry": "entries", "Session": "session",
 }
 
 

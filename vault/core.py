@@ -551,6 +551,16 @@ class Vault:
                 reuse.pop(name)  # sealed anew
             self._write_locked(entries, reuse=reuse)
 
+    def hand_out_data_key(self) -> bytes:
+        """A copy of the data key, which opens this vault (`Vault.open_with_key`) without
+        the passphrase. The one way it leaves a `Vault`; two callers have a reason to:
+        `botvault unlock` (session.start_agent), handing it to the agent it starts, and the
+        agent's `data_key` op, handing it to a command of the same user over the agent's
+        private socket (a sign-only agent refuses that op). The copy is immutable and so
+        cannot be wiped: hand it on at once and drop it. ConflictError once closed."""
+        self._require_keys()
+        return bytes(self._data_key)
+
     # -- internals -----------------------------------------------------------------------
 
     def _require_keys(self) -> codec.Keys:

@@ -240,7 +240,7 @@ class Agent:
 
     def _data_key(self, _request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            key = bytes(self._open_vault()._data_key)
+            key = self._open_vault().hand_out_data_key()
         return {"data_key": base64.b64encode(key).decode("ascii")}
 
     def _nonce(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -254,12 +254,8 @@ class Agent:
         method = request.get("method", "POST")
         if not isinstance(method, str):
             raise InvalidInputError("'method' must be text")
-        with self._lock:
-            vault = self._open_vault()
-            entry = vault.get(name)
-            signing.authorise(entry, path, method, allow_withdrawal=self.allow_withdrawal)
-            nonce = vault.next_nonce(name)
-        signed = signing.sign(entry, path, data, nonce)
+        signed = signing.sign_request(self._open_vault, name, path, data, method,
+                                      allow_withdrawal=self.allow_withdrawal, guard=self._lock)
         return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce}
 
     def _sign_challenge(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -7,10 +7,13 @@ and the signature is computed over exactly the bytes the bot will send.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from ..entries import Entry
@@ -20,8 +23,11 @@ from ..exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot, 
 from ..grants import Grant
 from ..scopes import General
 
+if TYPE_CHECKING:
+    from ..core import Vault
+
 __all__ = ["Signed", "authorise", "bot_nonce", "challenge", "check_grant_signature", "sign",
-           "sign_for_grant", "spot_body_with_nonce", "spot_json_with_nonce"]
+           "sign_for_grant", "sign_request", "spot_body_with_nonce", "spot_json_with_nonce"]
 
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 
@@ -74,6 +80,23 @@ def sign(entry: Entry, path: str, data: str, nonce: int) -> Signed:
                              "API-Sign": sign_spot(entry.api_secret, path, nonce, body)}, nonce)
     return Signed(data, {"APIKey": entry.api_key, "Nonce": str(nonce),
                          "Authent": sign_futures(entry.api_secret, path, nonce, data)}, nonce)
+
+
+def sign_request(vault_of: Callable[[], Vault], name: str, path: str, data: str,
+                 method: str = "POST", *, allow_withdrawal: bool,
+                 guard: AbstractContextManager[Any] | None = None) -> Signed:
+    """The one signing sequence, for the agent's `sign` op and `botvault sign` alike:
+    authorise `name`'s entry for the endpoint, allocate its next nonce, sign.
+
+    `vault_of` gives the vault once `guard` is held (the agent passes its lock and its
+    reloading accessor). A refused request allocates no nonce. The HMAC runs after `guard`
+    is released: it needs only the entry and the nonce."""
+    with guard if guard is not None else contextlib.nullcontext():
+        vault = vault_of()
+        entry = vault.get(name)
+        authorise(entry, path, method, allow_withdrawal=allow_withdrawal)
+        nonce = vault.next_nonce(name)
+    return sign(entry, path, data, nonce)
 
 
 def challenge(entry: Entry, text: str) -> str:
