@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InsecurePermissionsError, LockedError, VaultError, VaultWarning
 
 if TYPE_CHECKING:
-    from .agent import AgentClient, AgentInfo, Credentials
+    from .agent import AgentClient, AgentInfo
     from .agent.signing import Signed
     from .core import Vault
     from .entries import Entry
@@ -191,7 +191,7 @@ class Session:
 
     # -- operations ----------------------------------------------------------------------
 
-    def credentials(self, names: list[str]) -> list[Credentials | Entry]:
+    def credentials(self, names: list[str]) -> list[Entry]:
         """Each named key's pair and scopes: from the agent when it serves secrets (no
         passphrase, no KDF), else from the vault."""
         client = self.agent_for_secrets()
