@@ -22,7 +22,6 @@ integrations (ccxt, python-kraken-sdk, krakenex), `AgentClient.request_lock` and
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import errno
@@ -34,10 +33,14 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import private
 from .errors import ConflictError, InvalidInputError
 from .nonces import key_id
+
+if TYPE_CHECKING:  # asyncio costs ~17 ms to import; `run` and other sync callers never need it
+    import asyncio
 
 __all__ = ["DEFAULT_TIMEOUT", "KeyOrder", "RequestLockTimeout", "requests_dir"]
 
@@ -111,6 +114,8 @@ class KeyOrder:
     @contextlib.asynccontextmanager
     async def hold_async(self, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[None]:
         """Hold the key's order in this task without blocking the event loop."""
+        import asyncio
+
         if self.key_id in _held_in_context.get() or self.key_id in _thread_held():
             raise _reentry()
         deadline = time.monotonic() + timeout
@@ -159,6 +164,8 @@ def _thread_held() -> set[str]:
 
 
 def _loop_lock(key: str) -> asyncio.Lock:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     with _loop_locks_guard:
         locks = _loop_locks.setdefault(loop, {})

@@ -204,13 +204,12 @@ class Session:
     def sign(self, name: str, path: str, data: str, method: str = "POST") -> Signed:
         """One Kraken request signed with `name`'s key and its next nonce: by the agent when
         it runs (withdrawals only if it allows them), else here, never a withdrawal."""
-        from .agent.signing import Signed, sign_request
+        from .agent.signing import sign_request
 
         client = self.agent()
         if client is not None:
             with client:
-                done = client.sign(name, path, data, method=method)
-            return Signed(done.body, done.headers, done.nonce)
+                return client.sign(name, path, data, method=method)
         with self.open(use_agent=False) as opened:
             return sign_request(lambda: opened, name, path, data, method,
                                 allow_withdrawal=False)

@@ -39,6 +39,7 @@ from .protocol import (
     ConnectionClosedError,
     FrameReader,
     ProtocolError,
+    Signed,
     encode_frame,
     raise_for_error,
 )
@@ -69,13 +70,9 @@ _LIST_ATTEMPTS = 5
 Credentials = Entry
 
 
-@dataclass(frozen=True)
-class SignedRequest:
-    """A request signed by the agent: send `body` with `headers` added, unchanged."""
-
-    body: str
-    headers: dict[str, str]
-    nonce: int
+# One model of a signed request: the agent's answer is the signing module's `Signed`. The
+# name stays for code written against earlier versions.
+SignedRequest = Signed
 
 
 @dataclass(frozen=True)
@@ -287,7 +284,7 @@ class AgentClient:
         return self.nonces(name, 1)[0]
 
     def sign(self, name: str, path: str, data: Mapping[str, Any] | str = "",
-             method: str = "POST") -> SignedRequest:
+             method: str = "POST") -> Signed:
         """Sign a Kraken request with entry `name`'s key; the secret stays in the agent.
 
         `data` is the body (or, for a Futures GET, the query string) as a mapping or an
@@ -299,7 +296,7 @@ class AgentClient:
         if not isinstance(headers, dict) or not isinstance(body, str) or \
                 not isinstance(nonce, int):
             raise AgentError("the agent sent a malformed signed request")
-        return SignedRequest(body, {str(k): str(v) for k, v in headers.items()}, nonce)
+        return Signed(body, {str(k): str(v) for k, v in headers.items()}, nonce)
 
     def grant_resolve(self, grant_key: str) -> GrantTarget:
         """The grant with api key `grant_key` (no authentication: the key is public).

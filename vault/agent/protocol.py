@@ -19,6 +19,7 @@ import socket
 import struct
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import (
@@ -45,11 +46,23 @@ __all__ = [
     "FrameReader",
     "FrameTooLargeError",
     "ProtocolError",
+    "Signed",
     "decode_payload",
     "encode_frame",
     "error_response",
     "raise_for_error",
 ]
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A request ready to send: the body (nonce inserted for Spot) and the auth headers. The
+    agent's `sign` answer and the library's own signing (`signing.sign_request`) are both
+    this one type; it lives here, with the wire format, so a client loads no signing code."""
+
+    body: str
+    headers: dict[str, str]
+    nonce: int
 
 MAX_FRAME = 64 * 1024
 MAX_ANSWER = 4 * 1024 * 1024

@@ -12,7 +12,6 @@ import hmac
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -22,6 +21,7 @@ from ..exchanges import endpoints
 from ..exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot, sign_spot_text
 from ..grants import Grant
 from ..scopes import General
+from .protocol import Signed
 
 if TYPE_CHECKING:
     from ..core import Vault
@@ -30,15 +30,6 @@ __all__ = ["Signed", "authorise", "bot_nonce", "challenge", "check_grant_signatu
            "sign_for_grant", "sign_request", "spot_body_with_nonce", "spot_json_with_nonce"]
 
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
-
-
-@dataclass(frozen=True)
-class Signed:
-    """A request ready to send: the body (nonce inserted for Spot) and the auth headers."""
-
-    body: str
-    headers: dict[str, str]
-    nonce: int
 
 
 def _require_live(entry: Entry) -> None:
