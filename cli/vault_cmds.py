@@ -79,15 +79,6 @@ def _new_passphrase(acc: Access, *, allow_weak: bool) -> str:
     return checked_new_passphrase(new, allow_weak=allow_weak)
 
 
-def _checked(passphrase: str) -> str:
-    """At least 10 characters (exit 2 otherwise); a warning when it looks weak."""
-    from botvault.passphrase_policy import check_new_passphrase
-
-    for warning in check_new_passphrase(passphrase):
-        output.warn(warning)
-    return passphrase
-
-
 def _generated() -> str:
     from botvault.passphrase_policy import generate_passphrase
 
@@ -115,6 +106,10 @@ def passwd(
     drop_damaged_backups: Annotated[bool, typer.Option(
         "--drop-damaged-backups", help="Remove backups that fail to verify instead of "
         "stopping.")] = False,
+    allow_weak_passphrase: Annotated[bool, typer.Option(
+        "--allow-weak-passphrase", help="Accept a new passphrase attackers try first (a "
+        "famous example, a keyboard walk, a repeat) without a terminal to confirm it.")
+        ] = False,
 ) -> None:
     """Change the passphrase (or, with --upgrade-kdf, the key derivation cost).
 
@@ -148,7 +143,10 @@ def passwd(
         elif generate_passphrase:
             new = _generated()
         else:
-            new = _checked(read_new_passphrase(new_passphrase_file))
+            from .weak import checked_new_passphrase
+
+            new = checked_new_passphrase(read_new_passphrase(new_passphrase_file),
+                                         allow_weak=allow_weak_passphrase)
         with output.status("re-encrypting…"):
             dropped = opened.change_passphrase(new, kdf=kdf,
                                                drop_damaged_backups=drop_damaged_backups)

@@ -743,6 +743,20 @@ def test_weak_passphrase_refused_without_a_terminal(vault_path: Path, tmp_path: 
     assert vault_path.exists()
 
 
+def test_passwd_refuses_a_weak_new_passphrase_without_a_terminal(
+        made: Path, vault_path: Path, tmp_path: Path, passfile: Path) -> None:
+    weak = private(tmp_path / "new", "qwertyuiopasdfghjkl\n")
+    before = vault_path.read_bytes()
+    args = ["passwd", "--passphrase-file", str(passfile), "--new-passphrase-file", str(weak)]
+    code, _, err = cli(args)
+    assert code == 2, err
+    assert "attackers try first" in err and "--allow-weak-passphrase" in err
+    assert vault_path.read_bytes() == before
+    done = proc([*args, "--allow-weak-passphrase"])
+    assert done.returncode == 0, done.stderr
+    assert Vault.open(vault_path, "qwertyuiopasdfghjkl").list() is not None
+
+
 @pytest.mark.parametrize("fine", ["plaid nimbly unearth sprout cosmic yodel",
                                   "a long tty passphrase", "Tr0ub4dor&3 is not it either"])
 def test_ordinary_passphrases_are_not_flagged(fine: str) -> None:
