@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import FormatError, InvalidInputError
+from ..errors import ClosedError, FormatError, InvalidInputError
 from . import layout
 from .files import default_boot_id, default_sync, open_existing, open_or_create
 from .layout import (
@@ -561,7 +561,7 @@ class NonceStore:
     def _revive(self) -> None:
         """After fork the child shares the parent's open file, and so its flock: reopen."""
         if self._closed:
-            raise ValueError("this NonceStore is closed")
+            raise ClosedError("this NonceStore is closed")
         self._finalizer()
         self._open()
         self._stale = False
