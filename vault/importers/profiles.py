@@ -8,10 +8,10 @@ from ..entries import NAME_RE
 _PROFILES = {"kraken": "kraken-spot", "krakenfutures": "kraken-futures"}
 
 
-def _profile_for(exchange_id: str) -> str:
+def profile_for(exchange_id: str) -> str:
     return _PROFILES.get(exchange_id.strip().lower(), "generic")
 
 
-def _entry_name(value: object) -> str | None:
+def suggested_name(value: object) -> str | None:
     """A suggested entry name, only when it is already a valid one."""
     return value if isinstance(value, str) and NAME_RE.fullmatch(value) else None
