@@ -20,6 +20,7 @@ from .errors import (
     VaultError,
     VaultWarning,
 )
+from .exchanges.profiles import KRAKEN_KEYS_PER_ACCOUNT
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
 from .fileformat import RawRecord
 from .nonces import nonce_counter_id
@@ -31,7 +32,6 @@ from .secret import Secret
 
 __all__ = ["Backup", "Vault", "VaultWarning", "check_secret", "new_entry"]
 
-KRAKEN_KEYS_PER_ACCOUNT = 50
 _Entries = dict[str, codec.Slot]
 
 

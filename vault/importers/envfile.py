@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidInputError
+from ..exchanges.profiles import KRAKEN_FUTURES, KRAKEN_SPOT, VAR_NAMES
 from ..secret import Secret
 from .candidate import Candidate
 from .profiles import profile_for
@@ -14,8 +15,8 @@ from .textfile import LineIndex, read_text
 
 # (key variable, secret variable, exchange profile); None: the exchange is not known.
 _ENV_PAIRS: tuple[tuple[str, str, str | None], ...] = (
-    ("KRAKEN_API_KEY", "KRAKEN_API_SECRET", "kraken-spot"),
-    ("KRAKEN_FUTURES_API_KEY", "KRAKEN_FUTURES_API_SECRET", "kraken-futures"),
+    (*VAR_NAMES[KRAKEN_SPOT], KRAKEN_SPOT),
+    (*VAR_NAMES[KRAKEN_FUTURES], KRAKEN_FUTURES),
     ("FREQTRADE__EXCHANGE__KEY", "FREQTRADE__EXCHANGE__SECRET", None),
 )
 _FREQTRADE_NAME_VAR = "FREQTRADE__EXCHANGE__NAME"

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from ..entries import NAME_RE
-
-# ccxt / freqtrade exchange ids -> botvault profiles.
-_PROFILES = {"kraken": "kraken-spot", "krakenfutures": "kraken-futures"}
+from ..exchanges.profiles import CCXT_IDS, GENERIC
 
 
 def profile_for(exchange_id: str) -> str:
-    return _PROFILES.get(exchange_id.strip().lower(), "generic")
+    return CCXT_IDS.get(exchange_id.strip().lower(), GENERIC)
 
 
 def suggested_name(value: object) -> str | None:

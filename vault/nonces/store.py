@@ -57,8 +57,8 @@ from .recovery import read_all, recover_file, settle_after_reboot, upgrade_file
 
 # Nonce units: ms (ccxt, krakenex), us, 10ns (python-kraken-sdk). The one definition;
 # entries.py takes its list from here.
-UNITS = ("ms", "us", "10ns")
 NS_PER_UNIT = {"ms": 1_000_000, "us": 1_000, "10ns": 10}
+UNITS = tuple(NS_PER_UNIT)  # in this order in --help and messages
 MAX_COUNT = 1_000_000  # one call may not push a ms counter more than ~17 minutes ahead
 AHEAD_WARNING_S = 10.0
 UNIT_CHANGE_TOLERANCE_S = 5.0
