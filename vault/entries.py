@@ -124,11 +124,7 @@ class Entry:
         doc["api_secret"] = self.api_secret.reveal()
         if self.nonce_mark is not None:
             doc["nonce_mark"] = list(self.nonce_mark)
-        # ensure_ascii keeps any str (even lone surrogates) representable and round-trippable.
-        raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-        # The name leads, so that opening a vault can index entries without parsing them.
-        raw = self.name.encode("ascii") + b"\n" + raw
-        return raw + b" " * (-len(raw) % _PAD)
+        return record_plaintext(self.name, doc)
 
     @classmethod
     def from_plaintext(cls, raw: bytes, entry_id: bytes) -> Entry:
@@ -154,3 +150,13 @@ def _nonce_mark(raw: Any) -> tuple[str, int]:
     if not isinstance(counter, str) or type(value) is not int or value < 0:
         raise ValueError("a malformed nonce mark")
     return counter, value
+
+
+def record_plaintext(name: str, doc: dict[str, Any]) -> bytes:
+    """What a record (entry or grant) seals: its name, a newline, the JSON document, padded
+    with spaces to a multiple of _PAD. The name leads, so that opening a vault can index
+    records without parsing them."""
+    # ensure_ascii keeps any str (even lone surrogates) representable and round-trippable.
+    raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    raw = name.encode("ascii") + b"\n" + raw
+    return raw + b" " * (-len(raw) % _PAD)

@@ -38,8 +38,10 @@ from .protocol import (
     AgentError,
     ConnectionClosedError,
     FrameReader,
+    GrantSigned,
     ProtocolError,
     encode_frame,
+    grant_signed,
     raise_for_error,
 )
 
@@ -87,17 +89,6 @@ class GrantTarget:
     exchange: str
     key_id: str  # botvault.nonces.key_id(exchange, the entry's real api key)
     expires_at: float | None  # wall clock, seconds since the epoch
-
-
-@dataclass(frozen=True)
-class GrantSigned:
-    """A grant-authenticated request signed with the real key: send `body` with `headers`."""
-
-    body: str
-    headers: dict[str, str]
-    entry: str
-    grant: str
-    nonce: int
 
 
 class _Connection:
@@ -324,14 +315,7 @@ class AgentClient:
         answer = self._call("grant_sign", grant_key=grant_key, path=path, method=method,
                             body=body, signature=signature, nonce_header=nonce_header,
                             content_type=content_type, key_id=key_id)
-        headers, out = answer.get("headers"), answer.get("body")
-        entry, grant, nonce = answer.get("entry"), answer.get("grant"), answer.get("nonce")
-        if not isinstance(headers, dict) or not isinstance(out, str) or \
-                not isinstance(entry, str) or not isinstance(grant, str) or \
-                isinstance(nonce, bool) or not isinstance(nonce, int):
-            raise AgentError("the agent sent a malformed signed request")
-        return GrantSigned(out, {str(k): str(v) for k, v in headers.items()}, entry, grant,
-                           nonce)
+        return grant_signed(answer)
 
     def sign_with_grant(self, grant_key: str, grant_secret: Secret | str, path: str,
                         data: Mapping[str, Any] | str = "", method: str = "POST", *,

@@ -19,6 +19,7 @@ import socket
 import struct
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import (
@@ -44,10 +45,12 @@ __all__ = [
     "ConnectionClosedError",
     "FrameReader",
     "FrameTooLargeError",
+    "GrantSigned",
     "ProtocolError",
     "decode_payload",
     "encode_frame",
     "error_response",
+    "grant_signed",
     "raise_for_error",
 ]
 
@@ -194,3 +197,30 @@ def raise_for_error(response: dict[str, Any]) -> dict[str, Any]:
         raise GrantError(str(reason), text, hint=hint[:_MAX_MESSAGE] if isinstance(hint, str)
                          else None)
     raise cls(text, hint=hint[:_MAX_MESSAGE] if isinstance(hint, str) else None)
+
+
+# -- answers that more than one client reads (the sync AgentClient, the gateway's link) ----
+
+@dataclass(frozen=True)
+class GrantSigned:
+    """A grant-authenticated request signed with the real key: send `body` with `headers`."""
+
+    body: str
+    headers: dict[str, str]
+    entry: str
+    grant: str
+    nonce: int
+
+    def __repr__(self) -> str:  # the headers carry the real key's signature
+        return f"GrantSigned(grant={self.grant!r}, entry={self.entry!r}, nonce={self.nonce})"
+
+
+def grant_signed(answer: Mapping[str, Any]) -> GrantSigned:
+    """The agent's answer to `grant_sign`; AgentError when it is not well formed."""
+    headers, body = answer.get("headers"), answer.get("body")
+    entry, grant, nonce = answer.get("entry"), answer.get("grant"), answer.get("nonce")
+    if not isinstance(headers, dict) or not isinstance(body, str) or \
+            not isinstance(entry, str) or not isinstance(grant, str) or \
+            isinstance(nonce, bool) or not isinstance(nonce, int):
+        raise AgentError("the agent sent a malformed signed request")
+    return GrantSigned(body, {str(k): str(v) for k, v in headers.items()}, entry, grant, nonce)

@@ -26,6 +26,7 @@ from ..agent.protocol import (
     ProtocolError,
     decode_payload,
     encode_frame,
+    grant_signed,
     raise_for_error,
 )
 from ..errors import InsecurePermissionsError, LockedError, VaultError
@@ -156,13 +157,10 @@ class AsyncAgentGrants:
         except GrantRefused:
             self._cache.pop(request.grant_key, None)
             raise
-        headers, body = answer.get("headers"), answer.get("body")
-        entry, grant, nonce = answer.get("entry"), answer.get("grant"), answer.get("nonce")
-        if not isinstance(headers, dict) or not isinstance(body, str) or \
-                not isinstance(entry, str) or not isinstance(grant, str) or \
-                isinstance(nonce, bool) or not isinstance(nonce, int):
-            raise refused_as(AgentError("the agent sent a malformed signed request"))
-        return Signed(body, {str(k): str(v) for k, v in headers.items()}, entry, grant, nonce)
+        try:
+            return grant_signed(answer)
+        except AgentError as exc:
+            raise refused_as(exc) from None
 
     def close(self) -> None:
         for link in self._links:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..agent.protocol import GrantSigned as Signed  # the agent's answer, as the client's
 from ..errors import (
     AuthenticationError,
     GrantError,
@@ -43,18 +44,6 @@ class SignRequest:
     nonce_header: str
     content_type: str
     key_id: str
-
-
-@dataclass(frozen=True)
-class Signed:
-    body: str
-    headers: dict[str, str]
-    entry: str
-    grant: str
-    nonce: int
-
-    def __repr__(self) -> str:  # the headers carry the real key's signature
-        return f"Signed(grant={self.grant!r}, entry={self.entry!r}, nonce={self.nonce})"
 
 
 class GrantRefused(Exception):
