@@ -395,3 +395,28 @@ def test_malformed_grant_signed_answer_is_an_agent_error(change: dict[str, Any])
 
     with pytest.raises(AgentError, match="malformed signed request"):
         grant_signed({**_SIGNED, **change})
+
+
+_TARGET = {"grant": "g1", "entry": "bot", "exchange": "kraken-spot", "key_id": "kid",
+           "expires_at": 1700000000}
+
+
+def test_grant_resolve_answer_is_read_one_way() -> None:
+    from botvault.agent import client
+    from botvault.agent.protocol import GrantTarget, grant_target
+    from botvault.gateway import grants
+
+    assert client.GrantTarget is GrantTarget and grants.Resolved is GrantTarget
+    assert grant_target(_TARGET) == GrantTarget("g1", "bot", "kraken-spot", "kid", 1.7e9)
+    assert grant_target({**_TARGET, "expires_at": None}).expires_at is None
+
+
+@pytest.mark.parametrize("change", [
+    {"grant": None}, {"entry": 3}, {"exchange": b"kraken-spot"}, {"key_id": ["k"]},
+    {"expires_at": True}, {"expires_at": "1700000000"},
+])
+def test_malformed_grant_resolve_answer_is_an_agent_error(change: dict[str, Any]) -> None:
+    from botvault.agent.protocol import grant_target
+
+    with pytest.raises(AgentError, match="malformed grant"):
+        grant_target({**_TARGET, **change})

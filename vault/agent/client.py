@@ -39,9 +39,11 @@ from .protocol import (
     ConnectionClosedError,
     FrameReader,
     GrantSigned,
+    GrantTarget,
     ProtocolError,
     encode_frame,
     grant_signed,
+    grant_target,
     raise_for_error,
 )
 
@@ -79,16 +81,6 @@ class SignedRequest:
     headers: dict[str, str]
     nonce: int
 
-
-@dataclass(frozen=True)
-class GrantTarget:
-    """What a grant key stands for: the bot, its entry and the real key's identity."""
-
-    grant: str
-    entry: str
-    exchange: str
-    key_id: str  # botvault.nonces.key_id(exchange, the entry's real api key)
-    expires_at: float | None  # wall clock, seconds since the epoch
 
 
 class _Connection:
@@ -295,16 +287,7 @@ class AgentClient:
     def grant_resolve(self, grant_key: str) -> GrantTarget:
         """The grant with api key `grant_key` (no authentication: the key is public).
         GrantError with reason unknown / revoked / expired when it cannot be used."""
-        answer = self._call("grant_resolve", grant_key=grant_key)
-        fields = [answer.get(k) for k in ("grant", "entry", "exchange", "key_id")]
-        expires = answer.get("expires_at")
-        if not all(isinstance(f, str) for f in fields) or not (
-                expires is None or (isinstance(expires, (int, float))
-                                    and not isinstance(expires, bool))):
-            raise AgentError("the agent sent a malformed grant")
-        grant, entry, exchange, key = (str(f) for f in fields)
-        return GrantTarget(grant, entry, exchange, key,
-                           None if expires is None else float(expires))
+        return grant_target(self._call("grant_resolve", grant_key=grant_key))
 
     def grant_sign(self, grant_key: str, *, path: str, method: str, body: str,
                    signature: str, nonce_header: str, content_type: str, key_id: str

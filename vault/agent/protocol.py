@@ -46,11 +46,13 @@ __all__ = [
     "FrameReader",
     "FrameTooLargeError",
     "GrantSigned",
+    "GrantTarget",
     "ProtocolError",
     "decode_payload",
     "encode_frame",
     "error_response",
     "grant_signed",
+    "grant_target",
     "raise_for_error",
 ]
 
@@ -200,6 +202,29 @@ def raise_for_error(response: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- answers that more than one client reads (the sync AgentClient, the gateway's link) ----
+
+@dataclass(frozen=True)
+class GrantTarget:
+    """What a grant key stands for: the bot, its entry and the real key's identity."""
+
+    grant: str
+    entry: str
+    exchange: str
+    key_id: str  # botvault.nonces.key_id(exchange, the entry's real api key)
+    expires_at: float | None = None  # wall clock, seconds since the epoch
+
+
+def grant_target(answer: Mapping[str, Any]) -> GrantTarget:
+    """The agent's answer to `grant_resolve`; AgentError when it is not well formed."""
+    fields = [answer.get(k) for k in ("grant", "entry", "exchange", "key_id")]
+    expires = answer.get("expires_at")
+    if not all(isinstance(f, str) for f in fields) or not (
+            expires is None or (isinstance(expires, (int, float))
+                                and not isinstance(expires, bool))):
+        raise AgentError("the agent sent a malformed grant")
+    grant, entry, exchange, key = (str(f) for f in fields)
+    return GrantTarget(grant, entry, exchange, key, None if expires is None else float(expires))
+
 
 @dataclass(frozen=True)
 class GrantSigned:

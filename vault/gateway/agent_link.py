@@ -27,6 +27,7 @@ from ..agent.protocol import (
     decode_payload,
     encode_frame,
     grant_signed,
+    grant_target,
     raise_for_error,
 )
 from ..errors import InsecurePermissionsError, LockedError, VaultError
@@ -138,10 +139,10 @@ class AsyncAgentGrants:
         if cached is not None and now - cached[0] < _CACHE_SECONDS:
             return cached[1]
         answer = await self._call("grant_resolve", grant_key=grant_key)
-        fields = [answer.get(k) for k in ("grant", "entry", "exchange", "key_id")]
-        if not all(isinstance(f, str) for f in fields):
-            raise refused_as(AgentError("the agent sent a malformed grant"))
-        resolved = Resolved(*(str(f) for f in fields))
+        try:
+            resolved = grant_target(answer)
+        except AgentError as exc:
+            raise refused_as(exc) from None
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[grant_key] = (now, resolved)

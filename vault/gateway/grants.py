@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..agent.protocol import GrantSigned as Signed  # the agent's answer, as the client's
+# The agent's answers, read as the client reads them.
+from ..agent.protocol import GrantSigned as Signed
+from ..agent.protocol import GrantTarget as Resolved
 from ..errors import (
     AuthenticationError,
     GrantError,
@@ -22,14 +24,6 @@ from ..errors import (
 from .kraken_errors import Reason
 
 __all__ = ["GrantAgent", "GrantRefused", "Resolved", "SignRequest", "Signed", "refused_as"]
-
-
-@dataclass(frozen=True)
-class Resolved:
-    grant: str
-    entry: str
-    exchange: str
-    key_id: str
 
 
 @dataclass(frozen=True)
