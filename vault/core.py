@@ -10,7 +10,15 @@ from pathlib import Path
 from types import TracebackType
 
 from . import codec, crypto, fileformat, store
-from .entries import Entry, check_name, check_nonce_unit, check_text, now_utc
+from .entries import (
+    MAX_NAME,
+    MAX_NOTE,
+    Entry,
+    check_name,
+    check_nonce_unit,
+    check_text,
+    now_utc,
+)
 from .errors import (
     AlreadyExistsError,
     FormatError,
@@ -241,7 +249,7 @@ class Vault:
         if account is not None:
             changes["account"] = check_text("account label", account) or None
         if note is not None:
-            changes["note"] = check_text("note", note, 4096)
+            changes["note"] = check_text("note", note, MAX_NOTE)
         if nonce_unit is not None:
             changes["nonce_unit"] = check_nonce_unit(nonce_unit)
             self._check_unit_change(name, nonce_unit)
@@ -580,7 +588,7 @@ def new_entry(name: str, *, exchange: str, api_key: str, api_secret: str | Secre
         api_key=validate_api_key(exchange, api_key), api_secret=Secret(secret),
         general=parse_general(general), withdrawal=parse_withdrawal(withdrawal),
         account=check_text("account label", account) if account else None,
-        note=check_text("note", note, 4096), nonce_unit=check_nonce_unit(nonce_unit),
+        note=check_text("note", note, MAX_NOTE), nonce_unit=check_nonce_unit(nonce_unit),
         env_key=_var_name(env_key), env_secret=_var_name(env_secret),
         entry_id=os.urandom(fileformat.ID_SIZE))
 
@@ -614,7 +622,7 @@ def _cleaned_secret(exchange: str, api_secret: str | Secret) -> str:
 def _retired_name(name: str, taken: _Entries) -> str:
     for n in range(1, 10_000):
         suffix = f".retired-{n}"
-        candidate = name[: 64 - len(suffix)] + suffix
+        candidate = name[: MAX_NAME - len(suffix)] + suffix
         if candidate not in taken:
             return candidate
     raise InvalidInputError(f"too many retired pairs for {name!r}",

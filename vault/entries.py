@@ -17,8 +17,9 @@ from .secret import Secret
 
 __all__ = ["NONCE_UNITS", "Entry", "check_name", "check_nonce_unit"]
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-MAX_NOTE = 4096
+MAX_NAME = 64  # characters of an entry name
+NAME_RE = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_NAME - 1}}}")
+MAX_NOTE = 4096  # characters of a note
 MAX_FIELD = 1024
 _PAD = 256  # plaintexts are padded to a multiple of this, so lengths leak little
 _SCHEMA = 1
@@ -28,7 +29,8 @@ def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
         raise InvalidInputError(
             f"invalid entry name {name!r}",
-            hint="names are 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit")
+            hint=f"names are 1-{MAX_NAME} characters of a-z 0-9 . _ -, starting with a letter "
+                 "or digit")
     return name
 
 
