@@ -34,13 +34,12 @@ from .fileformat import RawRecord
 from .nonces import nonce_counter_id
 from .nonces.marks import VaultCounters, recorded_mark, with_mark
 from .paths import resolve_vault_path
+from .saving import Records as _Entries
 from .saving import SavedFile, read_checked, read_file
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
 
 __all__ = ["Backup", "Vault", "VaultWarning", "check_secret", "new_entry"]
-
-_Entries = dict[str, codec.Slot]
 
 
 class Backup:
