@@ -199,14 +199,15 @@ def build_vault(path: Path, n: int) -> bytes:
     """A vault of `n` entries in one save; returns its data key. Call inside cheap_kdf().
 
     `add()` rewrites the whole file each time (O(n^2) to populate). Instead: create an
-    empty vault with the test-only KDF, then hand the complete entries dict to the private
-    `_write_locked` once, under the vault's lock -- the same path a single `add()` takes,
-    with every record sealed, the file verified, fsynced and atomically replaced.
+    empty vault with the test-only KDF, then hand the complete entries dict to its save
+    engine's `write_locked` (vault/saving.py) once, under the vault's lock -- the same path
+    a single `add()` takes, with every record sealed, the file verified, fsynced and
+    atomically replaced.
     """
     with Vault.create(path, PASSPHRASE, kdf=crypto.CHEAPEST_TEST_ONLY) as v:
         entries: dict[str, Slot] = {e.name: e for e in map(synthetic_entry, range(n))}
         with store.lock(v.path):
-            v._write_locked(entries)
+            v._file.write_locked(entries)
         return bytes(v._data_key)
 
 

@@ -10,8 +10,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-# The scope axes are the library's own enums; the other choices mirror library tuples
-# (EXCHANGES, NONCE_UNITS, importer and handover formats), which a test holds them to.
+# The scope axes are the library's own enums and the exchange values its profile names; the
+# other choices mirror library tuples (NONCE_UNITS, importer and handover formats), which a
+# test holds them to.
+from botvault.exchanges import profiles
 from botvault.scopes import General, Withdrawal
 
 __all__ = ["EnvFormat", "Exchange", "ExchangeOpt", "General", "GeneralOpt", "ImportFormat",
@@ -20,9 +22,9 @@ __all__ = ["EnvFormat", "Exchange", "ExchangeOpt", "General", "GeneralOpt", "Imp
 
 
 class Exchange(str, Enum):
-    KRAKEN_FUTURES = "kraken-futures"
-    KRAKEN_SPOT = "kraken-spot"
-    GENERIC = "generic"
+    KRAKEN_FUTURES = profiles.KRAKEN_FUTURES
+    KRAKEN_SPOT = profiles.KRAKEN_SPOT
+    GENERIC = profiles.GENERIC
 
 
 class NonceUnit(str, Enum):

@@ -33,7 +33,7 @@ SecretStdin = Annotated[bool, typer.Option(
     "(--passphrase-file, or unlock first).")]
 
 
-def _ask_scope(value: str | None, flag: str, choices: str) -> str:
+def ask_scope(value: str | None, flag: str, choices: str) -> str:
     """Scopes must be what the user chose on the exchange's form, never a guess of ours."""
     if value is not None:
         return value
@@ -122,9 +122,9 @@ def add(
     check_text("note", note, 4096)
     refuse_two_stdin_readers(acc.sources, secret_stdin=secret_stdin)
     require_key_source(api_key, secret_stdin)
-    general_scope = parse_general(_ask_scope(value_of(general), "--general",
+    general_scope = parse_general(ask_scope(value_of(general), "--general",
                                              "none|read-only|full"))
-    withdrawal_scope = parse_withdrawal(_ask_scope(value_of(withdrawal), "--withdrawal",
+    withdrawal_scope = parse_withdrawal(ask_scope(value_of(withdrawal), "--withdrawal",
                                                    "none|full"))
     with open_vault(acc) as opened:
         opened.check_new_name(name)

@@ -11,7 +11,7 @@ import typer
 from . import output
 from .choices import Exchange, General, ImportFormat, NameArg, Withdrawal, value_of
 from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
-from .entry_cmds import SecretStdin, ask_pair, require_key_source
+from .entry_cmds import SecretStdin, ask_pair, ask_scope, require_key_source
 from .passphrase import interactive, read_file, read_new_passphrase, refuse_two_stdin_readers
 
 if TYPE_CHECKING:
@@ -121,8 +121,8 @@ def import_(
             names = _import_export(opened, file, import_passphrase_file)
     else:
         found = _read_plaintext(file, fmt, key_var, secret_var)
-        scope = _ask_scope(value_of(general), "--general", "none|read-only|full")
-        can_withdraw = _ask_scope(value_of(withdrawal), "--withdrawal", "none|full")
+        scope = ask_scope(value_of(general), "--general", "none|read-only|full")
+        can_withdraw = ask_scope(value_of(withdrawal), "--withdrawal", "none|full")
         entries = _entries_from(found, name=name, exchange=value_of(exchange), general=scope,
                                 withdrawal=can_withdraw)
         with open_vault(acc) as opened:
@@ -131,12 +131,6 @@ def import_(
     if fmt != "botvault":
         output.warn(f"{file} still holds the secret in plaintext: delete it now "
                     f"(e.g. shred -u {file}); `botvault doctor` reports it while it remains")
-
-
-def _ask_scope(value: str | None, flag: str, choices: str) -> str:
-    from .entry_cmds import _ask_scope as ask
-
-    return ask(value, flag, choices)
 
 
 def _import_export(opened: Vault, file: Path, passphrase_file: Path | None) -> list[str]:

@@ -366,3 +366,57 @@ def test_answer_above_a_request_frame_arrives_whole(live: tuple[Keys, agent.Agen
         signed = client.sign("spot", "/0/private/Balance", body)
         assert len(signed.body) > MAX_FRAME - 200 and signed.body.startswith("nonce=")
         assert client.status()["unlocked"] is True
+
+
+# -- the grant_sign answer: one model and one check for the client and the gateway ---------
+
+_SIGNED = {"headers": {"API-Key": "K", "API-Sign": "SIGNATURE"}, "body": "nonce=5",
+           "entry": "bot", "grant": "g1", "nonce": 5}
+
+
+def test_grant_signed_answer_is_read_one_way() -> None:
+    from botvault.agent import client
+    from botvault.agent.protocol import GrantSigned, grant_signed
+    from botvault.gateway import grants
+
+    assert client.GrantSigned is GrantSigned and grants.Signed is GrantSigned
+    signed = grant_signed(_SIGNED)
+    assert signed == GrantSigned("nonce=5", {"API-Key": "K", "API-Sign": "SIGNATURE"}, "bot",
+                                 "g1", 5)
+    assert "SIGNATURE" not in repr(signed) and "g1" in repr(signed)
+
+
+@pytest.mark.parametrize("change", [
+    {"headers": None}, {"headers": ["API-Key"]}, {"body": b"x"}, {"entry": 1}, {"grant": None},
+    {"nonce": True}, {"nonce": "5"}, {"nonce": 5.0},
+])
+def test_malformed_grant_signed_answer_is_an_agent_error(change: dict[str, Any]) -> None:
+    from botvault.agent.protocol import grant_signed
+
+    with pytest.raises(AgentError, match="malformed signed request"):
+        grant_signed({**_SIGNED, **change})
+
+
+_TARGET = {"grant": "g1", "entry": "bot", "exchange": "kraken-spot", "key_id": "kid",
+           "expires_at": 1700000000}
+
+
+def test_grant_resolve_answer_is_read_one_way() -> None:
+    from botvault.agent import client
+    from botvault.agent.protocol import GrantTarget, grant_target
+    from botvault.gateway import grants
+
+    assert client.GrantTarget is GrantTarget and grants.Resolved is GrantTarget
+    assert grant_target(_TARGET) == GrantTarget("g1", "bot", "kraken-spot", "kid", 1.7e9)
+    assert grant_target({**_TARGET, "expires_at": None}).expires_at is None
+
+
+@pytest.mark.parametrize("change", [
+    {"grant": None}, {"entry": 3}, {"exchange": b"kraken-spot"}, {"key_id": ["k"]},
+    {"expires_at": True}, {"expires_at": "1700000000"},
+])
+def test_malformed_grant_resolve_answer_is_an_agent_error(change: dict[str, Any]) -> None:
+    from botvault.agent.protocol import grant_target
+
+    with pytest.raises(AgentError, match="malformed grant"):
+        grant_target({**_TARGET, **change})

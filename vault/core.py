@@ -9,32 +9,37 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from . import codec, crypto, fileformat, generations, store
-from .entries import Entry, check_name, check_nonce_unit, check_text, now_utc
+from . import codec, crypto, fileformat, store
+from .entries import (
+    MAX_NAME,
+    MAX_NOTE,
+    Entry,
+    check_name,
+    check_nonce_unit,
+    check_text,
+    now_utc,
+)
 from .errors import (
     AlreadyExistsError,
-    ConflictError,
     FormatError,
     InvalidInputError,
-    KeyChangedError,
     NotFoundError,
-    RollbackError,
     ScopeError,
     VaultError,
     VaultWarning,
 )
+from .exchanges.profiles import KRAKEN_KEYS_PER_ACCOUNT
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
-from .fileformat import Header, RawRecord
+from .fileformat import RawRecord
 from .nonces import nonce_counter_id
 from .nonces.marks import VaultCounters, recorded_mark, with_mark
 from .paths import resolve_vault_path
+from .saving import Records as _Entries
+from .saving import SavedFile, read_checked, read_file
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
 
 __all__ = ["Backup", "Vault", "VaultWarning", "check_secret", "new_entry"]
-
-KRAKEN_KEYS_PER_ACCOUNT = 50
-_Entries = dict[str, codec.Slot]
 
 
 class Backup:
@@ -57,21 +62,13 @@ class Vault:
         self.path = path
         # A bytearray so that close() can overwrite it; see SECURITY.md for what remains.
         self._data_key = bytearray(data_key)
-        keys = codec.Keys.from_data_key(data_key)
-        self._keys: codec.Keys | None = keys
-        self._header = parsed.header
-        self._entries = entries
-        self._records = dict(zip(entries, parsed.records, strict=True))
-        self._sealer = crypto.Sealer(keys.entry, seen=(r.nonce for r in parsed.records))
+        # The save engine (saving.py): the file's state, the lock, the generation floor.
+        self._file = SavedFile(path, codec.Keys.from_data_key(data_key), parsed, entries,
+                               seen=seen)
         self._nonces: VaultCounters | None = None
-        self._seen: tuple[int, ...] | None = None  # the file as last checked by reload()
         # name -> (slot, exchange, api_key): one parse per entry for "one key, one entry",
         # reused while the slot object is unchanged (unchanged entries keep their slot).
         self._key_cache: dict[str, tuple[codec.Slot, str, str]] = {}
-        # The highest generation seen on this machine: the next save goes above it (it is
-        # above the file's own only when a rolled-back file was opened on purpose).
-        self._floor = max(seen, parsed.header.generation)
-        generations.note(path, parsed.header.vault_id, parsed.header.generation)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -104,7 +101,7 @@ class Vault:
         RollbackError (before the KDF) for a generation below one already seen here, unless
         `allow_rollback` (what `restore` uses to go back on purpose)."""
         target = resolve_vault_path(path)
-        parsed, seen = _read_checked(target, allow_rollback=allow_rollback)
+        parsed, seen = read_checked(target, allow_rollback=allow_rollback)
         data_key = codec.unwrap(parsed.header, crypto.encode_passphrase(passphrase))
         return cls._opened(target, data_key, parsed, seen)
 
@@ -113,7 +110,7 @@ class Vault:
                       allow_rollback: bool = False) -> Vault:
         """Open with the data key itself (the agent's way: it never holds the passphrase)."""
         target = resolve_vault_path(path)
-        parsed, seen = _read_checked(target, allow_rollback=allow_rollback)
+        parsed, seen = read_checked(target, allow_rollback=allow_rollback)
         return cls._opened(target, data_key, parsed, seen)
 
     @classmethod
@@ -131,13 +128,11 @@ class Vault:
 
     def close(self) -> None:
         """Drop the keys and entries. Python cannot wipe them from memory: see SECURITY.md."""
-        self._keys = None
+        self._file.close()
         self._data_key[:] = bytes(len(self._data_key))
         if self._nonces is not None:
             self._nonces.close()
             self._nonces = None
-        self._entries = {}
-        self._records = {}
         self._key_cache = {}
 
     def __repr__(self) -> str:
@@ -146,15 +141,32 @@ class Vault:
 
     @property
     def generation(self) -> int:
-        return self._header.generation
+        return self._file.header.generation
 
     @property
     def kdf(self) -> crypto.KdfParams:
-        return self._header.kdf
+        return self._file.header.kdf
 
     @property
     def vault_id(self) -> bytes:
-        return self._header.vault_id
+        return self._file.header.vault_id
+
+    # The save engine's state as this class reads it (tests read _keys, _sealer, _records).
+    @property
+    def _entries(self) -> _Entries:
+        return self._file.entries
+
+    @property
+    def _records(self) -> dict[str, RawRecord]:
+        return self._file.records
+
+    @property
+    def _keys(self) -> codec.Keys | None:
+        return self._file.keys
+
+    @property
+    def _sealer(self) -> crypto.Sealer:
+        return self._file.sealer
 
     # -- reading -------------------------------------------------------------------------
 
@@ -179,13 +191,7 @@ class Vault:
 
         Needs no lock: saves replace the file atomically, so a read sees one whole file.
         """
-        seen = _file_signature(self.path)
-        if seen is not None and seen == self._seen:
-            return False  # the agent calls this before every request: one stat, not a read
-        before = self._header
-        self._refresh()
-        self._seen = seen
-        return self._header != before
+        return self._file.reload()
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and codec.is_entry_name(name) and name in self._entries
@@ -242,7 +248,7 @@ class Vault:
         if account is not None:
             changes["account"] = check_text("account label", account) or None
         if note is not None:
-            changes["note"] = check_text("note", note, 4096)
+            changes["note"] = check_text("note", note, MAX_NOTE)
         if nonce_unit is not None:
             changes["nonce_unit"] = check_nonce_unit(nonce_unit)
             self._check_unit_change(name, nonce_unit)
@@ -447,16 +453,16 @@ class Vault:
         its generation) unless `drop_damaged_backups`. A copy of the file taken before
         this, with the old passphrase, opens that copy only: nothing saved afterwards.
         """
-        params = kdf or self._header.kdf
+        params = kdf or self._file.header.kdf
         crypto.check_params(params, error=InvalidInputError)
         # New parameters get init's margin; the vault's own already open here.
         crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS
                              if kdf is not None else crypto.MAX_UNLOCK_SECONDS)
         secret = crypto.encode_passphrase(new_passphrase)
         with store.lock(self.path):
-            self._refresh()
+            self._file.refresh()
             old_keys = self._require_keys()
-            current = _read(self.path)
+            current = read_file(self.path)
             crypto.verify_mac(old_keys.mac, current.authenticated_part, current.tag)
             data_key = os.urandom(crypto.KEY_SIZE)
             keys = codec.Keys.from_data_key(data_key)
@@ -473,7 +479,7 @@ class Vault:
                     hint="see them with: botvault restore --list; to remove them while "
                          "changing the passphrase: botvault passwd --drop-damaged-backups")
             header = codec.new_header(secret, data_key, params, vault_id=self.vault_id,
-                                      generation=self._next_generation())
+                                      generation=self._file.next_generation())
             # The file being replaced becomes a backup too, under the new key like the rest.
             sources = [(current.header.generation, records), *good][:store.KEEP_BACKUPS]
             copies = [(generation, codec.encode(header.with_generation(generation), resealed,
@@ -482,7 +488,9 @@ class Vault:
             store.replace_rekeyed(self.path, data, backups=copies,
                                   verify=codec.save_verifier(data, records, keys))
             # Committed: from here on nothing may fail. Adopt the new key and records.
-            self._rekeyed(data_key, keys, sealer, header, data, current.records, records)
+            self._file.rekeyed(keys, sealer, header, data, current.records, records)
+            self._data_key[:] = bytes(len(self._data_key))
+            self._data_key = bytearray(data_key)
         return damaged
 
     def _resealed_backups(self, old: codec.Keys, sealer: crypto.Sealer,
@@ -506,20 +514,6 @@ class Vault:
             good.append((generation, resealed))
         return good, sorted(damaged)
 
-    def _rekeyed(self, data_key: bytes, keys: codec.Keys, sealer: crypto.Sealer,
-                 header: Header, data: bytes, before: tuple[RawRecord, ...],
-                 after: builtins.list[RawRecord]) -> None:
-        """Adopt the file just written under `data_key` without decrypting it again."""
-        name_of = {record: name for name, record in self._records.items()}
-        if all(record in name_of for record in before):
-            entries = {name_of[record]: self._entries[name_of[record]] for record in before}
-        else:  # a record that is not an entry (an internal one): index the file anew
-            entries = codec.decode(fileformat.parse(data), keys)
-        self._data_key[:] = bytes(len(self._data_key))
-        self._data_key = bytearray(data_key)
-        self._keys, self._sealer = keys, sealer
-        self._saved(header, entries, after)
-
     def backups(self) -> builtins.list[Backup]:
         """The automatic backups, newest first, each verified under this vault's key."""
         found = []
@@ -539,9 +533,9 @@ class Vault:
         from .grants import no_resurrection
 
         with store.lock(self.path):
-            self._refresh()
-            if generation == self._header.generation < self._floor:
-                self._write_locked(dict(self._entries), reuse=dict(self._records))
+            self._file.refresh()
+            if generation == self._file.header.generation < self._file.floor:
+                self._file.write_locked(dict(self._entries), reuse=dict(self._records))
                 return
             parsed = fileformat.parse(store.read_private(store.backup_path(self.path, generation)))
             entries = codec.decode(parsed, self._require_keys())
@@ -549,7 +543,7 @@ class Vault:
             for name, record in no_resurrection(self._entries, entries).items():
                 entries[name] = record
                 reuse.pop(name)  # sealed anew
-            self._write_locked(entries, reuse=reuse)
+            self._file.write_locked(entries, reuse=reuse)
 
     def hand_out_data_key(self) -> bytes:
         """A copy of the data key, which opens this vault (`Vault.open_with_key`) without
@@ -564,18 +558,14 @@ class Vault:
     # -- internals -----------------------------------------------------------------------
 
     def _require_keys(self) -> codec.Keys:
-        if self._keys is None:
-            raise ConflictError("the vault is closed")
-        return self._keys
+        return self._file.require_keys()
 
     def _require_data_key(self) -> bytearray:
         self._require_keys()
         return self._data_key
 
     def _apply(self, op: Callable[[_Entries], _Entries]) -> None:
-        with store.lock(self.path):
-            self._refresh()
-            self._write_locked(self._with_marks(op(dict(self._entries))))
+        self._file.apply(lambda entries: self._with_marks(op(entries)))
 
     def _with_marks(self, entries: _Entries) -> _Entries:
         """Every save records the nonce marks of the counters this process used."""
@@ -583,72 +573,6 @@ class Vault:
             return entries
         used = [e for e in entries.values() if isinstance(e, Entry)]
         return _marked(entries, self._nonces.marks(used))
-
-    def _refresh(self) -> None:
-        """Adopt what another process saved since we loaded, so no update is lost.
-
-        Generations only grow under the lock, so an unchanged header means an unchanged file.
-        """
-        if store.read_head(self.path, fileformat.HEADER_SIZE) == self._header.pack(
-                len(self._records)):
-            return
-        parsed, _ = _read_checked(self.path)
-        new = parsed.header
-        if new.vault_id != self._header.vault_id:
-            raise ConflictError(f"the vault at {self.path} was replaced by a different vault",
-                                hint="open it again")
-        if new.generation < self._header.generation:
-            # Never adopted silently, whatever the record of generations says.
-            raise RollbackError(
-                f"the vault at {self.path} went back from generation "
-                f"{self._header.generation} to generation {new.generation}",
-                hint=f"to go back to it on purpose, run: botvault restore {new.generation}")
-        if _wrap_of(new) != _wrap_of(self._header):
-            raise KeyChangedError(
-                f"the passphrase of the vault at {self.path} was changed by another process "
-                "(it has a new data key)", hint="open it again with the new passphrase")
-        known = {self._records[n].nonce: (n, e) for n, e in self._entries.items()}
-        self._entries = codec.decode(parsed, self._require_keys(), known=known)
-        self._records = dict(zip(self._entries, parsed.records, strict=True))
-        self._header = parsed.header
-        for record in parsed.records:
-            self._sealer.note(record.nonce)
-        self._floor = max(self._floor, new.generation)
-        generations.note(self.path, new.vault_id, new.generation)
-
-    def _write_locked(self, entries: _Entries, *, header: Header | None = None,
-                      reuse: dict[str, RawRecord] | None = None) -> None:
-        keys = self._require_keys()
-        base = header or self._header
-        records: list[RawRecord] = []
-        changed: list[RawRecord] = []
-        with codec.gc_paused():
-            for name, entry in entries.items():
-                kept = _kept_record(name, entry, reuse, self._entries, self._records)
-                if kept is None:
-                    kept = codec.seal_entry(self._sealer, base.vault_id,
-                                            codec.materialize_record(name, entry))
-                    changed.append(kept)
-                records.append(kept)
-        new_header = base.with_generation(self._next_generation())
-        data = codec.encode(new_header, records, keys)
-        store.atomic_write(self.path, data, verify=codec.save_verifier(data, changed, keys),
-                           backup_as=self._header.generation)
-        self._saved(new_header, entries, records)
-
-    def _next_generation(self) -> int:
-        return max(self._header.generation, self._floor) + 1
-
-    def _saved(self, header: Header, entries: _Entries, records: builtins.list[RawRecord]) -> None:
-        self._header, self._entries = header, entries
-        self._records = dict(zip(entries, records, strict=True))
-        self._floor = max(self._floor, header.generation)
-        generations.note(self.path, header.vault_id, header.generation)
-
-
-def _wrap_of(header: Header) -> tuple[object, ...]:
-    """What identifies the data key's wrapping: it changes exactly when passwd ran."""
-    return (header.kdf, header.salt, header.wrap_nonce, header.wrapped_key)
 
 
 def _marked(entries: _Entries, marks: dict[str, int]) -> _Entries:
@@ -659,15 +583,6 @@ def _marked(entries: _Entries, marks: dict[str, int]) -> _Entries:
             if mark > recorded_mark(entry):
                 entries[name] = with_mark(entry, mark)
     return entries
-
-
-def _file_signature(path: Path) -> tuple[int, ...] | None:
-    """Identity of the file now: every save replaces it (new inode, size, mtime)."""
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def new_entry(name: str, *, exchange: str, api_key: str, api_secret: str | Secret,
@@ -682,7 +597,7 @@ def new_entry(name: str, *, exchange: str, api_key: str, api_secret: str | Secre
         api_key=validate_api_key(exchange, api_key), api_secret=Secret(secret),
         general=parse_general(general), withdrawal=parse_withdrawal(withdrawal),
         account=check_text("account label", account) if account else None,
-        note=check_text("note", note, 4096), nonce_unit=check_nonce_unit(nonce_unit),
+        note=check_text("note", note, MAX_NOTE), nonce_unit=check_nonce_unit(nonce_unit),
         env_key=_var_name(env_key), env_secret=_var_name(env_secret),
         entry_id=os.urandom(fileformat.ID_SIZE))
 
@@ -716,7 +631,7 @@ def _cleaned_secret(exchange: str, api_secret: str | Secret) -> str:
 def _retired_name(name: str, taken: _Entries) -> str:
     for n in range(1, 10_000):
         suffix = f".retired-{n}"
-        candidate = name[: 64 - len(suffix)] + suffix
+        candidate = name[: MAX_NAME - len(suffix)] + suffix
         if candidate not in taken:
             return candidate
     raise InvalidInputError(f"too many retired pairs for {name!r}",
@@ -728,39 +643,3 @@ def _var_name(name: str | None) -> str | None:
     from .handover import validate_var_name
 
     return None if name is None else validate_var_name(name)
-
-
-def _kept_record(name: str, entry: codec.Slot, reuse: dict[str, RawRecord] | None,
-                 loaded: _Entries, records: dict[str, RawRecord]) -> RawRecord | None:
-    """The existing record for an unchanged entry, or None when it must be sealed anew."""
-    if reuse is not None and name in reuse:
-        return reuse[name]
-    if loaded.get(name) is entry:
-        return records[name]
-    return None
-
-
-def _read_checked(path: Path, *, allow_rollback: bool = False
-                  ) -> tuple[fileformat.ParsedFile, int]:
-    """The file, refused when older than a generation already seen here; and that one.
-
-    A save replaces the file before it raises the record, so a record above the file just
-    read can also mean a save landed in between: the file is read once more to tell.
-    """
-    parsed = _read(path)
-    header = parsed.header
-    try:
-        return parsed, generations.check(path, header.vault_id, header.generation,
-                                         allow_rollback=allow_rollback)
-    except RollbackError:
-        parsed = _read(path)
-        header = parsed.header
-        return parsed, generations.check(path, header.vault_id, header.generation,
-                                         allow_rollback=allow_rollback)
-
-
-def _read(path: Path) -> fileformat.ParsedFile:
-    store.check_dir(path.parent)
-    data = store.read_private(path)
-    with codec.gc_paused():
-        return fileformat.parse(data)

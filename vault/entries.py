@@ -17,8 +17,9 @@ from .secret import Secret
 
 __all__ = ["NONCE_UNITS", "Entry", "check_name", "check_nonce_unit"]
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-MAX_NOTE = 4096
+MAX_NAME = 64  # characters of an entry name
+NAME_RE = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_NAME - 1}}}")
+MAX_NOTE = 4096  # characters of a note
 MAX_FIELD = 1024
 _PAD = 256  # plaintexts are padded to a multiple of this, so lengths leak little
 _SCHEMA = 1
@@ -28,7 +29,8 @@ def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
         raise InvalidInputError(
             f"invalid entry name {name!r}",
-            hint="names are 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit")
+            hint=f"names are 1-{MAX_NAME} characters of a-z 0-9 . _ -, starting with a letter "
+                 "or digit")
     return name
 
 
@@ -124,11 +126,7 @@ class Entry:
         doc["api_secret"] = self.api_secret.reveal()
         if self.nonce_mark is not None:
             doc["nonce_mark"] = list(self.nonce_mark)
-        # ensure_ascii keeps any str (even lone surrogates) representable and round-trippable.
-        raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-        # The name leads, so that opening a vault can index entries without parsing them.
-        raw = self.name.encode("ascii") + b"\n" + raw
-        return raw + b" " * (-len(raw) % _PAD)
+        return record_plaintext(self.name, doc)
 
     @classmethod
     def from_plaintext(cls, raw: bytes, entry_id: bytes) -> Entry:
@@ -154,3 +152,13 @@ def _nonce_mark(raw: Any) -> tuple[str, int]:
     if not isinstance(counter, str) or type(value) is not int or value < 0:
         raise ValueError("a malformed nonce mark")
     return counter, value
+
+
+def record_plaintext(name: str, doc: dict[str, Any]) -> bytes:
+    """What a record (entry or grant) seals: its name, a newline, the JSON document, padded
+    with spaces to a multiple of _PAD. The name leads, so that opening a vault can index
+    records without parsing them."""
+    # ensure_ascii keeps any str (even lone surrogates) representable and round-trippable.
+    raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    raw = name.encode("ascii") + b"\n" + raw
+    return raw + b" " * (-len(raw) % _PAD)

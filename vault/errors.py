@@ -5,11 +5,12 @@ code it maps to (DESIGN "Command-line conventions") and an optional hint that te
 what to do. Errors that describe bad input also subclass `ValueError`, as argon2-cffi does.
 Messages never contain secret material: they name what failed, not the value.
 
-Exit codes, one meaning each (README "Exit codes" lists the same): 0 ok, 1 unexpected (a bug:
-never a VaultError), 2 invalid input, 3 authentication, 4 not found / already exists, 5 locked,
-6 refused by scope policy, 7 insecure permissions, 8 format, 9 conflict, 10 doctor found
-something unsafe (not an error), 11 agent failure, 12 refused by the operating system (disk
-full, I/O error: an OSError, not a VaultError), 130 interrupted (Ctrl-C).
+Exit codes, one meaning each (README "Exit codes" lists the same): 0 ok, 1 unexpected (a bug;
+the one VaultError with it is ClosedError, a caller's bug), 2 invalid input, 3 authentication,
+4 not found / already exists, 5 locked, 6 refused by scope policy, 7 insecure permissions,
+8 format, 9 conflict, 10 doctor found something unsafe (not an error), 11 agent failure,
+12 refused by the operating system (disk full, I/O error: an OSError, not a VaultError),
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "AgentError",
     "AlreadyExistsError",
     "AuthenticationError",
+    "ClosedError",
     "ConflictError",
     "FormatError",
     "GrantError",
@@ -155,6 +157,14 @@ class ConflictError(VaultError):
     """
 
     exit_code = 9
+
+
+class ClosedError(VaultError, ValueError):
+    """A closed `Vault` or nonce store was used (exit 1: a bug in the program using it, not
+    a state of the vault, so it has no code of its own). Also a ValueError, as Python's own
+    closed files raise."""
+
+    exit_code = 1
 
 
 class AgentError(VaultError):

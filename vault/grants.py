@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import fileformat
-from .entries import Entry, check_name, now_utc
+from .entries import Entry, check_name, now_utc, record_plaintext
 from .errors import (
     AlreadyExistsError,
     FormatError,
@@ -68,7 +68,6 @@ KEY_PREFIX = "bvg_"
 _KEY_RE = re.compile(r"bvg_[A-Za-z0-9_-]{52}")
 _KEY_BYTES = 39  # 52 base64 characters, no padding
 _SECRET_BYTES = 64  # as Kraken's secrets
-_PAD = 256
 _SCHEMA = 1
 MAX_EXPIRY_S = 10 * 365 * 24 * 3600.0
 
@@ -148,9 +147,7 @@ class Grant:
                "api_key": self.api_key, "api_secret": self.api_secret.reveal(),
                "key_id": self.key_id, "created_at": self.created_at, "expires_at": self.expires_at,
                "revoked_at": self.revoked_at}
-        raw = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-        raw = self.name.encode("ascii") + b"\n" + raw
-        return raw + b" " * (-len(raw) % _PAD)
+        return record_plaintext(self.name, doc)
 
     @classmethod
     def from_plaintext(cls, raw: bytes, entry_id: bytes) -> Grant:

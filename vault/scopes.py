@@ -7,6 +7,7 @@ Withdrawal API: none < full. Every entry carries both axes.
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
 
 from .errors import InvalidInputError
 
@@ -36,24 +37,24 @@ class Withdrawal(str, enum.Enum):
     FULL = "full"
 
 
+_Axis = TypeVar("_Axis", General, Withdrawal)
 _GENERAL_RANK = {General.NONE: 0, General.READ_ONLY: 1, General.FULL: 2}
 
 
 def parse_general(value: str) -> General:
-    try:
-        return General(value)
-    except ValueError:
-        raise InvalidInputError(
-            f"general scope must be one of none, read-only, full (got {value!r})",
-            hint="use what the exchange's key form says under \"General API\"",
-        ) from None
+    return _parse(General, value, "general", "General API")
 
 
 def parse_withdrawal(value: str) -> Withdrawal:
+    return _parse(Withdrawal, value, "withdrawal", "Withdrawal API")
+
+
+def _parse(axis: type[_Axis], value: str, label: str, form_label: str) -> _Axis:
     try:
-        return Withdrawal(value)
+        return axis(value)
     except ValueError:
+        choices = ", ".join(member.value for member in axis)
         raise InvalidInputError(
-            f"withdrawal scope must be one of none, full (got {value!r})",
-            hint="use what the exchange's key form says under \"Withdrawal API\"",
+            f"{label} scope must be one of {choices} (got {value!r})",
+            hint=f"use what the exchange's key form says under \"{form_label}\"",
         ) from None

@@ -38,9 +38,13 @@ from .protocol import (
     AgentError,
     ConnectionClosedError,
     FrameReader,
+    GrantSigned,
+    GrantTarget,
     ProtocolError,
     Signed,
     encode_frame,
+    grant_signed,
+    grant_target,
     raise_for_error,
 )
 
@@ -74,27 +78,6 @@ Credentials = Entry
 # name stays for code written against earlier versions.
 SignedRequest = Signed
 
-
-@dataclass(frozen=True)
-class GrantTarget:
-    """What a grant key stands for: the bot, its entry and the real key's identity."""
-
-    grant: str
-    entry: str
-    exchange: str
-    key_id: str  # botvault.nonces.key_id(exchange, the entry's real api key)
-    expires_at: float | None  # wall clock, seconds since the epoch
-
-
-@dataclass(frozen=True)
-class GrantSigned:
-    """A grant-authenticated request signed with the real key: send `body` with `headers`."""
-
-    body: str
-    headers: dict[str, str]
-    entry: str
-    grant: str
-    nonce: int
 
 
 class _Connection:
@@ -301,16 +284,7 @@ class AgentClient:
     def grant_resolve(self, grant_key: str) -> GrantTarget:
         """The grant with api key `grant_key` (no authentication: the key is public).
         GrantError with reason unknown / revoked / expired when it cannot be used."""
-        answer = self._call("grant_resolve", grant_key=grant_key)
-        fields = [answer.get(k) for k in ("grant", "entry", "exchange", "key_id")]
-        expires = answer.get("expires_at")
-        if not all(isinstance(f, str) for f in fields) or not (
-                expires is None or (isinstance(expires, (int, float))
-                                    and not isinstance(expires, bool))):
-            raise AgentError("the agent sent a malformed grant")
-        grant, entry, exchange, key = (str(f) for f in fields)
-        return GrantTarget(grant, entry, exchange, key,
-                           None if expires is None else float(expires))
+        return grant_target(self._call("grant_resolve", grant_key=grant_key))
 
     def grant_sign(self, grant_key: str, *, path: str, method: str, body: str,
                    signature: str, nonce_header: str, content_type: str, key_id: str
@@ -321,14 +295,7 @@ class AgentClient:
         answer = self._call("grant_sign", grant_key=grant_key, path=path, method=method,
                             body=body, signature=signature, nonce_header=nonce_header,
                             content_type=content_type, key_id=key_id)
-        headers, out = answer.get("headers"), answer.get("body")
-        entry, grant, nonce = answer.get("entry"), answer.get("grant"), answer.get("nonce")
-        if not isinstance(headers, dict) or not isinstance(out, str) or \
-                not isinstance(entry, str) or not isinstance(grant, str) or \
-                isinstance(nonce, bool) or not isinstance(nonce, int):
-            raise AgentError("the agent sent a malformed signed request")
-        return GrantSigned(out, {str(k): str(v) for k, v in headers.items()}, entry, grant,
-                           nonce)
+        return grant_signed(answer)
 
     def sign_with_grant(self, grant_key: str, grant_secret: Secret | str, path: str,
                         data: Mapping[str, Any] | str = "", method: str = "POST", *,

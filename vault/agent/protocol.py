@@ -45,11 +45,15 @@ __all__ = [
     "ConnectionClosedError",
     "FrameReader",
     "FrameTooLargeError",
+    "GrantSigned",
+    "GrantTarget",
     "ProtocolError",
     "Signed",
     "decode_payload",
     "encode_frame",
     "error_response",
+    "grant_signed",
+    "grant_target",
     "raise_for_error",
 ]
 
@@ -207,3 +211,53 @@ def raise_for_error(response: dict[str, Any]) -> dict[str, Any]:
         raise GrantError(str(reason), text, hint=hint[:_MAX_MESSAGE] if isinstance(hint, str)
                          else None)
     raise cls(text, hint=hint[:_MAX_MESSAGE] if isinstance(hint, str) else None)
+
+
+# -- answers that more than one client reads (the sync AgentClient, the gateway's link) ----
+
+@dataclass(frozen=True)
+class GrantTarget:
+    """What a grant key stands for: the bot, its entry and the real key's identity."""
+
+    grant: str
+    entry: str
+    exchange: str
+    key_id: str  # botvault.nonces.key_id(exchange, the entry's real api key)
+    expires_at: float | None = None  # wall clock, seconds since the epoch
+
+
+def grant_target(answer: Mapping[str, Any]) -> GrantTarget:
+    """The agent's answer to `grant_resolve`; AgentError when it is not well formed."""
+    fields = [answer.get(k) for k in ("grant", "entry", "exchange", "key_id")]
+    expires = answer.get("expires_at")
+    if not all(isinstance(f, str) for f in fields) or not (
+            expires is None or (isinstance(expires, (int, float))
+                                and not isinstance(expires, bool))):
+        raise AgentError("the agent sent a malformed grant")
+    grant, entry, exchange, key = (str(f) for f in fields)
+    return GrantTarget(grant, entry, exchange, key, None if expires is None else float(expires))
+
+
+@dataclass(frozen=True)
+class GrantSigned:
+    """A grant-authenticated request signed with the real key: send `body` with `headers`."""
+
+    body: str
+    headers: dict[str, str]
+    entry: str
+    grant: str
+    nonce: int
+
+    def __repr__(self) -> str:  # the headers carry the real key's signature
+        return f"GrantSigned(grant={self.grant!r}, entry={self.entry!r}, nonce={self.nonce})"
+
+
+def grant_signed(answer: Mapping[str, Any]) -> GrantSigned:
+    """The agent's answer to `grant_sign`; AgentError when it is not well formed."""
+    headers, body = answer.get("headers"), answer.get("body")
+    entry, grant, nonce = answer.get("entry"), answer.get("grant"), answer.get("nonce")
+    if not isinstance(headers, dict) or not isinstance(body, str) or \
+            not isinstance(entry, str) or not isinstance(grant, str) or \
+            isinstance(nonce, bool) or not isinstance(nonce, int):
+        raise AgentError("the agent sent a malformed signed request")
+    return GrantSigned(body, {str(k): str(v) for k, v in headers.items()}, entry, grant, nonce)

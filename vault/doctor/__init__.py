@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 
 from ..core import Vault
-from .entries import KEYS_PER_ACCOUNT as KEYS_PER_ACCOUNT
 from .entries import check_account_limit, check_key_age, check_withdrawal_keys
 from .files import POLICY_ITERATIONS as POLICY_ITERATIONS
 from .files import check_backups, check_kdf, check_permissions, check_synced_folder

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..entries import Entry
+from ..exchanges.profiles import KRAKEN_KEYS_PER_ACCOUNT as KEYS_PER_ACCOUNT
 from ..scopes import Withdrawal
 from .finding import Finding
-
-KEYS_PER_ACCOUNT = 50  # Kraken's limit per account
 
 
 def _rotate_fix(names: list[str]) -> str:
@@ -68,11 +67,12 @@ def check_account_limit(entries: list[Entry]) -> list[Finding]:
     if not full:
         return [Finding("account-limit", "ok",
                         f"no account label has {KEYS_PER_ACCOUNT} keys or more",
-                        "Kraken allows at most 50 API keys per account.", None)]
+                        f"Kraken allows at most {KEYS_PER_ACCOUNT} API keys per account.",
+                        None)]
     return [Finding(
         "account-limit", "warn",
         f"{len(full)} account(s) at Kraken's limit of {KEYS_PER_ACCOUNT} keys",
-        "Kraken allows at most 50 API keys per account; creating another will fail until an "
-        "old one is deleted on the exchange.",
+        f"Kraken allows at most {KEYS_PER_ACCOUNT} API keys per account; creating another "
+        "will fail until an old one is deleted on the exchange.",
         "delete unused keys on the exchange, then: botvault rm NAME",
         tuple(f"{a}: {counts[a]} keys" for a in full))]

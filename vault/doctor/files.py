@@ -93,7 +93,7 @@ def _listable(path: Path, st: os.stat_result) -> Finding | None:
                    f"chmod {private.DIR_MODE:o} {_q(path)}", (str(path),))
 
 
-def _lstat(path: Path) -> os.stat_result | None:
+def lstat_or_none(path: Path) -> os.stat_result | None:
     try:
         return os.lstat(path)
     except OSError:
@@ -107,14 +107,14 @@ def _private_paths(path: Path) -> Iterator[tuple[Path, private.FileRule | privat
     yield store.lock_path(path), private.FileRule.PRIVATE
     yield nonce_state_path(path), private.FileRule.STATE
     backups = store.backup_dir(path)
-    st = _lstat(backups)
+    st = lstat_or_none(backups)
     if st is not None:
         yield backups, private.DirRule.PARENT
         if private.dir_problem(backups, st, "", private.DirRule.PARENT) is None:
             for _, file in store.list_backups(path):
                 yield file, private.FileRule.PRIVATE
     requests = requests_dir(path)
-    st = _lstat(requests)
+    st = lstat_or_none(requests)
     if st is not None:
         yield requests, private.DirRule.CLOSED
         if private.dir_problem(requests, st, "", private.DirRule.CLOSED) is None:
@@ -124,7 +124,7 @@ def _private_paths(path: Path) -> Iterator[tuple[Path, private.FileRule | privat
 
 def check_permissions(path: Path) -> list[Finding]:
     """The vault, its directory and the files beside it: owned by you, private, no links."""
-    if _lstat(path) is None:
+    if lstat_or_none(path) is None:
         return [Finding("vault-permissions", "fail", f"no vault at {path}",
                         "There is no vault file at this path (or it is the wrong path), so "
                         "the checks that read the vault were skipped.",
@@ -132,7 +132,7 @@ def check_permissions(path: Path) -> list[Finding]:
                         (str(path),))]
     findings = []
     for item, rule in _private_paths(path):
-        st = _lstat(item)
+        st = lstat_or_none(item)
         if st is not None:
             problem = _mode_problem(item, st, rule)
             if problem is not None:
@@ -171,7 +171,7 @@ def check_kdf(path: Path, vault: Vault | None) -> list[Finding]:
     """Argon2id parameters against today's policy (256 MiB, 3 passes)."""
     if vault is not None:
         kdf = vault.kdf
-    elif _lstat(path) is None:
+    elif lstat_or_none(path) is None:
         return []
     else:
         read = _read_kdf(path)
@@ -260,7 +260,7 @@ def _same_vault(file: Path, vault_id: bytes) -> bool:
 
 def check_backups(path: Path, vault: Vault | None) -> list[Finding]:
     """Backups are there and each one opens (decrypts, when the vault is open)."""
-    if _lstat(path) is None:
+    if lstat_or_none(path) is None:
         return []
     try:
         listed = store.list_backups(path)

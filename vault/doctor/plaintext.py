@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..entries import Entry
-from .files import _lstat
+from .files import lstat_or_none
 from .finding import Finding
 
 SCAN_MAX_BYTES = 5 * 1024 * 1024  # read at most this much of one file
@@ -42,7 +42,7 @@ def _children(directory: Path) -> list[Path]:
 
 
 def _is_dir(path: Path) -> bool:
-    st = _lstat(path)
+    st = lstat_or_none(path)
     return st is not None and stat.S_ISDIR(st.st_mode)
 
 

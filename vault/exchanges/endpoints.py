@@ -25,6 +25,8 @@ from types import MappingProxyType
 
 from ..errors import InvalidInputError, ScopeError
 from ..scopes import General, Withdrawal
+from .profiles import KRAKEN as EXCHANGES
+from .profiles import KRAKEN_FUTURES, KRAKEN_SPOT
 
 __all__ = [
     "EXCHANGES",
@@ -38,9 +40,6 @@ __all__ = [
     "requirement",
 ]
 
-KRAKEN_SPOT = "kraken-spot"
-KRAKEN_FUTURES = "kraken-futures"
-EXCHANGES = frozenset({KRAKEN_SPOT, KRAKEN_FUTURES})
 
 _FUTURES_PREFIX = "/derivatives"
 

@@ -7,12 +7,12 @@ import binascii
 import re
 
 from ..errors import InvalidInputError
+from .profiles import KRAKEN
+from .profiles import PROFILES as EXCHANGES
 
 __all__ = ["EXCHANGES", "MAX_SECRET_BYTES", "MIN_SECRET_BYTES", "clean_secret",
            "validate_api_key"]
 
-EXCHANGES = ("kraken-futures", "kraken-spot", "generic")
-KRAKEN = ("kraken-futures", "kraken-spot")
 MIN_SECRET_BYTES = 32
 # Half a vault record (fileformat.MAX_RECORD, 64 KiB), so that a secret this long still fits
 # beside the longest note and labels; a longer one is refused here, by its size, rather than

@@ -26,6 +26,8 @@ from ..agent.protocol import (
     ProtocolError,
     decode_payload,
     encode_frame,
+    grant_signed,
+    grant_target,
     raise_for_error,
 )
 from ..errors import InsecurePermissionsError, LockedError, VaultError
@@ -137,10 +139,10 @@ class AsyncAgentGrants:
         if cached is not None and now - cached[0] < _CACHE_SECONDS:
             return cached[1]
         answer = await self._call("grant_resolve", grant_key=grant_key)
-        fields = [answer.get(k) for k in ("grant", "entry", "exchange", "key_id")]
-        if not all(isinstance(f, str) for f in fields):
-            raise refused_as(AgentError("the agent sent a malformed grant"))
-        resolved = Resolved(*(str(f) for f in fields))
+        try:
+            resolved = grant_target(answer)
+        except AgentError as exc:
+            raise refused_as(exc) from None
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[grant_key] = (now, resolved)
@@ -156,13 +158,10 @@ class AsyncAgentGrants:
         except GrantRefused:
             self._cache.pop(request.grant_key, None)
             raise
-        headers, body = answer.get("headers"), answer.get("body")
-        entry, grant, nonce = answer.get("entry"), answer.get("grant"), answer.get("nonce")
-        if not isinstance(headers, dict) or not isinstance(body, str) or \
-                not isinstance(entry, str) or not isinstance(grant, str) or \
-                isinstance(nonce, bool) or not isinstance(nonce, int):
-            raise refused_as(AgentError("the agent sent a malformed signed request"))
-        return Signed(body, {str(k): str(v) for k, v in headers.items()}, entry, grant, nonce)
+        try:
+            return grant_signed(answer)
+        except AgentError as exc:
+            raise refused_as(exc) from None
 
     def close(self) -> None:
         for link in self._links:

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# The agent's answers, read as the client reads them.
+from ..agent.protocol import GrantSigned as Signed
+from ..agent.protocol import GrantTarget as Resolved
 from ..errors import (
     AuthenticationError,
     GrantError,
@@ -21,14 +24,6 @@ from ..errors import (
 from .kraken_errors import Reason
 
 __all__ = ["GrantAgent", "GrantRefused", "Resolved", "SignRequest", "Signed", "refused_as"]
-
-
-@dataclass(frozen=True)
-class Resolved:
-    grant: str
-    entry: str
-    exchange: str
-    key_id: str
 
 
 @dataclass(frozen=True)
@@ -43,18 +38,6 @@ class SignRequest:
     nonce_header: str
     content_type: str
     key_id: str
-
-
-@dataclass(frozen=True)
-class Signed:
-    body: str
-    headers: dict[str, str]
-    entry: str
-    grant: str
-    nonce: int
-
-    def __repr__(self) -> str:  # the headers carry the real key's signature
-        return f"Signed(grant={self.grant!r}, entry={self.entry!r}, nonce={self.nonce})"
 
 
 class GrantRefused(Exception):

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from ..errors import InvalidInputError
-from .values import _check_assignments
+from .values import check_assignments
 
 __all__ = ["CommandNotExecutableError", "CommandNotFoundError", "child_env", "exec_command"]
 
@@ -22,7 +22,7 @@ def child_env(base: Mapping[str, str], assignments: Sequence[tuple[str, str]]) -
     as BOTVAULT_PASSPHRASE_FILE) are passed through unchanged like any other: strip them
     from `base` first if the child should not see them.
     """
-    _check_assignments(assignments)
+    check_assignments(assignments)
     env = dict(base)
     env.update(assignments)
     return env

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..errors import InvalidInputError
+from ..exchanges.profiles import GENERIC, PROFILES, VAR_NAMES
 from .presets import PRESETS, Preset
 
 __all__ = ["default_var_names", "validate_var_name", "var_names"]
@@ -124,12 +125,6 @@ def _denial_reason(upper: str) -> str | None:
     return None
 
 
-_PROFILE_NAMES: Mapping[str, tuple[str, str]] = MappingProxyType({
-    "kraken-futures": ("KRAKEN_FUTURES_API_KEY", "KRAKEN_FUTURES_API_SECRET"),
-    "kraken-spot": ("KRAKEN_API_KEY", "KRAKEN_API_SECRET"),
-})
-
-
 def default_var_names(exchange: str, entry_name: str) -> tuple[str, str]:
     """The profile's (key variable, secret variable) for an entry.
 
@@ -137,12 +132,12 @@ def default_var_names(exchange: str, entry_name: str) -> tuple[str, str]:
     every character other than an ASCII letter or digit replaced by "_", and "_" put in
     front of a leading digit so that the result is a valid name ("3commas" -> _3COMMAS_API_KEY).
     """
-    if exchange in _PROFILE_NAMES:
-        return _PROFILE_NAMES[exchange]
-    if exchange != "generic":
+    if exchange in VAR_NAMES:
+        return VAR_NAMES[exchange]
+    if exchange != GENERIC:
         raise InvalidInputError(
             f"unknown exchange {exchange!r}",
-            hint="use one of kraken-futures, kraken-spot, generic",
+            hint="use one of " + ", ".join(PROFILES),
         )
     stem = re.sub(r"[^A-Za-z0-9]", "_", entry_name).upper()
     if stem[:1].isdigit():

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from ..errors import InvalidInputError
-from .values import _check_assignments
+from .values import check_assignments
 
 __all__ = ["FORMATS", "Format", "render"]
 
@@ -34,7 +34,7 @@ def render(assignments: Sequence[tuple[str, str]], fmt: Format) -> str:
     json
         One object, variables in the given order (`ensure_ascii=False`).
     """
-    _check_assignments(assignments)
+    check_assignments(assignments)
     if fmt == "sh":
         return "".join(f"export {var}={_sh_quote(value)}\n" for var, value in assignments)
     if fmt == "dotenv":

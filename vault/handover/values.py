@@ -23,7 +23,7 @@ def _check_value(var: str, value: str) -> None:
         ) from None
 
 
-def _check_assignments(assignments: Sequence[tuple[str, str]]) -> None:
+def check_assignments(assignments: Sequence[tuple[str, str]]) -> None:
     seen: set[str] = set()
     for var, value in assignments:
         validate_var_name(var)

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidInputError
+from ..exchanges.profiles import KRAKEN_FUTURES, KRAKEN_SPOT, VAR_NAMES
 from ..secret import Secret
 from .candidate import Candidate
-from .profiles import _profile_for
-from .textfile import _Lines, _read_text
+from .profiles import profile_for
+from .textfile import LineIndex, read_text
 
 # (key variable, secret variable, exchange profile); None: the exchange is not known.
 _ENV_PAIRS: tuple[tuple[str, str, str | None], ...] = (
-    ("KRAKEN_API_KEY", "KRAKEN_API_SECRET", "kraken-spot"),
-    ("KRAKEN_FUTURES_API_KEY", "KRAKEN_FUTURES_API_SECRET", "kraken-futures"),
+    (*VAR_NAMES[KRAKEN_SPOT], KRAKEN_SPOT),
+    (*VAR_NAMES[KRAKEN_FUTURES], KRAKEN_FUTURES),
     ("FREQTRADE__EXCHANGE__KEY", "FREQTRADE__EXCHANGE__SECRET", None),
 )
 _FREQTRADE_NAME_VAR = "FREQTRADE__EXCHANGE__NAME"
@@ -53,7 +54,7 @@ def _unescape(pattern: re.Pattern[str], raw: str) -> str:
 class _DotenvParser:
     def __init__(self, text: str, where: Path) -> None:
         self.text, self.where, self.pos = text, where, 0
-        self.lines = _Lines(text)
+        self.lines = LineIndex(text)
 
     def fail(self, what: str, offset: int | None = None) -> InvalidInputError:
         line = self.lines.at(self.pos if offset is None else offset)
@@ -170,7 +171,7 @@ def read_env(path: Path, *, key_var: str | None = None,
     if (key_var is None) != (secret_var is None):
         raise InvalidInputError("give both the key variable and the secret variable")
     # Universal newlines, as python-dotenv reads: a CRLF inside a quoted value reads as LF.
-    text = _read_text(path).replace("\r\n", "\n").replace("\r", "\n")
+    text = read_text(path).replace("\r\n", "\n").replace("\r", "\n")
     bindings = _DotenvParser(text, path).bindings()
     pairs = _ENV_PAIRS
     if key_var is not None and secret_var is not None:
@@ -190,4 +191,4 @@ def read_env(path: Path, *, key_var: str | None = None,
 def _freqtrade_profile(bindings: list[_Binding]) -> str | None:
     """FREQTRADE__EXCHANGE__NAME, when the file sets it, tells the exchange."""
     name = next((b.value for b in reversed(bindings) if b.key == _FREQTRADE_NAME_VAR), None)
-    return _profile_for(name) if name else None
+    return profile_for(name) if name else None

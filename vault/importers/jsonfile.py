@@ -12,8 +12,8 @@ from typing import Any
 from ..errors import InvalidInputError
 from ..secret import Secret
 from .candidate import Candidate
-from .profiles import _entry_name, _profile_for
-from .textfile import _Lines, _read_text
+from .profiles import profile_for, suggested_name
+from .textfile import LineIndex, read_text
 
 _MAX_JSON_DEPTH = 64
 
@@ -41,7 +41,7 @@ class _JsonParser:
 
     def __init__(self, text: str, where: Path, *, lenient: bool) -> None:
         self.text, self.where, self.lenient, self.pos = text, where, lenient, 0
-        self.lines = _Lines(text)
+        self.lines = LineIndex(text)
 
     def fail(self, what: str) -> InvalidInputError:
         return InvalidInputError(f"{self.where}:{self.lines.at(self.pos)}: {what}")
@@ -156,7 +156,7 @@ class _JsonParser:
 
 
 def _load_json(path: Path, *, lenient: bool) -> _JsonObject:
-    doc = _JsonParser(_read_text(path), path, lenient=lenient).document()
+    doc = _JsonParser(read_text(path), path, lenient=lenient).document()
     if not isinstance(doc, _JsonObject):
         raise InvalidInputError(f"{path}: expected a JSON object at the top")
     return doc
@@ -209,8 +209,8 @@ def read_ccxt(path: Path) -> list[Candidate]:
     for exchange_id, profile in doc.items():
         if isinstance(profile, _JsonObject) and ("apiKey" in profile or "secret" in profile):
             candidate = _json_pair(path, profile, "apiKey", "secret",
-                                   name=_entry_name(exchange_id),
-                                   exchange=_profile_for(exchange_id),
+                                   name=suggested_name(exchange_id),
+                                   exchange=profile_for(exchange_id),
                                    notes=_ccxt_notes(profile))
             if candidate:
                 found.append(candidate)
@@ -225,7 +225,7 @@ def read_freqtrade(path: Path) -> list[Candidate]:
     if not isinstance(exchange, _JsonObject):
         raise InvalidInputError(f"{path}: no \"exchange\" object; is this a freqtrade config?")
     exchange_id = exchange.get("name")
-    profile = _profile_for(exchange_id) if isinstance(exchange_id, str) and exchange_id else None
-    candidate = _json_pair(path, exchange, "key", "secret", name=_entry_name(doc.get("bot_name")),
-                           exchange=profile)
+    profile = profile_for(exchange_id) if isinstance(exchange_id, str) and exchange_id else None
+    candidate = _json_pair(path, exchange, "key", "secret",
+                           name=suggested_name(doc.get("bot_name")), exchange=profile)
     return [candidate] if candidate else []

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from ..entries import NAME_RE
-
-# ccxt / freqtrade exchange ids -> botvault profiles.
-_PROFILES = {"kraken": "kraken-spot", "krakenfutures": "kraken-futures"}
+from ..exchanges.profiles import CCXT_IDS, GENERIC
 
 
-def _profile_for(exchange_id: str) -> str:
-    return _PROFILES.get(exchange_id.strip().lower(), "generic")
+def profile_for(exchange_id: str) -> str:
+    return CCXT_IDS.get(exchange_id.strip().lower(), GENERIC)
 
 
-def _entry_name(value: object) -> str | None:
+def suggested_name(value: object) -> str | None:
     """A suggested entry name, only when it is already a valid one."""
     return value if isinstance(value, str) and NAME_RE.fullmatch(value) else None

@@ -13,7 +13,7 @@ from ..errors import InvalidInputError
 MAX_FILE_BYTES = 1024 * 1024
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """The file as text: regular, at most 1 MiB, UTF-8 (a BOM is dropped)."""
     try:
         # O_NONBLOCK: opening a FIFO someone named by mistake must not hang.
@@ -50,7 +50,7 @@ def _read_at_most(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-class _Lines:
+class LineIndex:
     """Line numbers (from 1) of offsets in a text; \\r\\n, \\n and \\r each end a line."""
 
     def __init__(self, text: str) -> None:

@@ -19,13 +19,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvalidInputError, VaultError
+from ..exchanges.profiles import CCXT_IDS as EXCHANGES  # ccxt id -> profile of its keys
 from .agent_entry import AgentEntry
 from .client_errors import as_ccxt_error
 
 __all__ = ["EXCHANGES", "agent_signed_class"]
 
-# ccxt id -> the vault's exchange name of the keys it can use.
-EXCHANGES = {"kraken": "kraken-spot", "krakenfutures": "kraken-futures"}
 _FORM = "application/x-www-form-urlencoded"
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import FormatError, InvalidInputError
+from ..errors import ClosedError, FormatError, InvalidInputError
 from . import layout
 from .files import default_boot_id, default_sync, open_existing, open_or_create
 from .layout import (
@@ -57,8 +57,8 @@ from .recovery import read_all, recover_file, settle_after_reboot, upgrade_file
 
 # Nonce units: ms (ccxt, krakenex), us, 10ns (python-kraken-sdk). The one definition;
 # entries.py takes its list from here.
-UNITS = ("ms", "us", "10ns")
 NS_PER_UNIT = {"ms": 1_000_000, "us": 1_000, "10ns": 10}
+UNITS = tuple(NS_PER_UNIT)  # in this order in --help and messages
 MAX_COUNT = 1_000_000  # one call may not push a ms counter more than ~17 minutes ahead
 AHEAD_WARNING_S = 10.0
 UNIT_CHANGE_TOLERANCE_S = 5.0
@@ -561,7 +561,7 @@ class NonceStore:
     def _revive(self) -> None:
         """After fork the child shares the parent's open file, and so its flock: reopen."""
         if self._closed:
-            raise ValueError("this NonceStore is closed")
+            raise ClosedError("this NonceStore is closed")
         self._finalizer()
         self._open()
         self._stale = False
