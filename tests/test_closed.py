@@ -30,6 +30,10 @@ def test_closed_error_is_a_botvault_error_with_the_bug_code() -> None:
     lambda v: v.backups(),
     lambda v: v.restore(1),
     lambda v: v.change_passphrase("another passphrase"),
+    lambda v: v.get("a"),
+    lambda v: v.list(),
+    lambda v: v.next_nonce("a"),
+    lambda v: "a" in v,
 ])
 def test_closed_vault_raises_closed_error(vault: Vault, vault_path: Path,
                                           use: object) -> None:

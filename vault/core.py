@@ -21,6 +21,7 @@ from .entries import (
 )
 from .errors import (
     AlreadyExistsError,
+    ClosedError,
     FormatError,
     InvalidInputError,
     NotFoundError,
@@ -154,6 +155,9 @@ class Vault:
     # The save engine's state as this class reads it (tests read _keys, _sealer, _records).
     @property
     def _entries(self) -> _Entries:
+        if self._file.keys is None:  # every read of a closed vault is refused, not empty
+            raise ClosedError("the vault is closed",
+                              hint="open it again (Vault.open) or use it inside `with`")
         return self._file.entries
 
     @property
