@@ -21,7 +21,7 @@ from botvault.agent.signing import sign_request
 from botvault.core import Vault
 from botvault.errors import (
     AuthenticationError,
-    ConflictError,
+    ClosedError,
     InvalidInputError,
     NotFoundError,
     ScopeError,
@@ -235,7 +235,7 @@ def test_hand_out_data_key_opens_the_vault_and_is_refused_once_closed(keys: Keys
     with Vault.open_with_key(keys.path, key) as again:
         assert "spot" in again
     v.close()
-    with pytest.raises(ConflictError):
+    with pytest.raises(ClosedError):
         v.hand_out_data_key()
 
 

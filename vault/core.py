@@ -555,7 +555,7 @@ class Vault:
         `botvault unlock` (session.start_agent), handing it to the agent it starts, and the
         agent's `data_key` op, handing it to a command of the same user over the agent's
         private socket (a sign-only agent refuses that op). The copy is immutable and so
-        cannot be wiped: hand it on at once and drop it. ConflictError once closed."""
+        cannot be wiped: hand it on at once and drop it. ClosedError once closed."""
         self._require_keys()
         return bytes(self._data_key)
 
