@@ -75,7 +75,7 @@ def ask_pair(exchange: str, api_key: str | None, secret_stdin: bool,
             output.before_prompt()
             return str(typer.prompt(label))
 
-        key = ask_until_valid(ask, lambda k: validate_api_key(exchange, k))
+        key = ask_until_valid(ask, lambda k: validate_api_key(exchange, k, warn=False))
     else:
         key = api_key
     secret = read_secret(secret_stdin, check=lambda s: check_secret(exchange, s))
@@ -116,7 +116,7 @@ def add(
     # Everything that can be wrong with the arguments is reported before any prompt or read.
     check_name(name)
     if api_key is not None:
-        validate_api_key(profile, api_key)
+        validate_api_key(profile, api_key, warn=False)
     if account:
         check_text("account label", account)
     check_text("note", note, 4096)

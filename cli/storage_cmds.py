@@ -232,7 +232,7 @@ def rotate(
         if api_key is not None:
             from botvault.exchanges.validation import validate_api_key
 
-            validate_api_key(current.exchange, api_key)
+            validate_api_key(current.exchange, api_key, warn=False)
         key, secret = ask_pair(current.exchange, api_key, secret_stdin,
                                label="New API key (public)")
         entry, retired = opened.rotate(name, api_key=key, api_secret=secret)

@@ -763,3 +763,14 @@ def test_ordinary_passphrases_are_not_flagged(fine: str) -> None:
     from botvault.passphrase_policy import tried_first
 
     assert tried_first(fine) is None
+
+
+def test_an_api_key_with_surrounding_whitespace_is_stored_trimmed_and_said_once(
+        made: Path, vault_path: Path, passfile: Path) -> None:
+    code, out, err = cli(["add", "padded", "--exchange", "generic", "--general", "none",
+                          "--withdrawal", "none", "--api-key", "  KEY-PADDED\t",
+                          "--secret-stdin", "--passphrase-file", str(passfile)], "s3cret\n")
+    assert code == 0, err
+    assert err.count("removed 3 whitespace characters from the start and end of the api "
+                     "key") == 1
+    assert Vault.open(vault_path, PASSPHRASE).get("padded").api_key == "KEY-PADDED"

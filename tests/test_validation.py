@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,13 @@ def test_bad_kraken_api_keys(key: str) -> None:
 def test_unknown_exchange() -> None:
     with pytest.raises(InvalidInputError, match="unknown exchange"):
         clean_secret("binance", "x")
+
+
+def test_surrounding_whitespace_of_an_api_key_is_removed_and_said() -> None:
+    from botvault.errors import VaultWarning
+
+    with pytest.warns(VaultWarning, match="removed 2 whitespace characters"):
+        assert validate_api_key("kraken-spot", " PUBKEY\t") == "PUBKEY"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert validate_api_key("kraken-spot", "PUBKEY") == "PUBKEY"  # nothing to say

@@ -75,11 +75,21 @@ def _not_base64(cleaned: str) -> str:
     return "the secret is not valid base64 (misplaced '=' padding)"
 
 
-def validate_api_key(exchange: str, api_key: str) -> str:
+def validate_api_key(exchange: str, api_key: str, *, warn: bool = True) -> str:
+    """The api key as stored; `warn=False` for a check ahead of the store, which then says
+    it once."""
     check_exchange(exchange)
     key = api_key.strip()
     if not key:
         raise InvalidInputError("the api key is empty")
+    if key != api_key and warn:  # a paste artefact: said, never silent; the key itself is kept
+        import warnings
+
+        from ..errors import VaultWarning
+
+        removed = len(api_key) - len(key)
+        warnings.warn(f"removed {removed} whitespace character{'s' if removed != 1 else ''} "
+                      "from the start and end of the api key", VaultWarning, stacklevel=3)
     if exchange in KRAKEN and not _KEY_CHARS.fullmatch(key):
         raise InvalidInputError(
             "the api key has characters a Kraken key never has (spaces or symbols)",
