@@ -767,7 +767,7 @@ def test_ordinary_passphrases_are_not_flagged(fine: str) -> None:
 
 def test_an_api_key_with_surrounding_whitespace_is_stored_trimmed_and_said_once(
         made: Path, vault_path: Path, passfile: Path) -> None:
-    code, out, err = cli(["add", "padded", "--exchange", "generic", "--general", "none",
+    code, _, err = cli(["add", "padded", "--exchange", "generic", "--general", "none",
                           "--withdrawal", "none", "--api-key", "  KEY-PADDED\t",
                           "--secret-stdin", "--passphrase-file", str(passfile)], "s3cret\n")
     assert code == 0, err
