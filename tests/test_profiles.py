@@ -8,13 +8,12 @@ import warnings
 from botvault.cli import choices
 from botvault.core import Vault, new_entry
 from botvault.doctor.entries import check_account_limit
-from botvault.entries import NONCE_UNITS, Entry
+from botvault.entries import NONCE_UNITS, NS_PER_UNIT, Entry
 from botvault.errors import VaultWarning
 from botvault.exchanges import endpoints, profiles, validation
 from botvault.handover.names import default_var_names
 from botvault.importers.profiles import profile_for
 from botvault.integrations import ccxt_agent
-from botvault.nonces.store import NS_PER_UNIT
 from tests.conftest import kraken_secret
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -10,12 +9,24 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .errors import FormatError, InvalidInputError
-from .nonces.store import UNITS as NONCE_UNITS
-from .nonces.store import unit_ns
 from .scopes import General, Withdrawal
 from .secret import Secret
 
-__all__ = ["NONCE_UNITS", "Entry", "check_name", "check_nonce_unit"]
+__all__ = ["NONCE_UNITS", "NS_PER_UNIT", "Entry", "check_name", "check_nonce_unit", "unit_ns"]
+
+# API nonce units (an entry's `nonce_unit`), defined here with the entry model and used by the
+# nonce store, so that reading an entry loads no nonce code (`run` starts faster).
+NS_PER_UNIT = {"ms": 1_000_000, "us": 1_000, "10ns": 10}
+NONCE_UNITS = tuple(NS_PER_UNIT)  # in this order in --help and messages
+
+
+def unit_ns(unit: str) -> int:
+    ns = NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
+    if ns is None:
+        raise InvalidInputError(
+            f"nonce unit must be one of {', '.join(NONCE_UNITS)} (got {unit!r})",
+            hint="ccxt and krakenex use ms, python-kraken-sdk uses 10ns")
+    return ns
 
 MAX_NAME = 64  # characters of an entry name
 NAME_RE = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_NAME - 1}}}")
@@ -79,6 +90,8 @@ class Entry:
     @property
     def fingerprint(self) -> str:
         """A short digest of the pair, to compare what was pasted with what was stored."""
+        import hashlib  # here: `run` reads entries but needs no fingerprint
+
         digest = hashlib.blake2b(
             self.api_key.encode("utf-8", "surrogatepass") + b"\0"
             + self.api_secret.reveal().encode("utf-8", "surrogatepass"),

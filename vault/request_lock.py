@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from . import private
 from .errors import ConflictError, InvalidInputError
-from .nonces import key_id
+from .exchanges.profiles import key_id
 
 if TYPE_CHECKING:  # asyncio costs ~17 ms to import; `run` and other sync callers never need it
     import asyncio

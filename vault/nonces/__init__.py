@@ -44,8 +44,9 @@ The package, one concern per module:
 
 from __future__ import annotations
 
+from ..exchanges.profiles import key_id
 from .files import default_boot_id, default_sync
-from .marks import key_id, nonce_counter_id, nonce_state_path
+from .marks import nonce_counter_id, nonce_state_path
 from .store import (
     AHEAD_WARNING_S,
     DEFAULT_RECOVERY_MARGIN_S,

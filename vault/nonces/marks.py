@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..entries import NS_PER_UNIT
 from ..errors import FormatError, VaultError, VaultWarning
+from ..exchanges.profiles import key_id
 from .store import (
     AHEAD_WARNING_S,
     DEFAULT_RECOVERY_MARGIN_S,
-    NS_PER_UNIT,
     NonceStore,
     duration,
     peek_file,
@@ -48,15 +49,6 @@ def nonce_counter_id(entry: Entry) -> str:
     """Counters follow the exchange's key, not our name for it: a rename keeps the
     counter, and re-adding a removed key continues above its old nonces."""
     return key_id(entry.exchange, entry.api_key)
-
-
-def key_id(exchange: str, api_key: str) -> str:
-    """The one identity of a real exchange key: its nonce counter and its request lock
-    (botvault.request_lock) are both keyed by it, so they can never disagree."""
-    import hashlib
-
-    material = f"{exchange}\0{api_key}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(material, digest_size=16, person=b"botvault-nonce").hexdigest()
 
 
 def recorded_mark(entry: Entry) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from ..entries import NONCE_UNITS, NS_PER_UNIT, unit_ns
 from ..errors import ClosedError, FormatError, InvalidInputError
 from . import layout
 from .files import default_boot_id, default_sync, open_existing, open_or_create
@@ -57,8 +58,7 @@ from .recovery import read_all, recover_file, settle_after_reboot, upgrade_file
 
 # Nonce units: ms (ccxt, krakenex), us, 10ns (python-kraken-sdk). The one definition;
 # entries.py takes its list from here.
-NS_PER_UNIT = {"ms": 1_000_000, "us": 1_000, "10ns": 10}
-UNITS = tuple(NS_PER_UNIT)  # in this order in --help and messages
+UNITS = NONCE_UNITS  # the entry model's units (botvault.entries), in this order
 MAX_COUNT = 1_000_000  # one call may not push a ms counter more than ~17 minutes ahead
 AHEAD_WARNING_S = 10.0
 UNIT_CHANGE_TOLERANCE_S = 5.0
@@ -84,14 +84,6 @@ _live: weakref.WeakSet[NonceStore] = weakref.WeakSet()
 
 
 # -- what callers pass in ----------------------------------------------------------------------
-
-def unit_ns(unit: str) -> int:
-    ns = NS_PER_UNIT.get(unit) if isinstance(unit, str) else None
-    if ns is None:
-        raise InvalidInputError(f"nonce unit must be one of {', '.join(UNITS)} (got {unit!r})",
-                                hint="ccxt and krakenex use ms, python-kraken-sdk uses 10ns")
-    return ns
-
 
 def check_count(count: int) -> None:
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
