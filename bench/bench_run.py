@@ -31,16 +31,20 @@ def _botvault() -> list[str]:
     return [exe] if exe else [sys.executable, "-c", "from botvault.cli.main import main; main()"]
 
 
-def _timed(argv: list[str], env: dict[str, str], runs: int) -> float:
-    for _ in range(2):  # warm the page cache
+def _timed_pair(first: list[str], second: list[str], env: dict[str, str], runs: int
+                ) -> tuple[float, float]:
+    """Medians of both commands, their runs interleaved: on a noisy machine a load that comes
+    and goes then weighs on both alike, and the ratio stays meaningful."""
+    for argv in (first, second, first, second):  # warm the page cache
         subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
-    samples = []
+    samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                       check=True)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        for argv, into in ((first, samples[0]), (second, samples[1])):
+            start = time.perf_counter()
+            subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                           check=True)
+            into.append(time.perf_counter() - start)
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def main() -> None:
@@ -67,8 +71,8 @@ def main() -> None:
             subprocess.run([*cli, *args], input=stdin, text=True, env=env, check=True,
                            capture_output=True)
         try:
-            run = _timed([*cli, "run", "bot", "--", "true"], env, runs)
-            typer = _timed([sys.executable, "-c", "import typer"], env, runs)
+            run, typer = _timed_pair([*cli, "run", "bot", "--", "true"],
+                                     [sys.executable, "-c", "import typer"], env, runs)
         finally:
             subprocess.run([*cli, "lock"], env=env, capture_output=True, check=False)
     ratio = run / typer

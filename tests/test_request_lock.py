@@ -185,3 +185,14 @@ def test_for_key_id_refuses_anything_but_a_key_id(tmp_path: Path, bad: str) -> N
 
     with pytest.raises(InvalidInputError):
         KeyOrder.for_key_id(tmp_path / "vault.bv", bad)
+
+
+def test_the_agent_clients_default_order_timeout_is_the_modules() -> None:
+    """The client keeps its own copy (it loads this module only when a lock is taken)."""
+    import inspect
+
+    from botvault.agent.client import AgentClient
+    from botvault.request_lock import DEFAULT_TIMEOUT
+
+    default = inspect.signature(AgentClient.request_lock).parameters["timeout"].default
+    assert default == DEFAULT_TIMEOUT

@@ -23,12 +23,11 @@ import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ..entries import Entry, check_name
 from ..errors import InsecurePermissionsError, InvalidInputError, LockedError, NotFoundError
-from ..request_lock import DEFAULT_TIMEOUT, KeyOrder
 from ..secret import Secret
 from . import hardening
 from . import paths as agent_paths
@@ -46,6 +45,12 @@ from .protocol import (
     grant_target,
     raise_for_error,
 )
+
+if TYPE_CHECKING:  # loaded on use: `run` never takes a key's order
+    from ..request_lock import KeyOrder
+
+# request_lock.DEFAULT_TIMEOUT, which tests/test_request_lock.py holds equal to this.
+_ORDER_TIMEOUT = 30.0
 
 __all__ = [
     "CALL_TIMEOUT",
@@ -338,7 +343,7 @@ class AgentClient:
         self.close()
 
     @contextlib.contextmanager
-    def request_lock(self, name: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+    def request_lock(self, name: str, timeout: float = _ORDER_TIMEOUT) -> Iterator[None]:
         """Hold the request order of entry `name`'s key while signing *and sending* one request.
 
         Nonces leave the agent in increasing order, but two processes may send theirs in the
@@ -362,12 +367,16 @@ class AgentClient:
         if listed is None:
             raise NotFoundError(f"no entry named {name!r}",
                                 hint="see the names with: botvault list")
+        from ..request_lock import KeyOrder
+
         return KeyOrder(self._agent_vault_path(), str(listed.get("exchange", "")),
                         str(listed.get("api_key", "")))
 
     def grant_order(self, grant_key: str) -> KeyOrder:
         """The request order of the real key a grant signs with (from `grant_resolve`: the
         key's id, never the key), the same lock `key_order` gives for its entry."""
+        from ..request_lock import KeyOrder
+
         return KeyOrder.for_key_id(self._agent_vault_path(), self.grant_resolve(grant_key).key_id)
 
     def _agent_vault_path(self) -> Path:
