@@ -32,6 +32,7 @@ from ..agent.protocol import (
 )
 from ..errors import InsecurePermissionsError, LockedError, VaultError
 from .grants import GrantRefused, Resolved, Signed, SignRequest, refused_as
+from .timeouts import bounded
 
 __all__ = ["AgentLink", "AsyncAgentGrants"]
 
@@ -74,7 +75,7 @@ class AgentLink:
             reader, writer = self._streams
             try:
                 writer.write(frame)
-                answer = await asyncio.wait_for(self._read(reader), self.timeout)
+                answer = await bounded(self._read(reader), self.timeout)
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 self.close()
                 # Closed in the middle of an answer: the agent may have served the request.

@@ -37,6 +37,7 @@ from .governor import Governor
 from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
+from .timeouts import bounded
 
 __all__ = ["Auditor", "Gateway", "build_app"]
 
@@ -158,7 +159,7 @@ class Gateway:
             return body
 
         try:
-            body = await asyncio.wait_for(read(), self.config.body_timeout)
+            body = await bounded(read(), self.config.body_timeout)
         except asyncio.TimeoutError:
             raise _Refuse(Reason.SLOW_CLIENT) from None
         if len(body) > limit:
