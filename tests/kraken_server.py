@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import ssl
 import threading
@@ -38,7 +39,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["FUTURES_COSTS", "SPOT_TIERS", "KrakenKey", "StrictKraken"]
+__all__ = ["FUTURES_COSTS", "SPOT_TIERS", "KrakenKey", "StrictKraken", "http_json"]
 
 # tier -> (max counter, decay per second), from Kraken's REST rate-limit documentation.
 SPOT_TIERS: dict[str, tuple[float, float]] = {
@@ -431,3 +432,16 @@ def _handler(kraken: StrictKraken) -> type[BaseHTTPRequestHandler]:
             pass  # quiet: pytest shows the test's own output
 
     return Handler
+
+
+def http_json(url: str, method: str, target: str, body: bytes | str = b"",
+              headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """One plain HTTP request to `url`'s host (this stand-in or a gateway in front of it):
+    the status and the decoded JSON answer."""
+    conn = http.client.HTTPConnection(urlsplit(url).netloc, timeout=30)
+    try:
+        conn.request(method, target, body=body or None, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()

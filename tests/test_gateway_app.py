@@ -26,7 +26,7 @@ from botvault.request_lock import KeyOrder
 from botvault.scopes import General
 
 from .gateway_support import FakeGrant, FakeGrants, ListAuditor, b64secret, running_gateway
-from .kraken_server import StrictKraken
+from .kraken_server import StrictKraken, http_json
 
 SPOT_KEY, FUT_KEY, SPOT_KEY_2 = "REALSPOTKEY", "REALFUTKEY", "REALSPOTKEY2"
 
@@ -63,15 +63,7 @@ def gateway(kraken: StrictKraken, grants: FakeGrants, tmp_path: Path) -> Iterato
         yield url
 
 
-def _http(url: str, method: str, target: str, body: bytes | str = b"",
-          headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection(urlsplit(url).netloc, timeout=30)
-    try:
-        conn.request(method, target, body=body or None, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
+_http = http_json  # one plain-HTTP helper, beside the stand-in
 
 
 def _spot(url: str, grants: FakeGrants, grant_key: str, method: str, nonce: int = 1,

@@ -3,14 +3,13 @@ vault, and the strict Kraken stand-in upstream."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import pytest
 
@@ -20,6 +19,7 @@ from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.grants import revoke_grant
 
 from .gateway_stack import Credential, Stack, gateway_stack
+from .kraken_server import http_json
 
 
 @pytest.fixture
@@ -28,15 +28,7 @@ def stack(vault_path: Path) -> Iterator[Stack]:
         yield s
 
 
-def _http(url: str, method: str, target: str, body: str = "",
-          headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection(urlsplit(url).netloc, timeout=30)
-    try:
-        conn.request(method, target, body=body or None, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
+_http = http_json  # one plain-HTTP helper, beside the stand-in
 
 
 def spot_call(url: str, cred: Credential, method: str, nonce: int, **fields: str

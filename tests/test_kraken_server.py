@@ -4,18 +4,16 @@ tests that rely on it prove nothing."""
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import secrets
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import pytest
 
 from botvault.exchanges.kraken import sign_futures, sign_spot
 
-from .kraken_server import SPOT_TIERS, StrictKraken
+from .kraken_server import SPOT_TIERS, StrictKraken, http_json
 
 SPOT_KEY, FUT_KEY = "spot-public-key", "futures-public-key"
 SECRET = base64.b64encode(secrets.token_bytes(64)).decode()
@@ -46,13 +44,7 @@ def kraken(clock: Clock) -> Iterator[StrictKraken]:
 
 def _request(kraken: StrictKraken, method: str, path: str, body: str = "",
              headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection(urlsplit(kraken.url).netloc, timeout=10)
-    try:
-        conn.request(method, path, body=body or None, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
+    return http_json(kraken.url, method, path, body, headers)
 
 
 def _spot(kraken: StrictKraken, method: str, nonce: int, *, key: str = SPOT_KEY,

@@ -23,7 +23,7 @@ from ..exchanges.profiles import CCXT_IDS as EXCHANGES  # ccxt id -> profile of 
 from .agent_entry import AgentEntry
 from .client_errors import as_ccxt_error
 
-__all__ = ["EXCHANGES", "agent_signed_class"]
+__all__ = ["EXCHANGES", "agent_signed_class", "signed_by_agent"]
 
 _FORM = "application/x-www-form-urlencoded"
 
@@ -42,7 +42,7 @@ def agent_signed_class(base: type[Any], entry: AgentEntry) -> type[Any]:
                 path, api, method, params if params is not None else {}, *args, **kwargs)
         finally:
             self.secret = secret
-        return _agent_signed(self, request, path, api, method)
+        return _agent_signed(self, request, api, method)
 
     def fetch2(self: Any, *args: Any, **kwargs: Any) -> Any:
         bound: AgentEntry = self.botvault_entry
@@ -75,22 +75,32 @@ def _check_key_only(self: Any, error: bool = True) -> bool:
     return bool(self.apiKey)
 
 
-def _agent_signed(self: Any, request: dict[str, Any], path: str, api: Any,
+def _agent_signed(self: Any, request: dict[str, Any], api: Any,
                   method: str) -> dict[str, Any]:
     api_name = api[0] if isinstance(api, list) else api
     if request.get("headers") is None or api_name == "public":
         return request
     entry: AgentEntry = self.botvault_entry
-    url = urlsplit(request["url"])
-    if self.id == "kraken":
-        if "json" in str(request["headers"].get("Content-Type", "")):
-            raise InvalidInputError("the agent signs URL-encoded Kraken Spot bodies, not JSON",
-                                    hint=f"{path} sends a JSON body; it cannot be signed here")
-        signed = entry.sign(url.path, request["body"] or "")
-        request["body"] = signed.body
-    else:  # krakenfutures: the query string (or batchorder's body) is what is signed
-        data = request["body"] if request["body"] is not None else url.query
-        signed = entry.sign(url.path, data, method=method)
-    request["headers"] = {"Content-Type": _FORM, "Accept": "application/json",
-                          **signed.headers}
+    request["body"], headers = signed_by_agent(
+        entry, request["url"], method, request["body"],
+        str(request["headers"].get("Content-Type", "")))
+    request["headers"] = {"Content-Type": _FORM, "Accept": "application/json", **headers}
     return request
+
+
+def signed_by_agent(entry: AgentEntry, url: str, method: str, body: str | None,
+                    content_type: str) -> tuple[str | None, dict[str, str]]:
+    """The body to send and the agent's auth headers for one private Kraken request as ccxt
+    built it: the one rule for the subclass (`sign`) and the config's HTTP session.
+    Spot: the agent puts the key's nonce in the URL-encoded body (JSON is refused). Futures:
+    the body, or the query string when there is none (ccxt's POSTs), is what is signed."""
+    parts = urlsplit(url)
+    if entry.exchange == "kraken-spot":
+        if "json" in content_type:
+            raise InvalidInputError("the agent signs URL-encoded Kraken Spot bodies, not JSON",
+                                    hint=f"{parts.path} sends a JSON body; it cannot be "
+                                         "signed here")
+        signed = entry.sign(parts.path, body or "")
+        return signed.body, signed.headers
+    signed = entry.sign(parts.path, body or parts.query, method=method.upper())
+    return body, signed.headers

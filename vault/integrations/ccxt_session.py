@@ -16,12 +16,12 @@ types (`client_errors`), so ccxt's handlers and retries see what they expect.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 from ..errors import InvalidInputError, VaultError
 from .agent_entry import AgentEntry
+from .ccxt_agent import signed_by_agent
 from .client_errors import as_ccxt_error
 
 __all__ = ["PLACEHOLDER_SECRET", "AgentSigningSession"]
@@ -54,18 +54,11 @@ class AgentSigningSession(requests.Session):
                 text = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
                 if not isinstance(text, str):
                     raise InvalidInputError("the agent signs text bodies only")
-                parts = urlsplit(url)
-                if entry.exchange == "kraken-spot":
-                    if "json" in str(headers.get("Content-Type", "")):
-                        raise InvalidInputError(
-                            "the agent signs URL-encoded Kraken Spot bodies, not JSON")
-                    signed = entry.sign(parts.path, text)
-                    kwargs["data"] = signed.body.encode("utf-8")
-                else:  # Futures: the body when there is one, else the query string
-                    signed = entry.sign(parts.path, text or parts.query,
-                                               method=method.upper())
+                out, signed = signed_by_agent(entry, url, method, text,
+                                              str(headers.get("Content-Type", "")))
+                kwargs["data"] = out.encode("utf-8") if out else body
                 kept = {k: v for k, v in headers.items() if k.lower() not in _AUTH}
-                kwargs["headers"] = {**kept, **signed.headers}
+                kwargs["headers"] = {**kept, **signed}
                 return super().request(method, url, *args, **kwargs)
         except VaultError as exc:
             raise as_ccxt_error(exc) from exc
