@@ -30,7 +30,7 @@ from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.gateway.app import Auditor, Gateway
 from botvault.gateway.config import GatewayConfig
 from botvault.gateway.governor import Governor
-from botvault.gateway.grants import Resolved, Signed, SignRequest, refused_as
+from botvault.gateway.grants import Signed, SignRequest, Verified, refused_as
 from botvault.gateway.server import make_runner
 from botvault.nonces import key_id
 from botvault.scopes import General, Withdrawal
@@ -54,13 +54,14 @@ class FakeGrant:
 
 
 class FakeGrants:
-    """The agent's grant_resolve / grant_sign, in process (unit tests only)."""
+    """The agent's grant_verify / grant_sign, in process (unit tests only)."""
 
     def __init__(self) -> None:
         self.grants: dict[str, FakeGrant] = {}
         self.nonce = 1_000
         self.lock = threading.Lock()
         self.signed = 0
+        self.verified = 0
 
     def add(self, grant_key: str, grant: FakeGrant) -> FakeGrant:
         self.grants[grant_key] = grant
@@ -74,24 +75,29 @@ class FakeGrants:
             raise GrantError("revoked")
         return grant
 
-    async def resolve(self, grant_key: str) -> Resolved:
+    async def verify(self, request: SignRequest, *, exchange: str, window: float,
+                     hold: float) -> Verified:
         try:
-            grant = self._find(grant_key)
+            if self._find(request.grant_key).exchange != exchange:
+                raise GrantError("unknown")
+            grant = self._check(request)
         except VaultError as exc:
             raise refused_as(exc) from None
-        return Resolved(grant.name, grant.entry, grant.exchange,
+        self.verified += 1
+        return Verified(os.urandom(8).hex(), grant.name, grant.entry, grant.exchange,
                         key_id(grant.exchange, grant.api_key))
 
-    async def sign(self, request: SignRequest) -> Signed:
+    async def sign(self, request: SignRequest, verified: Verified) -> Signed:
         try:
-            return self._sign(request)
+            grant = self._find(request.grant_key)  # checked again: revoked since?
+            if key_id(grant.exchange, grant.api_key) != verified.key_id:
+                raise GrantError("changed")
+            return self._sign(grant, request)
         except VaultError as exc:
             raise refused_as(exc) from None
 
-    def _sign(self, request: SignRequest) -> Signed:
+    def _check(self, request: SignRequest) -> FakeGrant:
         grant = self._find(request.grant_key)
-        if key_id(grant.exchange, grant.api_key) != request.key_id:
-            raise GrantError("changed")
         if grant.exchange == endpoints.KRAKEN_SPOT:
             nonces = [v for k, v in parse_qsl(request.body) if k == "nonce"]
             bot_nonce = int(nonces[0]) if len(nonces) == 1 and nonces[0].isdigit() else 0
@@ -105,6 +111,9 @@ class FakeGrants:
             raise GrantError("signature")
         endpoints.check(grant.exchange, request.path, grant.general, grant.withdrawal,
                         allow_withdrawal=False, method=request.method)
+        return grant
+
+    def _sign(self, grant: FakeGrant, request: SignRequest) -> Signed:
         with self.lock:
             self.nonce += 1
             nonce = self.nonce

@@ -310,15 +310,27 @@ class AgentClient:
         from ..exchanges.kraken import sign_futures, sign_spot_text
         from .signing import bot_nonce
 
+        import time
+
+        from .signing import spot_body_with_nonce, spot_json_with_nonce
+
         encoded = data if isinstance(data, str) else urlencode(data)
         target = self.grant_resolve(grant_key)
+        # A nonce from the clock (10 ns ticks) where the caller set none: the agent accepts
+        # a grant-signed request once, and only while its nonce is recent (agent.freshness).
+        fresh = time.time_ns() // 10
+        nonce_header = ""
         if target.exchange == "kraken-spot":
+            if not bot_nonce(encoded, content_type):
+                encoded = (spot_json_with_nonce(encoded, fresh) if content_type == "json"
+                           else spot_body_with_nonce(encoded, fresh))
             signature = sign_spot_text(grant_secret, path, bot_nonce(encoded, content_type),
                                        encoded)
         else:
-            signature = sign_futures(grant_secret, path, "", encoded)
+            nonce_header = str(fresh)
+            signature = sign_futures(grant_secret, path, nonce_header, encoded)
         return self.grant_sign(grant_key, path=path, method=method, body=encoded,
-                               signature=signature, nonce_header="",
+                               signature=signature, nonce_header=nonce_header,
                                content_type=content_type, key_id=target.key_id)
 
     def sign_challenge(self, name: str, challenge: str) -> str:

@@ -33,6 +33,8 @@ from ..errors import (
 )
 from ..nonces import key_id
 from . import hardening, signing
+from .freshness import DEFAULT_WINDOW, check_window
+from .grant_desk import GrantDesk, grant_key_digest, request_digest
 from .protocol import LIST_PAGE, AgentError, error_response
 
 __all__ = ["OPS", "Agent"]
@@ -81,8 +83,11 @@ _OP_METHODS = {
     "status": "_status", "list": "_list", "get": "_get", "data_key": "_data_key",
     "nonce": "_nonce", "sign": "_sign", "sign_challenge": "_sign_challenge",
     "lock": "_lock_op", "extend": "_extend", "grant_resolve": "_grant_resolve",
-    "grant_sign": "_grant_sign",
+    "grant_sign": "_grant_sign", "grant_verify": "_grant_verify", "grant_keys": "_grant_keys",
 }
+# The fields of a grant-signed request as the bot sent it (what a ticket binds).
+_GRANT_FIELDS = ("grant_key", "path", "method", "body", "signature", "nonce_header",
+                 "content_type")
 OPS = frozenset(_OP_METHODS)
 
 
@@ -104,6 +109,7 @@ class Agent:
         self.sign_only = sign_only
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
         self._grants = grants.GrantIndex()
+        self._desk = GrantDesk(clock)
         self.path = vault.path
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             op: getattr(self, method) for op, method in _OP_METHODS.items()}
@@ -281,30 +287,79 @@ class Agent:
                 "key_id": key_id(entry.exchange, entry.api_key),
                 "expires_at": grant.expires_at}
 
-    def _grant_sign(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Check the bot's request against its grant and sign it with the real key, in one
-        operation: resolve, verify the signature, check the endpoint against the grant's
-        scopes and the entry's, allocate the key's nonce; then sign (outside the lock, as
-        `_sign`). A refused request costs no nonce."""
-        grant_key, path, body = (_text(request, k) for k in ("grant_key", "path", "body"))
-        signature, nonce_header = _text(request, "signature"), _text(request, "nonce_header")
-        method, content_type, expected_key = (
-            _text(request, k) for k in ("method", "content_type", "key_id"))
-        if content_type not in signing.CONTENT_TYPES:
+    def _grant_keys(self, _request: dict[str, Any]) -> dict[str, Any]:
+        """Short digests of every grant's api key (public, as an exchange's api key), so
+        the gateway refuses a key no grant has without asking the agent each time."""
+        with self._lock:
+            keys = [grant_key_digest(g.api_key) for g in grants.list_grants(self._open_vault())]
+        return {"keys": keys}
+
+    def _checked(self, fields: dict[str, str], window: float, exchange: object = None
+                 ) -> tuple[grants.Grant, Entry]:
+        """The grant and entry of a grant-signed request whose signature, scope and
+        freshness hold (GrantError / ScopeError else). Allocates nothing. With `exchange`,
+        a grant for another exchange's key is unknown there, as Kraken would say."""
+        if fields["content_type"] not in signing.CONTENT_TYPES:
             raise InvalidInputError("'content_type' must be form or json")
         with self._lock:
             vault = self._open_vault()
-            grant, entry = self._grant_target(vault, grant_key)
-            signing.check_grant_signature(grant, entry.exchange, path, body, signature,
-                                          nonce_header, content_type)
+            grant, entry = self._grant_target(vault, fields["grant_key"])
+        if exchange is not None and exchange != entry.exchange:
+            raise GrantError("unknown", "no grant for this exchange has this api key")
+        signing.check_grant_signature(grant, entry.exchange, fields["path"], fields["body"],
+                                      fields["signature"], fields["nonce_header"],
+                                      fields["content_type"])
+        upper = signing.authorise(entry, fields["path"], fields["method"],
+                                  allow_withdrawal=self.allow_withdrawal)
+        grants.check_endpoint(grant, entry, fields["path"], upper,
+                              allow_withdrawal=self.allow_withdrawal)
+        spot = entry.exchange == "kraken-spot"
+        nonce_text = (signing.bot_nonce(fields["body"], fields["content_type"]) if spot
+                      else fields["nonce_header"])
+        self._desk.freshness.admit(
+            fields["grant_key"], fields["signature"], nonce_text, window=window,
+            now=self._wall_clock(), required=spot or getattr(grant, "require_nonce", False))
+        return grant, entry
+
+    def _grant_verify(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Step one of the gateway's two: check a bot's request (signature, scope, replay
+        window) without the real key's nonce, and hand back a one-time ticket that
+        `grant_sign` redeems for these exact bytes (see grant_desk)."""
+        fields = {k: _text(request, k) for k in _GRANT_FIELDS}
+        window = check_window(request.get("window", DEFAULT_WINDOW))
+        hold = _seconds(request, "hold")
+        grant, entry = self._checked(fields, window, request.get("exchange"))
+        ticket = self._desk.issue(request_digest(fields[k] for k in _GRANT_FIELDS), hold)
+        return {"ticket": ticket, "grant": grant.bot, "entry": entry.name,
+                "exchange": entry.exchange, "key_id": key_id(entry.exchange, entry.api_key),
+                "expires_at": grant.expires_at}
+
+    def _grant_sign(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Sign a bot's grant-signed request with the real key and its next nonce. With a
+        `ticket` from `grant_verify`, for the bytes it was issued for, the grant checked
+        again (revoked or expired since: refused); without one, every check of
+        `grant_verify` first, in the same call. A refused request costs no nonce."""
+        fields = {k: _text(request, k) for k in _GRANT_FIELDS}
+        expected_key = _text(request, "key_id")
+        ticket = request.get("ticket")
+        if ticket is None:
+            self._checked(fields, DEFAULT_WINDOW)
+        elif isinstance(ticket, str):
+            self._desk.redeem(ticket, request_digest(fields[k] for k in _GRANT_FIELDS))
+        else:
+            raise InvalidInputError("'ticket' must be text")
+        path, body = fields["path"], fields["body"]
+        with self._lock:
+            vault = self._open_vault()
+            grant, entry = self._grant_target(vault, fields["grant_key"])
             if not hmac.compare_digest(key_id(entry.exchange, entry.api_key), expected_key):
                 raise GrantError("changed", f"grant {grant.bot!r} now points at another key",
                                  hint="resolve the grant again")
-            upper = signing.authorise(entry, path, method,
+            upper = signing.authorise(entry, path, fields["method"],
                                       allow_withdrawal=self.allow_withdrawal)
             grants.check_endpoint(grant, entry, path, upper,
                                   allow_withdrawal=self.allow_withdrawal)
             nonce = vault.next_nonce(entry.name)
-        signed = signing.sign_for_grant(entry, path, body, nonce, content_type)
+        signed = signing.sign_for_grant(entry, path, body, nonce, fields["content_type"])
         return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce,
                 "entry": entry.name, "grant": grant.bot}

@@ -5,14 +5,17 @@ One private request, in order:
 1. route it (`routing`); a path that is no Kraken path is refused;
 2. read its body within the size and time limits (a slow or oversized request is refused on
    its own connection; every connection is its own task, so other bots go on);
-3. resolve the grant (the agent; unknown, revoked, expired: refused);
-4. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
-   integrations take too; requests queue for it in arrival order) and, holding it, have the
-   agent check the bot's signature and the grant's scope and sign with the real key's next
-   nonce;
-5. wait, still holding it, until the key's rate counter takes the request (`governor`; a
-   wait that would end beyond the bound from arrival is answered `EAPI:Rate limit exceeded`
-   here), then send it and read the answer;
+3. refuse a query string the bot's signature does not cover (only signed bytes travel),
+   and a grant beyond its cap of requests in progress;
+4. have the agent check it, cheap refusals first and without the key's order: an unknown
+   grant (known from a list, no round trip), the bot's signature, the grant's scope, the
+   replay window (`grant_verify`; a one-time ticket comes back);
+5. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
+   integrations take too; requests queue for it in arrival order) and, holding it, wait
+   until the key's rate counter takes the request (`governor`; a wait that would end beyond
+   the bound from arrival is answered `EAPI:Rate limit exceeded` here), then have the agent
+   sign it with the real key's next nonce (the grant checked again: revoked since, refused)
+   and send it at once;
 6. answer the bot with the exchange's status and body, and write one audit line.
 
 Nothing the agent refused is sent. The handler never sees a secret.
@@ -21,9 +24,11 @@ Nothing the agent refused is sent. The handler never sees a secret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +39,7 @@ from ..request_lock import KeyOrder, RequestLockTimeout
 from .config import GatewayConfig
 from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
 from .governor import Governor
-from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
+from .grants import GrantAgent, GrantRefused, SignRequest
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
 from .timeouts import bounded
@@ -81,6 +86,7 @@ class Gateway:
         self.audit = audit
         self.governor = governor or Governor(config.tier)
         self.upstream: Upstream | None = None
+        self._in_progress: dict[str, int] = {}  # grant api key -> its requests in progress
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -181,24 +187,56 @@ class Gateway:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise _Refuse(Reason.BAD_REQUEST) from None
-        if found.api is Api.FUTURES and (request.method in ("GET", "DELETE") or not text):
-            # Futures signs the query string of a GET or DELETE, and of a POST that carries
-            # its parameters there with an empty body (ccxt does).
-            text = request.rel_url.raw_query_string
-        resolved = await self._resolve(grant_key, found)
-        outcome.grant, outcome.entry = resolved.grant, resolved.entry
+        text = _signed_text(found, request.method, text, request.rel_url.raw_query_string)
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
         sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
-                                   signature, nonce_header, content_type, resolved.key_id)
-        order = KeyOrder.for_key_id(self.vault_path, resolved.key_id)
+                                   signature, nonce_header, content_type)
+        with self._per_grant(grant_key):
+            return await self._checked_then_ordered(request, found, body, sign_request,
+                                                    outcome)
+
+    @contextlib.contextmanager
+    def _per_grant(self, grant_key: str) -> Iterator[None]:
+        """Count the grant's requests in progress; refuse one beyond the cap (a flood under
+        one grant id cannot take every slot)."""
+        count = self._in_progress.get(grant_key, 0)
+        if count >= self.config.max_per_grant:
+            raise _Refuse(Reason.BUSY)
+        self._in_progress[grant_key] = count + 1
+        try:
+            yield
+        finally:
+            left = self._in_progress[grant_key] - 1
+            if left:
+                self._in_progress[grant_key] = left
+            else:
+                del self._in_progress[grant_key]
+
+    async def _checked_then_ordered(self, request: web.Request, found: Route, body: bytes,
+                                    sign_request: SignRequest, outcome: _Outcome
+                                    ) -> web.StreamResponse:
         bound = self.config.max_wait
+        # Cheap refusals first, without the key's order: unknown grant, signature, scope,
+        # replay window. Only a request that holds queues behind that key's other requests.
+        try:
+            verified = await self.agent.verify(sign_request, exchange=found.exchange,
+                                               window=self.config.replay_window,
+                                               hold=bound + 60)
+        except GrantRefused as exc:
+            raise _Refuse(exc.reason) from None
+        outcome.grant, outcome.entry = verified.grant, verified.entry
+        if verified.exchange != found.exchange:
+            raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
+        order = KeyOrder.for_key_id(self.vault_path, verified.key_id)
         try:
             async with order.hold_async(timeout=bound):
+                await self._within_rate(found, verified.key_id, outcome.started + bound)
+                # Signed last, right before sending: the agent checks the grant again, so
+                # a request still waiting when `grant revoke` returned is refused here.
                 try:
-                    signed = await self.agent.sign(sign_request)
+                    signed = await self.agent.sign(sign_request, verified)
                 except GrantRefused as exc:
                     raise _Refuse(exc.reason) from None
-                await self._within_rate(found, resolved.key_id, outcome.started + bound)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
                 return await self._forward(request, found, out_body, signed.headers, outcome)
         except RequestLockTimeout:
@@ -211,15 +249,6 @@ class Gateway:
             if time.monotonic() + wait > deadline:
                 raise _Refuse(Reason.RATE_LIMIT)
             await asyncio.sleep(wait)
-
-    async def _resolve(self, grant_key: str, found: Route) -> Resolved:
-        try:
-            resolved = await self.agent.resolve(grant_key)
-        except GrantRefused as exc:
-            raise _Refuse(exc.reason) from None
-        if resolved.exchange != found.exchange:
-            raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
-        return resolved
 
     async def _forward(self, request: web.Request, found: Route, body: bytes,
                        auth: dict[str, str], outcome: _Outcome) -> web.StreamResponse:
@@ -237,6 +266,25 @@ class Gateway:
         response = web.Response(status=answer.status, body=answer.body)
         response.headers["Content-Type"] = answer.content_type
         return response
+
+
+def _signed_text(found: Route, method: str, body: str, query: str) -> str:
+    """The text the bot's signature covers. A query string it does not cover is refused:
+    only signed bytes travel (the exchange-side signature then covers exactly what is
+    sent). Spot private requests sign the body only, so they take no query string; Futures
+    signs the query of a GET or DELETE (which then has no body) and the body of a POST,
+    or its query when the body is empty (ccxt does that)."""
+    if found.api is Api.SPOT:
+        if query:
+            raise _Refuse(Reason.BAD_REQUEST)
+        return body
+    if method in ("GET", "DELETE") or not body:
+        if body:
+            raise _Refuse(Reason.BAD_REQUEST)
+        return query
+    if query:
+        raise _Refuse(Reason.BAD_REQUEST)
+    return body
 
 
 def build_app(gateway: Gateway) -> web.Application:

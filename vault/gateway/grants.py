@@ -8,8 +8,9 @@ grant secret, the grant's scope, taking the real key's nonce and signing, in one
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 # The agent's answers, read as the client reads them.
 from ..agent.protocol import GrantSigned as Signed
@@ -23,7 +24,8 @@ from ..errors import (
 )
 from .kraken_errors import Reason
 
-__all__ = ["GrantAgent", "GrantRefused", "Resolved", "SignRequest", "Signed", "refused_as"]
+__all__ = ["GrantAgent", "GrantRefused", "Resolved", "SignRequest", "Signed", "Verified",
+           "refused_as", "verified_from"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,26 @@ class SignRequest:
     signature: str = field(repr=False)
     nonce_header: str
     content_type: str
+    key_id: str = ""  # the real key's identity, once `verify` named it
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The agent's `grant_verify` answer: the request holds; `ticket` has it signed once."""
+
+    ticket: str = field(repr=False)
+    grant: str
+    entry: str
+    exchange: str
     key_id: str
+
+
+def verified_from(answer: Mapping[str, Any]) -> Verified:
+    """Read a `grant_verify` answer; GrantRefused(UNAVAILABLE) when it is malformed."""
+    fields = [answer.get(k) for k in ("ticket", "grant", "entry", "exchange", "key_id")]
+    if not all(isinstance(f, str) for f in fields):
+        raise GrantRefused(Reason.UNAVAILABLE, "the agent sent a malformed answer")
+    return Verified(*(str(f) for f in fields))
 
 
 class GrantRefused(Exception):
@@ -50,9 +71,14 @@ class GrantRefused(Exception):
 
 
 class GrantAgent(Protocol):
-    async def resolve(self, grant_key: str) -> Resolved: ...
+    """Two steps per request: `verify` (cheap refusals first: unknown grant, signature,
+    scope, replay window; no lock, no nonce) and `sign` (under the key's order, right
+    before sending; the grant is checked again, so a revocation in between refuses it)."""
 
-    async def sign(self, request: SignRequest) -> Signed: ...
+    async def verify(self, request: SignRequest, *, exchange: str, window: float,
+                     hold: float) -> Verified: ...
+
+    async def sign(self, request: SignRequest, verified: Verified) -> Signed: ...
 
     def close(self) -> None: ...
 
@@ -63,6 +89,10 @@ def refused_as(exc: VaultError) -> GrantRefused:
         return GrantRefused(Reason.PERMISSION)
     if isinstance(exc, GrantError) and exc.reason == "signature":
         return GrantRefused(Reason.INVALID_SIGNATURE)
+    if isinstance(exc, GrantError) and exc.reason in ("stale", "replayed"):
+        return GrantRefused(Reason.INVALID_NONCE, exc.reason)
+    if isinstance(exc, GrantError) and exc.reason == "busy":
+        return GrantRefused(Reason.BUSY)
     if isinstance(exc, GrantError):
         return GrantRefused(Reason.INVALID_KEY, exc.reason)
     if isinstance(exc, AuthenticationError):

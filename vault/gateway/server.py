@@ -64,6 +64,6 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
-    agent = AsyncAgentGrants(socket_path_for(vault_path))
+    agent = AsyncAgentGrants(socket_path_for(vault_path), vault_path=agent_vault)
     gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
     asyncio.run(_serve(gateway, announce))
