@@ -75,8 +75,8 @@ class FakeGrants:
             raise GrantError("revoked")
         return grant
 
-    async def verify(self, request: SignRequest, *, exchange: str, window: float,
-                     hold: float) -> Verified:
+    async def verify(self, request: SignRequest, *, exchange: str, window: float,  # noqa: ARG002
+                     hold: float) -> Verified:  # noqa: ARG002 -- the agent's replay checks
         try:
             if self._find(request.grant_key).exchange != exchange:
                 raise GrantError("unknown")
@@ -140,6 +140,9 @@ class ListAuditor:
 
     async def start(self) -> None:
         pass
+
+    async def sent(self, record: dict[str, Any]) -> None:
+        self.lines.append(record)
 
     def record(self, record: dict[str, Any]) -> None:
         self.lines.append(record)

@@ -307,12 +307,10 @@ class AgentClient:
         """What an in-process integration does against a --sign-only agent: sign the
         request with the grant, as a bot would, and have the agent re-sign it with the real
         key. For Spot the returned body carries the key's nonce."""
-        from ..exchanges.kraken import sign_futures, sign_spot_text
-        from .signing import bot_nonce
-
         import time
 
-        from .signing import spot_body_with_nonce, spot_json_with_nonce
+        from ..exchanges.kraken import sign_futures, sign_spot_text
+        from .signing import bot_nonce, spot_body_with_nonce, spot_json_with_nonce
 
         encoded = data if isinstance(data, str) else urlencode(data)
         target = self.grant_resolve(grant_key)

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..agent import hardening
 from ..agent import paths as agent_paths
+from ..agent.grant_desk import grant_key_digest
 from ..agent.protocol import (
     MAX_FRAME,
     AgentError,
@@ -29,7 +30,6 @@ from ..agent.protocol import (
     grant_signed,
     raise_for_error,
 )
-from ..agent.grant_desk import grant_key_digest
 from ..errors import InsecurePermissionsError, LockedError, VaultError
 from .grants import GrantRefused, Signed, SignRequest, Verified, refused_as, verified_from
 from .kraken_errors import Reason

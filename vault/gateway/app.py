@@ -24,11 +24,14 @@ Nothing the agent refused is sent. The handler never sees a secret.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import math
+import os
 import sys
 import time
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +39,7 @@ from aiohttp import web
 
 from ..errors import VaultError
 from ..request_lock import KeyOrder, RequestLockTimeout
+from .audit_writer import AuditFailed
 from .config import GatewayConfig
 from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
 from .governor import Governor
@@ -46,11 +50,16 @@ from .timeouts import bounded
 
 __all__ = ["Auditor", "Gateway", "build_app"]
 
+_SUMMARY_SECONDS = 60.0  # refused and unauthenticated requests: one count per interval
+
 
 class Auditor(Protocol):
-    """Where audit records go (`audit_writer.AuditProcess`); `record` must not block."""
+    """Where audit records go (`audit_writer.AuditProcess`): `sent` returns once its record
+    is durable (AuditFailed when it cannot be); `record` must not block."""
 
     async def start(self) -> None: ...
+
+    async def sent(self, record: dict[str, Any]) -> None: ...
 
     def record(self, record: dict[str, Any]) -> None: ...
 
@@ -67,6 +76,7 @@ class _Outcome:
     entry: str | None = None
     outcome: str = "forwarded"
     upstream_status: int | None = None
+    seq: str | None = None  # set once its `sent` line is durable
 
 
 class _Refuse(Exception):
@@ -87,6 +97,13 @@ class Gateway:
         self.governor = governor or Governor(config.tier)
         self.upstream: Upstream | None = None
         self._in_progress: dict[str, int] = {}  # grant api key -> its requests in progress
+        # Refused and unauthenticated requests, counted by (outcome, grant) for the next
+        # summary line: no amount of them can push a forwarded request's line out.
+        self._counts: collections.Counter[tuple[str, str | None]] = collections.Counter()
+        self._run = os.urandom(4).hex()  # with a counter: each forwarded request's `seq`
+        self._seq = 0
+        self._summaries: asyncio.Task[None] | None = None
+        self._audit_warned = -math.inf
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -95,24 +112,74 @@ class Gateway:
                                  timeout=self.config.upstream_timeout)
         if self.audit is not None:
             await self.audit.start()
+            self._summaries = asyncio.ensure_future(self._summarize_every())
 
     async def stop(self, _app: web.Application) -> None:
+        if self._summaries is not None:
+            self._summaries.cancel()
         if self.audit is not None:
+            self._summarize()
             await self.audit.stop()
         if self.upstream is not None:
             await self.upstream.close()
 
-    def _record(self, outcome: _Outcome, method: str) -> None:
-        if self.audit is None:
-            return
+    # -- audit ---------------------------------------------------------------------------
+
+    def _line(self, outcome: _Outcome, method: str) -> dict[str, Any]:
         # Only these fields (botvault.audit.FIELDS): never a header, a body or a query string.
-        self.audit.record({
+        return {
             "time": time.time(), "grant": outcome.grant, "entry": outcome.entry,
             "exchange": outcome.route.exchange if outcome.route else None,
             "method": method[:16],
-            "endpoint": outcome.route.endpoint[:200] if outcome.route else None,
+            "endpoint": outcome.route.endpoint[:200] if outcome.route else None}
+
+    async def _audit_sent(self, outcome: _Outcome, method: str) -> None:
+        """The request's line, durable before it leaves; refused when that fails (unless
+        --audit-failure continue)."""
+        if self.audit is None:
+            return
+        self._seq += 1
+        seq = f"{self._run}-{self._seq}"
+        try:
+            await self.audit.sent({**self._line(outcome, method), "phase": "sent",
+                                   "seq": seq})
+        except AuditFailed as exc:
+            refuse = self.config.audit_failure == "refuse"
+            if time.monotonic() - self._audit_warned > _SUMMARY_SECONDS:
+                self._audit_warned = time.monotonic()
+                print(f"botvault: error: the audit line could not be written ({exc}); "
+                      f"{'refusing to forward' if refuse else 'forwarding unaudited'}",
+                      file=sys.stderr)
+            if refuse:
+                raise _Refuse(Reason.AUDIT_FAILED) from None
+            return
+        outcome.seq = seq
+
+    def _account(self, outcome: _Outcome) -> None:
+        """Complete a forwarded request's line, or count a request that sent nothing."""
+        if self.audit is None:
+            return
+        if outcome.seq is None:
+            self._counts[(outcome.outcome, outcome.grant)] += 1
+            return
+        self.audit.record({
+            "time": time.time(), "phase": "done", "seq": outcome.seq,
             "outcome": outcome.outcome, "upstream_status": outcome.upstream_status,
             "duration_ms": round((time.monotonic() - outcome.started) * 1000, 3)})
+
+    def _summarize(self) -> None:
+        if self.audit is None:
+            return
+        counts, self._counts = self._counts, collections.Counter()
+        for (what, grant), count in sorted(counts.items(), key=str):
+            self.audit.record({"time": time.time(), "phase": "summary", "outcome": what,
+                               "grant": grant, "count": count,
+                               "interval_s": _SUMMARY_SECONDS})
+
+    async def _summarize_every(self) -> None:
+        while True:
+            await asyncio.sleep(_SUMMARY_SECONDS)
+            self._summarize()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -131,7 +198,7 @@ class Gateway:
             # Its type only: a message or traceback could hold a request's contents.
             print(f"botvault: error: gateway fault: {type(exc).__name__}", file=sys.stderr)
             response = self._refusal(found, Reason.INTERNAL, outcome)
-        self._record(outcome, request.method)
+        self._account(outcome)
         return response
 
     @staticmethod
@@ -148,6 +215,7 @@ class Gateway:
         body = await self._read_body(request)
         if found.private:
             return await self._private(request, found, body, outcome)
+        outcome.outcome = "public"  # unauthenticated: counted in the summaries
         return await self._forward(request, found, body, {}, outcome)
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -231,6 +299,7 @@ class Gateway:
         try:
             async with order.hold_async(timeout=bound):
                 await self._within_rate(found, verified.key_id, outcome.started + bound)
+                await self._audit_sent(outcome, request.method)
                 # Signed last, right before sending: the agent checks the grant again, so
                 # a request still waiting when `grant revoke` returned is refused here.
                 try:

@@ -83,7 +83,7 @@ class GrantAgent(Protocol):
     def close(self) -> None: ...
 
 
-def refused_as(exc: VaultError) -> GrantRefused:
+def refused_as(exc: VaultError) -> GrantRefused:  # noqa: PLR0911 -- one line per reason
     """The gateway's answer to an error the agent raised."""
     if isinstance(exc, ScopeError):
         return GrantRefused(Reason.PERMISSION)

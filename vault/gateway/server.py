@@ -15,6 +15,7 @@ from .agent_link import AsyncAgentGrants
 from .app import Gateway, build_app
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
+from .listening import AcceptErrors, cap_connections, listening_socket, open_files_for
 
 __all__ = ["make_runner", "serve"]
 
@@ -34,18 +35,15 @@ def make_runner(gateway: Gateway) -> web.AppRunner:
 async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
     runner = make_runner(gateway)
     await runner.setup()
-    listen = gateway.config.listen
-    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((listen.host, listen.port))
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrors(loop).handle)
+    if runner.server is not None:  # set by setup()
+        cap_connections(runner.server, open_files_for(gateway.config.max_connections))
+    sock = listening_socket(gateway.config)
     site = web.SockSite(runner, sock)
     await site.start()
-    port = sock.getsockname()[1]
-    host = f"[{listen.host}]" if family == socket.AF_INET6 else listen.host
-    announce(f"http://{host}:{port}")
+    announce(_url(sock))
     stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopped.set)
     try:
@@ -53,6 +51,12 @@ async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
     finally:
         await runner.cleanup()
         gateway.agent.close()  # on this loop: its connections belong to it
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else \
+        f"http://{host}:{port}"
 
 
 def serve(config: GatewayConfig, vault_path: Path | None,
@@ -65,5 +69,7 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
     agent = AsyncAgentGrants(socket_path_for(vault_path), vault_path=agent_vault)
-    gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
+    audit = AuditProcess(agent_vault, keep_days=config.audit_keep_days,
+                         max_bytes=int(config.audit_max_mb * 1024 * 1024))
+    gateway = Gateway(config, agent, agent_vault, audit=audit)
     asyncio.run(_serve(gateway, announce))
