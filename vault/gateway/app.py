@@ -298,8 +298,8 @@ class Gateway:
         order = KeyOrder.for_key_id(self.vault_path, verified.key_id)
         try:
             async with order.hold_async(timeout=bound):
-                await self._within_rate(found, verified.key_id, outcome.started + bound)
                 await self._audit_sent(outcome, request.method)
+                await self._within_rate(found, verified.key_id, outcome.started + bound)
                 # Signed last, right before sending: the agent checks the grant again, so
                 # a request still waiting when `grant revoke` returned is refused here.
                 try:
