@@ -338,11 +338,14 @@ class AgentClient:
             raise AgentError("the agent sent a malformed signature")
         return signed
 
-    def extend(self, ttl: float | None, idle: float | None) -> dict[str, Any]:
+    def extend(self, ttl: float | None, idle: float | None, *, proof: str | None = None
+               ) -> dict[str, Any]:
         """Push the agent's absolute expiry to at least `ttl` seconds from now (never
         earlier) and/or set its idle limit (None: unchanged); returns the new
-        expires_in / idle_expires_in."""
-        answer = self._call("extend", ttl=ttl, idle=idle)
+        expires_in / idle_expires_in. A sign-only agent wants `proof` (see
+        `Session.extend_agent`: it takes the passphrase)."""
+        answer = self._call("extend", ttl=ttl, idle=idle,
+                            **({} if proof is None else {"proof": proof}))
         answer.pop("ok", None)
         return answer
 

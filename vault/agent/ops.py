@@ -37,7 +37,7 @@ from .freshness import DEFAULT_WINDOW, check_window
 from .grant_desk import GrantDesk, grant_key_digest, request_digest
 from .protocol import LIST_PAGE, AgentError, error_response
 
-__all__ = ["OPS", "Agent"]
+__all__ = ["OPS", "Agent", "extend_proof"]
 
 _MAX_NONCES = 100_000
 # What a sign-only agent refuses: every op that hands out a secret or the data key, and
@@ -66,6 +66,13 @@ def _seconds(request: dict[str, Any], key: str) -> float:
             not 0 < value < math.inf:
         raise InvalidInputError(f"{key!r} must be a positive number of seconds")
     return float(value)
+
+
+def extend_proof(data_key: bytes, challenge: str) -> str:
+    """What `extend` of a sign-only agent carries: proof of the data key, for a challenge
+    the agent gave (`status`), so the key itself never travels."""
+    return hmac.new(data_key, b"botvault extend " + challenge.encode("ascii", "replace"),
+                    "sha256").hexdigest()
 
 
 def _refuse_if_secret_bearing(op: str) -> None:
@@ -110,6 +117,8 @@ class Agent:
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
         self._grants = grants.GrantIndex()
         self._desk = GrantDesk(clock)
+        # What a sign-only agent's `extend` must be proven against (see `extend_proof`).
+        self._extend_challenge = os.urandom(16).hex()
         self.path = vault.path
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             op: getattr(self, method) for op, method in _OP_METHODS.items()}
@@ -181,11 +190,27 @@ class Agent:
         `botvault unlock --ttl/--idle` does to an agent that is already running."""
         now = self._clock()
         with self._lock:
+            if self.sign_only:
+                self._check_extend_proof(request.get("proof"))
             if request.get("ttl") is not None:
                 self._expires_at = max(self._expires_at, now + _seconds(request, "ttl"))
             if request.get("idle") is not None:
                 self._idle = _seconds(request, "idle")
         return {"expires_in": self._expires_at - now, "idle_expires_in": self._idle}
+
+    def _check_extend_proof(self, proof: object) -> None:
+        """A sign-only agent lives longer only for someone who knows the passphrase: the
+        proof is an HMAC under the data key (which the passphrase opens) of a challenge
+        that changes after each use. Any process of the user can still stop it. Lock held."""
+        if self._vault is None:
+            raise LockedError("the agent is locking", hint="run: botvault unlock")
+        expected = extend_proof(self._vault.hand_out_data_key(), self._extend_challenge)
+        if not isinstance(proof, str) or not hmac.compare_digest(
+                expected.encode(), proof.encode("utf-8", "surrogatepass")):
+            raise ScopeError("a --sign-only agent's lifetime is extended only with the "
+                             "vault's passphrase",
+                             hint="run botvault unlock --ttl/--idle: it asks for it")
+        self._extend_challenge = os.urandom(16).hex()
 
     def _status(self, _request: dict[str, Any]) -> dict[str, Any]:
         now = self._clock()
@@ -208,6 +233,7 @@ class Agent:
             "idle_expires_in": max(0.0, self._last_use + self._idle - now),
             "allow_withdrawal": self.allow_withdrawal, "generation": generation,
             "sign_only": self.sign_only,
+            "extend_challenge": self._extend_challenge if self.sign_only else None,
             "dumpable": hardening.is_dumpable(),
             "core_limit": list(resource.getrlimit(resource.RLIMIT_CORE)),
             "vault_problem": problem,
