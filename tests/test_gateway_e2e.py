@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
-
-import time
 
 import pytest
 
@@ -307,7 +306,7 @@ def test_the_gateway_process_holds_no_secret(stack: Stack) -> None:
     import base64
 
     bot = stack.grant("bot", "spot")
-    for nonce in range(3):
+    for _ in range(3):
         assert spot_call(stack.url, bot, "Balance")[1]["error"] == []
     real = stack.real("spot").api_secret
     needles = [real.encode(), base64.b64decode(real), bot.api_secret.encode(),
