@@ -34,6 +34,21 @@ def gateway(
     max_wait: Annotated[float, typer.Option(
         help="Seconds a request may wait for the rate limit before it is answered "
              "EAPI:Rate limit exceeded.")] = 30.0,
+    replay_window: Annotated[float, typer.Option(
+        help="A grant-signed request is accepted once, while its nonce is within this many "
+             "seconds of the clock.")] = 10.0,
+    max_connections: Annotated[int, typer.Option(
+        help="Open connections at most; more are closed at once.")] = 1024,
+    max_per_grant: Annotated[int, typer.Option(
+        help="Requests of one grant in progress at most; more are answered "
+             "EService:Busy.")] = 256,
+    audit_failure: Annotated[str, typer.Option(
+        help="When an audit line cannot be written: refuse (forward nothing unaudited) or "
+             "continue.")] = "refuse",
+    audit_keep_days: Annotated[float, typer.Option(
+        help="Keep forwarded-request audit lines this many days ...")] = 90.0,
+    audit_max_mb: Annotated[float, typer.Option(
+        help="... and at most this many MB of them.")] = 100.0,
     allow_remote: Annotated[bool, typer.Option(
         "--allow-remote", help="Allow listening on an address other than loopback "
                                "(requests then cross the network; see SECURITY.md).")] = False,
@@ -50,6 +65,9 @@ def gateway(
     address = parse_listen(listen)
     config = GatewayConfig(listen=address, spot_url=spot_url, futures_url=futures_url,
                            tier=tier, ca_file=ca_file, max_wait=max_wait,
+                           replay_window=replay_window, max_connections=max_connections,
+                           max_per_grant=max_per_grant, audit_failure=audit_failure,
+                           audit_keep_days=audit_keep_days, audit_max_mb=audit_max_mb,
                            allow_remote=allow_remote)
     if not address.is_loopback:
         output.warn(f"listening on {address}, not loopback: any host that reaches it can send "

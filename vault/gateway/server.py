@@ -42,10 +42,10 @@ async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
     sock = listening_socket(gateway.config)
     site = web.SockSite(runner, sock)
     await site.start()
-    announce(_url(sock))
     stopped = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopped.set)
+    announce(_url(sock))  # after the handlers: whoever heard it may stop us at once
     try:
         await stopped.wait()
     finally:
