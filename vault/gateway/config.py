@@ -115,9 +115,9 @@ class GatewayConfig:
         if not 1 <= self.replay_window <= 300:
             raise InvalidInputError("--replay-window is from 1 to 300 seconds")
         if not 1 <= self.max_connections <= 1_000_000 or \
-                not 1 <= self.max_per_grant <= self.max_connections:
-            raise InvalidInputError("--max-connections is from 1 to 1000000 and "
-                                    "--max-per-grant from 1 to --max-connections")
+                not 1 <= self.max_per_grant <= 1_000_000:
+            raise InvalidInputError("--max-connections and --max-per-grant are from 1 to "
+                                    "1000000")
         if self.audit_failure not in ("refuse", "continue"):
             raise InvalidInputError("--audit-failure is refuse or continue")
         if not (0 < self.audit_keep_days <= 36500 and 0.1 <= self.audit_max_mb <= 1_000_000):

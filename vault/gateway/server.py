@@ -32,14 +32,14 @@ def make_runner(gateway: Gateway) -> web.AppRunner:
                          keepalive_timeout=gateway.config.idle_timeout)
 
 
-async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
+async def _serve(gateway: Gateway, sock: socket.socket, announce: Callable[[str], None]
+                 ) -> None:
     runner = make_runner(gateway)
     await runner.setup()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors(loop).handle)
     if runner.server is not None:  # set by setup()
         cap_connections(runner.server, open_files_for(gateway.config.max_connections))
-    sock = listening_socket(gateway.config)
     site = web.SockSite(runner, sock)
     await site.start()
     stopped = asyncio.Event()
@@ -65,6 +65,9 @@ def serve(config: GatewayConfig, vault_path: Path | None,
 
     `announce` is told the URL once the gateway listens (port 0 picks a free one).
     """
+    # First of all: systemd's variables are removed before any child (the audit writer)
+    # could inherit them, and a bind that fails stops us before anything else.
+    sock = listening_socket(config)
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
@@ -72,4 +75,4 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     audit = AuditProcess(agent_vault, keep_days=config.audit_keep_days,
                          max_bytes=int(config.audit_max_mb * 1024 * 1024))
     gateway = Gateway(config, agent, agent_vault, audit=audit)
-    asyncio.run(_serve(gateway, announce))
+    asyncio.run(_serve(gateway, sock, announce))
