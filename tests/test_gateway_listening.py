@@ -9,6 +9,7 @@ import errno
 import os
 import resource
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,9 +90,8 @@ def test_serves_on_the_socket_systemd_hands_over_and_the_port_stays_held(keys: K
                     if pipe is not None:
                         pipe.close()
             # While the gateway is down, the port is still held: nobody else can take it.
-            with socket.socket() as squatter, pytest.raises(OSError) as taken:
+            with socket.socket() as squatter, pytest.raises(OSError, match="in use"):
                 squatter.bind(("127.0.0.1", port))
-            assert taken.value.errno == errno.EADDRINUSE
 
 
 def test_socket_activation_variables_for_another_process_are_ignored_and_removed(
@@ -163,7 +163,10 @@ def test_a_gateway_out_of_descriptors_keeps_serving_and_says_so_once(vault_path:
     # go on, and stderr gets a count, not a line per attempt.
     with gateway_stack(vault_path) as stack:
         conn_url = stack.url
-        subprocess.run(["prlimit", f"--pid={stack.gateway.pid}", "--nofile=40:40"], check=True)
+        prlimit = shutil.which("prlimit")
+        if prlimit is None:
+            pytest.skip("needs prlimit (util-linux)")
+        subprocess.run([prlimit, f"--pid={stack.gateway.pid}", "--nofile=40:40"], check=True)
         host, port = conn_url.removeprefix("http://").rsplit(":", 1)
         held = []
         try:
