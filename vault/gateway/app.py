@@ -30,7 +30,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,7 +48,7 @@ from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
 from .timeouts import bounded
 
-__all__ = ["Auditor", "Gateway", "build_app"]
+__all__ = ["Auditor", "Gateway", "RefusalPace", "build_app"]
 
 _SUMMARY_SECONDS = 60.0  # refused and unauthenticated requests: one count per interval
 
@@ -104,6 +104,7 @@ class Gateway:
         self._seq = 0
         self._summaries: asyncio.Task[None] | None = None
         self._audit_warned = -math.inf
+        self._pace = RefusalPace()
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -191,6 +192,7 @@ class Gateway:
             response = await self._dispatch(request, found, outcome)
         except _Refuse as refused:
             response = self._refusal(found, refused.reason, outcome)
+            await self._pace.refused()
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
             response = self._refusal(found, Reason.UNAVAILABLE, outcome)
@@ -335,6 +337,28 @@ class Gateway:
         response = web.Response(status=answer.status, body=answer.body)
         response.headers["Content-Type"] = answer.content_type
         return response
+
+
+class RefusalPace:
+    """Refusals answered at once up to `rate` per second (a burst of `burst`); beyond that,
+    each waits `delay` seconds before its answer. A bot that is refused now and then sees
+    no difference; a flood (which waits for each answer on each of its connections, at
+    most --max-connections) is slowed to connections/delay requests per second, so the
+    bots with grants keep the event loop, the agent and the CPU."""
+
+    def __init__(self, *, rate: float = 200.0, burst: float = 400.0, delay: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate, self._burst, self._delay, self._clock = rate, burst, delay, clock
+        self._tokens, self._at = burst, clock()
+
+    async def refused(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return
+        await asyncio.sleep(self._delay)
 
 
 def _signed_text(found: Route, method: str, body: str, query: str) -> str:
