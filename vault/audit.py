@@ -39,7 +39,7 @@ from . import store
 from .errors import InvalidInputError, VaultWarning
 
 __all__ = ["FIELDS", "MAX_BYTES", "UNKNOWN_OUTCOME", "Retention", "append_audit",
-           "append_lines", "audit_path", "read_audit", "segments"]
+           "append_lines", "audit_path", "read_audit", "segments", "sync_audit"]
 
 MAX_BYTES = 1024 * 1024  # a segment: rotate when the current file would grow past this
 FIELDS = frozenset({"time", "grant", "entry", "exchange", "method", "endpoint", "outcome",
@@ -184,11 +184,13 @@ def append_audit(vault_path: str | os.PathLike[str], record: Mapping[str, Any], 
 
 
 def append_lines(vault_path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], *,
-                 max_bytes: int = MAX_BYTES, retention: Retention | None = None) -> None:
-    """Append records as JSON lines with one write and one fsync (a batch is whole or
-    absent). Before the lines would take the file past `max_bytes`, it becomes a segment
-    and a new one is started; segments beyond `retention` (default: `Retention()`) are
-    removed then."""
+                 max_bytes: int = MAX_BYTES, retention: Retention | None = None,
+                 durable: bool = True) -> None:
+    """Append records as JSON lines with one write (a batch is whole or absent) and, when
+    `durable`, one fdatasync, which also makes every earlier line of the file durable.
+    Before the lines would take the file past `max_bytes`, it becomes a segment (synced
+    first) and a new one is started; segments beyond `retention` (default: `Retention()`)
+    are removed then."""
     data = b"".join(_encode(r) for r in records)
     if not data:
         return
@@ -198,6 +200,7 @@ def append_lines(vault_path: str | os.PathLike[str], records: Iterable[Mapping[s
     try:
         size = os.fstat(fd).st_size
         if size and size + len(data) > max_bytes:
+            _sync(fd)  # lines written without a sync of their own go with the segment
             os.replace(path, path.with_name(f"{path.name}.{time.time_ns()}"))
             store.fsync_dir(path.parent)
             os.close(fd)  # releases the lock on the segment; the new file is locked next
@@ -205,10 +208,29 @@ def append_lines(vault_path: str | os.PathLike[str], records: Iterable[Mapping[s
             fd = _open_locked(path)
             _prune(path, retention or Retention())
         _write_all(fd, data)
-        os.fsync(fd)
+        if durable:
+            _sync(fd)
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def sync_audit(vault_path: str | os.PathLike[str]) -> None:
+    """Make every line of the current file durable (lines appended with durable=False)."""
+    path = audit_path(vault_path)
+    try:
+        fd = store.open_private(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        _sync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync(fd: int) -> None:
+    # fdatasync flushes the data and the size that reading it back needs, not the times.
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _read_lines(path: Path) -> list[bytes]:

@@ -298,9 +298,12 @@ class Gateway:
         if verified.exchange != found.exchange:
             raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
         order = KeyOrder.for_key_id(self.vault_path, verified.key_id)
+        # Its audit line is made durable while it waits for the key's order, and before the
+        # rate counter takes it (so what the counter admits leaves at once).
+        audit = asyncio.ensure_future(self._audit_sent(outcome, request.method))
         try:
             async with order.hold_async(timeout=bound):
-                await self._audit_sent(outcome, request.method)
+                await audit
                 await self._within_rate(found, verified.key_id, outcome.started + bound)
                 # Signed last, right before sending: the agent checks the grant again, so
                 # a request still waiting when `grant revoke` returned is refused here.
@@ -312,6 +315,9 @@ class Gateway:
                 return await self._forward(request, found, out_body, signed.headers, outcome)
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
+        finally:
+            with contextlib.suppress(BaseException):  # its line is written either way
+                await audit
 
     async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
         """Wait, holding the key's order, until the key's counter takes this request; refuse

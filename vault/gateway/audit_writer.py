@@ -16,9 +16,11 @@ input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
+import select
 import sys
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ __all__ = ["AuditFailed", "AuditProcess", "main"]
 
 _ACK_TIMEOUT = 10.0
 _WARN_EVERY = 60.0
+_SYNC_AFTER = 1.0  # seconds of quiet before lines written without a sync are synced
 
 
 class AuditFailed(Exception):
@@ -114,13 +117,24 @@ def _batch(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
 
 
 def main(argv: list[str]) -> int:
-    from ..audit import Retention, _encode, append_lines
+    from ..audit import Retention, _encode, append_lines, sync_audit
 
     vault, days, max_bytes = argv
     retention = Retention(float(days), int(max_bytes))
     segment = max(4096, min(8 << 20, retention.max_bytes // 16))
-    failures, last_warning, buffer = 0, 0.0, b""
-    while chunk := os.read(0, 1 << 16):
+    failures, last_warning, buffer, dirty = 0, 0.0, b"", False
+    while True:
+        # Lines that asked for no acknowledgement (`done`, summaries) are written at once
+        # and synced with the next line that does, or after a second of quiet.
+        ready, _, _ = select.select([0], [], [], _SYNC_AFTER if dirty else None)
+        if not ready:
+            with contextlib.suppress(OSError):
+                sync_audit(Path(vault))
+            dirty = False
+            continue
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            break
         records, buffer = _batch(buffer + chunk)
         acks = [str(r.get("seq")) for r in records if r.pop("ack", None)]
         good = []
@@ -132,7 +146,9 @@ def main(argv: list[str]) -> int:
                 continue
             good.append(record)
         try:
-            append_lines(Path(vault), good, max_bytes=segment, retention=retention)
+            append_lines(Path(vault), good, max_bytes=segment, retention=retention,
+                         durable=bool(acks))
+            dirty = not acks and (dirty or bool(good))  # a synced batch syncs all before it
             verdict = "ok {}\n"
         except OSError as exc:
             failures += len(good)
@@ -145,6 +161,9 @@ def main(argv: list[str]) -> int:
         out = "".join(verdict.format(seq) for seq in acks)
         if out:
             os.write(1, out.encode("ascii"))
+    if dirty:
+        with contextlib.suppress(OSError):
+            sync_audit(Path(vault))
     return 1 if failures else 0
 
 
