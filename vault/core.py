@@ -380,7 +380,7 @@ class Vault:
             raise _not_found(name, entries)
         return codec.materialize(name, entries[name])
 
-    # -- records of other kinds (grants.py), named "KIND:NAME" ----------------------------
+    # -- records of other kinds (grant_ops.py), named "KIND:NAME" ----------------------------
 
     def records(self, prefix: str) -> builtins.list[codec.Record]:
         """The records whose name starts with `prefix` (say "grant:"), by name."""
@@ -533,8 +533,8 @@ class Vault:
         `allow_rollback`) is accepted too: that keeps the rolled-back file on purpose.
 
         Grants are the exception: none comes back more usable than it is now (see
-        grants.no_resurrection)."""
-        from .grants import no_resurrection
+        grant_ops.no_resurrection)."""
+        from .grant_ops import no_resurrection
 
         with store.lock(self.path):
             self._file.refresh()

@@ -39,9 +39,9 @@ def export_entries(source: Vault, target: str | os.PathLike[str], passphrase: st
 
     The export is a complete vault with its own data key, vault id and passphrase, so it
     can be opened, checked and imported anywhere, and holds no plaintext. The grants on the
-    exported entries go with them (grants.grants_for_export).
+    exported entries go with them (grant_ops.grants_for_export).
     """
-    from .grants import grants_for_export
+    from .grant_ops import grants_for_export
 
     chosen = _select(source, only)
     path = check_export_target(target)

@@ -19,8 +19,8 @@ from ..entries import Entry
 from ..errors import GrantError, InvalidInputError, ScopeError
 from ..exchanges import endpoints
 from ..exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot, sign_spot_text
-from ..grants import Grant
-from ..scopes import General
+from ..grant_record import Grant
+from ..scopes import General, Withdrawal
 from .protocol import Signed
 
 if TYPE_CHECKING:
@@ -45,8 +45,11 @@ def _method(method: str) -> str:
     return upper
 
 
-def authorise(entry: Entry, path: str, method: str, *, allow_withdrawal: bool) -> str:
-    """Refuse (ScopeError) what this key may not call; return the normalised method."""
+def authorise(entry: Entry, path: str, method: str, *, allow_withdrawal: bool,
+              grant: Grant | None = None) -> str:
+    """Refuse (ScopeError) what this key may not call, and with `grant` what is beyond the
+    grant's scopes or the entry's own (the one scope check of a signing request); return
+    the normalised method."""
     _require_live(entry)
     if entry.exchange not in endpoints.EXCHANGES:
         raise InvalidInputError(
@@ -60,6 +63,16 @@ def authorise(entry: Entry, path: str, method: str, *, allow_withdrawal: bool) -
         raise InvalidInputError("a Kraken Spot endpoint path starts with '/'")
     endpoints.check(entry.exchange, path, entry.general, entry.withdrawal,
                     allow_withdrawal=allow_withdrawal, method=upper)
+    if grant is not None:
+        # A grant without withdrawal is judged as an agent not allowed withdrawals: otherwise
+        # an endpoint the tables do not know (a spelling such as `Withdr%61w` that a server
+        # routes to Withdraw) would pass for an entry that can withdraw (found in review).
+        may_withdraw = allow_withdrawal and grant.withdrawal is Withdrawal.FULL
+        endpoints.check(entry.exchange, path, grant.general, grant.withdrawal,
+                        allow_withdrawal=may_withdraw, method=upper)
+        if may_withdraw != allow_withdrawal:  # else the entry's check above is this one
+            endpoints.check(entry.exchange, path, entry.general, entry.withdrawal,
+                            allow_withdrawal=may_withdraw, method=upper)
     return upper
 
 
