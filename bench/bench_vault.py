@@ -200,7 +200,7 @@ def build_vault(path: Path, n: int) -> bytes:
 
     `add()` rewrites the whole file each time (O(n^2) to populate). Instead: create an
     empty vault with the test-only KDF, then hand the complete entries dict to its save
-    engine's `write_locked` (vault/saving.py) once, under the vault's lock -- the same path
+    engine's `write_locked` (vault/save_engine.py) once, under the vault's lock -- the same path
     a single `add()` takes, with every record sealed, the file verified, fsynced and
     atomically replaced.
     """

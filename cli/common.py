@@ -12,7 +12,7 @@ from . import output
 from .passphrase import Sources, read_passphrase
 
 if TYPE_CHECKING:
-    from botvault.core import Vault
+    from botvault.open_vault import Vault
     from botvault.session import Session
 
 __all__ = ["Access", "GlobalOptions", "PassCmdOpt", "PassFileOpt", "PassStdinOpt", "VaultOpt",

@@ -29,10 +29,10 @@ from botvault.agent.client import FALLBACK_TIMEOUT
 from botvault.agent.ops import Agent
 from botvault.agent.protocol import MAX_FRAME
 from botvault.agent.server import PER_PEER, AgentServer, bind_listener
-from botvault.core import Vault
 from botvault.entries import Entry
 from botvault.errors import FormatError
 from botvault.integrations.agent_signed import ccxt_exchange
+from botvault.open_vault import Vault
 from botvault.scopes import General, Withdrawal
 from botvault.secret import Secret
 from tests.agent_support import (

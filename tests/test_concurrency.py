@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from botvault.core import Vault
 from botvault.crypto import KdfParams
 from botvault.errors import (
     AlreadyExistsError,
@@ -24,6 +23,7 @@ from botvault.errors import (
     KeyChangedError,
     NotFoundError,
 )
+from botvault.open_vault import Vault
 from botvault.store import list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, full_snapshot, snapshot

@@ -29,7 +29,7 @@ import botvault.crypto
 import botvault.store
 from botvault import fileformat
 from botvault.cli.main import app
-from botvault.core import Vault
+from botvault.open_vault import Vault
 from botvault.store import backup_dir, list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, mode_of, snapshot, temp_files

@@ -26,9 +26,9 @@ import botvault.store
 from botvault import codec, crypto, fileformat, generations
 from botvault._testing import cheap_kdf
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.crypto import FLOOR, KdfParams, Sealer, strengthened
 from botvault.errors import AuthenticationError, FormatError, PartialWriteError
+from botvault.open_vault import Vault
 from botvault.store import backup_dir, list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, snapshot, temp_files

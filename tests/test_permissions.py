@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from botvault import store as vault_store
 from botvault._testing import CHEAPEST_TEST_ONLY
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.errors import InsecurePermissionsError, VaultError
+from botvault.open_vault import Vault
 from botvault.store import backup_dir, lock_path
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, mode_of, snapshot, temp_files

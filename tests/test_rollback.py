@@ -13,9 +13,9 @@ from botvault import generations
 from botvault._testing import cheap_kdf
 from botvault.agent.ops import Agent
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.doctor import check_backups
 from botvault.errors import RollbackError
+from botvault.open_vault import Vault
 from tests.conftest import PASSPHRASE, kraken_secret
 from tests.helpers.vaultfiles import add_generic, snapshot
 

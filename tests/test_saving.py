@@ -1,4 +1,4 @@
-"""The save engine (vault/saving.py) on its own, without `Vault`: real files, real locks."""
+"""The save engine (vault/save_engine.py) on its own, without `Vault`: real files, real locks."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from botvault import codec, store
-from botvault.core import Vault, new_entry
 from botvault.entries import Entry
 from botvault.errors import ClosedError, RollbackError
-from botvault.saving import Records, SavedFile, read_checked
+from botvault.open_vault import Vault, new_entry
+from botvault.save_engine import Records, SavedFile, read_checked
 from tests.conftest import kraken_secret
 
 

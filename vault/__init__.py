@@ -29,9 +29,9 @@ from .scopes import General, Withdrawal
 from .secret import Secret
 
 if TYPE_CHECKING:
-    from .core import Backup, Vault
     from .crypto import KdfParams
     from .entries import Entry
+    from .open_vault import Backup, Vault
     from .session import Session
 
 __all__ = [
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Vault": "core", "Backup": "core",
+    "Vault": "open_vault", "Backup": "open_vault",
     "KdfParams": "crypto", "Entry": "entries", "Session": "session",
 }
 

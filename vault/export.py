@@ -14,10 +14,10 @@ from pathlib import Path
 
 from . import codec, crypto, fileformat, store
 from .codec import Record
-from .core import Vault
 from .crypto import KdfParams
 from .entries import Entry
 from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from .open_vault import Vault
 from .paths import resolve_vault_path
 
 __all__ = ["check_export_target", "export_entries", "read_export"]

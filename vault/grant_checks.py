@@ -4,7 +4,7 @@ and its entry together by `agent.signing.authorise`, the one scope check of a re
 
 from __future__ import annotations
 
-from .entries import Entry
+from .entries import Entry, check_live
 from .errors import GrantError, InvalidInputError, ScopeError
 from .grant_record import Grant
 from .scopes import General, Withdrawal
@@ -16,9 +16,7 @@ def check_within(entry: Entry, general: General, withdrawal: Withdrawal) -> None
     """A grant's scopes are never above its entry's (ScopeError names the axis)."""
     from .exchanges import endpoints
 
-    if entry.retired:
-        raise ScopeError(f"{entry.name!r} is a retired key pair and is never used again",
-                         hint="grant the current entry it was rotated into")
+    check_live(entry.name, entry.retired, hint="grant the current entry it was rotated into")
     if entry.exchange not in endpoints.EXCHANGES:
         raise InvalidInputError(f"{entry.name!r} is a {entry.exchange} key; grants are for "
                                 "Kraken Spot and Futures keys")

@@ -37,7 +37,7 @@ from .nonces import key_id as _key_id
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 
 if TYPE_CHECKING:
-    from .core import Vault
+    from .open_vault import Vault
 
 __all__ = [
     "MAX_EXPIRY_S",

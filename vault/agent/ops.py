@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import grant_ops
-from ..core import Vault
 from ..entries import Entry
 from ..errors import (
     GrantError,
@@ -34,6 +33,7 @@ from ..errors import (
 from ..grant_checks import usable
 from ..grant_record import Grant
 from ..nonces import key_id
+from ..open_vault import Vault
 from . import hardening, signing
 from .protocol import LIST_PAGE, AgentError, error_response
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import private
-from ..core import Vault
 from ..errors import AlreadyExistsError, InsecurePermissionsError, InvalidInputError, VaultError
+from ..open_vault import Vault
 from . import hardening
 from . import paths as agent_paths
 from .ops import Agent

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import fileformat, generations, private, store
-from ..core import Vault
 from ..crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
 from ..errors import VaultError
 from ..nonces import nonce_state_path
+from ..open_vault import Vault
 from ..request_lock import requests_dir
 from .finding import Finding
 

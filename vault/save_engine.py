@@ -1,7 +1,7 @@
 """The save engine: the vault file as this process last read or wrote it, and the one way to
 save a new generation of it.
 
-`Vault` (core.py) decides what the entries become; this module decides how they reach the
+`Vault` (open_vault.py) decides what the entries become; this module decides how they reach the
 disk: adopt what another process saved first (`refresh`), seal only what changed and keep
 the sealed records of the rest, write atomically with the backup rotation, and always go
 above every generation seen on this machine (the floor).
