@@ -32,7 +32,7 @@ from pathlib import Path
 
 from argon2.low_level import Type, hash_secret_raw
 
-from botvault import General, Secret, Vault, Withdrawal, crypto, fileformat, store
+from botvault import General, Secret, Vault, Withdrawal, crypto, fileformat, vault_file
 from botvault._testing import cheap_kdf
 from botvault.codec import Slot
 from botvault.entries import Entry
@@ -206,7 +206,7 @@ def build_vault(path: Path, n: int) -> bytes:
     """
     with Vault.create(path, PASSPHRASE, kdf=crypto.CHEAPEST_TEST_ONLY) as v:
         entries: dict[str, Slot] = {e.name: e for e in map(synthetic_entry, range(n))}
-        with store.lock(v.path):
+        with vault_file.lock(v.path):
             v._file.write_locked(entries)
         return bytes(v._data_key)
 

@@ -87,7 +87,7 @@ class Access:
 
     @property
     def path(self) -> Path:
-        from botvault.paths import resolve_vault_path
+        from botvault.vault_path import resolve_vault_path
 
         return resolve_vault_path(self.vault)
 

@@ -24,7 +24,7 @@ from botvault.errors import (
     NotFoundError,
 )
 from botvault.open_vault import Vault
-from botvault.store import list_backups
+from botvault.vault_file import list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, full_snapshot, snapshot
 from tests.helpers.writers import concurrent_adder

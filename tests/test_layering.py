@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / "cli"
 LIBRARY = REPO / "vault"
-FORBIDDEN_IN_CLI = frozenset({"botvault.crypto", "botvault.fileformat", "botvault.store",
+FORBIDDEN_IN_CLI = frozenset({"botvault.crypto", "botvault.fileformat", "botvault.vault_file",
                               "botvault.codec", "botvault.agent.signing"})
 
 
@@ -45,11 +45,11 @@ def _forbidden(path: Path, package: str) -> set[str]:
 
 def test_the_check_sees_every_spelling(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
-    sample.write_text("import botvault.store\nfrom botvault import crypto\n"
+    sample.write_text("import botvault.vault_file\nfrom botvault import crypto\n"
                       "from ..fileformat import HEADER_SIZE\nfrom botvault.agent import signing\n"
                       "def f():\n    from botvault.codec import Keys\n")
     assert _forbidden(sample, "botvault.cli") == {
-        "botvault.store", "botvault.crypto", "botvault.fileformat",
+        "botvault.vault_file", "botvault.crypto", "botvault.fileformat",
         "botvault.fileformat.HEADER_SIZE", "botvault.agent.signing", "botvault.codec",
         "botvault.codec.Keys"}
 

@@ -28,7 +28,7 @@ from botvault._testing import CHEAPEST_TEST_ONLY
 from botvault.cli.main import app
 from botvault.errors import FormatError, InsecurePermissionsError
 from botvault.open_vault import Vault
-from botvault.store import backup_dir, lock_path
+from botvault.vault_file import backup_dir, lock_path
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import codec, fileformat, store
+from . import codec, fileformat, vault_file
 from .save_engine import SavedFile
 
 __all__ = ["Backup", "list_verified", "restore"]
@@ -29,8 +29,8 @@ class Backup:
 def list_verified(file: SavedFile) -> list[Backup]:
     """The automatic backups, newest first, each verified under this vault's key."""
     found = []
-    for generation, path in store.list_backups(file.path):
-        parsed = fileformat.parse(store.read_private(path))
+    for generation, path in vault_file.list_backups(file.path):
+        parsed = fileformat.parse(vault_file.read_private(path))
         held = codec.decode(parsed, file.require_keys())
         found.append(Backup(generation, path, len(parsed.records), tuple(sorted(held))))
     return found
@@ -45,13 +45,14 @@ def restore(file: SavedFile, generation: int) -> None:
     grant_ops.no_resurrection)."""
     from .grant_ops import no_resurrection
 
-    with store.lock(file.path):
+    with vault_file.lock(file.path):
         file.refresh()
         keys = file.require_keys()
         if generation == file.header.generation < file.floor:
             file.write_locked(dict(file.entries), reuse=dict(file.records))
             return
-        parsed = fileformat.parse(store.read_private(store.backup_path(file.path, generation)))
+        backup = vault_file.backup_path(file.path, generation)
+        parsed = fileformat.parse(vault_file.read_private(backup))
         entries = codec.decode(parsed, keys)
         reuse = dict(zip(entries, parsed.records, strict=True))
         for name, record in no_resurrection(file.entries, entries).items():

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from . import backups as _backups
-from . import codec, crypto, fileformat, rekey, store
+from . import codec, crypto, fileformat, rekey, vault_file
 from .backups import Backup
 from .entries import MAX_NOTE, Entry, check_live, check_name, check_nonce_unit, check_text, now_utc
 from .entry_rules import (
@@ -33,11 +33,11 @@ from .exchanges.profiles import KRAKEN_KEYS_PER_ACCOUNT
 from .exchanges.validation import validate_api_key
 from .nonces import nonce_counter_id
 from .nonces.marks import VaultCounters
-from .paths import resolve_vault_path
 from .save_engine import Records as _Entries
 from .save_engine import SavedFile, read_checked
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
+from .vault_path import resolve_vault_path
 
 # Backup, check_secret and new_entry are re-exported: callers name them from here.
 __all__ = ["Backup", "Vault", "VaultWarning", "check_secret", "new_entry"]
@@ -68,16 +68,16 @@ class Vault:
         params = kdf or crypto.calibrate()
         crypto.check_params(params, error=InvalidInputError)
         crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS)
-        store.ensure_private_dir(target.parent)
+        vault_file.ensure_private_dir(target.parent)
         data_key = os.urandom(crypto.KEY_SIZE)
         header = codec.new_header(secret, data_key, params)
         data = codec.encode(header, [], codec.Keys.from_data_key(data_key))
-        with store.lock(target):
+        with vault_file.lock(target):
             if os.path.lexists(target):
                 raise AlreadyExistsError(f"a vault exists already at {target}; it was left "
                                          "as it is", hint="pass another --vault for a second "
                                          "vault")
-            store.atomic_write(target, data, verify=codec.equal_to(data), backup_as=None,
+            vault_file.atomic_write(target, data, verify=codec.equal_to(data), backup_as=None,
                                create=True)
         return cls(target, data_key, fileformat.parse(data), {})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from . import codec, crypto, fileformat, store
+from . import codec, crypto, fileformat, vault_file
 from .errors import FormatError, InvalidInputError, VaultError
 from .fileformat import RawRecord
 from .save_engine import SavedFile, read_file
@@ -29,7 +29,7 @@ def change_passphrase(file: SavedFile, new_passphrase: str | bytes, *,
     crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS
                          if kdf is not None else crypto.MAX_UNLOCK_SECONDS)
     secret = crypto.encode_passphrase(new_passphrase)
-    with store.lock(file.path):
+    with vault_file.lock(file.path):
         file.refresh()
         old_keys = file.require_keys()
         vault_id = file.header.vault_id
@@ -52,11 +52,11 @@ def change_passphrase(file: SavedFile, new_passphrase: str | bytes, *,
         header = codec.new_header(secret, data_key, params, vault_id=vault_id,
                                   generation=file.next_generation())
         # The file being replaced becomes a backup too, under the new key like the rest.
-        sources = [(current.header.generation, records), *good][:store.KEEP_BACKUPS]
+        sources = [(current.header.generation, records), *good][:vault_file.KEEP_BACKUPS]
         copies = [(generation, codec.encode(header.with_generation(generation), resealed,
                                             keys)) for generation, resealed in sources]
         data = codec.encode(header, records, keys)
-        store.replace_rekeyed(file.path, data, backups=copies,
+        vault_file.replace_rekeyed(file.path, data, backups=copies,
                               verify=codec.save_verifier(data, records, keys))
         # Committed: from here on nothing may fail. Adopt the new key and records.
         file.rekeyed(keys, sealer, header, data, current.records, records)
@@ -70,9 +70,9 @@ def _resealed_backups(file: SavedFile, old: codec.Keys, sealer: crypto.Sealer,
     generations of those that do not (unreadable, malformed, another vault's, tampered)."""
     vault_id = file.header.vault_id
     good, damaged = [], []
-    for generation, path in store.list_backups(file.path):
+    for generation, path in vault_file.list_backups(file.path):
         try:
-            parsed = fileformat.parse(store.read_private(path))
+            parsed = fileformat.parse(vault_file.read_private(path))
             if (parsed.header.vault_id, parsed.header.generation) != (vault_id, generation):
                 raise FormatError("a backup does not match its name")
             crypto.verify_mac(old.mac, parsed.authenticated_part, parsed.tag)

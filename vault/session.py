@@ -40,7 +40,7 @@ _HEAD = 8
 def check_vault_exists(path: Path) -> None:
     """NotFoundError (no vault at `path`) or InsecurePermissionsError, before anything is
     asked: the same checks every read of the vault makes."""
-    from .store import read_head
+    from .vault_file import read_head
 
     read_head(path, _HEAD)
 

@@ -34,8 +34,7 @@ from typing import IO, Any
 from .. import private
 from ..errors import AlreadyExistsError, InsecurePermissionsError, InvalidInputError, VaultError
 from ..open_vault import Vault
-from . import hardening
-from . import paths as agent_paths
+from . import hardening, socket_location
 from .ops import Agent
 from .protocol import (
     MAX_ANSWER,
@@ -81,7 +80,7 @@ def _answers(socket_path: Path) -> bool:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(_PROBE_TIMEOUT)
     try:
-        with agent_paths.unix_address(socket_path) as address:
+        with socket_location.unix_address(socket_path) as address:
             probe.connect(address)
     except (ConnectionRefusedError, FileNotFoundError):
         return False
@@ -151,7 +150,7 @@ def _remove_stale(socket_path: Path) -> None:
 
 def bind_listener(socket_path: Path) -> Bound:
     """Bind the agent socket (0600, in its checked 0700 dir), replacing a stale one."""
-    agent_paths.check_socket_dir(socket_path, create=True)
+    socket_location.check_socket_dir(socket_path, create=True)
     lock_fd = _take_agent_lock(socket_path)
     try:
         _remove_stale(socket_path)
@@ -159,7 +158,7 @@ def bind_listener(socket_path: Path) -> Bound:
         # The umask makes the socket 0600 from its creation: no window where it is wider.
         previous = os.umask(0o177)
         try:
-            with agent_paths.unix_address(socket_path) as address:
+            with socket_location.unix_address(socket_path) as address:
                 listener.bind(address)
         except OSError as exc:
             listener.close()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import private
 from ..errors import InsecurePermissionsError, InvalidInputError, LockedError
-from ..paths import resolve_vault_path
+from ..vault_path import resolve_vault_path
 
 __all__ = [
     "ENV_SOCKET",
