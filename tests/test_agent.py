@@ -35,8 +35,9 @@ from botvault import (
     agent,
 )
 from botvault.agent import hardening, launcher, socket_location
+from botvault.agent.listener import bind_listener
 from botvault.agent.ops import Agent
-from botvault.agent.server import AgentServer, bind_listener
+from botvault.agent.server import AgentServer
 from tests.agent_support import (
     AGENT_KDF,
     PASSPHRASE,

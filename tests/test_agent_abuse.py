@@ -26,9 +26,10 @@ import pytest
 from botvault import agent
 from botvault.agent import socket_location
 from botvault.agent.client import FALLBACK_TIMEOUT
+from botvault.agent.listener import bind_listener
 from botvault.agent.ops import Agent
 from botvault.agent.protocol import MAX_FRAME
-from botvault.agent.server import PER_PEER, AgentServer, bind_listener
+from botvault.agent.server import PER_PEER, AgentServer
 from botvault.entries import Entry
 from botvault.errors import FormatError
 from botvault.integrations.agent_signed import ccxt_exchange
