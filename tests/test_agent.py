@@ -1,7 +1,7 @@
 """The agent as a real process: socket location and permissions, peers of another uid,
 lifetime (TTL, idle, lock, signals, SIGKILL), process hardening, many clients at once.
 
-Every test here starts the real agent (`python -m vault.agent.server`) unless it says it
+Every test here starts the real agent (`python -m botvault.agent.server`) unless it says it
 runs the server in-process (to patch it or to shorten its timeouts).
 """
 

@@ -73,3 +73,31 @@ def test_the_private_data_key_is_read_only_inside_vault(path: Path) -> None:
         return  # the class that holds it
     assert _data_key_reads(path) == [], \
         f"{path.name} reads Vault._data_key: use Vault.hand_out_data_key()"
+
+
+@pytest.mark.parametrize(("statement", "named"), [
+    ("import vault.errors", "import botvault, not vault"),
+    ("from vault.open_vault import Vault", "import botvault, not vault"),
+    ("import cli.main", "import botvault.cli, not cli"),
+])
+def test_the_folders_do_not_import_under_their_own_names(statement: str, named: str) -> None:
+    """One module, one copy: from the repository root, `vault/` would import as a second
+    package whose errors `except botvault.errors.VaultError` does not catch."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", statement], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert f"ImportError: {named}" in done.stderr
+
+
+def test_botvault_imports_from_the_repository_root() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import botvault.errors, botvault.cli.main, botvault.open_vault; "
+         "print(botvault.errors.__name__)"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "botvault.errors"

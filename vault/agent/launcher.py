@@ -1,6 +1,6 @@
 """Starting the agent: `start_agent(vault_path, data_key, ttl=..., idle=..., allow_withdrawal=...)`.
 
-The agent runs as `python -m vault.agent.server` in a session of its own (closing the
+The agent runs as `python -m botvault.agent.server` in a session of its own (closing the
 terminal does not stop it). The data key travels through its stdin pipe, in one JSON line
 that the launcher writes and then closes: never on argv, in the environment or in a file,
 where other processes or logs could see it. The agent answers one JSON line on its stdout

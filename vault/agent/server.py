@@ -3,7 +3,7 @@
 Binding the socket, and the lock that makes this the only agent of its vault, is
 `agent.listener`; what each request does is `agent.ops`.
 
-Started by `vault.agent.launcher.start_agent` as `python -m vault.agent.server`, in its own
+Started by `botvault.agent.launcher.start_agent` as `python -m botvault.agent.server`, in its own
 session. It turns core dumps off first, reads one JSON line of configuration (with the data
 key) from its stdin pipe, opens the vault with the key (which verifies it), binds the
 socket, answers one JSON line on stdout, and then points stdin, stdout and stderr at
