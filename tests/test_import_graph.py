@@ -171,3 +171,37 @@ def test_no_import_cycle() -> None:
 def test_every_known_cycle_is_still_one(known: str) -> None:
     assert frozenset(known.split("+")) in {frozenset(c) for c in cycles(graph())}, \
         f"{known} is no longer a cycle: remove it from KNOWN"
+
+
+# The layers of docs/ARCHITECTURE.md, top-level names under botvault; a module imports from
+# its own layer or below.
+LAYERS: dict[int, tuple[str, ...]] = {
+    6: ("cli", "gateway", "__main__"),
+    5: ("agent", "session", "integrations", "doctor"),
+    4: ("open_vault", "save_engine", "backups", "rekey", "grant_ops", "export"),
+    3: ("entry_rules", "grant_checks", "handover_policy", "handover", "importers",
+        "key_variables", "kdf_choice"),
+    2: ("vault_file", "seen_generations", "vault_path", "nonces", "request_lock", "audit",
+        "manpage_install"),
+    1: ("entries", "grant_record", "codec"),
+    0: ("errors", "scopes", "secret", "private", "crypto", "fileformat", "exchanges",
+        "passphrase_policy", "passphrase_source", "secret_input", "did_you_mean", "data",
+        "_testing"),
+}
+_LAYER_OF = {name: level for level, names in LAYERS.items() for name in names}
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return 0 if len(parts) == 1 else _LAYER_OF[parts[1]]
+
+
+def test_every_module_has_a_layer() -> None:
+    missing = {m.split(".")[1] for m in modules() if "." in m} - set(_LAYER_OF)
+    assert missing == set(), f"add these to LAYERS and docs/ARCHITECTURE.md: {sorted(missing)}"
+
+
+def test_no_module_imports_from_a_layer_above_its_own() -> None:
+    upward = sorted(f"{m} (layer {_layer(m)}) imports {d} (layer {_layer(d)})"
+                    for m, deps in graph().items() for d in deps if _layer(d) > _layer(m))
+    assert upward == []

@@ -31,9 +31,9 @@ from . import fileformat
 from .codec import materialize_record
 from .entries import Entry, check_name, now_utc
 from .errors import AlreadyExistsError, FormatError, GrantError, InvalidInputError, NotFoundError
+from .exchanges.profiles import key_id as _key_id
 from .grant_checks import check_within
 from .grant_record import GRANT_PREFIX, KEY_RE, Grant, is_grant_record
-from .nonces import key_id as _key_id
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from typing import Any
 from . import fileformat
 from .entries import Entry, check_name, now_utc, record_plaintext
 from .errors import FormatError
-from .nonces import key_id as _key_id
+from .exchanges.profiles import key_id as _key_id
 from .scopes import General, Withdrawal
 from .secret import Secret
 
@@ -52,7 +52,7 @@ class Grant:
     withdrawal: Withdrawal
     api_key: str
     api_secret: Secret = field(repr=False)
-    key_id: str = ""  # the real key it was issued for: botvault.nonces.key_id
+    key_id: str = ""  # the real key it was issued for: exchanges.profiles.key_id
     created_at: str = field(default_factory=now_utc)
     expires_at: float | None = None  # seconds since the epoch (wall clock), None: never
     revoked_at: str | None = None
