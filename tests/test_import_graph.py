@@ -42,6 +42,15 @@ def _type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def absolute_module(node: ast.ImportFrom, package: str) -> str:
+    """The module `from ... import` names, absolute, for code in `package`."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".")
+    base = ".".join(parts[:len(parts) - node.level + 1])
+    return f"{base}.{node.module}" if node.module else base
+
+
 def imports_of(name: str, source: str, known: set[str], *, package: bool) -> set[str]:
     """The modules of `known` that module `name` imports (any depth, TYPE_CHECKING aside)."""
     base_package = name if package else name.rpartition(".")[0]
@@ -55,12 +64,7 @@ def imports_of(name: str, source: str, known: set[str], *, package: bool) -> set
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name in known)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = base_package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1])
-                module = f"{base}.{node.module}" if node.module else base
-            else:
-                module = node.module or ""
+            module = absolute_module(node, base_package)
             for alias in node.names:
                 if f"{module}.{alias.name}" in known:
                     found.add(f"{module}.{alias.name}")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_import_graph import absolute_module
+
 REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / "cli"
 LIBRARY = REPO / "vault"
@@ -27,12 +29,7 @@ def _modules_imported(path: Path, package: str) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1])
-                module = f"{base}.{node.module}" if node.module else base
-            else:
-                module = node.module or ""
+            module = absolute_module(node, package)
             found.add(module)
             found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
