@@ -1,6 +1,6 @@
 """A vault's automatic backups as the user sees them: listing them, verified, and restoring one.
 
-The files themselves (where they live, the rotation at each save) are the store's; this
+The files themselves (where they live, the rotation at each save) are vault_file's; this
 module reads them under the open vault's key and saves a restored one as a new generation.
 """
 
