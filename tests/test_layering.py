@@ -1,6 +1,6 @@
 """Where things live, read from the source (ast): cli/ parses, calls the library, prints.
 
-cli/ imports no crypto, file format, store or codec module, and not the signing internals
+cli/ imports no crypto, file format, vault file, save engine or codec module, and not the signing internals
 (one signing sequence serves the agent and `botvault sign`: the library's); the data key is
 read only inside `Vault`, and handed out only by `Vault.hand_out_data_key`.
 """
@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / "cli"
 LIBRARY = REPO / "vault"
 FORBIDDEN_IN_CLI = frozenset({"botvault.crypto", "botvault.fileformat", "botvault.vault_file",
-                              "botvault.codec", "botvault.agent.signing"})
+                              "botvault.codec", "botvault.agent.signing", "botvault.save_engine",
+                              "botvault.rekey", "botvault.seen_generations"})
 
 
 def _modules_imported(path: Path, package: str) -> set[str]:
