@@ -1,8 +1,8 @@
 """Where things live, read from the source (ast): cli/ parses, calls the library, prints.
 
-cli/ imports no crypto, file format, vault file, save engine or codec module, and not the signing internals
-(one signing sequence serves the agent and `botvault sign`: the library's); the data key is
-read only inside `Vault`, and handed out only by `Vault.hand_out_data_key`.
+cli/ imports no crypto, file format, vault file, save engine or codec module, and not the
+signing internals (one signing sequence serves the agent and `botvault sign`: the library's);
+the data key is read only inside `Vault`, and handed out only by `Vault.hand_out_data_key`.
 """
 
 from __future__ import annotations
