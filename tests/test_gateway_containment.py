@@ -20,7 +20,7 @@ from botvault.agent import socket_path_for
 from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.gateway.agent_link import AsyncAgentGrants
 from botvault.gateway.grants import GrantRefused, SignRequest
-from botvault.grants import revoke_grant
+from botvault.grant_ops import revoke_grant
 from botvault.nonces import key_id
 from botvault.request_lock import KeyOrder
 

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import store
+from . import vault_file
 from .errors import InvalidInputError, VaultWarning
 
 __all__ = ["FIELDS", "MAX_BYTES", "UNKNOWN_OUTCOME", "Retention", "append_audit",
@@ -152,7 +152,7 @@ def _open_locked(path: Path) -> int:
     rotated file; it checks after taking the lock and opens again.
     """
     for _ in range(10):
-        fd = store.open_private(path, _O_APPEND_FLAGS)
+        fd = vault_file.open_private(path, _O_APPEND_FLAGS)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if _same_file(path, fd):
@@ -195,14 +195,14 @@ def append_lines(vault_path: str | os.PathLike[str], records: Iterable[Mapping[s
     if not data:
         return
     path = audit_path(vault_path)
-    store.check_dir(path.parent)
+    vault_file.check_dir(path.parent)
     fd = _open_locked(path)
     try:
         size = os.fstat(fd).st_size
         if size and size + len(data) > max_bytes:
             _sync(fd)  # lines written without a sync of their own go with the segment
             os.replace(path, path.with_name(f"{path.name}.{time.time_ns()}"))
-            store.fsync_dir(path.parent)
+            vault_file.fsync_dir(path.parent)
             os.close(fd)  # releases the lock on the segment; the new file is locked next
             fd = -1
             fd = _open_locked(path)
@@ -219,7 +219,7 @@ def sync_audit(vault_path: str | os.PathLike[str]) -> None:
     """Make every line of the current file durable (lines appended with durable=False)."""
     path = audit_path(vault_path)
     try:
-        fd = store.open_private(path, os.O_RDONLY)
+        fd = vault_file.open_private(path, os.O_RDONLY)
     except FileNotFoundError:
         return
     try:
@@ -235,7 +235,7 @@ def _sync(fd: int) -> None:
 
 def _read_lines(path: Path) -> list[bytes]:
     try:
-        fd = store.open_private(path, os.O_RDONLY)
+        fd = vault_file.open_private(path, os.O_RDONLY)
     except FileNotFoundError:
         return []
     with os.fdopen(fd, "rb") as f:
@@ -251,7 +251,7 @@ def read_audit(vault_path: str | os.PathLike[str], grant: str | None = None
     that is not a JSON object (torn by a crash before its fsync) is skipped with a
     VaultWarning saying how many were."""
     path = audit_path(vault_path)
-    store.check_dir(path.parent)
+    vault_file.check_dir(path.parent)
     records: list[dict[str, Any]] = []
     sent: dict[str, dict[str, Any]] = {}
     bad = 0

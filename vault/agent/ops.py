@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import grants
-from ..core import Vault
+from .. import grant_ops
 from ..entries import Entry
 from ..errors import (
     GrantError,
@@ -31,7 +30,10 @@ from ..errors import (
     ScopeError,
     VaultError,
 )
+from ..grant_checks import usable
+from ..grant_record import Grant
 from ..nonces import key_id
+from ..open_vault import Vault
 from . import hardening, signing
 from .freshness import DEFAULT_WINDOW, check_window
 from .grant_desk import GrantDesk, grant_key_digest, request_digest
@@ -115,7 +117,7 @@ class Agent:
         self.allow_withdrawal = allow_withdrawal
         self.sign_only = sign_only
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
-        self._grants = grants.GrantIndex()
+        self._grants = grant_ops.GrantIndex()
         self._desk = GrantDesk(clock)
         # What a sign-only agent's `extend` must be proven against (see `extend_proof`).
         self._extend_challenge = os.urandom(16).hex()
@@ -300,10 +302,10 @@ class Agent:
 
     # -- grants (the gateway's ops) ----------------------------------------------------
 
-    def _grant_target(self, vault: Vault, grant_key: str) -> tuple[grants.Grant, Entry]:
+    def _grant_target(self, vault: Vault, grant_key: str) -> tuple[Grant, Entry]:
         """The usable grant with this key and its entry, or GrantError. Lock held."""
-        grant = grants.usable(self._grants.find(vault, grant_key), self._wall_clock())
-        return grant, grants.entry_of(vault, grant)
+        grant = usable(self._grants.find(vault, grant_key), self._wall_clock())
+        return grant, grant_ops.entry_of(vault, grant)
 
     def _grant_resolve(self, request: dict[str, Any]) -> dict[str, Any]:
         grant_key = _text(request, "grant_key")
@@ -317,11 +319,11 @@ class Agent:
         """Short digests of every grant's api key (public, as an exchange's api key), so
         the gateway refuses a key no grant has without asking the agent each time."""
         with self._lock:
-            keys = [grant_key_digest(g.api_key) for g in grants.list_grants(self._open_vault())]
+            keys = [grant_key_digest(g.api_key) for g in grant_ops.list_grants(self._open_vault())]
         return {"keys": keys}
 
     def _checked(self, fields: dict[str, str], window: float, exchange: object = None
-                 ) -> tuple[grants.Grant, Entry]:
+                 ) -> tuple[Grant, Entry]:
         """The grant and entry of a grant-signed request whose signature, scope and
         freshness hold (GrantError / ScopeError else). Allocates nothing. With `exchange`,
         a grant for another exchange's key is unknown there, as Kraken would say."""
@@ -335,10 +337,8 @@ class Agent:
         signing.check_grant_signature(grant, entry.exchange, fields["path"], fields["body"],
                                       fields["signature"], fields["nonce_header"],
                                       fields["content_type"])
-        upper = signing.authorise(entry, fields["path"], fields["method"],
-                                  allow_withdrawal=self.allow_withdrawal)
-        grants.check_endpoint(grant, entry, fields["path"], upper,
-                              allow_withdrawal=self.allow_withdrawal)
+        signing.authorise(entry, fields["path"], fields["method"],
+                          allow_withdrawal=self.allow_withdrawal, grant=grant)
         spot = entry.exchange == "kraken-spot"
         nonce_text = (signing.bot_nonce(fields["body"], fields["content_type"]) if spot
                       else fields["nonce_header"])
@@ -381,10 +381,8 @@ class Agent:
             if not hmac.compare_digest(key_id(entry.exchange, entry.api_key), expected_key):
                 raise GrantError("changed", f"grant {grant.bot!r} now points at another key",
                                  hint="resolve the grant again")
-            upper = signing.authorise(entry, path, fields["method"],
-                                      allow_withdrawal=self.allow_withdrawal)
-            grants.check_endpoint(grant, entry, path, upper,
-                                  allow_withdrawal=self.allow_withdrawal)
+            signing.authorise(entry, path, fields["method"],
+                              allow_withdrawal=self.allow_withdrawal, grant=grant)
             nonce = vault.next_nonce(entry.name)
         signed = signing.sign_for_grant(entry, path, body, nonce, fields["content_type"])
         return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce,
