@@ -12,7 +12,7 @@ from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, ope
 from .durations import parse_duration
 
 if TYPE_CHECKING:
-    from botvault.grant_record import Grant
+    pass
 
 app = typer.Typer()
 grant_app = typer.Typer(help="Grants: a Kraken-shaped key pair for one bot, for one entry, "
@@ -37,6 +37,9 @@ def add(
     expires: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help="Stop working after this long (90s, 15m, 8h, 30d) [default: never].",
         show_default=False, metavar="DURATION")] = None,
+    require_nonce: Annotated[bool, typer.Option(
+        "--require-nonce", help="Refuse the bot's requests that carry no nonce (Kraken "
+        "Futures lets a request go without; ccxt's krakenfutures sends none).")] = False,
     json_: JsonOpt = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
@@ -55,7 +58,7 @@ def add(
     seconds = parse_duration(expires) if expires is not None else None
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         grant = add_grant(opened, bot, entry=key, general=general, withdrawal=withdrawal,
-                          expires_in=seconds)
+                          expires_in=seconds, require_nonce=require_nonce)
     if json_:
         import json
 
@@ -70,8 +73,7 @@ def add(
                 "again (revoke and add a new grant if it is lost)")
 
 
-def _row(grant: Grant) -> list[str]:
-    doc = grant.metadata()
+def _row(doc: dict[str, Any]) -> list[str]:
     return [doc["bot"], doc["entry"], doc["general"], doc["withdrawal"], doc["state"],
             doc["expires_at"] or "never", doc["api_key"]]
 
@@ -85,15 +87,15 @@ def list_(
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """List grants (revoked and expired ones too). Never a secret."""
-    from botvault.grant_ops import list_grants
+    from botvault.grant_ops import grant_documents
 
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
-        grants = list_grants(opened)
+        docs = grant_documents(opened)
     if json_:
-        output.json_out([g.metadata() for g in grants])
+        output.json_out(docs)
         return
     output.table(["BOT", "ENTRY", "GENERAL", "WITHDRAWAL", "STATE", "EXPIRES", "API KEY"],
-                 [_row(g) for g in grants])
+                 [_row(d) for d in docs])
 
 
 @grant_app.command()
@@ -106,10 +108,10 @@ def show(
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Show one grant: its entry, scopes, state, expiry and api key. Never its secret."""
-    from botvault.grant_ops import get_grant
+    from botvault.grant_ops import grant_document
 
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
-        doc = get_grant(opened, bot).metadata()
+        doc = grant_document(opened, bot)
     if json_:
         output.json_out(doc)
         return

@@ -344,7 +344,7 @@ class Agent:
                       else fields["nonce_header"])
         self._desk.freshness.admit(
             fields["grant_key"], fields["signature"], nonce_text, window=window,
-            now=self._wall_clock(), required=spot or getattr(grant, "require_nonce", False))
+            now=self._wall_clock(), required=spot or grant.require_nonce)
         return grant, entry
 
     def _grant_verify(self, request: dict[str, Any]) -> dict[str, Any]:
