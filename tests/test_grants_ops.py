@@ -270,11 +270,11 @@ def test_expiry_follows_the_wall_clock(ops: Agent, vault: Vault, wall: Clock) ->
     assert _error(ops.handle(_spot_request(grant, BALANCE, "nonce=1")))["reason"] == "expired"
 
 
-def test_entry_removed_makes_the_grant_unknown(ops: Agent, vault: Vault) -> None:
+def test_entry_removed_makes_the_grant_orphaned(ops: Agent, vault: Vault) -> None:
     grant = _grant(vault, entry="spot-wd", withdrawal="full")
     vault.remove("spot-wd")
     assert _error(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key})
-                  )["reason"] == "unknown"
+                  )["reason"] == "orphaned"
 
 
 # -- grant_sign: Spot ---------------------------------------------------------------------
@@ -593,13 +593,15 @@ def test_a_grant_never_moves_to_another_key_of_that_name(ops: Agent, vault: Vaul
     vault.add("spot", exchange="kraken-spot", api_key="PUBOTHERACCOUNT",
               api_secret=b64secret(), general="full", withdrawal="none")
     assert _error(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key})
-                  )["reason"] == "unknown"
+                  )["reason"] == "orphaned"
     renamed = _grant(vault, "bot2", entry="fut")
     vault.rename("fut", "fut-old")
     vault.add("fut", exchange="kraken-futures", api_key="PUBFUTOTHER", api_secret=b64secret(),
               general="full", withdrawal="none")
-    assert _error(ops.handle({"op": "grant_resolve", "grant_key": renamed.api_key})
-                  )["reason"] == "unknown"
+    # It stays with its own pair, now labelled fut-old; the new "fut" is another pair.
+    answer = _ok(ops.handle({"op": "grant_resolve", "grant_key": renamed.api_key}))
+    assert (answer["entry"], answer["key_id"]) == ("fut-old", key_id("kraken-futures",
+                                                                     PUBKEY["fut"]))
 
 
 def test_a_grant_follows_its_entry_through_rotations(ops: Agent, vault: Vault) -> None:

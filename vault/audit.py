@@ -39,7 +39,7 @@ from . import vault_file
 from .errors import InvalidInputError, VaultWarning
 
 __all__ = ["FIELDS", "MAX_BYTES", "UNKNOWN_OUTCOME", "Retention", "append_audit",
-           "append_lines", "audit_path", "read_audit", "segments", "sync_audit"]
+           "append_lines", "audit_path", "encode_line", "read_audit", "segments", "sync_audit"]
 
 MAX_BYTES = 1024 * 1024  # a segment: rotate when the current file would grow past this
 FIELDS = frozenset({"time", "grant", "entry", "exchange", "method", "endpoint", "outcome",
@@ -127,7 +127,7 @@ def _clean(record: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _encode(record: Mapping[str, Any]) -> bytes:
+def encode_line(record: Mapping[str, Any]) -> bytes:
     # ensure_ascii escapes every control character: a value cannot start a second line.
     line = json.dumps(_clean(record), ensure_ascii=True, separators=(",", ":"),
                       sort_keys=True).encode("ascii") + b"\n"
@@ -191,7 +191,7 @@ def append_lines(vault_path: str | os.PathLike[str], records: Iterable[Mapping[s
     Before the lines would take the file past `max_bytes`, it becomes a segment (synced
     first) and a new one is started; segments beyond `retention` (default: `Retention()`)
     are removed then."""
-    data = b"".join(_encode(r) for r in records)
+    data = b"".join(encode_line(r) for r in records)
     if not data:
         return
     path = audit_path(vault_path)

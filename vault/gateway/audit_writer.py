@@ -117,7 +117,7 @@ def _batch(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
 
 
 def main(argv: list[str]) -> int:
-    from ..audit import Retention, _encode, append_lines, sync_audit
+    from ..audit import Retention, append_lines, encode_line, sync_audit
 
     vault, days, max_bytes = argv
     retention = Retention(float(days), int(max_bytes))
@@ -140,7 +140,7 @@ def main(argv: list[str]) -> int:
         good = []
         for record in records:
             try:
-                _encode(record)
+                encode_line(record)
             except Exception:  # a record the log refuses: dropped, counted
                 failures += 1
                 continue
