@@ -24,6 +24,7 @@ from botvault.grant_ops import revoke_grant
 from botvault.nonces import key_id
 from botvault.request_lock import KeyOrder
 
+from .agent_support import PASSPHRASE
 from .gateway_stack import Credential, Stack, gateway_stack, real_api_key
 from .kraken_server import http_json
 
@@ -98,6 +99,32 @@ def test_futures_without_a_nonce_keep_working_by_default(stack: Stack) -> None:
     # As at Kraken itself, a request without a nonce can be sent again (SECURITY.md).
     assert [http_json(stack.url, "GET", path, b"", headers)[1]["result"]
             for _ in range(2)] == ["success"] * 2
+
+
+def test_a_grant_can_require_a_nonce_on_every_request(stack: Stack, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from botvault.cli.main import app
+
+    secret = tmp_path / "pass"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    added = CliRunner().invoke(app, [
+        "grant", "add", "strict", "--key", "fut", "--general", "full", "--withdrawal", "none",
+        "--require-nonce", "--json", "--vault", str(stack.keys.path), "--passphrase-file",
+        str(secret)])
+    assert added.exit_code == 0, added.output
+    import json
+
+    pair = json.loads(added.stdout.strip().splitlines()[-1])
+    path = "/derivatives/api/v3/openpositions"
+    bare = {"APIKey": pair["api_key"], "Authent": sign_futures(pair["api_secret"], path, "",
+                                                                 "")}
+    assert http_json(stack.url, "GET", path, b"", bare)[1]["error"] == "nonceBelowThreshold"
+    nonce = str(_ms())
+    signed = {"APIKey": pair["api_key"], "Nonce": nonce,
+              "Authent": sign_futures(pair["api_secret"], path, nonce, "")}
+    assert http_json(stack.url, "GET", path, b"", signed)[1]["result"] == "success"
 
 
 # -- floods (medium): cheap refusals before the key's order ------------------------------
