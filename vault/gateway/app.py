@@ -16,7 +16,8 @@ One private request, in order:
    the bound from arrival is answered `EAPI:Rate limit exceeded` here), then have the agent
    sign it with the real key's next nonce (the grant checked again: revoked since, refused)
    and send it at once;
-6. answer the bot with the exchange's status and body, and write one audit line.
+6. answer the bot with the exchange's status and body, and complete its audit line (written
+   durably before it was sent); a request that sent nothing is counted in a summary line.
 
 Nothing the agent refused is sent. The handler never sees a secret.
 """
