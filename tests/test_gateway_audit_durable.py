@@ -82,7 +82,10 @@ def test_no_flood_of_refused_requests_pushes_a_forwarded_line_out(vault_path: Pa
         assert _order(stack.url, bot)[1]["error"] == []
         conn = http.client.HTTPConnection(urlsplit(stack.url).netloc, timeout=30)
         bad = {"API-Key": bot.api_key, "API-Sign": "c2lnbmF0dXJl"}
-        for n in range(12_000):  # unauthenticated, unknown paths, badly signed
+        # Unauthenticated, unknown paths, badly signed: beyond 200 refusals a second the
+        # gateway makes each wait (a flood slows to one a second per connection), so this
+        # one connection sends about 200 a second.
+        for n in range(6_000):
             if n % 2:
                 conn.request("GET", "/x")
             else:
@@ -93,11 +96,14 @@ def test_no_flood_of_refused_requests_pushes_a_forwarded_line_out(vault_path: Pa
         records = read_audit(stack.keys.path)
         assert [(r["grant"], r["endpoint"], r["outcome"]) for r in records
                 if r.get("endpoint")] == [("bot", ADD, "forwarded")]
-        counted = {r["outcome"].split(" x")[0]: r["count"] for r in records if r.get("count")}
-        assert counted == {"unknown-path": 6000, "invalid-signature": 6000}
+        counted: dict[str, int] = {}
+        for r in records:  # one summary line per minute and reason
+            if r.get("count"):
+                reason = r["outcome"].split(" x")[0]
+                counted[reason] = counted.get(reason, 0) + r["count"]
+        assert counted == {"unknown-path": 3000, "invalid-signature": 3000}
         size = sum(p.stat().st_size for p in vault_path.parent.glob("*.audit.jsonl*"))
         assert size < 4096  # a few lines, whatever the flood
-        _restart(stack)
 
 
 @pytest.fixture
