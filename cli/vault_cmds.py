@@ -224,7 +224,8 @@ def restore(
                                         "without --yes", hint="nothing was changed")
             if not yes:
                 output.before_prompt()
-                typer.confirm("Restore it? The current state stays a backup", abort=True)
+                typer.confirm("Restore it? The current state stays a backup", abort=True,
+                              err=True)
         opened.restore(generation)
         typer.echo(f"restored generation {generation}; saved as generation {opened.generation}")
 
