@@ -67,8 +67,8 @@ def ask_pair(exchange: str, api_key: str | None, secret_stdin: bool,
              label: str = "API key (public)") -> tuple[str, str]:
     """The api key (an option, or asked) and the secret, each checked as it comes; at a
     terminal a wrong one is asked for again with what was wrong."""
-    from botvault.core import check_secret
     from botvault.exchanges.validation import validate_api_key
+    from botvault.secret_paste import check_pasted_secret
 
     if api_key is None:
         def ask() -> str:
@@ -78,7 +78,7 @@ def ask_pair(exchange: str, api_key: str | None, secret_stdin: bool,
         key = ask_until_valid(ask, lambda k: validate_api_key(exchange, k, warn=False))
     else:
         key = api_key
-    secret = read_secret(secret_stdin, check=lambda s: check_secret(exchange, s))
+    secret = read_secret(secret_stdin, check=lambda s: check_pasted_secret(exchange, s))
     return key, secret
 
 
@@ -252,11 +252,11 @@ def edit(
     with open_vault(acc) as opened:
         entry = opened.get(name)
         if new_secret:
-            from botvault.core import check_secret
             from botvault.secret_fix import replace_secret
+            from botvault.secret_paste import check_pasted_secret
 
             exchange = entry.exchange
-            value = read_secret(secret_stdin, check=lambda s: check_secret(exchange, s),
+            value = read_secret(secret_stdin, check=lambda s: check_pasted_secret(exchange, s),
                                 prompt="New API secret (private key, hidden)")
         if any(v is not None for v in changes.values()):
             entry = opened.edit(name, **changes)

@@ -116,7 +116,8 @@ def test_a_kraken_secret_cut_to_one_wrapped_line_is_refused_naming_both_lengths(
     term = _add(env, pass_file, "kraken-futures")
     term.expect(PROMPT)
     os.write(term.fd, secret[:44].encode() + b"\r")
-    term.expect("decodes to 33 bytes; Kraken issues 64 or 66-byte secrets")
+    term.expect("the secret decodes to 33 bytes (44 base64 characters); Kraken issues "
+                "64-byte secrets (66 in Futures' unpadded form)")
     term.expect(PROMPT)
     os.write(term.fd, secret.encode() + b"\r")
     term.expect("fingerprint:")

@@ -26,7 +26,8 @@ from typing import TextIO
 
 from .errors import InvalidInputError
 
-__all__ = ["MAX_PASTE_BYTES", "QUIET_SECONDS", "drain", "read_hidden_paste"]
+__all__ = ["MAX_PASTE_BYTES", "QUIET_SECONDS", "check_pasted_secret", "drain",
+           "read_hidden_paste"]
 
 # Chunks of one paste come a few milliseconds apart even over ssh; a person's next key after
 # Enter comes far later. 0.3 s is unnoticeable after Enter and long enough for a slow link.
@@ -35,6 +36,26 @@ MAX_PASTE_BYTES = 64 * 1024
 _ERASE = (0x7F, 0x08)  # DEL, BS: erase one character, as the terminal's line mode would
 _KILL = 0x15  # Ctrl-U: erase the line
 _EOF = 0x04  # Ctrl-D
+
+
+def check_pasted_secret(exchange: str, text: str) -> str:
+    """The secret as it would be stored from a paste (InvalidInputError if it cannot be).
+
+    Kraken: the line breaks of a wrap are whitespace the exchange check removes (and the
+    store warns about, counting them). `generic`: the secret is stored exactly as given and
+    its format is unknown, so a paste over several lines cannot be told from a wrap and is
+    refused rather than guessed at."""
+    from .core import check_secret
+    from .exchanges.profiles import KRAKEN
+
+    if exchange not in KRAKEN and ("\n" in text or "\r" in text):
+        lines = len(text.splitlines())
+        raise InvalidInputError(
+            f"the secret came as {lines} lines; a generic secret is stored exactly as given, "
+            "so a paste broken over lines is refused rather than guessed at",
+            hint="paste it again as one line (copy it from where it is not wrapped), or pipe "
+                 "it in with --secret-stdin")
+    return check_secret(exchange, text)
 
 
 def drain(fd: int | None = None) -> None:

@@ -44,9 +44,8 @@ def clean_secret(exchange: str, raw: str) -> tuple[str, int]:
 
     Kraken secrets are base64 of the length Kraken issues (KRAKEN_SECRET_BYTES). Copying from
     a web page can wrap the line, so whitespace inside is removed (and counted, so the caller
-    can warn). A `generic` secret is kept exactly as given, so one over several lines (a
-    wrapped paste we cannot repair without knowing its format) is refused. Messages describe
-    the secret's shape, never its characters.
+    can warn). A `generic` secret is kept exactly as given. Messages describe the secret's
+    shape, never its characters.
     """
     check_exchange(exchange)
     size = len(raw.encode("utf-8", "surrogatepass"))
@@ -59,13 +58,6 @@ def clean_secret(exchange: str, raw: str) -> tuple[str, int]:
     if exchange not in KRAKEN:
         if not raw or raw.isspace():
             raise InvalidInputError("the secret is empty")
-        if "\n" in raw or "\r" in raw:
-            lines = len(raw.splitlines())
-            raise InvalidInputError(
-                f"the secret came as {lines} lines; a generic secret is stored exactly as "
-                "given, so a paste broken over lines is refused rather than guessed at",
-                hint="paste it again as one line (copy it from where it is not wrapped), or "
-                     "pipe it in with --secret-stdin")
         return raw, 0
     cleaned = _WHITESPACE.sub("", raw)
     removed = len(raw) - len(cleaned)
@@ -79,10 +71,10 @@ def clean_secret(exchange: str, raw: str) -> tuple[str, int]:
                                 ) from None
     expected = KRAKEN_SECRET_BYTES[exchange]
     if len(decoded) not in expected:
-        wanted = " or ".join(map(str, expected))
+        unpadded = " (66 in Futures' unpadded form)" if 66 in expected else ""
         raise InvalidInputError(
-            f"the secret is {len(cleaned)} base64 characters and decodes to {len(decoded)} "
-            f"bytes; Kraken issues {wanted}-byte secrets (88 characters)",
+            f"the secret decodes to {len(decoded)} bytes ({len(cleaned)} base64 characters); "
+            f"Kraken issues 64-byte secrets{unpadded}, 88 characters",
             hint="copy the whole private key again from the exchange's key page (was it cut "
                  "short, or was something pasted with it?)")
     return cleaned, removed
