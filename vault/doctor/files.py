@@ -61,10 +61,13 @@ def _mode_problem(path: Path, st: os.stat_result, rule: private.FileRule | priva
                        f"move it away (mv {_q(path)} {_q(path)}.old) or point --vault "
                        "(BOTVAULT_PATH) elsewhere", (str(path),))
     if reason is private.Reason.OWNER:
+        # The same answer as the refusal: a chown only of a file in a directory of the
+        # user's own, never of someone else's directory (private.shared_dir).
+        fix = (f"sudo chown {shlex.quote(_user())} {_q(path)}" if problem.fix else
+               private.private_location_hint())
         return Finding("vault-permissions", "fail", f"{path} is owned by someone else",
                        f"The {kind} belongs to uid {st.st_uid}, not to you. Its owner can "
-                       "read or replace it, so botvault refuses to use it.",
-                       f"sudo chown {shlex.quote(_user())} {_q(path)}", (str(path),))
+                       "read or replace it, so botvault refuses to use it.", fix, (str(path),))
     mode = stat.S_IMODE(st.st_mode)
     others_write = reason is private.Reason.WRITABLE
     risk = ("They could replace or damage what botvault reads, and botvault refuses to "
@@ -77,7 +80,7 @@ def _mode_problem(path: Path, st: os.stat_result, rule: private.FileRule | priva
                    f"{path} is accessible by other users (mode {mode:o})",
                    f"Other accounts on this machine can {'change' if others_write else 'read'}"
                    f" this {kind}. {risk}",
-                   problem.fix or problem.hint or "move the vault into a directory of your own",
+                   problem.fix or problem.hint or private.private_location_hint(),
                    (str(path),))
 
 
@@ -86,11 +89,14 @@ def _listable(path: Path, st: os.stat_result) -> Finding | None:
     mode = stat.S_IMODE(st.st_mode)
     if not mode & 0o077:
         return None
+    # chmod only a directory of the user's own (a root-owned /srv or /opt is not).
+    fix = (private.private_location_hint() if private.shared_dir(st)
+           else f"chmod {private.DIR_MODE:o} {_q(path)}")
     return Finding("vault-permissions", "warn",
                    f"{path} can be listed by other users (mode {mode:o})",
                    "Other accounts can see which files are in this directory (the vault, "
                    "its backups and nonce state), though not read the vault itself.",
-                   f"chmod {private.DIR_MODE:o} {_q(path)}", (str(path),))
+                   fix, (str(path),))
 
 
 def lstat_or_none(path: Path) -> os.stat_result | None:
