@@ -297,7 +297,7 @@ def test_real_process_sticky_dir_refused(floor_vault: Path, passphrase_file: Pat
     done = _run(["list", "--vault", str(floor_vault), "--passphrase-file",
                  str(passphrase_file)], dict(os.environ))
     assert done.returncode == 7, done.stderr
-    assert "chmod" not in done.stderr and "mkdir -m 700" in done.stderr
+    assert "chmod 7" not in done.stderr and "mkdir -m 700" in done.stderr
 
 
 def test_real_process_fifo_passphrase_file(floor_vault: Path, passphrase_file: Path) -> None:
