@@ -119,8 +119,10 @@ def _symlink(path: Path, st: os.stat_result, purpose: str) -> Problem:
 
 
 def _kind(path: Path, st: os.stat_result, purpose: str, wanted: str) -> Problem:
+    hint = (f"move it away: mv {_q(path)} {_q(path)}.old" if st.st_uid == os.geteuid()
+            else "it is someone else's; " + private_location_hint())
     return _problem(path, st, Reason.KIND, f"{purpose} {path} is a {kind_of(st.st_mode)}, not "
-                    f"a {wanted}", f"move it away: mv {_q(path)} {_q(path)}.old")
+                    f"a {wanted}", hint)
 
 
 def _foreign(path: Path, st: os.stat_result, purpose: str, *, chown: bool) -> Problem:
@@ -152,7 +154,7 @@ def private_location_hint() -> str:
 
     return (f"keep the vault in a directory of your own: the default location "
             f"({default_vault_path()}), or make one with `mkdir -m 700 ~/botvault` and pass "
-            "--vault ~/botvault/vault.bv; never chmod a shared directory")
+            "--vault ~/botvault/vault.bv (a shared directory is left as it is)")
 
 
 def _loose(path: Path, st: os.stat_result, purpose: str, want: int) -> Problem:

@@ -59,7 +59,8 @@ def _mode_problem(path: Path, st: os.stat_result, rule: private.FileRule | priva
                        f"It is a {private.kind_of(st.st_mode)}. botvault expects a {kind} here "
                        "and refuses to use this path.",
                        f"move it away (mv {_q(path)} {_q(path)}.old) or point --vault "
-                       "(BOTVAULT_PATH) elsewhere", (str(path),))
+                       "(BOTVAULT_PATH) elsewhere" if st.st_uid == os.geteuid()
+                       else private.private_location_hint(), (str(path),))
     if reason is private.Reason.OWNER:
         # The same answer as the refusal: a chown only of a file in a directory of the
         # user's own, never of someone else's directory (private.shared_dir).
