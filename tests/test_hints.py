@@ -95,12 +95,13 @@ def test_every_hint_that_prints_a_command_touches_only_what_is_the_users_alone(
     problem = _problem(row, path)
     assert problem is not None
     texts = [problem.hint or "", problem.fix or ""]
-    finding = doctor_files._mode_problem(
-        path, _st(row.kind, row.mode, row.uid),
-        {"dir-parent": private.DirRule.PARENT, "dir-closed": private.DirRule.CLOSED,
-         "file": private.FileRule.PRIVATE, "socket": private.FileRule.PRIVATE}[row.check])
+    rules: dict[str, private.FileRule | private.DirRule] = {
+        "dir-parent": private.DirRule.PARENT, "dir-closed": private.DirRule.CLOSED,
+        "file": private.FileRule.PRIVATE, "socket": private.FileRule.PRIVATE}
+    finding = doctor_files._mode_problem(path, _st(row.kind, row.mode, row.uid),
+                                         rules[row.check])
     if finding is not None and row.check != "socket":
-        texts.append(finding.fix)
+        texts.append(finding.fix or "")
     commands = [c for text in texts for c in _commands(text)]
     if row.command is None:
         assert not [c for c in commands if not c.startswith("mkdir -m 700 ~/botvault")], \
@@ -122,9 +123,10 @@ def test_doctors_listable_advice_chmods_only_the_users_own_dir(tmp_path: Path, m
                                                                uid: int, chmod: bool) -> None:
     finding = doctor_files._listable(tmp_path, _st(DIR, mode, uid))
     assert finding is not None
-    assert ("chmod 700" in finding.fix) == chmod
+    fix = finding.fix or ""
+    assert ("chmod 700" in fix) == chmod
     if not chmod:
-        assert "mkdir -m 700" in finding.fix
+        assert "mkdir -m 700" in fix
 
 
 def test_the_private_location_names_the_default_path() -> None:
