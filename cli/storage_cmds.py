@@ -106,6 +106,7 @@ def import_(
     is reported and nothing is saved.
     """
     from botvault.entries import check_name
+    from botvault.scopes import parse_general, parse_withdrawal
 
     if name is not None:
         check_name(name)
@@ -121,10 +122,13 @@ def import_(
             names = _import_export(opened, file, import_passphrase_file)
     else:
         found = _read_plaintext(file, fmt, key_var, secret_var)
-        scope = ask_scope(value_of(general), "--general", "none|read-only|full")
-        can_withdraw = ask_scope(value_of(withdrawal), "--withdrawal", "none|full")
-        entries = _entries_from(found, name=name, exchange=value_of(exchange), general=scope,
-                                withdrawal=can_withdraw)
+        # Every key is checked (names, exchange, secrets) before a scope is asked: what the
+        # file and argv already say is wrong fails first.
+        checked = _entries_from(found, name=name, exchange=value_of(exchange), source=file)
+        scope = parse_general(ask_scope(value_of(general), "--general", "none|read-only|full"))
+        can_withdraw = parse_withdrawal(ask_scope(value_of(withdrawal), "--withdrawal",
+                                                  "none|full"))
+        entries = [e.with_changes(general=scope, withdrawal=can_withdraw) for e in checked]
         with open_vault(acc) as opened:
             names = [e.name for e in opened.import_entries(entries)]
     typer.echo(f"imported {', '.join(names)} from {file}")
@@ -164,8 +168,11 @@ def _read_plaintext(file: Path, format_: str, key_var: str | None,
 
 
 def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | None,
-                  general: str, withdrawal: str) -> list[Entry]:
-    """Every candidate checked as `add` would; all problems reported together, or none."""
+                  source: Path) -> list[Entry]:
+    """Every candidate checked as `add` would; all problems reported together, or none.
+    Scopes are "none" here (the caller sets what the user says); each entry records the
+    file it came from (its absolute path) for doctor."""
+    import os
     import warnings
 
     from botvault.core import new_entry
@@ -186,10 +193,11 @@ def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | N
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                entries.append(new_entry(entry_name, exchange=profile, api_key=cand.api_key,
-                                         api_secret=cand.api_secret, general=general,
-                                         withdrawal=withdrawal,
-                                         note=f"imported from {cand.source}"))
+                entries.append(new_entry(
+                    entry_name, exchange=profile, api_key=cand.api_key,
+                    api_secret=cand.api_secret, general="none", withdrawal="none",
+                    note=f"imported from {cand.source}").with_changes(
+                        imported_from=os.path.abspath(source)))
         except InvalidInputError as exc:
             problems.append((cand.source, exc.message))
             continue

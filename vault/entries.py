@@ -86,6 +86,10 @@ class Entry:
     # with the entry, so every re-seal carries it. Machine state, not a label: not compared,
     # not in metadata().
     nonce_mark: tuple[str, int] | None = field(default=None, repr=False, compare=False)
+    # The plaintext file `import` read this pair from (an absolute path, never its content),
+    # so that doctor reports that file from any working directory while it still holds the
+    # secret. Sealed with the entry and written only when set, as nonce_mark.
+    imported_from: str | None = field(default=None, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -139,6 +143,8 @@ class Entry:
         doc["api_secret"] = self.api_secret.reveal()
         if self.nonce_mark is not None:
             doc["nonce_mark"] = list(self.nonce_mark)
+        if self.imported_from is not None:
+            doc["imported_from"] = self.imported_from
         return record_plaintext(self.name, doc)
 
     @classmethod
@@ -155,6 +161,8 @@ class Entry:
             doc["retired"] = bool(doc.get("retired", False))
             if "nonce_mark" in doc:
                 doc["nonce_mark"] = _nonce_mark(doc["nonce_mark"])
+            if not isinstance(doc.get("imported_from", ""), str):
+                raise ValueError("a malformed import source")
             return cls(**doc, entry_id=entry_id)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("an entry in the vault is malformed") from None

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from ..core import Vault
 from .entries import check_account_limit, check_key_age, check_withdrawal_keys
-from .files import POLICY_ITERATIONS as POLICY_ITERATIONS
 from .files import check_backups, check_kdf, check_permissions, check_synced_folder
 from .finding import SEVERITIES, Finding
 from .plaintext import JSON_MAX_BYTES as JSON_MAX_BYTES

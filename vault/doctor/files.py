@@ -12,13 +12,11 @@ from pathlib import Path
 
 from .. import fileformat, generations, private, store
 from ..core import Vault
-from ..crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
+from ..crypto import FLOOR, KdfParams
 from ..errors import VaultError
 from ..nonces import nonce_state_path
 from ..request_lock import requests_dir
 from .finding import Finding
-
-POLICY_ITERATIONS = 3
 
 
 def _q(path: Path) -> str:
@@ -185,19 +183,22 @@ def check_kdf(path: Path, vault: Vault | None) -> list[Finding]:
         if isinstance(read, Finding):
             return [read]
         kdf = read
-    if kdf.memory_kib >= RECOMMENDED_MEMORY_KIB and kdf.iterations >= POLICY_ITERATIONS:
+    from ..kdf_choice import meets_policy, policy_text
+
+    if meets_policy(kdf):
         return [Finding("kdf-policy", "ok", f"key derivation meets today's policy "
                         f"({kdf.describe()})",
                         "Each passphrase guess against a stolen copy costs the attacker "
                         "this much memory and time.", None)]
     below_floor = kdf.memory_kib < FLOOR.memory_kib or kdf.iterations < FLOOR.iterations
+    # The policy is the one `init` and `passwd --upgrade-kdf` apply (kdf_choice), so the
+    # fix below always removes this finding.
     return [Finding("kdf-policy", "fail" if below_floor else "warn",
                     f"key derivation is weaker than today's policy ({kdf.describe()})",
                     "The passphrase is stretched with Argon2id so that each guess against a "
-                    "stolen copy of the vault is slow. This vault uses less memory or fewer "
-                    f"passes than botvault now chooses (at least {RECOMMENDED_MEMORY_KIB // 1024}"
-                    f" MiB and {POLICY_ITERATIONS} passes), so guessing is cheaper.",
-                    "botvault passwd --upgrade-kdf")]
+                    "stolen copy of the vault is slow. This vault uses less than botvault now "
+                    f"chooses ({policy_text()}), so guessing is cheaper.",
+                    "botvault passwd --upgrade-kdf --keep-passphrase")]
 
 
 # -- backups -------------------------------------------------------------------------------
