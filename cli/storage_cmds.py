@@ -255,18 +255,32 @@ def doctor(
     max_key_age: Annotated[int, typer.Option(help="Days before a key is due for rotation.",
                                              metavar="DAYS",
                                              min=1)] = 90,
+    scan: Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045 -- Typer
+        "--scan", help="Also search this folder (and one level down) for plaintext copies "
+        "(repeatable).", show_default=False, metavar="DIR")] = None,
+    remove_secret_lines: Annotated[bool, typer.Option(
+        "--remove-secret-lines", help="Remove the lines that hold a stored secret from the "
+        ".env files found (only those lines; the rest of each file is kept).")] = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
 ) -> None:
     """Check the vault and common places for problems, each with the exact fix.
 
+    Plaintext copies are searched in this folder, your home, your shell histories, the
+    files keys were imported from (wherever doctor runs) and each --scan folder; the output
+    says where. At a terminal, doctor offers to remove the lines holding a secret.
     Exit 0 when everything passes, 10 when anything warns or fails. Secrets are never
     printed: plaintext copies are reported by file and line.
     """
     from botvault import doctor as checks
-    from botvault.errors import VaultError
+    from botvault.errors import InvalidInputError, VaultError
 
+    folders = tuple(Path(d).absolute() for d in scan or [])
+    for folder in folders:  # argv is checked before the passphrase is asked for
+        if not folder.is_dir():
+            raise InvalidInputError(f"--scan {folder}: not a folder",
+                                    hint="name a folder to search, e.g. --scan ~/bots")
     acc = Access(vault, passphrase_file, passphrase_command)
     opened: Vault | None = None
     try:
@@ -276,12 +290,34 @@ def doctor(
     try:
         findings = checks.diagnose(acc.path, opened, home=Path.home(), cwd=Path.cwd(),
                                    now=datetime.now(timezone.utc),
-                                   max_key_age_days=max_key_age)
+                                   max_key_age_days=max_key_age, scan=folders)
+        _print_findings(findings, json_)
+        if opened is not None and not json_:
+            _offer_line_removal(opened, folders, ask=not remove_secret_lines)
     finally:
         if opened is not None:
             opened.close()
-    _print_findings(findings, json_)
     raise typer.Exit(checks.exit_code(findings))
+
+
+def _offer_line_removal(opened: Vault, scan: tuple[Path, ...], *, ask: bool) -> None:
+    """Remove the lines holding a stored secret from .env files: with --remove-secret-lines,
+    or at a terminal when the user says yes to each file. Never the whole file."""
+    from botvault.doctor.cleanup import remove_secret_lines, secret_line_removals
+
+    if ask and not interactive():
+        return
+    entries = opened.list(retired=True)
+    for found in secret_line_removals(entries, Path.home(), Path.cwd(), scan):
+        lines = ", ".join(map(str, found.lines))
+        if ask:
+            output.before_prompt()
+            if not typer.confirm(f"Remove line(s) {lines} of {found.file} (they hold the "
+                                 f"secret of {', '.join(found.entries)}; the rest of the file "
+                                 "stays)?", default=False, err=True):
+                continue
+        removed = remove_secret_lines(found.file, entries)
+        output.info(f"removed {removed} line(s) holding a secret from {found.file}")
 
 
 def _print_findings(findings: list[Any], as_json: bool) -> None:

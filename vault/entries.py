@@ -161,11 +161,17 @@ class Entry:
             doc["retired"] = bool(doc.get("retired", False))
             if "nonce_mark" in doc:
                 doc["nonce_mark"] = _nonce_mark(doc["nonce_mark"])
-            if not isinstance(doc.get("imported_from", ""), str):
-                raise ValueError("a malformed import source")
+            if "imported_from" in doc:
+                doc["imported_from"] = _import_source(doc["imported_from"])
             return cls(**doc, entry_id=entry_id)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("an entry in the vault is malformed") from None
+
+
+def _import_source(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError("a malformed import source")
+    return raw
 
 
 def _nonce_mark(raw: Any) -> tuple[str, int]:
