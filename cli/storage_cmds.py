@@ -62,11 +62,16 @@ def export(
 
         raise InvalidInputError("no terminal to ask for the export passphrase",
                                 hint="pass --export-passphrase-file FILE")
+    # A passphrase file is read and judged before the vault's passphrase is asked for.
+    secret = checked_new_passphrase(read_new_passphrase(
+        export_passphrase_file, "Export passphrase", flag="--export-passphrase-file",
+        stdin=False), allow_weak=allow_weak_passphrase) if export_passphrase_file else None
     with open_vault(Access(vault, passphrase_file, passphrase_command,
                            passphrase_stdin)) as opened:
-        secret = checked_new_passphrase(read_new_passphrase(
-            export_passphrase_file, "Export passphrase", flag="--export-passphrase-file",
-            stdin=False), allow_weak=allow_weak_passphrase)
+        if secret is None:
+            secret = checked_new_passphrase(read_new_passphrase(
+                None, "Export passphrase", flag="--export-passphrase-file", stdin=False),
+                allow_weak=allow_weak_passphrase)
         with output.status("encrypting…"):
             path = export_entries(opened, file, secret, only=only)
         count = len(only) if only else len(opened.list(retired=True))

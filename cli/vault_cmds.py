@@ -125,6 +125,13 @@ def passwd(
     if keep_passphrase and generate_passphrase:
         raise InvalidInputError("--keep-passphrase and --generate-passphrase exclude each other")
     acc = Access(vault, passphrase_file, passphrase_command)
+    from_file = None
+    if new_passphrase_file is not None and not keep_passphrase and not generate_passphrase:
+        # A file is read and judged before the current passphrase is asked for.
+        from .weak import checked_new_passphrase
+
+        from_file = checked_new_passphrase(read_new_passphrase(new_passphrase_file),
+                                           allow_weak=allow_weak_passphrase)
     current = read_passphrase(acc.sources)
     session = replace(acc.session(), passphrase=lambda: current)
     with session.open_with_passphrase() as opened:
@@ -142,6 +149,8 @@ def passwd(
             new = current
         elif generate_passphrase:
             new = _generated()
+        elif from_file is not None:
+            new = from_file
         else:
             from .weak import checked_new_passphrase
 
