@@ -103,9 +103,12 @@ def add(
 ) -> None:
     """Store a key pair. The secret comes from a hidden prompt or --secret-stdin, never argv.
 
-    Kraken secrets are checked (base64, at least 32 bytes); whitespace from a wrapped copy
-    is removed with a warning. A fingerprint is printed to compare with what you pasted.
-    Every option is checked before anything is asked or read.
+    At the prompt, paste the private key whole: a paste wrapped over several lines is read
+    to its end. Kraken secrets must decode to the 64 bytes Kraken issues; line breaks and
+    spaces of a wrap are removed with a warning (a generic secret over several lines is
+    refused). A fingerprint is printed to compare with what you pasted. Every option is
+    checked before anything is asked or read. A secret stored wrong is fixed with
+    `botvault edit NAME --secret`.
     """
     from botvault.entries import check_name, check_text
     from botvault.exchanges.validation import validate_api_key

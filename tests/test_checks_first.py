@@ -90,7 +90,7 @@ def test_a_prompt_never_goes_to_a_piped_stdout(vault_path: Path) -> None:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     env = {**os.environ, "BOTVAULT_PATH": str(vault_path), "TERM": "dumb"}
-    child = subprocess.Popen(  # noqa: S603 -- the CLI under test
+    child = subprocess.Popen(
         [sys.executable, "-m", "botvault", "list"], stdin=terminal, stderr=terminal,
         stdout=subprocess.PIPE, env=env, preexec_fn=controlling_terminal)  # noqa: PLW1509
     os.close(terminal)
