@@ -24,7 +24,8 @@ def init(
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
     kdf_seconds: Annotated[float, typer.Option(
-        help="Target unlock time when calibrating.", min=0.05, max=10)] = 1.0,
+        help="Target unlock time when calibrating.", min=0.05, max=10,
+        metavar="SECONDS")] = 1.0,
     kdf_memory: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help=_MEMORY_HELP, show_default="256", metavar="MIB")] = None,
     kdf_iterations: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional

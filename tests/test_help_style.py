@@ -63,7 +63,7 @@ def test_no_listing_line_is_cut(group: tuple[str, ...]) -> None:
 def test_one_help_style_for_every_command(argv: tuple[str, ...]) -> None:
     text = _help(*argv)
     assert text.startswith("Usage: botvault ")
-    for rich in ("╭", "│", "<str>", "<int>"):
+    for rich in ("╭", "│", "<str>", "<int>", "<float", "<path>"):
         assert rich not in text, (argv, rich)
     assert "{" not in text.split("\n", 1)[0], argv  # Typer's {NAME} in the usage line
 
