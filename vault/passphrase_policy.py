@@ -159,6 +159,21 @@ def tried_first(passphrase: str) -> str | None:
     core = "".join(ch for ch in text if ch.isalnum())
     if not core:
         return None
+    named = _named_reason(core)
+    if named is not None:
+        return named
+    # The same judgement for what the named cases miss: a common password with digits
+    # added (password123), a walk with a word (qwertyuiop2024). Issue 16: password123 was
+    # accepted while qwertyuiop was refused; now the estimate decides for both.
+    bits = estimate_bits(passphrase)
+    if bits < TRIED_FIRST_BELOW_BITS:
+        return (f"it is built from common passwords, sequences or keyboard rows (about "
+                f"{bits:.0f} bits by a rough estimate), which attackers try first")
+    return None
+
+
+def _named_reason(core: str) -> str | None:
+    """The named cases: a famous phrase, a keyboard walk, a repeat, very few characters."""
     for famous in _FAMOUS:
         if famous in core and len(core) - len(famous) < 6:
             return "it is a famous example or a common phrase, which attackers try first"
@@ -169,13 +184,6 @@ def tried_first(passphrase: str) -> str | None:
             return "it is one short piece repeated, which attackers try first"
     if len(set(core)) <= 3:
         return "it is made of three or fewer different characters"
-    # The same judgement for what the named cases miss: a common password with digits
-    # added (password123), a walk with a word (qwertyuiop2024). Issue 16: password123 was
-    # accepted while qwertyuiop was refused; now the estimate decides for both.
-    bits = estimate_bits(passphrase)
-    if bits < TRIED_FIRST_BELOW_BITS:
-        return (f"it is built from common passwords, sequences or keyboard rows (about "
-                f"{bits:.0f} bits by a rough estimate), which attackers try first")
     return None
 
 

@@ -46,8 +46,14 @@ class AuditProcess:
 
 
 def main(argv: list[str]) -> int:
+    import signal
+
     from ..audit import append_audit
 
+    # Ctrl-C at the gateway's terminal reaches this child too (same process group): it must
+    # not die with a traceback and drop the lines still in the pipe. The gateway stops it by
+    # closing its input, after the last record.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     (vault,) = argv
     failures = 0
     for line in sys.stdin:
