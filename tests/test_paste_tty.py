@@ -151,3 +151,26 @@ def test_edit_secret_at_the_prompt_takes_a_wrapped_paste(env: dict[str, str], pa
     term.expect("secret replaced; fingerprint:")
     assert term.wait() == 0
     assert _stored(vault_path) == secret
+
+
+def test_doctor_at_a_terminal_offers_to_remove_only_the_secret_lines(
+        env: dict[str, str], pass_file: Path, vault_path: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = base64.b64encode(os.urandom(64)).decode()
+    with Vault.open(vault_path, PASSPHRASE) as v:
+        v.add("k", exchange="kraken-spot", api_key="PUBLICKEY7", api_secret=secret,
+              general="read-only", withdrawal="none")
+    home = tmp_path / "home"
+    bot = home / "bot"
+    bot.mkdir(parents=True)
+    dotenv = bot / ".env"
+    dotenv.write_text(f"KRAKEN_API_KEY=PUBLICKEY7\nKRAKEN_API_SECRET={secret}\nPAIR=XBTUSD\n")
+    monkeypatch.chdir(bot)  # the child starts here
+    term = Terminal(["doctor", "--passphrase-file", str(pass_file)], {**env, "HOME": str(home)})
+    term.expect(f"Remove line(s) 2 of {dotenv}")
+    term.expect("[y/N]: ")
+    os.write(term.fd, b"y\r")
+    term.expect("removed 1 line(s) holding a secret")
+    assert term.wait() == 10  # it reported the copy it then removed
+    assert dotenv.read_text() == "KRAKEN_API_KEY=PUBLICKEY7\nPAIR=XBTUSD\n"
+    assert secret[:12].encode() not in term.seen
