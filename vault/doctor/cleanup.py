@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..entries import Entry
-from .plaintext import _HISTORY_FILES, _needles, plaintext_hits
+from .plaintext import HISTORY_FILES, plaintext_hits, secret_needles
 
 __all__ = ["LineRemoval", "removable", "remove_secret_lines", "secret_line_removals"]
 
@@ -35,7 +35,7 @@ class LineRemoval:
 
 def removable(file: Path) -> bool:
     """Whether doctor may remove lines from `file`: an env file, not JSON, not a history."""
-    if any(str(file).endswith(h) for h in _HISTORY_FILES):
+    if any(str(file).endswith(h) for h in HISTORY_FILES):
         return False
     return any(fnmatch.fnmatchcase(file.name, p) for p in _LINE_FILES)
 
@@ -59,7 +59,7 @@ def remove_secret_lines(file: Path, entries: list[Entry]) -> int:
     lines were removed. Everything else is kept byte for byte."""
     from ..store import fsync_dir, open_private
 
-    needles = [n for e in entries for n in _needles(e.api_secret.reveal())]
+    needles = [n for e in entries for n in secret_needles(e.api_secret.reveal())]
     st = os.lstat(file)
     if not stat.S_ISREG(st.st_mode):
         return 0

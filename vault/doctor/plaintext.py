@@ -13,6 +13,10 @@ from ..entries import Entry
 from .files import lstat_or_none
 from .finding import Finding
 
+__all__ = ["HISTORY_FILES", "JSON_MAX_BYTES", "MIN_SECRET_SEARCHED", "SCAN_MAX_BYTES",
+           "check_plaintext_copies", "plaintext_hits", "recorded_sources", "searched_places",
+           "secret_needles"]
+
 SCAN_MAX_BYTES = 5 * 1024 * 1024  # read at most this much of one file
 JSON_MAX_BYTES = 1024 * 1024  # a JSON file bigger than this is not a bot config
 MIN_SECRET_SEARCHED = 8  # shorter secrets would match by chance everywhere
@@ -21,7 +25,7 @@ _MAX_DIR_ENTRIES = 10_000
 
 _ENV_PATTERNS = (".env", ".env.*", "*.env")
 _JSON_PATTERNS = ("*.json",)
-_HISTORY_FILES = (".bash_history", ".zsh_history", ".zhistory", ".local/share/fish/fish_history",
+HISTORY_FILES = (".bash_history", ".zsh_history", ".zhistory", ".local/share/fish/fish_history",
                   ".history", ".sh_history", ".python_history")
 
 
@@ -63,7 +67,7 @@ def _scanned_files(home: Path, cwd: Path, recorded: Iterable[Path] = (),
     scan = tuple(scan)
     files = [(f, f.suffix == ".json") for f in recorded]
     files += [(f, False) for f in _matching((cwd, home, *scan), _ENV_PATTERNS)]
-    files += [(home / h, False) for h in _HISTORY_FILES]
+    files += [(home / h, False) for h in HISTORY_FILES]
     files += [(f, True) for f in _matching((cwd, *scan), _JSON_PATTERNS)]
     seen: set[str] = set()
     unique = []
@@ -98,7 +102,7 @@ def _read_capped(path: Path, *, is_json: bool) -> bytes | None:
         os.close(fd)
 
 
-def _needles(secret: str) -> set[bytes]:
+def secret_needles(secret: str) -> set[bytes]:
     """The secret as it would appear in a file: raw, and escaped inside a JSON string."""
     raw = secret.encode("utf-8", "surrogatepass")
     escaped = json.dumps(secret)[1:-1].encode("ascii")
@@ -142,7 +146,7 @@ def recorded_sources(entries: Iterable[Entry]) -> list[Path]:
 def plaintext_hits(entries: list[Entry], home: Path, cwd: Path,
                    scan: Iterable[Path] = ()) -> dict[str, dict[Path, list[int]]]:
     """{entry name: {file: line numbers}} of every stored secret found in plain text."""
-    searched = [(e, _needles(e.api_secret.reveal())) for e in entries
+    searched = [(e, secret_needles(e.api_secret.reveal())) for e in entries
                 if len(e.api_secret) >= MIN_SECRET_SEARCHED]
     hits: dict[str, dict[Path, list[int]]] = {}
     for file, is_json in _scanned_files(home, cwd, recorded_sources(entries), scan):
