@@ -69,7 +69,7 @@ def man(
             return
         typer.echo(page, nl=False)
         return
-    from botvault.install import install_text
+    from botvault.manpage_install import install_text
 
     target = install_text(install, "botvault.1", page)
     typer.echo(f"installed {target}")

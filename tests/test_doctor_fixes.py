@@ -21,7 +21,7 @@ from botvault import Vault
 from botvault._testing import CHEAPEST_TEST_ONLY
 from botvault.cli.main import app
 from botvault.crypto import FLOOR
-from botvault.saving import Records
+from botvault.save_engine import Records
 from tests.conftest import PASSPHRASE, kraken_secret
 
 runner = CliRunner()
@@ -173,7 +173,7 @@ def test_key_age_fix_removes_the_finding(home: Path, vault_path: Path) -> None:
 
 
 def test_account_limit_fix_removes_the_finding(home: Path, vault_path: Path) -> None:
-    from botvault.core import new_entry
+    from botvault.entry_rules import new_entry
 
     with _vault(vault_path) as v:
         v.import_entries([new_entry(f"k{i}", exchange="kraken-spot", api_key=f"K{i}",

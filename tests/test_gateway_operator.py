@@ -59,7 +59,7 @@ def test_ctrl_c_stops_it_without_a_traceback_and_the_audit_lines_are_written(
     keys = make_vault(tmp_path / "v.bv", {"spot": {"exchange": "kraken-spot",
                                                   "general": "full", "withdrawal": "none"}})
     from botvault import Vault
-    from botvault.grants import add_grant
+    from botvault.grant_ops import add_grant
 
     from .gateway_stack import Credential, real_api_key
 

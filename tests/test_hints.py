@@ -130,6 +130,6 @@ def test_doctors_listable_advice_chmods_only_the_users_own_dir(tmp_path: Path, m
 
 
 def test_the_private_location_names_the_default_path() -> None:
-    from botvault.paths import default_vault_path
+    from botvault.vault_path import default_vault_path
 
     assert str(default_vault_path()) in private.private_location_hint()

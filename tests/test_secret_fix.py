@@ -18,7 +18,7 @@ from botvault._testing import CHEAPEST_TEST_ONLY
 from botvault.cli.main import app
 from botvault.errors import InvalidInputError
 from botvault.exchanges.validation import KRAKEN_SECRET_BYTES, clean_secret
-from botvault.grants import add_grant, entry_of, get_grant
+from botvault.grant_ops import add_grant, entry_of, get_grant
 from botvault.secret_fix import replace_secret
 from tests.conftest import PASSPHRASE, kraken_secret
 

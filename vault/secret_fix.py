@@ -9,17 +9,16 @@ The previous vault generations keep the old bytes until they rotate out, as for 
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
-from .errors import InvalidInputError, ScopeError, VaultWarning
-from .exchanges.validation import clean_secret
+from .entry_rules import cleaned_secret
+from .errors import InvalidInputError, ScopeError
 from .secret import Secret
 
 if TYPE_CHECKING:
-    from .core import Vault
     from .entries import Entry
-    from .saving import Records
+    from .open_vault import Vault
+    from .save_engine import Records
 
 __all__ = ["replace_secret"]
 
@@ -28,13 +27,8 @@ def replace_secret(vault: Vault, name: str, api_secret: str | Secret) -> Entry:
     """Store `api_secret` as `name`'s secret, checked as `add` checks it; everything else of
     the entry is kept. Warns (VaultWarning) about whitespace removed from a wrapped paste."""
     current = vault.get(name)
-    raw = api_secret.reveal() if isinstance(api_secret, Secret) else api_secret
-    secret, removed = clean_secret(current.exchange, raw)
-    if removed:
-        warnings.warn(f"removed {removed} whitespace character{'s' if removed != 1 else ''} "
-                      "from the secret (a line-wrap artefact of copying)", VaultWarning,
-                      stacklevel=2)
-    new_secret = Secret(secret)
+    # The rule `add` and `rotate` apply: checked, a wrap removed with a warning.
+    new_secret = Secret(cleaned_secret(current.exchange, api_secret))
 
     def op(records: Records) -> Records:
         # The entry as saved now, under the save lock: an edit made meanwhile is kept.

@@ -45,7 +45,7 @@ def check_pasted_secret(exchange: str, text: str) -> str:
     store warns about, counting them). `generic`: the secret is stored exactly as given and
     its format is unknown, so a paste over several lines cannot be told from a wrap and is
     refused rather than guessed at."""
-    from .core import check_secret
+    from .entry_rules import check_secret
     from .exchanges.profiles import KRAKEN
 
     if exchange not in KRAKEN and ("\n" in text or "\r" in text):

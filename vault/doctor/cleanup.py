@@ -57,7 +57,7 @@ def secret_line_removals(entries: list[Entry], home: Path, cwd: Path,
 def remove_secret_lines(file: Path, entries: list[Entry]) -> int:
     """Rewrite `file` without the lines that hold the secret of one of `entries`; how many
     lines were removed. Everything else is kept byte for byte."""
-    from ..store import fsync_dir, open_private
+    from ..vault_file import fsync_dir, open_private
 
     needles = [n for e in entries for n in secret_needles(e.api_secret.reveal())]
     st = os.lstat(file)
