@@ -129,7 +129,6 @@ def test_doctors_listable_advice_chmods_only_the_users_own_dir(tmp_path: Path, m
         assert "mkdir -m 700" in fix
 
 
-def test_the_private_location_names_the_default_path() -> None:
-    from botvault.vault_path import default_vault_path
-
-    assert str(default_vault_path()) in private.private_location_hint()
+def test_the_private_location_names_the_default_and_a_private_directory() -> None:
+    hint = private.private_location_hint()
+    assert "no --vault and no BOTVAULT_PATH" in hint and "mkdir -m 700 ~/botvault" in hint

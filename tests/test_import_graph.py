@@ -182,9 +182,9 @@ def test_every_known_cycle_is_still_one(known: str) -> None:
 LAYERS: dict[int, tuple[str, ...]] = {
     6: ("cli", "gateway", "__main__"),
     5: ("agent", "session", "integrations", "doctor"),
-    4: ("open_vault", "save_engine", "backups", "rekey", "grant_ops", "export"),
+    4: ("open_vault", "save_engine", "backups", "rekey", "grant_ops", "export", "secret_fix"),
     3: ("entry_rules", "grant_checks", "handover_policy", "handover", "importers",
-        "key_variables", "kdf_choice"),
+        "key_variables", "kdf_choice", "secret_paste"),
     2: ("vault_file", "seen_generations", "vault_path", "nonces", "request_lock", "audit",
         "manpage_install"),
     1: ("entries", "grant_record", "codec"),

@@ -152,10 +152,9 @@ def _own_directory(path: Path) -> bool:
 
 def private_location_hint() -> str:
     """Where to keep the vault instead of a directory that is not the user's alone."""
-    from .vault_path import default_vault_path
-
-    return (f"keep the vault in a directory of your own: the default location "
-            f"({default_vault_path()}), or make one with `mkdir -m 700 ~/botvault` and pass "
+    # Words, not the path itself: this ground-layer module never imports vault_path.
+    return ("keep the vault in a directory of your own: the default location (no --vault "
+            "and no BOTVAULT_PATH), or make one with `mkdir -m 700 ~/botvault` and pass "
             "--vault ~/botvault/vault.bv (a shared directory is left as it is)")
 
 
