@@ -1,0 +1,83 @@
+"""Where the agent enforces a grant's policy: one call before it signs (`PolicyGate.enforce`).
+
+The agent is the trust anchor: it verifies the bot's signature over the exact body, so the
+body it judges here is the body the exchange will read, and a compromised gateway (which
+holds no secret) cannot change it or skip this check. The daily budget is kept by the agent
+for the same reason. The gateway only contributes public data: the aliases of the pair
+names a request uses, from Kraken's public AssetPairs / instruments list. Without them the
+agent compares names literally (a name the policy does not list is refused).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from ..exchanges import endpoints
+from .budget import DailyBudget
+from .check import Aliases, judge
+from .memory import OrderMemory
+from .model import Policy
+from .orders import FUNDS_PATHS, ORDER_PATHS, read_request
+from .refused import Refused
+
+__all__ = ["PolicyGate", "aliases_from_wire"]
+
+# Endpoints a policy cannot see into, refused to a grant whose policy guards orders or funds:
+# a websocket token carries the key's whole power to a channel the agent never sees (order
+# entry included), and the assignment program opens positions Kraken chooses.
+_OPAQUE = {"kraken-spot": frozenset({"/0/private/GetWebSocketsToken"}),
+           "kraken-futures": frozenset({"/api/v3/assignmentprogram/add"})}
+_MAX_ALIAS_NAMES = 64
+
+
+def aliases_from_wire(value: object) -> Aliases | None:
+    """The `aliases` a gateway sent with a request, or None (absent or malformed)."""
+    if not isinstance(value, Mapping) or len(value) > _MAX_ALIAS_NAMES:
+        return None
+    out: dict[str, Sequence[str]] = {}
+    for name, group in value.items():
+        if not isinstance(name, str) or not isinstance(group, list) or \
+                len(group) > _MAX_ALIAS_NAMES or not all(isinstance(g, str) for g in group):
+            return None
+        out[name] = tuple(group)
+    return out
+
+
+class PolicyGate:
+    """The policy check, the daily budget and the order memory of one agent."""
+
+    def __init__(self, vault_path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.budget = DailyBudget(vault_path, clock=clock)
+        self.memory = OrderMemory()
+
+    def enforce(self, bot: str, policy: Policy, exchange: str, path: str, method: str,
+                body: str, content_type: str, aliases: Aliases | None) -> None:
+        """Return if the request stays inside `policy` (charging its notional to the day's
+        budget), else raise Refused. A grant without a policy returns at once."""
+        if policy.empty:
+            return
+        normalised = endpoints.normalise_path(exchange, path)
+        if not endpoints.requirement(exchange, path, method).known:
+            raise Refused("endpoint", "an endpoint botvault does not know is refused to a "
+                          "grant with a policy")
+        if normalised in _OPAQUE[exchange] and (policy.guards_orders or policy.guards_funds):
+            raise Refused("endpoint", f"{normalised} is out of the policy's sight")
+        if normalised not in ORDER_PATHS[exchange] and normalised not in FUNDS_PATHS[exchange]:
+            return
+        orders, funds = read_request(exchange, normalised, body, content_type)
+        charge = judge(policy, exchange, orders, funds, aliases,
+                       lambda ref: self.memory.recall(bot, ref))
+        if policy.max_daily_notional is not None and charge > 0:
+            self.budget.charge(bot, charge, policy.max_daily_notional)
+        for order in orders:
+            if order.ref is None and order.client_id is not None:
+                self.memory.remember(bot, "client:" + order.client_id, order)
+
+    def learn(self, bot: str, client_id: str, order_id: str) -> None:
+        """Kraken's id for an order the grant placed with a client id (from the answer)."""
+        self.memory.link(bot, "client:" + client_id, "order:" + order_id)
+
+
+__all__ += ["Refused"]
