@@ -32,6 +32,7 @@ from ..errors import (
     VaultError,
 )
 from ..nonces import key_id
+from ..trading_policy.gate import PolicyGate, aliases_from_wire
 from . import hardening, signing
 from .protocol import LIST_PAGE, AgentError, error_response
 
@@ -105,6 +106,7 @@ class Agent:
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
         self._grants = grants.GrantIndex()
         self.path = vault.path
+        self._policy = PolicyGate(vault.path, clock=wall_clock)  # grants' trading policies
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             op: getattr(self, method) for op, method in _OP_METHODS.items()}
 
@@ -279,7 +281,7 @@ class Agent:
             grant, entry = self._grant_target(self._open_vault(), grant_key)
         return {"grant": grant.bot, "entry": entry.name, "exchange": entry.exchange,
                 "key_id": key_id(entry.exchange, entry.api_key),
-                "expires_at": grant.expires_at}
+                "expires_at": grant.expires_at, "policy": grant.policy.to_doc()}
 
     def _grant_sign(self, request: dict[str, Any]) -> dict[str, Any]:
         """Check the bot's request against its grant and sign it with the real key, in one
@@ -304,6 +306,8 @@ class Agent:
                                       allow_withdrawal=self.allow_withdrawal)
             grants.check_endpoint(grant, entry, path, upper,
                                   allow_withdrawal=self.allow_withdrawal)
+            self._policy.enforce(grant.bot, grant.policy, entry.exchange, path, method, body,
+                                 content_type, aliases_from_wire(request.get("aliases")))
             nonce = vault.next_nonce(entry.name)
         signed = signing.sign_for_grant(entry, path, body, nonce, content_type)
         return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce,

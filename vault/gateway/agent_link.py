@@ -155,7 +155,8 @@ class AsyncAgentGrants:
                 "grant_sign", grant_key=request.grant_key, path=request.path,
                 method=request.method, body=request.body, signature=request.signature,
                 nonce_header=request.nonce_header, content_type=request.content_type,
-                key_id=request.key_id)
+                key_id=request.key_id,
+                **({"aliases": request.aliases} if request.aliases is not None else {}))
         except GrantRefused:
             self._cache.pop(request.grant_key, None)
             raise

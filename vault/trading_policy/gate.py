@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from ..errors import PolicyError
 from ..exchanges import endpoints
 from .budget import DailyBudget
 from .check import Aliases, judge
@@ -55,9 +56,19 @@ class PolicyGate:
     def enforce(self, bot: str, policy: Policy, exchange: str, path: str, method: str,
                 body: str, content_type: str, aliases: Aliases | None) -> None:
         """Return if the request stays inside `policy` (charging its notional to the day's
-        budget), else raise Refused. A grant without a policy returns at once."""
+        budget), else raise PolicyError naming the rule. A grant without a policy returns
+        at once."""
         if policy.empty:
             return
+        try:
+            self._enforce(bot, policy, exchange, path, method, body, content_type, aliases)
+        except Refused as refused:
+            raise PolicyError(refused.rule, f"grant policy: {refused.message}",
+                              hint="the grant's policy (botvault grant show) does not allow "
+                                   "this request") from None
+
+    def _enforce(self, bot: str, policy: Policy, exchange: str, path: str, method: str,
+                 body: str, content_type: str, aliases: Aliases | None) -> None:
         normalised = endpoints.normalise_path(exchange, path)
         if not endpoints.requirement(exchange, path, method).known:
             raise Refused("endpoint", "an endpoint botvault does not know is refused to a "
@@ -79,5 +90,3 @@ class PolicyGate:
         """Kraken's id for an order the grant placed with a client id (from the answer)."""
         self.memory.link(bot, "client:" + client_id, "order:" + order_id)
 
-
-__all__ += ["Refused"]
