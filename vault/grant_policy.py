@@ -15,20 +15,41 @@ from .trading_policy.model import Policy, parse_policy
 if TYPE_CHECKING:
     from .core import Vault
 
-__all__ = ["OPTION_NAMES", "edit_policy", "new_policy", "policy_options", "spent_today"]
+__all__ = ["OPTION_NAMES", "add_with_policy", "edit_policy", "grant_details", "policy_summary",
+           "spent_today"]
 
 OPTION_NAMES = ("pairs", "order_types", "max_order_volume", "max_order_notional",
                 "max_daily_notional", "reduce_only", "withdraw_keys", "max_withdraw_amount")
 
 
-def policy_options(**options: Any) -> dict[str, Any]:
-    """The policy options a command was given (None: not given)."""
-    return {k: options.get(k) for k in OPTION_NAMES}
+def add_with_policy(vault: Vault, bot: str, *, entry: str, general: str, withdrawal: str,
+                    expires_in: float | None, options: Mapping[str, object]) -> Grant:
+    """`grant add`: a grant with the policy its options give (none given: no policy). The
+    options are checked before anything is written."""
+    from .grants import add_grant
+
+    policy = parse_policy(options)
+    return add_grant(vault, bot, entry=entry, general=general, withdrawal=withdrawal,
+                     expires_in=expires_in, policy=policy)
 
 
-def new_policy(options: Mapping[str, object]) -> Policy:
-    """The policy of a new grant from `grant add`'s options."""
-    return parse_policy(options)
+def policy_summary(policy: Policy) -> str:
+    """One short line for `grant list` ("-" for none)."""
+    return "; ".join(policy.describe()) or "-"
+
+
+def grant_details(vault: Vault, bot: str) -> dict[str, Any]:
+    """`grant show`: the grant's metadata, its policy, and today's spending when it has a
+    daily budget."""
+    from .grants import get_grant
+
+    grant = get_grant(vault, bot)
+    doc = grant.metadata()
+    if grant.policy.max_daily_notional is not None:
+        day, spent = spent_today(vault, bot)
+        doc["spent_today"] = {"day": day, "notional": format(spent, "f"),
+                              "of": format(grant.policy.max_daily_notional, "f")}
+    return doc
 
 
 def edit_policy(vault: Vault, bot: str, options: Mapping[str, object]) -> Grant:
