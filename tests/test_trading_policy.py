@@ -44,7 +44,7 @@ CAPS = Policy(pairs=("XBTUSD",), order_types=("limit", "stop-loss-limit"),
 ADD = "/0/private/AddOrder"
 
 
-@pytest.mark.parametrize("text", ["1e3", "0x10", "+5", "5%", " 5", "5 ", "1_000", "١٠",
+@pytest.mark.parametrize("text", ["1e3", "0x10", "+5", "5%", " 5", "5 ", "1_000", "\u0661\u0660",
                                   "NaN", "inf", "-1", ".5", "5.", "1,5", "", "1" * 41,
                                   "\uff11", "5\x00"])
 def test_amounts_refuse_every_second_reading(text: str) -> None:
@@ -152,9 +152,12 @@ def test_ambiguous_parameters_are_refused() -> None:
         assert caught.value.rule == "unreadable"
     for body in ('{"volume": "1", "volume": "9"}', '{"volume": NaN}', '[1]', '{"volume": 1e3}'):
         with pytest.raises(Refused):
-            orders, funds = read_request(SPOT, ADD, body, "json")
-            judge(Policy(max_order_volume=Decimal(5)), SPOT, orders, funds, None,
-                  lambda _r: [])
+            _judge_json(body)
+
+
+def _judge_json(body: str) -> Decimal:
+    orders, funds = read_request(SPOT, ADD, body, "json")
+    return judge(Policy(max_order_volume=Decimal(5)), SPOT, orders, funds, None, lambda _r: [])
 
 
 def test_edits_need_the_remembered_order() -> None:
@@ -227,7 +230,7 @@ def test_policy_round_trip_and_cli_parsing() -> None:
 _DIGITS = st.text(st.sampled_from("0123456789"), min_size=1, max_size=6)
 _NUMBER = st.one_of(
     _DIGITS, st.builds(lambda a, b: f"{a}.{b}", _DIGITS, _DIGITS),
-    st.sampled_from(["1e3", "0x10", "+5%", "#5", "-5", "00010", "١٠", "1E2", "inf", "NaN",
+    st.sampled_from(["1e3", "0x10", "+5%", "#5", "-5", "00010", "\u0661\u0660", "1E2", "inf", "NaN",
                      " 1", "1.", ".1", "0b11", "1_0", "\u0661"]),
     st.text(max_size=8))
 
