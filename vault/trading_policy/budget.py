@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .. import store
 from ..errors import FormatError
-from .decimals import BadNumber, parse_amount
+from .decimals import BadNumber, parse_amount, shown
 from .refused import Refused
 
 __all__ = ["DailyBudget", "budget_path", "utc_day"]
@@ -66,8 +66,8 @@ class DailyBudget:
             doc = self._read()
             total = _spent_of(doc, day, bot) + amount
             if total > cap:
-                raise Refused("daily-notional", f"daily notional {_plain(total)} above "
-                              f"{_plain(cap)} (spent today {_plain(total - amount)})")
+                raise Refused("daily-notional", f"daily notional {shown(total)} above "
+                              f"{shown(cap)} (spent today {shown(total - amount)})")
             old = doc.get("spent")
             spent: dict[str, object] = dict(old) if doc.get("day") == day and \
                 isinstance(old, dict) else {}

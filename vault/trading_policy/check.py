@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 
-from .decimals import Relative
+from .decimals import Relative, shown
 from .model import Policy
 from .orders import Funds, Order, limit_index
 from .refused import Refused
@@ -33,8 +33,7 @@ _LINEAR = ("PF_", "FF_")
 _INVERSE = ("PI_", "FI_")
 
 
-def _p(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+_p = shown
 
 
 def _pair_ok(policy: Policy, pair: str | None, aliases: Aliases | None) -> None:

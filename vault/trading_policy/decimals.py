@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-__all__ = ["MAX_DIGITS", "BadNumber", "Relative", "parse_amount", "parse_price"]
+__all__ = ["MAX_DIGITS", "BadNumber", "Relative", "parse_amount", "parse_price", "shown"]
 
 MAX_DIGITS = 40
 _PLAIN = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -65,3 +65,9 @@ def parse_price(value: object, field: str) -> Decimal | Relative:
     if match.group(1) or match.group(3):
         return Relative(text)
     return Decimal(text)
+
+
+def shown(value: Decimal) -> str:
+    """A decimal for a message: plain digits, no exponent, no trailing zeros (`20`, `0.5`)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

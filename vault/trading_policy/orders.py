@@ -103,10 +103,13 @@ def _text(params: dict[str, Any], field: str) -> str | None:
 
 
 def _flag(params: dict[str, Any], field: str) -> bool:
+    # python-kraken-sdk sends Python's `True`/`False` in forms, and Kraken takes them; other
+    # spellings (`1`, `yes`) might read either way and are refused.
     value = params.get(field)
-    if value is None or value is False or value == "false":
+    text = value.lower() if isinstance(value, str) else None
+    if value is None or value is False or text == "false":
         return False
-    if value is True or value == "true":
+    if value is True or text == "true":
         return True
     raise Refused("unreadable", f"{field} is neither true nor false")
 
