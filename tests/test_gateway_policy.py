@@ -198,3 +198,25 @@ def test_what_the_agent_cannot_see_is_refused(stack: Stack) -> None:
     plain = stack.grant("plain", "spot")  # no policy: exactly as before
     assert spot(stack.url, plain, "AddOrder", {**GOOD, "volume": "100"})["error"] == []
     assert spot(stack.url, plain, "GetWebSocketsToken", {})["error"] == []
+
+
+def test_edits_of_orders_the_grant_placed_are_judged_against_them(stack: Stack) -> None:
+    from kraken.exceptions import KrakenPermissionDeniedError
+    from kraken.spot import Trade
+
+    cred = grant(stack, "editor", "spot", SPOT_POLICY)
+    trade = Trade(cred.api_key, cred.api_secret, url=stack.url)
+    (txid,) = trade.create_order(ordertype="limit", side="buy", pair="XBTUSD",
+                                 volume="0.5", price="1000")["txid"]
+    # Kraken's id, learnt from the answer: the edit keeps the pair and the type it knows.
+    assert spot(stack.url, cred, "AmendOrder", {"txid": txid, "limit_price": "1500"},
+                nonce=2)["error"] == []
+    answer = spot(stack.url, cred, "AmendOrder", {"txid": txid, "limit_price": "2500"}, nonce=3)
+    assert answer["error"][1].endswith("notional 1250 above 1000")
+    with pytest.raises(KrakenPermissionDeniedError):
+        trade.edit_order(txid=txid, pair="XBTUSD", volume="1.5")
+    answer = spot(stack.url, cred, "AmendOrder", {"txid": "OTHER-ORDER", "order_qty": "0.1"},
+                  nonce=4)
+    assert "did not place" in answer["error"][1]
+    assert reached(stack, "/0/private/AmendOrder") == 1
+    assert reached(stack, "/0/private/EditOrder") == 0

@@ -82,7 +82,7 @@ _OP_METHODS = {
     "status": "_status", "list": "_list", "get": "_get", "data_key": "_data_key",
     "nonce": "_nonce", "sign": "_sign", "sign_challenge": "_sign_challenge",
     "lock": "_lock_op", "extend": "_extend", "grant_resolve": "_grant_resolve",
-    "grant_sign": "_grant_sign",
+    "grant_sign": "_grant_sign", "grant_learn": "_grant_learn",
 }
 OPS = frozenset(_OP_METHODS)
 
@@ -306,9 +306,25 @@ class Agent:
                                       allow_withdrawal=self.allow_withdrawal)
             grants.check_endpoint(grant, entry, path, upper,
                                   allow_withdrawal=self.allow_withdrawal)
-            self._policy.enforce(grant.bot, grant.policy, entry.exchange, path, method, body,
-                                 content_type, aliases_from_wire(request.get("aliases")))
+            placed = self._policy.enforce(grant.bot, grant.policy, entry.exchange, path,
+                                          method, body, content_type,
+                                          aliases_from_wire(request.get("aliases")))
             nonce = vault.next_nonce(entry.name)
+            self._policy.signed(grant.bot, nonce, placed)
         signed = signing.sign_for_grant(entry, path, body, nonce, content_type)
         return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce,
                 "entry": entry.name, "grant": grant.bot}
+
+    def _grant_learn(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Kraken's ids for the orders a request this agent signed placed (the gateway reads
+        them from the answer), so an edit or amend naming them can be judged against them."""
+        grant_key, nonce, ids = _text(request, "grant_key"), request.get("nonce"), \
+            request.get("order_ids")
+        if isinstance(nonce, bool) or not isinstance(nonce, int) or not isinstance(ids, list) \
+                or not all(i is None or (isinstance(i, str) and 0 < len(i) <= 100)
+                           for i in ids):
+            raise InvalidInputError("'nonce' must be a number and 'order_ids' a list of ids")
+        with self._lock:
+            grant, _entry = self._grant_target(self._open_vault(), grant_key)
+            self._policy.learn(grant.bot, nonce, ids)
+        return {}

@@ -165,6 +165,9 @@ class AsyncAgentGrants:
         except AgentError as exc:
             raise refused_as(exc) from None
 
+    async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
+        await self._call("grant_learn", grant_key=grant_key, nonce=nonce, order_ids=order_ids)
+
     def close(self) -> None:
         for link in self._links:
             link.close()

@@ -21,6 +21,7 @@ Nothing the agent refused is sent. The handler never sees a secret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
 from .governor import Governor
 from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
-from .pair_list import PolicyGuard
+from .pair_list import PolicyGuard, order_ids
 from .routing import Route, route
 from .timeouts import bounded
 
@@ -208,7 +209,11 @@ class Gateway:
                                   exc.rule) from None
                 await self._within_rate(found, resolved.key_id, outcome.started + bound)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
-                return await self._forward(request, found, out_body, signed.headers, outcome)
+                response = await self._forward(request, found, out_body, signed.headers,
+                                               outcome)
+                if resolved.policy:
+                    await self._learn(grant_key, found, signed.nonce, response)
+                return response
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
 
@@ -225,6 +230,16 @@ class Gateway:
                 resolved.policy, text, request.rel_url.raw_query_string, content_type)
         except ValueError as exc:
             raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
+
+    async def _learn(self, grant_key: str, found: Route, nonce: int,
+                     response: web.StreamResponse) -> None:
+        """Kraken's ids for the orders just placed, to the agent that remembers them for
+        the edits that will name them. Best effort: without them such an edit is refused."""
+        body = response.body if isinstance(response, web.Response) else None
+        ids = order_ids(found.api, found.endpoint, body if isinstance(body, bytes) else b"")
+        if any(ids):
+            with contextlib.suppress(GrantRefused):
+                await self.agent.learn(grant_key, nonce, ids)
 
     async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
         """Wait, holding the key's order, until the key's counter takes this request; refuse

@@ -59,6 +59,9 @@ class GrantAgent(Protocol):
 
     async def sign(self, request: SignRequest) -> Signed: ...
 
+    async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
+        """Tell the agent Kraken's ids for the orders a request it signed placed."""
+
     def close(self) -> None: ...
 
 

@@ -19,7 +19,7 @@ from ..trading_policy.orders import FUNDS_PATHS, ORDER_PATHS, pair_names
 from .forwarding import Upstream, UpstreamError
 from .kraken_errors import Api
 
-__all__ = ["PairList", "PolicyGuard"]
+__all__ = ["PairList", "PolicyGuard", "order_ids"]
 
 _TTL_S = 3600.0
 _RETRY_S = 30.0  # after a failed fetch
@@ -71,6 +71,28 @@ class PairList:
                 groups = None
             self._lists[api] = (self._clock() + (_TTL_S if groups else _RETRY_S), groups)
             return groups
+
+
+def order_ids(api: Api, endpoint: str, body: bytes) -> list[str | None]:
+    """Kraken's ids for the orders an answer says were placed, in the request's order
+    ([] when it placed none or cannot be read)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return []
+    if not isinstance(doc, dict):
+        return []
+    found: list[Any] = []
+    if api is Api.SPOT and endpoint.endswith("/AddOrder"):
+        txids = (doc.get("result") or {}).get("txid") if not doc.get("error") else None
+        found = txids[:1] if isinstance(txids, list) else []
+    elif api is Api.SPOT and endpoint.endswith("/AddOrderBatch"):
+        orders = (doc.get("result") or {}).get("orders") if not doc.get("error") else None
+        found = [o.get("txid") if isinstance(o, dict) else None for o in orders or []]
+    elif api is Api.FUTURES and endpoint.endswith("/sendorder"):
+        status = doc.get("sendStatus")
+        found = [status.get("order_id")] if isinstance(status, dict) else []
+    return [i if isinstance(i, str) and 0 < len(i) <= 100 else None for i in found]
 
 
 class PolicyGuard:

@@ -20,7 +20,7 @@ from .budget import DailyBudget
 from .check import Aliases, judge
 from .memory import OrderMemory
 from .model import Policy
-from .orders import FUNDS_PATHS, ORDER_PATHS, read_request
+from .orders import FUNDS_PATHS, ORDER_PATHS, Order, read_request
 from .refused import Refused
 
 __all__ = ["PolicyGate", "aliases_from_wire"]
@@ -31,6 +31,7 @@ __all__ = ["PolicyGate", "aliases_from_wire"]
 _OPAQUE = {"kraken-spot": frozenset({"/0/private/GetWebSocketsToken"}),
            "kraken-futures": frozenset({"/api/v3/assignmentprogram/add"})}
 _MAX_ALIAS_NAMES = 64
+_MAX_ORDERS = 50
 
 
 def aliases_from_wire(value: object) -> Aliases | None:
@@ -54,21 +55,22 @@ class PolicyGate:
         self.memory = OrderMemory()
 
     def enforce(self, bot: str, policy: Policy, exchange: str, path: str, method: str,
-                body: str, content_type: str, aliases: Aliases | None) -> None:
-        """Return if the request stays inside `policy` (charging its notional to the day's
-        budget), else raise PolicyError naming the rule. A grant without a policy returns
-        at once."""
+                body: str, content_type: str, aliases: Aliases | None) -> list[Order]:
+        """The orders the request places if it stays inside `policy` (its notional charged
+        to the day's budget), else PolicyError naming the rule. A grant without a policy
+        returns at once."""
         if policy.empty:
-            return
+            return []
         try:
-            self._enforce(bot, policy, exchange, path, method, body, content_type, aliases)
+            return self._enforce(bot, policy, exchange, path, method, body, content_type,
+                                 aliases)
         except Refused as refused:
             raise PolicyError(refused.rule, f"grant policy: {refused.message}",
                               hint="the grant's policy (botvault grant show) does not allow "
                                    "this request") from None
 
     def _enforce(self, bot: str, policy: Policy, exchange: str, path: str, method: str,
-                 body: str, content_type: str, aliases: Aliases | None) -> None:
+                 body: str, content_type: str, aliases: Aliases | None) -> list[Order]:
         normalised = endpoints.normalise_path(exchange, path)
         if not endpoints.requirement(exchange, path, method).known:
             raise Refused("endpoint", "an endpoint botvault does not know is refused to a "
@@ -76,17 +78,28 @@ class PolicyGate:
         if normalised in _OPAQUE[exchange] and (policy.guards_orders or policy.guards_funds):
             raise Refused("endpoint", f"{normalised} is out of the policy's sight")
         if normalised not in ORDER_PATHS[exchange] and normalised not in FUNDS_PATHS[exchange]:
-            return
+            return []
         orders, funds = read_request(exchange, normalised, body, content_type)
         charge = judge(policy, exchange, orders, funds, aliases,
                        lambda ref: self.memory.recall(bot, ref))
         if policy.max_daily_notional is not None and charge > 0:
             self.budget.charge(bot, charge, policy.max_daily_notional)
-        for order in orders:
-            if order.ref is None and order.client_id is not None:
+        placed = [o for o in orders if o.ref is None]
+        for order in placed:
+            if order.client_id is not None:
                 self.memory.remember(bot, "client:" + order.client_id, order)
+        return placed
 
-    def learn(self, bot: str, client_id: str, order_id: str) -> None:
-        """Kraken's id for an order the grant placed with a client id (from the answer)."""
-        self.memory.link(bot, "client:" + client_id, "order:" + order_id)
+    def signed(self, bot: str, nonce: int, placed: list[Order]) -> None:
+        """Remember the orders a signed request places under its nonce, until the gateway
+        reports Kraken's ids for them (`learn`)."""
+        for index, order in enumerate(placed):
+            self.memory.remember(bot, f"nonce:{nonce}:{index}", order)
+
+    def learn(self, bot: str, nonce: int, order_ids: list[str | None]) -> None:
+        """Kraken's ids for the orders the request signed with `nonce` placed, in order
+        (from the exchange's answer, which the gateway reads)."""
+        for index, order_id in enumerate(order_ids[:_MAX_ORDERS]):
+            if order_id:
+                self.memory.link(bot, f"nonce:{nonce}:{index}", "order:" + order_id)
 
