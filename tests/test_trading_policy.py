@@ -29,7 +29,10 @@ def run(policy: Policy, exchange: str, path: str, params: Mapping[str, object], 
     body = json.dumps(params) if content_type == "json" else urlencode(params)
     orders, funds = read_request(exchange, path, body, content_type)
     mem = memory or OrderMemory()
-    return judge(policy, exchange, orders, funds, aliases, lambda ref: mem.recall("bot", ref))
+    verdict = judge(policy, exchange, orders, funds, aliases, lambda ref: mem.recall("bot", ref))
+    for held, now in verdict.updates:
+        held.order = now
+    return verdict.charge
 
 
 def refused(rule: str, *args: object, **kw: object) -> str:
@@ -157,7 +160,8 @@ def test_ambiguous_parameters_are_refused() -> None:
 
 def _judge_json(body: str) -> Decimal:
     orders, funds = read_request(SPOT, ADD, body, "json")
-    return judge(Policy(max_order_volume=Decimal(5)), SPOT, orders, funds, None, lambda _r: [])
+    return judge(Policy(max_order_volume=Decimal(5)), SPOT, orders, funds, None,
+                 lambda _r: []).charge
 
 
 def test_edits_need_the_remembered_order() -> None:
@@ -283,3 +287,38 @@ def test_no_accepted_futures_batch_exceeds_its_caps(size: str, price: str,
     vol, limit = _kraken_reads(size.strip(" \t\n\r") if as_number else size), \
         _kraken_reads(price)
     assert vol is not None and limit is not None and vol <= 2 and vol * limit <= 1000
+
+
+def test_an_edit_is_judged_against_the_order_as_the_last_edit_left_it() -> None:
+    memory = OrderMemory()
+    policy = Policy(max_order_notional=Decimal(150))
+    body = urlencode({"pair": "XBTUSD", "ordertype": "limit", "type": "buy", "volume": "1",
+                      "price": "100", "cl_ord_id": "c1"})
+    orders, _ = read_request(SPOT, ADD, body, "form")
+    memory.remember("bot", "client:c1", orders[0])
+    amend = "/0/private/AmendOrder"
+    run(policy, SPOT, amend, {"cl_ord_id": "c1", "limit_price": "150"}, memory=memory)
+    # 1.5 x 150, not 1.5 x the price the order was placed at
+    assert refused("order-notional", policy, SPOT, amend, {"cl_ord_id": "c1",
+                                                          "order_qty": "1.5"},
+                   memory=memory) == "notional 225 above 150"
+    # AmendOrder reads order_qty and limit_price only: a `volume` or `price` beside them
+    # does not lower what is judged
+    refused("order-notional", policy, SPOT, amend, {"cl_ord_id": "c1", "order_qty": "2",
+                                                   "price": "1", "volume": "0.1"},
+            memory=memory)
+
+
+def test_spellings_that_would_widen_an_order_are_refused() -> None:
+    caps = Policy(order_types=("limit",), max_order_volume=Decimal(1),
+                  max_order_notional=Decimal(1000))
+    base = {"pair": "XBTUSD", "ordertype": "limit", "type": "buy", "volume": "1",
+            "price": "100"}
+    assert "whole position" in refused("order-volume", caps, SPOT, ADD, {**base,
+                                                                        "volume": "0"})
+    refused("order-volume", caps, SPOT, ADD, {**base, "oflags": "post,VIQC"})
+    refused("order-type", caps, SPOT, ADD, {**base, "close[ordertype]": "market"})
+    refused("order-type", Policy(order_types=("limit",)), SPOT, "/0/private/AddOrderBatch",
+            {"pair": "XBTUSD", "orders": [{**{k: v for k, v in base.items() if k != "pair"},
+                                           "close": {"ordertype": "stop-loss"}}]},
+            content_type="json")

@@ -16,15 +16,16 @@ are not bounded, so under a notional cap they are refused.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from .decimals import Relative, shown
+from .memory import Remembered
 from .model import Policy
 from .orders import Funds, Order, limit_index
 from .refused import Refused
 
-__all__ = ["Aliases", "judge", "merge_edit", "notional"]
+__all__ = ["Aliases", "Verdict", "judge", "merge_edit", "notional"]
 
 # name -> every name of the same pair (Kraken's pair name, altname, wsname; a Futures
 # symbol), as the public list has them; a name absent from a given map is unknown.
@@ -86,6 +87,13 @@ def _one(policy: Policy, exchange: str, order: Order, aliases: Aliases | None
     if policy.order_types is not None and order.order_type not in policy.order_types:
         raise Refused("order-type", f"order type {str(order.order_type)[:30]!r} not in grant "
                       "policy")
+    if policy.order_types is not None and order.has_close and \
+            order.close_type not in policy.order_types:
+        raise Refused("order-type", f"close order type {str(order.close_type)[:30]!r} not "
+                      "in grant policy")
+    if order.volume == 0 and (policy.max_order_volume is not None or policy.caps_notional):
+        # Kraken reads volume 0 on a closing margin order as the whole position.
+        raise Refused("order-volume", "volume 0 (the whole position) under a size cap")
     if policy.reduce_only and not order.reduce_only:
         raise Refused("reduce-only", "the grant allows reduce-only orders only")
     if policy.max_order_volume is not None:
@@ -107,40 +115,53 @@ def _one(policy: Policy, exchange: str, order: Order, aliases: Aliases | None
     return value
 
 
+@dataclass
+class Verdict:
+    """An allowed request: the notional to charge, and the remembered orders its edits
+    change (applied once the charge is taken)."""
+
+    charge: Decimal = Decimal(0)
+    updates: list[tuple[Remembered, Order]] = field(default_factory=list)
+
+
 def judge(policy: Policy, exchange: str, orders: Sequence[Order], funds: Sequence[Funds],
-          aliases: Aliases | None, recall: Callable[[str], list[Order]]) -> Decimal:
-    """The notional to charge for this request (every order in it, all or nothing), or
-    Refused. `recall(ref)` gives the orders an edit's id named before ([]: unknown)."""
-    total = Decimal(0)
+          aliases: Aliases | None, recall: Callable[[str], list[Remembered]]) -> Verdict:
+    """The verdict on this request (every order in it, all or nothing), or Refused.
+    `recall(ref)` gives the orders an edit's id named before ([]: unknown)."""
+    verdict = Verdict()
     if policy.guards_orders:
         for order in orders:
             if order.ref is None:
                 charge = _one(policy, exchange, order, aliases)
             else:
-                charge = _edit(policy, exchange, order, aliases, recall(order.ref))
+                charge = _edit(policy, exchange, order, aliases, recall(order.ref), verdict)
             if not order.validate_only:
-                total += charge
+                verdict.charge += charge
     for move in funds:
         _funds(policy, move)
-    return total
+    return verdict
 
 
 def _edit(policy: Policy, exchange: str, edit: Order, aliases: Aliases | None,
-          before: list[Order]) -> Decimal:
+          before: list[Remembered], verdict: Verdict) -> Decimal:
     if not before:
         raise Refused("edit-unknown-order", "the edit names an order this grant's agent did "
                       "not place (or no longer remembers), so what it changes is unknown")
     if edit.pair is not None:
         _pair_ok(policy, edit.pair, aliases)
     charge = Decimal(0)
-    for old in before:
+    for held in before:
+        old = held.order
         if edit.pair is not None and aliases is not None and old.pair is not None and \
                 edit.pair.casefold() not in {n.casefold() for n in aliases.get(old.pair, ())} \
                 and edit.pair.casefold() != old.pair.casefold():
             raise Refused("edit-unknown-order", "the edit names another pair than the order")
-        after = _one(policy, exchange, merge_edit(edit, old), aliases)
+        merged = merge_edit(edit, old)
+        after = _one(policy, exchange, merged, aliases)
         was = notional(old, exchange) or Decimal(0)
         charge = max(charge, after - was)
+        if not edit.validate_only:
+            verdict.updates.append((held, replace(merged, ref=None, validate_only=False)))
     return charge
 
 

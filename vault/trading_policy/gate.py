@@ -80,10 +80,12 @@ class PolicyGate:
         if normalised not in ORDER_PATHS[exchange] and normalised not in FUNDS_PATHS[exchange]:
             return []
         orders, funds = read_request(exchange, normalised, body, content_type)
-        charge = judge(policy, exchange, orders, funds, aliases,
-                       lambda ref: self.memory.recall(bot, ref))
-        if policy.max_daily_notional is not None and charge > 0:
-            self.budget.charge(bot, charge, policy.max_daily_notional)
+        verdict = judge(policy, exchange, orders, funds, aliases,
+                        lambda ref: self.memory.recall(bot, ref))
+        if policy.max_daily_notional is not None and verdict.charge > 0:
+            self.budget.charge(bot, verdict.charge, policy.max_daily_notional)
+        for held, now in verdict.updates:  # the next edit is judged against the order as is
+            held.order = now
         placed = [o for o in orders if o.ref is None]
         for order in placed:
             if order.client_id is not None:

@@ -63,6 +63,7 @@ class Order:
     edit_limits: tuple[Decimal | Relative | None, Decimal | Relative | None] = (None, None)
     size_in_quote: bool = False  # Spot oflags viqc: the volume is in the quote currency
     has_close: bool = False  # Spot close[...]: a second order on fill
+    close_type: str | None = None
     validate_only: bool = False
 
 
@@ -118,33 +119,42 @@ def _abs(price: Decimal | Relative | None) -> Decimal | None:
     return price if isinstance(price, Decimal) else None
 
 
-def _spot_order(params: dict[str, Any], pair: str | None, *, ref: str | None = None) -> Order:
+def _spot_new(params: dict[str, Any], pair: str | None) -> Order:
+    """AddOrder, and one order of AddOrderBatch: the limit is `price` for limit and
+    iceberg orders, `price2` for the -limit types, none for the rest."""
     kind = _text(params, "ordertype")
     price, price2 = _price(params, "price"), _price(params, "price2")
-    edit_limits: tuple[Decimal | Relative | None, Decimal | Relative | None] = (None, None)
-    if ref is not None and "limit_price" in params:  # AmendOrder: the limit, any type
-        amended = _price(params, "limit_price")
-        edit_limits = (amended, amended)
-    elif ref is not None:  # EditOrder: price, and price2 for the -limit types
-        edit_limits = (price, price2)
-    if ref is not None:
-        limit = None
-    elif kind in _SPOT_LIMIT_IN_PRICE:
-        limit = _abs(price)
-    elif kind in _SPOT_LIMIT_IN_PRICE2:
-        limit = _abs(price2)
-    else:
-        limit = None
-    oflags = _text(params, "oflags") or ""
-    volume = _num(params, "volume")
-    if volume is None:
-        volume = _num(params, "order_qty")
-    return Order(pair=pair, order_type=kind, volume=volume, price=limit,
-                 reduce_only=_flag(params, "reduce_only"), ref=ref,
-                 client_id=_text(params, "cl_ord_id"), edit_limits=edit_limits,
-                 size_in_quote="viqc" in oflags.split(","),
+    limit = _abs(price) if kind in _SPOT_LIMIT_IN_PRICE else (
+        _abs(price2) if kind in _SPOT_LIMIT_IN_PRICE2 else None)
+    # Kraken's flags are lower case; read them so, lest `VIQC` pass as no flag.
+    oflags = (_text(params, "oflags") or "").lower().split(",")
+    close = params.get("close")
+    close_type = params.get("close[ordertype]") or (
+        close.get("ordertype") if isinstance(close, dict) else None)
+    return Order(pair=pair, order_type=kind, volume=_num(params, "volume"), price=limit,
+                 reduce_only=_flag(params, "reduce_only"),
+                 client_id=_text(params, "cl_ord_id"), size_in_quote="viqc" in oflags,
                  has_close=any(k.startswith("close") for k in params),
+                 close_type=close_type if isinstance(close_type, str) else None,
                  validate_only=_flag(params, "validate"))
+
+
+def _spot_edit(params: dict[str, Any]) -> Order:
+    """EditOrder: the fields it reads (pair, volume, price, price2); what it leaves out is
+    kept from the order it edits."""
+    return Order(pair=_text(params, "pair"), order_type=None, volume=_num(params, "volume"),
+                 price=None, reduce_only=False, ref=_ref(params, "txid"),
+                 edit_limits=(_price(params, "price"), _price(params, "price2")),
+                 validate_only=_flag(params, "validate"))
+
+
+def _spot_amend(params: dict[str, Any]) -> Order:
+    """AmendOrder: `order_qty`, and `limit_price` (the limit whatever the order's type);
+    it reads no `volume` or `price`, so neither counts here."""
+    amended = _price(params, "limit_price")
+    return Order(pair=None, order_type=None, volume=_num(params, "order_qty"), price=None,
+                 reduce_only=False, ref=_ref(params, "txid", "cl_ord_id"),
+                 edit_limits=(amended, amended))
 
 
 def _futures_order(params: dict[str, Any], *, ref: str | None = None) -> Order:
@@ -168,7 +178,7 @@ def _spot_batch(params: dict[str, Any]) -> list[Order]:
     if any("pair" in o for o in orders):
         raise Refused("unreadable", "a batch order names its own pair")
     validate = _flag(params, "validate")
-    out = [_spot_order(o, pair) for o in orders]
+    out = [_spot_new(o, pair) for o in orders]
     return [Order(**{**o.__dict__, "validate_only": validate}) for o in out]
 
 
@@ -235,13 +245,10 @@ def read_request(exchange: str, path: str, body: str, content_type: str  # noqa:
     if exchange == SPOT:
         name = path.rsplit("/", 1)[1]
         if name == "AddOrder":
-            return [_spot_order(params, _text(params, "pair"))], []
+            return [_spot_new(params, _text(params, "pair"))], []
         if name == "AddOrderBatch":
             return _spot_batch(params), []
-        if name == "EditOrder":
-            return [_spot_order(params, _text(params, "pair"),
-                                ref=_ref(params, "txid"))], []
-        return [_spot_order(params, None, ref=_ref(params, "txid", "cl_ord_id"))], []
+        return [_spot_edit(params) if name == "EditOrder" else _spot_amend(params)], []
     if path.endswith("/sendorder"):
         return [_futures_order(params)], []
     if path.endswith("/editorder"):
