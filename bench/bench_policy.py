@@ -47,6 +47,11 @@ def run(count: int, out: Callable[[str], None] = print) -> bool:
         (root / "run").mkdir(mode=0o700)
         entries = {"key": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}}
         with gateway_stack(root / "vault.bv", entries=entries, enforce_rate=False) as stack:
+            from botvault import agent
+
+            # The stack's agent expires after a minute; a loaded machine can take longer.
+            with agent.connect(stack.keys.path) as client:
+                client.extend(ttl=3600, idle=3600)
             creds: dict[str, Credential] = {}
             with Vault.open_with_key(stack.keys.path, stack.keys.data_key) as vault:
                 for label, policy in (("no policy", None), ("policy", POLICY),
