@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -322,3 +323,28 @@ def test_spellings_that_would_widen_an_order_are_refused() -> None:
             {"pair": "XBTUSD", "orders": [{**{k: v for k, v in base.items() if k != "pair"},
                                            "close": {"ordertype": "stop-loss"}}]},
             content_type="json")
+
+
+def test_kraken_ids_follow_an_order_through_edits(tmp_path: Path) -> None:
+    from botvault.errors import PolicyError
+    from botvault.trading_policy.gate import PolicyGate
+
+    gate = PolicyGate(tmp_path / "v.bv")
+    policy = Policy(max_order_notional=Decimal(150))
+
+    def enforce(path: str, fields: dict[str, str], nonce: int) -> None:
+        placed = gate.enforce("bot", policy, SPOT, path, "POST", urlencode(fields), "form",
+                              None)
+        gate.signed("bot", nonce, placed)
+
+    enforce(ADD, {"pair": "XBTUSD", "ordertype": "limit", "type": "buy", "volume": "1",
+                  "price": "100"}, 5)
+    gate.learn("bot", 5, ["O-FIRST"])
+    enforce("/0/private/EditOrder", {"txid": "O-FIRST", "pair": "XBTUSD", "price": "140"}, 6)
+    gate.learn("bot", 6, ["O-SECOND"])  # EditOrder's answer: the order's new txid
+    with pytest.raises(PolicyError) as caught:
+        enforce("/0/private/AmendOrder", {"txid": "O-SECOND", "order_qty": "1.1"}, 7)
+    assert caught.value.message == "grant policy: notional 154 above 150"
+    with pytest.raises(PolicyError) as caught:
+        enforce("/0/private/AmendOrder", {"txid": "O-NEVER", "order_qty": "0.1"}, 8)
+    assert caught.value.rule == "edit-unknown-order"

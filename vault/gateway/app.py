@@ -21,7 +21,6 @@ Nothing the agent refused is sent. The handler never sees a secret.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -238,8 +237,11 @@ class Gateway:
         body = response.body if isinstance(response, web.Response) else None
         ids = order_ids(found.api, found.endpoint, body if isinstance(body, bytes) else b"")
         if any(ids):
-            with contextlib.suppress(GrantRefused):
+            try:
                 await self.agent.learn(grant_key, nonce, ids)
+            except Exception as exc:  # the order is placed: its answer must reach the bot
+                print(f"botvault: warning: the agent did not take the order ids: "
+                      f"{type(exc).__name__}", file=sys.stderr)
 
     async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
         """Wait, holding the key's order, until the key's counter takes this request; refuse

@@ -86,6 +86,9 @@ def order_ids(api: Api, endpoint: str, body: bytes) -> list[str | None]:
     if api is Api.SPOT and endpoint.endswith("/AddOrder"):
         txids = (doc.get("result") or {}).get("txid") if not doc.get("error") else None
         found = txids[:1] if isinstance(txids, list) else []
+    elif api is Api.SPOT and endpoint.endswith("/EditOrder"):
+        txid = (doc.get("result") or {}).get("txid") if not doc.get("error") else None
+        found = [txid]
     elif api is Api.SPOT and endpoint.endswith("/AddOrderBatch"):
         orders = (doc.get("result") or {}).get("orders") if not doc.get("error") else None
         found = [o.get("txid") if isinstance(o, dict) else None for o in orders or []]

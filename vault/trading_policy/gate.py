@@ -18,7 +18,7 @@ from ..errors import PolicyError
 from ..exchanges import endpoints
 from .budget import DailyBudget
 from .check import Aliases, judge
-from .memory import OrderMemory
+from .memory import OrderMemory, Remembered
 from .model import Policy
 from .orders import FUNDS_PATHS, ORDER_PATHS, Order, read_request
 from .refused import Refused
@@ -55,7 +55,8 @@ class PolicyGate:
         self.memory = OrderMemory()
 
     def enforce(self, bot: str, policy: Policy, exchange: str, path: str, method: str,
-                body: str, content_type: str, aliases: Aliases | None) -> list[Order]:
+                body: str, content_type: str, aliases: Aliases | None
+                ) -> list[Order | Remembered]:
         """The orders the request places if it stays inside `policy` (its notional charged
         to the day's budget), else PolicyError naming the rule. A grant without a policy
         returns at once."""
@@ -70,7 +71,8 @@ class PolicyGate:
                                    "this request") from None
 
     def _enforce(self, bot: str, policy: Policy, exchange: str, path: str, method: str,
-                 body: str, content_type: str, aliases: Aliases | None) -> list[Order]:
+                 body: str, content_type: str, aliases: Aliases | None
+                 ) -> list[Order | Remembered]:
         normalised = endpoints.normalise_path(exchange, path)
         if not endpoints.requirement(exchange, path, method).known:
             raise Refused("endpoint", "an endpoint botvault does not know is refused to a "
@@ -86,13 +88,19 @@ class PolicyGate:
             self.budget.charge(bot, verdict.charge, policy.max_daily_notional)
         for held, now in verdict.updates:  # the next edit is judged against the order as is
             held.order = now
-        placed = [o for o in orders if o.ref is None]
-        for order in placed:
-            if order.client_id is not None:
-                self.memory.remember(bot, "client:" + order.client_id, order)
+        placed: list[Order | Remembered] = []
+        for order in orders:
+            if order.ref is None:
+                held = Remembered(order)
+                placed.append(held)
+                if order.client_id is not None:
+                    self.memory.remember(bot, "client:" + order.client_id, held)
+        if normalised.endswith("/EditOrder") and len(verdict.updates) == 1:
+            # EditOrder gives the order a new txid: the answer's id names the same order.
+            placed.append(verdict.updates[0][0])
         return placed
 
-    def signed(self, bot: str, nonce: int, placed: list[Order]) -> None:
+    def signed(self, bot: str, nonce: int, placed: list[Order | Remembered]) -> None:
         """Remember the orders a signed request places under its nonce, until the gateway
         reports Kraken's ids for them (`learn`)."""
         for index, order in enumerate(placed):
