@@ -96,3 +96,16 @@ def test_a_grant_without_a_policy_is_written_as_before(made: Path) -> None:
 def _doc(plaintext: bytes) -> bytes:
     start = plaintext.index(b"{")
     return plaintext[start:plaintext.rindex(b"}") + 1]
+
+
+def test_a_restore_keeps_the_policy_the_grant_has_now(made: Path) -> None:
+    from botvault.grant_policy import edit_policy
+
+    with Vault.open(made, PASSPHRASE) as v:
+        add_grant(v, "bot", entry="spot", general="full", withdrawal="none",
+                  policy=Policy(max_order_volume=Decimal(10)))
+        wide = v.generation
+        edit_policy(v, "bot", {"max_order_volume": "0.1"})  # narrowed after a bad day
+        v.restore(wide)
+    with Vault.open(made, PASSPHRASE) as v:
+        assert get_grant(v, "bot").policy.max_order_volume == Decimal("0.1")

@@ -351,7 +351,8 @@ def grants_for_export(source: Vault, entries: Iterable[str]) -> list[Grant]:
 def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:
     """The grants of a backup being restored that must change so that a restore never
     revives one: a grant that is not active now with the same key comes back revoked (a
-    revoked bot's pair is exactly what an attacker holds). Returns name -> replacement."""
+    revoked bot's pair is exactly what an attacker holds), and one that is keeps the
+    trading policy it has now. Returns name -> replacement."""
     from .codec import materialize_record
 
     changed: dict[str, Grant] = {}
@@ -365,6 +366,10 @@ def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:
         mine = materialize_record(name, now) if now is not None else None
         if isinstance(mine, Grant) and mine.key_matches(old.api_key) and \
                 mine.revoked_at is None:
+            if mine.policy != old.policy:
+                # Nor does it bring back an older trading policy: the limits set since
+                # (narrowed after a bot misbehaved, say) stay.
+                changed[name] = old.with_changes(policy=mine.policy)
             continue
         revoked_at = mine.revoked_at if isinstance(mine, Grant) and mine.revoked_at and \
             mine.key_matches(old.api_key) else now_utc()
