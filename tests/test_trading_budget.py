@@ -62,11 +62,12 @@ def test_a_restart_reads_the_day_and_a_new_day_starts_at_zero(tmp_path: Path) ->
 def test_an_unreadable_budget_refuses(tmp_path: Path) -> None:
     vault = tmp_path / "v.bv"
     path = budget_path(vault)
-    path.write_text("{not json")
-    path.chmod(0o600)
-    with pytest.raises(FormatError):
-        DailyBudget(vault).charge("bot", Decimal(1), Decimal(25))
-    path.write_text('{"v": 1, "day": "2999-01-01", "spent": {"bot": "1e3"}}')
+    for text in ("{not json", '{"v": 1, "day": "2025-12-07"}\n{"bot": "bot", "add": "1e3"}\n',
+                 '{"v": 1, "day": "2025-12-07"}\nnot json\n{"bot": "bot", "add": "1"}\n'):
+        path.write_text(text)
+        path.chmod(0o600)
+        with pytest.raises(FormatError):
+            DailyBudget(vault, clock=lambda: DAY).charge("bot", Decimal(1), Decimal(25))
     path.chmod(0o666)  # anyone could reset what the bots spent
     with pytest.raises(InsecurePermissionsError):
         DailyBudget(vault).charge("bot", Decimal(1), Decimal(25))
@@ -76,15 +77,15 @@ def test_an_unreadable_budget_refuses(tmp_path: Path) -> None:
         DailyBudget(vault).spent("bot")
 
 
-def test_a_leftover_temp_file_changes_nothing(tmp_path: Path) -> None:
+def test_a_line_torn_by_a_crash_is_not_counted_and_is_cut_off(tmp_path: Path) -> None:
     vault = tmp_path / "v.bv"
     budget = DailyBudget(vault, clock=lambda: DAY)
     budget.charge("bot", Decimal(5), Decimal(25))
-    # A crash between writing the temp file and the rename leaves it behind: the budget
-    # file is the old whole one, and the next change writes over the temp file.
-    temp = budget_path(vault).with_name(f".{budget_path(vault).name}.tmp-{os.getpid()}")
-    temp.write_text("garbage")
-    temp.chmod(0o600)
-    assert budget.spent("bot")[1] == 5
-    assert budget.charge("bot", Decimal(5), Decimal(25)) == 10
-    assert not temp.exists()
+    with budget_path(vault).open("ab") as f:  # a crash in the middle of an append
+        f.write(b'{"add": "900", "bo')
+    other = DailyBudget(vault, clock=lambda: DAY)  # a restarted agent
+    assert other.spent("bot")[1] == 5
+    assert other.charge("bot", Decimal(5), Decimal(25)) == 10
+    assert budget.charge("bot", Decimal(1), Decimal(25)) == 11  # the first one reads on
+    lines = budget_path(vault).read_text().splitlines()
+    assert len(lines) == 4 and all(line.endswith("}") for line in lines)

@@ -1,12 +1,15 @@
 """The daily notional budget: what each grant's orders were charged, per UTC day, on disk.
 
-State beside the nonce counter (`<vault>.budget`, next to `<vault>.nonces`), one small JSON
-document for every grant of the vault, holding only the current UTC day. Every change is
-made under an exclusive lock (`<vault>.budget.lock`, flock) and written whole: a temp file,
-fsync, rename over, fsync of the directory, as the generation record is. So concurrent
-agents or gateways on this machine add up, a restart reads what was spent, and a crash at
-any point leaves either the old or the new amount, never a torn file. A file that is not
-ours or is malformed is refused (the order too): a budget that cannot be read is spent.
+State beside the nonce counter (`<vault>.budget`, next to `<vault>.nonces`): a log of the
+current UTC day, one JSON line per charge (`{"bot": ..., "add": "12.5"}`) after a header
+line naming the day. A charge is made under an exclusive lock (`<vault>.budget.lock`,
+flock) and is one append followed by a data sync, so concurrent agents or gateways on this
+machine add up and a restart reads what was spent. A crash mid-append leaves at most a
+last line without its newline, which is not counted (the order it was for was not signed
+yet: the charge comes first) and is cut off before the next append. A new day starts a new
+file, written whole (a temp file, fsync, rename, fsync of the directory) as the generation
+record is. A file that is not ours, or a complete line that does not parse, is refused
+(the order too): a budget that cannot be read is spent.
 
 An order is charged when the agent signs it, before it is sent, and is not refunded when
 Kraken refuses it: the agent never sees the answer, and a refund the gateway could claim
@@ -33,7 +36,18 @@ from .refused import Refused
 __all__ = ["DailyBudget", "budget_path", "utc_day"]
 
 _SCHEMA = 1
-_MAX_BYTES = 1 << 20
+_MAX_LINE = 512
+
+
+def _sync(fd: int) -> None:
+    """A data sync is enough for an append (it covers the size); macOS has no fdatasync
+    and needs F_FULLFSYNC, which the nonce state's sync makes."""
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+        return
+    from ..nonces.files import default_sync
+
+    default_sync(fd)
 
 
 def budget_path(vault_path: Path) -> Path:
@@ -44,34 +58,51 @@ def utc_day(now: float) -> str:
     return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
 
 
+class _Log:
+    """What one process has read of the day's log: up to `offset` of file `ino`."""
+
+    def __init__(self, ino: int, day: str | None) -> None:
+        self.ino, self.day, self.offset = ino, day, 0
+        self.spent: dict[str, Decimal] = {}
+        self.torn = False  # the file ends in a line without its newline
+
+
 class DailyBudget:
     """The spent amounts of one vault's grants for the current UTC day."""
 
     def __init__(self, vault_path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = budget_path(vault_path)
         self._clock = clock
+        self._log: _Log | None = None
 
     def spent(self, bot: str) -> tuple[str, Decimal]:
-        """(today's UTC date, what `bot` was charged today)."""
+        """(today's UTC date, what `bot` was charged today). No lock: a reader may miss a
+        charge being appended, never count half of one."""
         day = utc_day(self._clock())
-        # No lock: every write is a whole file renamed over the old one.
-        return day, _spent_of(self._read(), day, bot)
+        log = self._read(fresh=True)
+        return day, (log.spent.get(bot, Decimal(0)) if log and log.day == day else Decimal(0))
 
     def charge(self, bot: str, amount: Decimal, cap: Decimal) -> Decimal:
         """Add `amount` to today's spending of `bot`, or refuse (Refused "daily-notional")
         when that would take it above `cap`. Returns the new total."""
         day = utc_day(self._clock())
         with self._locked():
-            doc = self._read()
-            total = _spent_of(doc, day, bot) + amount
+            log = self._read(fresh=False)
+            if log is not None and log.day is None and log.torn:
+                raise self._malformed()  # the header is written whole: never torn
+            if log is None or log.day != day:
+                self._start_day(day)
+                log = self._read(fresh=True)
+                if log is None:
+                    raise FormatError(f"the budget file {self.path} disappeared",
+                                      hint="another program is deleting it")
+            before = log.spent.get(bot, Decimal(0))
+            total = before + amount
             if total > cap:
                 raise Refused("daily-notional", f"daily notional {shown(total)} above "
-                              f"{shown(cap)} (spent today {shown(total - amount)})")
-            old = doc.get("spent")
-            spent: dict[str, object] = dict(old) if doc.get("day") == day and \
-                isinstance(old, dict) else {}
-            spent[bot] = _plain(total)
-            self._write({"v": _SCHEMA, "day": day, "spent": spent})
+                              f"{shown(cap)} (spent today {shown(before)})")
+            line = json.dumps({"bot": bot, "add": format(amount, "f")}, sort_keys=True)
+            self._append(line + "\n", log.offset if log.torn else None)
         return total
 
     @contextlib.contextmanager
@@ -84,52 +115,84 @@ class DailyBudget:
         finally:
             os.close(fd)
 
-    def _read(self) -> dict[str, object]:
+    def _read(self, *, fresh: bool) -> _Log | None:
+        """The log as it is now (None: no file), reading only what was appended since this
+        process last read it unless `fresh`."""
         try:
             fd = store.open_private(self.path, os.O_RDONLY, purpose="the budget file")
         except FileNotFoundError:
-            return {}
+            return None
         with os.fdopen(fd, "rb") as f:
-            raw = f.read(_MAX_BYTES + 1)
+            ino = os.fstat(f.fileno()).st_ino
+            log = self._log if not fresh and self._log is not None and \
+                self._log.ino == ino else _Log(ino, None)
+            f.seek(log.offset)
+            data = f.read()
+        self._parse(log, data)
+        if not fresh:
+            self._log = log
+        return log
+
+    def _parse(self, log: _Log, data: bytes) -> None:
+        lines = data.split(b"\n")
+        log.torn = bool(lines.pop())  # after the last newline: nothing, or a torn line
+        for raw in lines:
+            self._take(log, raw)
+            log.offset += len(raw) + 1
+
+    def _take(self, log: _Log, raw: bytes) -> None:
         try:
-            doc = json.loads(raw) if len(raw) <= _MAX_BYTES else None
+            doc = json.loads(raw) if len(raw) <= _MAX_LINE else None
         except ValueError:
             doc = None
-        if not isinstance(doc, dict) or doc.get("v") != _SCHEMA or \
-                not isinstance(doc.get("spent"), dict) or not isinstance(doc.get("day"), str):
-            raise FormatError(f"the budget file {self.path} is malformed",
-                              hint="orders of grants with a daily budget are refused until "
-                                   "it is fixed or moved away")
-        return doc
+        if not isinstance(doc, dict):
+            raise self._malformed()
+        if log.day is None:
+            if doc.get("v") != _SCHEMA or not isinstance(doc.get("day"), str):
+                raise self._malformed()
+            log.day = doc["day"]
+            return
+        bot = doc.get("bot")
+        try:
+            add = parse_amount(doc.get("add"), "add")
+        except BadNumber:
+            raise self._malformed() from None
+        if not isinstance(bot, str):
+            raise self._malformed()
+        log.spent[bot] = log.spent.get(bot, Decimal(0)) + add
 
-    def _write(self, doc: dict[str, object]) -> None:
+    def _malformed(self) -> FormatError:
+        return FormatError(f"the budget file {self.path} is malformed",
+                           hint="orders of grants with a daily budget are refused until it "
+                                "is moved away (what was spent today is then lost)")
+
+    def _start_day(self, day: str) -> None:
+        """Replace the log with an empty one for `day` (whole, durable). Lock held."""
         temp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         fd = store.open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                                 purpose="the budget file")
         try:
-            data = json.dumps(doc, sort_keys=True).encode("ascii")
-            while data:
-                data = data[os.write(fd, data):]
+            _write_all(fd, (json.dumps({"v": _SCHEMA, "day": day}) + "\n").encode("ascii"))
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temp, self.path)
         store.fsync_dir(self.path.parent)
+        self._log = None
+
+    def _append(self, text: str, cut: int | None) -> None:
+        """Append `text`, first cutting a torn last line off at `cut`. Lock held."""
+        fd = store.open_private(self.path, os.O_WRONLY | os.O_APPEND,
+                                purpose="the budget file")
+        try:
+            if cut is not None:
+                os.ftruncate(fd, cut)
+            _write_all(fd, text.encode("ascii"))
+            _sync(fd)
+        finally:
+            os.close(fd)
 
 
-def _spent_of(doc: dict[str, object], day: str, bot: str) -> Decimal:
-    if doc.get("day") != day:
-        return Decimal(0)
-    spent = doc.get("spent")
-    value = spent.get(bot) if isinstance(spent, dict) else None
-    if value is None:
-        return Decimal(0)
-    try:
-        return parse_amount(value, "spent")
-    except BadNumber:
-        raise FormatError("the budget file is malformed") from None
-
-
-def _plain(value: Decimal) -> str:
-    """A decimal as plain digits (never `1E+3`), exactly."""
-    return format(value, "f")
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
