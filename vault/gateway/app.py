@@ -84,6 +84,7 @@ class Gateway:
         self.governor = governor or Governor(config.tier)
         self.upstream: Upstream | None = None
         self.policy = PolicyGuard()
+        self._learning: dict[str, asyncio.Task[None]] = {}  # grant key -> ids on their way
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -201,6 +202,9 @@ class Gateway:
         bound = self.config.max_wait
         try:
             async with order.hold_async(timeout=bound):
+                learning = self._learning.pop(grant_key, None)
+                if learning is not None:  # an edit may name the order just placed
+                    await learning
                 try:
                     signed = await self.agent.sign(sign_request)
                 except GrantRefused as exc:
@@ -211,7 +215,9 @@ class Gateway:
                 response = await self._forward(request, found, out_body, signed.headers,
                                                outcome)
                 if resolved.policy:
-                    await self._learn(grant_key, found, signed.nonce, response)
+                    # Off the answer's path; the grant's next request waits for it (below).
+                    self._learning[grant_key] = asyncio.create_task(
+                        self._learn(grant_key, found, signed.nonce, response))
                 return response
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
