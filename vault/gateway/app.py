@@ -36,9 +36,9 @@ from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
 from .governor import Governor
 from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
-from .pair_list import PolicyGuard, order_ids
 from .routing import Route, route
 from .timeouts import bounded
+from .trading import PolicyGuard
 
 __all__ = ["Auditor", "Gateway", "build_app"]
 
@@ -83,8 +83,7 @@ class Gateway:
         self.audit = audit
         self.governor = governor or Governor(config.tier)
         self.upstream: Upstream | None = None
-        self.policy = PolicyGuard()
-        self._learning: dict[str, asyncio.Task[None]] = {}  # grant key -> ids on their way
+        self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -202,9 +201,7 @@ class Gateway:
         bound = self.config.max_wait
         try:
             async with order.hold_async(timeout=bound):
-                learning = self._learning.pop(grant_key, None)
-                if learning is not None:  # an edit may name the order just placed
-                    await learning
+                await self.policy.before_sign(grant_key)
                 try:
                     signed = await self.agent.sign(sign_request)
                 except GrantRefused as exc:
@@ -215,9 +212,8 @@ class Gateway:
                 response = await self._forward(request, found, out_body, signed.headers,
                                                outcome)
                 if resolved.policy:
-                    # Off the answer's path; the grant's next request waits for it (below).
-                    self._learning[grant_key] = asyncio.create_task(
-                        self._learn(grant_key, found, signed.nonce, response))
+                    self.policy.after_forward(self.agent, grant_key, found.api,
+                                              found.endpoint, signed.nonce, response)
                 return response
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
@@ -235,19 +231,6 @@ class Gateway:
                 resolved.policy, text, request.rel_url.raw_query_string, content_type)
         except ValueError as exc:
             raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
-
-    async def _learn(self, grant_key: str, found: Route, nonce: int,
-                     response: web.StreamResponse) -> None:
-        """Kraken's ids for the orders just placed, to the agent that remembers them for
-        the edits that will name them. Best effort: without them such an edit is refused."""
-        body = response.body if isinstance(response, web.Response) else None
-        ids = order_ids(found.api, found.endpoint, body if isinstance(body, bytes) else b"")
-        if any(ids):
-            try:
-                await self.agent.learn(grant_key, nonce, ids)
-            except Exception as exc:  # the order is placed: its answer must reach the bot
-                print(f"botvault: warning: the agent did not take the order ids: "
-                      f"{type(exc).__name__}", file=sys.stderr)
 
     async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
         """Wait, holding the key's order, until the key's counter takes this request; refuse

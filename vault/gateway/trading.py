@@ -1,4 +1,8 @@
-"""Kraken's public pair lists, fetched through the gateway's upstream and cached, for the
+"""The gateway's part in grant trading policies (the agent enforces them, see
+`botvault.trading_policy.gate`): refusing what the agent could not judge whole, the aliases
+of the pair names an order uses, and Kraken's ids for the orders placed.
+
+Kraken's public pair lists are fetched through the gateway's upstream and cached, for the
 aliases of the pair names an order uses (a grant policy's `pairs` holds each pair under
 every name: Spot's pair name, altname and wsname; a Futures symbol in any case).
 
@@ -11,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from aiohttp import web
+
 from ..trading_policy.orders import FUNDS_PATHS, ORDER_PATHS, pair_names
 from .forwarding import Upstream, UpstreamError
+from .grants import GrantAgent
 from .kraken_errors import Api
 
 __all__ = ["PairList", "PolicyGuard", "order_ids"]
@@ -105,6 +113,33 @@ class PolicyGuard:
 
     def __init__(self) -> None:
         self.pairs = PairList()
+        self._learning: dict[str, asyncio.Task[None]] = {}  # grant key -> ids on their way
+
+    async def before_sign(self, grant_key: str) -> None:
+        """Wait until the ids of this grant's last order reached the agent: an edit may
+        name that order. Call holding the key's order."""
+        learning = self._learning.pop(grant_key, None)
+        if learning is not None:
+            await learning
+
+    def after_forward(self, agent: GrantAgent, grant_key: str, api: Api, endpoint: str,
+                      nonce: int, response: web.StreamResponse) -> None:
+        """Send Kraken's ids for the orders just placed to the agent, off the answer's
+        path (`before_sign` orders it before the grant's next request)."""
+        body = response.body if isinstance(response, web.Response) else None
+        ids = order_ids(api, endpoint, body if isinstance(body, bytes) else b"")
+        if any(ids):
+            self._learning[grant_key] = asyncio.create_task(
+                self._learn(agent, grant_key, nonce, ids))
+
+    @staticmethod
+    async def _learn(agent: GrantAgent, grant_key: str, nonce: int,
+                     ids: list[str | None]) -> None:
+        try:
+            await agent.learn(grant_key, nonce, ids)
+        except Exception as exc:  # best effort: without them an edit of it is refused
+            print(f"botvault: warning: the agent did not take the order ids: "
+                  f"{type(exc).__name__}", file=sys.stderr)
 
     async def aliases(self, upstream: Upstream, origin: str, api: Api, exchange: str,
                       endpoint: str, policy: dict[str, Any] | None, text: str,
