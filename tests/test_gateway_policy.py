@@ -173,14 +173,19 @@ def test_the_daily_budget_survives_a_gateway_restart(stack: Stack) -> None:
     for nonce in (1, 2):
         assert spot(stack.url, cred, "AddOrder", GOOD, nonce=nonce)["error"] == []
     assert stop_gateway(stack.gateway) == 0
-    stack.gateway, url = start_gateway(stack.keys.path, stack.kraken.url)
-    answer = spot(url, cred, "AddOrder", GOOD, nonce=3)
-    assert answer["error"][1] == ("EGeneral:Permission denied:grant policy: daily notional 30 "
-                                  "above 25 (spent today 20)")
-    half = {**GOOD, "volume": "0.005"}
-    assert spot(url, cred, "AddOrder", half, nonce=4)["error"] == []
-    assert reached(stack, ADD) == 3
-    stack.url = url
+    again, url = start_gateway(stack.keys.path, stack.kraken.url)
+    try:
+        answer = spot(url, cred, "AddOrder", GOOD, nonce=3)
+        assert answer["error"][1] == ("EGeneral:Permission denied:grant policy: daily "
+                                      "notional 30 above 25 (spent today 20)")
+        half = {**GOOD, "volume": "0.005"}
+        assert spot(url, cred, "AddOrder", half, nonce=4)["error"] == []
+        assert reached(stack, ADD) == 3
+    finally:
+        assert stop_gateway(again) == 0
+        for stream in (again.stdout, again.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_what_the_agent_cannot_see_is_refused(stack: Stack) -> None:
