@@ -348,3 +348,22 @@ def test_kraken_ids_follow_an_order_through_edits(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         enforce("/0/private/AmendOrder", {"txid": "O-NEVER", "order_qty": "0.1"}, 8)
     assert caught.value.rule == "edit-unknown-order"
+
+
+def test_endpoints_out_of_the_policys_sight_are_refused(tmp_path: Path) -> None:
+    from botvault.errors import PolicyError
+    from botvault.trading_policy.gate import PolicyGate
+
+    gate = PolicyGate(tmp_path / "v.bv")
+    policy = Policy(max_order_volume=Decimal(1))
+    for exchange, path in ((SPOT, "/0/private/AddOrderNew"),
+                           (SPOT, "/0/private/GetWebSocketsToken"),
+                           (FUT, "/derivatives/api/v3/assignmentprogram/add"),
+                           (FUT, "/derivatives/api/v3/sendorder2")):
+        with pytest.raises(PolicyError) as caught:
+            gate.enforce("bot", policy, exchange, path, "POST", "", "form", None)
+        assert caught.value.rule == "endpoint"
+    # reads and cancels pass; a grant without a policy is not looked at
+    gate.enforce("bot", policy, SPOT, "/0/private/CancelOrder", "POST", "txid=x", "form", None)
+    gate.enforce("bot", Policy(), SPOT, "/0/private/GetWebSocketsToken", "POST", "", "form",
+                 None)
