@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.bench_gateway import Latency, Sender
 from botvault import Vault
-from botvault.grants import add_grant
+from botvault.grant_ops import add_grant
 from botvault.trading_policy import Policy
 from tests.gateway_stack import Credential, gateway_stack
 

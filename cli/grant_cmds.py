@@ -12,7 +12,7 @@ from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, ope
 from .durations import parse_duration
 
 if TYPE_CHECKING:
-    from botvault.grants import Grant
+    from botvault.grant_record import Grant
 
 app = typer.Typer()
 grant_app = typer.Typer(help="Grants: a Kraken-shaped key pair for one bot, for one entry, "
@@ -128,7 +128,7 @@ def list_(
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """List grants (revoked and expired ones too). Never a secret."""
-    from botvault.grants import list_grants
+    from botvault.grant_ops import list_grants
 
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         grants = list_grants(opened)
@@ -214,7 +214,7 @@ def revoke(
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Revoke a grant. A running agent (and so the gateway) refuses it from the next request."""
-    from botvault.grants import revoke_grant
+    from botvault.grant_ops import revoke_grant
 
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         grant = revoke_grant(opened, bot)

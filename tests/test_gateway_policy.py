@@ -17,7 +17,7 @@ import pytest
 from botvault import Vault
 from botvault.audit import read_audit
 from botvault.exchanges.kraken import sign_futures, sign_spot
-from botvault.grants import add_grant
+from botvault.grant_ops import add_grant
 from botvault.trading_policy import Policy
 
 from .gateway_stack import Credential, Stack, gateway_stack, start_gateway, stop_gateway

@@ -13,7 +13,7 @@ import pytest
 
 from botvault.errors import FormatError, InsecurePermissionsError
 from botvault.trading_policy import Refused
-from botvault.trading_policy.budget import DailyBudget, budget_path
+from botvault.trading_budget import DailyBudget, budget_path
 
 DAY = 1_765_065_600.0  # 2025-12-07T00:00:00Z
 
@@ -22,7 +22,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 from botvault.trading_policy import Refused
-from botvault.trading_policy.budget import DailyBudget
+from botvault.trading_budget import DailyBudget
 budget = DailyBudget(Path(sys.argv[1]))
 ok = 0
 for _ in range(int(sys.argv[2])):

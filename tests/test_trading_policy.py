@@ -327,7 +327,7 @@ def test_spellings_that_would_widen_an_order_are_refused() -> None:
 
 def test_kraken_ids_follow_an_order_through_edits(tmp_path: Path) -> None:
     from botvault.errors import PolicyError
-    from botvault.trading_policy.gate import PolicyGate
+    from botvault.trading_gate import PolicyGate
 
     gate = PolicyGate(tmp_path / "v.bv")
     policy = Policy(max_order_notional=Decimal(150))
@@ -352,7 +352,7 @@ def test_kraken_ids_follow_an_order_through_edits(tmp_path: Path) -> None:
 
 def test_endpoints_out_of_the_policys_sight_are_refused(tmp_path: Path) -> None:
     from botvault.errors import PolicyError
-    from botvault.trading_policy.gate import PolicyGate
+    from botvault.trading_gate import PolicyGate
 
     gate = PolicyGate(tmp_path / "v.bv")
     policy = Policy(max_order_volume=Decimal(1))

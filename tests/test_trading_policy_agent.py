@@ -13,7 +13,8 @@ import pytest
 
 from botvault import Vault, agent
 from botvault.errors import PolicyError
-from botvault.grants import Grant, add_grant
+from botvault.grant_ops import add_grant
+from botvault.grant_record import Grant
 from botvault.trading_policy import Policy
 from tests.agent_support import Keys, make_vault, private_runtime_dir, stop
 

@@ -9,11 +9,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .errors import FormatError, NotFoundError
-from .grants import GRANT_PREFIX, Grant
+from .grant_record import GRANT_PREFIX, Grant
 from .trading_policy.model import Policy, parse_policy
 
 if TYPE_CHECKING:
-    from .core import Vault
+    from .open_vault import Vault
 
 __all__ = ["OPTION_NAMES", "add_with_policy", "edit_policy", "grant_details", "policy_summary",
            "spent_today"]
@@ -26,7 +26,7 @@ def add_with_policy(vault: Vault, bot: str, *, entry: str, general: str, withdra
                     expires_in: float | None, options: Mapping[str, object]) -> Grant:
     """`grant add`: a grant with the policy its options give (none given: no policy). The
     options are checked before anything is written."""
-    from .grants import add_grant
+    from .grant_ops import add_grant
 
     policy = parse_policy(options)
     return add_grant(vault, bot, entry=entry, general=general, withdrawal=withdrawal,
@@ -41,7 +41,7 @@ def policy_summary(policy: Policy) -> str:
 def grant_details(vault: Vault, bot: str) -> dict[str, Any]:
     """`grant show`: the grant's metadata, its policy, and today's spending when it has a
     daily budget."""
-    from .grants import get_grant
+    from .grant_ops import get_grant
 
     grant = get_grant(vault, bot)
     doc = grant.metadata()
@@ -75,6 +75,6 @@ def edit_policy(vault: Vault, bot: str, options: Mapping[str, object]) -> Grant:
 
 def spent_today(vault: Vault, bot: str) -> tuple[str, Decimal]:
     """(the UTC day, what `bot`'s orders were charged against its daily budget today)."""
-    from .trading_policy.budget import DailyBudget
+    from .trading_budget import DailyBudget
 
     return DailyBudget(vault.path).spent(bot)

@@ -220,7 +220,7 @@ class Gateway:
 
     async def _policy_aliases(self, request: web.Request, found: Route, resolved: Resolved,
                               text: str, content_type: str) -> dict[str, list[str]] | None:
-        """The pair aliases the agent needs to judge a grant's policy (trading_policy.gate
+        """The pair aliases the agent needs to judge a grant's policy (trading_gate
         enforces it); a request the agent could not judge whole is refused here."""
         if not resolved.policy or self.upstream is None:
             return None

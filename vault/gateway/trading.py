@@ -1,5 +1,5 @@
 """The gateway's part in grant trading policies (the agent enforces them, see
-`botvault.trading_policy.gate`): refusing what the agent could not judge whole, the aliases
+`botvault.trading_gate`): refusing what the agent could not judge whole, the aliases
 of the pair names an order uses, and Kraken's ids for the orders placed.
 
 Kraken's public pair lists are fetched through the gateway's upstream and cached, for the

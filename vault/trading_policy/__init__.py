@@ -1,7 +1,8 @@
 """Trading policies on grants: what a bot may trade (pairs, order types, sizes, a daily
 notional budget, reduce-only) and where it may move funds, checked by the agent before it
 signs. See `model` (the policy), `orders` (reading a request), `check` (the rules),
-`budget` (the durable daily budget), `gate` (the agent's one call)."""
+`memory` (the orders a grant placed); the durable daily budget is `botvault.trading_budget`,
+the agent's one call `botvault.trading_gate`."""
 
 from __future__ import annotations
 

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from ..errors import PolicyError
-from ..exchanges import endpoints
-from .budget import DailyBudget
-from .check import Aliases, judge
-from .memory import OrderMemory, Remembered
-from .model import Policy
-from .orders import FUNDS_PATHS, ORDER_PATHS, Order, read_request
-from .refused import Refused
+from .errors import PolicyError
+from .exchanges import endpoints
+from .trading_budget import DailyBudget
+from .trading_policy.check import Aliases, judge
+from .trading_policy.memory import OrderMemory, Remembered
+from .trading_policy.model import Policy
+from .trading_policy.orders import FUNDS_PATHS, ORDER_PATHS, Order, read_request
+from .trading_policy.refused import Refused
 
 __all__ = ["PolicyGate", "aliases_from_wire"]
 

@@ -28,10 +28,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from .. import store
-from ..errors import FormatError
-from .decimals import BadNumber, parse_amount, shown
-from .refused import Refused
+from . import vault_file as store
+from .errors import FormatError
+from .trading_policy.decimals import BadNumber, parse_amount, shown
+from .trading_policy.refused import Refused
 
 __all__ = ["DailyBudget", "budget_path", "utc_day"]
 
@@ -45,7 +45,7 @@ def _sync(fd: int) -> None:
     if hasattr(os, "fdatasync"):
         os.fdatasync(fd)
         return
-    from ..nonces.files import default_sync
+    from .nonces.files import default_sync
 
     default_sync(fd)
 
