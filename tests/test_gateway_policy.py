@@ -20,6 +20,7 @@ from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.grant_ops import add_grant
 from botvault.trading_policy import Policy
 
+from .agent_support import eventually
 from .gateway_stack import Credential, Stack, gateway_stack, start_gateway, stop_gateway
 from .kraken_server import http_json
 
@@ -105,12 +106,15 @@ def test_ccxt_sdk_and_krakenex_on_spot(stack: Stack) -> None:
     assert refused["error"] == ["EGeneral:Permission denied", "EGeneral:Permission denied:"
                                 "grant policy: order type 'stop-loss' not in grant policy"]
     assert reached(stack, ADD) == 3
-    outcomes = [r["outcome"] for r in read_audit(stack.keys.path)
-                if r.get("endpoint") == ADD]
-    assert outcomes.count("forwarded") == 3
+
+    def outcomes() -> list[str]:  # the audit writer is another process: lines come soon
+        return [r["outcome"] for r in read_audit(stack.keys.path) if r.get("endpoint") == ADD]
+
+    assert eventually(lambda: len(outcomes()) == 11)
+    assert outcomes().count("forwarded") == 3
     assert {"policy:order-volume", "policy:order-notional", "policy:order-type",
             "policy:unbounded-price", "policy:unreadable", "policy:unknown-pair"} <= \
-        set(outcomes)
+        set(outcomes())
 
 
 def test_a_batch_with_one_bad_order_sends_nothing(stack: Stack) -> None:

@@ -15,8 +15,8 @@ from botvault._testing import CHEAPEST_TEST_ONLY
 from botvault.cli.main import app
 from botvault.grant_ops import add_grant, get_grant
 from botvault.grant_record import Grant
-from botvault.trading_policy import Policy
 from botvault.trading_budget import DailyBudget
+from botvault.trading_policy import Policy
 from tests.conftest import PASSPHRASE, kraken_secret
 
 runner = CliRunner()

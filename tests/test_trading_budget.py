@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from botvault.errors import FormatError, InsecurePermissionsError
-from botvault.trading_policy import Refused
 from botvault.trading_budget import DailyBudget, budget_path
+from botvault.trading_policy import Refused
 
 DAY = 1_765_065_600.0  # 2025-12-07T00:00:00Z
 
