@@ -65,6 +65,14 @@ class WatchedAgent:
         self._up()
         return signed
 
+    async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
+        try:
+            await self._agent.learn(grant_key, nonce, order_ids)
+        except GrantRefused as exc:
+            self._note(exc)
+            raise
+        self._up()
+
     def close(self) -> None:
         self._agent.close()
 
