@@ -10,14 +10,16 @@ import subprocess
 import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from botvault.cli.grant_cmds import grant_app
 from botvault.cli.help_cmds import EXAMPLES, first_sentence
 from botvault.cli.main import _COMMANDS, app
 from tests.test_cli_tty import Terminal
 
 runner = CliRunner()
-GRANT = ("add", "list", "show", "revoke", "log")
+GRANT = tuple(typer.main.get_command(grant_app).commands)  # type: ignore[attr-defined]
 
 
 def _help(*argv: str) -> str:
