@@ -20,35 +20,36 @@ def gateway(
     listen: Annotated[str, typer.Option(
         metavar="HOST:PORT", help="Address to listen on (an IP address; port 0: any free one)."
         )] = f"127.0.0.1:{DEFAULT_PORT}",
-    spot_url: Annotated[str, typer.Option(help="Kraken Spot REST origin.")
+    spot_url: Annotated[str, typer.Option(help="Kraken Spot REST origin.", metavar="URL")
                         ] = DEFAULT_SPOT_URL,
-    futures_url: Annotated[str, typer.Option(help="Kraken Futures REST origin.")
-                           ] = DEFAULT_FUTURES_URL,
+    futures_url: Annotated[str, typer.Option(help="Kraken Futures REST origin.",
+                                             metavar="URL")] = DEFAULT_FUTURES_URL,
     tier: Annotated[str, typer.Option(
-        help="Your Kraken verification tier (Spot rate counter): starter, intermediate, pro."
-        )] = "starter",
+        help="Your Kraken verification tier (Spot rate counter).",
+        metavar="<starter|intermediate|pro>")] = "starter",
     ca_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer needs Optional
         metavar="FILE", show_default=False,
         help="Verify the exchange's certificate against this CA bundle instead of the "
              "system's.")] = None,
     max_wait: Annotated[float, typer.Option(
         help="Seconds a request may wait for the rate limit before it is answered "
-             "EAPI:Rate limit exceeded.")] = 30.0,
+             "EAPI:Rate limit exceeded.", metavar="SECONDS")] = 30.0,
     replay_window: Annotated[float, typer.Option(
         help="A grant-signed request is accepted once, while its nonce is within this many "
-             "seconds of the clock.")] = 10.0,
+             "seconds of the clock.", metavar="SECONDS")] = 10.0,
     max_connections: Annotated[int, typer.Option(
-        help="Open connections at most; more are closed at once.")] = 1024,
+        help="Open connections at most; more are closed at once.", metavar="N")] = 1024,
     max_per_grant: Annotated[int, typer.Option(
         help="Requests of one grant in progress at most; more are answered "
-             "EService:Busy.")] = 256,
+             "EService:Busy.", metavar="N")] = 256,
     audit_failure: Annotated[str, typer.Option(
         help="When an audit line cannot be written: refuse (forward nothing unaudited) or "
-             "continue.")] = "refuse",
+             "continue.", metavar="refuse|continue")] = "refuse",
     audit_keep_days: Annotated[float, typer.Option(
-        help="Keep forwarded-request audit lines this many days ...")] = 90.0,
+        help="Keep forwarded-request audit lines this many days ...",
+        metavar="DAYS")] = 90.0,
     audit_max_mb: Annotated[float, typer.Option(
-        help="... and at most this many MB of them.")] = 100.0,
+        help="... and at most this many MB of them.", metavar="MB")] = 100.0,
     allow_remote: Annotated[bool, typer.Option(
         "--allow-remote", help="Allow listening on an address other than loopback "
                                "(requests then cross the network; see SECURITY.md).")] = False,

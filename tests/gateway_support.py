@@ -99,6 +99,9 @@ class FakeGrants:
         return Verified(os.urandom(8).hex(), grant.name, grant.entry, grant.exchange,
                         key_id(grant.exchange, grant.api_key))
 
+    async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
+        pass  # this stand-in agent knows no policies
+
     async def sign(self, request: SignRequest, verified: Verified) -> Signed:
         try:
             grant = self._find(request.grant_key)  # checked again: revoked since?

@@ -108,6 +108,10 @@ class Entry:
         from .exchanges.profiles import key_id
 
         return self.pair_id or "key:" + key_id(self.exchange, self.api_key)
+    # The plaintext file `import` read this pair from (an absolute path, never its content),
+    # so that doctor reports that file from any working directory while it still holds the
+    # secret. Sealed with the entry and written only when set, as nonce_mark.
+    imported_from: str | None = field(default=None, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -165,6 +169,8 @@ class Entry:
             doc["pair_id"] = self.pair_id
         if self.rotated_from:
             doc["rotated_from"] = list(self.rotated_from)
+        if self.imported_from is not None:
+            doc["imported_from"] = self.imported_from
         return record_plaintext(self.name, doc)
 
     @classmethod
@@ -183,6 +189,8 @@ class Entry:
                 doc["nonce_mark"] = _nonce_mark(doc["nonce_mark"])
             doc["pair_id"] = str(doc.get("pair_id", ""))
             doc["rotated_from"] = tuple(str(p) for p in doc.get("rotated_from", ()))
+            if "imported_from" in doc:
+                doc["imported_from"] = _import_source(doc["imported_from"])
             return cls(**doc, entry_id=entry_id)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("an entry in the vault is malformed") from None
@@ -193,6 +201,10 @@ def new_pair_id() -> str:
     import os
 
     return os.urandom(12).hex()
+def _import_source(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError("a malformed import source")
+    return raw
 
 
 def _nonce_mark(raw: Any) -> tuple[str, int]:

@@ -34,6 +34,7 @@ from .errors import AlreadyExistsError, FormatError, GrantError, InvalidInputErr
 from .grant_checks import check_within
 from .grant_record import GRANT_PREFIX, KEY_RE, Grant, is_grant_record
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
+from .trading_policy.model import Policy
 
 if TYPE_CHECKING:
     from .open_vault import Vault
@@ -162,7 +163,8 @@ class GrantIndex:
 
 def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
               withdrawal: Withdrawal | str, expires_in: float | None = None,
-              now: Callable[[], float] = time.time, require_nonce: bool = False) -> Grant:
+              now: Callable[[], float] = time.time, policy: Policy | None = None,
+              require_nonce: bool = False) -> Grant:
     """Issue a grant for `bot` on `entry`'s key pair. Refuses scopes above the entry's, and
     a bot that holds an active grant already (revoke it first); replaces a revoked,
     expired or orphaned one. `require_nonce`: every request must carry a nonce (Futures
@@ -185,7 +187,7 @@ def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
                                          hint=f"revoke it first: botvault grant revoke {bot}")
         grant = Grant.issue(bot, target, general=wanted_general, withdrawal=wanted_withdrawal,
                             expires_at=None if expires_in is None else moment + expires_in,
-                            require_nonce=require_nonce)
+                            policy=policy, require_nonce=require_nonce)
         records[grant.name] = grant
         issued.append(grant)
         return records
@@ -206,7 +208,8 @@ def grants_for_export(source: Vault, entries: Iterable[str]) -> list[Grant]:
 def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:
     """The grants of a backup being restored that must change so that a restore never
     revives one: a grant that is not active now with the same key comes back revoked (a
-    revoked bot's pair is exactly what an attacker holds). Returns name -> replacement."""
+    revoked bot's pair is exactly what an attacker holds), and one that is keeps the
+    trading policy it has now. Returns name -> replacement."""
     changed: dict[str, Grant] = {}
     for name, slot in restored.items():
         if not is_grant_record(name):
@@ -218,6 +221,10 @@ def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:
         mine = materialize_record(name, now) if now is not None else None
         if isinstance(mine, Grant) and mine.key_matches(old.api_key) and \
                 mine.revoked_at is None:
+            if mine.policy != old.policy:
+                # Nor does it bring back an older trading policy: the limits set since
+                # (narrowed after a bot misbehaved, say) stay.
+                changed[name] = old.with_changes(policy=mine.policy)
             continue
         revoked_at = mine.revoked_at if isinstance(mine, Grant) and mine.revoked_at and \
             mine.key_matches(old.api_key) else now_utc()

@@ -22,6 +22,7 @@ from .errors import FormatError
 from .exchanges.profiles import key_id as _key_id
 from .scopes import General, Withdrawal
 from .secret import Secret
+from .trading_policy.model import Policy
 
 __all__ = ["GRANT_PREFIX", "KEY_PREFIX", "KEY_RE", "Grant", "is_grant_record"]
 
@@ -31,6 +32,7 @@ KEY_RE = re.compile(r"bvg_[A-Za-z0-9_-]{52}")
 _KEY_BYTES = 39  # 52 base64 characters, no padding
 _SECRET_BYTES = 64  # as Kraken's secrets
 _SCHEMA = 1
+_SCHEMA_POLICY = 2  # the same record with a trading policy
 
 
 def is_grant_record(name: str) -> bool:
@@ -61,6 +63,7 @@ class Grant:
     pair: str = ""
     # Every request must carry a nonce (Futures lets a request go without one).
     require_nonce: bool = False
+    policy: Policy = field(default_factory=Policy)  # trading limits; Policy(): none
 
     @property
     def name(self) -> str:
@@ -69,7 +72,8 @@ class Grant:
 
     @classmethod
     def issue(cls, bot: str, entry: Entry, *, general: General, withdrawal: Withdrawal,
-              expires_at: float | None, require_nonce: bool = False) -> Grant:
+              expires_at: float | None, policy: Policy | None = None,
+              require_nonce: bool = False) -> Grant:
         """A new grant with a fresh key and secret from the OS's CSPRNG."""
         key = KEY_PREFIX + base64.urlsafe_b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
         secret = base64.b64encode(os.urandom(_SECRET_BYTES)).decode("ascii")
@@ -77,7 +81,8 @@ class Grant:
                    withdrawal=withdrawal, api_key=key, api_secret=Secret(secret),
                    key_id=_key_id(entry.exchange, entry.api_key),
                    expires_at=expires_at, entry_id=os.urandom(fileformat.ID_SIZE),
-                   pair=entry.pair_identity, require_nonce=require_nonce)
+                   pair=entry.pair_identity, require_nonce=require_nonce,
+                   policy=policy or Policy())
 
     def state(self, now: float) -> str:
         """"active", "revoked" or "expired" at wall-clock time `now`."""
@@ -97,6 +102,7 @@ class Grant:
             "revoked_at": self.revoked_at,
             "state": self.state(time.time() if now is None else now),
             "require_nonce": self.require_nonce,
+            "policy": self.policy.to_doc(),
         }
 
     def with_changes(self, **changes: Any) -> Grant:
@@ -109,7 +115,10 @@ class Grant:
                                    api_key.encode("utf-8", "surrogatepass"))
 
     def to_plaintext(self) -> bytes:
-        doc = {"v": _SCHEMA, "kind": "grant", "bot": self.bot, "entry": self.entry,
+        # A grant with a policy is schema 2, so an older botvault refuses it ("written by a
+        # newer botvault") instead of reading it without its limits.
+        doc = {"v": _SCHEMA if self.policy.empty else _SCHEMA_POLICY, "kind": "grant",
+               "bot": self.bot, "entry": self.entry,
                "general": self.general.value, "withdrawal": self.withdrawal.value,
                "api_key": self.api_key, "api_secret": self.api_secret.reveal(),
                "key_id": self.key_id, "created_at": self.created_at, "expires_at": self.expires_at,
@@ -118,13 +127,15 @@ class Grant:
             doc["pair"] = self.pair
         if self.require_nonce:
             doc["require_nonce"] = True
+        if not self.policy.empty:  # a grant without one is written exactly as before
+            doc["policy"] = self.policy.to_doc()
         return record_plaintext(self.name, doc)
 
     @classmethod
     def from_plaintext(cls, raw: bytes, entry_id: bytes) -> Grant:
         try:
             doc = json.loads(raw)
-            if doc.pop("v") != _SCHEMA or doc.pop("kind") != "grant":
+            if doc.pop("v") not in (_SCHEMA, _SCHEMA_POLICY) or doc.pop("kind") != "grant":
                 raise FormatError("a grant was written by a newer botvault",
                                   hint="upgrade botvault")
             expires = _expiry(doc["expires_at"])
@@ -136,7 +147,8 @@ class Grant:
                        expires_at=expires,
                        revoked_at=doc["revoked_at"], entry_id=entry_id,
                        pair=str(doc.get("pair", "")),
-                       require_nonce=doc.get("require_nonce") is True)
+                       require_nonce=doc.get("require_nonce") is True,
+                       policy=Policy.from_doc(doc.get("policy")))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("a grant in the vault is malformed") from None
 

@@ -32,7 +32,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,10 +44,11 @@ from .audit_writer import AuditFailed
 from .config import GatewayConfig
 from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
 from .governor import Governor
-from .grants import GrantAgent, GrantRefused, SignRequest
+from .grants import GrantAgent, GrantRefused, SignRequest, Verified
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
 from .timeouts import bounded
+from .trading import PolicyGuard
 
 __all__ = ["Auditor", "Gateway", "RefusalPace", "build_app"]
 
@@ -81,9 +82,10 @@ class _Outcome:
 
 
 class _Refuse(Exception):
-    def __init__(self, reason: Reason) -> None:
+    def __init__(self, reason: Reason, detail: str = "", rule: str = "") -> None:
         super().__init__(reason.value)
         self.reason = reason
+        self.detail, self.rule = detail, rule  # a policy refusal's message and rule
 
 
 class Gateway:
@@ -106,6 +108,7 @@ class Gateway:
         self._summaries: asyncio.Task[None] | None = None
         self._audit_warned = -math.inf
         self._pace = RefusalPace()
+        self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -192,7 +195,8 @@ class Gateway:
         try:
             response = await self._dispatch(request, found, outcome)
         except _Refuse as refused:
-            response = self._refusal(found, refused.reason, outcome)
+            response = self._refusal(found, refused.reason, outcome, refused.detail,
+                                     refused.rule)
             await self._pace.refused()
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
@@ -205,9 +209,10 @@ class Gateway:
         return response
 
     @staticmethod
-    def _refusal(found: Route | None, reason: Reason, outcome: _Outcome) -> web.Response:
-        answer = refusal(found.api if found else Api.SPOT, reason)
-        outcome.outcome = reason.value
+    def _refusal(found: Route | None, reason: Reason, outcome: _Outcome, detail: str = "",
+                 rule: str = "") -> web.Response:
+        answer = refusal(found.api if found else Api.SPOT, reason, detail)
+        outcome.outcome = f"{reason.value}:{rule}" if rule else reason.value
         return web.Response(status=answer.status, body=answer.body,
                             content_type="application/json")
 
@@ -294,10 +299,15 @@ class Gateway:
                                                window=self.config.replay_window,
                                                hold=bound + 60)
         except GrantRefused as exc:
+            if exc.known is not None:
+                outcome.grant, outcome.entry = exc.known
             raise _Refuse(exc.reason) from None
         outcome.grant, outcome.entry = verified.grant, verified.entry
         if verified.exchange != found.exchange:
             raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
+        aliases = await self._policy_aliases(request, found, verified, sign_request.body,
+                                             sign_request.content_type)
+        sign_request = replace(sign_request, key_id=verified.key_id, aliases=aliases)
         order = KeyOrder.for_key_id(self.vault_path, verified.key_id)
         # Its audit line is made durable while it waits for the key's order, and before the
         # rate counter takes it (so what the counter admits leaves at once).
@@ -305,20 +315,41 @@ class Gateway:
         try:
             async with order.hold_async(timeout=bound):
                 await audit
+                await self.policy.before_sign(sign_request.grant_key)
                 await self._within_rate(found, verified.key_id, outcome.started + bound)
                 # Signed last, right before sending: the agent checks the grant again, so
                 # a request still waiting when `grant revoke` returned is refused here.
                 try:
                     signed = await self.agent.sign(sign_request, verified)
                 except GrantRefused as exc:
-                    raise _Refuse(exc.reason) from None
+                    raise _Refuse(exc.reason, exc.detail if exc.rule else "",
+                                  exc.rule) from None
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
-                return await self._forward(request, found, out_body, signed.headers, outcome)
+                response = await self._forward(request, found, out_body, signed.headers,
+                                               outcome)
+                if verified.policy:
+                    self.policy.after_forward(self.agent, sign_request.grant_key, found.api,
+                                              found.endpoint, signed.nonce, response)
+                return response
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
         finally:
             with contextlib.suppress(BaseException):  # its line is written either way
                 await audit
+
+    async def _policy_aliases(self, request: web.Request, found: Route, verified: Verified,
+                              text: str, content_type: str) -> dict[str, list[str]] | None:
+        """The pair aliases the agent needs to judge a grant's policy (trading_gate
+        enforces it); a request the agent could not judge whole is refused here."""
+        if not verified.policy or self.upstream is None:
+            return None
+        origin = self.config.spot_url if found.api is Api.SPOT else self.config.futures_url
+        try:
+            return await self.policy.aliases(
+                self.upstream, origin, found.api, found.exchange, found.endpoint,
+                verified.policy, text, request.rel_url.raw_query_string, content_type)
+        except ValueError as exc:
+            raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
 
     async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
         """Wait, holding the key's order, until the key's counter takes this request; refuse

@@ -51,7 +51,11 @@ class AuditProcess:
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "botvault.gateway.audit_writer", *self._args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            # A session of its own: Ctrl-C at the gateway's terminal goes to the foreground
+            # process group, and must not kill this child (with a traceback, dropping the
+            # lines still in the pipe). It ends at the end of its input, after the last line.
+            start_new_session=True)
         self._reader = asyncio.ensure_future(self._read_acks())
 
     def _write(self, record: dict[str, Any]) -> bool:

@@ -19,6 +19,7 @@ from ..errors import (
     AuthenticationError,
     GrantError,
     InvalidInputError,
+    PolicyError,
     ScopeError,
     VaultError,
 )
@@ -40,6 +41,8 @@ class SignRequest:
     nonce_header: str
     content_type: str
     key_id: str = ""  # the real key's identity, once `verify` named it
+    # The pair aliases the gateway looked up for a grant with a policy (public data).
+    aliases: dict[str, list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,23 +54,31 @@ class Verified:
     entry: str
     exchange: str
     key_id: str
+    # The grant's trading policy as JSON (trading_policy.Policy.to_doc), or None.
+    policy: dict[str, Any] | None = None
 
 
 def verified_from(answer: Mapping[str, Any]) -> Verified:
     """Read a `grant_verify` answer; GrantRefused(UNAVAILABLE) when it is malformed."""
     fields = [answer.get(k) for k in ("ticket", "grant", "entry", "exchange", "key_id")]
-    if not all(isinstance(f, str) for f in fields):
+    policy = answer.get("policy")
+    if not all(isinstance(f, str) for f in fields) or not (
+            policy is None or isinstance(policy, dict)):
         raise GrantRefused(Reason.UNAVAILABLE, "the agent sent a malformed answer")
-    return Verified(*(str(f) for f in fields))
+    ticket, grant, entry, exchange, key = (str(f) for f in fields)
+    return Verified(ticket, grant, entry, exchange, key, policy or None)
 
 
 class GrantRefused(Exception):
     """The agent refused the request; `reason` says how the gateway answers."""
 
-    def __init__(self, reason: Reason, detail: str = "") -> None:
+    def __init__(self, reason: Reason, detail: str = "", *, rule: str = "") -> None:
         super().__init__(detail or reason.value)
         self.reason = reason
         self.changed = detail == "changed"
+        self.rule = rule  # a policy refusal's rule; `detail` then is its message
+        self.detail = detail
+        self.known: tuple[str, str] | None = None  # (grant, entry) when known without the agent
 
 
 class GrantAgent(Protocol):
@@ -80,11 +91,16 @@ class GrantAgent(Protocol):
 
     async def sign(self, request: SignRequest, verified: Verified) -> Signed: ...
 
+    async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
+        """Tell the agent Kraken's ids for the orders a request it signed placed."""
+
     def close(self) -> None: ...
 
 
-def refused_as(exc: VaultError) -> GrantRefused:  # noqa: PLR0911 -- one line per reason
+def refused_as(exc: VaultError) -> GrantRefused:  # noqa: PLR0911 - one answer per kind
     """The gateway's answer to an error the agent raised."""
+    if isinstance(exc, PolicyError):
+        return GrantRefused(Reason.POLICY, exc.message, rule=exc.rule)
     if isinstance(exc, ScopeError):
         return GrantRefused(Reason.PERMISSION)
     if isinstance(exc, GrantError) and exc.reason == "signature":

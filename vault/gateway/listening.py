@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import os
 import resource
@@ -24,7 +25,7 @@ from typing import Any
 
 from aiohttp import web_server
 
-from ..errors import InvalidInputError
+from ..errors import ConflictError, InvalidInputError
 from .config import GatewayConfig
 
 __all__ = ["SD_LISTEN_FDS_START", "AcceptErrors", "cap_connections", "inherited_socket",
@@ -76,12 +77,29 @@ def listening_socket(config: GatewayConfig) -> socket.socket:
                 hint="pass --allow-remote to serve elsewhere (see SECURITY.md)")
         sock.setblocking(False)
         return sock
+    return _bound(config)
+
+
+def _bound(config: GatewayConfig) -> socket.socket:
+    """The listening socket, bound before anything else starts, so that a taken address is
+    one error naming it (ConflictError, exit 9), with nothing started to clean up."""
     listen = config.listen
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((listen.host, listen.port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((listen.host, listen.port))
+    except OSError as exc:
+        sock.close()
+        taken = exc.errno == errno.EADDRINUSE
+        raise ConflictError(
+            f"cannot listen on {listen.host}:{listen.port}: "
+            + ("the address is already in use" if taken else (exc.strerror or str(exc))),
+            hint="another program (a gateway already running?) listens there; stop it or "
+                 "pick another address with --listen HOST:PORT (port 0: any free one)"
+            if taken else "pick another address with --listen HOST:PORT") from None
     return sock
+
 
 
 def open_files_for(connections: int) -> int:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..agent import connect, socket_path_for
 from .agent_link import AsyncAgentGrants
+from .agent_watch import WatchedAgent
 from .app import Gateway, build_app
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
@@ -32,21 +33,23 @@ def make_runner(gateway: Gateway) -> web.AppRunner:
                          keepalive_timeout=gateway.config.idle_timeout)
 
 
-async def _serve(gateway: Gateway, sock: socket.socket, announce: Callable[[str], None]
-                 ) -> None:
+async def _serve(gateway: Gateway, announce: Callable[[str], None],
+                 sock: socket.socket) -> None:
     runner = make_runner(gateway)
-    await runner.setup()
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(AcceptErrors(loop).handle)
-    if runner.server is not None:  # set by setup()
-        cap_connections(runner.server, open_files_for(gateway.config.max_connections))
-    site = web.SockSite(runner, sock)
-    await site.start()
     stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Ctrl-C or SIGTERM from here on stops the gateway in order (audit lines received are
+    # written by the audit child, which ends at the end of its input), never a traceback.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopped.set)
-    announce(_url(sock))  # after the handlers: whoever heard it may stop us at once
+    loop.set_exception_handler(AcceptErrors(loop).handle)
     try:
+        await runner.setup()
+        if runner.server is not None:  # set by setup()
+            cap_connections(runner.server, open_files_for(gateway.config.max_connections))
+        site = web.SockSite(runner, sock)
+        await site.start()
+        announce(_url(sock))
         await stopped.wait()
     finally:
         await runner.cleanup()
@@ -54,6 +57,7 @@ async def _serve(gateway: Gateway, sock: socket.socket, announce: Callable[[str]
 
 
 def _url(sock: socket.socket) -> str:
+    # The socket's own address: under socket activation it is systemd's, not --listen's.
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else \
         f"http://{host}:{port}"
@@ -65,14 +69,18 @@ def serve(config: GatewayConfig, vault_path: Path | None,
 
     `announce` is told the URL once the gateway listens (port 0 picks a free one).
     """
-    # First of all: systemd's variables are removed before any child (the audit writer)
-    # could inherit them, and a bind that fails stops us before anything else.
-    sock = listening_socket(config)
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
-    agent = AsyncAgentGrants(socket_path_for(vault_path), vault_path=agent_vault)
-    audit = AuditProcess(agent_vault, keep_days=config.audit_keep_days,
-                         max_bytes=int(config.audit_max_mb * 1024 * 1024))
-    gateway = Gateway(config, agent, agent_vault, audit=audit)
-    asyncio.run(_serve(gateway, sock, announce))
+    # systemd's socket (its variables removed before any child could inherit them), else
+    # one bound to --listen.
+    sock = listening_socket(config)
+    try:
+        agent = WatchedAgent(AsyncAgentGrants(socket_path_for(vault_path),
+                                              vault_path=agent_vault))
+        audit = AuditProcess(agent_vault, keep_days=config.audit_keep_days,
+                             max_bytes=int(config.audit_max_mb * 1024 * 1024))
+        gateway = Gateway(config, agent, agent_vault, audit=audit)
+        asyncio.run(_serve(gateway, announce, sock))
+    finally:
+        sock.close()
