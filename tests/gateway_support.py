@@ -102,6 +102,12 @@ class FakeGrants:
     async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
         pass  # this stand-in agent knows no policies
 
+    async def check(self, grant_key: str) -> None:
+        try:
+            self._find(grant_key)
+        except VaultError as exc:
+            raise refused_as(exc) from None
+
     async def sign(self, request: SignRequest, verified: Verified) -> Signed:
         try:
             grant = self._find(request.grant_key)  # checked again: revoked since?

@@ -200,6 +200,9 @@ class AsyncAgentGrants:
         except AgentError as exc:
             raise refused_as(exc) from None
 
+    async def check(self, grant_key: str) -> None:
+        await self._call("grant_resolve", grant_key=grant_key)
+
     async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
         await self._call("grant_learn", grant_key=grant_key, nonce=nonce, order_ids=order_ids)
 

@@ -11,11 +11,11 @@ One private request, in order:
    grant (known from a list, no round trip), the bot's signature, the grant's scope, the
    replay window (`grant_verify`; a one-time ticket comes back);
 5. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
-   integrations take too; requests queue for it in arrival order) and, holding it, wait
-   until the key's rate counter takes the request (`governor`; a wait that would end beyond
-   the bound from arrival is answered `EAPI:Rate limit exceeded` here), then have the agent
-   sign it with the real key's next nonce (the grant checked again: revoked since, refused)
-   and send it at once;
+   integrations take too; requests queue for it in arrival order) and, holding it, have the
+   agent sign it with the real key's next nonce (the grant checked again: revoked since,
+   refused), wait until the key's rate counter takes it (`governor`; a wait that would end
+   beyond the bound from arrival is answered `EAPI:Rate limit exceeded` here), check the
+   grant once more if the vault was saved meanwhile, and send it at once;
 6. answer the bot with the exchange's status and body, and complete its audit line (written
    durably before it was sent); a request that sent nothing is counted in a summary line.
 
@@ -316,14 +316,22 @@ class Gateway:
             async with order.hold_async(timeout=bound):
                 await audit
                 await self.policy.before_sign(sign_request.grant_key)
-                await self._within_rate(found, verified.key_id, outcome.started + bound)
-                # Signed last, right before sending: the agent checks the grant again, so
-                # a request still waiting when `grant revoke` returned is refused here.
+                # The agent checks the grant again when it signs, so a request that waited
+                # for its key while `grant revoke` returned is refused; the vault saved
+                # after that (a revocation, say) has it checked once more before it leaves.
+                stamp = _stamp(self.vault_path)
                 try:
                     signed = await self.agent.sign(sign_request, verified)
                 except GrantRefused as exc:
                     raise _Refuse(exc.reason, exc.detail if exc.rule else "",
                                   exc.rule) from None
+                # The rate wait last: what the counter admits leaves at once.
+                await self._within_rate(found, verified.key_id, outcome.started + bound)
+                if _stamp(self.vault_path) != stamp:
+                    try:
+                        await self.agent.check(sign_request.grant_key)
+                    except GrantRefused as exc:
+                        raise _Refuse(exc.reason) from None
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
                 response = await self._forward(request, found, out_body, signed.headers,
                                                outcome)
@@ -397,6 +405,15 @@ class RefusalPace:
             self._tokens -= 1
             return
         await asyncio.sleep(self._delay)
+
+
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    """What changes whenever the vault is saved (it is replaced), read without the agent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _signed_text(found: Route, method: str, body: str, query: str) -> str:
