@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
+from .access import access
 from .durations import parse_duration
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 @grant_app.command()
 def add(
+    ctx: typer.Context,
     bot: Bot,
     key: Annotated[str, typer.Option("--key", help="The entry the bot may use.",
                                      show_default=False, metavar="ENTRY")],
@@ -38,10 +39,6 @@ def add(
         help="Stop working after this long (90s, 15m, 8h, 30d) [default: never].",
         show_default=False, metavar="DURATION")] = None,
     json_: JsonOpt = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Issue a grant and print its key pair once, as the exchange does.
 
@@ -53,7 +50,7 @@ def add(
 
     check_name(bot)
     seconds = parse_duration(expires) if expires is not None else None
-    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         grant = add_grant(opened, bot, entry=key, general=general, withdrawal=withdrawal,
                           expires_in=seconds)
     if json_:
@@ -78,16 +75,13 @@ def _row(grant: Grant) -> list[str]:
 
 @grant_app.command("list")
 def list_(
+    ctx: typer.Context,
     json_: JsonOpt = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """List grants (revoked and expired ones too). Never a secret."""
     from botvault.grants import list_grants
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         grants = list_grants(opened)
     if json_:
         output.json_out([g.metadata() for g in grants])
@@ -98,17 +92,14 @@ def list_(
 
 @grant_app.command()
 def show(
+    ctx: typer.Context,
     bot: Bot,
     json_: JsonOpt = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Show one grant: its entry, scopes, state, expiry and api key. Never its secret."""
     from botvault.grants import get_grant
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         doc = get_grant(opened, bot).metadata()
     if json_:
         output.json_out(doc)
@@ -119,32 +110,29 @@ def show(
 
 @grant_app.command()
 def revoke(
+    ctx: typer.Context,
     bot: Bot,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Revoke a grant. A running agent (and so the gateway) refuses it from the next request."""
     from botvault.grants import revoke_grant
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         grant = revoke_grant(opened, bot)
     typer.echo(f"revoked {grant.bot} (at {grant.revoked_at})")
 
 
 @grant_app.command()
 def log(
+    ctx: typer.Context,
     bot: Annotated[Optional[str], typer.Argument(  # noqa: UP045 -- Typer needs Optional
         help="Only this bot's requests.", show_default=False)] = None,
     json_: Annotated[bool, typer.Option("--json", help="JSON lines, as recorded.")] = False,
-    vault: VaultOpt = None,
 ) -> None:
     """Show the gateway's audit log: one line per request (time, grant, entry, endpoint,
     outcome, upstream status). Needs no passphrase: the log holds no secret."""
     from botvault.audit import read_audit
 
-    records = read_audit(Access(vault, None, None).path, grant=bot)
+    records = read_audit(access(ctx).path, grant=bot)
     if json_:
         import json
 

@@ -95,14 +95,14 @@ def read_passphrase(sources: Sources, prompt: str = "Vault passphrase") -> str:
 
 
 def read_new_passphrase(file: Path | None, prompt: str = "New passphrase", *,
-                        flag: str = "--new-passphrase-file", stdin: bool | None = None) -> str:
+                        flag: str = "--new-passphrase-file", stdin: bool = False) -> str:
     """A passphrase being set: from a file, asked twice on a terminal, or (with
     --passphrase-stdin) the next line of standard input."""
     if file is not None:
         return read_file(file, f"{prompt.lower()} file")
     if interactive():
         return _prompt_hidden(prompt, confirm=True)
-    if stdin if stdin is not None else global_stdin():
+    if stdin:
         from botvault.passphrase_source import passphrase_from_stdin
 
         return passphrase_from_stdin(_stdin_bytes(), prompt.lower())
@@ -116,13 +116,6 @@ def stdin_line(what: str) -> str:
     from botvault.passphrase_source import passphrase_from_stdin
 
     return passphrase_from_stdin(_stdin_bytes(), what)
-
-
-def global_stdin() -> bool:
-    """`botvault --passphrase-stdin COMMAND`: given before the command."""
-    from .common import global_options
-
-    return global_options().passphrase_stdin
 
 
 def refuse_two_stdin_readers(sources: Sources, *, secret_stdin: bool) -> None:

@@ -9,15 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
+from .access import access
 from .choices import Exchange, General, ImportFormat, NameArg, Withdrawal, value_of
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
 from .entry_cmds import SecretStdin, ask_pair, ask_scope, require_key_source
 from .passphrase import interactive, read_file, read_new_passphrase, refuse_two_stdin_readers
 
 if TYPE_CHECKING:
     from botvault.core import Vault
-    from botvault.entries import Entry
-    from botvault.importers import Candidate
 
 app = typer.Typer()
 
@@ -30,6 +28,7 @@ FileArg = Annotated[Path, typer.Argument(help="File.", show_default=False, metav
 
 @app.command()
 def export(
+    ctx: typer.Context,
     file: FileArg,
     export_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
         help="Read the export's own passphrase from FILE (same rules as --passphrase-file; "
@@ -39,10 +38,6 @@ def export(
         "--only", help="Export just this entry (repeatable).", show_default=False,
         metavar="NAME")] = None,
     allow_weak_passphrase: AllowWeak = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Write an encrypted copy of the vault (or --only some entries) to FILE, under a
     passphrase of its own: an offline backup. Read it back with `import --format botvault`.
@@ -62,8 +57,7 @@ def export(
 
         raise InvalidInputError("no terminal to ask for the export passphrase",
                                 hint="pass --export-passphrase-file FILE")
-    with open_vault(Access(vault, passphrase_file, passphrase_command,
-                           passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         secret = checked_new_passphrase(read_new_passphrase(
             export_passphrase_file, "Export passphrase", flag="--export-passphrase-file",
             stdin=False), allow_weak=allow_weak_passphrase)
@@ -76,6 +70,7 @@ def export(
 
 @app.command("import")
 def import_(
+    ctx: typer.Context,
     file: FileArg,
     format_: Annotated[ImportFormat, typer.Option("--format", help="The file's format.",
                                                   show_default=False)],
@@ -94,10 +89,6 @@ def import_(
     import_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
         help="botvault: the export's passphrase file (same rules as --passphrase-file).",
         show_default=False, metavar="FILE")] = None,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Move keys from a plaintext file (.env, ccxt or freqtrade JSON) or a botvault export
     into the vault, with the same checks as `add`. Delete the plaintext afterwards.
@@ -109,7 +100,7 @@ def import_(
 
     if name is not None:
         check_name(name)
-    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    acc = access(ctx)
     fmt = str(value_of(format_))
     if fmt == "botvault":
         if import_passphrase_file is None and not interactive():
@@ -117,15 +108,17 @@ def import_(
 
             raise InvalidInputError("no terminal to ask for the export's passphrase",
                                     hint="pass --import-passphrase-file FILE")
-        with open_vault(acc) as opened:
+        with acc.open() as opened:
             names = _import_export(opened, file, import_passphrase_file)
     else:
-        found = _read_plaintext(file, fmt, key_var, secret_var)
-        scope = ask_scope(value_of(general), "--general", "none|read-only|full")
-        can_withdraw = ask_scope(value_of(withdrawal), "--withdrawal", "none|full")
-        entries = _entries_from(found, name=name, exchange=value_of(exchange), general=scope,
-                                withdrawal=can_withdraw)
-        with open_vault(acc) as opened:
+        from botvault.import_check import entries_from, read_plaintext
+
+        found = read_plaintext(file, fmt, key_var=key_var, secret_var=secret_var)
+        scope = ask_scope(value_of(general), "--general", General)
+        can_withdraw = ask_scope(value_of(withdrawal), "--withdrawal", Withdrawal)
+        entries = entries_from(found, name=name, exchange=value_of(exchange), general=scope,
+                               withdrawal=can_withdraw)
+        with acc.open() as opened:
             names = [e.name for e in opened.import_entries(entries)]
     typer.echo(f"imported {', '.join(names)} from {file}")
     if fmt != "botvault":
@@ -145,89 +138,25 @@ def _import_export(opened: Vault, file: Path, passphrase_file: Path | None) -> l
     return [e.name for e in opened.import_entries(entries)]
 
 
-def _read_plaintext(file: Path, format_: str, key_var: str | None,
-                    secret_var: str | None) -> list[Candidate]:
-    from botvault import importers
-    from botvault.errors import InvalidInputError
-
-    if format_ == "env":
-        found = importers.read_env(file, key_var=key_var, secret_var=secret_var)
-    elif format_ == "ccxt":
-        found = importers.read_ccxt(file)
-    else:
-        found = importers.read_freqtrade(file)
-    if not found:
-        raise InvalidInputError(f"no key pair found in {file}",
-                                hint="for .env files name the variables with --key-var and "
-                                     "--secret-var")
-    return found
-
-
-def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | None,
-                  general: str, withdrawal: str) -> list[Entry]:
-    """Every candidate checked as `add` would; all problems reported together, or none."""
-    import warnings
-
-    from botvault.core import new_entry
-    from botvault.errors import InvalidInputError
-
-    entries: list[Entry] = []
-    problems: list[tuple[str, str]] = []  # (where, what)
-    for i, cand in enumerate(found, start=1):
-        entry_name = (f"{name}-{i}" if i > 1 else name) if name else cand.name
-        profile = exchange or cand.exchange
-        if not entry_name:
-            problems.append((cand.source, "no name for this key (pass --name NAME)"))
-            continue
-        if not profile:
-            problems.append((cand.source, "the file does not say which exchange it is for "
-                                          "(pass --exchange)"))
-            continue
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                entries.append(new_entry(entry_name, exchange=profile, api_key=cand.api_key,
-                                         api_secret=cand.api_secret, general=general,
-                                         withdrawal=withdrawal,
-                                         note=f"imported from {cand.source}"))
-        except InvalidInputError as exc:
-            problems.append((cand.source, exc.message))
-            continue
-        for note in [*cand.notes, *(str(w.message) for w in caught)]:
-            output.warn(f"{cand.source}: {note}")
-    hint = "fix the file (or pass --name / --exchange) and run the import again"
-    if len(problems) == 1:
-        (where, what), = problems
-        raise InvalidInputError(f"{what} ({where}); nothing was imported", hint=hint)
-    if problems:
-        raise InvalidInputError(
-            f"{len(problems)} problems in the file; nothing was imported:\n  "
-            + "\n  ".join(f"{where}: {what}" for where, what in problems), hint=hint)
-    return entries
-
-
 @app.command()
 def rotate(
+    ctx: typer.Context,
     name: NameArg,
     api_key: Annotated[Text, typer.Option(help="The new public API key (asked when "
                                           "missing).", show_default=False, metavar="KEY")
                        ] = None,
     secret_stdin: SecretStdin = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """After creating a new key on the exchange: store it under the same name with the same
     scopes, env names and nonce unit. The old pair is kept as NAME.retired-N (never handed
     out) until you `botvault rm` it; revoke it on the exchange."""
     from botvault.entries import check_name
 
-    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    acc = access(ctx)
     check_name(name)
     refuse_two_stdin_readers(acc.sources, secret_stdin=secret_stdin)
     require_key_source(api_key, secret_stdin)
-    with open_vault(acc) as opened:
+    with acc.open() as opened:
         current = opened.get(name)
         if api_key is not None:
             from botvault.exchanges.validation import validate_api_key
@@ -243,13 +172,11 @@ def rotate(
 
 @app.command()
 def doctor(
+    ctx: typer.Context,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     max_key_age: Annotated[int, typer.Option(help="Days before a key is due for rotation.",
                                              metavar="DAYS",
                                              min=1)] = 90,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
 ) -> None:
     """Check the vault and common places for problems, each with the exact fix.
 
@@ -259,10 +186,10 @@ def doctor(
     from botvault import doctor as checks
     from botvault.errors import VaultError
 
-    acc = Access(vault, passphrase_file, passphrase_command)
+    acc = access(ctx)
     opened: Vault | None = None
     try:
-        opened = open_vault(acc)
+        opened = acc.open()
     except VaultError as exc:
         output.warn(f"vault not opened ({exc.message}); checks that need it are skipped")
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt
+from .access import Access, access
+from .confirm import confirm
 from .passphrase import read_new_passphrase, read_passphrase
 
 app = typer.Typer()
@@ -20,9 +20,7 @@ _MEMORY_HELP = "Argon2id memory in MiB (recommended at least 256; floor 19)."
 
 @app.command()
 def init(
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
+    ctx: typer.Context,
     kdf_seconds: Annotated[float, typer.Option(
         help="Target unlock time when calibrating.", min=0.05, max=10)] = 1.0,
     kdf_memory: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
@@ -39,7 +37,6 @@ def init(
     allow_weak_passphrase: Annotated[bool, typer.Option(
         "--allow-weak-passphrase", help="Accept a passphrase attackers try first (a famous "
         "example, a keyboard walk, a repeat) without a terminal to confirm it.")] = False,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Create a new vault, protected by a passphrase you choose (asked twice).
 
@@ -47,21 +44,18 @@ def init(
     least 256 MiB of memory.
     """
     from botvault.core import Vault
-    from botvault.errors import AlreadyExistsError
     from botvault.kdf_choice import new_vault_kdf
+    from botvault.new_vault import check_new_vault_path
 
-    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
-    if os.path.lexists(acc.path):
-        raise AlreadyExistsError(f"a vault exists already at {acc.path}; it was left as it is",
-                                 hint="to make a second vault, pass --vault OTHER_PATH; to "
-                                      "use this one, run any command (e.g. botvault list)")
+    acc = access(ctx)
+    path = check_new_vault_path(acc.vault)
     # Impossible or unaffordable parameters are refused before anything is asked.
     kdf = new_vault_kdf(kdf_memory, kdf_iterations, kdf_parallelism)
     passphrase = _generated() if generate_passphrase else _new_passphrase(
         acc, allow_weak=allow_weak_passphrase)
     params = kdf.choose(kdf_seconds, busy=output.status)
     with output.status("creating…"):
-        created = Vault.create(acc.path, passphrase, kdf=params)
+        created = Vault.create(path, passphrase, kdf=params)
     typer.echo(f"created vault at {created.path}")
     typer.echo(f"key derivation: {params.describe()}")
 
@@ -90,9 +84,7 @@ def _generated() -> str:
 
 @app.command()
 def passwd(
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
+    ctx: typer.Context,
     new_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
         help="Read the new passphrase from FILE.", show_default=False, metavar="FILE")] = None,
     upgrade_kdf: Annotated[bool, typer.Option(
@@ -124,7 +116,7 @@ def passwd(
         raise InvalidInputError("--keep-passphrase only goes with --upgrade-kdf")
     if keep_passphrase and generate_passphrase:
         raise InvalidInputError("--keep-passphrase and --generate-passphrase exclude each other")
-    acc = Access(vault, passphrase_file, passphrase_command)
+    acc = access(ctx)
     current = read_passphrase(acc.sources)
     session = replace(acc.session(), passphrase=lambda: current)
     with session.open_with_passphrase() as opened:
@@ -145,8 +137,8 @@ def passwd(
         else:
             from .weak import checked_new_passphrase
 
-            new = checked_new_passphrase(read_new_passphrase(new_passphrase_file),
-                                         allow_weak=allow_weak_passphrase)
+            new = checked_new_passphrase(read_new_passphrase(
+                new_passphrase_file, stdin=acc.sources.stdin), allow_weak=allow_weak_passphrase)
         with output.status("re-encrypting…"):
             dropped = opened.change_passphrase(new, kdf=kdf,
                                                drop_damaged_backups=drop_damaged_backups)
@@ -176,16 +168,13 @@ def _lock_agent(path: Path) -> None:
 
 @app.command()
 def restore(
+    ctx: typer.Context,
     generation: Annotated[Optional[int], typer.Argument(  # noqa: UP045 -- Typer
         help="Generation to bring back (see --list).", show_default=False)] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the backups: generation, "
                                         "entries, when saved.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
                    ] = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Bring back one of the automatic backups (the last 5 saves are kept).
 
@@ -195,13 +184,10 @@ def restore(
     """
     from botvault.errors import InvalidInputError
 
-    from .passphrase import interactive
-
     if not list_ and generation is None:
         raise InvalidInputError("name a GENERATION to restore, or pass --list")
     # A file older than one seen here opens: `restore` is the deliberate way back.
-    with Access(vault, passphrase_file, passphrase_command,
-                passphrase_stdin).session().open(allow_rollback=True) as opened:
+    with access(ctx).session().open(allow_rollback=True) as opened:
         backups = opened.backups()
         if list_:
             typer.echo(f"current generation: {opened.generation} "
@@ -219,12 +205,9 @@ def restore(
                        f"{chosen.entries} entries")
             typer.echo(f"brings back: {', '.join(back) or 'nothing'}")
             typer.echo(f"drops: {', '.join(dropped) or 'nothing'}")
-            if not yes and not interactive():
-                raise InvalidInputError(f"refusing to restore generation {generation} "
-                                        "without --yes", hint="nothing was changed")
-            if not yes:
-                output.before_prompt()
-                typer.confirm("Restore it? The current state stays a backup", abort=True)
+            confirm(yes, "Restore it? The current state stays a backup",
+                    f"refusing to restore generation {generation} without --yes",
+                    hint="nothing was changed")
         opened.restore(generation)
         typer.echo(f"restored generation {generation}; saved as generation {opened.generation}")
 

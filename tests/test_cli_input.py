@@ -573,7 +573,8 @@ def test_help_shows_defaults_metavars_and_run_usage() -> None:
     out = cli(["add", "--help"])[1]
     assert "Usage: root add [OPTIONS] NAME" in out or re.search(r"add \[OPTIONS\] NAME\b", out)
     assert "{NAME}" not in out and "<str>" not in out
-    assert "[default: the user data dir" in out
+    assert "--vault PATH" in out  # the shared options are the root's: named, and shown there
+    assert "[default: the user data dir" in cli(["--help"])[1]
     out = cli(["run", "--help"])[1]
     assert re.search(r"run \[OPTIONS\] NAME\.\.\. -- CMD \[ARGS\.\.\.\]", out), out
     done = proc(["-V"])
