@@ -13,6 +13,7 @@ from .access import access
 from .choices import Exchange, General, ImportFormat, NameArg, Withdrawal, value_of
 from .entry_cmds import SecretStdin, ask_pair, ask_scope, require_key_source
 from .passphrase import interactive, read_file, read_new_passphrase, refuse_two_stdin_readers
+from .weak import AllowWeakOpt, checked_new_passphrase
 
 if TYPE_CHECKING:
     from botvault.core import Vault
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 Text = Optional[str]  # noqa: UP045 -- Typer reads annotations at runtime on 3.10
-AllowWeak = Annotated[bool, typer.Option(
-    "--allow-weak-passphrase", help="Accept a passphrase attackers try first (a famous "
-    "example, a keyboard walk, a repeat) without a terminal to confirm it.")]
 FileArg = Annotated[Path, typer.Argument(help="File.", show_default=False, metavar="FILE")]
 
 
@@ -37,7 +35,7 @@ def export(
     only: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 -- Typer
         "--only", help="Export just this entry (repeatable).", show_default=False,
         metavar="NAME")] = None,
-    allow_weak_passphrase: AllowWeak = False,
+    allow_weak_passphrase: AllowWeakOpt = False,
 ) -> None:
     """Write an encrypted copy of the vault (or --only some entries) to FILE, under a
     passphrase of its own: an offline backup. Read it back with `import --format botvault`.
@@ -46,8 +44,6 @@ def export(
     """
     from botvault.entries import check_name
     from botvault.export import check_export_target, export_entries
-
-    from .weak import checked_new_passphrase
 
     for name in only or []:
         check_name(name)

@@ -12,6 +12,7 @@ from . import output
 from .access import Access, access
 from .confirm import confirm
 from .passphrase import read_new_passphrase, read_passphrase
+from .weak import AllowWeakOpt, GenerateOpt, checked_new_passphrase
 
 app = typer.Typer()
 
@@ -31,12 +32,8 @@ def init(
     kdf_parallelism: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help="Argon2id lanes (1-16).", show_default="min(4, CPUs)",
         metavar="N")] = None,
-    generate_passphrase: Annotated[bool, typer.Option(
-        "--generate-passphrase", help="Make up a random 6-word passphrase and print it once."
-        )] = False,
-    allow_weak_passphrase: Annotated[bool, typer.Option(
-        "--allow-weak-passphrase", help="Accept a passphrase attackers try first (a famous "
-        "example, a keyboard walk, a repeat) without a terminal to confirm it.")] = False,
+    generate_passphrase: GenerateOpt = False,
+    allow_weak_passphrase: AllowWeakOpt = False,
 ) -> None:
     """Create a new vault, protected by a passphrase you choose (asked twice).
 
@@ -61,8 +58,6 @@ def init(
 
 
 def _new_passphrase(acc: Access, *, allow_weak: bool) -> str:
-    from .weak import checked_new_passphrase
-
     if acc.sources.command is not None:
         from .passphrase import run_command
 
@@ -92,16 +87,11 @@ def passwd(
         "256 MiB or more); never lowers memory or passes.")] = False,
     keep_passphrase: Annotated[bool, typer.Option(
         "--keep-passphrase", help="With --upgrade-kdf: keep the current passphrase.")] = False,
-    generate_passphrase: Annotated[bool, typer.Option(
-        "--generate-passphrase", help="Make up a random 6-word passphrase and print it once."
-        )] = False,
+    generate_passphrase: GenerateOpt = False,
     drop_damaged_backups: Annotated[bool, typer.Option(
         "--drop-damaged-backups", help="Remove backups that fail to verify instead of "
         "stopping.")] = False,
-    allow_weak_passphrase: Annotated[bool, typer.Option(
-        "--allow-weak-passphrase", help="Accept a new passphrase attackers try first (a "
-        "famous example, a keyboard walk, a repeat) without a terminal to confirm it.")
-        ] = False,
+    allow_weak_passphrase: AllowWeakOpt = False,
 ) -> None:
     """Change the passphrase (or, with --upgrade-kdf, the key derivation cost).
 
@@ -135,8 +125,6 @@ def passwd(
         elif generate_passphrase:
             new = _generated()
         else:
-            from .weak import checked_new_passphrase
-
             new = checked_new_passphrase(read_new_passphrase(
                 new_passphrase_file, stdin=acc.sources.stdin), allow_weak=allow_weak_passphrase)
         with output.status("re-encrypting…"):

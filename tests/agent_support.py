@@ -37,6 +37,11 @@ class Keys:
     secrets: dict[str, str]
 
 
+def pubkey(name: str) -> str:
+    """The public api key `make_vault` gives the entry `name`."""
+    return f"PUB{name.upper().replace('-', '')}KEY"
+
+
 def make_vault(path: Path, entries: dict[str, dict[str, str]] | None = None) -> Keys:
     """A vault with `entries` (name -> add() keyword arguments, secret generated)."""
     entries = entries if entries is not None else {
@@ -46,7 +51,7 @@ def make_vault(path: Path, entries: dict[str, dict[str, str]] | None = None) -> 
     with Vault.create(path, PASSPHRASE, kdf=AGENT_KDF) as v:
         for name, kw in entries.items():
             secrets[name] = b64secret()
-            v.add(name, api_key=f"PUB{name.upper().replace('-', '')}KEY",
+            v.add(name, api_key=pubkey(name),
                   api_secret=secrets[name], **kw)
         return Keys(v.path, v.hand_out_data_key(), secrets)
 
@@ -97,14 +102,6 @@ def eventually(check: Callable[[], bool], timeout: float = 5.0, interval: float 
             return True
         time.sleep(interval)
     return False
-
-
-def private_runtime_dir() -> Path:
-    """Create $XDG_RUNTIME_DIR (set per test by conftest) as a usable 0700 runtime dir."""
-    runtime = Path(os.environ["XDG_RUNTIME_DIR"])
-    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(runtime, 0o700)
-    return runtime
 
 
 def raw_connect(path: Path, timeout: float = 5.0) -> socket.socket:

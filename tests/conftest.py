@@ -23,6 +23,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     runtime = tmp_path / "xdg-runtime"
     runtime.mkdir(mode=0o700)
+    os.chmod(runtime, 0o700)  # whatever the umask: the agent refuses a dir others may enter
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     for var in ("BOTVAULT_PASSPHRASE_FILE", "BOTVAULT_PASSPHRASE_COMMAND",
                 "BOTVAULT_AGENT_SOCKET"):

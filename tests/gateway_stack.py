@@ -17,7 +17,7 @@ from botvault import Vault
 from botvault.agent import start_agent
 from botvault.grants import add_grant
 
-from .agent_support import Keys, make_vault, private_runtime_dir, running, stop
+from .agent_support import Keys, make_vault, running, stop
 from .kraken_server import StrictKraken
 
 ENTRIES = {
@@ -97,7 +97,6 @@ def _agent(keys: Keys, *, sign_only: bool) -> Iterator[None]:
 def gateway_stack(vault_path: Path, *, entries: dict[str, dict[str, str]] | None = None,
                   tier: str = "pro", latency: float = 0.0, gateway_args: tuple[str, ...] = (),
                   enforce_rate: bool = True, sign_only: bool = False) -> Iterator[Stack]:
-    private_runtime_dir()
     keys = make_vault(vault_path, entries or ENTRIES)
     with StrictKraken(tier=tier, latency=latency, enforce_rate=enforce_rate) as kraken, \
             _agent(keys, sign_only=sign_only):

@@ -30,7 +30,7 @@ from botvault import InvalidInputError, NotFoundError, ScopeError, Vault, agent
 from botvault.agent.signing import spot_body_with_nonce
 from botvault.exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot
 from botvault.nonces import key_id
-from tests.agent_support import Keys, b64secret, make_vault, private_runtime_dir, running
+from tests.agent_support import Keys, b64secret, make_vault, pubkey, running
 
 ENTRIES = {
     "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
@@ -41,12 +41,7 @@ ENTRIES = {
     "fut-none": {"exchange": "kraken-futures", "general": "none", "withdrawal": "none"},
     "gen": {"exchange": "generic", "general": "full", "withdrawal": "none"},
 }
-PUBKEY = {name: f"PUB{name.upper().replace('-', '')}KEY" for name in ENTRIES}
-
-
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
+PUBKEY = {name: pubkey(name) for name in ENTRIES}
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from botvault import Vault
 from botvault._testing import CHEAPEST_TEST_ONLY, FLOOR_CLI_ARGS
 from botvault.cli.main import app
-from tests.agent_support import AGENT_KDF, eventually, private_runtime_dir
+from tests.agent_support import AGENT_KDF, eventually
 from tests.conftest import PASSPHRASE, kraken_secret
 
 runner = CliRunner()
@@ -31,11 +31,6 @@ BOTVAULT = [str(_SCRIPT)] if _SCRIPT.exists() else [
     sys.executable, "-c", "from botvault.cli.main import main; main()"]
 ADD_SPOT = ("add", "kf", "--exchange", "kraken-spot", "--api-key", "SPOTKEY1", "--general",
             "read-only", "--withdrawal", "none")
-
-
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
 
 
 def cli(args: list[str], input: str | bytes | None = None,

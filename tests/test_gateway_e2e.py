@@ -101,9 +101,8 @@ def test_gateway_refuses_to_start_without_an_agent(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from .agent_support import make_vault, private_runtime_dir
+    from .agent_support import make_vault
 
-    private_runtime_dir()
     keys = make_vault(tmp_path / "v.bv")
     result = subprocess.run([sys.executable, "-m", "botvault", "gateway", "--vault",
                              str(keys.path), "--listen", "127.0.0.1:0"],

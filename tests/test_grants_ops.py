@@ -34,7 +34,7 @@ from tests.agent_support import (
     Keys,
     b64secret,
     make_vault,
-    private_runtime_dir,
+    pubkey,
     running,
     stop,
 )
@@ -46,7 +46,7 @@ ENTRIES = {
     "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
     "gen": {"exchange": "generic", "general": "full", "withdrawal": "none"},
 }
-PUBKEY = {name: f"PUB{name.upper().replace('-', '')}KEY" for name in ENTRIES}
+PUBKEY = {name: pubkey(name) for name in ENTRIES}
 ADD = "/0/private/AddOrder"
 BALANCE = "/0/private/Balance"
 
@@ -67,11 +67,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
 
 
 @pytest.fixture

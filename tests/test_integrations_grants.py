@@ -14,7 +14,7 @@ from botvault.errors import InvalidInputError, ScopeError
 from botvault.grants import add_grant
 from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client, krakenex_api
 from botvault.integrations.ccxt_config import ccxt_agent_config
-from tests.agent_support import PASSPHRASE, Keys, make_vault, private_runtime_dir, stop
+from tests.agent_support import PASSPHRASE, Keys, make_vault, pubkey, stop
 from tests.kraken_server import StrictKraken
 
 ccxt = pytest.importorskip("ccxt")
@@ -26,12 +26,11 @@ ENTRIES = {
     "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
     "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
 }
-PUB = {name: f"PUB{name.upper()}KEY" for name in ENTRIES}
+PUB = {name: pubkey(name) for name in ENTRIES}
 
 
 @pytest.fixture
 def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
     return make_vault(vault_path, ENTRIES)
 
 

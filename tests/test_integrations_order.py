@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_support import Keys, make_vault, private_runtime_dir, running
+from tests.agent_support import Keys, make_vault, running
 from tests.integration_bots import AGENT_MODES, ENTRY_OF
 from tests.kraken_server import StrictKraken
 
@@ -26,7 +26,6 @@ PUBKEY = {"spot": "PUBSPOTKEY", "fut": "PUBFUTKEY"}
 
 @pytest.fixture
 def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
     return make_vault(vault_path, ENTRIES)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from botvault import agent
 from botvault.integrations.agent_signed import kraken_sdk_client
-from tests.agent_support import Keys, make_vault, private_runtime_dir, running
+from tests.agent_support import Keys, make_vault, running
 from tests.kraken_server import StrictKraken, _spot_result
 from tests.kraken_ws_server import KrakenWS
 
@@ -33,7 +33,6 @@ ENTRIES = {
 
 @pytest.fixture
 def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
     return make_vault(vault_path, ENTRIES)
 
 

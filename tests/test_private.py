@@ -307,9 +307,8 @@ def test_request_lock_and_doctor_agree(change: str, expected: type[Exception] | 
     from botvault import agent
     from botvault.doctor import check_permissions
     from botvault.request_lock import requests_dir
-    from tests.agent_support import make_vault, private_runtime_dir, running
+    from tests.agent_support import make_vault, running
 
-    private_runtime_dir()
     keys = make_vault(tmp_path / "agentstore" / "vault.bv")
     directory = requests_dir(keys.path)
     with running(keys), agent.connect(keys.path) as client:
