@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from . import output
 from .passphrase import interactive
 
-__all__ = ["confirm", "refuse_without_terminal"]
+__all__ = ["YesOpt", "confirm", "refuse_without_terminal"]
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 def refuse_without_terminal(yes: bool, refusal: str, hint: str | None = None) -> None:

@@ -20,7 +20,7 @@ from .choices import (
     complete_names,
     value_of,
 )
-from .confirm import confirm, refuse_without_terminal
+from .confirm import YesOpt, confirm, refuse_without_terminal
 from .passphrase import ask_until_valid, interactive, read_secret, refuse_two_stdin_readers
 
 if TYPE_CHECKING:
@@ -229,8 +229,7 @@ def rename(
 def rm(
     ctx: typer.Context,
     name: Name,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
-                   ] = False,
+    yes: YesOpt = False,
 ) -> None:
     """Remove an entry (it stays in the automatic backups until they rotate out)."""
     from botvault.entries import check_name

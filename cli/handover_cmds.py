@@ -81,19 +81,14 @@ def run(
     --allow-withdrawal.
     """
     from botvault.errors import InvalidInputError
-    from botvault.handover import child_env, exec_command
+    from botvault.handover import exec_command
+    from botvault.handover.bot_environment import bot_environment
 
     command = ctx.meta.get(_CMD_KEY) or []
     if not command:
         raise InvalidInputError("no command to run", hint="botvault run NAME -- CMD [ARGS...]")
     pairs = _assignments(access(ctx), names, max_scope, allow_withdrawal, as_)
-    exec_command(command, child_env(_without_passphrase_sources(os.environ), pairs))
-
-
-def _without_passphrase_sources(environ: Any) -> dict[str, str]:
-    """A bot holds only what it was given: not where the vault's passphrase lives."""
-    hidden = ("BOTVAULT_PASSPHRASE_FILE", "BOTVAULT_PASSPHRASE_COMMAND")
-    return {k: v for k, v in environ.items() if k not in hidden}
+    exec_command(command, bot_environment(os.environ, pairs))
 
 
 @app.command()

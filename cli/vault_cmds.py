@@ -10,7 +10,7 @@ import typer
 
 from . import output
 from .access import Access, access
-from .confirm import confirm
+from .confirm import YesOpt, confirm
 from .passphrase import read_new_passphrase, read_passphrase
 from .weak import AllowWeakOpt, GenerateOpt, checked_new_passphrase
 
@@ -161,8 +161,7 @@ def restore(
         help="Generation to bring back (see --list).", show_default=False)] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the backups: generation, "
                                         "entries, when saved.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
-                   ] = False,
+    yes: YesOpt = False,
 ) -> None:
     """Bring back one of the automatic backups (the last 5 saves are kept).
 
@@ -185,14 +184,14 @@ def restore(
                           for b in backups])
             return
         assert generation is not None  # noqa: S101 -- narrowed by the check above
-        chosen = next((b for b in backups if b.generation == generation), None)
-        if chosen is not None:
-            now = {e.name for e in opened.list(retired=True)}
-            back, dropped = sorted(set(chosen.names) - now), sorted(now - set(chosen.names))
-            typer.echo(f"generation {generation} (saved {_saved_at(chosen.path)}) holds "
-                       f"{chosen.entries} entries")
-            typer.echo(f"brings back: {', '.join(back) or 'nothing'}")
-            typer.echo(f"drops: {', '.join(dropped) or 'nothing'}")
+        from botvault.restore_preview import restore_preview
+
+        change = restore_preview(backups, opened, generation)
+        if change is not None:
+            typer.echo(f"generation {generation} (saved {_saved_at(change.backup.path)}) "
+                       f"holds {change.backup.entries} entries")
+            typer.echo(f"brings back: {', '.join(change.brings_back) or 'nothing'}")
+            typer.echo(f"drops: {', '.join(change.drops) or 'nothing'}")
             confirm(yes, "Restore it? The current state stays a backup",
                     f"refusing to restore generation {generation} without --yes",
                     hint="nothing was changed")

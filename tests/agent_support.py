@@ -57,9 +57,10 @@ def make_vault(path: Path, entries: dict[str, dict[str, str]] | None = None) -> 
 
 
 def start(keys: Keys, *, ttl: float = 60, idle: float = 60, allow_withdrawal: bool = False,
-          socket_path: Path | None = None) -> AgentInfo:
+          socket_path: Path | None = None, sign_only: bool = False) -> AgentInfo:
     return start_agent(keys.path, keys.data_key, ttl=ttl, idle=idle,
-                       allow_withdrawal=allow_withdrawal, socket_path=socket_path)
+                       allow_withdrawal=allow_withdrawal, socket_path=socket_path,
+                       sign_only=sign_only)
 
 
 def wait_exit(info: AgentInfo, timeout: float = 10.0) -> int:
@@ -84,9 +85,9 @@ def stop(info: AgentInfo) -> None:
 
 @contextlib.contextmanager
 def running(keys: Keys, *, ttl: float = 60, idle: float = 60, allow_withdrawal: bool = False,
-            socket_path: Path | None = None) -> Iterator[AgentInfo]:
+            socket_path: Path | None = None, sign_only: bool = False) -> Iterator[AgentInfo]:
     info = start(keys, ttl=ttl, idle=idle, allow_withdrawal=allow_withdrawal,
-                 socket_path=socket_path)
+                 socket_path=socket_path, sign_only=sign_only)
     try:
         yield info
     finally:

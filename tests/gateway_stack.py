@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from botvault import Vault
-from botvault.agent import start_agent
 from botvault.grants import add_grant
 
-from .agent_support import Keys, make_vault, running, stop
+from .agent_support import Keys, make_vault, running
 from .kraken_server import StrictKraken
 
 ENTRIES = {
@@ -81,16 +80,8 @@ def stop_gateway(proc: subprocess.Popen[str]) -> int:
 
 @contextlib.contextmanager
 def _agent(keys: Keys, *, sign_only: bool) -> Iterator[None]:
-    if not sign_only:
-        with running(keys):
-            yield
-        return
-    info = start_agent(keys.path, keys.data_key, ttl=60, idle=60, allow_withdrawal=False,
-                       sign_only=True)
-    try:
+    with running(keys, sign_only=sign_only):
         yield
-    finally:
-        stop(info)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -30,7 +29,7 @@ from botvault import InvalidInputError, NotFoundError, ScopeError, Vault, agent
 from botvault.agent.signing import spot_body_with_nonce
 from botvault.exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot
 from botvault.nonces import key_id
-from tests.agent_support import Keys, b64secret, make_vault, pubkey, running
+from tests.agent_support import Keys, b64secret, pubkey, running
 
 ENTRIES = {
     "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
@@ -42,17 +41,6 @@ ENTRIES = {
     "gen": {"exchange": "generic", "general": "full", "withdrawal": "none"},
 }
 PUBKEY = {name: pubkey(name) for name in ENTRIES}
-
-
-@pytest.fixture
-def keys(vault_path: Path) -> Keys:
-    return make_vault(vault_path, ENTRIES)
-
-
-@pytest.fixture
-def client(keys: Keys) -> Iterator[agent.AgentClient]:
-    with running(keys), agent.connect() as c:
-        yield c
 
 
 # -- Spot ------------------------------------------------------------------------------------------

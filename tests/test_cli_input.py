@@ -24,6 +24,7 @@ from botvault._testing import CHEAPEST_TEST_ONLY, FLOOR_CLI_ARGS
 from botvault.cli.main import app
 from tests.agent_support import AGENT_KDF, eventually
 from tests.conftest import PASSPHRASE, kraken_secret
+from tests.helpers.files import private
 
 runner = CliRunner()
 _SCRIPT = Path(sys.executable).with_name("botvault")
@@ -52,12 +53,6 @@ def both(args: list[str], input: str | bytes | None = None) -> list[tuple[int, s
     code, _, err = cli(args, input)
     done = proc(args, input)
     return [(code, err), (done.returncode, done.stderr.decode())]
-
-
-def private(path: Path, data: str | bytes, mode: int = 0o600) -> Path:
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    path.chmod(mode)
-    return path
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from botvault.errors import InvalidInputError, LockedError, NotFoundError, Scope
 from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client, krakenex_api
 from botvault.nonces import key_id
 from botvault.request_lock import KeyOrder, RequestLockTimeout
-from tests.agent_support import Keys, make_vault, pubkey, running
+from tests.agent_support import Keys, pubkey, running
 from tests.kraken_server import StrictKraken
 
 ccxt = pytest.importorskip("ccxt")
@@ -41,23 +40,12 @@ ORDER = {"pair": "XXBTZUSD", "type": "buy", "ordertype": "limit", "price": "1000
 
 
 @pytest.fixture
-def keys(vault_path: Path) -> Keys:
-    return make_vault(vault_path, ENTRIES)
-
-
-@pytest.fixture
 def server(keys: Keys) -> Iterator[StrictKraken]:
     with StrictKraken(enforce_rate=False) as kraken:
         for name, kw in ENTRIES.items():
             kraken.add_key(PUB[name], keys.secrets[name], kw["exchange"].removeprefix("kraken-"),
                            general=kw["general"])
         yield kraken
-
-
-@pytest.fixture
-def client(keys: Keys) -> Iterator[agent.AgentClient]:
-    with running(keys), agent.connect() as c:
-        yield c
 
 
 def _urls(server: StrictKraken, futures: bool = False) -> dict[str, Any]:

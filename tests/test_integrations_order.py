@@ -5,11 +5,10 @@ never two of that key's requests in flight at once. No lock in the bots' code.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.agent_support import Keys, make_vault, running
+from tests.agent_support import Keys, running
 from tests.integration_bots import AGENT_MODES, ENTRY_OF
 from tests.kraken_server import StrictKraken
 
@@ -22,11 +21,6 @@ ENTRIES = {
     "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
 }
 PUBKEY = {"spot": "PUBSPOTKEY", "fut": "PUBFUTKEY"}
-
-
-@pytest.fixture
-def keys(vault_path: Path) -> Keys:
-    return make_vault(vault_path, ENTRIES)
 
 
 @pytest.fixture

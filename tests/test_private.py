@@ -30,6 +30,7 @@ from botvault.core import Vault
 from botvault.errors import FormatError, InsecurePermissionsError
 from botvault.store import backup_dir, lock_path
 from tests.conftest import PASSPHRASE
+from tests.helpers.files import private as private_file
 from tests.helpers.vaultfiles import add_generic
 
 NOBODY = 65534
@@ -54,10 +55,7 @@ def alarm() -> Iterator[None]:
 
 @pytest.fixture
 def passphrase_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pass"
-    path.write_text(PASSPHRASE + "\n", encoding="utf-8")
-    os.chmod(path, 0o600)
-    return path
+    return private_file(tmp_path / "pass", PASSPHRASE + "\n")
 
 
 def _made(vault_path: Path) -> Path:
