@@ -50,6 +50,7 @@ def test_the_same_limits_as_the_vault_applies(vault: Vault) -> None:
 def test_changes_are_checked_and_nothing_to_change_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="nothing to change"):
         check_entry_changes("a", {"note": None, "account": None})
+    check_entry_changes("a", {"note": None}, replaces_secret=True)
     with pytest.raises(InvalidInputError):
         check_entry_changes("a", {"env_key": "1BAD"})
     check_entry_changes("a", {"env_key": "", "note": ""})  # "" resets or clears: allowed

@@ -25,12 +25,14 @@ def check_new_entry(name: str, *, exchange: str, api_key: str | None = None,
     check_text("note", note, MAX_NOTE)
 
 
-def check_entry_changes(name: str, changes: Mapping[str, str | None]) -> None:
+def check_entry_changes(name: str, changes: Mapping[str, str | None], *,
+                        replaces_secret: bool = False) -> None:
     """What `Vault.edit(name, **changes)` would refuse without reading the vault; None
-    leaves a field alone, so a call that changes nothing is refused too."""
+    leaves a field alone, so a call that changes nothing (no field, no new secret) is
+    refused too."""
     from .handover import validate_var_name
 
-    if all(value is None for value in changes.values()):
+    if all(value is None for value in changes.values()) and not replaces_secret:
         raise InvalidInputError("nothing to change", hint="see: botvault edit --help")
     check_name(name)
     for var in (changes.get("env_key"), changes.get("env_secret")):
