@@ -55,7 +55,7 @@ class Stack:
 def start_gateway(vault: Path, kraken_url: str, *extra: str, timeout: float = 30.0
                   ) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "botvault", "gateway", "--vault", str(vault), "--listen",
+        [sys.executable, "-m", "botvault", "--vault", str(vault), "gateway", "--listen",
          "127.0.0.1:0", "--spot-url", kraken_url, "--futures-url", kraken_url, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None

@@ -12,8 +12,9 @@ import typer
 
 from botvault import Vault
 from botvault.cli.main import _COMMANDS, app
-from tests.agent_support import AGENT_KDF
+from tests.agent_support import AGENT_KDF, make_vault, running
 from tests.conftest import PASSPHRASE
+from tests.gateway_stack import start_gateway, stop_gateway
 from tests.helpers.files import private
 from tests.test_cli_input import BOTVAULT, cli, proc
 
@@ -103,3 +104,12 @@ def test_a_shared_option_without_its_value_is_a_usage_error() -> None:
     assert code == 2
     assert err == ("botvault: error: Option '--vault' requires an argument.\n"
                    "hint: see: botvault --help\n")
+
+
+def test_the_gateway_serves_the_vault_named_before_the_command(tmp_path: Path) -> None:
+    """`botvault --vault P gateway` used to serve BOTVAULT_PATH's vault (here: none)."""
+    keys = make_vault(tmp_path / "elsewhere" / "v.bv")
+    with running(keys):
+        gateway, url = start_gateway(keys.path, "http://127.0.0.1:9")
+        assert url.startswith("http://127.0.0.1:")
+        assert stop_gateway(gateway) == 0
