@@ -12,7 +12,13 @@ from . import output
 from .access import access
 from .choices import Exchange, General, ImportFormat, NameArg, Withdrawal, value_of
 from .entry_cmds import SecretStdin, ask_pair, ask_scope, require_key_source
-from .passphrase import interactive, read_file, read_new_passphrase, refuse_two_stdin_readers
+from .passphrase import (
+    check_new_passphrase_source,
+    interactive,
+    read_file,
+    read_new_passphrase,
+    refuse_two_stdin_readers,
+)
 from .weak import AllowWeakOpt, checked_new_passphrase
 
 if TYPE_CHECKING:
@@ -48,15 +54,11 @@ def export(
     for name in only or []:
         check_name(name)
     check_export_target(file)
-    if export_passphrase_file is None and not interactive():
-        from botvault.errors import InvalidInputError
-
-        raise InvalidInputError("no terminal to ask for the export passphrase",
-                                hint="pass --export-passphrase-file FILE")
+    source = (export_passphrase_file, "Export passphrase")
+    check_new_passphrase_source(*source, flag="--export-passphrase-file")  # before unlocking
     with access(ctx).open() as opened:
         secret = checked_new_passphrase(read_new_passphrase(
-            export_passphrase_file, "Export passphrase", flag="--export-passphrase-file",
-            stdin=False), allow_weak=allow_weak_passphrase)
+            *source, flag="--export-passphrase-file"), allow_weak=allow_weak_passphrase)
         with output.status("encrypting…"):
             path = export_entries(opened, file, secret, only=only)
         count = len(only) if only else len(opened.list(retired=True))
