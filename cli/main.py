@@ -81,17 +81,19 @@ def _built(module: str) -> Any:
 
 
 def _plain_help(command: Any) -> Any:
-    """Help as click formats it: Rich markup would swallow `[default: ...]` in our help
-    texts, and Typer's usage line writes required arguments as `{NAME}`."""
+    """Help as click formats it (a group's subcommands too): Rich markup would swallow
+    `[default: ...]` in our help texts, and Typer's usage line writes required arguments as
+    `{NAME}`. It ends with the shared options, which are the root's."""
     if command is None:
         return None
     command.rich_markup_mode = None
     if command.name != "man":
-        for each in (command, *getattr(command, "commands", {}).values()):
-            each.epilog = SHARED_HELP
+        command.epilog = SHARED_HELP
     for param in getattr(command, "params", []):
         if param.param_type_name == "argument":
             param.make_metavar = functools.partial(_argument_metavar, param)
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
     return command
 
 
