@@ -70,7 +70,7 @@ def ask_pair(exchange: str, api_key: str | None, secret_stdin: bool,
              label: str = "API key (public)") -> tuple[str, str]:
     """The api key (an option, or asked) and the secret, each checked as it comes; at a
     terminal a wrong one is asked for again with what was wrong."""
-    from botvault.core import check_secret
+    from botvault.entry_rules import check_secret
     from botvault.exchanges.validation import validate_api_key
 
     if api_key is None:

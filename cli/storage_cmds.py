@@ -22,7 +22,7 @@ from .passphrase import (
 from .weak import AllowWeakOpt, checked_new_passphrase
 
 if TYPE_CHECKING:
-    from botvault.core import Vault
+    from botvault.open_vault import Vault
 
 app = typer.Typer()
 

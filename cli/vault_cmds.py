@@ -40,9 +40,9 @@ def init(
     Without KDF flags, Argon2id is calibrated to about one second on this machine with at
     least 256 MiB of memory.
     """
-    from botvault.core import Vault
     from botvault.kdf_choice import new_vault_kdf
     from botvault.new_vault import check_new_vault_path
+    from botvault.open_vault import Vault
 
     acc = access(ctx)
     path = check_new_vault_path(acc.vault)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from botvault import Vault
-from botvault.grants import add_grant
+from botvault.grant_ops import add_grant
 
 from .agent_support import Keys, make_vault, running
 from .kraken_server import StrictKraken

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from botvault.core import Vault
 from botvault.entries import MAX_NOTE
 from botvault.entry_checks import check_entry_changes, check_new_entry
 from botvault.errors import AlreadyExistsError, InvalidInputError
 from botvault.handover.bot_environment import HIDDEN_FROM_BOTS, bot_environment
 from botvault.new_vault import check_new_vault_path
+from botvault.open_vault import Vault
 from botvault.restore_preview import restore_preview
 from tests.helpers.vaultfiles import add_generic
 

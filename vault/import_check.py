@@ -42,7 +42,7 @@ def entries_from(found: list[Candidate], *, name: str | None, exchange: str | No
     """One entry per candidate (`name`, then `name-2`, ...; else the name the file gives),
     each checked as `add` would. What was repaired or noted is warned (UserWarning) with the
     place it came from; every problem is raised at once, or none."""
-    from .core import new_entry
+    from .entry_rules import new_entry
 
     entries: list[Entry] = []
     problems: list[tuple[str, str]] = []  # (where, what)

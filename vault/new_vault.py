@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .errors import AlreadyExistsError
-from .paths import resolve_vault_path
+from .vault_path import resolve_vault_path
 
 __all__ = ["check_new_vault_path"]
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .core import Backup, Vault
+    from .backups import Backup
+    from .open_vault import Vault
 
 __all__ = ["RestorePreview", "restore_preview"]
 
