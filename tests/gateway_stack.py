@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from botvault import Vault
 from botvault.grant_ops import add_grant
@@ -110,3 +111,14 @@ def gateway_stack(vault_path: Path, *, entries: dict[str, dict[str, str]] | None
 
 def env_without_agent() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("BOTVAULT_AGENT")}
+
+
+def ccxt_futures(base: str, grant: Credential) -> Any:
+    """ccxt's krakenfutures with the grant as its key pair and every API URL at the gateway."""
+    import ccxt
+
+    return ccxt.krakenfutures({
+        "apiKey": grant.api_key, "secret": grant.api_secret,
+        "urls": {"api": {"public": f"{base}/derivatives/api/",
+                         "private": f"{base}/derivatives/api/",
+                         "charts": f"{base}/api/charts/", "history": f"{base}/api/history/"}}})
