@@ -37,6 +37,14 @@ class Keys:
     secrets: dict[str, str]
 
 
+# One full-access Spot key and one Futures key, neither able to withdraw: the vault most
+# agent, integration and gateway tests run against.
+SPOT_AND_FUTURES = {
+    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
+    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
+}
+
+
 def pubkey(name: str) -> str:
     """The public api key `make_vault` gives the entry `name`."""
     return f"PUB{name.upper().replace('-', '')}KEY"

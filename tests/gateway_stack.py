@@ -17,13 +17,10 @@ from typing import Any
 from botvault import Vault
 from botvault.grant_ops import add_grant
 
-from .agent_support import Keys, make_vault, running
+from .agent_support import SPOT_AND_FUTURES, Keys, make_vault, running
 from .kraken_server import StrictKraken
 
-ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-}
+ENTRIES = SPOT_AND_FUTURES
 
 
 def real_api_key(entry: str) -> str:

@@ -13,7 +13,7 @@ from botvault.errors import InvalidInputError, ScopeError
 from botvault.grant_ops import add_grant
 from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client, krakenex_api
 from botvault.integrations.ccxt_config import ccxt_agent_config
-from tests.agent_support import PASSPHRASE, Keys, pubkey, running
+from tests.agent_support import PASSPHRASE, SPOT_AND_FUTURES, Keys, pubkey, running
 from tests.kraken_server import StrictKraken
 
 ccxt = pytest.importorskip("ccxt")
@@ -21,10 +21,7 @@ kraken_spot = pytest.importorskip("kraken.spot")
 kraken_futures = pytest.importorskip("kraken.futures")
 pytest.importorskip("krakenex")
 
-ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-}
+ENTRIES = SPOT_AND_FUTURES
 PUB = {name: pubkey(name) for name in ENTRIES}
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.agent_support import Keys, running
+from tests.agent_support import SPOT_AND_FUTURES, Keys, running
 from tests.integration_bots import AGENT_MODES, ENTRY_OF
 from tests.kraken_server import StrictKraken
 
@@ -16,10 +16,7 @@ pytest.importorskip("ccxt")
 pytest.importorskip("kraken")
 pytest.importorskip("krakenex")
 
-ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-}
+ENTRIES = SPOT_AND_FUTURES
 PUBKEY = {"spot": "PUBSPOTKEY", "fut": "PUBFUTKEY"}
 
 

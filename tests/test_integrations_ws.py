@@ -17,7 +17,7 @@ import pytest
 
 from botvault import agent
 from botvault.integrations.agent_signed import kraken_sdk_client
-from tests.agent_support import Keys
+from tests.agent_support import SPOT_AND_FUTURES, Keys
 from tests.kraken_server import StrictKraken, _spot_result
 from tests.kraken_ws_server import KrakenWS
 
@@ -25,10 +25,7 @@ kraken_spot = pytest.importorskip("kraken.spot")
 kraken_futures = pytest.importorskip("kraken.futures")
 pytest.importorskip("websockets")
 
-ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-}
+ENTRIES = SPOT_AND_FUTURES
 
 
 @pytest.fixture
