@@ -28,4 +28,4 @@ def confirm(yes: bool, question: str, refusal: str, hint: str | None = None) -> 
     refuse_without_terminal(yes, refusal, hint)
     if not yes:
         output.before_prompt()
-        typer.confirm(question, abort=True)
+        typer.confirm(question, abort=True, err=True)  # prompts go to the terminal, not stdout

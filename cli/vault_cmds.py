@@ -23,7 +23,8 @@ _MEMORY_HELP = "Argon2id memory in MiB (recommended at least 256; floor 19)."
 def init(
     ctx: typer.Context,
     kdf_seconds: Annotated[float, typer.Option(
-        help="Target unlock time when calibrating.", min=0.05, max=10)] = 1.0,
+        help="Target unlock time when calibrating.", min=0.05, max=10,
+        metavar="SECONDS")] = 1.0,
     kdf_memory: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help=_MEMORY_HELP, show_default="256", metavar="MIB")] = None,
     kdf_iterations: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
@@ -107,6 +108,11 @@ def passwd(
     if keep_passphrase and generate_passphrase:
         raise InvalidInputError("--keep-passphrase and --generate-passphrase exclude each other")
     acc = access(ctx)
+    from_file = None
+    if new_passphrase_file is not None and not keep_passphrase and not generate_passphrase:
+        # A file is read and judged before the current passphrase is asked for.
+        from_file = checked_new_passphrase(read_new_passphrase(new_passphrase_file),
+                                           allow_weak=allow_weak_passphrase)
     current = read_passphrase(acc.sources)
     session = replace(acc.session(), passphrase=lambda: current)
     with session.open_with_passphrase() as opened:
@@ -124,6 +130,8 @@ def passwd(
             new = current
         elif generate_passphrase:
             new = _generated()
+        elif from_file is not None:
+            new = from_file
         else:
             new = checked_new_passphrase(read_new_passphrase(
                 new_passphrase_file, stdin=acc.sources.stdin), allow_weak=allow_weak_passphrase)

@@ -45,7 +45,7 @@ def test_a_wrong_secret_and_api_key_are_asked_again(env: dict[str, str], made: P
     term.expect("API key (public)")
     term.send("PUBLICKEY7")
     term.secret("bm90IGEgcmVhbCBzZWNyZXQ=")
-    term.expect("the secret decodes to 17 bytes")
+    term.expect("the secret decodes to 17 bytes (24 base64 characters); Kraken issues 64-byte")
     term.expect("try again (2 left)")
     term.stored(secret)
     with Vault.open(made, PASSPHRASE) as v:

@@ -52,9 +52,8 @@ class Terminal:
         self.send(line)
 
     def secret(self, secret: str) -> None:
-        """Answer the api secret's hidden prompt and its confirmation."""
+        """Answer the api secret's hidden prompt (asked once: a paste is the same twice)."""
         self.hidden("API secret (private key, hidden)", secret)
-        self.hidden("Repeat for confirmation", secret)
 
     def stored(self, secret: str) -> None:
         """Give the secret; the command stores it and prints the fingerprint, never it."""
@@ -123,7 +122,7 @@ def test_unlocking_status_shows_only_on_a_terminal(env: dict[str, str],
     assert PASSPHRASE.encode() not in term.seen
 
 
-def test_add_prompts_for_scopes_key_and_a_hidden_secret_twice(env: dict[str, str],
+def test_add_prompts_for_scopes_key_and_a_hidden_secret_once(env: dict[str, str],
                                                               vault_path: Path) -> None:
     _made(vault_path)
     secret = base64.b64encode(os.urandom(64)).decode()

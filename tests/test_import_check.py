@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from botvault.errors import InvalidInputError
-from botvault.import_check import entries_from, read_plaintext
+from botvault.import_check import entries_from, read_plaintext, with_scopes
 from botvault.importers import Candidate
 from botvault.secret import Secret
 
@@ -28,10 +28,14 @@ def test_names_follow_the_given_one_and_repairs_are_warned_with_their_place() ->
         warnings.simplefilter("always")
         entries = entries_from([_cand(None, "kraken-spot", wrapped, 1),
                                 _cand(None, None, secret, 2)], name="bot",
-                               exchange="kraken-spot", general="read-only", withdrawal="none")
+                               exchange="kraken-spot", source=Path("keys.env"))
     assert [e.name for e in entries] == ["bot", "bot-2"]
     assert [e.note for e in entries] == ["imported from keys.env:1", "imported from keys.env:2"]
     assert entries[0].api_secret.reveal() == secret
+    assert {e.imported_from for e in entries} == {os.path.abspath("keys.env")}
+    scoped = with_scopes(entries, "read-only", "none")
+    assert [(e.general.value, e.withdrawal.value) for e in scoped] == [("read-only", "none")] * 2
+    assert [e.api_secret.reveal() for e in scoped] == [e.api_secret.reveal() for e in entries]
     assert [str(w.message).split(":")[:2] for w in caught] == [["keys.env", "1"]]
     assert "whitespace" in str(caught[0].message)
 
@@ -40,7 +44,7 @@ def test_every_problem_is_reported_and_nothing_is_taken() -> None:
     found = [_cand(None, "kraken-spot", "c2hvcnQ=", 1), _cand("ok", None, "s", 2),
              _cand(None, "generic", "s", 3)]
     with pytest.raises(InvalidInputError) as caught:
-        entries_from(found, name=None, exchange=None, general="none", withdrawal="none")
+        entries_from(found, name=None, exchange=None, source=Path("keys.env"))
     message = caught.value.message
     assert message.startswith("3 problems in the file; nothing was imported:")
     for line in ("keys.env:1: no name", "keys.env:2: the file does not say which exchange",

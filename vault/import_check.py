@@ -4,6 +4,7 @@ every key passes."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from .entries import Entry
 from .errors import InvalidInputError
 from .importers import Candidate
 
-__all__ = ["PLAINTEXT_FORMATS", "entries_from", "read_plaintext"]
+__all__ = ["PLAINTEXT_FORMATS", "entries_from", "read_plaintext", "with_scopes"]
 
 PLAINTEXT_FORMATS = ("env", "ccxt", "freqtrade")
 
@@ -38,10 +39,12 @@ def read_plaintext(file: Path, format_: str, *, key_var: str | None = None,
 
 
 def entries_from(found: list[Candidate], *, name: str | None, exchange: str | None,
-                 general: str, withdrawal: str) -> list[Entry]:
+                 source: Path) -> list[Entry]:
     """One entry per candidate (`name`, then `name-2`, ...; else the name the file gives),
-    each checked as `add` would. What was repaired or noted is warned (UserWarning) with the
-    place it came from; every problem is raised at once, or none."""
+    each checked as `add` would, before any scope is asked for: scopes are "none" here
+    (`with_scopes` sets what the user says), and each entry records the file it came from
+    (its absolute path) for doctor. What was repaired or noted is warned (UserWarning) with
+    the place it came from; every problem is raised at once, or none."""
     from .entry_rules import new_entry
 
     entries: list[Entry] = []
@@ -60,10 +63,11 @@ def entries_from(found: list[Candidate], *, name: str | None, exchange: str | No
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                entries.append(new_entry(entry_name, exchange=profile, api_key=cand.api_key,
-                                         api_secret=cand.api_secret, general=general,
-                                         withdrawal=withdrawal,
-                                         note=f"imported from {cand.source}"))
+                entries.append(new_entry(
+                    entry_name, exchange=profile, api_key=cand.api_key,
+                    api_secret=cand.api_secret, general="none", withdrawal="none",
+                    note=f"imported from {cand.source}").with_changes(
+                        imported_from=os.path.abspath(source)))
         except InvalidInputError as exc:
             problems.append((cand.source, exc.message))
             continue
@@ -80,3 +84,11 @@ def entries_from(found: list[Candidate], *, name: str | None, exchange: str | No
             f"{len(problems)} problems in the file; nothing was imported:\n  "
             + "\n  ".join(f"{where}: {what}" for where, what in problems), hint=hint)
     return entries
+
+
+def with_scopes(entries: list[Entry], general: str, withdrawal: str) -> list[Entry]:
+    """The entries with the scopes the user chose on the exchange's key form."""
+    from .scopes import parse_general, parse_withdrawal
+
+    scope, can_withdraw = parse_general(general), parse_withdrawal(withdrawal)
+    return [e.with_changes(general=scope, withdrawal=can_withdraw) for e in entries]
