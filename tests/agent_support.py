@@ -37,12 +37,15 @@ class Keys:
     secrets: dict[str, str]
 
 
+def spec(exchange: str, general: str = "full", withdrawal: str = "none") -> dict[str, str]:
+    """One entry of a test vault (`make_vault`'s `entries` values): by default full general
+    access, no withdrawal."""
+    return {"exchange": exchange, "general": general, "withdrawal": withdrawal}
+
+
 # One full-access Spot key and one Futures key, neither able to withdraw: the vault most
 # agent, integration and gateway tests run against.
-SPOT_AND_FUTURES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-}
+SPOT_AND_FUTURES = {"spot": spec("kraken-spot"), "fut": spec("kraken-futures")}
 
 
 def pubkey(name: str) -> str:

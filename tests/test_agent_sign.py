@@ -29,16 +29,16 @@ from botvault import InvalidInputError, NotFoundError, ScopeError, Vault, agent
 from botvault.agent.signing import spot_body_with_nonce
 from botvault.exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot
 from botvault.nonces import key_id
-from tests.agent_support import Keys, b64secret, pubkey, running
+from tests.agent_support import Keys, b64secret, pubkey, running, spec
 
 ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "spot-ro": {"exchange": "kraken-spot", "general": "read-only", "withdrawal": "none"},
-    "spot-wd": {"exchange": "kraken-spot", "general": "full", "withdrawal": "full"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-    "fut-ro": {"exchange": "kraken-futures", "general": "read-only", "withdrawal": "none"},
-    "fut-none": {"exchange": "kraken-futures", "general": "none", "withdrawal": "none"},
-    "gen": {"exchange": "generic", "general": "full", "withdrawal": "none"},
+    "spot": spec("kraken-spot"),
+    "spot-ro": spec("kraken-spot", "read-only"),
+    "spot-wd": spec("kraken-spot", withdrawal="full"),
+    "fut": spec("kraken-futures"),
+    "fut-ro": spec("kraken-futures", "read-only"),
+    "fut-none": spec("kraken-futures", "none"),
+    "gen": spec("generic"),
 }
 PUBKEY = {name: pubkey(name) for name in ENTRIES}
 

@@ -35,14 +35,15 @@ from tests.agent_support import (
     b64secret,
     pubkey,
     running,
+    spec,
 )
 
 ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "spot-ro": {"exchange": "kraken-spot", "general": "read-only", "withdrawal": "none"},
-    "spot-wd": {"exchange": "kraken-spot", "general": "full", "withdrawal": "full"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-    "gen": {"exchange": "generic", "general": "full", "withdrawal": "none"},
+    "spot": spec("kraken-spot"),
+    "spot-ro": spec("kraken-spot", "read-only"),
+    "spot-wd": spec("kraken-spot", withdrawal="full"),
+    "fut": spec("kraken-futures"),
+    "gen": spec("generic"),
 }
 PUBKEY = {name: pubkey(name) for name in ENTRIES}
 ADD = "/0/private/AddOrder"

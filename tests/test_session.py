@@ -27,12 +27,12 @@ from botvault.errors import (
 from botvault.exchanges.kraken import sign_spot
 from botvault.open_vault import Vault
 from botvault.session import Session, agent_state, check_vault_exists, lock_agent
-from tests.agent_support import PASSPHRASE, Keys, make_vault, running, stop
+from tests.agent_support import PASSPHRASE, Keys, make_vault, running, spec, stop
 
 ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "spot-wd": {"exchange": "kraken-spot", "general": "full", "withdrawal": "full"},
-    "fut": {"exchange": "kraken-futures", "general": "read-only", "withdrawal": "none"},
+    "spot": spec("kraken-spot"),
+    "spot-wd": spec("kraken-spot", withdrawal="full"),
+    "fut": spec("kraken-futures", "read-only"),
 }
 
 
