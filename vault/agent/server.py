@@ -51,11 +51,16 @@ __all__ = ["CONN_IDLE", "FRAME_TIMEOUT", "MAX_CONNECTIONS", "PER_PEER", "AgentSe
 
 FRAME_TIMEOUT = 5.0
 CONN_IDLE = 60.0  # a connection with no request for this long is closed
-MAX_CONNECTIONS = 256
-PER_PEER = 32  # connections one client process may hold; more close its oldest idle one
+# Sized for a burst: 200 bots started at once (systemd), or one process with a few hundred
+# threads each holding a connection, fit without an eviction (tests/test_agent_burst.py).
+MAX_CONNECTIONS = 1024
+PER_PEER = 512  # connections one client process may hold; more close its oldest idle one
 _ACCEPT_BACKOFF = 0.25  # after EMFILE, accepting pauses this long instead of spinning
 _PROBE_TIMEOUT = 1.0
-_BACKLOG = 64
+# Connections waiting to be accepted; the kernel caps it at net.core.somaxconn (4096 on
+# current kernels). A full queue makes a client's connect fail at once (EAGAIN on a unix
+# socket), so it must hold a whole burst.
+_BACKLOG = 1024
 _CONFIG_LIMIT = 64 * 1024
 _MAX_WAIT = 60.0  # the loop wakes at least this often; epoll refuses very long timeouts
 _KEY_SIZE = 32
