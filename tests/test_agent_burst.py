@@ -73,6 +73,14 @@ def test_a_burst_of_processes_gets_no_error(vault_path: Path) -> None:
     assert [r for r in results if r[0] != 0] == []
 
 
+def _fill(path: Path, held: list[socket.socket]) -> None:
+    for _ in range(64):  # more than the queue holds (the kernel's backlog + 1)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        held.append(sock)
+        sock.settimeout(0.2)
+        agent_paths.connect_when_free(sock, path, 0.2)
+
+
 def test_a_full_listen_queue_is_busy_not_locked(tmp_path: Path) -> None:
     # A listener that never accepts, with a queue of one: once it is full, connect fails at
     # once with EAGAIN. The client waits for it, then says "busy" (exit 13).
@@ -80,14 +88,10 @@ def test_a_full_listen_queue_is_busy_not_locked(tmp_path: Path) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(0)
-    held = []
+    held: list[socket.socket] = []
     try:
         with pytest.raises(BusyError) as info:
-            for _ in range(64):  # fill the queue (its size is the kernel's backlog + 1)
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                held.append(sock)
-                sock.settimeout(0.2)
-                agent_paths.connect_when_free(sock, path, 0.2)
+            _fill(path, held)
         assert not isinstance(info.value, LockedError)
         assert "busy" in str(info.value) and info.value.exit_code == 13
         assert "busy" in EXIT_CODES[13]

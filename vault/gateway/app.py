@@ -40,7 +40,7 @@ from ..exchanges.kraken import futures_post_data
 from ..request_lock import KeyOrder, RequestLockTimeout
 from .config import GatewayConfig
 from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
-from .governor import Governor
+from .governor import FileRateState, Governor
 from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
@@ -90,7 +90,8 @@ class Gateway:
         self.agent = agent
         self.vault_path = vault_path
         self.audit = audit
-        self.governor = governor or Governor(config.tier)
+        # The key's counter is the machine's, shared with the in-process integrations.
+        self.governor = governor or Governor(config.tier, state=FileRateState(vault_path))
         self.upstream: Upstream | None = None
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
@@ -228,16 +229,18 @@ class Gateway:
                     if exc.changed:
                         raise _KeyChanged from None
                     raise _Refuse(exc.reason) from None
-                await self._within_rate(found, sign_request.key_id, outcome.started + bound)
+                await self._within_rate(found, sign_request.key_id, outcome.started + bound,
+                                        sign_request.body)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
                 return await self._send(request, found, out_body, signed.headers, outcome)
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
 
-    async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
+    async def _within_rate(self, found: Route, key_id: str, deadline: float,
+                           post_data: str) -> None:
         """Wait, holding the key's order, until the key's counter takes this request; refuse
         it when that would end after `deadline` (monotonic)."""
-        while (wait := self.governor.admit(found.api, key_id, found.endpoint)) > 0:
+        while (wait := self.governor.admit(found.api, key_id, found.endpoint, post_data)) > 0:
             if time.monotonic() + wait > deadline:
                 raise _Refuse(Reason.RATE_LIMIT)
             await asyncio.sleep(wait)
