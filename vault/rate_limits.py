@@ -49,6 +49,8 @@ __all__ = [
     "FUTURES_COSTS",
     "SLACK",
     "SPOT_TIERS",
+    "TIER_OFF",
+    "TIER_VARIABLE",
     "Bucket",
     "FileRateState",
     "Governor",
@@ -73,10 +75,11 @@ FUTURES_COSTS: dict[str, int] = {
     "transfer/subaccount": 10, "withdrawal": 100, "leveragepreferences": 2,
     "pnlpreferences": 2, "unwindqueue": 2, "notifications": 2, "subaccounts": 2,
 }
-# The tier an in-process integration assumes when no gateway has recorded one for the key:
-# the lowest, so it never outruns Kraken's counter.
+# The tier the in-process integrations pace by: $BOTVAULT_KRAKEN_TIER, else the lowest, so
+# they never outrun Kraken's counter. "off" turns their pacing off (the gateway always paces).
 TIER_VARIABLE = "BOTVAULT_KRAKEN_TIER"
 _DEFAULT_TIER = "starter"
+TIER_OFF = "off"
 
 
 def spot_cost(endpoint: str) -> int:
@@ -239,17 +242,22 @@ _shared: dict[tuple[str, str], Governor] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_governor(vault_path: str | os.PathLike[str], tier: str | None = None) -> Governor:
-    """This process's governor over the machine-wide counters of the vault's keys.
+def shared_governor(vault_path: str | os.PathLike[str], tier: str | None = None
+                    ) -> Governor | None:
+    """This process's governor over the machine-wide counters of the vault's keys; None when
+    pacing is off.
 
     `tier` defaults to $BOTVAULT_KRAKEN_TIER, else starter (the lowest, which never outruns
     Kraken's counter)."""
     chosen = tier or os.environ.get(TIER_VARIABLE) or _DEFAULT_TIER
+    if chosen == TIER_OFF:
+        return None
     if chosen not in SPOT_TIERS:
         from .errors import InvalidInputError
 
         raise InvalidInputError(f"unknown Kraken tier {chosen!r}",
-                                hint=f"one of {', '.join(SPOT_TIERS)} (${TIER_VARIABLE})")
+                                hint=f"one of {', '.join(SPOT_TIERS)} or {TIER_OFF} "
+                                     f"(${TIER_VARIABLE})")
     key = (os.fspath(Path(vault_path)), chosen)
     with _shared_lock:
         governor = _shared.get(key)
