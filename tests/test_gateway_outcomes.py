@@ -139,8 +139,9 @@ def outcome(call: Call) -> tuple[str, str]:
     try:
         answer = call()
     except Exception as exc:  # the point is which class each client raises
-        return f"{type(exc).__module__.split('.')[0]}.{type(exc).__name__}", str(exc)[:90]
-    return "answer", str(answer)[:90]
+        said = " ".join(str(exc).split())[:90]
+        return f"{type(exc).__module__.split('.')[0]}.{type(exc).__name__}", said
+    return "answer", " ".join(str(answer).split())[:90]
 
 
 # What each client must raise. krakenex raises nothing for API errors: it returns Kraken's doc.
