@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from botvault.agent import connect
-from botvault.agent import paths as agent_paths
+from botvault.agent import connect, socket_location
 from botvault.errors import EXIT_CODES, BusyError, LockedError
 
 from .agent_support import make_vault, private_runtime_dir, running
@@ -78,7 +77,7 @@ def _fill(path: Path, held: list[socket.socket]) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         held.append(sock)
         sock.settimeout(0.2)
-        agent_paths.connect_when_free(sock, path, 0.2)
+        socket_location.connect_when_free(sock, path, 0.2)
 
 
 def test_a_full_listen_queue_is_busy_not_locked(tmp_path: Path) -> None:

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..agent import hardening
-from ..agent import paths as agent_paths
+from ..agent import hardening, socket_location
 from ..agent.protocol import (
     MAX_FRAME,
     AgentError,
@@ -49,8 +48,8 @@ class AgentLink:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        agent_paths.check_socket_dir(self.socket_path)
-        agent_paths.check_socket_file(self.socket_path)
+        socket_location.check_socket_dir(self.socket_path)
+        socket_location.check_socket_file(self.socket_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
@@ -61,7 +60,7 @@ class AgentLink:
         except OSError as exc:
             sock.close()
             raise LockedError(f"cannot reach the agent: {exc.strerror or exc}",
-                              hint=agent_paths.LOCKED_HINT) from None
+                              hint=socket_location.LOCKED_HINT) from None
         except BaseException:
             sock.close()
             raise
@@ -70,18 +69,18 @@ class AgentLink:
         """A local socket connects at once, is refused, or finds the agent's queue full
         (EAGAIN: busy, tried again without blocking the loop; BusyError at the timeout)."""
         deadline = time.monotonic() + self.timeout
-        with agent_paths.unix_address(self.socket_path) as address:
+        with socket_location.unix_address(self.socket_path) as address:
             for attempt in range(1 << 16):
                 try:
                     sock.connect(address)
                 except BlockingIOError:
-                    wait = agent_paths.busy_wait(attempt)
+                    wait = socket_location.busy_wait(attempt)
                     if time.monotonic() + wait > deadline:
                         break
                     await asyncio.sleep(wait)
                 else:
                     return
-        raise agent_paths.busy_error(self.socket_path, self.timeout)
+        raise socket_location.busy_error(self.socket_path, self.timeout)
 
     async def call(self, op: str, **args: Any) -> dict[str, Any]:
         frame = encode_frame({"op": op, **args})
@@ -98,10 +97,10 @@ class AgentLink:
                 mid_frame = isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)
                 if mid_frame:
                     raise LockedError("the agent closed the connection",
-                                      hint=agent_paths.LOCKED_HINT) from None
+                                      hint=socket_location.LOCKED_HINT) from None
                 if attempt == 2:  # reconnected, and closed again: its connection limits
                     raise BusyError("the agent closed the connection again to admit other "
-                                    "clients", hint=agent_paths.BUSY_HINT) from None
+                                    "clients", hint=socket_location.BUSY_HINT) from None
                 continue
             except (asyncio.TimeoutError, ProtocolError):
                 self.close()
