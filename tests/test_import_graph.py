@@ -186,7 +186,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     3: ("entry_rules", "grant_checks", "handover_policy", "handover", "importers",
         "key_variables", "kdf_choice"),
     2: ("vault_file", "seen_generations", "vault_path", "nonces", "request_lock", "audit",
-        "manpage_install"),
+        "manpage_install", "rate_limits"),
     1: ("entries", "grant_record", "codec"),
     0: ("errors", "scopes", "secret", "private", "crypto", "fileformat", "exchanges",
         "passphrase_policy", "passphrase_source", "secret_input", "did_you_mean", "data",
