@@ -13,6 +13,7 @@ the tables do not classify fails here, before a bot meets it as a refusal.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -159,14 +160,60 @@ def test_read_only_grant_reaches_every_read_and_no_write(client: str, exchange: 
         assert not write, f"{client}: {method} {path} writes, and a read-only grant passed"
 
 
+def _ccxt_name(api: str, method: str, path: str) -> str:
+    """ccxt's implicit method for an api/method/path (`privatePostAddOrder`)."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", path) if w]
+    return api + method.capitalize() + "".join(w[0].upper() + w[1:] for w in words)
+
+
+def calls() -> dict[tuple[str, str, str], set[str]]:
+    """(exchange, HTTP method, path) -> the client calls that make it (ccxt's implicit
+    methods, the SDK's functions)."""
+    found: dict[tuple[str, str, str], set[str]] = {}
+    for exchange_id, exchange in ((KRAKEN_SPOT, ccxt.kraken()),
+                                  (KRAKEN_FUTURES, ccxt.krakenfutures())):
+        api = exchange.describe()["api"]
+        for method, paths in api["private"].items():
+            for path in paths:
+                sent = ("/0/private/" + path if exchange_id == KRAKEN_SPOT
+                        else "/derivatives/api/v3/" + _fill(path))
+                found.setdefault((exchange_id, method.upper(), sent), set()).add(
+                    "ccxt " + _ccxt_name("private", method, path))
+        if exchange_id == KRAKEN_FUTURES:
+            access = exchange.options["access"]["history"]["GET"]
+            versions = exchange.options["versions"]["history"]["GET"]
+            for path in api["history"]["get"]:
+                if access.get(path) == "private":
+                    sent = f"/api/history/{versions.get(path, exchange.version)}/{path}"
+                    found.setdefault((exchange_id, "GET", sent), set()).add(
+                        "ccxt " + _ccxt_name("history", "get", path))
+    root = Path(kraken_sdk.__file__).parent
+    for _client, exchange_id, method, path in sdk_rows():
+        found.setdefault((exchange_id, method, path), set())
+    for product in ("spot", "futures"):
+        for source in sorted((root / product).glob("*.py")):
+            tree = ast.parse(source.read_text(encoding="utf-8"))
+            for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+                for call in (n for n in ast.walk(function) if isinstance(n, ast.Call)):
+                    words = {k.arg: k.value for k in call.keywords if k.arg}
+                    target = words.get("uri") or words.get("endpoint")
+                    path = _text(target) if target is not None else None
+                    for key in [k for k in found if path and k[2] == _fill(path)]:
+                        found[key].add(f"sdk {product}.{source.stem}.{function.name}")
+    return found
+
+
 def main() -> None:
     """Print the coverage table (markdown) for the gateway docs."""
-    print("| client | method | path | needs | Kraken doc |")
+    print("| path | method | needs (Kraken permission) | client calls | Kraken doc |")
     print("|---|---|---|---|---|")
-    for client, exchange, method, path in coverage_rows():
+    for (exchange, method, path), names in sorted(calls().items(), key=lambda i: i[0][2]):
         need = requirement(exchange, path, method)
         needs = need.general.value + (" + withdrawal" if need.withdrawal else "")
-        print(f"| {client} | {method} | `{path}` | {needs} ({need.group}) | {need.doc} |")
+        doc = need.doc.removeprefix("https://docs.kraken.com/")
+        shown = ", ".join(sorted(n for n in names if not n.endswith(("_get_historical_events",
+                                                                     "request"))))
+        print(f"| `{path}` | {method} | {needs} ({need.group}) | {shown} | {doc} |")
 
 
 if __name__ == "__main__":
