@@ -45,6 +45,7 @@ from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
 from .timeouts import bounded
+from .trading import PolicyGuard
 
 __all__ = ["Auditor", "Gateway", "build_app"]
 
@@ -72,9 +73,10 @@ class _Outcome:
 
 
 class _Refuse(Exception):
-    def __init__(self, reason: Reason) -> None:
+    def __init__(self, reason: Reason, detail: str = "", rule: str = "") -> None:
         super().__init__(reason.value)
         self.reason = reason
+        self.detail, self.rule = detail, rule  # a policy refusal's message and rule
 
 
 class _KeyChanged(Exception):
@@ -93,6 +95,7 @@ class Gateway:
         # The key's counter is the machine's, shared with the in-process integrations.
         self.governor = governor or Governor(config.tier, state=FileRateState(vault_path))
         self.upstream: Upstream | None = None
+        self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -129,7 +132,8 @@ class Gateway:
         try:
             response = await self._dispatch(request, found, outcome)
         except _Refuse as refused:
-            response = self._refusal(found, refused.reason, outcome)
+            response = self._refusal(found, refused.reason, outcome, refused.detail,
+                                     refused.rule)
             if refused.reason is Reason.TOO_LARGE:
                 await _answer_and_close(request, response)
         except VaultError:
@@ -143,9 +147,10 @@ class Gateway:
         return response
 
     @staticmethod
-    def _refusal(found: Route | None, reason: Reason, outcome: _Outcome) -> web.Response:
-        answer = refusal(found.api if found else Api.SPOT, reason)
-        outcome.outcome = reason.value
+    def _refusal(found: Route | None, reason: Reason, outcome: _Outcome, detail: str = "",
+                 rule: str = "") -> web.Response:
+        answer = refusal(found.api if found else Api.SPOT, reason, detail)
+        outcome.outcome = f"{reason.value}:{rule}" if rule else reason.value
         return web.Response(status=answer.status, body=answer.body,
                             content_type=answer.content_type)
 
@@ -158,6 +163,8 @@ class Gateway:
             answer = await self._private(request, found, body, outcome)
         else:
             answer = await self._send(request, found, body, {}, outcome)
+        if isinstance(answer, web.Response):
+            return answer  # read whole already (a policy grant's)
         return await self._stream(request, answer, outcome)
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -183,7 +190,7 @@ class Gateway:
         return body
 
     async def _private(self, request: web.Request, found: Route, body: bytes,
-                       outcome: _Outcome) -> UpstreamAnswer:
+                       outcome: _Outcome) -> UpstreamAnswer | web.Response:
         headers = request.headers
         if found.api is Api.SPOT:
             grant_key, signature, nonce_header = (
@@ -203,38 +210,63 @@ class Gateway:
         for attempt in (1, 2):
             resolved = await self._resolve(grant_key, found)
             outcome.grant, outcome.entry = resolved.grant, resolved.entry
+            aliases = await self._policy_aliases(request, found, resolved, text, content_type)
             sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method,
                                        text, signature, nonce_header, content_type,
-                                       resolved.key_id)
+                                       resolved.key_id, aliases)
             try:
                 return await self._signed_and_sent(request, found, body, sign_request,
-                                                   outcome)
+                                                   resolved, outcome)
             except _KeyChanged:
                 if attempt == 2:
                     raise _Refuse(Reason.INVALID_KEY) from None
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _signed_and_sent(self, request: web.Request, found: Route, body: bytes,
-                               sign_request: SignRequest, outcome: _Outcome
-                               ) -> UpstreamAnswer:
+                               sign_request: SignRequest, resolved: Resolved,
+                               outcome: _Outcome) -> UpstreamAnswer | web.Response:
         """Holding the key's order: sign, pace, send; the order is let go once the answer's
-        headers are in."""
+        headers are in (a policy grant's answer is read whole first: its order ids go to
+        the agent before the grant's next request)."""
+        grant_key = sign_request.grant_key
         order = KeyOrder.for_key_id(self.vault_path, sign_request.key_id)
         bound = self.config.max_wait
         try:
             async with order.hold_async(timeout=bound):
+                await self.policy.before_sign(grant_key)
                 try:
                     signed = await self.agent.sign(sign_request)
                 except GrantRefused as exc:
                     if exc.changed:
                         raise _KeyChanged from None
-                    raise _Refuse(exc.reason) from None
+                    raise _Refuse(exc.reason, exc.detail if exc.rule else "",
+                                  exc.rule) from None
                 await self._within_rate(found, sign_request.key_id, outcome.started + bound,
                                         sign_request.body)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
-                return await self._send(request, found, out_body, signed.headers, outcome)
+                answer = await self._send(request, found, out_body, signed.headers, outcome)
+                if not resolved.policy:
+                    return answer
+                response = await _read_whole(answer)
+                self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
+                                          signed.nonce, response)
+                return response
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
+
+    async def _policy_aliases(self, request: web.Request, found: Route, resolved: Resolved,
+                              text: str, content_type: str) -> dict[str, list[str]] | None:
+        """The pair aliases the agent needs to judge a grant's policy (trading_gate
+        enforces it); a request the agent could not judge whole is refused here."""
+        if not resolved.policy or self.upstream is None:
+            return None
+        origin = self.config.spot_url if found.api is Api.SPOT else self.config.futures_url
+        try:
+            return await self.policy.aliases(
+                self.upstream, origin, found.api, found.exchange, found.endpoint,
+                resolved.policy, text, request.rel_url.raw_query_string, content_type)
+        except ValueError as exc:
+            raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
 
     async def _within_rate(self, found: Route, key_id: str, deadline: float,
                            post_data: str) -> None:
@@ -292,6 +324,21 @@ class Gateway:
         finally:
             answer.close()
         return response
+
+
+# A policy grant's answer is read whole (its order ids are learned from it): order and funds
+# answers are small; one this large is no such answer.
+_WHOLE_LIMIT = 16 << 20
+
+
+async def _read_whole(answer: UpstreamAnswer) -> web.Response:
+    try:
+        data = await answer.read(_WHOLE_LIMIT)
+    except AnswerLost:
+        raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
+    response = web.Response(status=answer.status, body=data)
+    response.headers.update(answer.headers)
+    return response
 
 
 def _close(request: web.Request) -> None:

@@ -79,6 +79,20 @@ class UpstreamAnswer:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AnswerLost(f"the exchange's answer was cut: {type(exc).__name__}") from None
 
+    async def read(self, limit: int) -> bytes:
+        """The whole body, then closed; AnswerLost when it is cut or over `limit` bytes."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in self.chunks():
+                size += len(chunk)
+                if size > limit:
+                    raise AnswerLost("the exchange's answer is over the limit")
+                chunks.append(chunk)
+        finally:
+            self.close()
+        return b"".join(chunks)
+
     def close(self) -> None:
         self._response.close()
 
