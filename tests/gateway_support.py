@@ -102,11 +102,12 @@ class FakeGrants:
     async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
         pass  # this stand-in agent knows no policies
 
-    async def check(self, grant_key: str) -> None:
+    async def check(self, grant_key: str) -> str:
         try:
-            self._find(grant_key)
+            grant = self._find(grant_key)
         except VaultError as exc:
             raise refused_as(exc) from None
+        return key_id(grant.exchange, grant.api_key)
 
     async def sign(self, request: SignRequest, verified: Verified) -> Signed:
         try:

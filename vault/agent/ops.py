@@ -373,17 +373,18 @@ class Agent:
         ticket = request.get("ticket")
         if ticket is None:
             self._checked(fields, DEFAULT_WINDOW)
-        elif isinstance(ticket, str):
-            self._desk.redeem(ticket, request_digest(fields[k] for k in _GRANT_FIELDS))
-        else:
+        elif not isinstance(ticket, str):
             raise InvalidInputError("'ticket' must be text")
         path, body = fields["path"], fields["body"]
         with self._lock:
             vault = self._open_vault()
             grant, entry = self._grant_target(vault, fields["grant_key"])
             if not hmac.compare_digest(key_id(entry.exchange, entry.api_key), expected_key):
+                # The ticket stays: the gateway asks again under the new key's order.
                 raise GrantError("changed", f"grant {grant.bot!r} now points at another key",
                                  hint="resolve the grant again")
+            if ticket is not None:
+                self._desk.redeem(ticket, request_digest(fields[k] for k in _GRANT_FIELDS))
             signing.authorise(entry, path, fields["method"],
                               allow_withdrawal=self.allow_withdrawal, grant=grant)
             placed = self._policy.enforce(grant.bot, grant.policy, entry.exchange, path,

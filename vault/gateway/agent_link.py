@@ -14,6 +14,7 @@ import asyncio
 import os
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from ..agent.protocol import (
     grant_signed,
     raise_for_error,
 )
-from ..errors import InsecurePermissionsError, LockedError, VaultError
+from ..errors import BusyError, InsecurePermissionsError, LockedError, VaultError
 from .grants import GrantRefused, Signed, SignRequest, Verified, refused_as, verified_from
 from .kraken_errors import Reason
 from .timeouts import bounded
@@ -53,8 +54,7 @@ class AgentLink:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
-            with socket_location.unix_address(self.socket_path) as address:
-                sock.connect(address)  # a local socket: at once, or refused
+            await self._connect(sock)
             _refuse_foreign_peer(sock, self.socket_path)
             sock.setblocking(False)
             return await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME + 16)
@@ -65,6 +65,23 @@ class AgentLink:
         except BaseException:
             sock.close()
             raise
+
+    async def _connect(self, sock: socket.socket) -> None:
+        """A local socket connects at once, is refused, or finds the agent's queue full
+        (EAGAIN: busy, tried again without blocking the loop; BusyError at the timeout)."""
+        deadline = time.monotonic() + self.timeout
+        with socket_location.unix_address(self.socket_path) as address:
+            for attempt in range(1 << 16):
+                try:
+                    sock.connect(address)
+                except BlockingIOError:
+                    wait = socket_location.busy_wait(attempt)
+                    if time.monotonic() + wait > deadline:
+                        break
+                    await asyncio.sleep(wait)
+                else:
+                    return
+        raise socket_location.busy_error(self.socket_path, self.timeout)
 
     async def call(self, op: str, **args: Any) -> dict[str, Any]:
         frame = encode_frame({"op": op, **args})
@@ -79,9 +96,12 @@ class AgentLink:
                 self.close()
                 # Closed in the middle of an answer: the agent may have served the request.
                 mid_frame = isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)
-                if attempt == 2 or mid_frame:
+                if mid_frame:
                     raise LockedError("the agent closed the connection",
                                       hint=socket_location.LOCKED_HINT) from None
+                if attempt == 2:  # reconnected, and closed again: its connection limits
+                    raise BusyError("the agent closed the connection again to admit other "
+                                    "clients", hint=socket_location.BUSY_HINT) from None
                 continue
             except (asyncio.TimeoutError, ProtocolError):
                 self.close()
@@ -200,8 +220,11 @@ class AsyncAgentGrants:
         except AgentError as exc:
             raise refused_as(exc) from None
 
-    async def check(self, grant_key: str) -> None:
-        await self._call("grant_resolve", grant_key=grant_key)
+    async def check(self, grant_key: str) -> str:
+        key = (await self._call("grant_resolve", grant_key=grant_key)).get("key_id")
+        if not isinstance(key, str):
+            raise GrantRefused(Reason.UNAVAILABLE, "the agent sent a malformed answer")
+        return key
 
     async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
         await self._call("grant_learn", grant_key=grant_key, nonce=nonce, order_ids=order_ids)

@@ -66,13 +66,14 @@ class WatchedAgent:
         self._up()
         return signed
 
-    async def check(self, grant_key: str) -> None:
+    async def check(self, grant_key: str) -> str:
         try:
-            await self._agent.check(grant_key)
+            key = await self._agent.check(grant_key)
         except GrantRefused as exc:
             self._note(exc)
             raise
         self._up()
+        return key
 
     async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
         try:

@@ -5,21 +5,23 @@ One private request, in order:
 1. route it (`routing`); a path that is no Kraken path is refused;
 2. read its body within the size and time limits (a slow or oversized request is refused on
    its own connection; every connection is its own task, so other bots go on);
-3. refuse a query string the bot's signature does not cover (only signed bytes travel),
-   and a grant beyond its cap of requests in progress;
-4. have the agent check it, cheap refusals first and without the key's order: an unknown
-   grant (known from a list, no round trip), the bot's signature, the grant's scope, the
-   replay window (`grant_verify`; a one-time ticket comes back);
-5. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
+3. resolve the grant (the agent; unknown, revoked, expired: refused);
+4. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
    integrations take too; requests queue for it in arrival order) and, holding it, have the
-   agent sign it with the real key's next nonce (the grant checked again: revoked since,
-   refused), wait until the key's rate counter takes it (`governor`; a wait that would end
-   beyond the bound from arrival is answered `EAPI:Rate limit exceeded` here), check the
-   grant once more if the vault was saved meanwhile, and send it at once;
-6. answer the bot with the exchange's status and body, and complete its audit line (written
-   durably before it was sent); a request that sent nothing is counted in a summary line.
+   agent check the bot's signature and the grant's scope and sign with the real key's next
+   nonce;
+5. wait, still holding it, until the key's rate counter takes the request (`governor`; a
+   wait that would end beyond the bound from arrival is answered `EAPI:Rate limit exceeded`
+   here), then send it and wait for the answer's status and headers (the order is let go
+   then: the exchange has taken the request);
+6. stream the exchange's status and body to the bot, and write one audit line.
 
-Nothing the agent refused is sent. The handler never sees a secret.
+Nothing the agent refused is sent. The handler never sees a secret. When the agent says the
+grant's key changed under it (a rotate between resolving and signing), the grant is resolved
+again and the request tried once more, under the new key's order. A request that may have
+reached the exchange but whose answer was lost is answered `OUTCOME_UNKNOWN` (504; see
+kraken_errors), never as "not sent". A body over the limit is answered 413 and its connection
+closed, without reading the rest.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ..errors import VaultError
+from ..exchanges.kraken import futures_post_data
 from ..request_lock import KeyOrder, RequestLockTimeout
 from .audit_writer import AuditFailed
 from .config import GatewayConfig
-from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
-from .governor import Governor
+from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
+from .governor import FileRateState, Governor
 from .grants import GrantAgent, GrantRefused, SignRequest, Verified
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
@@ -88,6 +91,10 @@ class _Refuse(Exception):
         self.detail, self.rule = detail, rule  # a policy refusal's message and rule
 
 
+class _KeyChanged(Exception):
+    """The agent says the grant now signs with another key than the one resolved."""
+
+
 class Gateway:
     """The state one gateway shares across requests."""
 
@@ -97,8 +104,10 @@ class Gateway:
         self.agent = agent
         self.vault_path = vault_path
         self.audit = audit
-        self.governor = governor or Governor(config.tier)
+        # The key's counter is the machine's, shared with the in-process integrations.
+        self.governor = governor or Governor(config.tier, state=FileRateState(vault_path))
         self.upstream: Upstream | None = None
+        self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
         self._in_progress: dict[str, int] = {}  # grant api key -> its requests in progress
         # Refused and unauthenticated requests, counted by (outcome, grant) for the next
         # summary line: no amount of them can push a forwarded request's line out.
@@ -108,7 +117,6 @@ class Gateway:
         self._summaries: asyncio.Task[None] | None = None
         self._audit_warned = -math.inf
         self._pace = RefusalPace()
-        self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -197,6 +205,8 @@ class Gateway:
         except _Refuse as refused:
             response = self._refusal(found, refused.reason, outcome, refused.detail,
                                      refused.rule)
+            if refused.reason is Reason.TOO_LARGE:
+                await _answer_and_close(request, response)
             await self._pace.refused()
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
@@ -214,7 +224,7 @@ class Gateway:
         answer = refusal(found.api if found else Api.SPOT, reason, detail)
         outcome.outcome = f"{reason.value}:{rule}" if rule else reason.value
         return web.Response(status=answer.status, body=answer.body,
-                            content_type="application/json")
+                            content_type=answer.content_type)
 
     async def _dispatch(self, request: web.Request, found: Route | None, outcome: _Outcome
                         ) -> web.StreamResponse:
@@ -222,9 +232,13 @@ class Gateway:
             raise _Refuse(Reason.UNKNOWN_PATH)
         body = await self._read_body(request)
         if found.private:
-            return await self._private(request, found, body, outcome)
-        outcome.outcome = "public"  # unauthenticated: counted in the summaries
-        return await self._forward(request, found, body, {}, outcome)
+            answer = await self._private(request, found, body, outcome)
+        else:
+            outcome.outcome = "public"  # unauthenticated: counted in the summaries
+            answer = await self._send(request, found, body, {}, outcome)
+        if isinstance(answer, web.Response):
+            return answer  # read whole already (a policy grant's)
+        return await self._stream(request, answer, outcome)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.config.max_body
@@ -249,7 +263,7 @@ class Gateway:
         return body
 
     async def _private(self, request: web.Request, found: Route, body: bytes,
-                       outcome: _Outcome) -> web.StreamResponse:
+                       outcome: _Outcome) -> UpstreamAnswer | web.Response:
         headers = request.headers
         if found.api is Api.SPOT:
             grant_key, signature, nonce_header = (
@@ -263,13 +277,35 @@ class Gateway:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise _Refuse(Reason.BAD_REQUEST) from None
-        text = _signed_text(found, request.method, text, request.rel_url.raw_query_string)
+        query = request.rel_url.raw_query_string
+        if found.api is Api.FUTURES:
+            text = futures_post_data(query, text)  # all of what is sent is signed
+        elif query:
+            # Spot signs the body only: a query string beside it would travel unsigned.
+            raise _Refuse(Reason.BAD_REQUEST)
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
         sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
                                    signature, nonce_header, content_type)
         with self._per_grant(grant_key):
-            return await self._checked_then_ordered(request, found, body, sign_request,
-                                                    outcome)
+            verified = await self._verified(found, sign_request, outcome)
+            aliases = await self._policy_aliases(request, found, verified, text, content_type)
+            sign_request = replace(sign_request, key_id=verified.key_id, aliases=aliases)
+            for attempt in (1, 2):
+                try:
+                    return await self._signed_and_sent(request, found, body, sign_request,
+                                                       verified, outcome)
+                except _KeyChanged:
+                    # Rotated since the check: the same request (its ticket unused), under
+                    # the new key's order.
+                    if attempt == 2:
+                        raise _Refuse(Reason.INVALID_KEY) from None
+                    try:
+                        key = await self.agent.check(grant_key)
+                    except GrantRefused as exc:
+                        raise _Refuse(exc.reason) from None
+                    verified = replace(verified, key_id=key)
+                    sign_request = replace(sign_request, key_id=key)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     @contextlib.contextmanager
     def _per_grant(self, grant_key: str) -> Iterator[None]:
@@ -288,16 +324,14 @@ class Gateway:
             else:
                 del self._in_progress[grant_key]
 
-    async def _checked_then_ordered(self, request: web.Request, found: Route, body: bytes,
-                                    sign_request: SignRequest, outcome: _Outcome
-                                    ) -> web.StreamResponse:
-        bound = self.config.max_wait
-        # Cheap refusals first, without the key's order: unknown grant, signature, scope,
-        # replay window. Only a request that holds queues behind that key's other requests.
+    async def _verified(self, found: Route, sign_request: SignRequest, outcome: _Outcome
+                        ) -> Verified:
+        """Cheap refusals first, without the key's order: unknown grant, signature, scope,
+        replay window. Only a request that holds queues behind that key's other requests."""
         try:
             verified = await self.agent.verify(sign_request, exchange=found.exchange,
                                                window=self.config.replay_window,
-                                               hold=bound + 60)
+                                               hold=self.config.max_wait + 60)
         except GrantRefused as exc:
             if exc.known is not None:
                 outcome.grant, outcome.entry = exc.known
@@ -305,17 +339,25 @@ class Gateway:
         outcome.grant, outcome.entry = verified.grant, verified.entry
         if verified.exchange != found.exchange:
             raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
-        aliases = await self._policy_aliases(request, found, verified, sign_request.body,
-                                             sign_request.content_type)
-        sign_request = replace(sign_request, key_id=verified.key_id, aliases=aliases)
-        order = KeyOrder.for_key_id(self.vault_path, verified.key_id)
-        # Its audit line is made durable while it waits for the key's order, and before the
-        # rate counter takes it (so what the counter admits leaves at once).
-        audit = asyncio.ensure_future(self._audit_sent(outcome, request.method))
+        return verified
+
+    async def _signed_and_sent(self, request: web.Request, found: Route, body: bytes,
+                               sign_request: SignRequest, verified: Verified,
+                               outcome: _Outcome) -> UpstreamAnswer | web.Response:
+        """Holding the key's order: sign, pace, send; the order is let go once the answer's
+        headers are in (a policy grant's answer is read whole first: its order ids go to
+        the agent before the grant's next request). The audit line is made durable while
+        the request waits for the order."""
+        grant_key = sign_request.grant_key
+        order = KeyOrder.for_key_id(self.vault_path, sign_request.key_id)
+        bound = self.config.max_wait
+        audit = asyncio.ensure_future(self._audit_sent(outcome, request.method)) \
+            if outcome.seq is None else None
         try:
             async with order.hold_async(timeout=bound):
-                await audit
-                await self.policy.before_sign(sign_request.grant_key)
+                if audit is not None:
+                    await audit
+                await self.policy.before_sign(grant_key)
                 # The agent checks the grant again when it signs, so a request that waited
                 # for its key while `grant revoke` returned is refused; the vault saved
                 # after that (a revocation, say) has it checked once more before it leaves.
@@ -323,27 +365,32 @@ class Gateway:
                 try:
                     signed = await self.agent.sign(sign_request, verified)
                 except GrantRefused as exc:
+                    if exc.changed:
+                        raise _KeyChanged from None
                     raise _Refuse(exc.reason, exc.detail if exc.rule else "",
                                   exc.rule) from None
                 # The rate wait last: what the counter admits leaves at once.
-                await self._within_rate(found, verified.key_id, outcome.started + bound)
+                await self._within_rate(found, sign_request.key_id, outcome.started + bound,
+                                        sign_request.body)
                 if _stamp(self.vault_path) != stamp:
                     try:
-                        await self.agent.check(sign_request.grant_key)
+                        await self.agent.check(grant_key)
                     except GrantRefused as exc:
                         raise _Refuse(exc.reason) from None
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
-                response = await self._forward(request, found, out_body, signed.headers,
-                                               outcome)
-                if verified.policy:
-                    self.policy.after_forward(self.agent, sign_request.grant_key, found.api,
-                                              found.endpoint, signed.nonce, response)
+                answer = await self._send(request, found, out_body, signed.headers, outcome)
+                if not verified.policy:
+                    return answer
+                response = await _read_whole(answer)
+                self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
+                                          signed.nonce, response)
                 return response
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
         finally:
-            with contextlib.suppress(BaseException):  # its line is written either way
-                await audit
+            if audit is not None:
+                with contextlib.suppress(BaseException):  # its line is written either way
+                    await audit
 
     async def _policy_aliases(self, request: web.Request, found: Route, verified: Verified,
                               text: str, content_type: str) -> dict[str, list[str]] | None:
@@ -359,16 +406,17 @@ class Gateway:
         except ValueError as exc:
             raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
 
-    async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
+    async def _within_rate(self, found: Route, key_id: str, deadline: float,
+                           post_data: str) -> None:
         """Wait, holding the key's order, until the key's counter takes this request; refuse
         it when that would end after `deadline` (monotonic)."""
-        while (wait := self.governor.admit(found.api, key_id, found.endpoint)) > 0:
+        while (wait := self.governor.admit(found.api, key_id, found.endpoint, post_data)) > 0:
             if time.monotonic() + wait > deadline:
                 raise _Refuse(Reason.RATE_LIMIT)
             await asyncio.sleep(wait)
 
-    async def _forward(self, request: web.Request, found: Route, body: bytes,
-                       auth: dict[str, str], outcome: _Outcome) -> web.StreamResponse:
+    async def _send(self, request: web.Request, found: Route, body: bytes,
+                    auth: dict[str, str], outcome: _Outcome) -> UpstreamAnswer:
         if self.upstream is None:
             raise RuntimeError("the gateway has not started")
         headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
@@ -377,11 +425,33 @@ class Gateway:
         try:
             answer = await self.upstream.send(request.method, origin,
                                               request.rel_url.raw_path_qs, headers, body)
-        except UpstreamError:
+        except NotSent:
             raise _Refuse(Reason.UPSTREAM) from None
+        except AnswerLost:
+            raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
         outcome.upstream_status = answer.status
-        response = web.Response(status=answer.status, body=answer.body)
-        response.headers["Content-Type"] = answer.content_type
+        return answer
+
+    @staticmethod
+    async def _stream(request: web.Request, answer: UpstreamAnswer, outcome: _Outcome
+                      ) -> web.StreamResponse:
+        """The exchange's answer to the bot as it arrives: no size cap, nothing held whole."""
+        response = web.StreamResponse(status=answer.status)
+        response.headers.update(answer.headers)
+        if answer.content_length is not None:  # the body goes as it came, encoded or not
+            response.content_length = answer.content_length
+        try:
+            await response.prepare(request)
+            async for chunk in answer.chunks():
+                await response.write(chunk)
+            await response.write_eof()
+        except AnswerLost:
+            # The status went out already: cut the connection, so the bot's client sees an
+            # incomplete answer rather than a short one that looks whole.
+            outcome.outcome = Reason.OUTCOME_UNKNOWN.value
+            _close(request)
+        finally:
+            answer.close()
         return response
 
 
@@ -416,23 +486,36 @@ def _stamp(path: Path) -> tuple[int, ...] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _signed_text(found: Route, method: str, body: str, query: str) -> str:
-    """The text the bot's signature covers. A query string it does not cover is refused:
-    only signed bytes travel (the exchange-side signature then covers exactly what is
-    sent). Spot private requests sign the body only, so they take no query string; Futures
-    signs the query of a GET or DELETE (which then has no body) and the body of a POST,
-    or its query when the body is empty (ccxt does that)."""
-    if found.api is Api.SPOT:
-        if query:
-            raise _Refuse(Reason.BAD_REQUEST)
-        return body
-    if method in ("GET", "DELETE") or not body:
-        if body:
-            raise _Refuse(Reason.BAD_REQUEST)
-        return query
-    if query:
-        raise _Refuse(Reason.BAD_REQUEST)
-    return body
+# A policy grant's answer is read whole (its order ids are learned from it): order and funds
+# answers are small; one this large is no such answer.
+_WHOLE_LIMIT = 16 << 20
+
+
+async def _read_whole(answer: UpstreamAnswer) -> web.Response:
+    try:
+        data = await answer.read(_WHOLE_LIMIT)
+    except AnswerLost:
+        raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
+    response = web.Response(status=answer.status, body=data)
+    response.headers.update(answer.headers)
+    return response
+
+
+def _close(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()
+
+
+async def _answer_and_close(request: web.Request, response: web.StreamResponse) -> None:
+    """Send `response` and close the connection at once: aiohttp would otherwise read and
+    discard the rest of an unread body (for up to its lingering time) to keep it alive."""
+    response.force_close()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the bot went away first
+    _close(request)
 
 
 def build_app(gateway: Gateway) -> web.Application:

@@ -91,8 +91,9 @@ class GrantAgent(Protocol):
 
     async def sign(self, request: SignRequest, verified: Verified) -> Signed: ...
 
-    async def check(self, grant_key: str) -> None:
-        """GrantRefused unless the grant is usable now (revoked, expired, orphaned)."""
+    async def check(self, grant_key: str) -> str:
+        """The key id the grant signs with now; GrantRefused unless it is usable (revoked,
+        expired, orphaned)."""
 
     async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
         """Tell the agent Kraken's ids for the orders a request it signed placed."""
