@@ -225,10 +225,11 @@ def test_a_query_string_the_signature_does_not_cover_is_refused(stack: Stack) ->
     nonce = str(_ms())
     headers = {"APIKey": fut.api_key, "Nonce": nonce, "Authent": sign_futures(
         fut.api_secret, path, nonce, data), "Content-Type": "application/x-www-form-urlencoded"}
+    # Futures signs the query string followed by the body: an added query breaks it.
     status, doc = http_json(stack.url, "POST", path + "?size=100", data, headers)
-    assert (status, doc["error"]) == (400, "invalidArgument")
+    assert (status, doc["error"]) == (200, "authenticationError")
     get = "/derivatives/api/v3/openpositions"
     headers = {"APIKey": fut.api_key, "Authent": sign_futures(fut.api_secret, get, "", "")}
     status, doc = http_json(stack.url, "GET", get, "unsigned=1", headers)  # a GET's body
-    assert (status, doc["error"]) == (400, "invalidArgument")
+    assert (status, doc["error"]) == (200, "authenticationError")
     assert stack.kraken.accepted() == 0
