@@ -27,23 +27,19 @@ closed, without reading the rest.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import math
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
 
 from aiohttp import web
 
 from ..errors import VaultError
 from ..exchanges.kraken import futures_post_data
 from ..request_lock import KeyOrder, RequestLockTimeout
-from .audit_writer import AuditFailed
+from .audit_book import AuditBook, Auditor, Outcome, RefusalPace, vault_stamp
 from .config import GatewayConfig
 from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
 from .governor import FileRateState, Governor
@@ -55,33 +51,6 @@ from .trading import PolicyGuard
 
 __all__ = ["Auditor", "Gateway", "RefusalPace", "build_app"]
 
-_SUMMARY_SECONDS = 60.0  # refused and unauthenticated requests: one count per interval
-
-
-class Auditor(Protocol):
-    """Where audit records go (`audit_writer.AuditProcess`): `sent` returns once its record
-    is durable (AuditFailed when it cannot be); `record` must not block."""
-
-    async def start(self) -> None: ...
-
-    async def sent(self, record: dict[str, Any]) -> None: ...
-
-    def record(self, record: dict[str, Any]) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-@dataclass
-class _Outcome:
-    """What the audit line says about one request."""
-
-    route: Route | None
-    started: float
-    grant: str | None = None
-    entry: str | None = None
-    outcome: str = "forwarded"
-    upstream_status: int | None = None
-    seq: str | None = None  # set once its `sent` line is durable
 
 
 class _Refuse(Exception):
@@ -109,13 +78,7 @@ class Gateway:
         self.upstream: Upstream | None = None
         self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
         self._in_progress: dict[str, int] = {}  # grant api key -> its requests in progress
-        # Refused and unauthenticated requests, counted by (outcome, grant) for the next
-        # summary line: no amount of them can push a forwarded request's line out.
-        self._counts: collections.Counter[tuple[str, str | None]] = collections.Counter()
-        self._run = os.urandom(4).hex()  # with a counter: each forwarded request's `seq`
-        self._seq = 0
-        self._summaries: asyncio.Task[None] | None = None
-        self._audit_warned = -math.inf
+        self.book = AuditBook(audit, refuse_on_failure=config.audit_failure == "refuse")
         self._pace = RefusalPace()
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
@@ -123,83 +86,19 @@ class Gateway:
     async def start(self, _app: web.Application) -> None:
         self.upstream = Upstream(ca_file=self.config.ca_file,
                                  timeout=self.config.upstream_timeout)
-        if self.audit is not None:
-            await self.audit.start()
-            self._summaries = asyncio.ensure_future(self._summarize_every())
+        await self.book.start()
 
     async def stop(self, _app: web.Application) -> None:
-        if self._summaries is not None:
-            self._summaries.cancel()
-        if self.audit is not None:
-            self._summarize()
-            await self.audit.stop()
+        await self.book.stop()
         if self.upstream is not None:
             await self.upstream.close()
-
-    # -- audit ---------------------------------------------------------------------------
-
-    def _line(self, outcome: _Outcome, method: str) -> dict[str, Any]:
-        # Only these fields (botvault.audit.FIELDS): never a header, a body or a query string.
-        return {
-            "time": time.time(), "grant": outcome.grant, "entry": outcome.entry,
-            "exchange": outcome.route.exchange if outcome.route else None,
-            "method": method[:16],
-            "endpoint": outcome.route.endpoint[:200] if outcome.route else None}
-
-    async def _audit_sent(self, outcome: _Outcome, method: str) -> None:
-        """The request's line, durable before it leaves; refused when that fails (unless
-        --audit-failure continue)."""
-        if self.audit is None:
-            return
-        self._seq += 1
-        seq = f"{self._run}-{self._seq}"
-        try:
-            await self.audit.sent({**self._line(outcome, method), "phase": "sent",
-                                   "seq": seq})
-        except AuditFailed as exc:
-            refuse = self.config.audit_failure == "refuse"
-            if time.monotonic() - self._audit_warned > _SUMMARY_SECONDS:
-                self._audit_warned = time.monotonic()
-                print(f"botvault: error: the audit line could not be written ({exc}); "
-                      f"{'refusing to forward' if refuse else 'forwarding unaudited'}",
-                      file=sys.stderr)
-            if refuse:
-                raise _Refuse(Reason.AUDIT_FAILED) from None
-            return
-        outcome.seq = seq
-
-    def _account(self, outcome: _Outcome) -> None:
-        """Complete a forwarded request's line, or count a request that sent nothing."""
-        if self.audit is None:
-            return
-        if outcome.seq is None:
-            self._counts[(outcome.outcome, outcome.grant)] += 1
-            return
-        self.audit.record({
-            "time": time.time(), "phase": "done", "seq": outcome.seq,
-            "outcome": outcome.outcome, "upstream_status": outcome.upstream_status,
-            "duration_ms": round((time.monotonic() - outcome.started) * 1000, 3)})
-
-    def _summarize(self) -> None:
-        if self.audit is None:
-            return
-        counts, self._counts = self._counts, collections.Counter()
-        for (what, grant), count in sorted(counts.items(), key=str):
-            self.audit.record({"time": time.time(), "phase": "summary", "outcome": what,
-                               "grant": grant, "count": count,
-                               "interval_s": _SUMMARY_SECONDS})
-
-    async def _summarize_every(self) -> None:
-        while True:
-            await asyncio.sleep(_SUMMARY_SECONDS)
-            self._summarize()
 
     # -- requests --------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         names = {k.lower() for k in request.headers}
         found = route(request.rel_url.raw_path, names)
-        outcome = _Outcome(found, time.monotonic())
+        outcome = Outcome(found, time.monotonic())
         try:
             response = await self._dispatch(request, found, outcome)
         except _Refuse as refused:
@@ -215,18 +114,18 @@ class Gateway:
             # Its type only: a message or traceback could hold a request's contents.
             print(f"botvault: error: gateway fault: {type(exc).__name__}", file=sys.stderr)
             response = self._refusal(found, Reason.INTERNAL, outcome)
-        self._account(outcome)
+        self.book.account(outcome)
         return response
 
     @staticmethod
-    def _refusal(found: Route | None, reason: Reason, outcome: _Outcome, detail: str = "",
+    def _refusal(found: Route | None, reason: Reason, outcome: Outcome, detail: str = "",
                  rule: str = "") -> web.Response:
         answer = refusal(found.api if found else Api.SPOT, reason, detail)
         outcome.outcome = f"{reason.value}:{rule}" if rule else reason.value
         return web.Response(status=answer.status, body=answer.body,
                             content_type=answer.content_type)
 
-    async def _dispatch(self, request: web.Request, found: Route | None, outcome: _Outcome
+    async def _dispatch(self, request: web.Request, found: Route | None, outcome: Outcome
                         ) -> web.StreamResponse:
         if found is None:
             raise _Refuse(Reason.UNKNOWN_PATH)
@@ -263,7 +162,7 @@ class Gateway:
         return body
 
     async def _private(self, request: web.Request, found: Route, body: bytes,
-                       outcome: _Outcome) -> UpstreamAnswer | web.Response:
+                       outcome: Outcome) -> UpstreamAnswer | web.Response:
         headers = request.headers
         if found.api is Api.SPOT:
             grant_key, signature, nonce_header = (
@@ -324,7 +223,7 @@ class Gateway:
             else:
                 del self._in_progress[grant_key]
 
-    async def _verified(self, found: Route, sign_request: SignRequest, outcome: _Outcome
+    async def _verified(self, found: Route, sign_request: SignRequest, outcome: Outcome
                         ) -> Verified:
         """Cheap refusals first, without the key's order: unknown grant, signature, scope,
         replay window. Only a request that holds queues behind that key's other requests."""
@@ -343,7 +242,7 @@ class Gateway:
 
     async def _signed_and_sent(self, request: web.Request, found: Route, body: bytes,
                                sign_request: SignRequest, verified: Verified,
-                               outcome: _Outcome) -> UpstreamAnswer | web.Response:
+                               outcome: Outcome) -> UpstreamAnswer | web.Response:
         """Holding the key's order: sign, pace, send; the order is let go once the answer's
         headers are in (a policy grant's answer is read whole first: its order ids go to
         the agent before the grant's next request). The audit line is made durable while
@@ -351,17 +250,17 @@ class Gateway:
         grant_key = sign_request.grant_key
         order = KeyOrder.for_key_id(self.vault_path, sign_request.key_id)
         bound = self.config.max_wait
-        audit = asyncio.ensure_future(self._audit_sent(outcome, request.method)) \
+        audit = asyncio.ensure_future(self.book.sent(outcome, request.method)) \
             if outcome.seq is None else None
         try:
             async with order.hold_async(timeout=bound):
-                if audit is not None:
-                    await audit
+                if audit is not None and not await audit:
+                    raise _Refuse(Reason.AUDIT_FAILED)
                 await self.policy.before_sign(grant_key)
                 # The agent checks the grant again when it signs, so a request that waited
                 # for its key while `grant revoke` returned is refused; the vault saved
                 # after that (a revocation, say) has it checked once more before it leaves.
-                stamp = _stamp(self.vault_path)
+                stamp = vault_stamp(self.vault_path)
                 try:
                     signed = await self.agent.sign(sign_request, verified)
                 except GrantRefused as exc:
@@ -372,7 +271,7 @@ class Gateway:
                 # The rate wait last: what the counter admits leaves at once.
                 await self._within_rate(found, sign_request.key_id, outcome.started + bound,
                                         sign_request.body)
-                if _stamp(self.vault_path) != stamp:
+                if vault_stamp(self.vault_path) != stamp:
                     try:
                         await self.agent.check(grant_key)
                     except GrantRefused as exc:
@@ -416,7 +315,7 @@ class Gateway:
             await asyncio.sleep(wait)
 
     async def _send(self, request: web.Request, found: Route, body: bytes,
-                    auth: dict[str, str], outcome: _Outcome) -> UpstreamAnswer:
+                    auth: dict[str, str], outcome: Outcome) -> UpstreamAnswer:
         if self.upstream is None:
             raise RuntimeError("the gateway has not started")
         headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
@@ -433,7 +332,7 @@ class Gateway:
         return answer
 
     @staticmethod
-    async def _stream(request: web.Request, answer: UpstreamAnswer, outcome: _Outcome
+    async def _stream(request: web.Request, answer: UpstreamAnswer, outcome: Outcome
                       ) -> web.StreamResponse:
         """The exchange's answer to the bot as it arrives: no size cap, nothing held whole."""
         response = web.StreamResponse(status=answer.status)
@@ -453,37 +352,6 @@ class Gateway:
         finally:
             answer.close()
         return response
-
-
-class RefusalPace:
-    """Refusals answered at once up to `rate` per second (a burst of `burst`); beyond that,
-    each waits `delay` seconds before its answer. A bot that is refused now and then sees
-    no difference; a flood (which waits for each answer on each of its connections, at
-    most --max-connections) is slowed to connections/delay requests per second, so the
-    bots with grants keep the event loop, the agent and the CPU."""
-
-    def __init__(self, *, rate: float = 200.0, burst: float = 400.0, delay: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._rate, self._burst, self._delay, self._clock = rate, burst, delay, clock
-        self._tokens, self._at = burst, clock()
-
-    async def refused(self) -> None:
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return
-        await asyncio.sleep(self._delay)
-
-
-def _stamp(path: Path) -> tuple[int, ...] | None:
-    """What changes whenever the vault is saved (it is replaced), read without the agent."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 # A policy grant's answer is read whole (its order ids are learned from it): order and funds
