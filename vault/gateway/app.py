@@ -23,15 +23,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from ..errors import VaultError
-from ..request_lock import KeyOrder, RequestLockTimeout
 from .config import GatewayConfig
+from .coordination import CoordinationUnavailable, Coordinator, LocalCoordinator, TurnTimeout
 from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
 from .governor import Governor
 from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
@@ -74,12 +74,15 @@ class Gateway:
     """The state one gateway shares across requests."""
 
     def __init__(self, config: GatewayConfig, agent: GrantAgent, vault_path: Path, *,
-                 audit: Auditor | None = None, governor: Governor | None = None) -> None:
+                 audit: Auditor | None = None, governor: Governor | None = None,
+                 coordinator: Coordinator | None = None) -> None:
         self.config = config
         self.agent = agent
         self.vault_path = vault_path
         self.audit = audit
         self.governor = governor or Governor(config.tier)
+        # Who else uses a key: this machine alone, or other gateways through etcd.
+        self.coordinator = coordinator or LocalCoordinator(vault_path, self.governor)
         self.upstream: Upstream | None = None
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
@@ -89,8 +92,10 @@ class Gateway:
                                  timeout=self.config.upstream_timeout)
         if self.audit is not None:
             await self.audit.start()
+        await self.coordinator.start()
 
     async def stop(self, _app: web.Application) -> None:
+        await self.coordinator.stop()
         if self.audit is not None:
             await self.audit.stop()
         if self.upstream is not None:
@@ -190,27 +195,22 @@ class Gateway:
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
         sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
                                    signature, nonce_header, content_type, resolved.key_id)
-        order = KeyOrder.for_key_id(self.vault_path, resolved.key_id)
-        bound = self.config.max_wait
         try:
-            async with order.hold_async(timeout=bound):
+            async with self.coordinator.hold(resolved.key_id,
+                                             outcome.started + self.config.max_wait) as turn:
                 try:
-                    signed = await self.agent.sign(sign_request)
+                    signed = await self.agent.sign(
+                        replace(sign_request, nonce_floor=turn.nonce_floor))
                 except GrantRefused as exc:
                     raise _Refuse(exc.reason) from None
-                await self._within_rate(found, resolved.key_id, outcome.started + bound)
+                await turn.admit(found.api, found.endpoint)
+                await turn.commit(signed.nonce)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
                 return await self._forward(request, found, out_body, signed.headers, outcome)
-        except RequestLockTimeout:
+        except TurnTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
-
-    async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
-        """Wait, holding the key's order, until the key's counter takes this request; refuse
-        it when that would end after `deadline` (monotonic)."""
-        while (wait := self.governor.admit(found.api, key_id, found.endpoint)) > 0:
-            if time.monotonic() + wait > deadline:
-                raise _Refuse(Reason.RATE_LIMIT)
-            await asyncio.sleep(wait)
+        except CoordinationUnavailable:
+            raise _Refuse(Reason.UNAVAILABLE) from None  # not sent: never a local fallback
 
     async def _resolve(self, grant_key: str, found: Route) -> Resolved:
         try:

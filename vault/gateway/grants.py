@@ -38,6 +38,7 @@ class SignRequest:
     nonce_header: str
     content_type: str
     key_id: str
+    nonce_floor: int | None = None  # the nonce must be at least this (etcd_coord)
 
 
 class GrantRefused(Exception):

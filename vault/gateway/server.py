@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from .agent_link import AsyncAgentGrants
 from .app import Gateway, build_app
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
+from .etcd_coord import EtcdCoordinator
+from .governor import Governor
+from .tls import server_context
 
 __all__ = ["make_runner", "serve"]
 
@@ -31,7 +35,8 @@ def make_runner(gateway: Gateway) -> web.AppRunner:
                          keepalive_timeout=gateway.config.idle_timeout)
 
 
-async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
+async def _serve(gateway: Gateway, announce: Callable[[str], None],
+                 tls: ssl.SSLContext | None = None) -> None:
     runner = make_runner(gateway)
     await runner.setup()
     listen = gateway.config.listen
@@ -39,11 +44,11 @@ async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((listen.host, listen.port))
-    site = web.SockSite(runner, sock)
+    site = web.SockSite(runner, sock, ssl_context=tls)
     await site.start()
     port = sock.getsockname()[1]
     host = f"[{listen.host}]" if family == socket.AF_INET6 else listen.host
-    announce(f"http://{host}:{port}")
+    announce(f"{'https' if tls else 'http'}://{host}:{port}")
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -61,9 +66,16 @@ def serve(config: GatewayConfig, vault_path: Path | None,
 
     `announce` is told the URL once the gateway listens (port 0 picks a free one).
     """
+    # Refused before anything listens: a TLS key that is not private, or not the cert's.
+    tls = server_context(config.tls_cert, config.tls_key) \
+        if config.tls_cert is not None and config.tls_key is not None else None
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
     agent = AsyncAgentGrants(socket_path_for(vault_path))
-    gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
-    asyncio.run(_serve(gateway, announce))
+    governor = Governor(config.tier)
+    coordinator = None if config.etcd is None else \
+        EtcdCoordinator(config.etcd, agent_vault, governor)
+    gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault),
+                      governor=governor, coordinator=coordinator)
+    asyncio.run(_serve(gateway, announce, tls))

@@ -1,0 +1,260 @@
+"""A key's turn shared by several gateways through etcd: its order, nonce floor and rate.
+
+For each real key (its id: a hash of exchange and api key, the local counter's id; no
+secret and no grant goes to etcd) the cluster holds, under `<prefix><key id>/`:
+
+- `nonce`: the last nonce any gateway sent with the key;
+- `rate`: the key's rate counter (`governor.Bucket`'s level, and when, in wall-clock time);
+- `lock/<token>`: one waiter per request in the key's queue, each attached to its gateway's
+  lease. The holder is the oldest (lowest create revision): etcd's own lock recipe, written
+  out so that a call retried on another member after a member died is idempotent (the
+  waiter's name is the request's own token).
+
+A turn: take the key's local `KeyOrder` (this machine's other requests and in-process bots
+queue there, so each gateway has at most one waiter per key in etcd), put our waiter, wait
+until it is the oldest, and read `nonce` and `rate` in the same transaction. The agent then
+signs with a nonce at least `nonce + 1` (`nonce_floor`; it takes max(its own next, floor)
+and keeps its counter above it, so a key's first use through etcd starts above every nonce
+this machine handed out, and a machine joining later starts above etcd's value). `commit`
+writes the new nonce and rate in one transaction that holds only while our waiter still
+exists with its create revision and `nonce` is unchanged (compare-and-swap, fenced by the
+lock): a lease that expired meanwhile, or any other writer, makes it fail and the request
+is refused unsent. Only then is the request sent; the waiter is deleted after the answer.
+
+A gateway that dies holding a key loses the lock when its lease expires (`lease_ttl`
+seconds); the lease is kept alive every third of that while the gateway runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..request_lock import KeyOrder, RequestLockTimeout
+from .coordination import CoordinationUnavailable, Turn, TurnTimeout, wait_for_rate
+from .etcd_api import EtcdClient, EtcdUnavailable, b64, unb64
+from .etcd_settings import EtcdSettings
+from .governor import FUTURES_BUDGET, FUTURES_DECAY, Bucket, Governor, futures_cost, spot_cost
+from .kraken_errors import Api
+
+__all__ = ["EtcdCoordinator"]
+
+_POLL_FIRST, _POLL_MAX = 0.002, 0.02  # waiting for the waiter ahead to go
+
+
+def _prefix_end(prefix: str) -> str:
+    raw = prefix.encode()
+    return b64(raw[:-1] + bytes([raw[-1] + 1]))
+
+
+def _range(key: str, *, end: str | None = None, first: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {"key": b64(key)}
+    if end is not None:
+        doc["range_end"] = end
+    if first:
+        doc.update(sort_order="ASCEND", sort_target="CREATE", limit=1)
+    return {"request_range": doc}
+
+
+def _kvs(response: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(response.get("response_range", {}).get("kvs", []))
+
+
+class _Lease:
+    """This gateway's lease; its waiters die with it."""
+
+    def __init__(self, client: EtcdClient, ttl: int) -> None:
+        self.client, self.ttl = client, ttl
+        self.id: str | None = None
+        self._granting = asyncio.Lock()
+
+    async def get(self) -> str:
+        async with self._granting:
+            if self.id is None:
+                answer = await self.client.call("lease/grant", {"TTL": self.ttl})
+                self.id = str(answer["ID"])
+            return self.id
+
+    def drop(self, lease: str) -> None:
+        """Stop keeping `lease` alive: whatever it holds goes when it expires."""
+        if self.id == lease:
+            self.id = None
+
+    async def keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            lease = self.id
+            if lease is None:
+                continue
+            try:
+                answer = await self.client.call("lease/keepalive", {"ID": lease},
+                                                timeout=self.ttl / 3)
+            except EtcdUnavailable:
+                continue  # commits are fenced: a lease lost meanwhile refuses, never sends
+            if not int(answer.get("result", {}).get("TTL", 0) or 0):
+                self.drop(lease)  # it expired: the next request takes a new one
+
+    async def revoke(self) -> None:
+        if self.id is not None:
+            with contextlib.suppress(EtcdUnavailable):
+                await self.client.call("lease/revoke", {"ID": self.id}, timeout=1.0)
+            self.id = None
+
+
+class _EtcdTurn:
+    def __init__(self, owner: EtcdCoordinator, base: str, waiter: str, revision: str,
+                 nonce_kv: dict[str, Any] | None, rate_kv: dict[str, Any] | None,
+                 deadline: float) -> None:
+        self._owner, self._base, self.waiter, self._revision = owner, base, waiter, revision
+        self._deadline = deadline
+        self._nonce_rev = str(nonce_kv.get("mod_revision", "0")) if nonce_kv else "0"
+        self.last_nonce = int(unb64(nonce_kv["value"])) if nonce_kv else 0
+        self.nonce_floor: int | None = self.last_nonce + 1
+        self._rate = json.loads(unb64(rate_kv["value"])) if rate_kv else None
+        self._rate_out: dict[str, float] | None = None
+
+    async def admit(self, api: Api, endpoint: str) -> None:
+        gov = self._owner.governor
+        if api is Api.SPOT:
+            cost, maximum, decay = spot_cost(endpoint), gov.spot_maximum, gov.spot_decay
+        else:
+            cost, maximum, decay = futures_cost(endpoint), FUTURES_BUDGET, FUTURES_DECAY
+        state = self._rate if isinstance(self._rate, dict) else {}
+        bucket = Bucket(maximum, decay, float(state.get("level", 0.0)),
+                        float(state.get("at", float("-inf"))))
+
+        def admit() -> float:
+            now = time.time()  # wall clock: the counter's time is shared between machines
+            wait = bucket.admit(cost, now)
+            if wait == 0:
+                bucket.record(cost, now)
+            return wait
+
+        await wait_for_rate(admit, self._deadline)
+        self._rate_out = {"level": bucket.level, "at": bucket.at}
+
+    async def commit(self, nonce: int) -> None:
+        if nonce <= self.last_nonce:  # the agent broke its promise: never send it
+            raise CoordinationUnavailable("the agent's nonce is not above etcd's")
+        puts = [{"request_put": {"key": b64(self._base + "nonce"), "value": b64(str(nonce))}}]
+        if self._rate_out is not None:
+            puts.append({"request_put": {"key": b64(self._base + "rate"),
+                                         "value": b64(json.dumps(self._rate_out))}})
+        txn = {
+            "compare": [
+                {"key": b64(self.waiter), "target": "CREATE", "result": "EQUAL",
+                 "create_revision": self._revision},
+                {"key": b64(self._base + "nonce"), "target": "MOD", "result": "EQUAL",
+                 "mod_revision": self._nonce_rev}],
+            "success": puts,
+            "failure": [_range(self._base + "nonce"), _range(self.waiter)]}
+        answer = await self._owner.call("kv/txn", txn)
+        if answer.get("succeeded"):
+            return
+        # A retry (the first try's answer was lost with its member) finds its own write.
+        responses = answer.get("responses", [{}, {}])
+        nonce_kvs, waiter_kvs = _kvs(responses[0]), _kvs(responses[1])
+        if nonce_kvs and unb64(nonce_kvs[0]["value"]) == str(nonce) and waiter_kvs and \
+                str(waiter_kvs[0].get("create_revision")) == self._revision:
+            return
+        raise CoordinationUnavailable("the key's lock or nonce changed hands")
+
+
+class EtcdCoordinator:
+    """`Coordinator` over an etcd cluster (see the module's docstring)."""
+
+    def __init__(self, settings: EtcdSettings, vault_path: Path, governor: Governor, *,
+                 client: EtcdClient | None = None) -> None:
+        self.settings, self.vault_path, self.governor = settings, vault_path, governor
+        self.client = client or EtcdClient(settings)
+        self.lease = _Lease(self.client, settings.lease_ttl)
+        self._tokens = itertools.count()
+        self._me = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self._keeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._keeper = asyncio.get_running_loop().create_task(self.lease.keep_alive())
+
+    async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        await self.lease.revoke()
+        await self.client.close()
+
+    async def call(self, path: str, doc: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.client.call(path, doc)
+        except EtcdUnavailable as exc:
+            raise CoordinationUnavailable(str(exc)) from None
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key_id: str, deadline: float) -> AsyncIterator[Turn]:
+        order = KeyOrder.for_key_id(self.vault_path, key_id)
+        try:
+            async with order.hold_async(timeout=max(0.001, deadline - time.monotonic())):
+                turn = await self._acquire(self.settings.prefix + key_id + "/", deadline)
+                try:
+                    yield turn
+                finally:
+                    await self._release(turn.waiter)
+        except RequestLockTimeout:
+            raise TurnTimeout from None
+
+    async def _acquire(self, base: str, deadline: float) -> _EtcdTurn:
+        try:
+            lease = await self.lease.get()
+        except EtcdUnavailable as exc:
+            raise CoordinationUnavailable(str(exc)) from None
+        waiter = f"{base}lock/{self._me}-{next(self._tokens)}"
+        try:
+            return await self._first_in_line(base, waiter, lease, deadline)
+        except BaseException:
+            await self._release(waiter)
+            raise
+
+    async def _first_in_line(self, base: str, waiter: str, lease: str, deadline: float
+                             ) -> _EtcdTurn:
+        """Put our waiter (idempotently), then wait until it is the oldest."""
+        reads = [_range(base + "lock/", end=_prefix_end(base + "lock/"), first=True),
+                 _range(base + "nonce"), _range(base + "rate"), _range(waiter)]
+        answer = await self.call("kv/txn", {
+            "compare": [{"key": b64(waiter), "target": "CREATE", "result": "EQUAL",
+                         "create_revision": "0"}],
+            "success": [{"request_put": {"key": b64(waiter), "value": b64(self._me),
+                                         "lease": lease}}, *reads],
+            "failure": reads})
+        poll = _POLL_FIRST
+        while True:
+            responses = answer["responses"]
+            if answer.get("succeeded"):
+                responses = responses[1:]
+            first = _kvs(responses[0])
+            if first and unb64(first[0]["key"]) == waiter:
+                nonce_kvs, rate_kvs = _kvs(responses[1]), _kvs(responses[2])
+                return _EtcdTurn(self, base, waiter, str(first[0]["create_revision"]),
+                                 nonce_kvs[0] if nonce_kvs else None,
+                                 rate_kvs[0] if rate_kvs else None, deadline)
+            if not _kvs(responses[3]):  # our waiter is gone: its lease expired
+                raise CoordinationUnavailable("the lease was lost")
+            if time.monotonic() + poll > deadline:
+                raise TurnTimeout
+            await asyncio.sleep(poll)
+            poll = min(poll * 2, _POLL_MAX)
+            answer = await self.call("kv/txn", {"compare": [], "success": reads})
+
+    async def _release(self, waiter: str) -> None:
+        try:
+            await self.client.call("kv/deleterange", {"key": b64(waiter)})
+        except EtcdUnavailable:
+            # It may still be there, ahead of everyone: let its lease expire.
+            if self.lease.id is not None:
+                self.lease.drop(self.lease.id)
