@@ -131,10 +131,10 @@ def tls_init(
     typer.echo(f"  serve:  botvault gateway --listen ADDR:PORT --tls-cert {made.cert} "
                f"--tls-key {made.key}")
     typer.echo(f"CA file to give the bots: {made.ca_cert}")
-    typer.echo("  requests-based (krakenex, ccxt, python-kraken-sdk): "
+    typer.echo("  requests-based (krakenex, python-kraken-sdk): "
                f"REQUESTS_CA_BUNDLE={made.ca_cert}")
     typer.echo(f"  aiohttp-based (python-kraken-sdk async): SSL_CERT_FILE={made.ca_cert}")
-    typer.echo(f"  ccxt: 'verify': '{made.ca_cert}' (sync), 'cafile': '{made.ca_cert}' "
-               "(async_support)")
+    typer.echo("  ccxt: 'requests_trust_env': True with REQUESTS_CA_BUNDLE (sync; its 'verify' "
+               f"takes no file), 'cafile': '{made.ca_cert}' (async_support)")
     typer.echo(f"CA key: {made.ca_key} - needed only to issue the next certificate; keep "
                "it offline (move it away and pass --ca-key FILE next time)")

@@ -1,0 +1,124 @@
+"""A real etcd cluster on loopback for tests and the bench: Debian's `etcd` binary (3.4+),
+`size` members on free ports, data in a temporary directory, started and stopped here.
+
+`.ci/run` installs the binary; `ETCD_MISSING` says why a test skips where it is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ETCD", "ETCD_MISSING", "EtcdCluster", "Member", "etcd_cluster"]
+
+ETCD = shutil.which("etcd") or ("/usr/bin/etcd" if os.path.exists("/usr/bin/etcd") else None)
+ETCD_MISSING = "no etcd binary (apt-get install etcd-server; .ci/run installs it)"
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class Member:
+    name: str
+    client_url: str
+    peer_url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=Path)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.client_url}/health", timeout=1) as answer:
+                return bool(json.loads(answer.read()).get("health") == "true")
+        except (OSError, ValueError):
+            return False
+
+
+@dataclass
+class EtcdCluster:
+    members: list[Member]
+
+    @property
+    def endpoints(self) -> str:
+        return ",".join(m.client_url for m in self.members)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one member (no clean leave: as a crash or a pulled cable)."""
+        process = self.members[index].process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+
+    def stop(self) -> None:
+        for member in self.members:
+            process = member.process
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(m.healthy() for m in self.members):
+                return
+            time.sleep(0.1)
+        logs = "\n".join(m.log.read_text(errors="replace")[-2000:] for m in self.members)
+        raise RuntimeError(f"the etcd cluster did not become healthy:\n{logs}")
+
+
+@contextlib.contextmanager
+def etcd_cluster(tmp: Path, size: int = 3) -> Iterator[EtcdCluster]:
+    """A `size`-member cluster on loopback; stopped (and its data removed with `tmp`)."""
+    if ETCD is None:
+        raise RuntimeError(ETCD_MISSING)
+    ports = _free_ports(2 * size)
+    members = [Member(f"m{i}", f"http://127.0.0.1:{ports[2 * i]}",
+                      f"http://127.0.0.1:{ports[2 * i + 1]}", tmp / f"etcd-m{i}")
+               for i in range(size)]
+    initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+    cluster = EtcdCluster(members)
+    token = f"botvault-test-{os.getpid()}-{ports[0]}"
+    try:
+        for m in members:
+            m.log = tmp / f"etcd-{m.name}.log"
+            with m.log.open("wb") as log:
+                m.process = subprocess.Popen(
+                    [ETCD, "--name", m.name, "--data-dir", str(m.data_dir),
+                     "--listen-client-urls", m.client_url, "--advertise-client-urls",
+                     m.client_url, "--listen-peer-urls", m.peer_url,
+                     "--initial-advertise-peer-urls", m.peer_url,
+                     "--initial-cluster", initial, "--initial-cluster-state", "new",
+                     "--initial-cluster-token", token,
+                     # Loopback: short heartbeats make a lost leader noticed in well under
+                     # a second, as a LAN cluster would be tuned.
+                     "--heartbeat-interval", "50", "--election-timeout", "500"],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        cluster.wait_healthy()
+        yield cluster
+    finally:
+        cluster.stop()
