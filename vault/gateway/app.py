@@ -209,8 +209,10 @@ class Gateway:
                 return await self._forward(request, found, out_body, signed.headers, outcome)
         except TurnTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
-        except CoordinationUnavailable:
-            raise _Refuse(Reason.UNAVAILABLE) from None  # not sent: never a local fallback
+        except CoordinationUnavailable as exc:
+            # Not sent: never a local fallback. The reason names no request content.
+            print(f"botvault: warning: key coordination failed: {exc}", file=sys.stderr)
+            raise _Refuse(Reason.UNAVAILABLE) from None
 
     async def _resolve(self, grant_key: str, found: Route) -> Resolved:
         try:

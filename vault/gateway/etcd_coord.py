@@ -233,10 +233,8 @@ class EtcdCoordinator:
                                          "lease": lease}}, *reads],
             "failure": reads})
         poll = _POLL_FIRST
+        responses = answer["responses"][1:] if answer.get("succeeded") else answer["responses"]
         while True:
-            responses = answer["responses"]
-            if answer.get("succeeded"):
-                responses = responses[1:]
             first = _kvs(responses[0])
             if first and unb64(first[0]["key"]) == waiter:
                 nonce_kvs, rate_kvs = _kvs(responses[1]), _kvs(responses[2])
@@ -249,7 +247,8 @@ class EtcdCoordinator:
                 raise TurnTimeout
             await asyncio.sleep(poll)
             poll = min(poll * 2, _POLL_MAX)
-            answer = await self.call("kv/txn", {"compare": [], "success": reads})
+            responses = (await self.call("kv/txn", {"compare": [], "success": reads})
+                         )["responses"]
 
     async def _release(self, waiter: str) -> None:
         try:
