@@ -74,9 +74,8 @@ def two_sites(tmp: Path, *, bots: int = 4, latency: float = 0.002, lease_ttl: in
     shutil.copy2(keys_a.path, path_b)  # the vault file only: nonce state is each machine's
     keys_b = Keys(path_b, keys_a.data_key, keys_a.secrets)
     gateways: list[subprocess.Popen[str]] = []
-    with etcd_cluster(tmp) as cluster, \
-            RecordingKraken(tier="pro", latency=latency) as kraken, \
-            running(keys_a), running(keys_b):
+    kraken = RecordingKraken(tier="pro", latency=latency)
+    with etcd_cluster(tmp) as cluster, kraken, running(keys_a), running(keys_b):
         kraken.add_key(real_api_key("spot"), keys_a.secrets["spot"], "spot")
         try:
             urls = []

@@ -4,6 +4,7 @@ libraries in bot processes split across the two, the strict stand-in as the exch
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -31,7 +32,7 @@ def _plan(sites: Sites) -> list[tuple[str, str, Credential]]:
 
 
 def _strictly_increasing(nonces: list[int]) -> bool:
-    return all(x < y for x, y in zip(nonces, nonces[1:]))
+    return all(x < y for x, y in itertools.pairwise(nonces))
 
 
 def _balance(url: str, cred: Credential) -> tuple[int, dict[str, object]]:
@@ -81,8 +82,9 @@ def test_a_gateway_killed_mid_run_its_bots_fail_the_others_go_on(tmp_path: Path)
         failed_a = sum(n for t in tallies[:2] for k, n in t.items() if k != "ok")
         assert failed_a > 0  # gateway A's bots: cut off
         assert sites.kraken.rejected() == {}  # nothing that reached the exchange failed
-        assert sites.kraken.accepted() == sum(sum(t.get("ok", 0) for t in tallies),
-                                              ) or sites.kraken.accepted() >= 300
+        answered = sum(t.get("ok", 0) for t in tallies)
+        # At most one request more was accepted than answered: the one A was killed in.
+        assert answered <= sites.kraken.accepted() <= answered + 1
         assert _strictly_increasing(sites.kraken.nonces)
 
 
@@ -92,7 +94,7 @@ def test_first_use_starts_above_local_nonces_and_a_later_machine_above_etcds(
         keys_a, keys_b = sites.keys
         # Machine A used the key on its own first, far ahead of the clock.
         with Vault.open_with_key(keys_a.path, keys_a.data_key) as vault:
-            ahead = vault.next_nonce("spot", at_least=vault.next_nonce("spot") + 50_000)
+            ahead = vault.next_nonce("spot", at_least=vault.next_nonce("spot") + 5_000)
         assert _balance(sites.urls[0], sites.grants[0])[1]["error"] == []
         first = sites.kraken.nonces[-1]
         assert first > ahead  # the key's first nonce through etcd: above A's local ones
@@ -106,6 +108,7 @@ def test_first_use_starts_above_local_nonces_and_a_later_machine_above_etcds(
         assert last_b is not None and last_b >= joined
 
 
+@pytest.mark.slow
 def test_without_quorum_requests_are_refused_unsent_never_local(tmp_path: Path) -> None:
     with two_sites(tmp_path) as sites:
         assert _balance(sites.urls[0], sites.grants[0])[1]["error"] == []

@@ -46,7 +46,8 @@ from .kraken_errors import Api
 
 __all__ = ["EtcdCoordinator"]
 
-_POLL_FIRST, _POLL_MAX = 0.002, 0.02  # waiting for the waiter ahead to go
+_POLL_FIRST, _POLL_MAX = 0.002, 0.01  # waiting for the waiter ahead to go
+_SLICE = 0.025  # longest a gateway keeps a key's lock for its own queue while others wait
 
 
 def _prefix_end(prefix: str) -> str:
@@ -119,6 +120,13 @@ class _EtcdTurn:
         self.nonce_floor: int | None = self.last_nonce + 1
         self._rate = json.loads(unb64(rate_kv["value"])) if rate_kv else None
         self._rate_out: dict[str, float] | None = None
+        self.taken = time.monotonic()
+        self.others_waiting = False  # another gateway's waiter was seen at the last commit
+
+    def again(self, deadline: float) -> _EtcdTurn:
+        """The same hold for this gateway's next request on the key."""
+        self._deadline, self._rate_out = deadline, None
+        return self
 
     async def admit(self, api: Api, endpoint: str) -> None:
         gov = self._owner.governor
@@ -153,18 +161,29 @@ class _EtcdTurn:
                  "create_revision": self._revision},
                 {"key": b64(self._base + "nonce"), "target": "MOD", "result": "EQUAL",
                  "mod_revision": self._nonce_rev}],
-            "success": puts,
+            "success": [*puts, {"request_range": {
+                "key": b64(self._base + "lock/"), "range_end": _prefix_end(self._base + "lock/"),
+                "count_only": True}}],
             "failure": [_range(self._base + "nonce"), _range(self.waiter)]}
         answer = await self._owner.call("kv/txn", txn)
         if answer.get("succeeded"):
+            waiters = answer["responses"][-1].get("response_range", {}).get("count", "0")
+            self._committed(nonce, str(answer["header"]["revision"]), int(waiters) > 1)
             return
         # A retry (the first try's answer was lost with its member) finds its own write.
         responses = answer.get("responses", [{}, {}])
         nonce_kvs, waiter_kvs = _kvs(responses[0]), _kvs(responses[1])
         if nonce_kvs and unb64(nonce_kvs[0]["value"]) == str(nonce) and waiter_kvs and \
                 str(waiter_kvs[0].get("create_revision")) == self._revision:
+            self._committed(nonce, str(nonce_kvs[0]["mod_revision"]), True)
             return
         raise CoordinationUnavailable("the key's lock or nonce changed hands")
+
+    def _committed(self, nonce: int, revision: str, others_waiting: bool) -> None:
+        self.last_nonce, self.nonce_floor, self._nonce_rev = nonce, nonce + 1, revision
+        if self._rate_out is not None:
+            self._rate = self._rate_out
+        self.others_waiting = others_waiting
 
 
 class EtcdCoordinator:
@@ -178,6 +197,8 @@ class EtcdCoordinator:
         self._tokens = itertools.count()
         self._me = f"{os.getpid()}-{os.urandom(6).hex()}"
         self._keeper: asyncio.Task[None] | None = None
+        self._held: dict[str, _EtcdTurn] = {}  # a lock kept for the next local request
+        self._queued: dict[str, int] = {}  # requests waiting for the key's local order
 
     async def start(self) -> None:
         self._keeper = asyncio.get_running_loop().create_task(self.lease.keep_alive())
@@ -198,16 +219,39 @@ class EtcdCoordinator:
 
     @contextlib.asynccontextmanager
     async def hold(self, key_id: str, deadline: float) -> AsyncIterator[Turn]:
+        """The key's turn. The etcd lock is passed straight on to this gateway's next
+        request on the key when one is queued here and the hold is younger than `_SLICE`
+        (four times that while no other gateway's waiter was seen): under load one etcd
+        write per request instead of three, and no gateway waits more than a slice."""
+        base = self.settings.prefix + key_id + "/"
         order = KeyOrder.for_key_id(self.vault_path, key_id)
+        self._queued[base] = self._queued.get(base, 0) + 1
+        queued = True
         try:
             async with order.hold_async(timeout=max(0.001, deadline - time.monotonic())):
-                turn = await self._acquire(self.settings.prefix + key_id + "/", deadline)
+                self._queued[base] -= 1
+                queued = False
+                held = self._held.pop(base, None)
+                turn = held.again(deadline) if held is not None else \
+                    await self._acquire(base, deadline)
+                keep = False
                 try:
                     yield turn
+                    # Others waiting: they get the key after at most a slice (fair turns).
+                    keep = time.monotonic() - turn.taken < (
+                        _SLICE if turn.others_waiting else 4 * _SLICE)
                 finally:
-                    await self._release(turn.waiter)
+                    if keep and self._queued.get(base, 0) > 0:
+                        self._held[base] = turn
+                    else:
+                        await self._release(turn.waiter)
         except RequestLockTimeout:
             raise TurnTimeout from None
+        finally:
+            if queued:  # gave up waiting here: a lock kept for it must not stay held
+                self._queued[base] -= 1
+                if self._queued[base] == 0 and (kept := self._held.pop(base, None)):
+                    await self._release(kept.waiter)
 
     async def _acquire(self, base: str, deadline: float) -> _EtcdTurn:
         try:
