@@ -40,7 +40,7 @@ def test_etcd_settings_refuse_half_pairs_and_odd_ttls(tmp_path: Path) -> None:
     for bad in ({"cert_file": tmp_path}, {"user": "u"}, {"password_file": tmp_path},
                 {"lease_ttl": 1}, {"lease_ttl": 301}):
         with pytest.raises(InvalidInputError):
-            EtcdSettings(urls, **bad)  # type: ignore[arg-type]
+            EtcdSettings(urls, **bad)
 
 
 def test_the_etcd_password_comes_from_a_private_file_and_shows_nowhere(tmp_path: Path
