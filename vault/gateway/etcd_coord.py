@@ -33,7 +33,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -199,11 +199,20 @@ class EtcdCoordinator:
         self._keeper: asyncio.Task[None] | None = None
         self._held: dict[str, _EtcdTurn] = {}  # a lock kept for the next local request
         self._queued: dict[str, int] = {}  # requests waiting for the key's local order
+        self._releasing: set[asyncio.Task[None]] = set()
+        self._releasing_keys: set[str] = set()  # waiters whose deletion is under way
 
     async def start(self) -> None:
         self._keeper = asyncio.get_running_loop().create_task(self.lease.keep_alive())
 
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
     async def stop(self) -> None:
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -244,7 +253,9 @@ class EtcdCoordinator:
                     if keep and self._queued.get(base, 0) > 0:
                         self._held[base] = turn
                     else:
-                        await self._release(turn.waiter)
+                        # After the answer, off the bot's path: the bot is answered while
+                        # the lock entry is deleted (a waiter here or elsewhere polls).
+                        self._in_background(self._release(turn.waiter))
         except RequestLockTimeout:
             raise TurnTimeout from None
         finally:
@@ -270,14 +281,18 @@ class EtcdCoordinator:
         """Put our waiter (idempotently), then wait until it is the oldest."""
         reads = [_range(base + "lock/", end=_prefix_end(base + "lock/"), first=True),
                  _range(base + "nonce"), _range(base + "rate"), _range(waiter)]
+        # Our previous waiter on this key may still be on its way out (released in the
+        # background): delete it here too, or we would queue behind ourselves.
+        stale = [{"request_delete_range": {"key": b64(w)}}
+                 for w in self._releasing_keys if w.startswith(base)]
         answer = await self.call("kv/txn", {
             "compare": [{"key": b64(waiter), "target": "CREATE", "result": "EQUAL",
                          "create_revision": "0"}],
             "success": [{"request_put": {"key": b64(waiter), "value": b64(self._me),
-                                         "lease": lease}}, *reads],
-            "failure": reads})
+                                         "lease": lease}}, *stale, *reads],
+            "failure": [*stale, *reads]})
         poll = _POLL_FIRST
-        responses = answer["responses"][1:] if answer.get("succeeded") else answer["responses"]
+        responses = answer["responses"][-len(reads):]
         while True:
             first = _kvs(responses[0])
             if first and unb64(first[0]["key"]) == waiter:
@@ -295,9 +310,12 @@ class EtcdCoordinator:
                          )["responses"]
 
     async def _release(self, waiter: str) -> None:
+        self._releasing_keys.add(waiter)
         try:
             await self.client.call("kv/deleterange", {"key": b64(waiter)})
         except EtcdUnavailable:
             # It may still be there, ahead of everyone: let its lease expire.
             if self.lease.id is not None:
                 self.lease.drop(self.lease.id)
+        finally:
+            self._releasing_keys.discard(waiter)
