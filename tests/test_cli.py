@@ -57,7 +57,7 @@ def made(vault_path: Path) -> Path:
 
 def test_version_and_help() -> None:
     code, out, _ = invoke("--version")
-    assert (code, out.strip()) == (0, "botvault 0.1.0")
+    assert (code, out.strip()) == (0, "botvault 0.2.0")
     for command in ("init", "add", "list", "show", "edit", "rename", "rm", "passwd", "restore"):
         code, out, _ = invoke(command, "--help")
         assert code == 0

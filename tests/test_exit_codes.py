@@ -1,4 +1,5 @@
-"""One table of exit codes: every error class maps into it, and `--help` and README list it."""
+"""One table of exit codes: every error class maps into it, and `--help` and docs/commands.md
+list it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from botvault import errors
 from botvault.cli.main import app
 from botvault.cli.output import OS_ERROR_EXIT
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+COMMANDS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "commands.md"
 
 
 def test_every_error_class_has_a_documented_code() -> None:
@@ -31,6 +32,6 @@ def test_help_lists_every_code() -> None:
         assert f"{code} {meaning}" in text, code
 
 
-def test_readme_lists_every_code_in_its_table() -> None:
-    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", README.read_text(), flags=re.M)
+def test_commands_page_lists_every_code_in_its_table() -> None:
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", COMMANDS_PAGE.read_text(), flags=re.M)
     assert {int(code) for code, _ in rows} == set(errors.EXIT_CODES)

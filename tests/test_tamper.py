@@ -45,7 +45,7 @@ from tests.helpers.vaultfiles import (
     write_private,
 )
 
-# From DESIGN "Cryptography", restated here rather than imported from the code under test.
+# From docs/format.md "Cryptography", restated here rather than imported from the code under test.
 FLOOR = (19 * 1024, 2, 1)
 CEILING = (4 * 1024 * 1024, 64, 16)
 VECTORS = Path(__file__).parent / "data" / "vault_vectors"

@@ -1,16 +1,16 @@
 """Every error botvault raises on purpose.
 
 `VaultError` is the one base and is never raised directly. Each subclass carries the CLI exit
-code it maps to (DESIGN "Command-line conventions") and an optional hint that tells the user
+code it maps to (docs/commands.md, "Exit codes") and an optional hint that tells the user
 what to do. Errors that describe bad input also subclass `ValueError`, as argon2-cffi does.
 Messages never contain secret material: they name what failed, not the value.
 
-Exit codes, one meaning each (README "Exit codes" lists the same): 0 ok, 1 unexpected (a bug;
-the one VaultError with it is ClosedError, a caller's bug), 2 invalid input, 3 authentication,
-4 not found / already exists, 5 locked, 6 refused by scope policy, 7 insecure permissions,
-8 format, 9 conflict, 10 doctor found something unsafe (not an error), 11 agent failure,
-12 refused by the operating system (disk full, I/O error: an OSError, not a VaultError),
-130 interrupted (Ctrl-C).
+Exit codes, one meaning each (docs/commands.md "Exit codes" lists the same): 0 ok,
+1 unexpected (a bug; the one VaultError with it is ClosedError, a caller's bug), 2 invalid
+input, 3 authentication, 4 not found / already exists, 5 locked, 6 refused by scope policy,
+7 insecure permissions, 8 format, 9 conflict, 10 doctor found something unsafe (not an
+error), 11 agent failure, 12 refused by the operating system (disk full, I/O error: an
+OSError, not a VaultError), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Which scope each Kraken endpoint needs, and the check the agent makes before signing.
 
-A key carries two axes (DESIGN "The scope model"): general none < read-only < full, and
-withdrawal none < full. Each endpoint here maps to the least a key must have on both axes.
+A key carries two axes (docs/commands.md, "The exchange's key form"): general
+none < read-only < full, and withdrawal none < full. Each endpoint here maps to the least a
+key must have on both axes.
 
 Rules that shape the tables:
 

@@ -4,7 +4,7 @@ These are the primitives the agent uses so that a bot never holds the secret. Th
 what they are given: inserting the nonce into the body, choosing the endpoint and checking the
 key's scope are the caller's job (`vault.exchanges.endpoints`).
 
-Formulas (KRAKEN.md "Signing"), all keyed with the base64-decoded secret:
+Formulas (docs/kraken.md "Signing"), all keyed with the base64-decoded secret:
 
 - Spot:    base64(HMAC-SHA512(uri_path + SHA256(nonce + post_data)))
 - Futures: base64(HMAC-SHA512(SHA256(post_data + nonce + endpoint_path)))
