@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -19,7 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ETCD", "ETCD_MISSING", "EtcdCluster", "Member", "etcd_cluster"]
+__all__ = ["ETCD", "ETCD_MISSING", "EtcdCluster", "EtcdTls", "Member", "etcd_cluster",
+           "make_tls"]
 
 ETCD = shutil.which("etcd") or ("/usr/bin/etcd" if os.path.exists("/usr/bin/etcd") else None)
 ETCD_MISSING = "no etcd binary (apt-get install etcd-server; .ci/run installs it)"
@@ -46,11 +48,12 @@ class Member:
     data_dir: Path
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
+    context: ssl.SSLContext | None = None  # a client's, when the member serves TLS
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(  # noqa: S310 -- our own http:// member
-                    f"{self.client_url}/health", timeout=1) as answer:
+            with urllib.request.urlopen(  # noqa: S310 -- our own member
+                    f"{self.client_url}/health", timeout=1, context=self.context) as answer:
                 return bool(json.loads(answer.read()).get("health") == "true")
         except (OSError, ValueError):
             return False
@@ -92,15 +95,57 @@ class EtcdCluster:
         raise RuntimeError(f"the etcd cluster did not become healthy:\n{logs}")
 
 
+@dataclass(frozen=True)
+class EtcdTls:
+    """Files for a cluster that serves TLS and asks clients for a certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+
+def make_tls(directory: Path) -> EtcdTls:
+    """A test CA (trustme), a server certificate for 127.0.0.1 and a client certificate."""
+    import trustme
+
+    directory.mkdir(mode=0o700, exist_ok=True)
+    ca = trustme.CA()
+    server, client = ca.issue_cert("127.0.0.1"), ca.issue_cert("botvault-gateway")
+    tls = EtcdTls(*(directory / n for n in ("ca.pem", "server.pem", "server.key",
+                                            "client.pem", "client.key")))
+    ca.cert_pem.write_to_path(str(tls.ca))
+    server.cert_chain_pems[0].write_to_path(str(tls.server_cert))
+    server.private_key_pem.write_to_path(str(tls.server_key))
+    client.cert_chain_pems[0].write_to_path(str(tls.client_cert))
+    client.private_key_pem.write_to_path(str(tls.client_key))
+    for key in (tls.server_key, tls.client_key):
+        os.chmod(key, 0o600)
+    return tls
+
+
 @contextlib.contextmanager
-def etcd_cluster(tmp: Path, size: int = 3) -> Iterator[EtcdCluster]:
-    """A `size`-member cluster on loopback; stopped (and its data removed with `tmp`)."""
+def etcd_cluster(tmp: Path, size: int = 3, *, tls: EtcdTls | None = None
+                 ) -> Iterator[EtcdCluster]:
+    """A `size`-member cluster on loopback; stopped (and its data removed with `tmp`).
+    With `tls`, clients must connect over TLS with a certificate from its CA."""
     if ETCD is None:
         raise RuntimeError(ETCD_MISSING)
     ports = _free_ports(2 * size)
-    members = [Member(f"m{i}", f"http://127.0.0.1:{ports[2 * i]}",
-                      f"http://127.0.0.1:{ports[2 * i + 1]}", tmp / f"etcd-m{i}")
+    scheme = "https" if tls else "http"
+    members = [Member(f"m{i}", f"{scheme}://127.0.0.1:{ports[2 * i]}",
+                      f"http://127.0.0.1:{ports[2 * i + 1]}", tmp / f"etcd-m{i}",
+                      context=tls.client_context() if tls else None)
                for i in range(size)]
+    tls_args = [] if tls is None else [
+        "--cert-file", str(tls.server_cert), "--key-file", str(tls.server_key),
+        "--trusted-ca-file", str(tls.ca), "--client-cert-auth"]
     initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
     cluster = EtcdCluster(members)
     token = f"botvault-test-{os.getpid()}-{ports[0]}"
@@ -117,7 +162,7 @@ def etcd_cluster(tmp: Path, size: int = 3) -> Iterator[EtcdCluster]:
                      "--initial-cluster-token", token,
                      # Loopback: short heartbeats make a lost leader noticed in well under
                      # a second, as a LAN cluster would be tuned.
-                     "--heartbeat-interval", "50", "--election-timeout", "500"],
+                     "--heartbeat-interval", "50", "--election-timeout", "500", *tls_args],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         cluster.wait_healthy()
         yield cluster
