@@ -96,3 +96,33 @@ def test_the_agent_signs_at_or_above_the_floor_and_keeps_its_counter_there(
     assert refused == [Reason.BAD_REQUEST] * 5
     with Vault.open_with_key(keys.path, keys.data_key) as vault:
         assert vault.next_nonce("spot") > low  # the counter kept the floor
+
+
+def test_a_floor_is_taken_exactly_and_never_lowers_the_counter(vault_path: Path) -> None:
+    """For any run of plain and floored nonces: each above the one before, at least its
+    floor, and no further ahead than the larger of its floor, the last + 1, and the clock."""
+    import time
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    keys = make_vault(vault_path)
+    base = time.time_ns() // 1_000_000  # the entry's unit: ms
+
+    @settings(max_examples=25, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.one_of(st.none(), st.integers(-50, 5_000)), min_size=1, max_size=8))
+    def run(offsets: list[int | None]) -> None:
+        with Vault.open_with_key(keys.path, keys.data_key) as vault:
+            last, _ = vault.peek_nonce("spot")
+            previous = last or 0
+            for offset in offsets:
+                floor = None if offset is None else base + offset
+                got = vault.next_nonce("spot", floor)
+                now = time.time_ns() // 1_000_000
+                assert got > previous
+                assert floor is None or got >= floor
+                assert got <= max(previous + 1, floor or 0, now)
+                previous = got
+
+    run()

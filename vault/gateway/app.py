@@ -6,13 +6,15 @@ One private request, in order:
 2. read its body within the size and time limits (a slow or oversized request is refused on
    its own connection; every connection is its own task, so other bots go on);
 3. resolve the grant (the agent; unknown, revoked, expired: refused);
-4. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
-   integrations take too; requests queue for it in arrival order) and, holding it, have the
-   agent check the bot's signature and the grant's scope and sign with the real key's next
-   nonce;
+4. take the real key's turn (`coordination`: its request order - `KeyOrder.for_key_id`, the
+   lock the in-process integrations take too, and with `--etcd` the key's lock in etcd;
+   requests queue in arrival order) and, holding it, have the agent check the bot's
+   signature and the grant's scope and sign with the real key's next nonce (at least the
+   turn's `nonce_floor`);
 5. wait, still holding it, until the key's rate counter takes the request (`governor`; a
    wait that would end beyond the bound from arrival is answered `EAPI:Rate limit exceeded`
-   here), then send it and read the answer;
+   here), record the nonce (`commit`; a shared state that cannot be reached refuses the
+   request unsent), then send it and read the answer;
 6. answer the bot with the exchange's status and body, and write one audit line.
 
 Nothing the agent refused is sent. The handler never sees a secret.
