@@ -273,7 +273,8 @@ class EtcdCoordinator:
         try:
             return await self._first_in_line(base, waiter, lease, deadline)
         except BaseException:
-            await self._release(waiter)
+            # Whether or not it was written: delete it, without holding up the refusal.
+            self._in_background(self._release(waiter))
             raise
 
     async def _first_in_line(self, base: str, waiter: str, lease: str, deadline: float
