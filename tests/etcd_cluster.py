@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ETCD", "ETCD_MISSING", "EtcdCluster", "EtcdTls", "Member", "etcd_cluster",
            "make_tls"]
@@ -50,6 +51,18 @@ class Member:
     log: Path = field(default_factory=Path)
     context: ssl.SSLContext | None = None  # a client's, when the member serves TLS
 
+    def status(self) -> dict[str, Any] | None:
+        """etcd's maintenance status of this member (None: it does not answer)."""
+        url = f"{self.client_url}/v3/maintenance/status"
+        try:
+            with urllib.request.urlopen(  # noqa: S310 -- our own member
+                    urllib.request.Request(url, data=b"{}", method="POST"),  # noqa: S310
+                    timeout=2, context=self.context) as answer:
+                doc = json.loads(answer.read())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(  # noqa: S310 -- our own member
@@ -66,6 +79,13 @@ class EtcdCluster:
     @property
     def endpoints(self) -> str:
         return ",".join(m.client_url for m in self.members)
+
+    def leader(self) -> int:
+        """The index of the member that leads now."""
+        statuses = [m.status() for m in self.members]
+        ids = [st["header"]["member_id"] if st else None for st in statuses]
+        leader = next(st["leader"] for st in statuses if st)
+        return ids.index(leader)
 
     def kill(self, index: int) -> None:
         """SIGKILL one member (no clean leave: as a crash or a pulled cable)."""

@@ -58,16 +58,22 @@ def test_four_bots_on_two_gateways_600_of_600_one_at_a_time(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_one_etcd_member_killed_mid_run_changes_nothing(tmp_path: Path) -> None:
     with two_sites(tmp_path) as sites:
+        killed: list[int] = []
+
         def kill_a_member() -> None:
             assert eventually(lambda: sites.kraken.accepted() >= 200, timeout=120)
-            sites.cluster.kill(0)  # the first member: the one every client asks first
+            killed.append(sites.cluster.leader())  # the leader: a new one must be elected
+            sites.cluster.kill(killed[0])
 
         tallies = run_bots(_plan(sites), 150, during=kill_a_member)
-        assert tallies == [{"ok": 150}] * 4, (tallies, sites.kraken.rejected())
-        assert sites.kraken.accepted() == 600 and sites.kraken.rejected() == {}
-        assert _strictly_increasing(sites.kraken.nonces)
-        assert sites.cluster.members[0].process is not None
-        assert sites.cluster.members[0].process.poll() is not None  # it was really down
+        accepted, rejected = sites.kraken.accepted(), sites.kraken.rejected()
+        nonces = list(sites.kraken.nonces)
+        member = sites.cluster.members[killed[0]].process
+    logs = "".join(p.read_text() for p in sorted(tmp_path.glob("gateway-*.log")))
+    assert tallies == [{"ok": 150}] * 4, (tallies, rejected, logs)
+    assert accepted == 600 and rejected == {}
+    assert _strictly_increasing(nonces)
+    assert member is not None and member.poll() is not None  # it was really down
 
 
 @pytest.mark.slow

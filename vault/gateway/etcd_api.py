@@ -98,7 +98,10 @@ class EtcdClient:
         while (left := deadline - time.monotonic()) > 0:
             member = members[self._member % len(members)]
             try:
-                answer = await bounded(self._post(member, path, doc), left)
+                # One member may hang (a leader just lost: etcd holds a proposal for up to
+                # its request timeout): give each try a share, and ask the next member.
+                answer = await bounded(self._post(member, path, doc),
+                                       min(left, max(0.5, self.settings.timeout / 3)))
             except _AuthExpired:
                 self._token = None
                 continue

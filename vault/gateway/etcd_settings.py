@@ -40,7 +40,7 @@ class EtcdSettings:
     user: str | None = None
     password_file: Path | None = None
     lease_ttl: int = DEFAULT_LEASE_TTL
-    timeout: float = 3.0  # one etcd operation, all members tried; then "not sent"
+    timeout: float = 4.5  # one etcd operation, all members tried; then "not sent"
     prefix: str = "botvault/"
 
     def __post_init__(self) -> None:
