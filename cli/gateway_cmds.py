@@ -122,7 +122,7 @@ def tls_init(
     no other server. Run again to renew or to add names; the CA stays.
     """
     from botvault.gateway.tls_init import tls_init as make
-    from botvault.paths import resolve_vault_path
+    from botvault.vault_path import resolve_vault_path
 
     made = make(resolve_vault_path(vault), name, ca_key_out=ca_key_out, ca_key=ca_key)
     typer.echo(f"{'created a CA and ' if made.new_ca else ''}a server certificate for "

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from botvault import Vault
-from botvault.grants import add_grant
+from botvault.grant_ops import add_grant
 
 from .agent_support import Keys, make_vault, private_runtime_dir, running
 from .etcd_cluster import EtcdCluster, etcd_cluster

@@ -21,7 +21,7 @@ from botvault.gateway.etcd_api import EtcdClient
 from botvault.gateway.etcd_settings import EtcdSettings, parse_endpoints
 from botvault.gateway.grants import GrantRefused, SignRequest
 from botvault.gateway.kraken_errors import Reason
-from botvault.grants import add_grant
+from botvault.grant_ops import add_grant
 from botvault.nonces import key_id
 
 from .agent_support import make_vault, private_runtime_dir, running

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError, NotFoundError
-from ..store import atomic_write, ensure_private_dir, read_private
+from ..vault_file import atomic_write, ensure_private_dir, read_private
 
 if TYPE_CHECKING:  # cryptography loads only when tls-init runs
     from cryptography import x509
