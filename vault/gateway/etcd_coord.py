@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import json
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
@@ -204,6 +205,11 @@ class EtcdCoordinator:
 
     async def start(self) -> None:
         self._keeper = asyncio.get_running_loop().create_task(self.lease.keep_alive())
+        try:
+            await self.lease.get()  # reachable, and allowed in (TLS, user) - or say so now
+        except EtcdUnavailable as exc:
+            print(f"botvault: warning: {exc}; private requests are refused until it answers",
+                  file=sys.stderr)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
