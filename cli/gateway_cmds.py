@@ -79,6 +79,11 @@ def gateway(
     its grant (botvault grant add) as api key and secret. Stops on Ctrl-C or SIGTERM.
     """
     if ctx.invoked_subcommand is not None:
+        given = [p.opts[0] for p in ctx.command.params
+                 if p.name != "vault" and ctx.params.get(p.name or "") != p.default]
+        if given:  # they would be silently ignored
+            raise typer.BadParameter(f"options of the gateway itself ({', '.join(given)}) do "
+                                     f"nothing for `gateway {ctx.invoked_subcommand}`")
         return
     from botvault.gateway import GatewayConfig, parse_listen
     from botvault.gateway.etcd_settings import EtcdSettings, parse_endpoints

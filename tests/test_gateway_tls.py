@@ -59,6 +59,13 @@ def test_tls_init_makes_a_ca_and_a_server_certificate_with_private_keys(tmp_path
     assert context.cert_store_stats()["x509_ca"] == 1
 
 
+def test_the_gateways_own_options_are_refused_with_tls_init(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["gateway", "--listen", "10.0.0.5:8422", "tls-init",
+                                      "--vault", str(tmp_path / "v.bv"), "--name", "gw"])
+    assert result.exit_code == 2 and "--listen" in result.output
+    assert not (tmp_path / "v.bv.tls").exists()
+
+
 @pytest.mark.parametrize("name", ["", "bad name", "a..b", "x" * 64 + ".com", "ex\u00e4mple"])
 def test_tls_init_refuses_what_is_no_host_name(tmp_path: Path, name: str) -> None:
     from botvault.errors import InvalidInputError
