@@ -128,3 +128,18 @@ def test_without_quorum_requests_are_refused_unsent_never_local(tmp_path: Path) 
         status, doc = _balance(sites.urls[1], sites.grants[1])
         assert (status, doc["error"]) == (503, ["EService:Unavailable"])
         assert sites.kraken.accepted() == before  # nothing was sent
+
+
+def test_the_rate_counter_is_shared_by_both_gateways(tmp_path: Path) -> None:
+    """Pro tier: 20 units, decaying 1 per second. 30 counted calls alternating between the
+    two gateways at once: with a counter each, both would send theirs and the exchange
+    would refuse the excess; shared, the gateways hold it back themselves (a wait over
+    --max-wait is answered EAPI:Rate limit exceeded, unsent) and the exchange refuses none."""
+    with two_sites(tmp_path, gateway_args=("--max-wait", "0.5")) as sites:
+        answers = [_balance(sites.urls[i % 2], sites.grants[i % 2])[1]["error"]
+                   for i in range(30)]
+        held_back = answers.count(["EAPI:Rate limit exceeded"])
+        assert answers.count([]) + held_back == 30
+        assert held_back >= 5  # the gateways' shared counter stopped them
+        assert sites.kraken.rejected() == {}  # not one over Kraken's counter
+        assert sites.kraken.accepted() == answers.count([]) <= 22
