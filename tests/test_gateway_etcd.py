@@ -17,12 +17,12 @@ from botvault import Vault
 from botvault.exchanges.kraken import sign_spot
 
 from .agent_support import eventually
-from .etcd_cluster import ETCD, ETCD_MISSING
+from .etcd_cluster import ETCD_MISSING, SKIP_ETCD
 from .etcd_sites import Sites, run_bots, two_sites
 from .gateway_stack import Credential
 from .kraken_server import http_json
 
-pytestmark = pytest.mark.skipif(ETCD is None, reason=ETCD_MISSING)
+pytestmark = pytest.mark.skipif(SKIP_ETCD, reason=ETCD_MISSING)
 
 
 def _plan(sites: Sites) -> list[tuple[str, str, Credential]]:
