@@ -145,10 +145,11 @@ def test_a_client_without_the_ca_and_plain_http_get_nothing_through(vault_path: 
         proc, url, ca = _https_gateway(stack, vault_path)
         try:
             grant = stack.grant("bot", "spot")
-            # krakenex and ccxt with the system's (certifi's) store: the certificate fails.
-            env_ca = Path(ssl.get_default_verify_paths().openssl_cafile)
+            # krakenex and ccxt with the public roots (certifi's, their default): refused.
+            import certifi
+
             tallies = _bots(["krakenex", "ccxt-async"], url, [grant, grant], 2,
-                            env_ca if env_ca.exists() else Path("/nonexistent"))
+                            Path(certifi.where()))
             assert all("ok" not in t for t in tallies), tallies
             # Plain HTTP to the TLS port: no answer a client could take, nothing forwarded.
             conn = http.client.HTTPConnection(url.removeprefix("https://"), timeout=10)
