@@ -73,7 +73,7 @@ def test_the_agent_signs_at_or_above_the_floor_and_keeps_its_counter_there(
     def request(floor: object) -> SignRequest:
         return SignRequest(grant.api_key, path, "POST", body,
                            sign_spot(grant.api_secret.reveal(), path, 7, body), "", "form",
-                           kid, floor)  # type: ignore[arg-type]
+                           kid, nonce_floor=floor)  # type: ignore[arg-type]
 
     async def main() -> list[object]:
         link = AsyncAgentGrants(socket_path_for(keys.path))
