@@ -42,6 +42,7 @@ def run(count: int, per_bot: int, out: Callable[[str], None]) -> bool:
     with tempfile.TemporaryDirectory(prefix="bench-etcd-") as tmp:
         root = Path(tmp)
         os.environ["XDG_RUNTIME_DIR"] = str(root / "run")
+        (root / "run").mkdir(mode=0o700)
         with two_sites(root, latency=0.0) as sites:
             local_proc, local_url = start_gateway(sites.keys[0].path, sites.kraken.url,
                                                   "--tier", "pro")

@@ -10,7 +10,7 @@ import typer
 from botvault.gateway.config import DEFAULT_FUTURES_URL, DEFAULT_PORT, DEFAULT_SPOT_URL
 
 from . import output
-from .common import VaultOpt
+from .access import access
 
 app = typer.Typer()
 gateway_app = typer.Typer(invoke_without_command=True)
@@ -71,7 +71,6 @@ def gateway(
     etcd_lease_ttl: Annotated[int, typer.Option(
         metavar="SECONDS",
         help="How long a key's lock outlives a gateway that died holding it.")] = 5,
-    vault: VaultOpt = None,
 ) -> None:
     """Serve Kraken's REST APIs to bots that hold a grant, in the foreground.
 
@@ -80,7 +79,7 @@ def gateway(
     """
     if ctx.invoked_subcommand is not None:
         given = [p.opts[0] for p in ctx.command.params
-                 if p.name != "vault" and ctx.params.get(p.name or "") != p.default]
+                 if ctx.params.get(p.name or "") != p.default]
         if given:  # they would be silently ignored
             raise typer.BadParameter(f"options of the gateway itself ({', '.join(given)}) do "
                                      f"nothing for `gateway {ctx.invoked_subcommand}`")
@@ -104,11 +103,12 @@ def gateway(
     def announce(url: str) -> None:
         typer.echo(f"botvault gateway listening on {url}")
 
-    serve(config, vault, announce)
+    serve(config, access(ctx).vault, announce)
 
 
 @gateway_app.command("tls-init")
 def tls_init(
+    ctx: typer.Context,
     name: Annotated[list[str], typer.Option(
         "--name", metavar="HOST", show_default=False,
         help="A host name or IP address bots use to reach the gateway (repeat for more).")],
@@ -119,7 +119,6 @@ def tls_init(
     ca_key: Annotated[_File, typer.Option(
         metavar="FILE", show_default=False,
         help="The existing CA's key, when it is kept away from the vault.")] = None,
-    vault: VaultOpt = None,
 ) -> None:
     """Make a private CA (once) and a server certificate for the gateway, beside the vault.
 
@@ -127,9 +126,8 @@ def tls_init(
     no other server. Run again to renew or to add names; the CA stays.
     """
     from botvault.gateway.tls_init import tls_init as make
-    from botvault.vault_path import resolve_vault_path
 
-    made = make(resolve_vault_path(vault), name, ca_key_out=ca_key_out, ca_key=ca_key)
+    made = make(access(ctx).path, name, ca_key_out=ca_key_out, ca_key=ca_key)
     typer.echo(f"{'created a CA and ' if made.new_ca else ''}a server certificate for "
                f"{', '.join(made.names)}")
     typer.echo(f"  certificate: {made.cert}\n  key:         {made.key}")

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from botvault import Vault
 from botvault.grant_ops import add_grant
 
-from .agent_support import Keys, make_vault, private_runtime_dir, running
+from .agent_support import Keys, make_vault, running
 from .etcd_cluster import EtcdCluster, etcd_cluster
 from .gateway_stack import Credential, real_api_key, start_gateway, stop_gateway
 from .kraken_server import StrictKraken
@@ -64,7 +64,6 @@ def _site(tmp: Path, name: str) -> Path:
 @contextlib.contextmanager
 def two_sites(tmp: Path, *, bots: int = 4, latency: float = 0.002, lease_ttl: int = 2,
               gateway_args: tuple[str, ...] = ()) -> Iterator[Sites]:
-    private_runtime_dir()
     keys_a = make_vault(_site(tmp, "site-a"), SPOT)
     with Vault.open_with_key(keys_a.path, keys_a.data_key) as vault:
         grants = [add_grant(vault, f"bot{i}", entry="spot", general="full",

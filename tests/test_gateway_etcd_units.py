@@ -24,7 +24,7 @@ from botvault.gateway.kraken_errors import Reason
 from botvault.grant_ops import add_grant
 from botvault.nonces import key_id
 
-from .agent_support import make_vault, private_runtime_dir, running
+from .agent_support import make_vault, running
 
 
 @pytest.mark.parametrize("text", ["", ",", "127.0.0.1:2379", "ftp://h:1", "http://u:p@h:1",
@@ -62,7 +62,6 @@ def test_the_etcd_password_comes_from_a_private_file_and_shows_nowhere(tmp_path:
 
 def test_the_agent_signs_at_or_above_the_floor_and_keeps_its_counter_there(
         vault_path: Path) -> None:
-    private_runtime_dir()
     keys = make_vault(vault_path)
     with Vault.open_with_key(keys.path, keys.data_key) as vault:
         grant = add_grant(vault, "bot", entry="spot", general="full", withdrawal="none")
