@@ -26,6 +26,10 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     # The agent's directory when XDG_RUNTIME_DIR is unusable lives in the state dir.
     # The record of generations seen (rollback detection) lives outside the vault dir.
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    # In-process integrations pace by Kraken's counters only where a test asks for a tier
+    # (tests/test_rate_shared.py): the others send hundreds of calls to a stand-in whose
+    # counters are off.
+    monkeypatch.setenv("BOTVAULT_KRAKEN_TIER", "off")
     runtime = tmp_path / "xdg-runtime"
     runtime.mkdir(mode=0o700)
     os.chmod(runtime, 0o700)  # whatever the umask: the agent refuses a dir others may enter

@@ -30,6 +30,17 @@ def test_quick_gateway_bench_exits_0_and_prints_the_summary() -> None:
 
 
 @pytest.mark.slow
+def test_quick_gateway_edges_bench_exits_0_and_prints_the_summary() -> None:
+    from bench.bench_gateway_edges import SUMMARY_HEADER as EDGES_HEADER
+
+    result = subprocess.run([sys.executable, "-m", "bench.bench_gateway_edges", "--quick"],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            cwd=SCRIPT.parent.parent)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert EDGES_HEADER in result.stdout and "rejections at the exchange: none" in result.stdout
+
+
+@pytest.mark.slow
 def test_quick_policy_bench_exits_0_and_prints_the_summary() -> None:
     from bench.bench_policy import SUMMARY_HEADER as POLICY_HEADER
 

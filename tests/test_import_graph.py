@@ -187,7 +187,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "importers", "import_check", "key_variables", "kdf_choice", "new_vault",
         "trading_gate", "secret_paste"),
     2: ("vault_file", "seen_generations", "vault_path", "nonces", "request_lock", "audit",
-        "manpage_install", "trading_budget"),
+        "manpage_install", "rate_limits", "trading_budget"),
     1: ("entries", "grant_record", "codec", "trading_policy"),
     0: ("errors", "scopes", "secret", "private", "crypto", "fileformat", "exchanges",
         "passphrase_policy", "passphrase_source", "secret_input", "did_you_mean", "data",

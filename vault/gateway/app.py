@@ -14,10 +14,16 @@ One private request, in order:
 5. wait, still holding it, until the key's rate counter takes the request (`governor`; a
    wait that would end beyond the bound from arrival is answered `EAPI:Rate limit exceeded`
    here), record the nonce (`commit`; a shared state that cannot be reached refuses the
-   request unsent), then send it and read the answer;
-6. answer the bot with the exchange's status and body, and write one audit line.
+   request unsent), then send it and wait for the answer's status and headers (the turn is
+   let go then: the exchange has taken the request);
+6. stream the exchange's status and body to the bot, and write one audit line.
 
-Nothing the agent refused is sent. The handler never sees a secret.
+Nothing the agent refused is sent. The handler never sees a secret. When the agent says the
+grant's key changed under it (a rotate between resolving and signing), the grant is resolved
+again and the request tried once more, under the new key's order. A request that may have
+reached the exchange but whose answer was lost is answered `OUTCOME_UNKNOWN` (504; see
+kraken_errors), never as "not sent". A body over the limit is answered 413 and its connection
+closed, without reading the rest.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ..errors import VaultError
+from ..exchanges.kraken import futures_post_data
 from .config import GatewayConfig
 from .coordination import CoordinationUnavailable, Coordinator, LocalCoordinator, TurnTimeout
-from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
-from .governor import Governor
+from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
+from .governor import FileRateState, Governor
 from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
@@ -74,6 +81,10 @@ class _Refuse(Exception):
         self.detail, self.rule = detail, rule  # a policy refusal's message and rule
 
 
+class _KeyChanged(Exception):
+    """The agent says the grant now signs with another key than the one resolved."""
+
+
 class Gateway:
     """The state one gateway shares across requests."""
 
@@ -84,7 +95,8 @@ class Gateway:
         self.agent = agent
         self.vault_path = vault_path
         self.audit = audit
-        self.governor = governor or Governor(config.tier)
+        # The key's counter is the machine's, shared with the in-process integrations.
+        self.governor = governor or Governor(config.tier, state=FileRateState(vault_path))
         # Who else uses a key: this machine alone, or other gateways through etcd.
         self.coordinator = coordinator or LocalCoordinator(vault_path, self.governor)
         self.upstream: Upstream | None = None
@@ -129,6 +141,8 @@ class Gateway:
         except _Refuse as refused:
             response = self._refusal(found, refused.reason, outcome, refused.detail,
                                      refused.rule)
+            if refused.reason is Reason.TOO_LARGE:
+                await _answer_and_close(request, response)
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
             response = self._refusal(found, Reason.UNAVAILABLE, outcome)
@@ -145,7 +159,7 @@ class Gateway:
         answer = refusal(found.api if found else Api.SPOT, reason, detail)
         outcome.outcome = f"{reason.value}:{rule}" if rule else reason.value
         return web.Response(status=answer.status, body=answer.body,
-                            content_type="application/json")
+                            content_type=answer.content_type)
 
     async def _dispatch(self, request: web.Request, found: Route | None, outcome: _Outcome
                         ) -> web.StreamResponse:
@@ -153,8 +167,12 @@ class Gateway:
             raise _Refuse(Reason.UNKNOWN_PATH)
         body = await self._read_body(request)
         if found.private:
-            return await self._private(request, found, body, outcome)
-        return await self._forward(request, found, body, {}, outcome)
+            answer = await self._private(request, found, body, outcome)
+        else:
+            answer = await self._send(request, found, body, {}, outcome)
+        if isinstance(answer, web.Response):
+            return answer  # read whole already (a policy grant's)
+        return await self._stream(request, answer, outcome)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.config.max_body
@@ -179,7 +197,7 @@ class Gateway:
         return body
 
     async def _private(self, request: web.Request, found: Route, body: bytes,
-                       outcome: _Outcome) -> web.StreamResponse:
+                       outcome: _Outcome) -> UpstreamAnswer | web.Response:
         headers = request.headers
         if found.api is Api.SPOT:
             grant_key, signature, nonce_header = (
@@ -193,35 +211,52 @@ class Gateway:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise _Refuse(Reason.BAD_REQUEST) from None
-        if found.api is Api.FUTURES and (request.method in ("GET", "DELETE") or not text):
-            # Futures signs the query string of a GET or DELETE, and of a POST that carries
-            # its parameters there with an empty body (ccxt does).
-            text = request.rel_url.raw_query_string
-        resolved = await self._resolve(grant_key, found)
-        outcome.grant, outcome.entry = resolved.grant, resolved.entry
+        if found.api is Api.FUTURES:
+            text = futures_post_data(request.rel_url.raw_query_string, text)
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
-        aliases = await self._policy_aliases(request, found, resolved, text, content_type)
-        sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
-                                   signature, nonce_header, content_type, resolved.key_id,
-                                   aliases)
+        for attempt in (1, 2):
+            resolved = await self._resolve(grant_key, found)
+            outcome.grant, outcome.entry = resolved.grant, resolved.entry
+            aliases = await self._policy_aliases(request, found, resolved, text, content_type)
+            sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method,
+                                       text, signature, nonce_header, content_type,
+                                       resolved.key_id, aliases)
+            try:
+                return await self._signed_and_sent(request, found, body, sign_request,
+                                                   resolved, outcome)
+            except _KeyChanged:
+                if attempt == 2:
+                    raise _Refuse(Reason.INVALID_KEY) from None
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _signed_and_sent(self, request: web.Request, found: Route, body: bytes,
+                               sign_request: SignRequest, resolved: Resolved,
+                               outcome: _Outcome) -> UpstreamAnswer | web.Response:
+        """Holding the key's order: sign, pace, send; the order is let go once the answer's
+        headers are in (a policy grant's answer is read whole first: its order ids go to
+        the agent before the grant's next request)."""
+        grant_key = sign_request.grant_key
         try:
-            async with self.coordinator.hold(resolved.key_id,
+            async with self.coordinator.hold(sign_request.key_id,
                                              outcome.started + self.config.max_wait) as turn:
                 await self.policy.before_sign(grant_key)
                 try:
                     signed = await self.agent.sign(
                         replace(sign_request, nonce_floor=turn.nonce_floor))
                 except GrantRefused as exc:
+                    if exc.changed:
+                        raise _KeyChanged from None
                     raise _Refuse(exc.reason, exc.detail if exc.rule else "",
                                   exc.rule) from None
-                await turn.admit(found.api, found.endpoint)
+                await turn.admit(found.api, found.endpoint, sign_request.body)
                 await turn.commit(signed.nonce)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
-                response = await self._forward(request, found, out_body, signed.headers,
-                                               outcome)
-                if resolved.policy:
-                    self.policy.after_forward(self.agent, grant_key, found.api,
-                                              found.endpoint, signed.nonce, response)
+                answer = await self._send(request, found, out_body, signed.headers, outcome)
+                if not resolved.policy:
+                    return answer
+                response = await _read_whole(answer)
+                self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
+                                          signed.nonce, response)
                 return response
         except TurnTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
@@ -253,8 +288,8 @@ class Gateway:
             raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
         return resolved
 
-    async def _forward(self, request: web.Request, found: Route, body: bytes,
-                       auth: dict[str, str], outcome: _Outcome) -> web.StreamResponse:
+    async def _send(self, request: web.Request, found: Route, body: bytes,
+                    auth: dict[str, str], outcome: _Outcome) -> UpstreamAnswer:
         if self.upstream is None:
             raise RuntimeError("the gateway has not started")
         headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
@@ -263,12 +298,66 @@ class Gateway:
         try:
             answer = await self.upstream.send(request.method, origin,
                                               request.rel_url.raw_path_qs, headers, body)
-        except UpstreamError:
+        except NotSent:
             raise _Refuse(Reason.UPSTREAM) from None
+        except AnswerLost:
+            raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
         outcome.upstream_status = answer.status
-        response = web.Response(status=answer.status, body=answer.body)
-        response.headers["Content-Type"] = answer.content_type
+        return answer
+
+    @staticmethod
+    async def _stream(request: web.Request, answer: UpstreamAnswer, outcome: _Outcome
+                      ) -> web.StreamResponse:
+        """The exchange's answer to the bot as it arrives: no size cap, nothing held whole."""
+        response = web.StreamResponse(status=answer.status)
+        response.headers.update(answer.headers)
+        if answer.content_length is not None:  # the body goes as it came, encoded or not
+            response.content_length = answer.content_length
+        try:
+            await response.prepare(request)
+            async for chunk in answer.chunks():
+                await response.write(chunk)
+            await response.write_eof()
+        except AnswerLost:
+            # The status went out already: cut the connection, so the bot's client sees an
+            # incomplete answer rather than a short one that looks whole.
+            outcome.outcome = Reason.OUTCOME_UNKNOWN.value
+            _close(request)
+        finally:
+            answer.close()
         return response
+
+
+# A policy grant's answer is read whole (its order ids are learned from it): order and funds
+# answers are small; one this large is no such answer.
+_WHOLE_LIMIT = 16 << 20
+
+
+async def _read_whole(answer: UpstreamAnswer) -> web.Response:
+    try:
+        data = await answer.read(_WHOLE_LIMIT)
+    except AnswerLost:
+        raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
+    response = web.Response(status=answer.status, body=data)
+    response.headers.update(answer.headers)
+    return response
+
+
+def _close(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()
+
+
+async def _answer_and_close(request: web.Request, response: web.StreamResponse) -> None:
+    """Send `response` and close the connection at once: aiohttp would otherwise read and
+    discard the rest of an unread body (for up to its lingering time) to keep it alive."""
+    response.force_close()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the bot went away first
+    _close(request)
 
 
 def build_app(gateway: Gateway) -> web.Application:

@@ -8,7 +8,7 @@ gateways through an etcd cluster. The app only says, per request:
 
     async with coordinator.hold(key_id, deadline) as turn:
         signed = <agent signs, nonce at least turn.nonce_floor>
-        await turn.admit(api, endpoint)   # waits for the rate counter, or TurnTimeout
+        await turn.admit(api, endpoint, body)  # waits for the rate counter, or TurnTimeout
         await turn.commit(signed.nonce)   # records the nonce (shared), or Unavailable
         <send, answer>
 """
@@ -41,7 +41,7 @@ class CoordinationUnavailable(Exception):
 class Turn(Protocol):
     nonce_floor: int | None  # the agent signs with a nonce at least this (None: its own)
 
-    async def admit(self, api: Api, endpoint: str) -> None: ...
+    async def admit(self, api: Api, endpoint: str, post_data: str = "") -> None: ...
 
     async def commit(self, nonce: int) -> None: ...
 
@@ -70,9 +70,10 @@ class _LocalTurn:
     def __init__(self, governor: Governor, key_id: str, deadline: float) -> None:
         self._governor, self._key_id, self._deadline = governor, key_id, deadline
 
-    async def admit(self, api: Api, endpoint: str) -> None:
-        await wait_for_rate(lambda: self._governor.admit(api, self._key_id, endpoint),
-                            self._deadline)
+    async def admit(self, api: Api, endpoint: str, post_data: str = "") -> None:
+        await wait_for_rate(
+            lambda: self._governor.admit(api, self._key_id, endpoint, post_data),
+            self._deadline)
 
     async def commit(self, nonce: int) -> None:  # noqa: ARG002 -- the Turn interface
         return None  # the agent's counter is the record

@@ -38,11 +38,12 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
+from ..rate_limits import FUTURES_DECAY
 from ..request_lock import KeyOrder, RequestLockTimeout
 from .coordination import CoordinationUnavailable, Turn, TurnTimeout, wait_for_rate
 from .etcd_api import EtcdClient, EtcdUnavailable, b64, unb64
 from .etcd_settings import EtcdSettings
-from .governor import FUTURES_BUDGET, FUTURES_DECAY, Bucket, Governor, futures_cost, spot_cost
+from .governor import FUTURES_BUDGET, Bucket, Governor, futures_cost, spot_cost
 from .kraken_errors import Api
 
 __all__ = ["EtcdCoordinator"]
@@ -129,12 +130,13 @@ class _EtcdTurn:
         self._deadline, self._rate_out = deadline, None
         return self
 
-    async def admit(self, api: Api, endpoint: str) -> None:
+    async def admit(self, api: Api, endpoint: str, post_data: str = "") -> None:
         gov = self._owner.governor
         if api is Api.SPOT:
             cost, maximum, decay = spot_cost(endpoint), gov.spot_maximum, gov.spot_decay
         else:
-            cost, maximum, decay = futures_cost(endpoint), FUTURES_BUDGET, FUTURES_DECAY
+            cost, maximum, decay = futures_cost(endpoint, post_data), FUTURES_BUDGET, \
+                FUTURES_DECAY
         state = self._rate if isinstance(self._rate, dict) else {}
         bucket = Bucket(maximum, decay, float(state.get("level", 0.0)),
                         float(state.get("at", float("-inf"))))
