@@ -14,7 +14,7 @@ import pytest
 from botvault.agent import connect, socket_location
 from botvault.errors import EXIT_CODES, BusyError, LockedError
 
-from .agent_support import make_vault, private_runtime_dir, running
+from .agent_support import make_vault, running
 
 BURST = 200
 
@@ -48,7 +48,6 @@ def _burst(vault_path: Path, calls: int) -> list[BaseException]:
 
 @pytest.mark.slow
 def test_a_burst_of_clients_connecting_at_once_gets_no_error(vault_path: Path) -> None:
-    private_runtime_dir()
     keys = make_vault(vault_path)
     with running(keys):
         errors = _burst(vault_path, calls=3)
@@ -58,7 +57,6 @@ def test_a_burst_of_clients_connecting_at_once_gets_no_error(vault_path: Path) -
 @pytest.mark.slow
 def test_a_burst_of_processes_gets_no_error(vault_path: Path) -> None:
     # systemd starting many bots together: separate processes, one connection each.
-    private_runtime_dir()
     keys = make_vault(vault_path)
     code = ("import sys; from botvault.agent import connect\n"
             "with connect(sys.argv[1]) as a: a.status()\n")

@@ -209,11 +209,12 @@ class AsyncAgentGrants:
         return verified_from(answer)
 
     async def sign(self, request: SignRequest, verified: Verified) -> Signed:
+        floor = {} if request.nonce_floor is None else {"nonce_floor": request.nonce_floor}
         answer = await self._call(
             "grant_sign", grant_key=request.grant_key, path=request.path,
             method=request.method, body=request.body, signature=request.signature,
             nonce_header=request.nonce_header, content_type=request.content_type,
-            key_id=verified.key_id, ticket=verified.ticket,
+            key_id=verified.key_id, ticket=verified.ticket, **floor,
             **({"aliases": request.aliases} if request.aliases is not None else {}))
         try:
             return grant_signed(answer)

@@ -6,14 +6,16 @@ One private request, in order:
 2. read its body within the size and time limits (a slow or oversized request is refused on
    its own connection; every connection is its own task, so other bots go on);
 3. resolve the grant (the agent; unknown, revoked, expired: refused);
-4. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
-   integrations take too; requests queue for it in arrival order) and, holding it, have the
-   agent check the bot's signature and the grant's scope and sign with the real key's next
-   nonce;
+4. take the real key's turn (`coordination`: its request order - `KeyOrder.for_key_id`, the
+   lock the in-process integrations take too, and with `--etcd` the key's lock in etcd;
+   requests queue in arrival order) and, holding it, have the agent check the bot's
+   signature and the grant's scope and sign with the real key's next nonce (at least the
+   turn's `nonce_floor`);
 5. wait, still holding it, until the key's rate counter takes the request (`governor`; a
    wait that would end beyond the bound from arrival is answered `EAPI:Rate limit exceeded`
-   here), then send it and wait for the answer's status and headers (the order is let go
-   then: the exchange has taken the request);
+   here), record the nonce (`commit`; a shared state that cannot be reached refuses the
+   request unsent), then send it and wait for the answer's status and headers (the turn is
+   let go then: the exchange has taken the request);
 6. stream the exchange's status and body to the bot, and write one audit line.
 
 Nothing the agent refused is sent. The handler never sees a secret. When the agent says the
@@ -38,9 +40,9 @@ from aiohttp import web
 
 from ..errors import VaultError
 from ..exchanges.kraken import futures_post_data
-from ..request_lock import KeyOrder, RequestLockTimeout
 from .audit_book import AuditBook, Auditor, Outcome, RefusalPace, vault_stamp
 from .config import GatewayConfig
+from .coordination import CoordinationUnavailable, Coordinator, LocalCoordinator, TurnTimeout
 from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
 from .governor import FileRateState, Governor
 from .grants import GrantAgent, GrantRefused, SignRequest, Verified
@@ -68,13 +70,16 @@ class Gateway:
     """The state one gateway shares across requests."""
 
     def __init__(self, config: GatewayConfig, agent: GrantAgent, vault_path: Path, *,
-                 audit: Auditor | None = None, governor: Governor | None = None) -> None:
+                 audit: Auditor | None = None, governor: Governor | None = None,
+                 coordinator: Coordinator | None = None) -> None:
         self.config = config
         self.agent = agent
         self.vault_path = vault_path
         self.audit = audit
         # The key's counter is the machine's, shared with the in-process integrations.
         self.governor = governor or Governor(config.tier, state=FileRateState(vault_path))
+        # Who else uses a key: this machine alone, or other gateways through etcd.
+        self.coordinator = coordinator or LocalCoordinator(vault_path, self.governor)
         self.upstream: Upstream | None = None
         self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
         self._in_progress: dict[str, int] = {}  # grant api key -> its requests in progress
@@ -87,8 +92,10 @@ class Gateway:
         self.upstream = Upstream(ca_file=self.config.ca_file,
                                  timeout=self.config.upstream_timeout)
         await self.book.start()
+        await self.coordinator.start()
 
     async def stop(self, _app: web.Application) -> None:
+        await self.coordinator.stop()
         await self.book.stop()
         if self.upstream is not None:
             await self.upstream.close()
@@ -248,12 +255,11 @@ class Gateway:
         the agent before the grant's next request). The audit line is made durable while
         the request waits for the order."""
         grant_key = sign_request.grant_key
-        order = KeyOrder.for_key_id(self.vault_path, sign_request.key_id)
-        bound = self.config.max_wait
         audit = asyncio.ensure_future(self.book.sent(outcome, request.method)) \
             if outcome.seq is None else None
         try:
-            async with order.hold_async(timeout=bound):
+            async with self.coordinator.hold(sign_request.key_id,
+                                             outcome.started + self.config.max_wait) as turn:
                 if audit is not None and not await audit:
                     raise _Refuse(Reason.AUDIT_FAILED)
                 await self.policy.before_sign(grant_key)
@@ -262,20 +268,21 @@ class Gateway:
                 # after that (a revocation, say) has it checked once more before it leaves.
                 stamp = vault_stamp(self.vault_path)
                 try:
-                    signed = await self.agent.sign(sign_request, verified)
+                    signed = await self.agent.sign(
+                        replace(sign_request, nonce_floor=turn.nonce_floor), verified)
                 except GrantRefused as exc:
                     if exc.changed:
                         raise _KeyChanged from None
                     raise _Refuse(exc.reason, exc.detail if exc.rule else "",
                                   exc.rule) from None
                 # The rate wait last: what the counter admits leaves at once.
-                await self._within_rate(found, sign_request.key_id, outcome.started + bound,
-                                        sign_request.body)
+                await turn.admit(found.api, found.endpoint, sign_request.body)
                 if vault_stamp(self.vault_path) != stamp:
                     try:
                         await self.agent.check(grant_key)
                     except GrantRefused as exc:
                         raise _Refuse(exc.reason) from None
+                await turn.commit(signed.nonce)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
                 answer = await self._send(request, found, out_body, signed.headers, outcome)
                 if not verified.policy:
@@ -284,8 +291,12 @@ class Gateway:
                 self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
                                           signed.nonce, response)
                 return response
-        except RequestLockTimeout:
+        except TurnTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
+        except CoordinationUnavailable as exc:
+            # Not sent: never a local fallback. The reason names no request content.
+            print(f"botvault: warning: key coordination failed: {exc}", file=sys.stderr)
+            raise _Refuse(Reason.UNAVAILABLE) from None
         finally:
             if audit is not None:
                 with contextlib.suppress(BaseException):  # its line is written either way
@@ -305,14 +316,6 @@ class Gateway:
         except ValueError as exc:
             raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
 
-    async def _within_rate(self, found: Route, key_id: str, deadline: float,
-                           post_data: str) -> None:
-        """Wait, holding the key's order, until the key's counter takes this request; refuse
-        it when that would end after `deadline` (monotonic)."""
-        while (wait := self.governor.admit(found.api, key_id, found.endpoint, post_data)) > 0:
-            if time.monotonic() + wait > deadline:
-                raise _Refuse(Reason.RATE_LIMIT)
-            await asyncio.sleep(wait)
 
     async def _send(self, request: web.Request, found: Route, body: bytes,
                     auth: dict[str, str], outcome: Outcome) -> UpstreamAnswer:

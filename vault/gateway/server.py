@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from .agent_watch import WatchedAgent
 from .app import Gateway, build_app
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
+from .etcd_coord import EtcdCoordinator
+from .governor import Governor
 from .listening import AcceptErrors, cap_connections, listening_socket, open_files_for
+from .tls import server_context
 
 __all__ = ["make_runner", "serve"]
 
@@ -34,7 +38,7 @@ def make_runner(gateway: Gateway) -> web.AppRunner:
 
 
 async def _serve(gateway: Gateway, announce: Callable[[str], None],
-                 sock: socket.socket) -> None:
+                 sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
     runner = make_runner(gateway)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -47,20 +51,21 @@ async def _serve(gateway: Gateway, announce: Callable[[str], None],
         await runner.setup()
         if runner.server is not None:  # set by setup()
             cap_connections(runner.server, open_files_for(gateway.config.max_connections))
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=tls)
         await site.start()
-        announce(_url(sock))
+        announce(_url(sock, tls is not None))
         await stopped.wait()
     finally:
         await runner.cleanup()
         gateway.agent.close()  # on this loop: its connections belong to it
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, tls: bool) -> str:
     # The socket's own address: under socket activation it is systemd's, not --listen's.
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else \
-        f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if sock.family == socket.AF_INET6 else \
+        f"{scheme}://{host}:{port}"
 
 
 def serve(config: GatewayConfig, vault_path: Path | None,
@@ -69,6 +74,9 @@ def serve(config: GatewayConfig, vault_path: Path | None,
 
     `announce` is told the URL once the gateway listens (port 0 picks a free one).
     """
+    # Refused before anything listens: a TLS key that is not private, or not the cert's.
+    tls = server_context(config.tls_cert, config.tls_key) \
+        if config.tls_cert is not None and config.tls_key is not None else None
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
@@ -78,9 +86,13 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     try:
         agent = WatchedAgent(AsyncAgentGrants(socket_path_for(vault_path),
                                               vault_path=agent_vault))
+        governor = Governor(config.tier)
+        coordinator = None if config.etcd is None else \
+            EtcdCoordinator(config.etcd, agent_vault, governor)
         audit = AuditProcess(agent_vault, keep_days=config.audit_keep_days,
                              max_bytes=int(config.audit_max_mb * 1024 * 1024))
-        gateway = Gateway(config, agent, agent_vault, audit=audit)
-        asyncio.run(_serve(gateway, announce, sock))
+        gateway = Gateway(config, agent, agent_vault, audit=audit, governor=governor,
+                          coordinator=coordinator)
+        asyncio.run(_serve(gateway, announce, sock, tls))
     finally:
         sock.close()
