@@ -46,7 +46,8 @@ def test_rotations_under_load_give_no_false_refusal(vault_path: Path) -> None:
         def bot(cred: Credential) -> None:
             nonce = 0
             while not stop.is_set():
-                nonce += 1
+                # A recent clock nonce (µs), once each: the agent refuses replays and stale ones.
+                nonce = max(nonce + 1, time.time_ns() // 1000)
                 got = _balance(stack.url, cred, nonce)
                 with lock:
                     answers.append(got)

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -90,7 +91,10 @@ def test_gateway_bots_and_an_in_process_bot_share_the_keys_counter(
         lock = threading.Lock()
 
         def gateway_bot(cred: Credential) -> None:
-            for nonce in range(1, 5):
+            nonce = 0
+            for _ in range(4):
+                # A recent clock nonce (µs), once each: the agent refuses replays and stale ones.
+                nonce = max(nonce + 1, time.time_ns() // 1000)
                 got = _balance(stack.url, cred, nonce)
                 with lock:
                     errors.append(got)
