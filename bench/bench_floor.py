@@ -1,0 +1,219 @@
+"""The gateway against the floor of its own design, side by side in one run.
+
+    python -m bench.bench_floor            # 5 blocks x 2,000 requests per target
+    python -m bench.bench_floor --quick    # 2 blocks x 200 (the smoke run)
+
+One run starts a scratch vault, its real agent, an upstream with the strict stand-in's checks
+that answers at once (`bench.fast_upstream`, a process of its own), `botvault gateway` and
+the floor prototype (`bench.floor_gateway`: the same hops with nothing around them), each as
+a real process on loopback. Then, in blocks whose order is shuffled each time, one bot
+sends N grant-signed Spot AddOrders one after the other through each, and the same request
+straight to the upstream (signed with the real key) as the baseline. Printed: p50 and p99
+of each, what the gateway and the floor add to the direct request, the ratio of the two,
+and CPU per request of the gateway's and the floor's processes and of the agent
+(/proc/PID/stat, read around each block). Targets (issue 22): added p50 <= 1.3x the floor's,
+p99 added <= 2 ms; CPU per request is compared with the figure in bench/README.md.
+Nothing fails on time; the script exits 1 only when a request was refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import http.client
+import json
+import os
+import platform
+import random
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from botvault import Vault
+from botvault.exchanges.kraken import sign_spot
+from botvault.grants import add_grant
+from tests.agent_support import make_vault, running
+from tests.gateway_stack import Credential, real_api_key, start_gateway, stop_gateway
+
+SUMMARY_HEADER = "## botvault gateway floor benchmark summary"
+PATH = "/0/private/AddOrder"
+ORDER = "pair=XBTUSD&type=buy&ordertype=limit&price=27500.5&volume=0.01"
+SPOT = {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}
+TARGETS = ("direct", "gateway", "floor")
+_TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
+
+
+class Sender:
+    """One bot on a kept-alive connection; each request signed with a fresh nonce."""
+
+    _nonce = time.time_ns() // 1000
+
+    def __init__(self, url: str, cred: Credential) -> None:
+        self.conn = http.client.HTTPConnection(urlsplit(url).netloc, timeout=60)
+        self.cred = cred
+
+    def send(self) -> None:
+        Sender._nonce += 1
+        body = f"nonce={Sender._nonce}&{ORDER}"
+        self.conn.request("POST", PATH, body, {
+            "API-Key": self.cred.api_key,
+            "API-Sign": sign_spot(self.cred.api_secret, PATH, Sender._nonce, body),
+            "Content-Type": "application/x-www-form-urlencoded"})
+        doc = json.loads(self.conn.getresponse().read())
+        if doc.get("error"):
+            raise RuntimeError(f"refused: {doc['error']}")
+
+
+def cpu_us(pid: int) -> float:
+    """User + system CPU of `pid` so far, in microseconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_US
+
+
+@dataclass
+class Series:
+    samples: list[float] = field(default_factory=list)  # microseconds
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU us in total
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _process(argv: list[str], stdin: str = "") -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write(stdin)
+    proc.stdin.close()
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline() if ready else ""
+    if "http://" not in line:
+        proc.kill()
+        raise RuntimeError(f"{argv[2]} did not start: {line!r}")
+    return proc, line.strip().rsplit(" ", 1)[-1]
+
+
+@contextmanager
+def stack(root: Path) -> Iterator[tuple[dict[str, Sender], dict[str, int]]]:
+    os.environ["XDG_RUNTIME_DIR"] = str(root / "run")
+    (root / "run").mkdir(mode=0o700)
+    keys = make_vault(root / "vault.bv", dict.fromkeys(TARGETS, SPOT))
+    upstream_keys = {real_api_key(n): {"secret": keys.secrets[n], "product": "spot"}
+                     for n in TARGETS}
+    with running(keys, ttl=3600, idle=3600) as agent:
+        upstream, url = _process([sys.executable, "-m", "bench.fast_upstream"],
+                                 json.dumps(upstream_keys) + "\n")
+        gateway, gateway_url = start_gateway(keys.path, url)
+        floor, floor_url = _process([sys.executable, "-m", "bench.floor_gateway",
+                                     str(keys.path), url])
+        try:
+            with Vault.open_with_key(keys.path, keys.data_key) as vault:
+                grants = {n: add_grant(vault, f"{n}-bot", entry=n, general="full",
+                                       withdrawal="none") for n in ("gateway", "floor")}
+            creds = {n: Credential(g.api_key, g.api_secret.reveal()) for n, g in grants.items()}
+            senders = {"direct": Sender(url, Credential(real_api_key("direct"),
+                                                        keys.secrets["direct"])),
+                       "gateway": Sender(gateway_url, creds["gateway"]),
+                       "floor": Sender(floor_url, creds["floor"])}
+            yield senders, {"gateway": gateway.pid, "floor": floor.pid, "agent": agent.pid,
+                            "upstream": upstream.pid}
+            outcomes = http.client.HTTPConnection(urlsplit(url).netloc, timeout=10)
+            outcomes.request("GET", "/__outcomes")
+            counts = json.loads(outcomes.getresponse().read())
+            if set(counts) != {"ok"}:
+                raise RuntimeError(f"the upstream refused requests: {counts}")
+        finally:
+            stop_gateway(gateway)
+            for proc in (floor, upstream):
+                proc.terminate()
+                proc.wait(10)
+
+
+def run(blocks: int, count: int, seed: int | None) -> dict[str, Series]:
+    series = {t: Series() for t in TARGETS}
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp, \
+            stack(Path(tmp)) as (senders, pids):
+        for target in TARGETS:  # warm up: connections, caches, the audit child
+            for _ in range(max(50, count // 10)):
+                senders[target].send()
+        for _ in range(blocks):
+            order = list(TARGETS)
+            rng.shuffle(order)
+            for target in order:
+                send, samples, clock = senders[target].send, series[target].samples, \
+                    time.perf_counter_ns
+                before = {name: cpu_us(pid) for name, pid in pids.items()}
+                gc.collect()
+                gc.disable()
+                try:
+                    for _ in range(count):
+                        start = clock()
+                        send()
+                        samples.append((clock() - start) / 1000)
+                finally:
+                    gc.enable()
+                for name, pid in pids.items():
+                    series[target].cpu[name] = series[target].cpu.get(name, 0.0) + \
+                        cpu_us(pid) - before[name]
+    return series
+
+
+def report(series: dict[str, Series], blocks: int, count: int, command: str) -> list[str]:
+    direct = series["direct"]
+    d50, d99 = statistics.median(direct.samples), direct.pct(0.99)
+    added = {t: (statistics.median(series[t].samples) - d50, series[t].pct(0.99) - d99)
+             for t in ("gateway", "floor")}
+    n = blocks * count
+    cpu = {t: series[t].cpu.get(t, 0.0) / n for t in ("gateway", "floor")}
+    agent = {t: series[t].cpu.get("agent", 0.0) / n for t in ("gateway", "floor")}
+    ratio = added["gateway"][0] / added["floor"][0]
+    out = [SUMMARY_HEADER, "",
+           f"Command: `{command}`; python {platform.python_version()}, {os.cpu_count()} CPUs, "
+           f"load average {os.getloadavg()[0]:.1f}; {blocks} shuffled blocks x {count} "
+           "sequential Spot AddOrders per target", "",
+           "| target | p50 us | p99 us | added p50 us | added p99 us | process CPU us/req "
+           "| agent CPU us/req |", "|---|---|---|---|---|---|---|",
+           f"| direct to the upstream | {d50:,.0f} | {d99:,.0f} | | | | |"]
+    for t in ("gateway", "floor"):
+        s = series[t]
+        out.append(f"| {t} | {statistics.median(s.samples):,.0f} | {s.pct(0.99):,.0f} | "
+                   f"{added[t][0]:,.0f} | {added[t][1]:,.0f} | {cpu[t]:,.0f} | "
+                   f"{agent[t]:,.0f} |")
+    out += ["",
+            f"- gateway added p50 / floor added p50: {ratio:.2f}x (target <= 1.3x: "
+            f"{'met' if ratio <= 1.3 else 'NOT met'})",
+            f"- gateway added p99: {added['gateway'][1]:,.0f} us (target <= 2,000 us: "
+            f"{'met' if added['gateway'][1] <= 2000 else 'NOT met'})",
+            f"- gateway CPU per request / floor's: {cpu['gateway'] / max(cpu['floor'], 1):.2f}x "
+            "(target: half of today's figure in bench/README.md)"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 blocks x 200 (smoke run)")
+    parser.add_argument("--blocks", type=int, default=None)
+    parser.add_argument("--count", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    blocks = args.blocks or (2 if args.quick else 5)
+    count = args.count or (200 if args.quick else 2000)
+    series = run(blocks, count, args.seed)
+    command = "python -m bench.bench_floor" + " ".join(["", *(argv or sys.argv[1:])])
+    print("\n".join(report(series, blocks, count, command.rstrip())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
