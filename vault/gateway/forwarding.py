@@ -12,8 +12,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-from yarl import URL
+from . import http1
+from .http1 import UpstreamError
 
 __all__ = ["PASSED_HEADERS", "Upstream", "UpstreamAnswer", "UpstreamError", "tls_context"]
 
@@ -21,27 +21,11 @@ PASSED_HEADERS = ("content-type", "user-agent", "accept")
 _ANSWER_LIMIT = 16 << 20  # an exchange answer larger than this is not a Kraken answer
 
 
-class UpstreamError(Exception):
-    """The exchange could not be reached, its certificate was refused, or it timed out."""
-
-
 @dataclass(frozen=True)
 class UpstreamAnswer:
     status: int
     content_type: str
     body: bytes
-
-
-async def _read_all(content: aiohttp.StreamReader) -> bytes:
-    """The whole answer (read() of a stream returns what has arrived so far), bounded."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await content.read(1 << 16):
-        size += len(chunk)
-        if size > _ANSWER_LIMIT:
-            raise UpstreamError("the exchange's answer was too large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -52,36 +36,21 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 
 
 class Upstream:
-    """One connection pool to the exchanges. Create and close inside the event loop."""
+    """Kept-alive connections to the exchanges (`http1.Client`). Create and close inside
+    the event loop."""
 
     def __init__(self, *, ca_file: Path | None, timeout: float) -> None:
-        connector = aiohttp.TCPConnector(ssl=tls_context(ca_file), limit=0,
-                                         enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
-            auto_decompress=True, skip_auto_headers=("User-Agent",))
+        self._client = http1.Client(tls=tls_context(ca_file), timeout=timeout)
 
     async def send(self, method: str, origin: str, raw_path_qs: str, headers: dict[str, str],
                    body: bytes) -> UpstreamAnswer:
-        url = URL(origin + raw_path_qs, encoded=True)
-        try:
-            async with self._session.request(method, url, headers=headers,
-                                             data=body if body else None,
-                                             allow_redirects=False) as response:
-                length = response.content_length
-                if length is not None and length > _ANSWER_LIMIT:
-                    raise UpstreamError("the exchange's answer was too large")
-                # With a length, aiohttp reads exactly that much; without, read up to the limit.
-                data = await (response.read() if length is not None
-                              else _read_all(response.content))
-                return UpstreamAnswer(response.status,
-                                      response.headers.get("Content-Type", "application/json"),
-                                      data)
-        except aiohttp.ClientSSLError as exc:
-            raise UpstreamError(f"the exchange's certificate was refused: {exc}") from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(f"the exchange could not be reached: "
-                                f"{type(exc).__name__}") from None
+        response = await self._client.request(method, origin, raw_path_qs, headers, body)
+        if response.content_length is not None and response.content_length > _ANSWER_LIMIT:
+            response.close()
+            raise UpstreamError("the exchange's answer was too large")
+        data = await response.read(_ANSWER_LIMIT)
+        return UpstreamAnswer(response.status,
+                              response.header("content-type") or "application/json", data)
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._client.close()
