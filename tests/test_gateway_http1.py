@@ -64,6 +64,10 @@ def _ok(body: bytes, extra: bytes = b"") -> bytes:
             b"\r\n%s" % (len(body), extra, body))
 
 
+async def _read_all(client: Client, url: str) -> bytes:
+    return await (await client.request("POST", url, "/x", {}, b"")).read()
+
+
 def _run(answers: list[bytes | Script], steps: Callable[[Client, str], Awaitable[None]],
          timeout: float = 5.0) -> Server:
     server = Server(answers)
@@ -155,7 +159,7 @@ def test_headers_that_are_not_one_line_are_never_sent(headers: dict[str, str]) -
 
 def test_unreachable_is_not_sent() -> None:
     async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        server = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         server.close()
         await server.wait_closed()
@@ -179,8 +183,7 @@ def test_answers_cut_or_malformed_are_lost(answer: bytes) -> None:
 
     async def steps(client: Client, url: str) -> None:
         with pytest.raises(AnswerLost):
-            got = await client.request("POST", url, "/x", {}, b"")
-            await got.read()
+            await _read_all(client, url)
 
     _run([cut], steps)
 
@@ -195,8 +198,7 @@ def test_a_stalled_or_garbled_answer_is_lost(answer: bytes) -> None:
 
     async def steps(client: Client, url: str) -> None:
         with pytest.raises(AnswerLost):
-            got = await client.request("POST", url, "/x", {}, b"")
-            await got.read()
+            await _read_all(client, url)
 
     _run([stall], steps, timeout=0.3)
 
