@@ -39,7 +39,7 @@ from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
 from .timeouts import bounded
 
-__all__ = ["Auditor", "Gateway", "build_app"]
+__all__ = ["Auditor", "Gateway"]
 
 
 class Auditor(Protocol):
@@ -84,13 +84,13 @@ class Gateway:
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
-    async def start(self, _app: web.Application) -> None:
+    async def start(self) -> None:
         self.upstream = Upstream(ca_file=self.config.ca_file,
                                  timeout=self.config.upstream_timeout)
         if self.audit is not None:
             await self.audit.start()
 
-    async def stop(self, _app: web.Application) -> None:
+    async def stop(self) -> None:
         if self.audit is not None:
             await self.audit.stop()
         if self.upstream is not None:
@@ -110,7 +110,7 @@ class Gateway:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         names = {k.lower() for k in request.headers}
         found = route(request.rel_url.raw_path, names)
         outcome = _Outcome(found, time.monotonic())
@@ -135,7 +135,7 @@ class Gateway:
         return web.Response(status=answer.status, body=answer.body,
                             content_type="application/json")
 
-    async def _dispatch(self, request: web.Request, found: Route | None, outcome: _Outcome
+    async def _dispatch(self, request: web.BaseRequest, found: Route | None, outcome: _Outcome
                         ) -> web.StreamResponse:
         if found is None:
             raise _Refuse(Reason.UNKNOWN_PATH)
@@ -144,7 +144,7 @@ class Gateway:
             return await self._private(request, found, body, outcome)
         return await self._forward(request, found, body, {}, outcome)
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
         limit = self.config.max_body
         if request.content_length is not None and request.content_length > limit:
             raise _Refuse(Reason.TOO_LARGE)
@@ -166,7 +166,7 @@ class Gateway:
             raise _Refuse(Reason.TOO_LARGE)
         return body
 
-    async def _private(self, request: web.Request, found: Route, body: bytes,
+    async def _private(self, request: web.BaseRequest, found: Route, body: bytes,
                        outcome: _Outcome) -> web.StreamResponse:
         headers = request.headers
         if found.api is Api.SPOT:
@@ -221,7 +221,7 @@ class Gateway:
             raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
         return resolved
 
-    async def _forward(self, request: web.Request, found: Route, body: bytes,
+    async def _forward(self, request: web.BaseRequest, found: Route, body: bytes,
                        auth: dict[str, str], outcome: _Outcome) -> web.StreamResponse:
         if self.upstream is None:
             raise RuntimeError("the gateway has not started")
@@ -237,12 +237,3 @@ class Gateway:
         response = web.Response(status=answer.status, body=answer.body)
         response.headers["Content-Type"] = answer.content_type
         return response
-
-
-def build_app(gateway: Gateway) -> web.Application:
-    app = web.Application(client_max_size=gateway.config.max_body)
-    app.on_startup.append(gateway.start)
-    app.on_cleanup.append(gateway.stop)
-    app.router.add_route("*", "/{tail:.*}", gateway.handle)
-    return app
-

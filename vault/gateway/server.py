@@ -7,26 +7,50 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from ..agent import connect, socket_path_for
+from . import event_loop
 from .agent_link import AsyncAgentGrants
-from .app import Gateway, build_app
+from .app import Gateway
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
 
-__all__ = ["make_runner", "serve"]
+__all__ = ["GatewayRunner", "make_runner", "serve"]
 
 # Request line and each header: Kraken requests are small; a longer one is refused (400).
 _MAX_LINE = 8190
 
 
-def make_runner(gateway: Gateway) -> web.AppRunner:
+class GatewayRunner(web.BaseRunner):
+    """aiohttp's low-level server calling `Gateway.handle` for every request: no
+    Application, router, match info or middleware chain, which the gateway (one handler for
+    every path) never used and which cost it CPU on every request (bench/bench_floor.py).
+    The gateway starts with the server and stops with it."""
+
+    def __init__(self, gateway: Gateway, **server_settings: Any) -> None:
+        super().__init__(handle_signals=False)
+        self.gateway = gateway
+        self._settings = server_settings
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def _make_server(self) -> web.Server:
+        await self.gateway.start()
+        return web.Server(self.gateway.handle, **self._settings)
+
+    async def _cleanup_server(self) -> None:
+        await self.gateway.stop()
+
+
+def make_runner(gateway: Gateway) -> GatewayRunner:
     """The server's settings. `keepalive_timeout` also bounds how long a connection may sit
     idle or dribble an unfinished request line and headers before it is closed, so slow
     clients cannot pile up connections; a request in progress is never cut."""
-    return web.AppRunner(build_app(gateway), access_log=None, handler_cancellation=False,
+    return GatewayRunner(gateway, handler_cancellation=False, access_log=None,
                          max_line_size=_MAX_LINE, max_field_size=_MAX_LINE,
                          keepalive_timeout=gateway.config.idle_timeout)
 
@@ -66,4 +90,4 @@ def serve(config: GatewayConfig, vault_path: Path | None,
         agent_vault = Path(str(probe.status()["vault"]))
     agent = AsyncAgentGrants(socket_path_for(vault_path))
     gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
-    asyncio.run(_serve(gateway, announce))
+    event_loop.run(_serve(gateway, announce))
