@@ -33,7 +33,7 @@ from botvault.agent import AgentClient, start_agent
 from botvault.crypto import FLOOR
 from botvault.entries import Entry
 from botvault.exchanges.kraken import sign_spot_text
-from botvault.grants import add_grant
+from botvault.grant_ops import add_grant
 from botvault.scopes import General, Withdrawal
 from botvault.secret import Secret
 

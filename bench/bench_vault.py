@@ -32,7 +32,7 @@ from pathlib import Path
 
 from argon2.low_level import Type, hash_secret_raw
 
-from botvault import General, Secret, Vault, Withdrawal, crypto, fileformat, store
+from botvault import General, Secret, Vault, Withdrawal, crypto, fileformat, vault_file
 from botvault._testing import cheap_kdf
 from botvault.codec import Slot
 from botvault.entries import Entry
@@ -200,13 +200,13 @@ def build_vault(path: Path, n: int) -> bytes:
 
     `add()` rewrites the whole file each time (O(n^2) to populate). Instead: create an
     empty vault with the test-only KDF, then hand the complete entries dict to its save
-    engine's `write_locked` (vault/saving.py) once, under the vault's lock -- the same path
+    engine's `write_locked` (vault/save_engine.py) once, under the vault's lock -- the same path
     a single `add()` takes, with every record sealed, the file verified, fsynced and
     atomically replaced.
     """
     with Vault.create(path, PASSPHRASE, kdf=crypto.CHEAPEST_TEST_ONLY) as v:
         entries: dict[str, Slot] = {e.name: e for e in map(synthetic_entry, range(n))}
-        with store.lock(v.path):
+        with vault_file.lock(v.path):
             v._file.write_locked(entries)
         return bytes(v._data_key)
 

@@ -58,8 +58,8 @@ def complete_names(ctx: Any,
                    incomplete: str) -> list[str]:
     """Entry names from the running agent; nothing when it is locked (no prompt, ever)."""
     try:
-        from botvault.paths import resolve_vault_path
         from botvault.session import running_agent
+        from botvault.vault_path import resolve_vault_path
 
         client = running_agent(resolve_vault_path(ctx.params.get("vault")))
         if client is None:

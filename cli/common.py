@@ -12,7 +12,7 @@ from . import output
 from .passphrase import Sources, read_passphrase
 
 if TYPE_CHECKING:
-    from botvault.core import Vault
+    from botvault.open_vault import Vault
     from botvault.session import Session
 
 __all__ = ["Access", "GlobalOptions", "PassCmdOpt", "PassFileOpt", "PassStdinOpt", "VaultOpt",
@@ -87,7 +87,7 @@ class Access:
 
     @property
     def path(self) -> Path:
-        from botvault.paths import resolve_vault_path
+        from botvault.vault_path import resolve_vault_path
 
         return resolve_vault_path(self.vault)
 

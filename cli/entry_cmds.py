@@ -67,8 +67,8 @@ def ask_pair(exchange: str, api_key: str | None, secret_stdin: bool,
              label: str = "API key (public)") -> tuple[str, str]:
     """The api key (an option, or asked) and the secret, each checked as it comes; at a
     terminal a wrong one is asked for again with what was wrong."""
-    from botvault.core import check_secret
     from botvault.exchanges.validation import validate_api_key
+    from botvault.open_vault import check_secret
 
     if api_key is None:
         def ask() -> str:

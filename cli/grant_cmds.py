@@ -12,7 +12,7 @@ from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, ope
 from .durations import parse_duration
 
 if TYPE_CHECKING:
-    from botvault.grants import Grant
+    from botvault.grant_record import Grant
 
 app = typer.Typer()
 grant_app = typer.Typer(help="Grants: a Kraken-shaped key pair for one bot, for one entry, "
@@ -49,7 +49,7 @@ def add(
     URL. The grant never exceeds the entry's scopes (exit 6 if asked to).
     """
     from botvault.entries import check_name
-    from botvault.grants import add_grant
+    from botvault.grant_ops import add_grant
 
     check_name(bot)
     seconds = parse_duration(expires) if expires is not None else None
@@ -85,7 +85,7 @@ def list_(
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """List grants (revoked and expired ones too). Never a secret."""
-    from botvault.grants import list_grants
+    from botvault.grant_ops import list_grants
 
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         grants = list_grants(opened)
@@ -106,7 +106,7 @@ def show(
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Show one grant: its entry, scopes, state, expiry and api key. Never its secret."""
-    from botvault.grants import get_grant
+    from botvault.grant_ops import get_grant
 
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         doc = get_grant(opened, bot).metadata()
@@ -126,7 +126,7 @@ def revoke(
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Revoke a grant. A running agent (and so the gateway) refuses it from the next request."""
-    from botvault.grants import revoke_grant
+    from botvault.grant_ops import revoke_grant
 
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
         grant = revoke_grant(opened, bot)

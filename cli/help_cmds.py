@@ -27,7 +27,7 @@ def man(
     if install is None:
         typer.echo(page, nl=False)
         return
-    from botvault.install import install_text
+    from botvault.manpage_install import install_text
 
     target = install_text(install, "botvault.1", page)
     typer.echo(f"installed {target}")

@@ -49,7 +49,7 @@ class _Group(TyperGroup):
         if name and name not in _COMMANDS and not name.startswith("-"):
             import click
 
-            from .suggest import did_you_mean
+            from botvault.did_you_mean import did_you_mean
 
             raise click.UsageError(f"No such command {name!r}.{did_you_mean(name, _COMMANDS)}",
                                    ctx)

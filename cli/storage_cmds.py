@@ -15,9 +15,9 @@ from .entry_cmds import SecretStdin, ask_pair, ask_scope, require_key_source
 from .passphrase import interactive, read_file, read_new_passphrase, refuse_two_stdin_readers
 
 if TYPE_CHECKING:
-    from botvault.core import Vault
     from botvault.entries import Entry
     from botvault.importers import Candidate
+    from botvault.open_vault import Vault
 
 app = typer.Typer()
 
@@ -168,8 +168,8 @@ def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | N
     """Every candidate checked as `add` would; all problems reported together, or none."""
     import warnings
 
-    from botvault.core import new_entry
     from botvault.errors import InvalidInputError
+    from botvault.open_vault import new_entry
 
     entries: list[Entry] = []
     problems: list[tuple[str, str]] = []  # (where, what)

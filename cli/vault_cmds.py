@@ -46,9 +46,9 @@ def init(
     Without KDF flags, Argon2id is calibrated to about one second on this machine with at
     least 256 MiB of memory.
     """
-    from botvault.core import Vault
     from botvault.errors import AlreadyExistsError
     from botvault.kdf_choice import new_vault_kdf
+    from botvault.open_vault import Vault
 
     acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
     if os.path.lexists(acc.path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from botvault import Vault
 from botvault.agent import AgentInfo, start_agent
-from botvault.agent.paths import unix_address
+from botvault.agent.socket_location import unix_address
 from botvault.crypto import FLOOR
 
 # The agent runs in its own process, where the test-only cheap KDF is not enabled, so the

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from botvault import Vault
 from botvault.agent import start_agent
-from botvault.grants import add_grant
+from botvault.grant_ops import add_grant
 
 from .agent_support import Keys, make_vault, private_runtime_dir, running, stop
 from .kraken_server import StrictKraken

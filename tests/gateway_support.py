@@ -2,9 +2,9 @@
 
 `FakeGrants` stands in for the agent's two grant operations in the unit tests of the
 gateway's own logic (routing, refusals, pacing, limits, forwarding) only; the end-to-end tests
-use the real agent. It checks what the agent checks, with the same primitives: the bot's
-signature with the grant secret, the grant's scope with the endpoint tables, then the real
-key's next nonce and the real signature.
+use the real agent. It keeps its grants in a dict instead of a vault, and its nonces in a
+counter, but checks and signs with the agent's own functions (`botvault.agent.signing`): the
+bot's signature with the grant secret, the scope of entry and grant, the real signature.
 """
 
 from __future__ import annotations
@@ -19,21 +19,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from botvault.agent.signing import spot_body_with_nonce
+from botvault.agent import signing
+from botvault.entries import Entry
 from botvault.errors import GrantError, VaultError
-from botvault.exchanges import endpoints
-from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.gateway.app import Auditor, Gateway
 from botvault.gateway.config import GatewayConfig
 from botvault.gateway.governor import Governor
 from botvault.gateway.grants import Resolved, Signed, SignRequest, refused_as
 from botvault.gateway.server import make_runner
+from botvault.grant_record import Grant
 from botvault.nonces import key_id
 from botvault.scopes import General, Withdrawal
+from botvault.secret import Secret
 
 
 def b64secret() -> str:
@@ -51,6 +51,18 @@ class FakeGrant:
     general: General = General.FULL
     withdrawal: Withdrawal = Withdrawal.NONE
     revoked: bool = False
+
+    def records(self, grant_key: str) -> tuple[Grant, Entry]:
+        """The grant and its entry as the vault would hold them; the entry's scopes are
+        the grant's general scope at least, so that the grant's own decide."""
+        grant = Grant(bot=self.name, entry=self.entry, general=self.general,
+                      withdrawal=self.withdrawal, api_key=grant_key,
+                      api_secret=Secret(self.secret),
+                      key_id=key_id(self.exchange, self.api_key))
+        entry = Entry(name=self.entry, exchange=self.exchange, api_key=self.api_key,
+                      api_secret=Secret(self.real_secret), general=General.FULL,
+                      withdrawal=self.withdrawal)
+        return grant, entry
 
 
 class FakeGrants:
@@ -89,35 +101,24 @@ class FakeGrants:
             raise refused_as(exc) from None
 
     def _sign(self, request: SignRequest) -> Signed:
-        grant = self._find(request.grant_key)
-        if key_id(grant.exchange, grant.api_key) != request.key_id:
+        """What the agent's grant_sign does, through the very functions it calls: the bot's
+        signature, the one scope check of entry and grant, the real key's signature."""
+        found = self._find(request.grant_key)
+        if key_id(found.exchange, found.api_key) != request.key_id:
             raise GrantError("changed")
-        if grant.exchange == endpoints.KRAKEN_SPOT:
-            nonces = [v for k, v in parse_qsl(request.body) if k == "nonce"]
-            bot_nonce = int(nonces[0]) if len(nonces) == 1 and nonces[0].isdigit() else 0
-            expected = sign_spot(grant.secret, request.path, bot_nonce, request.body)
-        else:
-            expected = sign_futures(grant.secret, request.path.split("?")[0],
-                                    request.nonce_header, request.body)
-        import hmac
-
-        if not hmac.compare_digest(expected.encode(), request.signature.encode()):
-            raise GrantError("signature")
-        endpoints.check(grant.exchange, request.path, grant.general, grant.withdrawal,
-                        allow_withdrawal=False, method=request.method)
+        grant, entry = found.records(request.grant_key)
+        signing.check_grant_signature(grant, entry.exchange, request.path, request.body,
+                                      request.signature, request.nonce_header,
+                                      request.content_type)
+        signing.authorise(entry, request.path, request.method, allow_withdrawal=False,
+                          grant=grant)
         with self.lock:
             self.nonce += 1
             nonce = self.nonce
             self.signed += 1
-        if grant.exchange == endpoints.KRAKEN_SPOT:
-            body = spot_body_with_nonce(request.body, nonce)
-            headers = {"API-Key": grant.api_key,
-                       "API-Sign": sign_spot(grant.real_secret, request.path, nonce, body)}
-            return Signed(body, headers, grant.entry, grant.name, nonce)
-        headers = {"APIKey": grant.api_key, "Nonce": str(nonce),
-                   "Authent": sign_futures(grant.real_secret, request.path.split("?")[0],
-                                           nonce, request.body)}
-        return Signed(request.body, headers, grant.entry, grant.name, nonce)
+        signed = signing.sign_for_grant(entry, request.path, request.body, nonce,
+                                        request.content_type)
+        return Signed(signed.body, signed.headers, found.entry, found.name, signed.nonce)
 
     def close(self) -> None:
         pass

@@ -1,7 +1,7 @@
 """The agent as a real process: socket location and permissions, peers of another uid,
 lifetime (TTL, idle, lock, signals, SIGKILL), process hardening, many clients at once.
 
-Every test here starts the real agent (`python -m vault.agent.server`) unless it says it
+Every test here starts the real agent (`python -m botvault.agent.server`) unless it says it
 runs the server in-process (to patch it or to shorten its timeouts).
 """
 
@@ -34,10 +34,10 @@ from botvault import (
     Vault,
     agent,
 )
-from botvault.agent import hardening, launcher
-from botvault.agent import paths as agent_paths
+from botvault.agent import hardening, launcher, socket_location
+from botvault.agent.listener import bind_listener
 from botvault.agent.ops import Agent
-from botvault.agent.server import AgentServer, bind_listener
+from botvault.agent.server import AgentServer
 from tests.agent_support import (
     AGENT_KDF,
     PASSPHRASE,
@@ -85,7 +85,7 @@ def _mode(path: Path) -> int:
 def test_socket_in_xdg_runtime_dir_private(unlocked: agent.AgentInfo) -> None:
     runtime = Path(os.environ["XDG_RUNTIME_DIR"])
     sock = unlocked.socket_path
-    assert sock == agent.socket_path_for() == agent_paths.runtime_dir() / sock.name
+    assert sock == agent.socket_path_for() == socket_location.runtime_dir() / sock.name
     assert sock.parent == runtime / "botvault"
     st = os.lstat(sock.parent)
     assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and _mode(sock.parent) == 0o700
@@ -110,7 +110,7 @@ def test_runtime_dir_falls_back_to_the_state_dir(problem: str, monkeypatch: pyte
         link.symlink_to(runtime)
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(link))
     # Never a fixed name under /tmp, which another user could create first (issue 10.7).
-    assert agent_paths.runtime_dir() == tmp_path / "xdg-state" / "botvault" / "agent"
+    assert socket_location.runtime_dir() == tmp_path / "xdg-state" / "botvault" / "agent"
 
 
 def test_agent_in_state_dir_fallback(monkeypatch: pytest.MonkeyPatch, keys: Keys,
@@ -134,9 +134,9 @@ def test_insecure_socket_dir_refused(problem: str, monkeypatch: pytest.MonkeyPat
     # The fallback root is moved to a test dir: the real /tmp/botvault-UID is left alone.
     root = tmp_path / "tmproot"
     root.mkdir()
-    monkeypatch.setattr(agent_paths, "_FALLBACK_ROOT", root)
+    monkeypatch.setattr(socket_location, "_FALLBACK_ROOT", root)
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    directory = agent_paths.runtime_dir()
+    directory = socket_location.runtime_dir()
     assert directory == root / "agent"
     if problem == "symlink":
         real = tmp_path / "elsewhere"

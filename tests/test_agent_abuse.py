@@ -24,15 +24,16 @@ from typing import Any
 import pytest
 
 from botvault import agent
-from botvault.agent import paths as agent_paths
+from botvault.agent import socket_location
 from botvault.agent.client import FALLBACK_TIMEOUT
+from botvault.agent.listener import bind_listener
 from botvault.agent.ops import Agent
 from botvault.agent.protocol import MAX_FRAME
-from botvault.agent.server import PER_PEER, AgentServer, bind_listener
-from botvault.core import Vault
+from botvault.agent.server import PER_PEER, AgentServer
 from botvault.entries import Entry
 from botvault.errors import FormatError
 from botvault.integrations.agent_signed import ccxt_exchange
+from botvault.open_vault import Vault
 from botvault.scopes import General, Withdrawal
 from botvault.secret import Secret
 from tests.agent_support import (
@@ -254,7 +255,7 @@ def test_stopped_agent_without_a_passphrase_source_is_an_error(keys: Keys) -> No
 def test_another_user_cannot_create_the_agent_directory_first(
         monkeypatch: pytest.MonkeyPatch, keys: Keys) -> None:
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    target = agent_paths.runtime_dir()
+    target = socket_location.runtime_dir()
     # The first existing directory above it: whoever can write there can create it first.
     existing = next(p for p in target.parents if os.path.lexists(p))
     pid = os.fork()

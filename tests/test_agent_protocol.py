@@ -30,6 +30,7 @@ from botvault import (
     VaultError,
     agent,
 )
+from botvault.agent.listener import bind_listener
 from botvault.agent.ops import OPS, Agent
 from botvault.agent.protocol import (
     MAX_ANSWER,
@@ -44,7 +45,7 @@ from botvault.agent.protocol import (
     error_response,
     raise_for_error,
 )
-from botvault.agent.server import AgentServer, bind_listener
+from botvault.agent.server import AgentServer
 from botvault.entries import Entry
 from botvault.scopes import General, Withdrawal
 from botvault.secret import Secret

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from botvault import fileformat
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.errors import AuthenticationError, FormatError, NotFoundError
-from botvault.store import backup_dir
+from botvault.open_vault import Vault
+from botvault.vault_file import backup_dir
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, full_snapshot, mode_of, snapshot, temp_files
 from tests.helpers.writers import die_before_rename

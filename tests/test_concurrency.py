@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from botvault.core import Vault
 from botvault.crypto import KdfParams
 from botvault.errors import (
     AlreadyExistsError,
@@ -24,7 +23,8 @@ from botvault.errors import (
     KeyChangedError,
     NotFoundError,
 )
-from botvault.store import list_backups
+from botvault.open_vault import Vault
+from botvault.vault_file import list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, full_snapshot, snapshot
 from tests.helpers.writers import concurrent_adder

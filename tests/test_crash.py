@@ -26,11 +26,11 @@ import pytest
 from typer.testing import CliRunner
 
 import botvault.crypto
-import botvault.store
+import botvault.vault_file
 from botvault import fileformat
 from botvault.cli.main import app
-from botvault.core import Vault
-from botvault.store import backup_dir, list_backups
+from botvault.open_vault import Vault
+from botvault.vault_file import backup_dir, list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, mode_of, snapshot, temp_files
 from tests.helpers.writers import Message, crash_writer
@@ -167,7 +167,7 @@ def _fail_write(code: int, *, half: bool) -> Installer:
             if half:
                 os.write(fd, data[: len(data) // 2])
             raise OSError(code, os.strerror(code))
-        mp.setattr(botvault.store, "_write_all", write_all)
+        mp.setattr(botvault.vault_file, "_write_all", write_all)
     return install
 
 
@@ -185,13 +185,13 @@ def _fail_replace(mp: pytest.MonkeyPatch, _: Path) -> None:
 
 def _corrupt_write(mp: pytest.MonkeyPatch, _: Path) -> None:
     """The disk silently stores one flipped bit: the read-back check must catch it."""
-    real = botvault.store._write_all
+    real = botvault.vault_file._write_all
 
     def write_all(fd: int, data: bytes) -> None:
         damaged = bytearray(data)
         damaged[len(damaged) // 2] ^= 0x10
         real(fd, bytes(damaged))
-    mp.setattr(botvault.store, "_write_all", write_all)
+    mp.setattr(botvault.vault_file, "_write_all", write_all)
 
 
 FAILURES = [
@@ -307,7 +307,7 @@ def test_cli_add_with_a_failing_disk_exits_12_with_one_line(
     passfile = vault_path.parent.parent / "passphrase"
     passfile.write_text(f"{PASSPHRASE}\n")
     passfile.chmod(0o600)
-    monkeypatch.setattr(botvault.store, "_write_all", _enospc_half)
+    monkeypatch.setattr(botvault.vault_file, "_write_all", _enospc_half)
     result = CliRunner().invoke(
         app, ["add", "gamma", "--exchange", "generic", "--api-key", "k", "--general",
               "read-only", "--withdrawal", "none", "--secret-stdin", "--passphrase-file",

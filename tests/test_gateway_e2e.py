@@ -16,7 +16,7 @@ import pytest
 from botvault import Vault
 from botvault.audit import read_audit
 from botvault.exchanges.kraken import sign_futures, sign_spot
-from botvault.grants import revoke_grant
+from botvault.grant_ops import revoke_grant
 
 from .gateway_stack import Credential, Stack, gateway_stack
 from .kraken_server import http_json

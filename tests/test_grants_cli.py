@@ -17,7 +17,7 @@ from botvault._testing import CHEAPEST_TEST_ONLY
 from botvault.audit import append_audit
 from botvault.cli.main import app
 from botvault.errors import GrantError
-from botvault.grants import get_grant
+from botvault.grant_ops import get_grant
 from tests.agent_support import PASSPHRASE as AGENT_PASSPHRASE
 from tests.agent_support import Keys, make_vault, private_runtime_dir
 from tests.conftest import PASSPHRASE, kraken_secret
@@ -201,7 +201,7 @@ def test_grant_added_and_revoked_by_the_cli_in_a_running_agent(keys: Keys,
 
 def test_expired_grant_in_the_list(made: Path) -> None:
     with Vault.open(made, PASSPHRASE) as v:
-        from botvault.grants import add_grant
+        from botvault.grant_ops import add_grant
 
         add_grant(v, "old", entry="spot", general="full", withdrawal="none", expires_in=60,
                   now=lambda: time.time() - 120)

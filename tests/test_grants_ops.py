@@ -27,7 +27,8 @@ from botvault.errors import (
     ScopeError,
 )
 from botvault.exchanges.kraken import sign_futures, sign_spot, sign_spot_text
-from botvault.grants import Grant, add_grant, get_grant, list_grants, revoke_grant
+from botvault.grant_ops import add_grant, get_grant, list_grants, revoke_grant
+from botvault.grant_record import Grant
 from botvault.nonces import key_id
 from tests.agent_support import (
     PASSPHRASE,

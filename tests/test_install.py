@@ -1,11 +1,11 @@
-"""`botvault.install`: a file written for the user (the man page), atomically."""
+"""`botvault.manpage_install`: a file written for the user (the man page), atomically."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
-from botvault.install import install_text
+from botvault.manpage_install import install_text
 
 
 def test_install_creates_a_private_dir_and_replaces_whole_files(tmp_path: Path) -> None:

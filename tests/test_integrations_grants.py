@@ -11,7 +11,7 @@ import pytest
 
 from botvault import Vault, agent
 from botvault.errors import InvalidInputError, ScopeError
-from botvault.grants import add_grant
+from botvault.grant_ops import add_grant
 from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client, krakenex_api
 from botvault.integrations.ccxt_config import ccxt_agent_config
 from tests.agent_support import PASSPHRASE, Keys, make_vault, private_runtime_dir, stop

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from botvault import crypto
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.crypto import (
     CEILING,
     FLOOR,
@@ -26,6 +25,7 @@ from botvault.crypto import (
     kdf_rate,
 )
 from botvault.errors import FormatError, InvalidInputError
+from botvault.open_vault import Vault
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import with_params
 

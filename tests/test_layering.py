@@ -1,8 +1,8 @@
 """Where things live, read from the source (ast): cli/ parses, calls the library, prints.
 
-cli/ imports no crypto, file format, store or codec module, and not the signing internals
-(one signing sequence serves the agent and `botvault sign`: the library's); the data key is
-read only inside `Vault`, and handed out only by `Vault.hand_out_data_key`.
+cli/ imports no crypto, file format, vault file, save engine or codec module, and not the
+signing internals (one signing sequence serves the agent and `botvault sign`: the library's);
+the data key is read only inside `Vault`, and handed out only by `Vault.hand_out_data_key`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_import_graph import absolute_module
+
 REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / "cli"
 LIBRARY = REPO / "vault"
-FORBIDDEN_IN_CLI = frozenset({"botvault.crypto", "botvault.fileformat", "botvault.store",
-                              "botvault.codec", "botvault.agent.signing"})
+FORBIDDEN_IN_CLI = frozenset({"botvault.crypto", "botvault.fileformat", "botvault.vault_file",
+                              "botvault.codec", "botvault.agent.signing", "botvault.save_engine",
+                              "botvault.rekey", "botvault.seen_generations"})
 
 
 def _modules_imported(path: Path, package: str) -> set[str]:
@@ -27,12 +30,7 @@ def _modules_imported(path: Path, package: str) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1])
-                module = f"{base}.{node.module}" if node.module else base
-            else:
-                module = node.module or ""
+            module = absolute_module(node, package)
             found.add(module)
             found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
@@ -45,11 +43,11 @@ def _forbidden(path: Path, package: str) -> set[str]:
 
 def test_the_check_sees_every_spelling(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
-    sample.write_text("import botvault.store\nfrom botvault import crypto\n"
+    sample.write_text("import botvault.vault_file\nfrom botvault import crypto\n"
                       "from ..fileformat import HEADER_SIZE\nfrom botvault.agent import signing\n"
                       "def f():\n    from botvault.codec import Keys\n")
     assert _forbidden(sample, "botvault.cli") == {
-        "botvault.store", "botvault.crypto", "botvault.fileformat",
+        "botvault.vault_file", "botvault.crypto", "botvault.fileformat",
         "botvault.fileformat.HEADER_SIZE", "botvault.agent.signing", "botvault.codec",
         "botvault.codec.Keys"}
 
@@ -69,7 +67,35 @@ def _data_key_reads(path: Path) -> list[int]:
 @pytest.mark.parametrize("path", sorted([*CLI.rglob("*.py"), *LIBRARY.rglob("*.py")]),
                          ids=lambda p: str(p.relative_to(REPO)))
 def test_the_private_data_key_is_read_only_inside_vault(path: Path) -> None:
-    if path == LIBRARY / "core.py":
+    if path == LIBRARY / "open_vault.py":
         return  # the class that holds it
     assert _data_key_reads(path) == [], \
         f"{path.name} reads Vault._data_key: use Vault.hand_out_data_key()"
+
+
+@pytest.mark.parametrize(("statement", "named"), [
+    ("import vault.errors", "import botvault, not vault"),
+    ("from vault.open_vault import Vault", "import botvault, not vault"),
+    ("import cli.main", "import botvault.cli, not cli"),
+])
+def test_the_folders_do_not_import_under_their_own_names(statement: str, named: str) -> None:
+    """One module, one copy: from the repository root, `vault/` would import as a second
+    package whose errors `except botvault.errors.VaultError` does not catch."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", statement], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert f"ImportError: {named}" in done.stderr
+
+
+def test_botvault_imports_from_the_repository_root() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import botvault.errors, botvault.cli.main, botvault.open_vault; "
+         "print(botvault.errors.__name__)"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "botvault.errors"

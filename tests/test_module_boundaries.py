@@ -69,19 +69,19 @@ def test_no_module_uses_another_modules_private_names() -> None:
 
 def test_the_sources_are_found() -> None:
     sources = _sources()
-    assert Path("vault/core.py") in sources and Path("cli/entry_cmds.py") in sources
+    assert Path("vault/open_vault.py") in sources and Path("cli/entry_cmds.py") in sources
     assert set(sources) >= EXEMPT
 
 
 @pytest.mark.parametrize("source", [
     "from .files import _lstat\n",
     "from ..handover.values import _check_assignments as check\n",
-    "from botvault.core import _read\n",
+    "from botvault.open_vault import _read\n",
     "from ._testing import cheap_kdf\n",
     "import botvault._testing\n",
     "from . import crypto\nx = crypto._test_kdf_allowed\n",
     "import botvault.crypto as c\nc._fast_open\n",
-    "from .core import Vault\nVault._opened\n",
+    "from .open_vault import Vault\nVault._opened\n",
 ])
 def test_a_private_name_across_modules_is_caught(source: str) -> None:
     assert violations(source)
@@ -93,7 +93,7 @@ def test_a_private_name_across_modules_is_caught(source: str) -> None:
     "import os\nos._exit\n",  # third-party / standard library
     "from . import crypto\ncrypto.__name__\n",  # dunder
     "def _own() -> None: ...\n_own()\n",  # the module's own private name
-    "from .core import Vault\nclass V:\n    def f(self) -> None:\n        self._x = 1\n",
+    "from .open_vault import Vault\nclass V:\n    def f(self) -> None:\n        self._x = 1\n",
 ])
 def test_allowed_uses_pass(source: str) -> None:
     assert violations(source) == []

@@ -188,7 +188,7 @@ def test_linearizable_across_8_processes(home: Path, unit: str) -> None:
 def test_sigkill_at_random_points(home: Path) -> None:
     state, rnd = home / "v.nonces", random.Random(20240611)
     NonceStore(state).close()
-    live: list[tuple[float, subprocess.Popen[bytes]]] = []
+    live: list[tuple[float, bool, Path, subprocess.Popen[bytes]]] = []
     outs: list[Path] = []
     kills = 0
     while kills < 120:
@@ -198,14 +198,24 @@ def test_sigkill_at_random_points(home: Path) -> None:
             # reserve 0 syncs at every nonce, so many kills land between write and sync.
             reserve = rnd.choice([0, 200_000, 2_000_000_000])
             proc = _spawn(ALLOC_WORKER, state, out, len(outs), reserve, "", "", "")
-            live.append((time.monotonic() + rnd.uniform(0.02, 0.25), proc))
+            # Half the workers die at a random time after they start (some while opening the
+            # store); the other half at a random time after their first nonce, so that a slow,
+            # loaded machine still kills many workers mid-allocation instead of all at start-up.
+            live.append((time.monotonic() + rnd.uniform(0.02, 0.25), rnd.random() < 0.5, out,
+                         proc))
         live.sort(key=lambda item: item[0])
-        deadline, proc = live.pop(0)
+        deadline, after_first, out, proc = live.pop(0)
+        if after_first:
+            started = time.monotonic()
+            while (not out.exists() or out.stat().st_size == 0) and proc.poll() is None \
+                    and time.monotonic() - started < 30:
+                time.sleep(0.002)
+            deadline = time.monotonic() + rnd.uniform(0.0, 0.2)
         time.sleep(max(0.0, deadline - time.monotonic()))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-    for _, proc in live:
+    for _, _, _, proc in live:
         proc.kill()
         proc.wait()
     handed = _check_reports(_reports(outs))

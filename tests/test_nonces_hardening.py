@@ -24,7 +24,7 @@ from botvault.entries import NS_PER_UNIT
 from botvault.errors import FormatError
 from botvault.nonces import DEFAULT_RESERVE_NS, NonceStore
 from botvault.nonces import layout as nf
-from botvault.nonces.store import MAX_BURST_NS
+from botvault.nonces.counters import MAX_BURST_NS
 from tests.test_nonces import T0, Clock, booted, flip, patch
 
 pytestmark = pytest.mark.filterwarnings("ignore::botvault.nonces.NonceAheadWarning")

@@ -1,6 +1,6 @@
 """Passphrase change: a fresh data key for every record and backup, all or nothing.
 
-Failures are injected through the seams the tests own (`store._write_all`, os functions
+Failures are injected through the seams the tests own (`vault_file._write_all`, os functions
 patched in this process) or with a real SIGKILL in a forked child; the disk-full case also
 runs on a real, small tmpfs when the tests run as root.
 """
@@ -22,14 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import botvault.store
-from botvault import codec, crypto, fileformat, generations
+import botvault.vault_file
+from botvault import codec, crypto, fileformat, seen_generations
 from botvault._testing import cheap_kdf
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.crypto import FLOOR, KdfParams, Sealer, strengthened
 from botvault.errors import AuthenticationError, FormatError, PartialWriteError
-from botvault.store import backup_dir, list_backups
+from botvault.open_vault import Vault
+from botvault.vault_file import backup_dir, list_backups
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, snapshot, temp_files
 
@@ -112,7 +112,7 @@ def test_every_record_and_backup_is_resealed(vault: Vault, vault_path: Path) -> 
     vault.change_passphrase(NEW)
     assert snapshot(vault) == state
     files = _generation_files(vault_path)
-    assert len(files) == 1 + botvault.store.KEEP_BACKUPS
+    assert len(files) == 1 + botvault.vault_file.KEEP_BACKUPS
     for file in files:
         parsed = fileformat.parse(file.read_bytes())
         assert not {r.nonce for r in parsed.records} & old_nonces
@@ -222,7 +222,8 @@ def test_a_failing_write_or_fsync_at_any_point_changes_nothing(
             wrap = _nth_call_fails(n, error)
             with monkeypatch.context() as mp:
                 if target == "write":
-                    mp.setattr(botvault.store, "_write_all", wrap(botvault.store._write_all))
+                    mp.setattr(botvault.vault_file, "_write_all",
+                               wrap(botvault.vault_file._write_all))
                 else:
                     mp.setattr(os, "fsync", wrap(os.fsync))
                 outcome = _attempt(vault, NEW if n % 2 else PASSPHRASE)
@@ -267,7 +268,7 @@ def test_a_failing_removal_says_what_it_removed(vault: Vault, vault_path: Path,
     monkeypatch.undo()
     assert _all_temps(vault_path) == []
     assert _passphrases_of_generations(vault_path) == {PASSPHRASE}
-    assert len(list_backups(vault_path)) == botvault.store.KEEP_BACKUPS - 2
+    assert len(list_backups(vault_path)) == botvault.vault_file.KEEP_BACKUPS - 2
 
 
 def _kill_at(path: str, n: int) -> None:
@@ -283,7 +284,7 @@ def _kill_at(path: str, n: int) -> None:
                 return real(*args, **kwargs)
             return wrapper
 
-        botvault.store._write_all = counted(botvault.store._write_all)  # type: ignore[assignment]
+        botvault.vault_file._write_all = counted(botvault.vault_file._write_all)  # type: ignore[assignment]
         os.fsync = counted(os.fsync)  # type: ignore[assignment]
         os.replace = counted(os.replace)  # type: ignore[assignment]
         Path.unlink = counted(Path.unlink)  # type: ignore[method-assign,assignment]
@@ -310,7 +311,7 @@ def test_a_kill_at_any_step_never_leaves_both_passphrases(vault: Vault,
         for leftover in _all_temps(vault_path):
             leftover.unlink()
         # Putting the files back is a rollback, on purpose here: forget the record of it.
-        generations.record_path(vault_path, vault.vault_id).unlink(missing_ok=True)
+        seen_generations.record_path(vault_path, vault.vault_id).unlink(missing_ok=True)
         for extra in backup_dir(vault_path).iterdir():
             if f"backups/{extra.name}" not in original:
                 extra.unlink()

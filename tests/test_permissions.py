@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from botvault import store as vault_store
+from botvault import vault_file
 from botvault._testing import CHEAPEST_TEST_ONLY
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.errors import InsecurePermissionsError, VaultError
-from botvault.store import backup_dir, lock_path
+from botvault.open_vault import Vault
+from botvault.vault_file import backup_dir, lock_path
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic, mode_of, snapshot, temp_files
 
@@ -255,7 +255,7 @@ def test_planted_symlink_at_the_temp_path_is_not_followed(
     before = vault_path.read_bytes()
     before_victim = _fingerprint(victim)
     predictable_temp.symlink_to(victim)
-    monkeypatch.setattr(vault_store, "sweep_temp_files", lambda _path: None)
+    monkeypatch.setattr(vault_file, "sweep_temp_files", lambda _path: None)
     with pytest.raises((VaultError, OSError)):
         add_generic(vault, "beta")
     assert _fingerprint(victim) == before_victim
@@ -280,7 +280,7 @@ def test_planted_symlink_at_the_temp_path_is_an_insecure_permissions_error(
         vault: Vault, vault_path: Path, victim: Path, predictable_temp: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Planted after the sweep (a race): the exclusive create refuses it.
-    monkeypatch.setattr(vault_store, "sweep_temp_files", lambda _path: None)
+    monkeypatch.setattr(vault_file, "sweep_temp_files", lambda _path: None)
     predictable_temp.symlink_to(victim)
     with pytest.raises(InsecurePermissionsError):
         add_generic(vault, "beta")

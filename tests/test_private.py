@@ -26,9 +26,9 @@ from typer.testing import CliRunner
 from botvault import private
 from botvault._testing import CHEAPEST_TEST_ONLY
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.errors import FormatError, InsecurePermissionsError
-from botvault.store import backup_dir, lock_path
+from botvault.open_vault import Vault
+from botvault.vault_file import backup_dir, lock_path
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import add_generic
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import warnings
 
 from botvault.cli import choices
-from botvault.core import Vault, new_entry
 from botvault.doctor.entries import check_account_limit
 from botvault.entries import NONCE_UNITS, NS_PER_UNIT, Entry
 from botvault.errors import VaultWarning
@@ -14,6 +13,7 @@ from botvault.exchanges import endpoints, profiles, validation
 from botvault.handover.names import default_var_names
 from botvault.importers.profiles import profile_for
 from botvault.integrations import ccxt_agent
+from botvault.open_vault import Vault, new_entry
 from tests.conftest import kraken_secret
 
 

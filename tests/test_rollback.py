@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from botvault import generations
+from botvault import seen_generations
 from botvault._testing import cheap_kdf
 from botvault.agent.ops import Agent
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.doctor import check_backups
 from botvault.errors import RollbackError
+from botvault.open_vault import Vault
 from tests.conftest import PASSPHRASE, kraken_secret
 from tests.helpers.vaultfiles import add_generic, snapshot
 
@@ -62,7 +62,7 @@ def test_rolling_back_the_whole_directory_is_noticed(vault: Vault, vault_path: P
     with pytest.raises(RollbackError):
         Vault.open(vault_path, PASSPHRASE)
     # The record is outside the vault's directory, so the copy did not bring it back.
-    assert not str(generations.record_path(vault_path, vault.vault_id)).startswith(
+    assert not str(seen_generations.record_path(vault_path, vault.vault_id)).startswith(
         str(vault_path.parent))
 
 
@@ -167,7 +167,7 @@ def test_the_agent_refuses_an_older_file_even_without_the_record(vault: Vault,
     add_generic(vault, "later")
     assert agent.handle({"op": "get", "name": "later"})["ok"] is True
     _put_back(vault_path, old)
-    generations.record_path(vault_path, vault.vault_id).unlink()  # e.g. a read-only home
+    seen_generations.record_path(vault_path, vault.vault_id).unlink()  # e.g. a read-only home
     answer = agent.handle({"op": "list"})
     assert answer["ok"] is False
     assert f"went back from generation {vault.generation}" in str(answer)

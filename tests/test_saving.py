@@ -1,4 +1,4 @@
-"""The save engine (vault/saving.py) on its own, without `Vault`: real files, real locks."""
+"""The save engine (vault/save_engine.py) on its own, without `Vault`: real files, real locks."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from botvault import codec, store
-from botvault.core import Vault, new_entry
+from botvault import codec, vault_file
 from botvault.entries import Entry
 from botvault.errors import ClosedError, RollbackError
-from botvault.saving import Records, SavedFile, read_checked
+from botvault.open_vault import Vault, new_entry
+from botvault.save_engine import Records, SavedFile, read_checked
 from tests.conftest import kraken_secret
 
 
@@ -61,14 +61,14 @@ def test_a_save_keeps_the_replaced_file_as_a_backup(vault_path: Path, key: bytes
     engine = _engine(vault_path, key)
     before = vault_path.read_bytes()
     engine.apply(_adding(_entry("a")))
-    assert [g for g, _ in store.list_backups(vault_path)] == [0]
-    assert store.backup_path(vault_path, 0).read_bytes() == before
+    assert [g for g, _ in vault_file.list_backups(vault_path)] == [0]
+    assert vault_file.backup_path(vault_path, 0).read_bytes() == before
 
 
 def test_the_next_save_goes_above_the_floor(vault_path: Path, key: bytes) -> None:
     engine = _engine(vault_path, key)
     engine.floor = 41  # as when a rolled-back file is opened on purpose
-    with store.lock(vault_path):
+    with vault_file.lock(vault_path):
         engine.write_locked(dict(engine.entries))
     assert engine.header.generation == 42
     assert read_checked(vault_path)[0].header.generation == 42
@@ -78,7 +78,7 @@ def test_refresh_refuses_a_file_that_went_back(vault_path: Path, key: bytes) -> 
     engine = _engine(vault_path, key)
     old = vault_path.read_bytes()
     engine.apply(_adding(_entry("a")))
-    store.atomic_write(vault_path, old, verify=codec.equal_to(old), backup_as=None)
+    vault_file.atomic_write(vault_path, old, verify=codec.equal_to(old), backup_as=None)
     with pytest.raises(RollbackError):
         engine.refresh()
 

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from botvault import VaultWarning
 from botvault.agent import start_agent
 from botvault.agent.signing import sign_request
-from botvault.core import Vault
 from botvault.errors import (
     AuthenticationError,
     ClosedError,
@@ -27,6 +26,7 @@ from botvault.errors import (
     ScopeError,
 )
 from botvault.exchanges.kraken import sign_spot
+from botvault.open_vault import Vault
 from botvault.session import Session, agent_state, check_vault_exists, lock_agent
 from tests.agent_support import PASSPHRASE, Keys, make_vault, running, stop
 

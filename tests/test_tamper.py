@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 
 import botvault.crypto
 from botvault.cli.main import app
-from botvault.core import Vault
 from botvault.crypto import KdfParams
 from botvault.errors import AuthenticationError, FormatError
+from botvault.open_vault import Vault
 from tests.conftest import PASSPHRASE
 from tests.helpers.vaultfiles import (
     COUNT_AT,

@@ -23,6 +23,8 @@ from botvault import (
     VaultWarning,
 )
 from botvault import errors as errors_mod
+from botvault._testing import sealer_of
+from botvault.codec import Keys
 from botvault.crypto import (
     CHEAPEST_TEST_ONLY,
     FLOOR,
@@ -31,7 +33,7 @@ from botvault.crypto import (
     Sealer,
     check_params,
 )
-from botvault.fileformat import HEADER_SIZE
+from botvault.fileformat import HEADER_SIZE, parse
 from tests.conftest import PASSPHRASE, kraken_secret
 
 names = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,63}", fullmatch=True)
@@ -116,8 +118,9 @@ def test_entry_and_vault_reprs_hide_the_secret(vault: Vault) -> None:
     vault.add("a", exchange="kraken-futures", api_key="K", api_secret=secret, general="full",
               withdrawal="none")
     entry = vault.get("a")
+    keys = Keys.from_data_key(vault.hand_out_data_key())
     for shown in (repr(entry), str(entry), repr(vault), repr(vault.list()),
-                  repr(vault._keys), repr(vault._sealer)):
+                  repr(keys), repr(sealer_of(vault))):
         assert secret not in shown
 
 
@@ -251,14 +254,14 @@ def test_sealer_gives_distinct_nonces_and_guards_reuse() -> None:
 def test_vault_seals_with_fresh_nonces(vault: Vault) -> None:
     for i in range(20):
         _add(vault, f"k{i}")
-    nonces = [r.nonce for r in vault._records.values()]
+    nonces = [r.nonce for r in parse(vault.path.read_bytes()).records]
     assert len(set(nonces)) == 20
 
 
 def test_vault_refuses_a_repeated_nonce(vault: Vault, vault_path: Path) -> None:
     _add(vault, "a")
-    used = next(iter(vault._records.values())).nonce
-    vault._sealer._random = lambda _n: used
+    used = parse(vault_path.read_bytes()).records[0].nonce
+    sealer_of(vault)._random = lambda _n: used
     before = vault_path.read_bytes()
     with pytest.raises(NonceReuseError):
         _add(vault, "b")

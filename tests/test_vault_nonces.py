@@ -18,7 +18,7 @@ from botvault.errors import FormatError
 from botvault.nonces import NonceStore, nonce_counter_id, nonce_state_path
 from botvault.nonces import layout as nf
 from botvault.nonces.marks import recorded_mark
-from botvault.nonces.store import peek_file
+from botvault.nonces.state_map import peek_file
 from tests.conftest import PASSPHRASE, kraken_secret
 from tests.test_nonces import flip
 

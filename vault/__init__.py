@@ -8,6 +8,15 @@ argon2) load on first use, so that importing `botvault.errors` for the command l
 
 from __future__ import annotations
 
+# One module, one copy: the folder vault/ is the package `botvault` (pyproject's package-dir,
+# the editable install, the repository's `botvault` symlink). Imported under its folder's
+# name it would load a second copy of every module, whose errors the first copy's `except`
+# clauses do not catch.
+if __name__ != "botvault":
+    raise ImportError(f"import botvault, not {__name__}: the folder vault/ is the package "
+                      "botvault (pip install -e . in the repository, or import it through "
+                      "the repository's botvault symlink)")
+
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -29,9 +38,9 @@ from .scopes import General, Withdrawal
 from .secret import Secret
 
 if TYPE_CHECKING:
-    from .core import Backup, Vault
     from .crypto import KdfParams
     from .entries import Entry
+    from .open_vault import Backup, Vault
     from .session import Session
 
 __all__ = [
@@ -59,7 +68,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Vault": "core", "Backup": "core",
+    "Vault": "open_vault", "Backup": "open_vault",
     "KdfParams": "crypto", "Entry": "entries", "Session": "session",
 }
 

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import store
+from . import vault_file
 from .errors import InvalidInputError, VaultWarning
 
 __all__ = ["FIELDS", "MAX_BYTES", "append_audit", "audit_path", "read_audit"]
@@ -106,7 +106,7 @@ def _open_locked(path: Path) -> int:
     rotated file; it checks after taking the lock and opens again.
     """
     for _ in range(10):
-        fd = store.open_private(path, _O_APPEND_FLAGS)
+        fd = vault_file.open_private(path, _O_APPEND_FLAGS)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if _same_file(path, fd):
@@ -137,13 +137,13 @@ def append_audit(vault_path: str | os.PathLike[str], record: Mapping[str, Any], 
     """
     line = _encode(record)
     path = audit_path(vault_path)
-    store.check_dir(path.parent)
+    vault_file.check_dir(path.parent)
     fd = _open_locked(path)
     try:
         size = os.fstat(fd).st_size
         if size and size + len(line) > max_bytes:
             os.replace(path, _rotated(path))
-            store.fsync_dir(path.parent)
+            vault_file.fsync_dir(path.parent)
             os.close(fd)  # releases the lock on the rotated file; the new one is locked next
             fd = -1
             fd = _open_locked(path)
@@ -156,7 +156,7 @@ def append_audit(vault_path: str | os.PathLike[str], record: Mapping[str, Any], 
 
 def _read_lines(path: Path) -> list[bytes]:
     try:
-        fd = store.open_private(path, os.O_RDONLY)
+        fd = vault_file.open_private(path, os.O_RDONLY)
     except FileNotFoundError:
         return []
     with os.fdopen(fd, "rb") as f:
@@ -169,7 +169,7 @@ def read_audit(vault_path: str | os.PathLike[str], grant: str | None = None
     only `grant`'s when given. A line that is not a JSON object (torn by a crash before
     its fsync) is skipped with a VaultWarning saying how many were."""
     path = audit_path(vault_path)
-    store.check_dir(path.parent)
+    vault_file.check_dir(path.parent)
     records: list[dict[str, Any]] = []
     bad = 0
     for line in _read_lines(_rotated(path)) + _read_lines(path):

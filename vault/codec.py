@@ -17,7 +17,7 @@ from . import crypto, fileformat
 from .entries import Entry
 from .errors import FormatError
 from .fileformat import Header, ParsedFile, RawRecord
-from .grants import Grant, is_grant_record
+from .grant_record import Grant, is_grant_record
 
 __all__ = ["Keys", "Record", "Slot", "Unparsed", "decode", "encode", "equal_to", "gc_paused",
            "is_entry_name", "materialize", "materialize_record", "new_header", "reseal",

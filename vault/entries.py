@@ -8,11 +8,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import FormatError, InvalidInputError
+from .errors import FormatError, InvalidInputError, ScopeError
 from .scopes import General, Withdrawal
 from .secret import Secret
 
-__all__ = ["NONCE_UNITS", "NS_PER_UNIT", "Entry", "check_name", "check_nonce_unit", "unit_ns"]
+__all__ = ["NONCE_UNITS", "NS_PER_UNIT", "Entry", "check_live", "check_name", "check_nonce_unit",
+           "unit_ns"]
 
 # API nonce units (an entry's `nonce_unit`), defined here with the entry model and used by the
 # nonce store, so that reading an entry loads no nonce code (`run` starts faster).
@@ -43,6 +44,15 @@ def check_name(name: str) -> str:
             hint=f"names are 1-{MAX_NAME} characters of a-z 0-9 . _ -, starting with a letter "
                  "or digit")
     return name
+
+
+ROTATED_INTO = "use the current entry it was rotated into"
+
+
+def check_live(name: str, retired: bool, *, hint: str | None = ROTATED_INTO) -> None:
+    """The one refusal of a retired pair (kept by `rotate`, never used again)."""
+    if retired:
+        raise ScopeError(f"{name!r} is a retired key pair and is never used again", hint=hint)
 
 
 def check_nonce_unit(unit: str) -> str:

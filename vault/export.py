@@ -12,13 +12,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import codec, crypto, fileformat, store
+from . import codec, crypto, fileformat, vault_file
 from .codec import Record
-from .core import Vault
 from .crypto import KdfParams
 from .entries import Entry
 from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
-from .paths import resolve_vault_path
+from .open_vault import Vault
+from .vault_path import resolve_vault_path
 
 __all__ = ["check_export_target", "export_entries", "read_export"]
 
@@ -39,9 +39,9 @@ def export_entries(source: Vault, target: str | os.PathLike[str], passphrase: st
 
     The export is a complete vault with its own data key, vault id and passphrase, so it
     can be opened, checked and imported anywhere, and holds no plaintext. The grants on the
-    exported entries go with them (grants.grants_for_export).
+    exported entries go with them (grant_ops.grants_for_export).
     """
-    from .grants import grants_for_export
+    from .grant_ops import grants_for_export
 
     chosen = _select(source, only)
     path = check_export_target(target)
@@ -58,9 +58,9 @@ def export_entries(source: Vault, target: str | os.PathLike[str], passphrase: st
     with codec.gc_paused():
         records = [codec.seal_entry(sealer, header.vault_id, record) for record in copies]
     data = codec.encode(header.with_generation(1), records, keys)
-    store.ensure_private_dir(path.parent)
+    vault_file.ensure_private_dir(path.parent)
     try:
-        store.atomic_write(path, data, verify=codec.equal_to(data), backup_as=None,
+        vault_file.atomic_write(path, data, verify=codec.equal_to(data), backup_as=None,
                            create=True)
     except FileExistsError:
         raise AlreadyExistsError(f"{path} appeared while the export was written; it was "

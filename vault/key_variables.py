@@ -21,7 +21,7 @@ def key_variables(session: Session, names: list[str], *, max_scope: General | No
     Nothing is returned unless every key passes."""
     from .errors import InvalidInputError
     from .handover import var_names
-    from .policy import check_handover
+    from .handover_policy import check_handover
 
     pairs: list[tuple[str, str]] = []
     for name, cred in zip(names, session.credentials(names), strict=True):

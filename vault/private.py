@@ -40,9 +40,11 @@ __all__ = [
     "Reason",
     "check_dir",
     "check_private_file",
+    "create_private_file",
     "dir_problem",
     "file_problem",
     "kind_of",
+    "make_private_dirs",
     "open_private_file",
     "refuse",
     "socket_problem",
@@ -247,3 +249,33 @@ def open_private_file(path: Path, flags: int, purpose: str, *,
         os.close(fd)
         raise
     return fd
+
+
+def create_private_file(path: Path, purpose: str, *, flags: int = os.O_WRONLY) -> int:
+    """A descriptor for a new private file at `path`: created here (O_EXCL, so never an
+    existing file and never through a symlink; FileExistsError when anything is there),
+    mode 0600 whatever the umask. The one way botvault creates a file of its own."""
+    fd = open_private_file(path, flags | os.O_CREAT | os.O_EXCL, purpose)
+    try:
+        os.fchmod(fd, FILE_MODE)  # the umask can only clear bits; this also undoes an odd one
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create `directory` and any missing parents as 0700 whatever the umask. Existing ones
+    are left as they are (never loosened or "fixed"): the caller checks `directory` with
+    `check_dir` and its own rule. The one way botvault creates a directory of its own."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if os.path.lexists(candidate):
+            break
+        missing.append(candidate)
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue  # made meanwhile by another process: checked by the caller
+        os.chmod(new, DIR_MODE, follow_symlinks=False)  # mkdir's mode is masked by the umask

@@ -201,12 +201,7 @@ class KeyOrder:
 
     def _open(self) -> int:
         directory = requests_dir(self.vault_path)
-        try:
-            os.mkdir(directory, 0o700)
-        except FileExistsError:
-            pass
-        else:
-            os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+        private.make_private_dirs(directory)
         private.check_dir(directory, "the request-lock directory", private.DirRule.CLOSED)
         return private.open_private_file(self.path, os.O_RDWR | os.O_CREAT, "the request lock")
 

@@ -28,8 +28,8 @@ from .errors import InsecurePermissionsError, LockedError, VaultError, VaultWarn
 if TYPE_CHECKING:
     from .agent import AgentClient, AgentInfo
     from .agent.signing import Signed
-    from .core import Vault
     from .entries import Entry
+    from .open_vault import Vault
 
 __all__ = ["Session", "agent_state", "check_vault_exists", "lock_agent", "running_agent"]
 
@@ -40,7 +40,7 @@ _HEAD = 8
 def check_vault_exists(path: Path) -> None:
     """NotFoundError (no vault at `path`) or InsecurePermissionsError, before anything is
     asked: the same checks every read of the vault makes."""
-    from .store import read_head
+    from .vault_file import read_head
 
     read_head(path, _HEAD)
 
@@ -160,7 +160,7 @@ class Session:
         with the passphrase. A missing or insecure vault is reported before anything is
         asked. `allow_rollback` (restore): a file older than one seen on this machine opens;
         an agent refuses such a file, so then the passphrase is asked for."""
-        from .core import Vault
+        from .open_vault import Vault
 
         self.check_exists()
         client = self.agent_for_secrets() if use_agent else None
@@ -172,7 +172,7 @@ class Session:
 
     def open_with_passphrase(self, *, allow_rollback: bool = False) -> Vault:
         """The vault, with the passphrase whatever the agent (passwd asks for it always)."""
-        from .core import Vault
+        from .open_vault import Vault
 
         passphrase = self.passphrase()
         with self.busy("unlocking…"):
@@ -182,7 +182,7 @@ class Session:
                     sign_only: bool) -> AgentInfo:
         """Open the vault with the passphrase and start an agent holding its data key."""
         from .agent import start_agent
-        from .core import Vault
+        from .open_vault import Vault
 
         passphrase = self.passphrase()
         with self.busy("unlocking…"), Vault.open(self.path, passphrase) as opened:

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from botvault.core import Vault
+from botvault.open_vault import Vault
 
 HEADER_SIZE = 139
 MAC_SIZE = 32

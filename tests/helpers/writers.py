@@ -13,7 +13,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Barrier
 
 from botvault._testing import cheap_kdf
-from botvault.core import Vault
+from botvault.open_vault import Vault
 from tests.helpers.vaultfiles import add_generic, snapshot
 
 NAMES = tuple(f"n{i}" for i in range(8))

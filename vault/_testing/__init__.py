@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from .. import crypto
 
-__all__ = ["CHEAPEST_TEST_ONLY", "FLOOR_CLI_ARGS", "cheap_kdf"]
+if TYPE_CHECKING:
+    from ..open_vault import Vault
+
+__all__ = ["CHEAPEST_TEST_ONLY", "FLOOR_CLI_ARGS", "cheap_kdf", "sealer_of"]
 
 CHEAPEST_TEST_ONLY = crypto.CHEAPEST_TEST_ONLY
 # The cheapest parameters the CLI accepts (the floor), for tests that run the real binary.
@@ -27,3 +31,9 @@ def cheap_kdf() -> Iterator[crypto.KdfParams]:
         yield CHEAPEST_TEST_ONLY
     finally:
         crypto._test_kdf_allowed = previous
+
+
+def sealer_of(vault: Vault) -> crypto.Sealer:
+    """The sealer of an open vault, for the tests that make it repeat a nonce (the library
+    has no public way to, on purpose)."""
+    return vault._file.sealer

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .client import AgentClient, Credentials, GrantSigned, GrantTarget, SignedRequest, connect
-from .paths import socket_path_for
 from .protocol import AgentError
+from .socket_location import socket_path_for
 
 if TYPE_CHECKING:
     from .launcher import AgentInfo, start_agent

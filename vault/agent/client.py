@@ -29,8 +29,7 @@ from urllib.parse import urlencode
 from ..entries import Entry, check_name
 from ..errors import InsecurePermissionsError, InvalidInputError, LockedError, NotFoundError
 from ..secret import Secret
-from . import hardening
-from . import paths as agent_paths
+from . import hardening, socket_location
 from .protocol import (
     MAX_ANSWER,
     AgentError,
@@ -108,12 +107,12 @@ def _refuse_foreign_peer(sock: socket.socket, socket_path: Path) -> None:
 
 def _open_connection(socket_path: Path, connect_timeout: float, call_timeout: float
                      ) -> _Connection:
-    agent_paths.check_socket_dir(socket_path)
-    agent_paths.check_socket_file(socket_path)
+    socket_location.check_socket_dir(socket_path)
+    socket_location.check_socket_file(socket_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(connect_timeout)
-        with agent_paths.unix_address(socket_path) as address:
+        with socket_location.unix_address(socket_path) as address:
             sock.connect(address)
         _refuse_foreign_peer(sock, socket_path)
         sock.settimeout(call_timeout)
@@ -121,12 +120,12 @@ def _open_connection(socket_path: Path, connect_timeout: float, call_timeout: fl
         sock.close()
         if exc.errno in _GONE:
             raise LockedError("the vault is locked (the agent is gone; its socket is stale)",
-                              hint=agent_paths.LOCKED_HINT) from None
+                              hint=socket_location.LOCKED_HINT) from None
         if isinstance(exc, TimeoutError):
             raise LockedError(f"the agent at {socket_path} did not answer within "
-                              f"{connect_timeout:g} s", hint=agent_paths.LOCKED_HINT) from None
+                              f"{connect_timeout:g} s", hint=socket_location.LOCKED_HINT) from None
         raise LockedError(f"cannot reach the agent: {exc.strerror or exc}",
-                          hint=agent_paths.LOCKED_HINT) from None
+                          hint=socket_location.LOCKED_HINT) from None
     except BaseException:
         sock.close()
         raise
@@ -201,7 +200,7 @@ class AgentClient:
                 mid_frame = isinstance(exc, ConnectionClosedError) and exc.mid_frame
                 if attempt == 2 or mid_frame:
                     raise LockedError("the agent closed the connection",
-                                      hint=agent_paths.LOCKED_HINT) from None
+                                      hint=socket_location.LOCKED_HINT) from None
         raise AgentError("unreachable")  # the loop returns or raises
 
     # -- operations ------------------------------------------------------------------------
@@ -395,5 +394,5 @@ def connect(vault_path: str | os.PathLike[str] | None = None, *,
     agent runs (no socket, or a stale one), InsecurePermissionsError when the socket or its
     directory is not private.
     """
-    return AgentClient(agent_paths.socket_path_for(vault_path),
+    return AgentClient(socket_location.socket_path_for(vault_path),
                        connect_timeout=connect_timeout, call_timeout=call_timeout)

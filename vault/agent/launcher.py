@@ -1,6 +1,6 @@
 """Starting the agent: `start_agent(vault_path, data_key, ttl=..., idle=..., allow_withdrawal=...)`.
 
-The agent runs as `python -m vault.agent.server` in a session of its own (closing the
+The agent runs as `python -m botvault.agent.server` in a session of its own (closing the
 terminal does not stop it). The data key travels through its stdin pipe, in one JSON line
 that the launcher writes and then closes: never on argv, in the environment or in a file,
 where other processes or logs could see it. The agent answers one JSON line on its stdout
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, VaultError
-from ..paths import resolve_vault_path
-from . import paths as agent_paths
+from ..vault_path import resolve_vault_path
+from . import socket_location
 from .protocol import AgentError, raise_for_error
 
 __all__ = ["START_TIMEOUT", "AgentInfo", "start_agent"]
@@ -84,9 +84,9 @@ def start_agent(vault_path: str | os.PathLike[str] | None, data_key: bytes, *, t
     if not (0 < ttl < math.inf and 0 < idle < math.inf):
         raise InvalidInputError("the agent's ttl and idle time must be positive and finite")
     target = resolve_vault_path(vault_path)
-    sock = socket_path or agent_paths.socket_path_for(target)
+    sock = socket_path or socket_location.socket_path_for(target)
     # Checked here too (the agent checks again), so an insecure dir fails fast and plainly.
-    agent_paths.check_socket_dir(sock, create=True)
+    socket_location.check_socket_dir(sock, create=True)
     config = {"vault": str(target), "socket": str(sock), "ttl": ttl, "idle": idle,
               "allow_withdrawal": bool(allow_withdrawal), "sign_only": bool(sign_only),
               "data_key": base64.b64encode(bytes(data_key)).decode("ascii")}

@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import grants
-from ..core import Vault
+from .. import grant_ops
 from ..entries import Entry
 from ..errors import (
     GrantError,
@@ -31,7 +30,10 @@ from ..errors import (
     ScopeError,
     VaultError,
 )
+from ..grant_checks import usable
+from ..grant_record import Grant
 from ..nonces import key_id
+from ..open_vault import Vault
 from . import hardening, signing
 from .protocol import LIST_PAGE, AgentError, error_response
 
@@ -103,7 +105,7 @@ class Agent:
         self.allow_withdrawal = allow_withdrawal
         self.sign_only = sign_only
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
-        self._grants = grants.GrantIndex()
+        self._grants = grant_ops.GrantIndex()
         self.path = vault.path
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             op: getattr(self, method) for op, method in _OP_METHODS.items()}
@@ -268,10 +270,10 @@ class Agent:
 
     # -- grants (the gateway's ops) ----------------------------------------------------
 
-    def _grant_target(self, vault: Vault, grant_key: str) -> tuple[grants.Grant, Entry]:
+    def _grant_target(self, vault: Vault, grant_key: str) -> tuple[Grant, Entry]:
         """The usable grant with this key and its entry, or GrantError. Lock held."""
-        grant = grants.usable(self._grants.find(vault, grant_key), self._wall_clock())
-        return grant, grants.entry_of(vault, grant)
+        grant = usable(self._grants.find(vault, grant_key), self._wall_clock())
+        return grant, grant_ops.entry_of(vault, grant)
 
     def _grant_resolve(self, request: dict[str, Any]) -> dict[str, Any]:
         grant_key = _text(request, "grant_key")
@@ -300,10 +302,8 @@ class Agent:
             if not hmac.compare_digest(key_id(entry.exchange, entry.api_key), expected_key):
                 raise GrantError("changed", f"grant {grant.bot!r} now points at another key",
                                  hint="resolve the grant again")
-            upper = signing.authorise(entry, path, method,
-                                      allow_withdrawal=self.allow_withdrawal)
-            grants.check_endpoint(grant, entry, path, upper,
-                                  allow_withdrawal=self.allow_withdrawal)
+            signing.authorise(entry, path, method, allow_withdrawal=self.allow_withdrawal,
+                              grant=grant)
             nonce = vault.next_nonce(entry.name)
         signed = signing.sign_for_grant(entry, path, body, nonce, content_type)
         return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce,

@@ -1,6 +1,9 @@
 """The agent process: holds one vault's data key and serves its socket until it locks.
 
-Started by `vault.agent.launcher.start_agent` as `python -m vault.agent.server`, in its own
+Binding the socket, and the lock that makes this the only agent of its vault, is
+`agent.listener`; what each request does is `agent.ops`.
+
+Started by `botvault.agent.launcher.start_agent` as `python -m botvault.agent.server`, in its own
 session. It turns core dumps off first, reads one JSON line of configuration (with the data
 key) from its stdin pipe, opens the vault with the key (which verifies it), binds the
 socket, answers one JSON line on stdout, and then points stdin, stdout and stderr at
@@ -16,13 +19,11 @@ import base64
 import binascii
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import selectors
 import signal
 import socket
-import stat
 import sys
 import threading
 import time
@@ -31,11 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .. import private
-from ..core import Vault
-from ..errors import AlreadyExistsError, InsecurePermissionsError, InvalidInputError, VaultError
+from ..errors import InvalidInputError, VaultError
+from ..open_vault import Vault
 from . import hardening
-from . import paths as agent_paths
+from .listener import Bound, bind_listener, close_fds, release_agent_lock
 from .ops import Agent
 from .protocol import (
     MAX_ANSWER,
@@ -46,136 +46,16 @@ from .protocol import (
     error_response,
 )
 
-__all__ = ["CONN_IDLE", "FRAME_TIMEOUT", "MAX_CONNECTIONS", "PER_PEER", "AgentServer", "Bound",
-           "bind_listener", "main"]
+__all__ = ["CONN_IDLE", "FRAME_TIMEOUT", "MAX_CONNECTIONS", "PER_PEER", "AgentServer", "main"]
 
 FRAME_TIMEOUT = 5.0
 CONN_IDLE = 60.0  # a connection with no request for this long is closed
 MAX_CONNECTIONS = 256
 PER_PEER = 32  # connections one client process may hold; more close its oldest idle one
 _ACCEPT_BACKOFF = 0.25  # after EMFILE, accepting pauses this long instead of spinning
-_PROBE_TIMEOUT = 1.0
-_BACKLOG = 64
 _CONFIG_LIMIT = 64 * 1024
 _MAX_WAIT = 60.0  # the loop wakes at least this often; epoll refuses very long timeouts
 _KEY_SIZE = 32
-
-
-@dataclass
-class Bound:
-    """A listening socket at `path`, and the lock that makes it the only agent there."""
-
-    listener: socket.socket
-    path: Path
-    identity: tuple[int, int]  # (st_dev, st_ino) of the socket file we created
-    lock_fd: int
-
-
-def _already_unlocked(socket_path: Path) -> AlreadyExistsError:
-    return AlreadyExistsError(f"the vault is already unlocked: an agent is serving {socket_path}",
-                              hint="use it, or run botvault lock first")
-
-
-def _answers(socket_path: Path) -> bool:
-    """True when something accepts connections at `socket_path` (a live agent)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(_PROBE_TIMEOUT)
-    try:
-        with agent_paths.unix_address(socket_path) as address:
-            probe.connect(address)
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except TimeoutError:
-        return True  # a full backlog: alive but busy
-    finally:
-        probe.close()
-    return True
-
-
-def _lock_path(socket_path: Path) -> Path:
-    return socket_path.with_name(socket_path.name + ".lock")
-
-
-def _take_agent_lock(socket_path: Path) -> int:
-    """An exclusive flock held for the agent's life: one agent per socket, with no race
-    between two that start at once (both would see a stale socket and remove it).
-
-    The agent removes its lock file when it locks. A starter that opened the file just
-    before that removal holds a lock on a name that no longer exists, so it checks that
-    the path still names the file it locked, and otherwise tries again.
-    """
-    path = _lock_path(socket_path)
-    for _ in range(10):
-        fd = private.open_private_file(path, os.O_RDWR | os.O_CREAT, "the agent lock")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise _already_unlocked(socket_path) from None
-        if _same_file(path, os.fstat(fd)):
-            return fd
-        os.close(fd)
-    raise AgentError(f"could not take the agent lock {path}")
-
-
-def _same_file(path: Path, st: os.stat_result) -> bool:
-    try:
-        current = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return (current.st_dev, current.st_ino) == (st.st_dev, st.st_ino)
-
-
-def _release_agent_lock(socket_path: Path, fd: int) -> None:
-    """Remove the lock file while still holding it (see `_take_agent_lock`), then unlock."""
-    with contextlib.suppress(OSError):
-        if _same_file(_lock_path(socket_path), os.fstat(fd)):
-            os.unlink(_lock_path(socket_path))
-    _close_fds(fd)
-
-
-def _remove_stale(socket_path: Path) -> None:
-    try:
-        st = os.lstat(socket_path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise InsecurePermissionsError(f"{socket_path} exists and is not a socket",
-                                       hint=f"remove it if it is yours: rm {socket_path}")
-    if _answers(socket_path):
-        raise _already_unlocked(socket_path)
-    # Left by an agent that was killed (SIGKILL, power loss): nothing listens on it.
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(socket_path)
-
-
-def bind_listener(socket_path: Path) -> Bound:
-    """Bind the agent socket (0600, in its checked 0700 dir), replacing a stale one."""
-    agent_paths.check_socket_dir(socket_path, create=True)
-    lock_fd = _take_agent_lock(socket_path)
-    try:
-        _remove_stale(socket_path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # The umask makes the socket 0600 from its creation: no window where it is wider.
-        previous = os.umask(0o177)
-        try:
-            with agent_paths.unix_address(socket_path) as address:
-                listener.bind(address)
-        except OSError as exc:
-            listener.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise _already_unlocked(socket_path) from None
-            raise
-        finally:
-            os.umask(previous)
-        os.chmod(socket_path, 0o600)
-        st = os.lstat(socket_path)
-        listener.listen(_BACKLOG)
-        listener.setblocking(False)
-    except BaseException:
-        os.close(lock_fd)
-        raise
-    return Bound(listener, socket_path, (st.st_dev, st.st_ino), lock_fd)
 
 
 @dataclass(eq=False)
@@ -214,7 +94,7 @@ class AgentServer:
             os.set_blocking(fd, False)
         # Closed only when no one can call stop() any more: a late stop() writing to a
         # closed, reused descriptor would write into some other file.
-        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        weakref.finalize(self, close_fds, self._wake_r, self._wake_w)
         self._connections: dict[socket.socket, _Conn] = {}
         self._connections_lock = threading.Lock()
         self._spare_fd: int | None = _open_spare()
@@ -393,9 +273,9 @@ class AgentServer:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
         if self._spare_fd is not None:
-            _close_fds(self._spare_fd)
+            close_fds(self._spare_fd)
             self._spare_fd = None
-        _release_agent_lock(self._bound.path, self._bound.lock_fd)
+        release_agent_lock(self._bound.path, self._bound.lock_fd)
 
 
 def _open_spare() -> int | None:
@@ -404,12 +284,6 @@ def _open_spare() -> int | None:
         return os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
-
-
-def _close_fds(*fds: int) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 def _frame(response: dict[str, Any]) -> bytes:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-from ..core import Vault
+from ..open_vault import Vault
 from .entries import check_account_limit, check_key_age, check_withdrawal_keys
 from .files import POLICY_ITERATIONS as POLICY_ITERATIONS
 from .files import check_backups, check_kdf, check_permissions, check_synced_folder

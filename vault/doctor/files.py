@@ -10,11 +10,11 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from .. import fileformat, generations, private, store
-from ..core import Vault
+from .. import fileformat, private, seen_generations, vault_file
 from ..crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
 from ..errors import VaultError
 from ..nonces import nonce_state_path
+from ..open_vault import Vault
 from ..request_lock import requests_dir
 from .finding import Finding
 
@@ -104,14 +104,14 @@ def _private_paths(path: Path) -> Iterator[tuple[Path, private.FileRule | privat
     """(path, the rule the commands apply to it) of everything that belongs to the vault."""
     yield path.parent, private.DirRule.PARENT
     yield path, private.FileRule.PRIVATE
-    yield store.lock_path(path), private.FileRule.PRIVATE
+    yield vault_file.lock_path(path), private.FileRule.PRIVATE
     yield nonce_state_path(path), private.FileRule.STATE
-    backups = store.backup_dir(path)
+    backups = vault_file.backup_dir(path)
     st = lstat_or_none(backups)
     if st is not None:
         yield backups, private.DirRule.PARENT
         if private.dir_problem(backups, st, "", private.DirRule.PARENT) is None:
-            for _, file in store.list_backups(path):
+            for _, file in vault_file.list_backups(path):
                 yield file, private.FileRule.PRIVATE
     requests = requests_dir(path)
     st = lstat_or_none(requests)
@@ -199,7 +199,7 @@ def check_kdf(path: Path, vault: Vault | None) -> list[Finding]:
 def _backup_problem(file: Path) -> str | None:
     """What is wrong with one backup that can be seen without the key, if anything."""
     try:
-        fileformat.parse(store.read_private(file))
+        fileformat.parse(vault_file.read_private(file))
     except VaultError as exc:
         return exc.message
     except OSError as exc:
@@ -211,7 +211,7 @@ def _newer_backups(path: Path, listed: list[tuple[int, Path]]) -> list[Finding]:
     """Backups of a generation above the vault file's: every save makes the replaced file
     the backup, so the file went back (an older copy was put in its place)."""
     try:
-        current = fileformat.parse_header(store.read_head(path, fileformat.HEADER_SIZE))[0]
+        current = fileformat.parse_header(vault_file.read_head(path, fileformat.HEADER_SIZE))[0]
     except (VaultError, OSError):
         return []  # the permissions and vault-file findings say why
     newer = [(generation, file) for generation, file in listed
@@ -234,7 +234,7 @@ def _newer_backups(path: Path, listed: list[tuple[int, Path]]) -> list[Finding]:
 def _seen_above(path: Path, generation: int, vault_id: bytes) -> list[Finding]:
     """The record kept outside the vault's directory says a newer generation was here."""
     try:
-        highest = generations.seen(path, vault_id)
+        highest = seen_generations.seen(path, vault_id)
     except VaultError:
         return []
     if highest <= generation:
@@ -252,7 +252,7 @@ def _seen_above(path: Path, generation: int, vault_id: bytes) -> list[Finding]:
 def _same_vault(file: Path, vault_id: bytes) -> bool:
     """A backup of this vault (one of another vault is reported as not decrypting)."""
     try:
-        head = store.read_head(file, fileformat.HEADER_SIZE)
+        head = vault_file.read_head(file, fileformat.HEADER_SIZE)
         return fileformat.parse_header(head)[0].vault_id == vault_id
     except (VaultError, OSError):
         return False
@@ -263,7 +263,7 @@ def check_backups(path: Path, vault: Vault | None) -> list[Finding]:
     if lstat_or_none(path) is None:
         return []
     try:
-        listed = store.list_backups(path)
+        listed = vault_file.list_backups(path)
     except VaultError:
         return []  # the backups directory itself is refused: see the permissions finding
     bad = [(file, why) for _, file in listed if (why := _backup_problem(file))]
@@ -337,7 +337,7 @@ def check_synced_folder(path: Path) -> list[Finding]:
     if label is None:
         return [Finding("synced-folder", "ok", "the vault is not in a synced or shared folder",
                         "Its nonce counters stay on this machine, as they must.", None)]
-    nonces, lock = nonce_state_path(path).name, store.lock_path(path).name
+    nonces, lock = nonce_state_path(path).name, vault_file.lock_path(path).name
     return [Finding(
         "synced-folder", "warn", f"the vault is inside a folder synced by {label}",
         "The encrypted vault itself is fine there (it is useless without the passphrase), "

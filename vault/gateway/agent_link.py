@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..agent import hardening
-from ..agent import paths as agent_paths
+from ..agent import hardening, socket_location
 from ..agent.protocol import (
     MAX_FRAME,
     AgentError,
@@ -49,12 +48,12 @@ class AgentLink:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        agent_paths.check_socket_dir(self.socket_path)
-        agent_paths.check_socket_file(self.socket_path)
+        socket_location.check_socket_dir(self.socket_path)
+        socket_location.check_socket_file(self.socket_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
-            with agent_paths.unix_address(self.socket_path) as address:
+            with socket_location.unix_address(self.socket_path) as address:
                 sock.connect(address)  # a local socket: at once, or refused
             _refuse_foreign_peer(sock, self.socket_path)
             sock.setblocking(False)
@@ -62,7 +61,7 @@ class AgentLink:
         except OSError as exc:
             sock.close()
             raise LockedError(f"cannot reach the agent: {exc.strerror or exc}",
-                              hint=agent_paths.LOCKED_HINT) from None
+                              hint=socket_location.LOCKED_HINT) from None
         except BaseException:
             sock.close()
             raise
@@ -82,7 +81,7 @@ class AgentLink:
                 mid_frame = isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)
                 if attempt == 2 or mid_frame:
                     raise LockedError("the agent closed the connection",
-                                      hint=agent_paths.LOCKED_HINT) from None
+                                      hint=socket_location.LOCKED_HINT) from None
                 continue
             except (asyncio.TimeoutError, ProtocolError):
                 self.close()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..core import Vault
+    from ..open_vault import Vault
 
 __all__ = ["NonceSource", "nonce_source"]
 

@@ -23,7 +23,7 @@ from . import NonceSource, nonce_source
 
 if TYPE_CHECKING:
     from ..agent import AgentClient
-    from ..core import Vault
+    from ..open_vault import Vault
 
 __all__ = ["ccxt_agent_config", "ccxt_config"]
 

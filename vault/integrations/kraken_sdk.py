@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import NonceSource, nonce_source
 
 if TYPE_CHECKING:
-    from ..core import Vault
+    from ..open_vault import Vault
 
 __all__ = ["spot_client", "with_vault_nonces"]
 

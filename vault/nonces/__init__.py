@@ -45,9 +45,7 @@ The package, one concern per module:
 from __future__ import annotations
 
 from ..exchanges.profiles import key_id
-from .files import default_boot_id, default_sync
-from .marks import nonce_counter_id, nonce_state_path
-from .store import (
+from .counters import (
     AHEAD_WARNING_S,
     DEFAULT_RECOVERY_MARGIN_S,
     DEFAULT_RESERVE_NS,
@@ -57,6 +55,8 @@ from .store import (
     NonceAheadWarning,
     NonceStore,
 )
+from .files import default_boot_id, default_sync
+from .marks import nonce_counter_id, nonce_state_path
 
 __all__ = [
     "AHEAD_WARNING_S",

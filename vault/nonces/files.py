@@ -42,9 +42,8 @@ def create(path: Path, content: bytes, sync: Callable[[int], None]) -> None:
     meanwhile and may already be handing out nonces from.
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+    fd = private.create_private_file(tmp, _PURPOSE, flags=os.O_RDWR)
     try:
-        os.fchmod(fd, 0o600)  # the umask can only clear bits; this also undoes an odd one
         os.pwrite(fd, content, 0)
         sync(fd)
         try:

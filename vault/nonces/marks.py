@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 from ..entries import NS_PER_UNIT
 from ..errors import FormatError, VaultError, VaultWarning
 from ..exchanges.profiles import key_id
-from .store import (
+from .counters import (
     AHEAD_WARNING_S,
     DEFAULT_RECOVERY_MARGIN_S,
     NonceStore,
     duration,
-    peek_file,
 )
+from .state_map import peek_file
 
 if TYPE_CHECKING:
     from ..entries import Entry

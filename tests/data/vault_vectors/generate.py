@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from botvault._testing import cheap_kdf
-from botvault.core import Vault
+from botvault.open_vault import Vault
 
 HERE = Path(__file__).resolve().parent
 PASSPHRASE = "botvault test vectors"

@@ -1,60 +1,47 @@
 """NonceStore: the counters of one state file, the hot path, and the ahead-of-clock warning.
 
-How the state file is laid out, and the write protocol that keeps marks durable, is in
+The file side (opening, mapping, indexing, growing, locking) is vault.nonces.state_map; how
+the state file is laid out, and the write protocol that keeps marks durable, is in
 vault.nonces.layout; what happens after a reboot or on recover() is in vault.nonces.recovery.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import fcntl
-import mmap
 import os
-import threading
 import time
 import warnings
 import weakref
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from ..entries import NONCE_UNITS, NS_PER_UNIT, unit_ns
-from ..errors import ClosedError, FormatError, InvalidInputError
+from ..errors import FormatError, InvalidInputError
 from . import layout
-from .files import default_boot_id, default_sync, open_existing, open_or_create
+from .files import default_boot_id, default_sync
 from .layout import (
-    BOOT_OFF,
-    CHUNK_SIZE,
     COUNT_OFFS,
     EPOCH_OFF,
     MAX_DELTA,
     MAX_U64,
     RECOVER_HINT,
-    TOMBSTONE,
-    boot_matches,
-    check_no_holes,
-    check_size,
-    counter_key,
     entry_offset,
-    lost_records,
-    pack_boot,
     pack_count,
     pack_entry,
     pack_vol,
-    parse_header,
     read_entry,
     read_vol,
     record_count,
-    resume_point,
-    slot_count,
-    slot_empty,
     slot_of,
-    vol_offset,
-    vol_seed,
 )
-from .recovery import read_all, recover_file, settle_after_reboot, upgrade_file
+from .recovery import recover_file
+from .state_map import MappedState
+
+__all__ = ["AHEAD_WARNING_S", "DEFAULT_RECOVERY_MARGIN_S", "DEFAULT_RESERVE_NS", "MAX_BURST_NS",
+           "MAX_COUNT", "UNITS", "UNIT_CHANGE_TOLERANCE_S", "NonceAheadWarning", "NonceStore",
+           "check_count", "duration"]
 
 # Nonce units: ms (ccxt, krakenex), us, 10ns (python-kraken-sdk). The one definition;
 # entries.py takes its list from here.
@@ -91,14 +78,6 @@ def check_count(count: int) -> None:
                                 f"(got {count!r})")
 
 
-def check_counter_id(counter_id: str) -> None:
-    ok = isinstance(counter_id, str) and 1 <= len(counter_id) <= 128 and all(
-        "!" <= c <= "~" for c in counter_id)
-    if not ok:
-        raise InvalidInputError("a nonce counter id is 1 to 128 printable ASCII characters "
-                                "without spaces")
-
-
 def duration(seconds: float) -> str:
     """`seconds` in words for messages: about N years, days, hours or minutes, else N.N s."""
     for size, name in ((365.25 * 86400, "years"), (86400, "days"), (3600, "hours"),
@@ -112,23 +91,7 @@ class NonceAheadWarning(UserWarning):
     """A nonce was handed out more than AHEAD_WARNING_S seconds ahead of the clock."""
 
 
-class _Handle:
-    """The open file and its map, closed exactly once (explicitly or when collected)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.mm: mmap.mmap | None = None
-
-    def close(self) -> None:
-        if self.mm is not None:
-            self.mm.close()
-            self.mm = None
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class NonceStore:
+class NonceStore(MappedState):
     """Nonce counters in the state file at `path` (created, mode 0600, if missing).
 
     clock_ns: wall clock in ns (injectable for tests). boot_id: a string that changes at
@@ -146,15 +109,8 @@ class NonceStore:
                  sync: Callable[[int], None] = default_sync) -> None:
         if not isinstance(reserve, int) or reserve < 0:
             raise InvalidInputError("reserve must be a non-negative number of nanoseconds")
-        self._path = Path(path)
-        self._clock = clock_ns
-        self._boot_id = boot_id
         self._reserve = reserve
-        self._sync = sync
-        self._tlock = threading.Lock()
-        self._stale = False  # closed, or inherited through fork: see _revive
-        self._closed = False
-        self._open()
+        super().__init__(path, clock_ns=clock_ns, boot_id=boot_id, sync=sync)
         _live.add(self)
 
     # -- public API ---------------------------------------------------------------------------
@@ -363,10 +319,6 @@ class NonceStore:
             raise self._damaged(off)
         return vol
 
-    def _damaged(self, off: int) -> FormatError:
-        return FormatError(f"{self._path}: nonce record {slot_of(off)} is damaged (its last "
-                           "value fails its checksum); it is not trusted", hint=RECOVER_HINT)
-
     def _warn_ahead(self, counter_id: str, ahead_s: float) -> None:
         key = (*self._file_key, counter_id)
         if key not in _warned:
@@ -375,225 +327,6 @@ class NonceStore:
                 f"nonce counter {counter_id} stands {duration(ahead_s)} ahead of the clock: "
                 "clients making clock-based nonces with this key will be rejected by the "
                 "exchange until the clock catches up", NonceAheadWarning, stacklevel=4)
-
-    # -- opening, scanning, growing -----------------------------------------------------------
-
-    def _open(self) -> None:
-        self._boot = self._boot_id()
-        fd = open_or_create(self._path, self._boot, self._clock(), self._sync)
-        self._handle = _Handle(fd)
-        self._finalizer = weakref.finalize(self, self._handle.close)
-        self._fd = fd
-        try:
-            fcntl.flock(fd, _EX)
-            try:
-                st = os.fstat(fd)
-                self._load(self._boot)
-                self._file_key = (st.st_dev, st.st_ino, self._file_id)
-            finally:
-                fcntl.flock(fd, _UN)
-        except BaseException:
-            self._finalizer()
-            raise
-
-    def _load(self, boot: str) -> None:
-        """(Re)read the whole file under the lock; after a reboot, resume from the marks."""
-        path, fd = self._path, self._fd
-        size = os.fstat(fd).st_size
-        check_size(path, size)
-        self._remap(size)
-        if layout.HEAD.unpack_from(self._mm)[1] in layout.OLD_VERSIONS and self._mm[:8] == \
-                layout.MAGIC:
-            upgrade_file(path, fd, boot, self._clock(), self._sync)
-            size = os.fstat(fd).st_size
-            self._remap(size)
-        header = parse_header(path, self._mm)
-        self._file_id, self._floor_ns = header.file_id, header.floor_ns
-        self._seed = vol_seed(header.file_id)
-        self._bursts: dict[int, int] = {}  # offset -> the burst of this process's last raise
-        same_boot = boot_matches(self._mm, self._file_id, boot)
-        if not same_boot:
-            settle_after_reboot(path, fd, self._mm, self._file_id, self._sync)
-        self._offsets: dict[str, int] = {}
-        self._by_key: dict[bytes, int] = {}
-        self._next_slot = 0
-        self._scan(same_boot)
-        check_no_holes(path, self._mm, self._file_id, self._next_slot, slot_count(size))
-        if not same_boot:
-            os.pwrite(fd, pack_boot(self._file_id, boot), BOOT_OFF)
-            self._sync(fd)  # the marks resumed from must be durable, not just cached
-        self._epoch = _U64.unpack_from(self._mm, EPOCH_OFF)[0]
-
-    def _scan(self, same_boot: bool) -> None:
-        """Index the used slots from _next_slot on, checking each.
-
-        Every slot below the durable record count must verify; past it, the first empty
-        slot ends the table.
-        """
-        mm, fid, path = self._mm, self._file_id, self._path
-        count = record_count(path, mm, fid)[0]
-        slot, slots = self._next_slot, slot_count(self._size)
-        while slot < slots and (slot < count or not slot_empty(mm, fid, slot)):
-            key, mark, rebuild = resume_point(path, mm, fid, slot, same_boot)
-            off = vol_offset(slot)
-            if rebuild:
-                mm[off:off + 16] = pack_vol(self._seed, off, mark, mark)
-            if key in self._by_key:
-                raise FormatError(f"{path}: two nonce records hold one counter "
-                                  f"({slot_of(self._by_key[key])} and {slot})",
-                                  hint=RECOVER_HINT)
-            if key != TOMBSTONE:
-                self._by_key[key] = off
-            slot += 1
-        self._next_slot = slot
-        if count > slot:
-            raise lost_records(path, count, slot)
-
-    def _find(self, counter_id: str) -> int | None:
-        """The record offset of a counter this process has not used yet (under the lock)."""
-        check_counter_id(counter_id)
-        key = counter_key(counter_id)
-        off = self._by_key.get(key)
-        if off is None:
-            self._refresh()
-            off = self._by_key.get(key)
-        if off is not None:
-            self._offsets[counter_id] = off
-        return off
-
-    def _find_or_create(self, counter_id: str, ns: int) -> int:
-        off = self._find(counter_id)
-        if off is None:
-            off = self._offsets[counter_id] = self._create(counter_key(counter_id), ns)
-        return off
-
-    def _refresh(self) -> None:
-        """Pick up records (and file growth) from other processes."""
-        size = os.fstat(self._fd).st_size
-        if size != self._size:
-            check_size(self._path, size)
-            if size < self._size:
-                raise FormatError(f"{self._path}: nonce state file shrank while in use",
-                                  hint=RECOVER_HINT)
-            self._remap(size)
-        self._scan(same_boot=True)
-
-    def _create(self, key: bytes, ns: int) -> int:
-        """A new record: copy A then copy B, each synced on its own (see vault.nonces.layout)."""
-        slot, fd = self._next_slot, self._fd
-        if slot >= slot_count(self._size):
-            self._grow(self._size + CHUNK_SIZE)
-        off = vol_offset(slot)
-        floor = self._floor_ns // ns
-        self._mm[off:off + 16] = pack_vol(self._seed, off, floor, floor)
-        # A process that died between a write and its sync left that write dirty: flush it
-        # on its own, or the next sync could carry both sides of some slot at once (and
-        # the copy that looks confirmed might not be durable).
-        self._sync(fd)
-        for which in (0, 1):
-            os.pwrite(fd, pack_entry(self._file_id, slot, which, key, floor),
-                      entry_offset(slot, which))
-            self._sync(fd)
-        self._by_key[key] = off
-        self._next_slot = slot + 1  # the count covers it at its first mark (_raise_mark)
-        return off
-
-    def _grow(self, size: int) -> None:
-        """Extend the file to `size` with real blocks, then map it.
-
-        Never a sparse ftruncate: on a full disk a store through the map into a hole is
-        SIGBUS, which kills the process (the agent with it). posix_fallocate reserves the
-        blocks or fails with ENOSPC here, as a clean error; where it is missing, zeros are
-        written. A failure puts the size back, so the file stays whole chunks.
-        """
-        fd, old = self._fd, self._size
-        try:
-            if hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(fd, old, size - old)
-            else:  # macOS: written zeros are allocated blocks
-                zeros = bytes(size - old)
-                done = 0
-                while done < len(zeros):
-                    done += os.pwrite(fd, zeros[done:], old + done)
-            self._sync(fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                if os.fstat(fd).st_size != old:
-                    os.ftruncate(fd, old)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OSError(exc.errno, "no space left to grow the nonce state file for a "
-                              "new counter (the counters it holds keep working)",
-                              str(self._path)) from None
-            raise
-        self._remap(size)
-
-    def _remap(self, size: int) -> None:
-        old = self._handle.mm
-        self._handle.mm = self._mm = mmap.mmap(self._fd, size)
-        self._size = size
-        if old is not None:
-            old.close()
-
-    # -- locking, fork, close -----------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._tlock:
-            if self._stale:
-                self._revive()
-            fd = self._fd
-            fcntl.flock(fd, _EX)
-            try:
-                if _U64.unpack_from(self._mm, EPOCH_OFF)[0] != self._epoch:
-                    self._load(self._boot)
-                yield
-            finally:
-                fcntl.flock(fd, _UN)
-
-    def _revive(self) -> None:
-        """After fork the child shares the parent's open file, and so its flock: reopen."""
-        if self._closed:
-            raise ClosedError("this NonceStore is closed")
-        self._finalizer()
-        self._open()
-        self._stale = False
-
-    def _forked(self) -> None:
-        self._tlock = threading.Lock()  # the parent's may have been held at fork time
-        self._stale = True
-
-
-def peek_file(path: Path, counter_id: str, *,
-              boot_id: Callable[[], str] = default_boot_id) -> tuple[int, int] | None:
-    """(last value handed out, durable mark) of `counter_id` (after a reboot the last value
-    is the mark it resumes from), or None when the file does not hold it; read without
-    writing anything, so that it works on a read-only file system. Checked as NonceStore
-    checks the file at open."""
-    check_counter_id(counter_id)
-    try:
-        fd = open_existing(path, writable=False)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)  # no writer between our reads
-        data = read_all(fd)
-    finally:
-        os.close(fd)
-    check_size(path, len(data))
-    fid = parse_header(path, data).file_id
-    same_boot = boot_matches(data, fid, boot_id())
-    count, key = record_count(path, data, fid)[0], counter_key(counter_id)
-    slot, slots = 0, slot_count(len(data))
-    while slot < slots and (slot < count or not slot_empty(data, fid, slot)):
-        found, mark, rebuild = resume_point(path, data, fid, slot, same_boot)
-        if found == key:
-            vol = None if rebuild else read_vol(data, vol_seed(fid), vol_offset(slot))
-            return (mark, mark) if vol is None else vol
-        slot += 1
-    if count > slot:
-        raise lost_records(path, count, slot)
-    return None
-
 
 def _after_fork_in_child() -> None:
     _warned.clear()  # a new process: it warns once for itself

@@ -1,4 +1,6 @@
-"""Grants: a credential pair issued to one bot for one entry, usable only at the gateway.
+"""The operations on a vault's grants (issue, list, revoke, resolve to an entry).
+
+A grant is a credential pair issued to one bot for one entry, usable only at the gateway.
 
 A grant looks to a bot exactly like a Kraken key pair: an api key (`bvg_` and 52 url-safe
 base64 characters, 56 in all like Kraken's) and a secret (base64 of 64 random bytes). The
@@ -20,206 +22,36 @@ the grant pointing nowhere ("unknown"): a bot never silently moves to another ke
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import fileformat
-from .entries import Entry, check_name, now_utc, record_plaintext
-from .errors import (
-    AlreadyExistsError,
-    FormatError,
-    GrantError,
-    InvalidInputError,
-    NotFoundError,
-    ScopeError,
-)
-from .nonces import key_id as _key_id
+from .codec import materialize_record
+from .entries import Entry, check_name, now_utc
+from .errors import AlreadyExistsError, FormatError, GrantError, InvalidInputError, NotFoundError
+from .exchanges.profiles import key_id as _key_id
+from .grant_checks import check_within
+from .grant_record import GRANT_PREFIX, KEY_RE, Grant, is_grant_record
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
-from .secret import Secret
 
 if TYPE_CHECKING:
-    from .core import Vault
+    from .open_vault import Vault
 
 __all__ = [
-    "GRANT_PREFIX",
-    "Grant",
+    "MAX_EXPIRY_S",
     "GrantIndex",
     "add_grant",
-    "check_within",
     "entry_of",
     "get_grant",
     "grants_for_export",
-    "is_grant_record",
     "list_grants",
     "no_resurrection",
     "revoke_grant",
-    "usable",
 ]
 
-GRANT_PREFIX = "grant:"
-KEY_PREFIX = "bvg_"
-_KEY_RE = re.compile(r"bvg_[A-Za-z0-9_-]{52}")
-_KEY_BYTES = 39  # 52 base64 characters, no padding
-_SECRET_BYTES = 64  # as Kraken's secrets
-_SCHEMA = 1
 MAX_EXPIRY_S = 10 * 365 * 24 * 3600.0
-
-
-def is_grant_record(name: str) -> bool:
-    return name.startswith(GRANT_PREFIX)
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=0).isoformat(
-        ).replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Grant:
-    """One bot's grant. `api_secret` is a `Secret`: printing a Grant never shows it."""
-
-    bot: str
-    entry: str
-    general: General
-    withdrawal: Withdrawal
-    api_key: str
-    api_secret: Secret = field(repr=False)
-    key_id: str = ""  # the real key it was issued for: botvault.nonces.key_id
-    created_at: str = field(default_factory=now_utc)
-    expires_at: float | None = None  # seconds since the epoch (wall clock), None: never
-    revoked_at: str | None = None
-    entry_id: bytes = field(default=b"", repr=False, compare=False)
-
-    @property
-    def name(self) -> str:
-        """The record's name in the vault."""
-        return GRANT_PREFIX + self.bot
-
-    @classmethod
-    def issue(cls, bot: str, entry: Entry, *, general: General, withdrawal: Withdrawal,
-              expires_at: float | None) -> Grant:
-        """A new grant with a fresh key and secret from the OS's CSPRNG."""
-        key = KEY_PREFIX + base64.urlsafe_b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
-        secret = base64.b64encode(os.urandom(_SECRET_BYTES)).decode("ascii")
-        return cls(bot=check_name(bot), entry=entry.name, general=general,
-                   withdrawal=withdrawal, api_key=key, api_secret=Secret(secret),
-                   key_id=_key_id(entry.exchange, entry.api_key),
-                   expires_at=expires_at, entry_id=os.urandom(fileformat.ID_SIZE))
-
-    def state(self, now: float) -> str:
-        """"active", "revoked" or "expired" at wall-clock time `now`."""
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and now >= self.expires_at:
-            return "expired"
-        return "active"
-
-    def metadata(self, now: float | None = None) -> dict[str, Any]:
-        """Everything but the secret, as plain JSON-ready values."""
-        return {
-            "bot": self.bot, "entry": self.entry, "api_key": self.api_key,
-            "general": self.general.value, "withdrawal": self.withdrawal.value,
-            "created_at": self.created_at,
-            "expires_at": None if self.expires_at is None else _iso(self.expires_at),
-            "revoked_at": self.revoked_at,
-            "state": self.state(time.time() if now is None else now),
-        }
-
-    def with_changes(self, **changes: Any) -> Grant:
-        return replace(self, **changes)
-
-    def key_matches(self, api_key: str) -> bool:
-        import hmac  # here: it loads OpenSSL, which commands that never check a grant skip
-
-        return hmac.compare_digest(self.api_key.encode("ascii"),
-                                   api_key.encode("utf-8", "surrogatepass"))
-
-    def to_plaintext(self) -> bytes:
-        doc = {"v": _SCHEMA, "kind": "grant", "bot": self.bot, "entry": self.entry,
-               "general": self.general.value, "withdrawal": self.withdrawal.value,
-               "api_key": self.api_key, "api_secret": self.api_secret.reveal(),
-               "key_id": self.key_id, "created_at": self.created_at, "expires_at": self.expires_at,
-               "revoked_at": self.revoked_at}
-        return record_plaintext(self.name, doc)
-
-    @classmethod
-    def from_plaintext(cls, raw: bytes, entry_id: bytes) -> Grant:
-        try:
-            doc = json.loads(raw)
-            if doc.pop("v") != _SCHEMA or doc.pop("kind") != "grant":
-                raise FormatError("a grant was written by a newer botvault",
-                                  hint="upgrade botvault")
-            expires = _expiry(doc["expires_at"])
-            return cls(bot=str(doc["bot"]), entry=str(doc["entry"]),
-                       general=General(doc["general"]),
-                       withdrawal=Withdrawal(doc["withdrawal"]),
-                       api_key=str(doc["api_key"]), api_secret=Secret(doc["api_secret"]),
-                       key_id=str(doc["key_id"]), created_at=str(doc["created_at"]),
-                       expires_at=expires,
-                       revoked_at=doc["revoked_at"], entry_id=entry_id)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise FormatError("a grant in the vault is malformed") from None
-
-
-def _expiry(value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("expires_at")
-    return float(value)
-
-
-def check_within(entry: Entry, general: General, withdrawal: Withdrawal) -> None:
-    """A grant's scopes are never above its entry's (ScopeError names the axis)."""
-    from .exchanges import endpoints
-
-    if entry.retired:
-        raise ScopeError(f"{entry.name!r} is a retired key pair and is never used again",
-                         hint="grant the current entry it was rotated into")
-    if entry.exchange not in endpoints.EXCHANGES:
-        raise InvalidInputError(f"{entry.name!r} is a {entry.exchange} key; grants are for "
-                                "Kraken Spot and Futures keys")
-    if general is General.NONE:
-        raise InvalidInputError("a grant's general scope is read-only or full")
-    if not entry.general.allows(general):
-        raise ScopeError(f"{entry.name!r} has general scope {entry.general.value}; a grant "
-                         f"cannot have {general.value}", hint="grant at most the entry's scope")
-    if withdrawal is Withdrawal.FULL and entry.withdrawal is not Withdrawal.FULL:
-        raise ScopeError(f"{entry.name!r} has withdrawal scope none; a grant cannot have full",
-                         hint="grant at most the entry's scope")
-
-
-def check_endpoint(grant: Grant, entry: Entry, path: str, method: str, *,
-                   allow_withdrawal: bool) -> None:
-    """Refuse (ScopeError) an endpoint beyond the grant's scopes or the entry's own."""
-    from .exchanges import endpoints
-
-    # A grant without withdrawal is judged as an agent not allowed withdrawals: otherwise an
-    # endpoint the tables do not know (a spelling such as `Withdr%61w` that a server routes
-    # to Withdraw) would pass for an entry that can withdraw (found in review).
-    may_withdraw = allow_withdrawal and grant.withdrawal is Withdrawal.FULL
-    endpoints.check(entry.exchange, path, grant.general, grant.withdrawal,
-                    allow_withdrawal=may_withdraw, method=method)
-    endpoints.check(entry.exchange, path, entry.general, entry.withdrawal,
-                    allow_withdrawal=may_withdraw, method=method)
-
-
-def usable(grant: Grant | None, now: float) -> Grant:
-    """`grant` if it may authenticate a request at `now`, else GrantError with the reason."""
-    if grant is None:
-        raise GrantError("unknown", "no grant has this api key")
-    state = grant.state(now)
-    if state != "active":
-        raise GrantError(state, f"grant {grant.bot!r} is {state}",
-                         hint="issue a new one with: botvault grant add")
-    return grant
 
 
 def entry_of(vault: Vault, grant: Grant) -> Entry:
@@ -288,7 +120,7 @@ class GrantIndex:
         self._by_key: dict[str, Grant] = {}
 
     def find(self, vault: Vault, api_key: str) -> Grant | None:
-        if not isinstance(api_key, str) or not _KEY_RE.fullmatch(api_key):
+        if not isinstance(api_key, str) or not KEY_RE.fullmatch(api_key):
             return None
         seen = (vault.vault_id, vault.generation)
         if seen != self._seen:
@@ -340,8 +172,6 @@ def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:
     """The grants of a backup being restored that must change so that a restore never
     revives one: a grant that is not active now with the same key comes back revoked (a
     revoked bot's pair is exactly what an attacker holds). Returns name -> replacement."""
-    from .codec import materialize_record
-
     changed: dict[str, Grant] = {}
     for name, slot in restored.items():
         if not is_grant_record(name):

@@ -77,15 +77,7 @@ def check_dir(directory: Path, purpose: str = "the vault's directory") -> None:
 
 def ensure_private_dir(directory: Path, purpose: str = "the vault's directory") -> None:
     """Create `directory` and any missing parents as 0700 whatever the umask; check it."""
-    missing = []
-    for candidate in (directory, *directory.parents):
-        if os.path.lexists(candidate):
-            break
-        missing.append(candidate)
-    for new in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            new.mkdir(mode=0o700)
-        os.chmod(new, 0o700, follow_symlinks=False)  # mkdir's mode is masked by the umask
+    private.make_private_dirs(directory)
     check_dir(directory, purpose)
 
 
@@ -163,14 +155,13 @@ def sweep_temp_files(path: Path) -> None:
 def _write_temp(path: Path, data: bytes) -> Path:
     temp = path.with_name(f"{_temp_prefix(path)}{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        fd = open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        fd = private.create_private_file(temp, "vault file")
     except FileExistsError:
         # A fresh random name that exists was planted (e.g. a symlink): never write there.
         raise InsecurePermissionsError(
             f"something already exists at the temporary path {temp}",
             hint=f"inspect and remove it: ls -l {temp}") from None
     try:
-        os.fchmod(fd, 0o600)
         _write_all(fd, data)
         os.fsync(fd)
     except BaseException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .entries import check_live
 from .errors import ScopeError
 from .scopes import General, Withdrawal
 
@@ -16,9 +17,7 @@ def check_handover(name: str, general: General | str, withdrawal: Withdrawal | s
     A caller that asks for `read-only` must never receive a trading key, and a key that can
     withdraw is handed out only when the caller says so explicitly.
     """
-    if retired:
-        raise ScopeError(f"{name!r} is a retired key pair and is never handed out",
-                         hint="use the current entry it was rotated into")
+    check_live(name, retired)
     has_general, has_withdrawal = General(general), Withdrawal(withdrawal)
     if max_scope is not None and not max_scope.allows(has_general):
         raise ScopeError(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import private
 from ..errors import InsecurePermissionsError, InvalidInputError, LockedError
-from ..paths import resolve_vault_path
+from ..vault_path import resolve_vault_path
 
 __all__ = [
     "ENV_SOCKET",
@@ -98,16 +98,8 @@ def _is_default_location(socket_path: Path) -> bool:
 
 def ensure_private_dir(directory: Path) -> None:
     """Create `directory` (and missing parents) as 0700 whatever the umask, then check it."""
-    missing = []
-    for candidate in (directory, *directory.parents):
-        if os.path.lexists(candidate):
-            break
-        missing.append(candidate)
     try:
-        for new in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(new, 0o700)
-                os.chmod(new, 0o700)  # mkdir's mode is masked by the umask
+        private.make_private_dirs(directory)
     except OSError as exc:
         raise InsecurePermissionsError(
             f"cannot create the agent directory {directory}: {exc.strerror}",

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import store
+from . import vault_file
 from .errors import FormatError, RollbackError
 
 __all__ = ["check", "note", "record_path", "seen"]
@@ -44,7 +44,7 @@ def seen(path: Path, vault_id: bytes) -> int:
     """The highest generation recorded for this vault, 0 when none is."""
     record = record_path(path, vault_id)
     try:
-        fd = store.open_private(record, os.O_RDONLY)
+        fd = vault_file.open_private(record, os.O_RDONLY)
     except OSError:
         # Missing, or a state directory that cannot be used (not a directory, unreadable):
         # nothing was recorded, and the vault still opens. Permission problems (another
@@ -80,21 +80,21 @@ def note(path: Path, vault_id: bytes, generation: int) -> None:
             return
         record = record_path(path, vault_id)
         temp = record.with_name(f".{record.name}.tmp-{os.getpid()}")
-        fd = store.open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        fd = vault_file.open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             os.write(fd, f"{generation}\n".encode("ascii"))
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temp, record)
-        store.fsync_dir(record.parent)
+        vault_file.fsync_dir(record.parent)
 
 
 @contextlib.contextmanager
 def _locked(path: Path, vault_id: bytes) -> Iterator[None]:
     directory = _directory()
-    store.ensure_private_dir(directory)
-    fd = store.open_private(directory / f".{_key(path, vault_id)}.lock",
+    vault_file.ensure_private_dir(directory)
+    fd = vault_file.open_private(directory / f".{_key(path, vault_id)}.lock",
                             os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

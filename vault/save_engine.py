@@ -1,7 +1,7 @@
 """The save engine: the vault file as this process last read or wrote it, and the one way to
 save a new generation of it.
 
-`Vault` (core.py) decides what the entries become; this module decides how they reach the
+`Vault` (open_vault.py) decides what the entries become; this module decides how they reach the
 disk: adopt what another process saved first (`refresh`), seal only what changed and keep
 the sealed records of the rest, write atomically with the backup rotation, and always go
 above every generation seen on this machine (the floor).
@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from . import codec, crypto, fileformat, generations, store
+from . import codec, crypto, fileformat, seen_generations, vault_file
 from .errors import ClosedError, ConflictError, KeyChangedError, RollbackError
 from .fileformat import Header, RawRecord
 
@@ -38,7 +38,7 @@ class SavedFile:
         # The highest generation seen on this machine: the next save goes above it (it is
         # above the file's own only when a rolled-back file was opened on purpose).
         self.floor = max(seen, parsed.header.generation)
-        generations.note(path, parsed.header.vault_id, parsed.header.generation)
+        seen_generations.note(path, parsed.header.vault_id, parsed.header.generation)
 
     def close(self) -> None:
         self.keys = None
@@ -70,7 +70,7 @@ class SavedFile:
 
         Generations only grow under the lock, so an unchanged header means an unchanged file.
         """
-        if store.read_head(self.path, fileformat.HEADER_SIZE) == self.header.pack(
+        if vault_file.read_head(self.path, fileformat.HEADER_SIZE) == self.header.pack(
                 len(self.records)):
             return
         parsed, _ = read_checked(self.path)
@@ -95,13 +95,13 @@ class SavedFile:
         for record in parsed.records:
             self.sealer.note(record.nonce)
         self.floor = max(self.floor, new.generation)
-        generations.note(self.path, new.vault_id, new.generation)
+        seen_generations.note(self.path, new.vault_id, new.generation)
 
     # -- writing -------------------------------------------------------------------------
 
     def apply(self, op: Callable[[Records], Records]) -> None:
         """Save what `op` makes of the records as they are in the file now, under the lock."""
-        with store.lock(self.path):
+        with vault_file.lock(self.path):
             self.refresh()
             self.write_locked(op(dict(self.entries)))
 
@@ -123,7 +123,7 @@ class SavedFile:
                 records.append(kept)
         new_header = base.with_generation(self.next_generation())
         data = codec.encode(new_header, records, keys)
-        store.atomic_write(self.path, data, verify=codec.save_verifier(data, changed, keys),
+        vault_file.atomic_write(self.path, data, verify=codec.save_verifier(data, changed, keys),
                            backup_as=self.header.generation)
         self.saved(new_header, entries, records)
 
@@ -135,7 +135,7 @@ class SavedFile:
         self.header, self.entries = header, entries
         self.records = dict(zip(entries, records, strict=True))
         self.floor = max(self.floor, header.generation)
-        generations.note(self.path, header.vault_id, header.generation)
+        seen_generations.note(self.path, header.vault_id, header.generation)
 
     def rekeyed(self, keys: codec.Keys, sealer: crypto.Sealer, header: Header, data: bytes,
                 before: tuple[RawRecord, ...], after: list[RawRecord]) -> None:
@@ -160,19 +160,19 @@ def read_checked(path: Path, *, allow_rollback: bool = False
     parsed = read_file(path)
     header = parsed.header
     try:
-        return parsed, generations.check(path, header.vault_id, header.generation,
+        return parsed, seen_generations.check(path, header.vault_id, header.generation,
                                          allow_rollback=allow_rollback)
     except RollbackError:
         parsed = read_file(path)
         header = parsed.header
-        return parsed, generations.check(path, header.vault_id, header.generation,
+        return parsed, seen_generations.check(path, header.vault_id, header.generation,
                                          allow_rollback=allow_rollback)
 
 
 def read_file(path: Path) -> fileformat.ParsedFile:
     """The vault file parsed (not yet authenticated), from a private directory."""
-    store.check_dir(path.parent)
-    data = store.read_private(path)
+    vault_file.check_dir(path.parent)
+    data = vault_file.read_private(path)
     with codec.gc_paused():
         return fileformat.parse(data)
 

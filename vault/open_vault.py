@@ -1,4 +1,8 @@
-"""`Vault`: an open vault file and the operations on its entries."""
+"""`Vault`: an open vault file and the operations on its entries.
+
+How a save reaches the disk is `save_engine`'s; making and checking a new entry is
+`entry_rules`'; backups and restore are `backups`'; changing the passphrase is `rekey`'s.
+"""
 
 from __future__ import annotations
 
@@ -9,50 +13,34 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from . import codec, crypto, fileformat, store
-from .entries import (
-    MAX_NAME,
-    MAX_NOTE,
-    Entry,
-    check_name,
-    check_nonce_unit,
-    check_text,
-    now_utc,
+from . import backups as _backups
+from . import codec, crypto, fileformat, rekey, vault_file
+from .backups import Backup
+from .entries import MAX_NOTE, Entry, check_live, check_name, check_nonce_unit, check_text, now_utc
+from .entry_rules import (
+    KeyCache,
+    check_secret,
+    cleaned_secret,
+    new_entry,
+    not_found,
+    refuse_shared_key,
+    retired_name,
+    var_name,
+    with_marks,
 )
-from .errors import (
-    AlreadyExistsError,
-    ClosedError,
-    FormatError,
-    InvalidInputError,
-    NotFoundError,
-    ScopeError,
-    VaultError,
-    VaultWarning,
-)
+from .errors import AlreadyExistsError, ClosedError, InvalidInputError, VaultWarning
 from .exchanges.profiles import KRAKEN_KEYS_PER_ACCOUNT
-from .exchanges.validation import check_exchange, clean_secret, validate_api_key
-from .fileformat import RawRecord
+from .exchanges.validation import validate_api_key
 from .nonces import nonce_counter_id
-from .nonces.marks import VaultCounters, recorded_mark, with_mark
-from .paths import resolve_vault_path
-from .saving import Records as _Entries
-from .saving import SavedFile, read_checked, read_file
+from .nonces.marks import VaultCounters
+from .save_engine import Records as _Entries
+from .save_engine import SavedFile, read_checked
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
+from .vault_path import resolve_vault_path
 
+# Backup, check_secret and new_entry are re-exported: callers name them from here.
 __all__ = ["Backup", "Vault", "VaultWarning", "check_secret", "new_entry"]
-
-
-class Backup:
-    """One automatic backup: its generation and file."""
-
-    def __init__(self, generation: int, path: Path, entries: int,
-                 names: tuple[str, ...] = ()) -> None:
-        self.generation, self.path, self.entries = generation, path, entries
-        self.names = names  # the entries it holds, sorted (for `restore` to show)
-
-    def __repr__(self) -> str:
-        return f"Backup(generation={self.generation}, entries={self.entries})"
 
 
 class Vault:
@@ -63,13 +51,11 @@ class Vault:
         self.path = path
         # A bytearray so that close() can overwrite it; see SECURITY.md for what remains.
         self._data_key = bytearray(data_key)
-        # The save engine (saving.py): the file's state, the lock, the generation floor.
+        # The save engine (save_engine.py): the file's state, the lock, the generation floor.
         self._file = SavedFile(path, codec.Keys.from_data_key(data_key), parsed, entries,
                                seen=seen)
         self._nonces: VaultCounters | None = None
-        # name -> (slot, exchange, api_key): one parse per entry for "one key, one entry",
-        # reused while the slot object is unchanged (unchanged entries keep their slot).
-        self._key_cache: dict[str, tuple[codec.Slot, str, str]] = {}
+        self._key_cache: KeyCache = {}  # entry_rules.refuse_shared_key's
 
     # -- opening -------------------------------------------------------------------------
 
@@ -82,16 +68,16 @@ class Vault:
         params = kdf or crypto.calibrate()
         crypto.check_params(params, error=InvalidInputError)
         crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS)
-        store.ensure_private_dir(target.parent)
+        vault_file.ensure_private_dir(target.parent)
         data_key = os.urandom(crypto.KEY_SIZE)
         header = codec.new_header(secret, data_key, params)
         data = codec.encode(header, [], codec.Keys.from_data_key(data_key))
-        with store.lock(target):
+        with vault_file.lock(target):
             if os.path.lexists(target):
                 raise AlreadyExistsError(f"a vault exists already at {target}; it was left "
                                          "as it is", hint="pass another --vault for a second "
                                          "vault")
-            store.atomic_write(target, data, verify=codec.equal_to(data), backup_as=None,
+            vault_file.atomic_write(target, data, verify=codec.equal_to(data), backup_as=None,
                                create=True)
         return cls(target, data_key, fileformat.parse(data), {})
 
@@ -137,7 +123,7 @@ class Vault:
         self._key_cache = {}
 
     def __repr__(self) -> str:
-        state = "closed" if self._keys is None else f"{len(self._entries)} entries"
+        state = "closed" if self._file.keys is None else f"{len(self._entries)} entries"
         return f"Vault({str(self.path)!r}, {state})"
 
     @property
@@ -152,25 +138,12 @@ class Vault:
     def vault_id(self) -> bytes:
         return self._file.header.vault_id
 
-    # The save engine's state as this class reads it (tests read _keys, _sealer, _records).
     @property
     def _entries(self) -> _Entries:
         if self._file.keys is None:  # every read of a closed vault is refused, not empty
             raise ClosedError("the vault is closed",
                               hint="open it again (Vault.open) or use it inside `with`")
         return self._file.entries
-
-    @property
-    def _records(self) -> dict[str, RawRecord]:
-        return self._file.records
-
-    @property
-    def _keys(self) -> codec.Keys | None:
-        return self._file.keys
-
-    @property
-    def _sealer(self) -> crypto.Sealer:
-        return self._file.sealer
 
     # -- reading -------------------------------------------------------------------------
 
@@ -181,7 +154,7 @@ class Vault:
 
     def get(self, name: str) -> Entry:
         if name not in self:
-            raise _not_found(name, self._entries)
+            raise not_found(name, self._entries)
         return self._entry(name)
 
     def _entry(self, name: str) -> Entry:
@@ -218,7 +191,7 @@ class Vault:
             if entry.name in entries:
                 raise AlreadyExistsError(f"an entry named {name!r} exists already",
                                          hint="pick another name, or botvault rm it first")
-            self._refuse_shared_key(entries, [entry])
+            refuse_shared_key(entries, [entry], self._key_cache)
             entries[entry.name] = entry
             return entries
 
@@ -258,7 +231,7 @@ class Vault:
             self._check_unit_change(name, nonce_unit)
         for field_name, value in (("env_key", env_key), ("env_secret", env_secret)):
             if value is not None:
-                changes[field_name] = _var_name(value or None)
+                changes[field_name] = var_name(value or None)
         return self._replace(name, lambda e: e.with_changes(**changes))
 
     def _check_unit_change(self, name: str, unit: str) -> None:
@@ -300,7 +273,7 @@ class Vault:
 
         Returns (the new entry, the retired one)."""
         old = self._live_entry(name)
-        secret = _cleaned_secret(old.exchange, api_secret)
+        secret = cleaned_secret(old.exchange, api_secret)
         checked_key = validate_api_key(old.exchange, api_key)
         retired_as: list[str] = []
 
@@ -308,16 +281,15 @@ class Vault:
             # Built from the entry as saved now, under the lock, not from this handle's
             # copy: an edit another process made meanwhile (note, scopes, names) is kept.
             current = self._lookup(entries, name)
-            if current.retired:
-                raise ScopeError(f"{name!r} is a retired key pair and is never used again")
+            check_live(name, current.retired, hint=None)
             new = current.with_changes(api_key=checked_key, api_secret=Secret(secret),
                                        created_at=now_utc(),
                                        entry_id=os.urandom(fileformat.ID_SIZE))
             if new.api_key == current.api_key and new.api_secret == current.api_secret:
                 raise InvalidInputError("the new key pair is the one already stored",
                                         hint="create a new key on the exchange first")
-            self._refuse_shared_key(entries, [new])
-            retired_as[:] = [_retired_name(name, entries)]
+            refuse_shared_key(entries, [new], self._key_cache)
+            retired_as[:] = [retired_name(name, entries)]
             entries[retired_as[0]] = current.with_changes(name=retired_as[0], retired=True)
             entries[name] = new
             return entries
@@ -335,37 +307,12 @@ class Vault:
             if clash:
                 raise AlreadyExistsError(f"entries exist already: {', '.join(clash)}",
                                          hint="rename or remove them first")
-            self._refuse_shared_key(current, copies)
+            refuse_shared_key(current, copies, self._key_cache)
             current.update((e.name, e) for e in copies)
             return current
 
         self._apply(op)
         return copies
-
-    def _refuse_shared_key(self, entries: _Entries, new: builtins.list[Entry]) -> None:
-        """One key, one entry: two entries with one api key would share one nonce counter
-        but not one request lock, so the exchange would see nonces out of order (exit 4)."""
-        wanted: dict[tuple[str, str], str] = {}
-        for entry in new:
-            other = wanted.get((entry.exchange, entry.api_key))
-            if other is not None:
-                raise AlreadyExistsError(f"{entry.name!r} and {other!r} hold the same "
-                                         f"{entry.exchange} api key",
-                                         hint="one key is stored once; import it under one "
-                                              "name")
-            wanted[(entry.exchange, entry.api_key)] = entry.name
-        for held_name, slot in entries.items():
-            if not codec.is_entry_name(held_name):
-                continue  # a grant names its entry's key; it does not hold one
-            cached = self._key_cache.get(held_name)
-            if cached is None or cached[0] is not slot:
-                held = codec.materialize(held_name, slot)
-                cached = self._key_cache[held_name] = (slot, held.exchange, held.api_key)
-            if (cached[1], cached[2]) in wanted:
-                raise AlreadyExistsError(f"entry {held_name!r} already holds this "
-                                         f"{cached[1]} api key",
-                                         hint=f"use {held_name!r}, or `botvault rotate "
-                                              f"{held_name}` to replace its pair")
 
     def _replace(self, name: str, change: Callable[[Entry], Entry]) -> Entry:
         def op(entries: _Entries) -> _Entries:
@@ -377,10 +324,10 @@ class Vault:
 
     def _lookup(self, entries: _Entries, name: str) -> Entry:
         if name not in entries or not codec.is_entry_name(name):
-            raise _not_found(name, entries)
+            raise not_found(name, entries)
         return codec.materialize(name, entries[name])
 
-    # -- records of other kinds (grants.py), named "KIND:NAME" ----------------------------
+    # -- records of other kinds (grant_ops.py), named "KIND:NAME" ----------------------------
 
     def records(self, prefix: str) -> builtins.list[codec.Record]:
         """The records whose name starts with `prefix` (say "grant:"), by name."""
@@ -436,13 +383,11 @@ class Vault:
 
     def _record_marks(self, marks: dict[str, int]) -> None:
         if marks:
-            self._apply(lambda entries: _marked(entries, marks))
+            self._apply(lambda entries: with_marks(entries, marks))
 
     def _live_entry(self, name: str) -> Entry:
         entry = self.get(name)
-        if entry.retired:
-            raise ScopeError(f"{name!r} is a retired key pair and is never used again",
-                             hint="use the current entry it was rotated into")
+        check_live(name, entry.retired)
         return entry
 
     # -- passphrase and backups ----------------------------------------------------------
@@ -451,103 +396,21 @@ class Vault:
                           kdf: crypto.KdfParams | None = None,
                           drop_damaged_backups: bool = False) -> builtins.list[int]:
         """Re-seal every record, and every backup, under a fresh data key wrapped by the new
-        passphrase. Returns the generations of damaged backups that were removed.
-
-        Every backup is checked first: a damaged one stops everything (FormatError naming
-        its generation) unless `drop_damaged_backups`. A copy of the file taken before
-        this, with the old passphrase, opens that copy only: nothing saved afterwards.
-        """
-        params = kdf or self._file.header.kdf
-        crypto.check_params(params, error=InvalidInputError)
-        # New parameters get init's margin; the vault's own already open here.
-        crypto.check_machine(params, error=InvalidInputError, limit=crypto.INIT_MAX_SECONDS
-                             if kdf is not None else crypto.MAX_UNLOCK_SECONDS)
-        secret = crypto.encode_passphrase(new_passphrase)
-        with store.lock(self.path):
-            self._file.refresh()
-            old_keys = self._require_keys()
-            current = read_file(self.path)
-            crypto.verify_mac(old_keys.mac, current.authenticated_part, current.tag)
-            data_key = os.urandom(crypto.KEY_SIZE)
-            keys = codec.Keys.from_data_key(data_key)
-            sealer = crypto.Sealer(keys.entry)
-            done: dict[RawRecord, RawRecord] = {}
-            # Re-sealing decrypts (so authenticates) every record of every file; a record
-            # shared by several generations is decrypted and sealed once.
-            records = codec.reseal(current.records, old_keys, sealer, self.vault_id, done)
-            good, damaged = self._resealed_backups(old_keys, sealer, done)
-            if damaged and not drop_damaged_backups:
-                listed = ", ".join(map(str, damaged))
-                raise FormatError(
-                    f"the backups of generation {listed} are damaged; nothing was changed",
-                    hint="see them with: botvault restore --list; to remove them while "
-                         "changing the passphrase: botvault passwd --drop-damaged-backups")
-            header = codec.new_header(secret, data_key, params, vault_id=self.vault_id,
-                                      generation=self._file.next_generation())
-            # The file being replaced becomes a backup too, under the new key like the rest.
-            sources = [(current.header.generation, records), *good][:store.KEEP_BACKUPS]
-            copies = [(generation, codec.encode(header.with_generation(generation), resealed,
-                                                keys)) for generation, resealed in sources]
-            data = codec.encode(header, records, keys)
-            store.replace_rekeyed(self.path, data, backups=copies,
-                                  verify=codec.save_verifier(data, records, keys))
-            # Committed: from here on nothing may fail. Adopt the new key and records.
-            self._file.rekeyed(keys, sealer, header, data, current.records, records)
-            self._data_key[:] = bytes(len(self._data_key))
-            self._data_key = bytearray(data_key)
+        passphrase (see `rekey`). Returns the generations of damaged backups removed."""
+        data_key, damaged = rekey.change_passphrase(
+            self._file, new_passphrase, kdf=kdf, drop_damaged_backups=drop_damaged_backups)
+        self._data_key[:] = bytes(len(self._data_key))
+        self._data_key = bytearray(data_key)
         return damaged
-
-    def _resealed_backups(self, old: codec.Keys, sealer: crypto.Sealer,
-                          done: dict[RawRecord, RawRecord]
-                          ) -> tuple[builtins.list[tuple[int, builtins.list[RawRecord]]],
-                                     builtins.list[int]]:
-        """(generation, records re-sealed) of every backup that verifies under `old`, and the
-        generations of those that do not (unreadable, malformed, another vault's, tampered)."""
-        good, damaged = [], []
-        for generation, path in store.list_backups(self.path):
-            try:
-                parsed = fileformat.parse(store.read_private(path))
-                if (parsed.header.vault_id, parsed.header.generation) != (
-                        self.vault_id, generation):
-                    raise FormatError("a backup does not match its name")
-                crypto.verify_mac(old.mac, parsed.authenticated_part, parsed.tag)
-                resealed = codec.reseal(parsed.records, old, sealer, self.vault_id, done)
-            except (VaultError, OSError):
-                damaged.append(generation)
-                continue
-            good.append((generation, resealed))
-        return good, sorted(damaged)
 
     def backups(self) -> builtins.list[Backup]:
         """The automatic backups, newest first, each verified under this vault's key."""
-        found = []
-        for generation, path in store.list_backups(self.path):
-            parsed = fileformat.parse(store.read_private(path))
-            held = codec.decode(parsed, self._require_keys())
-            found.append(Backup(generation, path, len(parsed.records), tuple(sorted(held))))
-        return found
+        return _backups.list_verified(self._file)
 
     def restore(self, generation: int) -> None:
-        """Make backup `generation` the current state, saved as a new generation above
-        every one seen on this machine. A rolled-back file's own generation (opened with
-        `allow_rollback`) is accepted too: that keeps the rolled-back file on purpose.
-
-        Grants are the exception: none comes back more usable than it is now (see
-        grants.no_resurrection)."""
-        from .grants import no_resurrection
-
-        with store.lock(self.path):
-            self._file.refresh()
-            if generation == self._file.header.generation < self._file.floor:
-                self._file.write_locked(dict(self._entries), reuse=dict(self._records))
-                return
-            parsed = fileformat.parse(store.read_private(store.backup_path(self.path, generation)))
-            entries = codec.decode(parsed, self._require_keys())
-            reuse = dict(zip(entries, parsed.records, strict=True))
-            for name, record in no_resurrection(self._entries, entries).items():
-                entries[name] = record
-                reuse.pop(name)  # sealed anew
-            self._file.write_locked(entries, reuse=reuse)
+        """Make backup `generation` the current state (see `backups.restore`); no grant
+        comes back more usable than it is now."""
+        _backups.restore(self._file, generation)
 
     def hand_out_data_key(self) -> bytes:
         """A copy of the data key, which opens this vault (`Vault.open_with_key`) without
@@ -564,10 +427,6 @@ class Vault:
     def _require_keys(self) -> codec.Keys:
         return self._file.require_keys()
 
-    def _require_data_key(self) -> bytearray:
-        self._require_keys()
-        return self._data_key
-
     def _apply(self, op: Callable[[_Entries], _Entries]) -> None:
         self._file.apply(lambda entries: self._with_marks(op(entries)))
 
@@ -576,74 +435,5 @@ class Vault:
         if self._nonces is None:
             return entries
         used = [e for e in entries.values() if isinstance(e, Entry)]
-        return _marked(entries, self._nonces.marks(used))
+        return with_marks(entries, self._nonces.marks(used))
 
-
-def _marked(entries: _Entries, marks: dict[str, int]) -> _Entries:
-    """`entries` with each nonce mark recorded where it is above the one recorded."""
-    for name, mark in marks.items():
-        if name in entries:
-            entry = codec.materialize(name, entries[name])
-            if mark > recorded_mark(entry):
-                entries[name] = with_mark(entry, mark)
-    return entries
-
-
-def new_entry(name: str, *, exchange: str, api_key: str, api_secret: str | Secret,
-              general: General | str, withdrawal: Withdrawal | str, account: str | None = None,
-              note: str = "", nonce_unit: str = "ms", env_key: str | None = None,
-              env_secret: str | None = None) -> Entry:
-    """A validated entry, not yet stored (`Vault.add` stores one, `import_entries` many).
-    Warns (VaultWarning) about what it repaired."""
-    secret = _cleaned_secret(check_exchange(exchange), api_secret)
-    return Entry(
-        name=check_name(name), exchange=exchange,
-        api_key=validate_api_key(exchange, api_key), api_secret=Secret(secret),
-        general=parse_general(general), withdrawal=parse_withdrawal(withdrawal),
-        account=check_text("account label", account) if account else None,
-        note=check_text("note", note, MAX_NOTE), nonce_unit=check_nonce_unit(nonce_unit),
-        env_key=_var_name(env_key), env_secret=_var_name(env_secret),
-        entry_id=os.urandom(fileformat.ID_SIZE))
-
-
-def _not_found(name: str, entries: _Entries) -> NotFoundError:
-    import difflib
-
-    names = [n for n in entries if codec.is_entry_name(n)]  # never suggest a grant
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else \
-        "see the names with: botvault list"
-    return NotFoundError(f"no entry named {name!r}", hint=hint)
-
-
-def check_secret(exchange: str, api_secret: str) -> str:
-    """The secret as it would be stored (InvalidInputError if it cannot be), no warning."""
-    return clean_secret(check_exchange(exchange), api_secret)[0]
-
-
-def _cleaned_secret(exchange: str, api_secret: str | Secret) -> str:
-    """The secret as stored: validated, line-wrap whitespace removed with a warning."""
-    raw = api_secret.reveal() if isinstance(api_secret, Secret) else api_secret
-    secret, removed = clean_secret(exchange, raw)
-    if removed:
-        warnings.warn(f"removed {removed} whitespace character{'s' if removed != 1 else ''} "
-                      "from the secret (a line-wrap artefact of copying)", VaultWarning,
-                      stacklevel=4)
-    return secret
-
-
-def _retired_name(name: str, taken: _Entries) -> str:
-    for n in range(1, 10_000):
-        suffix = f".retired-{n}"
-        candidate = name[: MAX_NAME - len(suffix)] + suffix
-        if candidate not in taken:
-            return candidate
-    raise InvalidInputError(f"too many retired pairs for {name!r}",
-                            hint="remove some with botvault rm")
-
-
-def _var_name(name: str | None) -> str | None:
-    """An env var override is checked when it is set, not when a bot starts."""
-    from .handover import validate_var_name
-
-    return None if name is None else validate_var_name(name)

@@ -12,7 +12,7 @@ def install_text(directory: Path, name: str, text: str) -> Path:
     """Write `text` to `directory`/`name`, atomically and durably (temp file, fsync,
     rename, directory fsync), creating `directory` private when missing; the target path.
     A failure leaves the old file, or none, and no temp file."""
-    from .store import ensure_private_dir, fsync_dir
+    from .vault_file import ensure_private_dir, fsync_dir
 
     ensure_private_dir(directory)
     target = directory / name
