@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from botvault import Vault
 from botvault.exchanges.kraken import sign_spot
-from botvault.grants import add_grant
+from botvault.grant_ops import add_grant
 from tests.agent_support import make_vault, running
 from tests.gateway_stack import Credential, real_api_key, start_gateway, stop_gateway
 
