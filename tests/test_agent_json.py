@@ -22,6 +22,7 @@ from botvault.agent import protocol
 from botvault.agent.protocol import MAX_ANSWER, ProtocolError, decode_payload, encode_frame
 
 pytest.importorskip("orjson")
+protocol.use_orjson()  # as the agent and the gateway do at start
 
 _SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63)
             | st.floats() | st.text())

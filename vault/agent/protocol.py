@@ -56,6 +56,7 @@ __all__ = [
     "grant_signed",
     "grant_target",
     "raise_for_error",
+    "use_orjson",
 ]
 
 
@@ -100,11 +101,21 @@ _ERROR_TYPES: Mapping[str, type[VaultError]] = {cls.__name__: cls for cls in (
 )}
 
 
-_orjson: ModuleType | None
-try:  # an optional speedup (the `speedups` extra): about 6 us less per frame each way
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - the stdlib alone reads and writes every frame
-    _orjson = None
+# orjson, an optional speedup (the `speedups` extra): about 6 us less per frame each way.
+# Loaded only by the processes that live long (the agent, the gateway: `use_orjson`), so a
+# short command such as `run` does not pay its import for the one frame it sends.
+_orjson: ModuleType | None = None
+
+
+def use_orjson() -> bool:
+    """Read and write frames with orjson from now on, if it is installed; True if so."""
+    global _orjson  # noqa: PLW0603 - one switch for the process
+    try:
+        import orjson
+    except ImportError:
+        return False
+    _orjson = orjson
+    return True
 
 
 def _floats(value: object) -> bool:

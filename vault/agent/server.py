@@ -44,6 +44,7 @@ from .protocol import (
     ProtocolError,
     encode_frame,
     error_response,
+    use_orjson,
 )
 
 __all__ = ["CONN_IDLE", "FRAME_TIMEOUT", "MAX_CONNECTIONS", "PER_PEER", "AgentServer", "main"]
@@ -352,6 +353,7 @@ def main() -> int:
     hardening.disable_core_dumps()  # before the key is read, so no dump can ever hold it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.chdir("/")
+    use_orjson()
     stdout = sys.stdout.buffer
     try:
         agent, bound = _start(sys.stdin.buffer)

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ..agent import connect, socket_path_for
+from ..agent.protocol import use_orjson
 from . import event_loop
 from .agent_link import AsyncAgentGrants
 from .app import Gateway
@@ -85,6 +86,7 @@ def serve(config: GatewayConfig, vault_path: Path | None,
 
     `announce` is told the URL once the gateway listens (port 0 picks a free one).
     """
+    use_orjson()  # the agent's frames; a long-lived process: its import pays for itself
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
