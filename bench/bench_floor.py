@@ -83,6 +83,7 @@ def cpu_us(pid: int) -> float:
 class Series:
     samples: list[float] = field(default_factory=list)  # microseconds
     cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU us in total
+    block_p50: list[float] = field(default_factory=list)  # each block's median
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.samples)
@@ -163,6 +164,7 @@ def run(blocks: int, count: int, seed: int | None) -> dict[str, Series]:
                         samples.append((clock() - start) / 1000)
                 finally:
                     gc.enable()
+                series[target].block_p50.append(statistics.median(samples[-count:]))
                 for name, pid in pids.items():
                     series[target].cpu[name] = series[target].cpu.get(name, 0.0) + \
                         cpu_us(pid) - before[name]
@@ -190,7 +192,11 @@ def report(series: dict[str, Series], blocks: int, count: int, command: str) -> 
         out.append(f"| {t} | {statistics.median(s.samples):,.0f} | {s.pct(0.99):,.0f} | "
                    f"{added[t][0]:,.0f} | {added[t][1]:,.0f} | {cpu[t]:,.0f} | "
                    f"{agent[t]:,.0f} |")
+    per_block = sorted((g - d) / (f - d) for g, f, d in zip(
+        series["gateway"].block_p50, series["floor"].block_p50, direct.block_p50, strict=True))
     out += ["",
+            f"- per block, gateway added / floor added: {', '.join(f'{r:.2f}' for r in per_block)}"
+            f" (median {statistics.median(per_block):.2f}x)",
             f"- gateway added p50 / floor added p50: {ratio:.2f}x (target <= 1.3x: "
             f"{'met' if ratio <= 1.3 else 'NOT met'})",
             f"- gateway added p99: {added['gateway'][1]:,.0f} us (target <= 2,000 us: "
