@@ -81,6 +81,7 @@ class Gateway:
         self.audit = audit
         self.governor = governor or Governor(config.tier)
         self.upstream: Upstream | None = None
+        self._orders: dict[str, KeyOrder] = {}
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -158,10 +159,16 @@ class Gateway:
                 body += more
             return body
 
-        try:
-            body = await bounded(read(), self.config.body_timeout)
-        except asyncio.TimeoutError:
-            raise _Refuse(Reason.SLOW_CLIENT) from None
+        if request.content.is_eof():  # all of it came with the head: no wait, no timer
+            body = b""
+            while len(body) <= limit and (more := request.content.read_nowait(
+                    limit + 1 - len(body))):
+                body += more
+        else:
+            try:
+                body = await bounded(read(), self.config.body_timeout)
+            except asyncio.TimeoutError:
+                raise _Refuse(Reason.SLOW_CLIENT) from None
         if len(body) > limit:
             raise _Refuse(Reason.TOO_LARGE)
         return body
@@ -190,7 +197,10 @@ class Gateway:
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
         sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
                                    signature, nonce_header, content_type, resolved.key_id)
-        order = KeyOrder.for_key_id(self.vault_path, resolved.key_id)
+        order = self._orders.get(resolved.key_id)
+        if order is None:  # one per real key of the vault: kept, not rebuilt per request
+            order = self._orders[resolved.key_id] = KeyOrder.for_key_id(self.vault_path,
+                                                                         resolved.key_id)
         bound = self.config.max_wait
         try:
             async with order.hold_async(timeout=bound):

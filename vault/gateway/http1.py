@@ -165,48 +165,30 @@ class Client:
             conn.writer.write(head + body if len(body) < _CHUNK else head)
             if len(body) >= _CHUNK:
                 conn.writer.write(body)
-            status, fields, version = await bounded(_read_answer_head(conn.reader),
-                                                    self._timeout)
+            # One deadline for the head and a small body (a Kraken answer): one timer, not two.
+            answer = await bounded(_read_answer(conn.reader, method), self._timeout)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ValueError) as exc:
             conn.close()
             raise AnswerLost(f"the exchange's answer was lost: {type(exc).__name__}"
                              ) from None
-        return self._response(where, conn, method, status, fields, version)
-
-    def _response(self, where: _Origin, conn: _Conn, method: str, status: int,
-                  fields: list[tuple[str, str]], version: str) -> Response:
-        tokens = {t.strip().lower() for k, v in fields if k == "connection"
-                  for t in v.split(",")}
-        keep = "close" not in tokens and (version == "HTTP/1.1" or "keep-alive" in tokens)
-        encoding = [v.strip().lower() for k, v in fields if k == "transfer-encoding"]
-        lengths = {v.strip() for k, v in fields if k == "content-length"}
-        length: int | None = None
-        if method == "HEAD" or status in (204, 304):
-            length = 0
-        elif encoding:
-            if encoding[-1] != "chunked":
-                keep = False  # read until the connection closes
-        elif lengths:
-            if len(lengths) != 1 or not next(iter(lengths)).isdigit():
-                conn.close()
-                raise AnswerLost("the exchange's answer has a malformed Content-Length")
-            length = int(next(iter(lengths)))
-        else:
-            keep = False
-        response = Response(status, fields, length, _empty(), conn)
-        response._body = self._body(where, response, conn, length,
-                                    bool(encoding) and encoding[-1] == "chunked", keep)
+        response = Response(answer.status, answer.fields, answer.length, _empty(), conn)
+        response._body = self._body(where, response, answer)
         return response
 
-    async def _body(self, where: _Origin, response: Response, conn: _Conn,
-                    length: int | None, chunked: bool, keep: bool) -> AsyncIterator[bytes]:
+    async def _body(self, where: _Origin, response: Response, answer: _Answer
+                    ) -> AsyncIterator[bytes]:
+        conn = response._conn
+        assert conn is not None  # noqa: S101 - set by request() for this very generator
         reader = conn.reader
         try:
-            if length is not None:
-                async for chunk in _exactly(reader, length, self._timeout):
+            if answer.whole is not None:
+                if answer.whole:
+                    yield answer.whole
+            elif answer.length is not None:
+                async for chunk in _exactly(reader, answer.length, self._timeout):
                     yield chunk
-            elif chunked:
+            elif answer.chunked:
                 async for chunk in _chunked(reader, self._timeout):
                     yield chunk
             else:
@@ -219,7 +201,7 @@ class Client:
                 ValueError) as exc:
             response.close()
             raise AnswerLost(f"the exchange's answer was cut: {type(exc).__name__}") from None
-        if keep and response._conn is not None:
+        if answer.keep and response._conn is not None:
             conn.idle_since = time.monotonic()
             where.idle.append(conn)
             response._conn = None
@@ -251,6 +233,43 @@ def _head(method: str, target: str, host: bytes, headers: dict[str, str], body: 
         return b"%s\r\nHost: %s\r\n\r\n" % (text.encode("latin-1"), host)
     except UnicodeEncodeError:
         raise NotSent("a header is not Latin-1 text") from None
+
+
+@dataclass
+class _Answer:
+    """An answer's head and how its body is framed; `whole` is the body when it was small
+    enough to read with the head."""
+
+    status: int
+    fields: list[tuple[str, str]]
+    length: int | None  # by Content-Length (0: none at all)
+    chunked: bool
+    keep: bool  # the connection may carry the next request
+    whole: bytes | None = None
+
+
+async def _read_answer(reader: asyncio.StreamReader, method: str) -> _Answer:
+    status, fields, version = await _read_answer_head(reader)
+    tokens = {t.strip().lower() for k, v in fields if k == "connection" for t in v.split(",")}
+    keep = "close" not in tokens and (version == "HTTP/1.1" or "keep-alive" in tokens)
+    encoding = [v.strip().lower() for k, v in fields if k == "transfer-encoding"]
+    lengths = {v.strip() for k, v in fields if k == "content-length"}
+    answer = _Answer(status, fields, None, False, keep)
+    if method == "HEAD" or status in (204, 304):
+        answer.length, answer.whole = 0, b""
+    elif encoding:
+        answer.chunked = encoding[-1] == "chunked"
+        answer.keep = keep and answer.chunked  # else: read until the connection closes
+    elif lengths:
+        (text,) = lengths if len(lengths) == 1 else ("",)
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError("a malformed Content-Length")
+        answer.length = int(text)
+        if answer.length <= _CHUNK:
+            answer.whole = await reader.readexactly(answer.length)
+    else:
+        answer.keep = False
+    return answer
 
 
 async def _read_answer_head(reader: asyncio.StreamReader
