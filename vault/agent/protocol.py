@@ -199,7 +199,23 @@ class FrameReader:
         self._timeout: float | None = sock.gettimeout()
 
     def read(self) -> dict[str, Any]:
-        deadline = time.monotonic() + self._frame_timeout if self._buffer else None
+        if not self._buffer:
+            # The usual case: a whole frame arrives in one recv and is decoded as it came.
+            self._set_timeout(self._wait)
+            chunk = self._sock.recv(_RECV_SIZE)
+            if not chunk:
+                raise ConnectionClosedError("the connection was closed", mid_frame=False)
+            if len(chunk) >= _HEADER.size:
+                (length,) = _HEADER.unpack_from(chunk)
+                if length > self._limit:
+                    raise FrameTooLargeError(f"a frame of {length} bytes is over the "
+                                             f"{self._limit} limit")
+                if len(chunk) == _HEADER.size + length:
+                    return decode_payload(chunk[_HEADER.size:])
+            self._buffer += chunk
+            deadline: float | None = time.monotonic() + self._frame_timeout
+        else:
+            deadline = time.monotonic() + self._frame_timeout
         while len(self._buffer) < _HEADER.size:
             deadline = self._fill(deadline)
         (length,) = _HEADER.unpack_from(self._buffer)
