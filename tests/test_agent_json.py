@@ -73,3 +73,28 @@ def test_malformed_frames_are_refused_either_way(payload: bytes) -> None:
         decode_payload(payload)
     with _stdlib_only(), pytest.raises(ProtocolError):
         decode_payload(payload)
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_send_frame_delivers_every_byte_however_full_the_socket_is(
+        timeout: float | None) -> None:
+    import socket
+    import threading
+
+    from botvault.agent.protocol import FrameReader, send_frame
+
+    left, right = socket.socketpair()
+    with left, right:
+        left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        left.settimeout(timeout)
+        message = {"op": "x", "data": "y" * 300_000}  # far beyond the socket's buffer
+        got: list[dict[str, Any]] = []
+        reader = threading.Thread(target=lambda: got.append(
+            FrameReader(right, wait=10, frame_timeout=10, limit=MAX_ANSWER).read()))
+        reader.start()
+        send_frame(left, encode_frame(message, MAX_ANSWER))
+        reader.join(10)
+        assert got == [message]
+        right.close()
+        with pytest.raises(BrokenPipeError):
+            send_frame(left, encode_frame({"op": "x"}))

@@ -43,6 +43,7 @@ from .protocol import (
     grant_signed,
     grant_target,
     raise_for_error,
+    send_frame,
     use_orjson,
 )
 
@@ -96,7 +97,7 @@ class _Connection:
                                   limit=MAX_ANSWER)
 
     def round_trip(self, frame: bytes) -> dict[str, Any]:
-        self.sock.sendall(frame)
+        send_frame(self.sock, frame)
         return self.reader.read()
 
 

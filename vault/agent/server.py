@@ -44,6 +44,7 @@ from .protocol import (
     ProtocolError,
     encode_frame,
     error_response,
+    send_frame,
     use_orjson,
 )
 
@@ -252,7 +253,7 @@ class AgentServer:
             conn.sendall(_frame(response))
             self.stop()
             return False
-        conn.sendall(_frame(response))
+        send_frame(conn, _frame(response))
         return True
 
     def _withdraw(self) -> None:
