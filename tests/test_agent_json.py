@@ -1,7 +1,7 @@
 """Agent frames mean the same whether orjson (an optional speedup) is installed or not.
 
 orjson writes UTF-8 where the stdlib escapes to ASCII, writes `null` for NaN, reads integers
-beyond 64 bits as floats and refuses lone surrogates; `protocol._dumps` / `_loads` hand
+beyond 64 bits as floats and refuses lone surrogates; `fast_json.dumps` / `loads` hand
 those cases to the stdlib. Each property compares what a frame decodes to, both ways round
 (a writer with orjson and a reader without, and the reverse), as text of the stdlib, so an
 int turned float or a NaN turned null would show.
@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from botvault.agent import protocol
+from botvault import fast_json
 from botvault.agent.protocol import MAX_ANSWER, ProtocolError, decode_payload, encode_frame
 
 pytest.importorskip("orjson")
-protocol.use_orjson()  # as the agent and the gateway do at start
+fast_json.use_orjson()  # as the agent and the gateway do at start
 
 _SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63)
             | st.floats() | st.text())
@@ -33,12 +33,12 @@ _MESSAGES = st.dictionaries(st.text(max_size=8), _VALUES, max_size=6)
 
 @contextlib.contextmanager
 def _stdlib_only() -> Iterator[None]:
-    saved = getattr(protocol, "_orjson")  # noqa: B009 - private, and mypy checks exports
-    setattr(protocol, "_orjson", None)  # noqa: B010
+    saved = getattr(fast_json, "_orjson")  # noqa: B009 - private, and mypy checks exports
+    setattr(fast_json, "_orjson", None)  # noqa: B010
     try:
         yield
     finally:
-        setattr(protocol, "_orjson", saved)  # noqa: B010
+        setattr(fast_json, "_orjson", saved)  # noqa: B010
 
 
 def _text(value: Any) -> str:

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 from ..entries import Entry, check_name
 from ..errors import InsecurePermissionsError, InvalidInputError, LockedError, NotFoundError
+from ..fast_json import use_orjson
 from ..secret import Secret
 from . import hardening, socket_location
 from .protocol import (
@@ -44,7 +45,6 @@ from .protocol import (
     grant_target,
     raise_for_error,
     send_frame,
-    use_orjson,
 )
 
 if TYPE_CHECKING:  # loaded on use: `run` never takes a key's order

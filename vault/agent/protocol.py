@@ -15,16 +15,15 @@ is a `ProtocolError`, and the side that reads it closes that connection.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
+from .. import fast_json
 from ..errors import (
     AgentError,
     AlreadyExistsError,
@@ -59,7 +58,6 @@ __all__ = [
     "grant_target",
     "raise_for_error",
     "send_frame",
-    "use_orjson",
 ]
 
 
@@ -104,68 +102,9 @@ _ERROR_TYPES: Mapping[str, type[VaultError]] = {cls.__name__: cls for cls in (
 )}
 
 
-# orjson, an optional speedup (the `speedups` extra): about 6 us less per frame each way.
-# Loaded only by the processes that live long (the agent, the gateway: `use_orjson`), so a
-# short command such as `run` does not pay its import for the one frame it sends.
-_orjson: ModuleType | None = None
-
-
-def use_orjson() -> bool:
-    """Read and write frames with orjson from now on, if it is installed; True if so."""
-    global _orjson  # noqa: PLW0603 - one switch for the process
-    try:
-        import orjson
-    except ImportError:
-        return False
-    _orjson = orjson
-    return True
-
-
-def _floats(value: object) -> bool:
-    """True when `value` holds a float anywhere (rare: an agent frame carries whole numbers
-    and text, but for a time or two)."""
-    items = value.values() if type(value) is dict else value
-    for item in items:  # type: ignore[attr-defined]
-        kind = type(item)
-        if kind is float or ((kind is dict or kind is list) and _floats(item)):
-            return True
-    return False
-
-
-def _dumps(message: Mapping[str, Any]) -> bytes:
-    """The message as JSON. orjson writes UTF-8, which every reader of frames decodes first,
-    and means the same as the stdlib except where it raises (a lone surrogate, an integer
-    beyond 64 bits) or writes `null` for NaN or an infinity: then the stdlib writes it."""
-    if _orjson is not None:
-        try:
-            out: bytes = _orjson.dumps(message)
-        except TypeError:  # orjson.JSONEncodeError
-            pass
-        else:
-            if b"null" not in out or not _floats(message):
-                return out
-    # ensure_ascii: any str, even a lone surrogate, survives the round trip.
-    return json.dumps(message, separators=(",", ":")).encode("ascii")
-
-
-def _loads(payload: bytes) -> Any:
-    """What the stdlib reads in `payload`. orjson reads the same where it reads anything
-    but numbers (it reads an integer beyond 64 bits as a float): a frame holding a float,
-    or one orjson refuses (NaN, lone surrogates), is read again by the stdlib."""
-    if _orjson is not None:
-        try:
-            value = _orjson.loads(payload)
-        except ValueError:  # orjson.JSONDecodeError
-            pass
-        else:
-            if type(value) is not dict or not _floats(value):
-                return value
-    return json.loads(payload.decode("utf-8"))
-
-
 def encode_frame(message: Mapping[str, Any], limit: int = MAX_FRAME) -> bytes:
-    """One frame (JSON, see `_dumps`)."""
-    payload = _dumps(message)
+    """One frame (JSON: `fast_json.dumps`)."""
+    payload = fast_json.dumps(message)
     if len(payload) > limit:
         raise InvalidInputError(f"the message is {len(payload)} bytes; an agent frame holds "
                                 f"at most {limit}")
@@ -175,7 +114,7 @@ def encode_frame(message: Mapping[str, Any], limit: int = MAX_FRAME) -> bytes:
 def decode_payload(payload: bytes) -> dict[str, Any]:
     """The JSON object in a frame, or ProtocolError (never anything else)."""
     try:
-        value = _loads(payload)
+        value = fast_json.loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError):
         # RecursionError: 64 KiB of "[[[[..." nests deeper than the decoder's stack allows.
         raise ProtocolError("the frame is not UTF-8 JSON") from None

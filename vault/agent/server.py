@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import InvalidInputError, VaultError
+from ..fast_json import use_orjson
 from ..open_vault import Vault
 from . import hardening
 from .listener import Bound, bind_listener, close_fds, release_agent_lock
@@ -45,7 +46,6 @@ from .protocol import (
     encode_frame,
     error_response,
     send_frame,
-    use_orjson,
 )
 
 __all__ = ["CONN_IDLE", "FRAME_TIMEOUT", "MAX_CONNECTIONS", "PER_PEER", "AgentServer", "main"]

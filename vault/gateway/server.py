@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ..agent import connect, socket_path_for
-from ..agent.protocol import use_orjson
+from ..fast_json import use_orjson
 from . import event_loop
 from .agent_link import AsyncAgentGrants
 from .app import Gateway
