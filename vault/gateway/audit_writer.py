@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import fast_json
+
 __all__ = ["AuditProcess", "main"]
 
 
@@ -36,7 +38,7 @@ class AuditProcess:
     def record(self, record: dict[str, Any]) -> None:
         if self._proc is None or self._proc.stdin is None:
             return
-        self._proc.stdin.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        self._proc.stdin.write(fast_json.dumps(record) + b"\n")  # orjson: no raw newline
 
     async def stop(self) -> None:
         if self._proc is None or self._proc.stdin is None:
