@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import socket
 from collections.abc import Callable
@@ -47,6 +48,13 @@ class GatewayRunner(web.BaseRunner):
         await self.gateway.stop()
 
 
+def _freeze_startup_objects() -> None:
+    """What start-up built (modules, aiohttp, the CLI) lives as long as the process: the
+    collector's full passes skip it from now on, so they stay short (the gateway's p99)."""
+    gc.collect()
+    gc.freeze()
+
+
 def make_runner(gateway: Gateway) -> GatewayRunner:
     """The server's settings. `keepalive_timeout` also bounds how long a connection may sit
     idle or dribble an unfinished request line and headers before it is closed, so slow
@@ -66,6 +74,7 @@ async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
     sock.bind((listen.host, listen.port))
     site = web.SockSite(runner, sock)
     await site.start()
+    _freeze_startup_objects()
     port = sock.getsockname()[1]
     host = f"[{listen.host}]" if family == socket.AF_INET6 else listen.host
     announce(f"http://{host}:{port}")
