@@ -23,6 +23,31 @@ app.add_typer(grant_app, name="grant")
 Bot = Annotated[str, typer.Argument(help="The bot's name: a-z 0-9 . _ - (up to 64).",
                                     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+# The trading policy (botvault.trading_policy): each limit optional; in `grant edit`, the
+# value `none` lifts one.
+_Text = Optional[str]  # noqa: UP045 -- Typer needs Optional
+PairsOpt = Annotated[_Text, typer.Option(
+    "--pairs", help="Only these Spot pairs / Futures symbols (any of Kraken's names).",
+    metavar="P[,P...]", show_default=False)]
+TypesOpt = Annotated[_Text, typer.Option(
+    "--order-types", help="Only these Kraken order types (limit, stop-loss-limit; lmt...).",
+    metavar="T[,T...]", show_default=False)]
+VolumeOpt = Annotated[_Text, typer.Option(
+    "--max-order-volume", help="Most base units (Futures: contracts) per order.",
+    metavar="V", show_default=False)]
+NotionalOpt = Annotated[_Text, typer.Option(
+    "--max-order-notional", help="Most price x volume per order (quote currency); orders "
+    "whose price the request does not bound (market, stop) are then refused.", metavar="N",
+    show_default=False)]
+DailyOpt = Annotated[_Text, typer.Option(
+    "--max-daily-notional", help="Most notional summed over a UTC day.", metavar="N",
+    show_default=False)]
+WithdrawKeysOpt = Annotated[_Text, typer.Option(
+    "--withdraw-keys", help="Only these Kraken withdrawal key names.", metavar="NAME[,NAME...]",
+    show_default=False)]
+WithdrawAmountOpt = Annotated[_Text, typer.Option(
+    "--max-withdraw-amount", help="Most per withdrawal or transfer.", metavar="A",
+    show_default=False)]
 
 
 @grant_app.command()
@@ -37,6 +62,16 @@ def add(
     expires: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help="Stop working after this long (90s, 15m, 8h, 30d) [default: never].",
         show_default=False, metavar="DURATION")] = None,
+    pairs: PairsOpt = None,
+    order_types: TypesOpt = None,
+    max_order_volume: VolumeOpt = None,
+    max_order_notional: NotionalOpt = None,
+    max_daily_notional: DailyOpt = None,
+    reduce_only: Annotated[bool, typer.Option(
+        "--reduce-only", help="Only orders flagged reduce-only (Futures reduceOnly, Spot "
+        "margin reduce_only).")] = False,
+    withdraw_keys: WithdrawKeysOpt = None,
+    max_withdraw_amount: WithdrawAmountOpt = None,
     json_: JsonOpt = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
@@ -49,13 +84,17 @@ def add(
     URL. The grant never exceeds the entry's scopes (exit 6 if asked to).
     """
     from botvault.entries import check_name
-    from botvault.grant_ops import add_grant
+    from botvault.grant_policy import add_with_policy
 
     check_name(bot)
     seconds = parse_duration(expires) if expires is not None else None
+    options = {"pairs": pairs, "order_types": order_types, "max_order_volume": max_order_volume,
+               "max_order_notional": max_order_notional,
+               "max_daily_notional": max_daily_notional, "reduce_only": reduce_only or None,
+               "withdraw_keys": withdraw_keys, "max_withdraw_amount": max_withdraw_amount}
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
-        grant = add_grant(opened, bot, entry=key, general=general, withdrawal=withdrawal,
-                          expires_in=seconds)
+        grant = add_with_policy(opened, bot, entry=key, general=general, withdrawal=withdrawal,
+                                expires_in=seconds, options=options)
     if json_:
         import json
 
@@ -65,15 +104,19 @@ def add(
     output.info(f"granted {grant.bot} on {grant.entry} (general {grant.general.value}, "
                 f"withdrawal {grant.withdrawal.value}, "
                 f"expires {grant.metadata()['expires_at'] or 'never'})")
+    for line in grant.policy.describe():
+        output.info(f"policy: {line}")
     output.raw_out(f"api key:    {grant.api_key}\napi secret: {grant.api_secret.reveal()}\n")
     output.info("hint: put these in the bot's configuration now; the secret is not shown "
                 "again (revoke and add a new grant if it is lost)")
 
 
 def _row(grant: Grant) -> list[str]:
+    from botvault.grant_policy import policy_summary
+
     doc = grant.metadata()
     return [doc["bot"], doc["entry"], doc["general"], doc["withdrawal"], doc["state"],
-            doc["expires_at"] or "never", doc["api_key"]]
+            doc["expires_at"] or "never", doc["api_key"], policy_summary(grant.policy)]
 
 
 @grant_app.command("list")
@@ -92,7 +135,8 @@ def list_(
     if json_:
         output.json_out([g.metadata() for g in grants])
         return
-    output.table(["BOT", "ENTRY", "GENERAL", "WITHDRAWAL", "STATE", "EXPIRES", "API KEY"],
+    output.table(["BOT", "ENTRY", "GENERAL", "WITHDRAWAL", "STATE", "EXPIRES", "API KEY",
+                  "POLICY"],
                  [_row(g) for g in grants])
 
 
@@ -105,16 +149,60 @@ def show(
     passphrase_command: PassCmdOpt = None,
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
-    """Show one grant: its entry, scopes, state, expiry and api key. Never its secret."""
-    from botvault.grant_ops import get_grant
+    """Show one grant: its entry, scopes, state, expiry, api key, trading policy and the
+    day's spending against its budget. Never its secret."""
+    from botvault.grant_policy import grant_details
 
     with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
-        doc = get_grant(opened, bot).metadata()
+        doc = grant_details(opened, bot)
     if json_:
         output.json_out(doc)
         return
+    policy, spent = doc.pop("policy"), doc.pop("spent_today", None)
     for key, value in doc.items():
         typer.echo(f"{key + ':':<12} {'-' if value in (None, '') else value}")
+    typer.echo(f"{'policy:':<12} {'-' if not policy else ''}".rstrip())
+    for key, value in (policy or {}).items():
+        shown = ",".join(value) if isinstance(value, list) else value
+        typer.echo(f"  {key.replace('_', '-') + ':':<22} {shown}")
+    if spent is not None:
+        typer.echo(f"{'spent:':<12} {spent['notional']} of {spent['of']} on {spent['day']} "
+                   "(UTC)")
+
+
+@grant_app.command()
+def edit(
+    bot: Bot,
+    pairs: PairsOpt = None,
+    order_types: TypesOpt = None,
+    max_order_volume: VolumeOpt = None,
+    max_order_notional: NotionalOpt = None,
+    max_daily_notional: DailyOpt = None,
+    reduce_only: Annotated[Optional[bool], typer.Option(  # noqa: UP045 -- Typer needs Optional
+        "--reduce-only/--no-reduce-only", help="Require (or stop requiring) reduce-only "
+        "orders.", show_default=False)] = None,
+    withdraw_keys: WithdrawKeysOpt = None,
+    max_withdraw_amount: WithdrawAmountOpt = None,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
+) -> None:
+    """Narrow or widen a grant's trading policy: each limit given replaces that limit, and
+    `none` lifts it (--pairs none). Takes effect at the agent's next request."""
+    from botvault.errors import InvalidInputError
+    from botvault.grant_policy import edit_policy
+
+    options = {"pairs": pairs, "order_types": order_types, "max_order_volume": max_order_volume,
+               "max_order_notional": max_order_notional,
+               "max_daily_notional": max_daily_notional, "reduce_only": reduce_only,
+               "withdraw_keys": withdraw_keys, "max_withdraw_amount": max_withdraw_amount}
+    if all(v is None for v in options.values()):
+        raise InvalidInputError("grant edit changes nothing without a policy option",
+                                hint="for example: botvault grant edit BOT --max-order-volume 1")
+    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+        grant = edit_policy(opened, bot, options)
+    typer.echo(f"policy of {grant.bot}: " + (", ".join(grant.policy.describe()) or "none"))
 
 
 @grant_app.command()

@@ -94,6 +94,9 @@ class FakeGrants:
         return Resolved(grant.name, grant.entry, grant.exchange,
                         key_id(grant.exchange, grant.api_key))
 
+    async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
+        pass  # this stand-in agent knows no policies
+
     async def sign(self, request: SignRequest) -> Signed:
         try:
             return self._sign(request)

@@ -44,3 +44,14 @@ def test_quick_floor_bench_exits_0_and_prints_the_summary() -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert FLOOR_HEADER in result.stdout and "gateway added p50 / floor added p50" in \
         result.stdout
+
+
+@pytest.mark.slow
+def test_quick_policy_bench_exits_0_and_prints_the_summary() -> None:
+    from bench.bench_policy import SUMMARY_HEADER as POLICY_HEADER
+
+    result = subprocess.run([sys.executable, "-m", "bench.bench_policy", "--quick"],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            cwd=SCRIPT.parent.parent)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert POLICY_HEADER in result.stdout and "rejections at the exchange: none" in result.stdout

@@ -29,6 +29,8 @@ def _make(cls: type[errors.VaultError]) -> errors.VaultError:
         return cls()
     if cls is errors.GrantError:
         return errors.GrantError("revoked", "botvault says no", hint="do this instead")
+    if cls is errors.PolicyError:
+        return errors.PolicyError("pair", "botvault says no", hint="do this instead")
     return cls("botvault says no", hint="do this instead")
 
 

@@ -303,7 +303,7 @@ def test_error_hierarchy() -> None:
     assert codes == {"AgentError": 11, "AlreadyExistsError": 4, "AuthenticationError": 3,
                      "ClosedError": 1, "ConflictError": 9, "FormatError": 8, "GrantError": 3,
                      "InsecurePermissionsError": 7, "InvalidInputError": 2, "LockedError": 5,
-                     "NotFoundError": 4, "ScopeError": 6, "VaultError": 1,
+                     "NotFoundError": 4, "ScopeError": 6, "PolicyError": 6, "VaultError": 1,
                      "KeyChangedError": 9, "PartialWriteError": 12, "RollbackError": 3}
     assert all(issubclass(cls, VaultError) for cls in exported)
     assert issubclass(InvalidInputError, ValueError)

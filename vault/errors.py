@@ -30,6 +30,7 @@ __all__ = [
     "LockedError",
     "NotFoundError",
     "PartialWriteError",
+    "PolicyError",
     "RollbackError",
     "ScopeError",
     "VaultError",
@@ -131,6 +132,15 @@ class ScopeError(VaultError):
     """Refused by scope policy (exit 6)."""
 
     exit_code = 6
+
+
+class PolicyError(ScopeError):
+    """A request beyond its grant's trading policy (exit 6). `rule` names the rule
+    (botvault.trading_policy.RULES); the message names the numbers."""
+
+    def __init__(self, rule: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.rule = rule
 
 
 class InsecurePermissionsError(VaultError):

@@ -35,6 +35,7 @@ from .exchanges.profiles import key_id as _key_id
 from .grant_checks import check_within
 from .grant_record import GRANT_PREFIX, KEY_RE, Grant, is_grant_record
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
+from .trading_policy.model import Policy
 
 if TYPE_CHECKING:
     from .open_vault import Vault
@@ -131,7 +132,7 @@ class GrantIndex:
 
 def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
               withdrawal: Withdrawal | str, expires_in: float | None = None,
-              now: Callable[[], float] = time.time) -> Grant:
+              now: Callable[[], float] = time.time, policy: Policy | None = None) -> Grant:
     """Issue a grant for `bot` on `entry`. Refuses scopes above the entry's, and a bot that
     holds an active grant already (revoke it first); replaces a revoked or expired one."""
     check_name(bot)
@@ -151,7 +152,8 @@ def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
                 raise AlreadyExistsError(f"{bot!r} has an active grant already",
                                          hint=f"revoke it first: botvault grant revoke {bot}")
         grant = Grant.issue(bot, target, general=wanted_general, withdrawal=wanted_withdrawal,
-                            expires_at=None if expires_in is None else moment + expires_in)
+                            expires_at=None if expires_in is None else moment + expires_in,
+                            policy=policy)
         records[grant.name] = grant
         issued.append(grant)
         return records
@@ -171,7 +173,8 @@ def grants_for_export(source: Vault, entries: Iterable[str]) -> list[Grant]:
 def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:
     """The grants of a backup being restored that must change so that a restore never
     revives one: a grant that is not active now with the same key comes back revoked (a
-    revoked bot's pair is exactly what an attacker holds). Returns name -> replacement."""
+    revoked bot's pair is exactly what an attacker holds), and one that is keeps the
+    trading policy it has now. Returns name -> replacement."""
     changed: dict[str, Grant] = {}
     for name, slot in restored.items():
         if not is_grant_record(name):
@@ -183,6 +186,10 @@ def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:
         mine = materialize_record(name, now) if now is not None else None
         if isinstance(mine, Grant) and mine.key_matches(old.api_key) and \
                 mine.revoked_at is None:
+            if mine.policy != old.policy:
+                # Nor does it bring back an older trading policy: the limits set since
+                # (narrowed after a bot misbehaved, say) stay.
+                changed[name] = old.with_changes(policy=mine.policy)
             continue
         revoked_at = mine.revoked_at if isinstance(mine, Grant) and mine.revoked_at and \
             mine.key_matches(old.api_key) else now_utc()

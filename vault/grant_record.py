@@ -22,6 +22,7 @@ from .errors import FormatError
 from .exchanges.profiles import key_id as _key_id
 from .scopes import General, Withdrawal
 from .secret import Secret
+from .trading_policy.model import Policy
 
 __all__ = ["GRANT_PREFIX", "KEY_PREFIX", "KEY_RE", "Grant", "is_grant_record"]
 
@@ -31,6 +32,7 @@ KEY_RE = re.compile(r"bvg_[A-Za-z0-9_-]{52}")
 _KEY_BYTES = 39  # 52 base64 characters, no padding
 _SECRET_BYTES = 64  # as Kraken's secrets
 _SCHEMA = 1
+_SCHEMA_POLICY = 2  # the same record with a trading policy
 
 
 def is_grant_record(name: str) -> bool:
@@ -57,6 +59,7 @@ class Grant:
     expires_at: float | None = None  # seconds since the epoch (wall clock), None: never
     revoked_at: str | None = None
     entry_id: bytes = field(default=b"", repr=False, compare=False)
+    policy: Policy = field(default_factory=Policy)  # trading limits; Policy(): none
 
     @property
     def name(self) -> str:
@@ -65,14 +68,15 @@ class Grant:
 
     @classmethod
     def issue(cls, bot: str, entry: Entry, *, general: General, withdrawal: Withdrawal,
-              expires_at: float | None) -> Grant:
+              expires_at: float | None, policy: Policy | None = None) -> Grant:
         """A new grant with a fresh key and secret from the OS's CSPRNG."""
         key = KEY_PREFIX + base64.urlsafe_b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
         secret = base64.b64encode(os.urandom(_SECRET_BYTES)).decode("ascii")
         return cls(bot=check_name(bot), entry=entry.name, general=general,
                    withdrawal=withdrawal, api_key=key, api_secret=Secret(secret),
                    key_id=_key_id(entry.exchange, entry.api_key),
-                   expires_at=expires_at, entry_id=os.urandom(fileformat.ID_SIZE))
+                   expires_at=expires_at, entry_id=os.urandom(fileformat.ID_SIZE),
+                   policy=policy or Policy())
 
     def state(self, now: float) -> str:
         """"active", "revoked" or "expired" at wall-clock time `now`."""
@@ -91,6 +95,7 @@ class Grant:
             "expires_at": None if self.expires_at is None else _iso(self.expires_at),
             "revoked_at": self.revoked_at,
             "state": self.state(time.time() if now is None else now),
+            "policy": self.policy.to_doc(),
         }
 
     def with_changes(self, **changes: Any) -> Grant:
@@ -103,18 +108,23 @@ class Grant:
                                    api_key.encode("utf-8", "surrogatepass"))
 
     def to_plaintext(self) -> bytes:
-        doc = {"v": _SCHEMA, "kind": "grant", "bot": self.bot, "entry": self.entry,
+        # A grant with a policy is schema 2, so an older botvault refuses it ("written by a
+        # newer botvault") instead of reading it without its limits.
+        doc = {"v": _SCHEMA if self.policy.empty else _SCHEMA_POLICY, "kind": "grant",
+               "bot": self.bot, "entry": self.entry,
                "general": self.general.value, "withdrawal": self.withdrawal.value,
                "api_key": self.api_key, "api_secret": self.api_secret.reveal(),
                "key_id": self.key_id, "created_at": self.created_at, "expires_at": self.expires_at,
                "revoked_at": self.revoked_at}
+        if not self.policy.empty:  # a grant without one is written exactly as before
+            doc["policy"] = self.policy.to_doc()
         return record_plaintext(self.name, doc)
 
     @classmethod
     def from_plaintext(cls, raw: bytes, entry_id: bytes) -> Grant:
         try:
             doc = json.loads(raw)
-            if doc.pop("v") != _SCHEMA or doc.pop("kind") != "grant":
+            if doc.pop("v") not in (_SCHEMA, _SCHEMA_POLICY) or doc.pop("kind") != "grant":
                 raise FormatError("a grant was written by a newer botvault",
                                   hint="upgrade botvault")
             expires = _expiry(doc["expires_at"])
@@ -124,7 +134,8 @@ class Grant:
                        api_key=str(doc["api_key"]), api_secret=Secret(doc["api_secret"]),
                        key_id=str(doc["key_id"]), created_at=str(doc["created_at"]),
                        expires_at=expires,
-                       revoked_at=doc["revoked_at"], entry_id=entry_id)
+                       revoked_at=doc["revoked_at"], entry_id=entry_id,
+                       policy=Policy.from_doc(doc.get("policy")))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("a grant in the vault is malformed") from None
 

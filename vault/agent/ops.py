@@ -34,6 +34,7 @@ from ..grant_checks import usable
 from ..grant_record import Grant
 from ..nonces import key_id
 from ..open_vault import Vault
+from ..trading_gate import PolicyGate, aliases_from_wire
 from . import hardening, signing
 from .protocol import LIST_PAGE, AgentError, error_response
 
@@ -83,7 +84,7 @@ _OP_METHODS = {
     "status": "_status", "list": "_list", "get": "_get", "data_key": "_data_key",
     "nonce": "_nonce", "sign": "_sign", "sign_challenge": "_sign_challenge",
     "lock": "_lock_op", "extend": "_extend", "grant_resolve": "_grant_resolve",
-    "grant_sign": "_grant_sign",
+    "grant_sign": "_grant_sign", "grant_learn": "_grant_learn",
 }
 OPS = frozenset(_OP_METHODS)
 
@@ -107,6 +108,7 @@ class Agent:
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
         self._grants = grant_ops.GrantIndex()
         self.path = vault.path
+        self._policy = PolicyGate(vault.path, clock=wall_clock)  # grants' trading policies
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             op: getattr(self, method) for op, method in _OP_METHODS.items()}
 
@@ -281,7 +283,7 @@ class Agent:
             grant, entry = self._grant_target(self._open_vault(), grant_key)
         return {"grant": grant.bot, "entry": entry.name, "exchange": entry.exchange,
                 "key_id": key_id(entry.exchange, entry.api_key),
-                "expires_at": grant.expires_at}
+                "expires_at": grant.expires_at, "policy": grant.policy.to_doc()}
 
     def _grant_sign(self, request: dict[str, Any]) -> dict[str, Any]:
         """Check the bot's request against its grant and sign it with the real key, in one
@@ -304,7 +306,25 @@ class Agent:
                                  hint="resolve the grant again")
             signing.authorise(entry, path, method, allow_withdrawal=self.allow_withdrawal,
                               grant=grant)
+            placed = self._policy.enforce(grant.bot, grant.policy, entry.exchange, path,
+                                          method, body, content_type,
+                                          aliases_from_wire(request.get("aliases")))
             nonce = vault.next_nonce(entry.name)
+            self._policy.signed(grant.bot, nonce, placed)
         signed = signing.sign_for_grant(entry, path, body, nonce, content_type)
         return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce,
                 "entry": entry.name, "grant": grant.bot}
+
+    def _grant_learn(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Kraken's ids for the orders a request this agent signed placed (the gateway reads
+        them from the answer), so an edit or amend naming them can be judged against them."""
+        grant_key, nonce, ids = _text(request, "grant_key"), request.get("nonce"), \
+            request.get("order_ids")
+        if isinstance(nonce, bool) or not isinstance(nonce, int) or not isinstance(ids, list) \
+                or not all(i is None or (isinstance(i, str) and 0 < len(i) <= 100)
+                           for i in ids):
+            raise InvalidInputError("'nonce' must be a number and 'order_ids' a list of ids")
+        with self._lock:
+            grant, _entry = self._grant_target(self._open_vault(), grant_key)
+            self._policy.learn(grant.bot, nonce, ids)
+        return {}

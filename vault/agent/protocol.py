@@ -35,6 +35,7 @@ from ..errors import (
     InvalidInputError,
     LockedError,
     NotFoundError,
+    PolicyError,
     ScopeError,
     VaultError,
 )
@@ -99,6 +100,7 @@ class ConnectionClosedError(ProtocolError):
 _ERROR_TYPES: Mapping[str, type[VaultError]] = {cls.__name__: cls for cls in (
     AgentError, AlreadyExistsError, AuthenticationError, ConflictError, FormatError,
     GrantError, InsecurePermissionsError, InvalidInputError, LockedError, NotFoundError, ScopeError,
+    PolicyError,
 )}
 
 
@@ -219,6 +221,8 @@ def error_response(exc: VaultError) -> dict[str, Any]:
     error = {"type": name, "message": exc.message, "hint": exc.hint}
     if isinstance(exc, GrantError):
         error["reason"] = exc.reason
+    if isinstance(exc, PolicyError):
+        error["rule"] = exc.rule
     return {"ok": False, "error": error}
 
 
@@ -240,6 +244,10 @@ def raise_for_error(response: dict[str, Any]) -> dict[str, Any]:
             raise AgentError("the agent sent a grant error this client does not understand")
         raise GrantError(str(reason), text, hint=hint[:_MAX_MESSAGE] if isinstance(hint, str)
                          else None)
+    if cls is PolicyError:
+        rule = error.get("rule")
+        raise PolicyError(rule[:40] if isinstance(rule, str) else "unknown", text,
+                          hint=hint[:_MAX_MESSAGE] if isinstance(hint, str) else None)
     raise cls(text, hint=hint[:_MAX_MESSAGE] if isinstance(hint, str) else None)
 
 
@@ -254,6 +262,9 @@ class GrantTarget:
     exchange: str
     key_id: str  # botvault.nonces.key_id(exchange, the entry's real api key)
     expires_at: float | None = None  # wall clock, seconds since the epoch
+    # The grant's trading policy as JSON (botvault.trading_policy.Policy.to_doc), or None.
+    # The agent enforces it; the gateway reads it only to know when pair aliases matter.
+    policy: dict[str, Any] | None = None
 
 
 def grant_target(answer: Mapping[str, Any]) -> GrantTarget:
@@ -265,7 +276,11 @@ def grant_target(answer: Mapping[str, Any]) -> GrantTarget:
                                 and not isinstance(expires, bool))):
         raise AgentError("the agent sent a malformed grant")
     grant, entry, exchange, key = (str(f) for f in fields)
-    return GrantTarget(grant, entry, exchange, key, None if expires is None else float(expires))
+    policy = answer.get("policy")
+    if policy is not None and not isinstance(policy, dict):
+        raise AgentError("the agent sent a malformed grant")
+    return GrantTarget(grant, entry, exchange, key, None if expires is None else float(expires),
+                       policy)
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,8 @@ class AsyncAgentGrants:
                 "grant_sign", grant_key=request.grant_key, path=request.path,
                 method=request.method, body=request.body, signature=request.signature,
                 nonce_header=request.nonce_header, content_type=request.content_type,
-                key_id=request.key_id)
+                key_id=request.key_id,
+                **({"aliases": request.aliases} if request.aliases is not None else {}))
         except GrantRefused:
             self._cache.pop(request.grant_key, None)
             raise
@@ -162,6 +163,9 @@ class AsyncAgentGrants:
             return grant_signed(answer)
         except AgentError as exc:
             raise refused_as(exc) from None
+
+    async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
+        await self._call("grant_learn", grant_key=grant_key, nonce=nonce, order_ids=order_ids)
 
     def close(self) -> None:
         for link in self._links:

@@ -38,6 +38,7 @@ from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
 from .timeouts import bounded
+from .trading import PolicyGuard
 
 __all__ = ["Auditor", "Gateway"]
 
@@ -65,9 +66,10 @@ class _Outcome:
 
 
 class _Refuse(Exception):
-    def __init__(self, reason: Reason) -> None:
+    def __init__(self, reason: Reason, detail: str = "", rule: str = "") -> None:
         super().__init__(reason.value)
         self.reason = reason
+        self.detail, self.rule = detail, rule  # a policy refusal's message and rule
 
 
 class Gateway:
@@ -82,6 +84,7 @@ class Gateway:
         self.governor = governor or Governor(config.tier)
         self.upstream: Upstream | None = None
         self._orders: dict[str, KeyOrder] = {}
+        self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
@@ -118,7 +121,8 @@ class Gateway:
         try:
             response = await self._dispatch(request, found, outcome)
         except _Refuse as refused:
-            response = self._refusal(found, refused.reason, outcome)
+            response = self._refusal(found, refused.reason, outcome, refused.detail,
+                                     refused.rule)
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
             response = self._refusal(found, Reason.UNAVAILABLE, outcome)
@@ -130,9 +134,10 @@ class Gateway:
         return response
 
     @staticmethod
-    def _refusal(found: Route | None, reason: Reason, outcome: _Outcome) -> web.Response:
-        answer = refusal(found.api if found else Api.SPOT, reason)
-        outcome.outcome = reason.value
+    def _refusal(found: Route | None, reason: Reason, outcome: _Outcome, detail: str = "",
+                 rule: str = "") -> web.Response:
+        answer = refusal(found.api if found else Api.SPOT, reason, detail)
+        outcome.outcome = f"{reason.value}:{rule}" if rule else reason.value
         return web.Response(status=answer.status, body=answer.body,
                             content_type="application/json")
 
@@ -195,8 +200,10 @@ class Gateway:
         resolved = await self._resolve(grant_key, found)
         outcome.grant, outcome.entry = resolved.grant, resolved.entry
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
+        aliases = await self._policy_aliases(request, found, resolved, text, content_type)
         sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
-                                   signature, nonce_header, content_type, resolved.key_id)
+                                   signature, nonce_header, content_type, resolved.key_id,
+                                   aliases)
         order = self._orders.get(resolved.key_id)
         if order is None:  # one per real key of the vault: kept, not rebuilt per request
             order = self._orders[resolved.key_id] = KeyOrder.for_key_id(self.vault_path,
@@ -204,15 +211,36 @@ class Gateway:
         bound = self.config.max_wait
         try:
             async with order.hold_async(timeout=bound):
+                await self.policy.before_sign(grant_key)
                 try:
                     signed = await self.agent.sign(sign_request)
                 except GrantRefused as exc:
-                    raise _Refuse(exc.reason) from None
+                    raise _Refuse(exc.reason, exc.detail if exc.rule else "",
+                                  exc.rule) from None
                 await self._within_rate(found, resolved.key_id, outcome.started + bound)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
-                return await self._forward(request, found, out_body, signed.headers, outcome)
+                response = await self._forward(request, found, out_body, signed.headers,
+                                               outcome)
+                if resolved.policy:
+                    self.policy.after_forward(self.agent, grant_key, found.api,
+                                              found.endpoint, signed.nonce, response)
+                return response
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
+
+    async def _policy_aliases(self, request: web.BaseRequest, found: Route, resolved: Resolved,
+                              text: str, content_type: str) -> dict[str, list[str]] | None:
+        """The pair aliases the agent needs to judge a grant's policy (trading_gate
+        enforces it); a request the agent could not judge whole is refused here."""
+        if not resolved.policy or self.upstream is None:
+            return None
+        origin = self.config.spot_url if found.api is Api.SPOT else self.config.futures_url
+        try:
+            return await self.policy.aliases(
+                self.upstream, origin, found.api, found.exchange, found.endpoint,
+                resolved.policy, text, request.rel_url.raw_query_string, content_type)
+        except ValueError as exc:
+            raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
 
     async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
         """Wait, holding the key's order, until the key's counter takes this request; refuse

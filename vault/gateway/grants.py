@@ -18,6 +18,7 @@ from ..errors import (
     AuthenticationError,
     GrantError,
     InvalidInputError,
+    PolicyError,
     ScopeError,
     VaultError,
 )
@@ -38,15 +39,19 @@ class SignRequest:
     nonce_header: str
     content_type: str
     key_id: str
+    # The pair aliases the gateway looked up for a grant with a policy (public data).
+    aliases: dict[str, list[str]] | None = None
 
 
 class GrantRefused(Exception):
     """The agent refused the request; `reason` says how the gateway answers."""
 
-    def __init__(self, reason: Reason, detail: str = "") -> None:
+    def __init__(self, reason: Reason, detail: str = "", *, rule: str = "") -> None:
         super().__init__(detail or reason.value)
         self.reason = reason
         self.changed = detail == "changed"
+        self.rule = rule  # a policy refusal's rule; `detail` then is its message
+        self.detail = detail
 
 
 class GrantAgent(Protocol):
@@ -54,11 +59,16 @@ class GrantAgent(Protocol):
 
     async def sign(self, request: SignRequest) -> Signed: ...
 
+    async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
+        """Tell the agent Kraken's ids for the orders a request it signed placed."""
+
     def close(self) -> None: ...
 
 
-def refused_as(exc: VaultError) -> GrantRefused:
+def refused_as(exc: VaultError) -> GrantRefused:  # noqa: PLR0911 - one answer per kind
     """The gateway's answer to an error the agent raised."""
+    if isinstance(exc, PolicyError):
+        return GrantRefused(Reason.POLICY, exc.message, rule=exc.rule)
     if isinstance(exc, ScopeError):
         return GrantRefused(Reason.PERMISSION)
     if isinstance(exc, GrantError) and exc.reason == "signature":

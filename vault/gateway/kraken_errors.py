@@ -26,6 +26,7 @@ class Reason(str, enum.Enum):
     INVALID_KEY = "invalid-key"  # unknown, revoked, expired grant; no credentials
     INVALID_SIGNATURE = "invalid-signature"
     PERMISSION = "permission-denied"  # endpoint beyond the grant
+    POLICY = "policy"  # beyond the grant's trading policy (the audit adds `:rule`)
     RATE_LIMIT = "rate-limit"  # would wait beyond the bound
     TOO_LARGE = "too-large"
     SLOW_CLIENT = "slow-client"
@@ -41,6 +42,7 @@ _TABLE: dict[Reason, tuple[str, int, str, int]] = {
     Reason.INVALID_KEY: ("EAPI:Invalid key", 200, "authenticationError", 200),
     Reason.INVALID_SIGNATURE: ("EAPI:Invalid signature", 200, "authenticationError", 200),
     Reason.PERMISSION: ("EGeneral:Permission denied", 200, "authenticationError", 200),
+    Reason.POLICY: ("EGeneral:Permission denied", 200, "authenticationError", 200),
     Reason.RATE_LIMIT: ("EAPI:Rate limit exceeded", 200, "apiLimitExceeded", 429),
     Reason.TOO_LARGE: ("EGeneral:Invalid arguments", 413, "requestTooLarge", 413),
     Reason.SLOW_CLIENT: ("EGeneral:Invalid arguments", 408, "requestTimeout", 408),
@@ -59,13 +61,19 @@ class Refusal:
     body: bytes
 
 
-def refusal(api: Api, reason: Reason) -> Refusal:
+def refusal(api: Api, reason: Reason, detail: str = "") -> Refusal:
+    """The answer for `reason`. `detail` (a policy refusal's message) follows Kraken's own
+    error as a second Spot error (`EGeneral:Permission denied:<detail>`, so clients that
+    match the first exactly still raise their permission error) or a Futures `message`."""
     spot_error, spot_status, futures_error, futures_status = _TABLE[reason]
     if api is Api.SPOT:
-        doc: dict[str, object] = {"error": [spot_error], "result": {}}
+        errors = [spot_error] + ([f"{spot_error}:{detail}"] if detail else [])
+        doc: dict[str, object] = {"error": errors, "result": {}}
         status = spot_status
     else:
         doc = {"result": "error", "error": futures_error,
                "serverTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+        if detail:
+            doc["message"] = detail
         status = futures_status
     return Refusal(reason, status, json.dumps(doc).encode())
