@@ -49,7 +49,7 @@ def ask_scope(value: str | None, flag: str, choices: str) -> str:
             raise InvalidInputError(f"{flag} is one of {choices}, not {answer!r}")
 
     return ask_until_valid(lambda: str(typer.prompt(
-        f"{flag.lstrip('-').capitalize()} API scope ({choices})")), check)
+        f"{flag.lstrip('-').capitalize()} API scope ({choices})", err=True)), check)
 
 
 def require_key_source(api_key: str | None, secret_stdin: bool) -> None:
@@ -68,17 +68,17 @@ def ask_pair(exchange: str, api_key: str | None, secret_stdin: bool,
     """The api key (an option, or asked) and the secret, each checked as it comes; at a
     terminal a wrong one is asked for again with what was wrong."""
     from botvault.exchanges.validation import validate_api_key
-    from botvault.open_vault import check_secret
+    from botvault.secret_paste import check_pasted_secret
 
     if api_key is None:
         def ask() -> str:
             output.before_prompt()
-            return str(typer.prompt(label))
+            return str(typer.prompt(label, err=True))
 
         key = ask_until_valid(ask, lambda k: validate_api_key(exchange, k, warn=False))
     else:
         key = api_key
-    secret = read_secret(secret_stdin, check=lambda s: check_secret(exchange, s))
+    secret = read_secret(secret_stdin, check=lambda s: check_pasted_secret(exchange, s))
     return key, secret
 
 
@@ -103,9 +103,12 @@ def add(
 ) -> None:
     """Store a key pair. The secret comes from a hidden prompt or --secret-stdin, never argv.
 
-    Kraken secrets are checked (base64, at least 32 bytes); whitespace from a wrapped copy
-    is removed with a warning. A fingerprint is printed to compare with what you pasted.
-    Every option is checked before anything is asked or read.
+    At the prompt, paste the private key whole: a paste wrapped over several lines is read
+    to its end. Kraken secrets must decode to the 64 bytes Kraken issues; line breaks and
+    spaces of a wrap are removed with a warning (a generic secret over several lines is
+    refused). A fingerprint is printed to compare with what you pasted. Every option is
+    checked before anything is asked or read. A secret stored wrong is fixed with
+    `botvault edit NAME --secret`.
     """
     from botvault.entries import check_name, check_text
     from botvault.exchanges.validation import validate_api_key
@@ -205,19 +208,39 @@ def edit(
                                           show_default=False, metavar="VAR")] = None,
     env_secret: Annotated[Text, typer.Option(help="Variable name for the secret (\"\" resets).",
                                              show_default=False, metavar="VAR")] = None,
+    secret: Annotated[bool, typer.Option(
+        "--secret", help="Replace a secret stored wrong (cut, mistyped): asked at a hidden "
+        "prompt. The api key, scopes, grants and nonce counter stay.")] = False,
+    secret_stdin: Annotated[bool, typer.Option(
+        "--secret-stdin", help="Like --secret, with the secret read from standard input (all "
+        "of it, one trailing newline removed).")] = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
     passphrase_stdin: PassStdinOpt = False,
 ) -> None:
-    """Relabel an entry, e.g. after changing the key's permissions on the exchange."""
+    """Relabel an entry (after changing the key's permissions on the exchange, say), or fix
+    its secret in place with --secret / --secret-stdin.
+
+    A new key pair from the exchange goes in with `botvault rotate` instead.
+    """
     from botvault.errors import InvalidInputError
 
     changes = {"general": value_of(general), "withdrawal": value_of(withdrawal),
                "account": account, "note": note, "nonce_unit": value_of(nonce_unit),
                "env_key": env_key, "env_secret": env_secret}
-    if all(v is None for v in changes.values()):
+    new_secret = secret or secret_stdin
+    if all(v is None for v in changes.values()) and not new_secret:
         raise InvalidInputError("nothing to change", hint="see: botvault edit --help")
+    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    if secret and secret_stdin:
+        raise InvalidInputError("--secret and --secret-stdin exclude each other",
+                                hint="--secret asks at the terminal; --secret-stdin reads "
+                                     "standard input")
+    refuse_two_stdin_readers(acc.sources, secret_stdin=secret_stdin)
+    if secret and not interactive():
+        raise InvalidInputError("no terminal to ask for the secret",
+                                hint="pipe it in: botvault edit NAME --secret-stdin < FILE")
     from botvault.entries import check_name, check_text
     from botvault.handover import validate_var_name
 
@@ -229,10 +252,22 @@ def edit(
         check_text("account label", account)
     if note is not None:
         check_text("note", note, 4096)
-    with open_vault(Access(vault, passphrase_file, passphrase_command,
-                           passphrase_stdin)) as opened:
-        entry = opened.edit(name, **changes)
+    with open_vault(acc) as opened:
+        entry = opened.get(name)
+        if new_secret:
+            from botvault.secret_fix import replace_secret
+            from botvault.secret_paste import check_pasted_secret
+
+            exchange = entry.exchange
+            value = read_secret(secret_stdin, check=lambda s: check_pasted_secret(exchange, s),
+                                prompt="New API secret (private key, hidden)")
+        if any(v is not None for v in changes.values()):
+            entry = opened.edit(name, **changes)
+        if new_secret:
+            entry = replace_secret(opened, name, value)
     _echo_saved("updated", entry)
+    if new_secret:
+        typer.echo(f"secret replaced; fingerprint: {entry.fingerprint}")
 
 
 def _echo_saved(verb: str, entry: Entry) -> None:
@@ -285,6 +320,7 @@ def rm(
             if not interactive():
                 raise InvalidInputError(f"refusing to remove {name!r} without --yes")
             output.before_prompt()
-            typer.confirm(f"Remove {name}? Revoke the key on the exchange too.", abort=True)
+            typer.confirm(f"Remove {name}? Revoke the key on the exchange too.", abort=True,
+                          err=True)
         opened.remove(name)
     typer.echo(f"removed {name}")

@@ -20,20 +20,20 @@ def gateway(
     listen: Annotated[str, typer.Option(
         metavar="HOST:PORT", help="Address to listen on (an IP address; port 0: any free one)."
         )] = f"127.0.0.1:{DEFAULT_PORT}",
-    spot_url: Annotated[str, typer.Option(help="Kraken Spot REST origin.")
+    spot_url: Annotated[str, typer.Option(help="Kraken Spot REST origin.", metavar="URL")
                         ] = DEFAULT_SPOT_URL,
-    futures_url: Annotated[str, typer.Option(help="Kraken Futures REST origin.")
-                           ] = DEFAULT_FUTURES_URL,
+    futures_url: Annotated[str, typer.Option(help="Kraken Futures REST origin.",
+                                             metavar="URL")] = DEFAULT_FUTURES_URL,
     tier: Annotated[str, typer.Option(
-        help="Your Kraken verification tier (Spot rate counter): starter, intermediate, pro."
-        )] = "starter",
+        help="Your Kraken verification tier (Spot rate counter).",
+        metavar="<starter|intermediate|pro>")] = "starter",
     ca_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer needs Optional
         metavar="FILE", show_default=False,
         help="Verify the exchange's certificate against this CA bundle instead of the "
              "system's.")] = None,
     max_wait: Annotated[float, typer.Option(
         help="Seconds a request may wait for the rate limit before it is answered "
-             "EAPI:Rate limit exceeded.")] = 30.0,
+             "EAPI:Rate limit exceeded.", metavar="SECONDS")] = 30.0,
     allow_remote: Annotated[bool, typer.Option(
         "--allow-remote", help="Allow listening on an address other than loopback "
                                "(requests then cross the network; see SECURITY.md).")] = False,

@@ -55,10 +55,11 @@ def add(
     bot: Bot,
     key: Annotated[str, typer.Option("--key", help="The entry the bot may use.",
                                      show_default=False, metavar="ENTRY")],
-    general: Annotated[str, typer.Option(help="read-only|full (at most the entry's).",
-                                         show_default=False)],
-    withdrawal: Annotated[str, typer.Option(help="none|full (at most the entry's).",
-                                            show_default=False)],
+    general: Annotated[str, typer.Option(help="General API scope, at most the entry's.",
+                                         show_default=False, metavar="<read-only|full>")],
+    withdrawal: Annotated[str, typer.Option(help="Withdrawal API scope, at most the "
+                                            "entry's.", show_default=False,
+                                            metavar="<none|full>")],
     expires: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help="Stop working after this long (90s, 15m, 8h, 30d) [default: never].",
         show_default=False, metavar="DURATION")] = None,

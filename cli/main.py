@@ -73,13 +73,22 @@ def _built(module: str) -> Any:
 
 def _plain_help(command: Any) -> Any:
     """Help as click formats it: Rich markup would swallow `[default: ...]` in our help
-    texts, and Typer's usage line writes required arguments as `{NAME}`."""
+    texts, and Typer's usage line writes required arguments as `{NAME}`. The same for the
+    commands of a group (grant), so every group has one style. Each command's line in a
+    listing is its whole first sentence (cli.help_cmds.first_sentence), wrapped, never cut
+    ("e.g." used to end it)."""
     if command is None:
         return None
+    from .help_cmds import first_sentence
+
     command.rich_markup_mode = None
+    if not command.short_help and command.help:
+        command.short_help = first_sentence(command.help)
     for param in getattr(command, "params", []):
         if param.param_type_name == "argument":
             param.make_metavar = functools.partial(_argument_metavar, param)
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
     return command
 
 

@@ -120,7 +120,12 @@ def status(message: str) -> Iterator[None]:
 
 def before_prompt() -> None:
     """Erase a status line still shown, so no `unlocking…` stands in front of a prompt
-    (a prompt asked inside a `status` block, e.g. for a new passphrase)."""
+    (a prompt asked inside a `status` block, e.g. for a new passphrase), and drop terminal
+    input nobody has read yet (the tail of a paste into the previous prompt), so it never
+    answers this one."""
+    from botvault.secret_paste import drain
+
+    drain()
     if _SHOWN[0]:
         sys.stderr.write("\r\033[K")
         sys.stderr.flush()

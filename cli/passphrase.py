@@ -72,7 +72,8 @@ def _prompt_hidden(prompt: str, *, confirm: bool = False) -> str:
 
     while True:
         before_prompt()
-        value = str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+        value = str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm,
+                                  err=True))
         if value:
             return value
         typer.echo("botvault: error: the passphrase is empty", err=True)
@@ -134,9 +135,16 @@ def refuse_two_stdin_readers(sources: Sources, *, secret_stdin: bool) -> None:
                  "`botvault unlock` first")
 
 
-def read_secret(from_stdin: bool, check: Callable[[str], object] | None = None) -> str:
-    """The api secret: all of standard input with --secret-stdin, else a hidden prompt asked
-    twice (and again, up to 3 times, while `check` refuses it). Never argv."""
+def read_secret(from_stdin: bool, check: Callable[[str], object] | None = None,
+                prompt: str = "API secret (private key, hidden)") -> str:
+    """The api secret: all of standard input with --secret-stdin, else a hidden prompt that
+    takes a whole paste, however many lines it arrives as (botvault.secret_paste), asked again
+    (up to 3 times) while `check` refuses it. Never argv.
+
+    Asked once, not twice: a paste is the same both times, so a second entry proves nothing,
+    and it was the second prompt that the rest of a wrapped paste used to feed. The check is
+    the exchange's shape rule (the exact length Kraken issues) and the fingerprint printed
+    afterwards."""
     if from_stdin:
         from botvault.secret_input import secret_from_stream
 
@@ -148,9 +156,10 @@ def read_secret(from_stdin: bool, check: Callable[[str], object] | None = None) 
     from .output import before_prompt
 
     def ask() -> str:
+        from botvault.secret_paste import read_hidden_paste
+
         before_prompt()
-        return str(typer.prompt("API secret (private key, hidden)", hide_input=True,
-                                confirmation_prompt=True))
+        return read_hidden_paste(f"{prompt}: ")
 
     return ask_until_valid(ask, check)
 

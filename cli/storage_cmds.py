@@ -62,11 +62,16 @@ def export(
 
         raise InvalidInputError("no terminal to ask for the export passphrase",
                                 hint="pass --export-passphrase-file FILE")
+    # A passphrase file is read and judged before the vault's passphrase is asked for.
+    secret = checked_new_passphrase(read_new_passphrase(
+        export_passphrase_file, "Export passphrase", flag="--export-passphrase-file",
+        stdin=False), allow_weak=allow_weak_passphrase) if export_passphrase_file else None
     with open_vault(Access(vault, passphrase_file, passphrase_command,
                            passphrase_stdin)) as opened:
-        secret = checked_new_passphrase(read_new_passphrase(
-            export_passphrase_file, "Export passphrase", flag="--export-passphrase-file",
-            stdin=False), allow_weak=allow_weak_passphrase)
+        if secret is None:
+            secret = checked_new_passphrase(read_new_passphrase(
+                None, "Export passphrase", flag="--export-passphrase-file", stdin=False),
+                allow_weak=allow_weak_passphrase)
         with output.status("encrypting…"):
             path = export_entries(opened, file, secret, only=only)
         count = len(only) if only else len(opened.list(retired=True))
@@ -106,6 +111,7 @@ def import_(
     is reported and nothing is saved.
     """
     from botvault.entries import check_name
+    from botvault.scopes import parse_general, parse_withdrawal
 
     if name is not None:
         check_name(name)
@@ -121,10 +127,13 @@ def import_(
             names = _import_export(opened, file, import_passphrase_file)
     else:
         found = _read_plaintext(file, fmt, key_var, secret_var)
-        scope = ask_scope(value_of(general), "--general", "none|read-only|full")
-        can_withdraw = ask_scope(value_of(withdrawal), "--withdrawal", "none|full")
-        entries = _entries_from(found, name=name, exchange=value_of(exchange), general=scope,
-                                withdrawal=can_withdraw)
+        # Every key is checked (names, exchange, secrets) before a scope is asked: what the
+        # file and argv already say is wrong fails first.
+        checked = _entries_from(found, name=name, exchange=value_of(exchange), source=file)
+        scope = parse_general(ask_scope(value_of(general), "--general", "none|read-only|full"))
+        can_withdraw = parse_withdrawal(ask_scope(value_of(withdrawal), "--withdrawal",
+                                                  "none|full"))
+        entries = [e.with_changes(general=scope, withdrawal=can_withdraw) for e in checked]
         with open_vault(acc) as opened:
             names = [e.name for e in opened.import_entries(entries)]
     typer.echo(f"imported {', '.join(names)} from {file}")
@@ -164,8 +173,11 @@ def _read_plaintext(file: Path, format_: str, key_var: str | None,
 
 
 def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | None,
-                  general: str, withdrawal: str) -> list[Entry]:
-    """Every candidate checked as `add` would; all problems reported together, or none."""
+                  source: Path) -> list[Entry]:
+    """Every candidate checked as `add` would; all problems reported together, or none.
+    Scopes are "none" here (the caller sets what the user says); each entry records the
+    file it came from (its absolute path) for doctor."""
+    import os
     import warnings
 
     from botvault.errors import InvalidInputError
@@ -186,10 +198,11 @@ def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | N
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                entries.append(new_entry(entry_name, exchange=profile, api_key=cand.api_key,
-                                         api_secret=cand.api_secret, general=general,
-                                         withdrawal=withdrawal,
-                                         note=f"imported from {cand.source}"))
+                entries.append(new_entry(
+                    entry_name, exchange=profile, api_key=cand.api_key,
+                    api_secret=cand.api_secret, general="none", withdrawal="none",
+                    note=f"imported from {cand.source}").with_changes(
+                        imported_from=os.path.abspath(source)))
         except InvalidInputError as exc:
             problems.append((cand.source, exc.message))
             continue
@@ -247,18 +260,32 @@ def doctor(
     max_key_age: Annotated[int, typer.Option(help="Days before a key is due for rotation.",
                                              metavar="DAYS",
                                              min=1)] = 90,
+    scan: Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045 -- Typer
+        "--scan", help="Also search this folder (and one level down) for plaintext copies "
+        "(repeatable).", show_default=False, metavar="DIR")] = None,
+    remove_secret_lines: Annotated[bool, typer.Option(
+        "--remove-secret-lines", help="Remove the lines that hold a stored secret from the "
+        ".env files found (only those lines; the rest of each file is kept).")] = False,
     vault: VaultOpt = None,
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
 ) -> None:
     """Check the vault and common places for problems, each with the exact fix.
 
+    Plaintext copies are searched in this folder, your home, your shell histories, the
+    files keys were imported from (wherever doctor runs) and each --scan folder; the output
+    says where. At a terminal, doctor offers to remove the lines holding a secret.
     Exit 0 when everything passes, 10 when anything warns or fails. Secrets are never
     printed: plaintext copies are reported by file and line.
     """
     from botvault import doctor as checks
-    from botvault.errors import VaultError
+    from botvault.errors import InvalidInputError, VaultError
 
+    folders = tuple(Path(d).absolute() for d in scan or [])
+    for folder in folders:  # argv is checked before the passphrase is asked for
+        if not folder.is_dir():
+            raise InvalidInputError(f"--scan {folder}: not a folder",
+                                    hint="name a folder to search, e.g. --scan ~/bots")
     acc = Access(vault, passphrase_file, passphrase_command)
     opened: Vault | None = None
     try:
@@ -268,12 +295,34 @@ def doctor(
     try:
         findings = checks.diagnose(acc.path, opened, home=Path.home(), cwd=Path.cwd(),
                                    now=datetime.now(timezone.utc),
-                                   max_key_age_days=max_key_age)
+                                   max_key_age_days=max_key_age, scan=folders)
+        _print_findings(findings, json_)
+        if opened is not None and not json_:
+            _offer_line_removal(opened, folders, ask=not remove_secret_lines)
     finally:
         if opened is not None:
             opened.close()
-    _print_findings(findings, json_)
     raise typer.Exit(checks.exit_code(findings))
+
+
+def _offer_line_removal(opened: Vault, scan: tuple[Path, ...], *, ask: bool) -> None:
+    """Remove the lines holding a stored secret from .env files: with --remove-secret-lines,
+    or at a terminal when the user says yes to each file. Never the whole file."""
+    from botvault.doctor.cleanup import remove_secret_lines, secret_line_removals
+
+    if ask and not interactive():
+        return
+    entries = opened.list(retired=True)
+    for found in secret_line_removals(entries, Path.home(), Path.cwd(), scan):
+        lines = ", ".join(map(str, found.lines))
+        if ask:
+            output.before_prompt()
+            if not typer.confirm(f"Remove line(s) {lines} of {found.file} (they hold the "
+                                 f"secret of {', '.join(found.entries)}; the rest of the file "
+                                 "stays)?", default=False, err=True):
+                continue
+        removed = remove_secret_lines(found.file, entries)
+        output.info(f"removed {removed} line(s) holding a secret from {found.file}")
 
 
 def _print_findings(findings: list[Any], as_json: bool) -> None:

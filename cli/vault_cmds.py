@@ -24,7 +24,8 @@ def init(
     passphrase_file: PassFileOpt = None,
     passphrase_command: PassCmdOpt = None,
     kdf_seconds: Annotated[float, typer.Option(
-        help="Target unlock time when calibrating.", min=0.05, max=10)] = 1.0,
+        help="Target unlock time when calibrating.", min=0.05, max=10,
+        metavar="SECONDS")] = 1.0,
     kdf_memory: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help=_MEMORY_HELP, show_default="256", metavar="MIB")] = None,
     kdf_iterations: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
@@ -125,6 +126,13 @@ def passwd(
     if keep_passphrase and generate_passphrase:
         raise InvalidInputError("--keep-passphrase and --generate-passphrase exclude each other")
     acc = Access(vault, passphrase_file, passphrase_command)
+    from_file = None
+    if new_passphrase_file is not None and not keep_passphrase and not generate_passphrase:
+        # A file is read and judged before the current passphrase is asked for.
+        from .weak import checked_new_passphrase
+
+        from_file = checked_new_passphrase(read_new_passphrase(new_passphrase_file),
+                                           allow_weak=allow_weak_passphrase)
     current = read_passphrase(acc.sources)
     session = replace(acc.session(), passphrase=lambda: current)
     with session.open_with_passphrase() as opened:
@@ -142,6 +150,8 @@ def passwd(
             new = current
         elif generate_passphrase:
             new = _generated()
+        elif from_file is not None:
+            new = from_file
         else:
             from .weak import checked_new_passphrase
 
@@ -224,7 +234,8 @@ def restore(
                                         "without --yes", hint="nothing was changed")
             if not yes:
                 output.before_prompt()
-                typer.confirm("Restore it? The current state stays a backup", abort=True)
+                typer.confirm("Restore it? The current state stays a backup", abort=True,
+                              err=True)
         opened.restore(generation)
         typer.echo(f"restored generation {generation}; saved as generation {opened.generation}")
 

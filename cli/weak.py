@@ -26,7 +26,7 @@ def checked_new_passphrase(passphrase: str, *, allow_weak: bool) -> str:
                                      "--allow-weak-passphrase to keep it anyway")
     output.before_prompt()
     output.warn(f"this passphrase is one attackers try first: {reason}")
-    if not typer.confirm("Use it anyway?", default=False):
+    if not typer.confirm("Use it anyway?", default=False, err=True):
         raise InvalidInputError("passphrase not accepted; nothing was changed",
                                 hint="run the command again with another passphrase")
     return passphrase

@@ -111,7 +111,7 @@ def test_unlocking_status_shows_only_on_a_terminal(env: dict[str, str],
     assert PASSPHRASE.encode() not in term.seen
 
 
-def test_add_prompts_for_scopes_key_and_a_hidden_secret_twice(env: dict[str, str],
+def test_add_prompts_for_scopes_key_and_a_hidden_secret_once(env: dict[str, str],
                                                               vault_path: Path) -> None:
     _made(vault_path)
     secret = base64.b64encode(os.urandom(64)).decode()
@@ -124,7 +124,6 @@ def test_add_prompts_for_scopes_key_and_a_hidden_secret_twice(env: dict[str, str
     term.expect("API key (public)")
     term.send("PUBLICKEY7")
     term.hidden("API secret (private key, hidden)", secret)
-    term.hidden("Repeat for confirmation", secret)
     term.expect("fingerprint:")
     assert term.wait() == 0
     assert secret[:16].encode() not in term.seen

@@ -190,14 +190,14 @@ def test_test_only_kdf_is_below_the_floor(vault: Vault, home: Path, cwd: Path) -
     for v in (vault, None):
         found = _only(_run(vault.path, v, home, cwd), "kdf-policy")
         assert found.severity == "fail"
-        assert found.fix == "botvault passwd --upgrade-kdf"
+        assert found.fix == "botvault passwd --upgrade-kdf --keep-passphrase"
 
 
 def test_floor_kdf_is_below_policy(tmp_path: Path, home: Path, cwd: Path) -> None:
     with Vault.create(tmp_path / "v" / "vault.bv", PASSPHRASE, kdf=FLOOR) as v:
         found = _only(_run(v.path, v, home, cwd), "kdf-policy")
     assert found.severity == "warn"
-    assert found.fix == "botvault passwd --upgrade-kdf"
+    assert found.fix == "botvault passwd --upgrade-kdf --keep-passphrase"
     assert "19 MiB" in found.title
 
 

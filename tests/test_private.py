@@ -214,12 +214,23 @@ def test_command_and_doctor_agree(name: str, tmp_path: Path, passphrase_file: Pa
 
 def test_writable_vault_dir_says_which_chmod(tmp_path: Path, passphrase_file: Path) -> None:
     vault_path = _made(tmp_path / "store" / "vault.bv")
+    os.chmod(vault_path.parent, 0o777)  # noqa: S103 -- the insecure mode under test
+    code, _, err = _cli(["list", "--vault", str(vault_path), "--passphrase-file",
+                         str(passphrase_file)])
+    assert code == 7
+    assert f"hint: run: chmod 700 {vault_path.parent}" in err
+
+
+def test_a_sticky_shared_dir_gets_a_private_location_never_a_chmod(
+        tmp_path: Path, passphrase_file: Path) -> None:
+    """Issue 16: a vault in /tmp's kind of directory (1777) was told `chmod 700 /tmp`."""
+    vault_path = _made(tmp_path / "store" / "vault.bv")
     os.chmod(vault_path.parent, 0o1777)  # noqa: S103 -- the insecure mode under test
     code, _, err = _cli(["list", "--vault", str(vault_path), "--passphrase-file",
                          str(passphrase_file)])
     assert code == 7
     assert "sticky bit" in err
-    assert f"hint: run: chmod 700 {vault_path.parent}" in err
+    assert "chmod 700" not in err and "mkdir -m 700" in err
 
 
 # -- passphrase file -------------------------------------------------------------------------
@@ -286,7 +297,7 @@ def test_real_process_sticky_dir_refused(floor_vault: Path, passphrase_file: Pat
     done = _run(["list", "--vault", str(floor_vault), "--passphrase-file",
                  str(passphrase_file)], dict(os.environ))
     assert done.returncode == 7, done.stderr
-    assert f"chmod 700 {floor_vault.parent}" in done.stderr
+    assert "chmod 7" not in done.stderr and "mkdir -m 700" in done.stderr
 
 
 def test_real_process_fifo_passphrase_file(floor_vault: Path, passphrase_file: Path) -> None:

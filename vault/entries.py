@@ -96,6 +96,10 @@ class Entry:
     # with the entry, so every re-seal carries it. Machine state, not a label: not compared,
     # not in metadata().
     nonce_mark: tuple[str, int] | None = field(default=None, repr=False, compare=False)
+    # The plaintext file `import` read this pair from (an absolute path, never its content),
+    # so that doctor reports that file from any working directory while it still holds the
+    # secret. Sealed with the entry and written only when set, as nonce_mark.
+    imported_from: str | None = field(default=None, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -149,6 +153,8 @@ class Entry:
         doc["api_secret"] = self.api_secret.reveal()
         if self.nonce_mark is not None:
             doc["nonce_mark"] = list(self.nonce_mark)
+        if self.imported_from is not None:
+            doc["imported_from"] = self.imported_from
         return record_plaintext(self.name, doc)
 
     @classmethod
@@ -165,9 +171,17 @@ class Entry:
             doc["retired"] = bool(doc.get("retired", False))
             if "nonce_mark" in doc:
                 doc["nonce_mark"] = _nonce_mark(doc["nonce_mark"])
+            if "imported_from" in doc:
+                doc["imported_from"] = _import_source(doc["imported_from"])
             return cls(**doc, entry_id=entry_id)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("an entry in the vault is malformed") from None
+
+
+def _import_source(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError("a malformed import source")
+    return raw
 
 
 def _nonce_mark(raw: Any) -> tuple[str, int]:

@@ -31,6 +31,7 @@ from .errors import InvalidInputError
 __all__ = [
     "MIN_LENGTH",
     "MIN_WORDS",
+    "TRIED_FIRST_BELOW_BITS",
     "WEAK_BELOW_BITS",
     "check_new_passphrase",
     "estimate_bits",
@@ -45,6 +46,11 @@ MIN_WORDS = 6
 # Argon2id at ~1 s a guess that is far beyond anyone's reach, and the estimate is rough
 # enough that a margin matters.
 WEAK_BELOW_BITS = 60.0
+# Below this a passphrase is one attackers try first (confirmed at a terminal, refused
+# without one), as the named cases of `tried_first` are. Two random words of the list are
+# about 27 bits; password123 about 15, qwertyuiop about 26; a random 10-character password
+# over all classes about 65.
+TRIED_FIRST_BELOW_BITS = 32.0
 # Only this much of a passphrase is examined; anything longer is strong by length alone.
 _MAX_EXAMINED = 256
 _MIN_WORD = 3
@@ -72,6 +78,7 @@ _FAMOUS = frozenset({
     "helloworld", "changeme", "donttreadonme", "nevergonnagiveyouup",
     "onetwothreefourfive", "winteriscoming", "thetruthisoutthere", "carpediem",
     "iwantatrustedcomputer", "thisisaverylongpassphrase", "mysecretpassphrase",
+    "tr0ub4dor3",
 })
 # Keyboard rows (US and common European layouts) and the digit row, walked either way.
 _ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm", "qwertzuiop", "yxcvbnm",
@@ -152,6 +159,21 @@ def tried_first(passphrase: str) -> str | None:
     core = "".join(ch for ch in text if ch.isalnum())
     if not core:
         return None
+    named = _named_reason(core)
+    if named is not None:
+        return named
+    # The same judgement for what the named cases miss: a common password with digits
+    # added (password123), a walk with a word (qwertyuiop2024). Issue 16: password123 was
+    # accepted while qwertyuiop was refused; now the estimate decides for both.
+    bits = estimate_bits(passphrase)
+    if bits < TRIED_FIRST_BELOW_BITS:
+        return (f"it is built from common passwords, sequences or keyboard rows (about "
+                f"{bits:.0f} bits by a rough estimate), which attackers try first")
+    return None
+
+
+def _named_reason(core: str) -> str | None:
+    """The named cases: a famous phrase, a keyboard walk, a repeat, very few characters."""
     for famous in _FAMOUS:
         if famous in core and len(core) - len(famous) < 6:
             return "it is a famous example or a common phrase, which attackers try first"

@@ -46,7 +46,9 @@ __all__ = [
     "kind_of",
     "make_private_dirs",
     "open_private_file",
+    "private_location_hint",
     "refuse",
+    "shared_dir",
     "socket_problem",
 ]
 
@@ -119,26 +121,53 @@ def _symlink(path: Path, st: os.stat_result, purpose: str) -> Problem:
 
 
 def _kind(path: Path, st: os.stat_result, purpose: str, wanted: str) -> Problem:
+    hint = (f"move it away: mv {_q(path)} {_q(path)}.old" if st.st_uid == os.geteuid()
+            else "it is someone else's; " + private_location_hint())
     return _problem(path, st, Reason.KIND, f"{purpose} {path} is a {kind_of(st.st_mode)}, not "
-                    f"a {wanted}", f"move it away: mv {_q(path)} {_q(path)}.old")
+                    f"a {wanted}", hint)
 
 
 def _foreign(path: Path, st: os.stat_result, purpose: str, *, chown: bool) -> Problem:
     fix = f"sudo chown {os.geteuid()} {_q(path)}" if chown else None
     return _problem(path, st, Reason.OWNER, f"{purpose} {path} is owned by uid {st.st_uid}, "
-                    "not by you", f"run: {fix}" if fix else "someone else controls it; use a "
-                    "path of your own", fix)
+                    "not by you", f"run: {fix}" if fix else "someone else controls it; "
+                    + private_location_hint(), fix)
+
+
+def shared_dir(st: os.stat_result) -> bool:
+    """A directory that is not the user's alone: owned by someone else, or sticky (1777,
+    /tmp's kind: others are meant to write there). A hint never proposes to chmod or chown
+    one of these: that would break it for every other user and service."""
+    return stat.S_ISDIR(st.st_mode) and (st.st_uid != os.geteuid()
+                                         or bool(st.st_mode & stat.S_ISVTX))
+
+
+def _own_directory(path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and not shared_dir(st) and not st.st_mode & 0o022
+
+
+def private_location_hint() -> str:
+    """Where to keep the vault instead of a directory that is not the user's alone."""
+    # Words, not the path itself: this ground-layer module never imports vault_path.
+    return ("keep the vault in a directory of your own: the default location (no --vault "
+            "and no BOTVAULT_PATH), or make one with `mkdir -m 700 ~/botvault` and pass "
+            "--vault ~/botvault/vault.bv (a shared directory is left as it is)")
 
 
 def _loose(path: Path, st: os.stat_result, purpose: str, want: int) -> Problem:
     mode = stat.S_IMODE(st.st_mode)
-    fix = f"chmod {want:o} {_q(path)}"
+    fix = None if shared_dir(st) else f"chmod {want:o} {_q(path)}"
     writable, readable = bool(mode & 0o022), bool(mode & 0o044)
     # Say exactly what others can do: that is what the user has to take away.
     what = ("readable and writable by" if writable and readable else "writable by" if writable
             else "readable by" if readable else "accessible by")
     return _problem(path, st, Reason.WRITABLE if writable else Reason.READABLE,
-                    f"{purpose} {path} is {what} other users (mode {mode:o})", f"run: {fix}", fix)
+                    f"{purpose} {path} is {what} other users (mode {mode:o})",
+                    f"run: {fix}" if fix else private_location_hint(), fix)
 
 
 def file_problem(path: Path, st: os.stat_result, purpose: str,
@@ -149,7 +178,9 @@ def file_problem(path: Path, st: os.stat_result, purpose: str,
     if not stat.S_ISREG(st.st_mode):
         return _kind(path, st, purpose, "regular file")
     if st.st_uid != os.geteuid():
-        return _foreign(path, st, purpose, chown=True)
+        # chown takes the file over: right for one made with sudo in the user's own
+        # directory, never for someone else's file in a directory others share.
+        return _foreign(path, st, purpose, chown=_own_directory(path.parent))
     if stat.S_IMODE(st.st_mode) & (0o022 if rule is FileRule.STATE else 0o077):
         return _loose(path, st, purpose, FILE_MODE)
     return None
@@ -191,10 +222,9 @@ def _writable_dir(path: Path, st: os.stat_result, purpose: str) -> Problem:
     sticky = " (the sticky bit does not prevent that)" if st.st_mode & stat.S_ISVTX else ""
     loose = _loose(path, st, purpose, DIR_MODE)
     message = f"{loose.message}, who could replace what is in it{sticky}"
-    if st.st_uid == os.geteuid():
+    if not shared_dir(st):
         return replace(loose, message=message)
-    return replace(loose, message=message, fix=None,
-                   hint="move the vault into a directory of your own")
+    return replace(loose, message=message, fix=None, hint=private_location_hint())
 
 
 def refuse(problem: Problem | None) -> None:

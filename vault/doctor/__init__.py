@@ -17,7 +17,6 @@ from pathlib import Path
 
 from ..open_vault import Vault
 from .entries import check_account_limit, check_key_age, check_withdrawal_keys
-from .files import POLICY_ITERATIONS as POLICY_ITERATIONS
 from .files import check_backups, check_kdf, check_permissions, check_synced_folder
 from .finding import SEVERITIES, Finding
 from .plaintext import JSON_MAX_BYTES as JSON_MAX_BYTES
@@ -50,13 +49,15 @@ def exit_code(findings: Iterable[Finding]) -> int:
 
 
 def diagnose(path: Path, vault: Vault | None, *, home: Path, cwd: Path, now: datetime,
-             max_key_age_days: int = 90) -> list[Finding]:
-    """Run every check on the vault at `path` (`vault`, when given, is that vault, open)."""
+             max_key_age_days: int = 90, scan: tuple[Path, ...] = ()) -> list[Finding]:
+    """Run every check on the vault at `path` (`vault`, when given, is that vault, open);
+    `scan`: more folders to search for plaintext copies (`doctor --scan`)."""
     findings = [*check_permissions(path), *check_kdf(path, vault), *check_backups(path, vault),
                 *check_synced_folder(path)]
     if vault is not None:
         entries = vault.list(retired=True)
         live = [e for e in entries if not e.retired]
         findings += [*check_withdrawal_keys(live), *check_key_age(live, now, max_key_age_days),
-                     *check_account_limit(live), *check_plaintext_copies(entries, home, cwd)]
+                     *check_account_limit(live),
+                     *check_plaintext_copies(entries, home, cwd, scan)]
     return findings

@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import fileformat, private, seen_generations, vault_file
-from ..crypto import FLOOR, RECOMMENDED_MEMORY_KIB, KdfParams
+from ..crypto import FLOOR, KdfParams
 from ..errors import VaultError
 from ..nonces import nonce_state_path
 from ..open_vault import Vault
 from ..request_lock import requests_dir
 from .finding import Finding
-
-POLICY_ITERATIONS = 3
 
 
 def _q(path: Path) -> str:
@@ -59,12 +57,16 @@ def _mode_problem(path: Path, st: os.stat_result, rule: private.FileRule | priva
                        f"It is a {private.kind_of(st.st_mode)}. botvault expects a {kind} here "
                        "and refuses to use this path.",
                        f"move it away (mv {_q(path)} {_q(path)}.old) or point --vault "
-                       "(BOTVAULT_PATH) elsewhere", (str(path),))
+                       "(BOTVAULT_PATH) elsewhere" if st.st_uid == os.geteuid()
+                       else private.private_location_hint(), (str(path),))
     if reason is private.Reason.OWNER:
+        # The same answer as the refusal: a chown only of a file in a directory of the
+        # user's own, never of someone else's directory (private.shared_dir).
+        fix = (f"sudo chown {shlex.quote(_user())} {_q(path)}" if problem.fix else
+               private.private_location_hint())
         return Finding("vault-permissions", "fail", f"{path} is owned by someone else",
                        f"The {kind} belongs to uid {st.st_uid}, not to you. Its owner can "
-                       "read or replace it, so botvault refuses to use it.",
-                       f"sudo chown {shlex.quote(_user())} {_q(path)}", (str(path),))
+                       "read or replace it, so botvault refuses to use it.", fix, (str(path),))
     mode = stat.S_IMODE(st.st_mode)
     others_write = reason is private.Reason.WRITABLE
     risk = ("They could replace or damage what botvault reads, and botvault refuses to "
@@ -77,7 +79,7 @@ def _mode_problem(path: Path, st: os.stat_result, rule: private.FileRule | priva
                    f"{path} is accessible by other users (mode {mode:o})",
                    f"Other accounts on this machine can {'change' if others_write else 'read'}"
                    f" this {kind}. {risk}",
-                   problem.fix or problem.hint or "move the vault into a directory of your own",
+                   problem.fix or problem.hint or private.private_location_hint(),
                    (str(path),))
 
 
@@ -86,11 +88,14 @@ def _listable(path: Path, st: os.stat_result) -> Finding | None:
     mode = stat.S_IMODE(st.st_mode)
     if not mode & 0o077:
         return None
+    # chmod only a directory of the user's own (a root-owned /srv or /opt is not).
+    fix = (private.private_location_hint() if private.shared_dir(st)
+           else f"chmod {private.DIR_MODE:o} {_q(path)}")
     return Finding("vault-permissions", "warn",
                    f"{path} can be listed by other users (mode {mode:o})",
                    "Other accounts can see which files are in this directory (the vault, "
                    "its backups and nonce state), though not read the vault itself.",
-                   f"chmod {private.DIR_MODE:o} {_q(path)}", (str(path),))
+                   fix, (str(path),))
 
 
 def lstat_or_none(path: Path) -> os.stat_result | None:
@@ -178,19 +183,22 @@ def check_kdf(path: Path, vault: Vault | None) -> list[Finding]:
         if isinstance(read, Finding):
             return [read]
         kdf = read
-    if kdf.memory_kib >= RECOMMENDED_MEMORY_KIB and kdf.iterations >= POLICY_ITERATIONS:
+    from ..kdf_choice import meets_policy, policy_text
+
+    if meets_policy(kdf):
         return [Finding("kdf-policy", "ok", f"key derivation meets today's policy "
                         f"({kdf.describe()})",
                         "Each passphrase guess against a stolen copy costs the attacker "
                         "this much memory and time.", None)]
     below_floor = kdf.memory_kib < FLOOR.memory_kib or kdf.iterations < FLOOR.iterations
+    # The policy is the one `init` and `passwd --upgrade-kdf` apply (kdf_choice), so the
+    # fix below always removes this finding.
     return [Finding("kdf-policy", "fail" if below_floor else "warn",
                     f"key derivation is weaker than today's policy ({kdf.describe()})",
                     "The passphrase is stretched with Argon2id so that each guess against a "
-                    "stolen copy of the vault is slow. This vault uses less memory or fewer "
-                    f"passes than botvault now chooses (at least {RECOMMENDED_MEMORY_KIB // 1024}"
-                    f" MiB and {POLICY_ITERATIONS} passes), so guessing is cheaper.",
-                    "botvault passwd --upgrade-kdf")]
+                    "stolen copy of the vault is slow. This vault uses less than botvault now "
+                    f"chooses ({policy_text()}), so guessing is cheaper.",
+                    "botvault passwd --upgrade-kdf --keep-passphrase")]
 
 
 # -- backups -------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ from ..entries import Entry
 from .files import lstat_or_none
 from .finding import Finding
 
+__all__ = ["HISTORY_FILES", "JSON_MAX_BYTES", "MIN_SECRET_SEARCHED", "SCAN_MAX_BYTES",
+           "check_plaintext_copies", "plaintext_hits", "recorded_sources", "searched_places",
+           "secret_needles"]
+
 SCAN_MAX_BYTES = 5 * 1024 * 1024  # read at most this much of one file
 JSON_MAX_BYTES = 1024 * 1024  # a JSON file bigger than this is not a bot config
 MIN_SECRET_SEARCHED = 8  # shorter secrets would match by chance everywhere
@@ -21,7 +25,7 @@ _MAX_DIR_ENTRIES = 10_000
 
 _ENV_PATTERNS = (".env", ".env.*", "*.env")
 _JSON_PATTERNS = ("*.json",)
-_HISTORY_FILES = (".bash_history", ".zsh_history", ".zhistory", ".local/share/fish/fish_history",
+HISTORY_FILES = (".bash_history", ".zsh_history", ".zhistory", ".local/share/fish/fish_history",
                   ".history", ".sh_history", ".python_history")
 
 
@@ -56,11 +60,15 @@ def _matching(directories: Iterable[Path], patterns: tuple[str, ...]) -> Iterato
                     yield child
 
 
-def _scanned_files(home: Path, cwd: Path) -> list[tuple[Path, bool]]:
-    """Every place a pasted secret tends to end up, each with: is it a JSON config?"""
-    files = [(f, False) for f in _matching((cwd, home), _ENV_PATTERNS)]
-    files += [(home / h, False) for h in _HISTORY_FILES]
-    files += [(f, True) for f in _matching((cwd,), _JSON_PATTERNS)]
+def _scanned_files(home: Path, cwd: Path, recorded: Iterable[Path] = (),
+                   scan: Iterable[Path] = ()) -> list[tuple[Path, bool]]:
+    """Every place a pasted secret tends to end up, each with: is it a JSON config?
+    `recorded`: the files `import` read (from the entries); `scan`: `doctor --scan` dirs."""
+    scan = tuple(scan)
+    files = [(f, f.suffix == ".json") for f in recorded]
+    files += [(f, False) for f in _matching((cwd, home, *scan), _ENV_PATTERNS)]
+    files += [(home / h, False) for h in HISTORY_FILES]
+    files += [(f, True) for f in _matching((cwd, *scan), _JSON_PATTERNS)]
     seen: set[str] = set()
     unique = []
     for file, is_json in files:
@@ -94,7 +102,7 @@ def _read_capped(path: Path, *, is_json: bool) -> bytes | None:
         os.close(fd)
 
 
-def _needles(secret: str) -> set[bytes]:
+def secret_needles(secret: str) -> set[bytes]:
     """The secret as it would appear in a file: raw, and escaped inside a JSON string."""
     raw = secret.encode("utf-8", "surrogatepass")
     escaped = json.dumps(secret)[1:-1].encode("ascii")
@@ -117,45 +125,79 @@ def _lines_containing(data: bytes, needles: set[bytes]) -> list[int]:
     return sorted(lines)
 
 
-def check_plaintext_copies(entries: list[Entry], home: Path, cwd: Path) -> list[Finding]:
-    """Secrets of stored entries (current and retired) found in .env files, shell history
-    and JSON configs; reported as file:line and entry name only."""
-    searched = [(e, _needles(e.api_secret.reveal())) for e in entries
+def searched_places(home: Path, cwd: Path, recorded: Iterable[Path] = (),
+                    scan: Iterable[Path] = ()) -> str:
+    """Where `check_plaintext_copies` looks, in words, for doctor's output."""
+    places = [f".env files and JSON configs in {_shown(cwd, home)} and one level down",
+              f".env files in {_shown(home, home)} and one level down", "your shell histories"]
+    places += [f".env files and JSON configs in {_shown(d, home)} and one level down (--scan)"
+               for d in scan]
+    shown = sorted({_shown(f, home) for f in recorded})
+    if shown:
+        places.append("the file(s) keys were imported from: " + ", ".join(shown))
+    return "; ".join(places)
+
+
+def recorded_sources(entries: Iterable[Entry]) -> list[Path]:
+    """The plaintext files `import` read these entries from, as recorded in the vault."""
+    return sorted({Path(e.imported_from) for e in entries if e.imported_from})
+
+
+def plaintext_hits(entries: list[Entry], home: Path, cwd: Path,
+                   scan: Iterable[Path] = ()) -> dict[str, dict[Path, list[int]]]:
+    """{entry name: {file: line numbers}} of every stored secret found in plain text."""
+    searched = [(e, secret_needles(e.api_secret.reveal())) for e in entries
                 if len(e.api_secret) >= MIN_SECRET_SEARCHED]
-    hits: dict[str, list[str]] = {}
-    for file, is_json in _scanned_files(home, cwd):
+    hits: dict[str, dict[Path, list[int]]] = {}
+    for file, is_json in _scanned_files(home, cwd, recorded_sources(entries), scan):
         data = _read_capped(file, is_json=is_json)
         if not data:
             continue
         for entry, needles in searched:
-            for line in _lines_containing(data, needles):
-                hits.setdefault(entry.name, []).append(f"{_shown(file, home)}:{line}")
+            lines = _lines_containing(data, needles)
+            if lines:
+                hits.setdefault(entry.name, {})[file] = lines
+    return hits
+
+
+def check_plaintext_copies(entries: list[Entry], home: Path, cwd: Path,
+                           scan: Iterable[Path] = ()) -> list[Finding]:
+    """Secrets of stored entries (current and retired) found in .env files, shell history,
+    JSON configs, the files keys were imported from and the `--scan` folders; reported as
+    file:line and entry name only, with where doctor searched."""
+    scan = tuple(scan)
+    hits = plaintext_hits(entries, home, cwd, scan)
+    searched = "Searched: " + searched_places(home, cwd, recorded_sources(entries), scan) + "."
     if not hits:
         return [Finding("plaintext-copies", "ok",
-                        "no plaintext copy of a stored secret in the usual places",
-                        "Searched .env files and JSON configs in this folder and your home "
-                        "(one level down) and your shell histories.", None)]
+                        "no plaintext copy of a stored secret in the places searched",
+                        searched, None)]
     by_name = {e.name: e for e in entries}
-    return [_plaintext_finding(by_name[name], where) for name, where in sorted(hits.items())]
+    return [_plaintext_finding(by_name[name],
+                               [f"{_shown(file, home)}:{line}" for file, lines in where.items()
+                                for line in lines], searched)
+            for name, where in sorted(hits.items())]
 
 
-def _plaintext_finding(entry: Entry, where: list[str]) -> Finding:
+_REMOVE = ("botvault doctor --remove-secret-lines (removes only the lines holding the secret "
+           "from .env files; JSON configs and shell histories you edit yourself, with the "
+           "shell closed)")
+
+
+def _plaintext_finding(entry: Entry, where: list[str], searched: str) -> Finding:
     if entry.retired:
         return Finding(
             "plaintext-copies", "warn",
             f"the secret of retired key {entry.name} is still in plaintext on disk",
             "This key pair was replaced, but a copy of its secret is still readable in the "
             "files listed. If the old key still exists on the exchange, anyone who reads "
-            "those files can use it.",
-            "delete the old key on the exchange, then remove those lines "
-            "(for shell history: edit the file with the shell closed)",
-            tuple(where))
+            f"those files can use it. {searched}",
+            f"delete the old key on the exchange, then: {_REMOVE}", tuple(where))
     return Finding(
         "plaintext-copies", "fail",
         f"the secret of {entry.name} is stored in plaintext outside the vault",
         "The vault encrypts this secret, but a plain copy is readable in the files listed: "
         "anything that can read your files (a backup, a synced folder, a compromised "
-        "program) can use the key. Treat it as exposed.",
-        f"remove those lines (for shell history: edit the file with the shell closed), "
-        f"then create a new key on the exchange and: botvault rotate {entry.name}",
+        f"program) can use the key. Treat it as exposed. {searched}",
+        f"{_REMOVE}; then create a new key on the exchange and: botvault rotate {entry.name}",
         tuple(where))

@@ -5,15 +5,25 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from ..errors import InvalidInputError
-from .profiles import KRAKEN
+from .profiles import KRAKEN, KRAKEN_FUTURES, KRAKEN_SPOT
 from .profiles import PROFILES as EXCHANGES
 
-__all__ = ["EXCHANGES", "MAX_SECRET_BYTES", "MIN_SECRET_BYTES", "clean_secret",
+__all__ = ["EXCHANGES", "KRAKEN_SECRET_BYTES", "MAX_SECRET_BYTES", "clean_secret",
            "validate_api_key"]
 
-MIN_SECRET_BYTES = 32
+# The decoded lengths of the secrets Kraken issues (/work/shared/KRAKEN.md, "Keys"): the private
+# key is 88 base64 characters. Spot's is padded ("==" at the end): 86 characters of data, 64
+# bytes. Futures shows the same 64-byte padded form; the 88 characters of its unpadded form
+# (no "=", as in one of Kraken's Futures examples) decode to 66 bytes, so Futures also takes 66.
+# Anything else is a cut or extended copy: a 44-character half of a wrapped paste decodes to
+# 33 bytes and used to pass the old "at least 32 bytes" rule, to fail at the first signed
+# request, after the exchange no longer shows the secret.
+KRAKEN_SECRET_BYTES: Mapping[str, tuple[int, ...]] = MappingProxyType({
+    KRAKEN_SPOT: (64,), KRAKEN_FUTURES: (64, 66)})
 # Half a vault record (fileformat.MAX_RECORD, 64 KiB), so that a secret this long still fits
 # beside the longest note and labels; a longer one is refused here, by its size, rather than
 # at save time as a record of "impossible length".
@@ -32,9 +42,10 @@ def check_exchange(exchange: str) -> str:
 def clean_secret(exchange: str, raw: str) -> tuple[str, int]:
     """The secret to store and how many whitespace characters were removed from it.
 
-    Kraken secrets are base64 of at least 32 bytes. Copying from a web page can wrap the
-    line, so whitespace inside is removed (and counted, so the caller can warn). Messages
-    describe the secret's shape, never its characters.
+    Kraken secrets are base64 of the length Kraken issues (KRAKEN_SECRET_BYTES). Copying from
+    a web page can wrap the line, so whitespace inside is removed (and counted, so the caller
+    can warn). A `generic` secret is kept exactly as given. Messages describe the secret's
+    shape, never its characters.
     """
     check_exchange(exchange)
     size = len(raw.encode("utf-8", "surrogatepass"))
@@ -58,10 +69,14 @@ def clean_secret(exchange: str, raw: str) -> tuple[str, int]:
         raise InvalidInputError(_not_base64(cleaned),
                                 hint="copy the private key again from the exchange's key page"
                                 ) from None
-    if len(decoded) < MIN_SECRET_BYTES:
+    expected = KRAKEN_SECRET_BYTES[exchange]
+    if len(decoded) not in expected:
+        unpadded = " (66 in Futures' unpadded form)" if 66 in expected else ""
         raise InvalidInputError(
-            f"the secret decodes to {len(decoded)} bytes; Kraken secrets are at least "
-            f"{MIN_SECRET_BYTES} (was it cut short when copying?)")
+            f"the secret decodes to {len(decoded)} bytes ({len(cleaned)} base64 characters); "
+            f"Kraken issues 64-byte secrets{unpadded}, 88 characters",
+            hint="copy the whole private key again from the exchange's key page (was it cut "
+                 "short, or was something pasted with it?)")
     return cleaned, removed
 
 

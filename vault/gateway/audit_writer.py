@@ -33,7 +33,11 @@ class AuditProcess:
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "botvault.gateway.audit_writer", str(self.vault_path),
-            stdin=asyncio.subprocess.PIPE)
+            stdin=asyncio.subprocess.PIPE,
+            # A session of its own: Ctrl-C at the gateway's terminal goes to the foreground
+            # process group, and must not kill this child (with a traceback, dropping the
+            # lines still in the pipe). It ends at the end of its input, after the last line.
+            start_new_session=True)
 
     def record(self, record: dict[str, Any]) -> None:
         if self._proc is None or self._proc.stdin is None:

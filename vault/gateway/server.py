@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import signal
 import socket
@@ -13,9 +14,11 @@ from typing import Any
 from aiohttp import web
 
 from ..agent import connect, socket_path_for
+from ..errors import ConflictError
 from ..fast_json import use_orjson
 from . import event_loop
 from .agent_link import AsyncAgentGrants
+from .agent_watch import WatchedAgent
 from .app import Gateway
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
@@ -64,25 +67,45 @@ def make_runner(gateway: Gateway) -> GatewayRunner:
                          keepalive_timeout=gateway.config.idle_timeout)
 
 
-async def _serve(gateway: Gateway, announce: Callable[[str], None]) -> None:
-    runner = make_runner(gateway)
-    await runner.setup()
-    listen = gateway.config.listen
+def _bound(config: GatewayConfig) -> socket.socket:
+    """The listening socket, bound before anything else starts, so that a taken address is
+    one error naming it (ConflictError, exit 9), with nothing started to clean up."""
+    listen = config.listen
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((listen.host, listen.port))
-    site = web.SockSite(runner, sock)
-    await site.start()
-    _freeze_startup_objects()
-    port = sock.getsockname()[1]
-    host = f"[{listen.host}]" if family == socket.AF_INET6 else listen.host
-    announce(f"http://{host}:{port}")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((listen.host, listen.port))
+    except OSError as exc:
+        sock.close()
+        taken = exc.errno == errno.EADDRINUSE
+        raise ConflictError(
+            f"cannot listen on {listen.host}:{listen.port}: "
+            + ("the address is already in use" if taken else (exc.strerror or str(exc))),
+            hint="another program (a gateway already running?) listens there; stop it or "
+                 "pick another address with --listen HOST:PORT (port 0: any free one)"
+            if taken else "pick another address with --listen HOST:PORT") from None
+    return sock
+
+
+async def _serve(gateway: Gateway, announce: Callable[[str], None],
+                 sock: socket.socket) -> None:
+    runner = make_runner(gateway)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Ctrl-C or SIGTERM from here on stops the gateway in order (audit lines received are
+    # written by the audit child, which ends at the end of its input), never a traceback.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopped.set)
     try:
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+        _freeze_startup_objects()
+        port = sock.getsockname()[1]
+        host = f"[{gateway.config.listen.host}]" if sock.family == socket.AF_INET6 \
+            else gateway.config.listen.host
+        announce(f"http://{host}:{port}")
         await stopped.wait()
     finally:
         await runner.cleanup()
@@ -99,6 +122,10 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
-    agent = AsyncAgentGrants(socket_path_for(vault_path))
-    gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
-    event_loop.run(_serve(gateway, announce))
+    sock = _bound(config)
+    try:
+        agent = WatchedAgent(AsyncAgentGrants(socket_path_for(vault_path)))
+        gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
+        event_loop.run(_serve(gateway, announce, sock))
+    finally:
+        sock.close()
