@@ -48,6 +48,7 @@ PATH = "/0/private/AddOrder"
 ORDER = "pair=XBTUSD&type=buy&ordertype=limit&price=27500.5&volume=0.01"
 SPOT = {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}
 TARGETS = ("direct", "gateway", "floor")
+COMPARED = "gateway-b"  # --compare-env: a second gateway, started with one more variable
 _TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
 
@@ -104,30 +105,50 @@ def _process(argv: list[str], stdin: str = "") -> tuple[subprocess.Popen[str], s
     return proc, line.strip().rsplit(" ", 1)[-1]
 
 
+def _start_with(variable: str, vault: Path, url: str) -> tuple[subprocess.Popen[str], str]:
+    name, _, value = variable.partition("=")
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        return start_gateway(vault, url)
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
+
+
 @contextmanager
-def stack(root: Path) -> Iterator[tuple[dict[str, Sender], dict[str, int]]]:
+def stack(root: Path, compare_env: str | None = None
+          ) -> Iterator[tuple[dict[str, Sender], dict[str, int]]]:
     os.environ["XDG_RUNTIME_DIR"] = str(root / "run")
     (root / "run").mkdir(mode=0o700)
-    keys = make_vault(root / "vault.bv", dict.fromkeys(TARGETS, SPOT))
+    names = (*TARGETS, COMPARED)
+    keys = make_vault(root / "vault.bv", dict.fromkeys(names, SPOT))
     upstream_keys = {real_api_key(n): {"secret": keys.secrets[n], "product": "spot"}
-                     for n in TARGETS}
+                     for n in names}
     with running(keys, ttl=3600, idle=3600) as agent:
         upstream, url = _process([sys.executable, "-m", "bench.fast_upstream"],
                                  json.dumps(upstream_keys) + "\n")
         gateway, gateway_url = start_gateway(keys.path, url)
         floor, floor_url = _process([sys.executable, "-m", "bench.floor_gateway",
                                      str(keys.path), url])
+        other = _start_with(compare_env, keys.path, url) if compare_env else None
         try:
             with Vault.open_with_key(keys.path, keys.data_key) as vault:
                 grants = {n: add_grant(vault, f"{n}-bot", entry=n, general="full",
-                                       withdrawal="none") for n in ("gateway", "floor")}
+                                       withdrawal="none") for n in ("gateway", "floor", COMPARED)}
             creds = {n: Credential(g.api_key, g.api_secret.reveal()) for n, g in grants.items()}
             senders = {"direct": Sender(url, Credential(real_api_key("direct"),
                                                         keys.secrets["direct"])),
                        "gateway": Sender(gateway_url, creds["gateway"]),
                        "floor": Sender(floor_url, creds["floor"])}
-            yield senders, {"gateway": gateway.pid, "floor": floor.pid, "agent": agent.pid,
-                            "upstream": upstream.pid}
+            pids = {"gateway": gateway.pid, "floor": floor.pid, "agent": agent.pid,
+                    "upstream": upstream.pid}
+            if other is not None:
+                senders[COMPARED] = Sender(other[1], creds[COMPARED])
+                pids[COMPARED] = other[0].pid
+            yield senders, pids
             outcomes = http.client.HTTPConnection(urlsplit(url).netloc, timeout=10)
             outcomes.request("GET", "/__outcomes")
             counts = json.loads(outcomes.getresponse().read())
@@ -135,21 +156,25 @@ def stack(root: Path) -> Iterator[tuple[dict[str, Sender], dict[str, int]]]:
                 raise RuntimeError(f"the upstream refused requests: {counts}")
         finally:
             stop_gateway(gateway)
+            if other is not None:
+                stop_gateway(other[0])
             for proc in (floor, upstream):
                 proc.terminate()
                 proc.wait(10)
 
 
-def run(blocks: int, count: int, seed: int | None) -> dict[str, Series]:
-    series = {t: Series() for t in TARGETS}
+def run(blocks: int, count: int, seed: int | None, compare_env: str | None = None
+        ) -> dict[str, Series]:
+    targets = (*TARGETS, COMPARED) if compare_env else TARGETS
+    series = {t: Series() for t in targets}
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp, \
-            stack(Path(tmp)) as (senders, pids):
-        for target in TARGETS:  # warm up: connections, caches, the audit child
+            stack(Path(tmp), compare_env) as (senders, pids):
+        for target in targets:  # warm up: connections, caches, the audit child
             for _ in range(max(50, count // 10)):
                 senders[target].send()
         for _ in range(blocks):
-            order = list(TARGETS)
+            order = list(targets)
             rng.shuffle(order)
             for target in order:
                 send, samples, clock = senders[target].send, series[target].samples, \
@@ -171,14 +196,16 @@ def run(blocks: int, count: int, seed: int | None) -> dict[str, Series]:
     return series
 
 
-def report(series: dict[str, Series], blocks: int, count: int, command: str) -> list[str]:
+def report(series: dict[str, Series], blocks: int, count: int, command: str,
+           compare_env: str | None = None) -> list[str]:
     direct = series["direct"]
     d50, d99 = statistics.median(direct.samples), direct.pct(0.99)
+    shown = [t for t in ("gateway", "floor", COMPARED) if t in series]
     added = {t: (statistics.median(series[t].samples) - d50, series[t].pct(0.99) - d99)
-             for t in ("gateway", "floor")}
+             for t in shown}
     n = blocks * count
-    cpu = {t: series[t].cpu.get(t, 0.0) / n for t in ("gateway", "floor")}
-    agent = {t: series[t].cpu.get("agent", 0.0) / n for t in ("gateway", "floor")}
+    cpu = {t: series[t].cpu.get(t, 0.0) / n for t in shown}
+    agent = {t: series[t].cpu.get("agent", 0.0) / n for t in shown}
     ratio = added["gateway"][0] / added["floor"][0]
     out = [SUMMARY_HEADER, "",
            f"Command: `{command}`; python {platform.python_version()}, {os.cpu_count()} CPUs, "
@@ -187,9 +214,10 @@ def report(series: dict[str, Series], blocks: int, count: int, command: str) -> 
            "| target | p50 us | p99 us | added p50 us | added p99 us | process CPU us/req "
            "| agent CPU us/req |", "|---|---|---|---|---|---|---|",
            f"| direct to the upstream | {d50:,.0f} | {d99:,.0f} | | | | |"]
-    for t in ("gateway", "floor"):
+    for t in shown:
         s = series[t]
-        out.append(f"| {t} | {statistics.median(s.samples):,.0f} | {s.pct(0.99):,.0f} | "
+        label = f"gateway with {compare_env}" if t == COMPARED else t
+        out.append(f"| {label} | {statistics.median(s.samples):,.0f} | {s.pct(0.99):,.0f} | "
                    f"{added[t][0]:,.0f} | {added[t][1]:,.0f} | {cpu[t]:,.0f} | "
                    f"{agent[t]:,.0f} |")
     per_block = sorted((g - d) / (f - d) for g, f, d in zip(
@@ -203,6 +231,10 @@ def report(series: dict[str, Series], blocks: int, count: int, command: str) -> 
             f"{'met' if added['gateway'][1] <= 2000 else 'NOT met'})",
             f"- gateway CPU per request / floor's: {cpu['gateway'] / max(cpu['floor'], 1):.2f}x "
             "(target: half of today's figure in bench/README.md)"]
+    if COMPARED in series:
+        out.append(f"- gateway with {compare_env} / gateway: added p50 "
+                   f"{added[COMPARED][0] / added['gateway'][0]:.2f}x, CPU per request "
+                   f"{cpu[COMPARED] / max(cpu['gateway'], 1):.2f}x")
     return out
 
 
@@ -212,12 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=None)
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--compare-env", metavar="VAR=VALUE", default=None,
+                        help="also run a second gateway with this environment variable set")
     args = parser.parse_args(argv)
     blocks = args.blocks or (2 if args.quick else 5)
     count = args.count or (200 if args.quick else 2000)
-    series = run(blocks, count, args.seed)
+    series = run(blocks, count, args.seed, args.compare_env)
     command = "python -m bench.bench_floor" + " ".join(["", *(argv or sys.argv[1:])])
-    print("\n".join(report(series, blocks, count, command.rstrip())))
+    print("\n".join(report(series, blocks, count, command.rstrip(), args.compare_env)))
     return 0
 
 
