@@ -40,7 +40,7 @@ from .routing import Route, route
 from .timeouts import bounded
 from .trading import PolicyGuard
 
-__all__ = ["Auditor", "Gateway"]
+__all__ = ["Auditor", "Gateway", "build_app"]
 
 
 class Auditor(Protocol):
@@ -88,13 +88,13 @@ class Gateway:
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, _app: web.Application) -> None:
         self.upstream = Upstream(ca_file=self.config.ca_file,
                                  timeout=self.config.upstream_timeout)
         if self.audit is not None:
             await self.audit.start()
 
-    async def stop(self) -> None:
+    async def stop(self, _app: web.Application) -> None:
         if self.audit is not None:
             await self.audit.stop()
         if self.upstream is not None:
@@ -114,7 +114,7 @@ class Gateway:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         names = {k.lower() for k in request.headers}
         found = route(request.rel_url.raw_path, names)
         outcome = _Outcome(found, time.monotonic())
@@ -141,7 +141,7 @@ class Gateway:
         return web.Response(status=answer.status, body=answer.body,
                             content_type="application/json")
 
-    async def _dispatch(self, request: web.BaseRequest, found: Route | None, outcome: _Outcome
+    async def _dispatch(self, request: web.Request, found: Route | None, outcome: _Outcome
                         ) -> web.StreamResponse:
         if found is None:
             raise _Refuse(Reason.UNKNOWN_PATH)
@@ -150,7 +150,7 @@ class Gateway:
             return await self._private(request, found, body, outcome)
         return await self._forward(request, found, body, {}, outcome)
 
-    async def _read_body(self, request: web.BaseRequest) -> bytes:
+    async def _read_body(self, request: web.Request) -> bytes:
         limit = self.config.max_body
         if request.content_length is not None and request.content_length > limit:
             raise _Refuse(Reason.TOO_LARGE)
@@ -178,7 +178,7 @@ class Gateway:
             raise _Refuse(Reason.TOO_LARGE)
         return body
 
-    async def _private(self, request: web.BaseRequest, found: Route, body: bytes,
+    async def _private(self, request: web.Request, found: Route, body: bytes,
                        outcome: _Outcome) -> web.StreamResponse:
         headers = request.headers
         if found.api is Api.SPOT:
@@ -228,7 +228,7 @@ class Gateway:
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
 
-    async def _policy_aliases(self, request: web.BaseRequest, found: Route, resolved: Resolved,
+    async def _policy_aliases(self, request: web.Request, found: Route, resolved: Resolved,
                               text: str, content_type: str) -> dict[str, list[str]] | None:
         """The pair aliases the agent needs to judge a grant's policy (trading_gate
         enforces it); a request the agent could not judge whole is refused here."""
@@ -259,7 +259,7 @@ class Gateway:
             raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
         return resolved
 
-    async def _forward(self, request: web.BaseRequest, found: Route, body: bytes,
+    async def _forward(self, request: web.Request, found: Route, body: bytes,
                        auth: dict[str, str], outcome: _Outcome) -> web.StreamResponse:
         if self.upstream is None:
             raise RuntimeError("the gateway has not started")
@@ -275,3 +275,11 @@ class Gateway:
         response = web.Response(status=answer.status, body=answer.body)
         response.headers["Content-Type"] = answer.content_type
         return response
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    app = web.Application(client_max_size=gateway.config.max_body)
+    app.on_startup.append(gateway.start)
+    app.on_cleanup.append(gateway.stop)
+    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+    return app

@@ -9,7 +9,6 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -19,36 +18,14 @@ from ..fast_json import use_orjson
 from . import event_loop
 from .agent_link import AsyncAgentGrants
 from .agent_watch import WatchedAgent
-from .app import Gateway
+from .app import Gateway, build_app
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
 
-__all__ = ["GatewayRunner", "make_runner", "serve"]
+__all__ = ["make_runner", "serve"]
 
 # Request line and each header: Kraken requests are small; a longer one is refused (400).
 _MAX_LINE = 8190
-
-
-class GatewayRunner(web.BaseRunner):
-    """aiohttp's low-level server calling `Gateway.handle` for every request: no
-    Application, router, match info or middleware chain, which the gateway (one handler for
-    every path) never used and which cost it CPU on every request (bench/bench_floor.py).
-    The gateway starts with the server and stops with it."""
-
-    def __init__(self, gateway: Gateway, **server_settings: Any) -> None:
-        super().__init__(handle_signals=False)
-        self.gateway = gateway
-        self._settings = server_settings
-
-    async def shutdown(self) -> None:
-        pass
-
-    async def _make_server(self) -> web.Server:
-        await self.gateway.start()
-        return web.Server(self.gateway.handle, **self._settings)
-
-    async def _cleanup_server(self) -> None:
-        await self.gateway.stop()
 
 
 def _freeze_startup_objects() -> None:
@@ -58,11 +35,11 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def make_runner(gateway: Gateway) -> GatewayRunner:
+def make_runner(gateway: Gateway) -> web.AppRunner:
     """The server's settings. `keepalive_timeout` also bounds how long a connection may sit
     idle or dribble an unfinished request line and headers before it is closed, so slow
     clients cannot pile up connections; a request in progress is never cut."""
-    return GatewayRunner(gateway, handler_cancellation=False, access_log=None,
+    return web.AppRunner(build_app(gateway), access_log=None, handler_cancellation=False,
                          max_line_size=_MAX_LINE, max_field_size=_MAX_LINE,
                          keepalive_timeout=gateway.config.idle_timeout)
 
