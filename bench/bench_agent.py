@@ -32,6 +32,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.` as a script too
+
+from bench.tables import print_table
 from botvault import Vault
 from botvault.agent import AgentClient, start_agent
 from botvault.agent.protocol import encode_frame
@@ -98,15 +101,6 @@ def timed(label: str, fn: Callable[[], object], n: int, warmup: int = 200) -> Ti
     finally:
         gc.enable()
     return Timing(label, samples, total)
-
-
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
-    print(f"\n{title}")
-    print("  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  " + "  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def compare(title: str, pairs: Sequence[tuple[Timing, Timing]]) -> None:

@@ -93,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The bots find the agent the way a bot does: from $BOTVAULT_PATH.
         os.environ["BOTVAULT_PATH"], os.environ["XDG_RUNTIME_DIR"] = str(vault_path), str(runtime)
         os.environ.pop("BOTVAULT_AGENT_SOCKET", None)
+        # The stand-in's counters are off here: this measures the order, not the pacing.
+        os.environ["BOTVAULT_KRAKEN_TIER"] = "off"
         key, secrets = make_vault(vault_path)
         info = start_agent(vault_path, key, ttl=3600, idle=3600, allow_withdrawal=False)
         try:

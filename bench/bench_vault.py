@@ -32,6 +32,9 @@ from pathlib import Path
 
 from argon2.low_level import Type, hash_secret_raw
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.` as a script too
+
+from bench.tables import print_table
 from botvault import General, Secret, Vault, Withdrawal, crypto, fileformat, vault_file
 from botvault._testing import cheap_kdf
 from botvault.codec import Slot
@@ -88,15 +91,6 @@ def median_time(fn: Callable[[], object], reps: int) -> float:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
-
-
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
-    print(f"\n{title}")
-    print("  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  " + "  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def print_rows(title: str, rows: Sequence[Row]) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt
+from .access import access
 from .durations import format_duration, format_moment, parse_duration
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ app = typer.Typer()
 
 @app.command()
 def unlock(
+    ctx: typer.Context,
     ttl: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help="Lock after this long in any case (90s, 15m, 8h).", show_default="8h",
         metavar="DURATION")] = None,
@@ -33,10 +34,6 @@ def unlock(
         "--sign-only", help="An agent that hands out no secret and no data key and signs "
         "only requests a grant authenticates (for `botvault gateway`); run, env and show "
         "--reveal then ask for the passphrase.")] = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Ask for the passphrase once and start a background agent for this vault.
 
@@ -46,7 +43,7 @@ def unlock(
     from botvault.session import running_agent
 
     ttl_s, idle_s = parse_duration(ttl or "8h"), parse_duration(idle or "1h")
-    session = Access(vault, passphrase_file, passphrase_command, passphrase_stdin).session()
+    session = access(ctx).session()
     path = session.path
     session.check_exists()
     running = running_agent(path)
@@ -80,22 +77,22 @@ def _report_running(client: AgentClient, path: Path,
 
 
 @app.command()
-def lock(vault: VaultOpt = None) -> None:
+def lock(ctx: typer.Context) -> None:
     """Wipe the keys in the agent and stop it."""
     from botvault.session import lock_agent
 
-    typer.echo("locked" if lock_agent(Access(vault, None, None).path) else "already locked")
+    typer.echo("locked" if lock_agent(access(ctx).path) else "already locked")
 
 
 @app.command()
 def status(
+    ctx: typer.Context,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    vault: VaultOpt = None,
 ) -> None:
     """Say whether the vault is unlocked. Exit 0 when unlocked, 5 when locked."""
     from botvault.session import agent_state
 
-    path = Access(vault, None, None).path
+    path = access(ctx).path
     state: dict[str, Any] = agent_state(path) or {"unlocked": False, "vault": str(path)}
     if json_:
         output.json_out(state)

@@ -61,7 +61,7 @@ def complete_names(ctx: Any,
         from botvault.session import running_agent
         from botvault.vault_path import resolve_vault_path
 
-        client = running_agent(resolve_vault_path(ctx.params.get("vault")))
+        client = running_agent(resolve_vault_path(ctx.find_root().params.get("vault")))
         if client is None:
             return []
         with client:

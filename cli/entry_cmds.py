@@ -7,17 +7,20 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
+from .access import access
 from .choices import (
     ExchangeOpt,
+    General,
     GeneralOpt,
     NameArg,
     NonceUnit,
     NonceUnitOpt,
+    Withdrawal,
     WithdrawalOpt,
     complete_names,
     value_of,
 )
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
+from .confirm import YesOpt, confirm, refuse_without_terminal
 from .passphrase import ask_until_valid, interactive, read_secret, refuse_two_stdin_readers
 
 if TYPE_CHECKING:
@@ -33,16 +36,16 @@ SecretStdin = Annotated[bool, typer.Option(
     "(--passphrase-file, or unlock first).")]
 
 
-def ask_scope(value: str | None, flag: str, choices: str) -> str:
+def ask_scope(value: str | None, flag: str, axis: type[General] | type[Withdrawal]) -> str:
     """Scopes must be what the user chose on the exchange's form, never a guess of ours."""
+    from botvault.errors import InvalidInputError
+
     if value is not None:
         return value
+    choices = "|".join(choice.value for choice in axis)
     if not interactive():
-        from botvault.errors import InvalidInputError
-
         raise InvalidInputError(f"missing {flag}",
                                 hint=f"say what the key form shows: {flag} {choices}")
-    from botvault.errors import InvalidInputError
 
     def check(answer: str) -> None:
         if answer not in choices.split("|"):
@@ -84,6 +87,7 @@ def ask_pair(exchange: str, api_key: str | None, secret_stdin: bool,
 
 @app.command()
 def add(
+    ctx: typer.Context,
     name: Name,
     exchange: ExchangeOpt,
     api_key: Annotated[Text, typer.Option(
@@ -96,10 +100,6 @@ def add(
     note: Annotated[str, typer.Option(help="Free text.", metavar="TEXT")] = "",
     nonce_unit: NonceUnitOpt = NonceUnit.MS,
     secret_stdin: SecretStdin = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Store a key pair. The secret comes from a hidden prompt or --secret-stdin, never argv.
 
@@ -110,49 +110,37 @@ def add(
     checked before anything is asked or read. A secret stored wrong is fixed with
     `botvault edit NAME --secret`.
     """
-    from botvault.entries import check_name, check_text
-    from botvault.exchanges.validation import validate_api_key
+    from botvault.entry_checks import check_new_entry
     from botvault.scopes import parse_general, parse_withdrawal
 
-    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    acc = access(ctx)
     profile = str(value_of(exchange))
     # Everything that can be wrong with the arguments is reported before any prompt or read.
-    check_name(name)
-    if api_key is not None:
-        validate_api_key(profile, api_key, warn=False)
-    if account:
-        check_text("account label", account)
-    check_text("note", note, 4096)
+    check_new_entry(name, exchange=profile, api_key=api_key, account=account, note=note)
     refuse_two_stdin_readers(acc.sources, secret_stdin=secret_stdin)
     require_key_source(api_key, secret_stdin)
-    general_scope = parse_general(ask_scope(value_of(general), "--general",
-                                             "none|read-only|full"))
+    general_scope = parse_general(ask_scope(value_of(general), "--general", General))
     withdrawal_scope = parse_withdrawal(ask_scope(value_of(withdrawal), "--withdrawal",
-                                                   "none|full"))
-    with open_vault(acc) as opened:
+                                                  Withdrawal))
+    with acc.open() as opened:
         opened.check_new_name(name)
         key, secret = ask_pair(profile, api_key, secret_stdin)
         entry = opened.add(name, exchange=profile, api_key=key, api_secret=secret,
                            general=general_scope, withdrawal=withdrawal_scope,
                            account=account, note=note, nonce_unit=str(value_of(nonce_unit)))
-    typer.echo(f"added {entry.name} ({entry.exchange}, general {entry.general.value}, "
-               f"withdrawal {entry.withdrawal.value})")
+    _echo_saved("added", entry)
     typer.echo(f"fingerprint: {entry.fingerprint}")
 
 
 @app.command("list")
 def list_(
+    ctx: typer.Context,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Include retired pairs (kept after "
                                        "`rotate`, never handed out).")] = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """List entries: name, exchange, scopes, account, creation time. No secret material."""
-    with open_vault(Access(vault, passphrase_file, passphrase_command,
-                                       passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         entries = opened.list(retired=all_)
     docs = [{k: e.metadata()[k] for k in ("name", "exchange", "general", "withdrawal",
                                           "account", "created_at")} for e in entries]
@@ -171,17 +159,13 @@ _SHOW_KEYS = ("name", "exchange", "api_key", "general", "withdrawal", "account",
 
 @app.command()
 def show(
+    ctx: typer.Context,
     name: Name,
     reveal: Annotated[bool, typer.Option("--reveal", help="Also print the api secret.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Show one entry's labels and api key; the secret only with --reveal."""
-    with open_vault(Access(vault, passphrase_file, passphrase_command,
-                                       passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         entry = opened.get(name)
     doc: dict[str, Any] = {k: entry.metadata()[k] for k in _SHOW_KEYS}
     if reveal:
@@ -195,6 +179,7 @@ def show(
 
 @app.command()
 def edit(
+    ctx: typer.Context,
     name: Name,
     general: GeneralOpt = None,
     withdrawal: WithdrawalOpt = None,
@@ -214,25 +199,21 @@ def edit(
     secret_stdin: Annotated[bool, typer.Option(
         "--secret-stdin", help="Like --secret, with the secret read from standard input (all "
         "of it, one trailing newline removed).")] = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Relabel an entry (after changing the key's permissions on the exchange, say), or fix
     its secret in place with --secret / --secret-stdin.
 
     A new key pair from the exchange goes in with `botvault rotate` instead.
     """
+    from botvault.entry_checks import check_entry_changes
     from botvault.errors import InvalidInputError
 
     changes = {"general": value_of(general), "withdrawal": value_of(withdrawal),
                "account": account, "note": note, "nonce_unit": value_of(nonce_unit),
                "env_key": env_key, "env_secret": env_secret}
     new_secret = secret or secret_stdin
-    if all(v is None for v in changes.values()) and not new_secret:
-        raise InvalidInputError("nothing to change", hint="see: botvault edit --help")
-    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    check_entry_changes(name, changes, replaces_secret=new_secret)  # before any question
+    acc = access(ctx)
     if secret and secret_stdin:
         raise InvalidInputError("--secret and --secret-stdin exclude each other",
                                 hint="--secret asks at the terminal; --secret-stdin reads "
@@ -241,18 +222,7 @@ def edit(
     if secret and not interactive():
         raise InvalidInputError("no terminal to ask for the secret",
                                 hint="pipe it in: botvault edit NAME --secret-stdin < FILE")
-    from botvault.entries import check_name, check_text
-    from botvault.handover import validate_var_name
-
-    check_name(name)  # every value is checked before the passphrase is asked for
-    for var in (env_key, env_secret):
-        if var:
-            validate_var_name(var)
-    if account:
-        check_text("account label", account)
-    if note is not None:
-        check_text("note", note, 4096)
-    with open_vault(acc) as opened:
+    with acc.open() as opened:
         entry = opened.get(name)
         if new_secret:
             from botvault.secret_fix import replace_secret
@@ -277,50 +247,35 @@ def _echo_saved(verb: str, entry: Entry) -> None:
 
 @app.command()
 def rename(
+    ctx: typer.Context,
     old: Annotated[str, typer.Argument(help="Current name.", show_default=False,
                                        metavar="OLD", shell_complete=complete_names)],
     new: Annotated[str, typer.Argument(help="New name.", show_default=False, metavar="NEW")],
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Rename an entry."""
     from botvault.entries import check_name
 
     check_name(old)
     check_name(new)  # both names are checked before the passphrase is asked for
-    with open_vault(Access(vault, passphrase_file, passphrase_command,
-                                       passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         entry = opened.rename(old, new)
     typer.echo(f"renamed {old} to {entry.name}")
 
 
 @app.command()
 def rm(
+    ctx: typer.Context,
     name: Name,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
-                   ] = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
+    yes: YesOpt = False,
 ) -> None:
     """Remove an entry (it stays in the automatic backups until they rotate out)."""
     from botvault.entries import check_name
-    from botvault.errors import InvalidInputError
 
     check_name(name)
-    if not yes and not interactive():  # refused before the passphrase is asked for
-        raise InvalidInputError(f"refusing to remove {name!r} without --yes")
-    with open_vault(Access(vault, passphrase_file, passphrase_command,
-                           passphrase_stdin)) as opened:
+    refusal = f"refusing to remove {name!r} without --yes"
+    refuse_without_terminal(yes, refusal)  # before the passphrase is asked for
+    with access(ctx).open() as opened:
         opened.get(name)
-        if not yes:
-            if not interactive():
-                raise InvalidInputError(f"refusing to remove {name!r} without --yes")
-            output.before_prompt()
-            typer.confirm(f"Remove {name}? Revoke the key on the exchange too.", abort=True,
-                          err=True)
+        confirm(yes, f"Remove {name}? Revoke the key on the exchange too.", refusal)
         opened.remove(name)
     typer.echo(f"removed {name}")

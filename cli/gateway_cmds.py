@@ -10,13 +10,14 @@ import typer
 from botvault.gateway.config import DEFAULT_FUTURES_URL, DEFAULT_PORT, DEFAULT_SPOT_URL
 
 from . import output
-from .common import VaultOpt
+from .access import access
 
 app = typer.Typer()
 
 
 @app.command()
 def gateway(
+    ctx: typer.Context,
     listen: Annotated[str, typer.Option(
         metavar="HOST:PORT", help="Address to listen on (an IP address; port 0: any free one)."
         )] = f"127.0.0.1:{DEFAULT_PORT}",
@@ -37,7 +38,6 @@ def gateway(
     allow_remote: Annotated[bool, typer.Option(
         "--allow-remote", help="Allow listening on an address other than loopback "
                                "(requests then cross the network; see SECURITY.md).")] = False,
-    vault: VaultOpt = None,
 ) -> None:
     """Serve Kraken's REST APIs to bots that hold a grant, in the foreground.
 
@@ -58,4 +58,4 @@ def gateway(
     def announce(url: str) -> None:
         typer.echo(f"botvault gateway listening on {url}")
 
-    serve(config, vault, announce)
+    serve(config, access(ctx).vault, announce)

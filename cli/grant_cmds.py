@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
+from .access import access
 from .durations import parse_duration
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ WithdrawAmountOpt = Annotated[_Text, typer.Option(
 
 @grant_app.command()
 def add(
+    ctx: typer.Context,
     bot: Bot,
     key: Annotated[str, typer.Option("--key", help="The entry the bot may use.",
                                      show_default=False, metavar="ENTRY")],
@@ -74,10 +75,6 @@ def add(
     withdraw_keys: WithdrawKeysOpt = None,
     max_withdraw_amount: WithdrawAmountOpt = None,
     json_: JsonOpt = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Issue a grant and print its key pair once, as the exchange does.
 
@@ -93,7 +90,7 @@ def add(
                "max_order_notional": max_order_notional,
                "max_daily_notional": max_daily_notional, "reduce_only": reduce_only or None,
                "withdraw_keys": withdraw_keys, "max_withdraw_amount": max_withdraw_amount}
-    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         grant = add_with_policy(opened, bot, entry=key, general=general, withdrawal=withdrawal,
                                 expires_in=seconds, options=options)
     if json_:
@@ -122,16 +119,13 @@ def _row(grant: Grant) -> list[str]:
 
 @grant_app.command("list")
 def list_(
+    ctx: typer.Context,
     json_: JsonOpt = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """List grants (revoked and expired ones too). Never a secret."""
     from botvault.grant_ops import list_grants
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         grants = list_grants(opened)
     if json_:
         output.json_out([g.metadata() for g in grants])
@@ -143,18 +137,15 @@ def list_(
 
 @grant_app.command()
 def show(
+    ctx: typer.Context,
     bot: Bot,
     json_: JsonOpt = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Show one grant: its entry, scopes, state, expiry, api key, trading policy and the
     day's spending against its budget. Never its secret."""
     from botvault.grant_policy import grant_details
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         doc = grant_details(opened, bot)
     if json_:
         output.json_out(doc)
@@ -173,6 +164,7 @@ def show(
 
 @grant_app.command()
 def edit(
+    ctx: typer.Context,
     bot: Bot,
     pairs: PairsOpt = None,
     order_types: TypesOpt = None,
@@ -184,10 +176,6 @@ def edit(
         "orders.", show_default=False)] = None,
     withdraw_keys: WithdrawKeysOpt = None,
     max_withdraw_amount: WithdrawAmountOpt = None,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Narrow or widen a grant's trading policy: each limit given replaces that limit, and
     `none` lifts it (--pairs none). Takes effect at the agent's next request."""
@@ -201,39 +189,36 @@ def edit(
     if all(v is None for v in options.values()):
         raise InvalidInputError("grant edit changes nothing without a policy option",
                                 hint="for example: botvault grant edit BOT --max-order-volume 1")
-    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         grant = edit_policy(opened, bot, options)
     typer.echo(f"policy of {grant.bot}: " + (", ".join(grant.policy.describe()) or "none"))
 
 
 @grant_app.command()
 def revoke(
+    ctx: typer.Context,
     bot: Bot,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Revoke a grant. A running agent (and so the gateway) refuses it from the next request."""
     from botvault.grant_ops import revoke_grant
 
-    with open_vault(Access(vault, passphrase_file, passphrase_command, passphrase_stdin)) as opened:
+    with access(ctx).open() as opened:
         grant = revoke_grant(opened, bot)
     typer.echo(f"revoked {grant.bot} (at {grant.revoked_at})")
 
 
 @grant_app.command()
 def log(
+    ctx: typer.Context,
     bot: Annotated[Optional[str], typer.Argument(  # noqa: UP045 -- Typer needs Optional
         help="Only this bot's requests.", show_default=False)] = None,
     json_: Annotated[bool, typer.Option("--json", help="JSON lines, as recorded.")] = False,
-    vault: VaultOpt = None,
 ) -> None:
     """Show the gateway's audit log: one line per request (time, grant, entry, endpoint,
     outcome, upstream status). Needs no passphrase: the log holds no secret."""
     from botvault.audit import read_audit
 
-    records = read_audit(Access(vault, None, None).path, grant=bot)
+    records = read_audit(access(ctx).path, grant=bot)
     if json_:
         import json
 

@@ -9,14 +9,8 @@ import typer
 from typer.core import TyperCommand
 
 from . import output
+from .access import Access, access
 from .choices import EnvFormat, complete_names, value_of
-from .common import (
-    Access,
-    PassCmdOpt,
-    PassFileOpt,
-    PassStdinOpt,
-    VaultOpt,
-)
 
 if TYPE_CHECKING:
     from botvault.scopes import General
@@ -78,10 +72,6 @@ def run(
     max_scope: MaxScope = None,
     allow_withdrawal: AllowWithdrawal = False,
     as_: Preset = None,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Run a bot with the keys in its environment: botvault run NAME... -- CMD [ARGS...]
 
@@ -91,35 +81,25 @@ def run(
     --allow-withdrawal.
     """
     from botvault.errors import InvalidInputError
-    from botvault.handover import child_env, exec_command
+    from botvault.handover import exec_command
+    from botvault.handover.bot_environment import bot_environment
 
     command = ctx.meta.get(_CMD_KEY) or []
     if not command:
         raise InvalidInputError("no command to run", hint="botvault run NAME -- CMD [ARGS...]")
-    pairs = _assignments(Access(vault, passphrase_file, passphrase_command,
-                 passphrase_stdin), names, max_scope,
-                         allow_withdrawal, as_)
-    exec_command(command, child_env(_without_passphrase_sources(os.environ), pairs))
-
-
-def _without_passphrase_sources(environ: Any) -> dict[str, str]:
-    """A bot holds only what it was given: not where the vault's passphrase lives."""
-    hidden = ("BOTVAULT_PASSPHRASE_FILE", "BOTVAULT_PASSPHRASE_COMMAND")
-    return {k: v for k, v in environ.items() if k not in hidden}
+    pairs = _assignments(access(ctx), names, max_scope, allow_withdrawal, as_)
+    exec_command(command, bot_environment(os.environ, pairs))
 
 
 @app.command()
 def env(
+    ctx: typer.Context,
     names: Names,
     format_: Annotated[EnvFormat, typer.Option("--format", help="Output format.")
                        ] = EnvFormat.SH,
     max_scope: MaxScope = None,
     allow_withdrawal: AllowWithdrawal = False,
     as_: Preset = None,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Print the keys' variables: `eval "$(botvault env NAME)"` is safe for any secret.
 
@@ -128,7 +108,5 @@ def env(
     """
     from botvault.handover import render
 
-    pairs = _assignments(Access(vault, passphrase_file, passphrase_command,
-                 passphrase_stdin), names, max_scope,
-                         allow_withdrawal, as_)
+    pairs = _assignments(access(ctx), names, max_scope, allow_withdrawal, as_)
     output.raw_out(render(pairs, value_of(format_)))  # type: ignore[arg-type]

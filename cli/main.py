@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -17,6 +16,14 @@ from typer.core import TyperGroup
 from botvault.errors import EXIT_CODES
 
 from .output import error, reporting
+from .shared_options import (
+    SHARED_HELP,
+    PassCmdOpt,
+    PassFileOpt,
+    PassStdinOpt,
+    VaultOpt,
+    take_shared,
+)
 
 __all__ = ["app", "main"]
 
@@ -53,6 +60,8 @@ class _Group(TyperGroup):
 
             raise click.UsageError(f"No such command {name!r}.{did_you_mean(name, _COMMANDS)}",
                                    ctx)
+        if name in _COMMANDS:  # the shared options after the command: the root's
+            args = [name, *take_shared(self, ctx, self.get_command(ctx, name), args[1:])]
         return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
@@ -76,12 +85,14 @@ def _plain_help(command: Any) -> Any:
     texts, and Typer's usage line writes required arguments as `{NAME}`. The same for the
     commands of a group (grant), so every group has one style. Each command's line in a
     listing is its whole first sentence (cli.help_cmds.first_sentence), wrapped, never cut
-    ("e.g." used to end it)."""
+    ("e.g." used to end it). Help ends with the shared options, which are the root's."""
     if command is None:
         return None
     from .help_cmds import first_sentence
 
     command.rich_markup_mode = None
+    if command.name != "man":
+        command.epilog = SHARED_HELP
     if not command.short_help and command.help:
         command.short_help = first_sentence(command.help)
     for param in getattr(command, "params", []):
@@ -123,33 +134,22 @@ def _version(value: bool) -> None:
         raise typer.Exit
 
 
-_Path = Optional[Path]  # noqa: UP045 -- Typer reads annotations at runtime on 3.10
-_Text = Optional[str]  # noqa: UP045 -- same
-
-
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option(  # noqa: ARG001 -- handled by its eager callback
         "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
         )] = False,
-    vault: Annotated[_Path, typer.Option(
-        "--vault", metavar="PATH", show_default=False,
-        help="Vault file, for every command (as the command's own --vault).")] = None,
-    passphrase_file: Annotated[_Path, typer.Option(
-        "--passphrase-file", metavar="FILE", show_default=False,
-        help="Read the passphrase from FILE (as the command's own option).")] = None,
-    passphrase_command: Annotated[_Text, typer.Option(
-        "--passphrase-command", metavar="CMD", show_default=False,
-        help="Run CMD for the passphrase (as the command's own option).")] = None,
-    passphrase_stdin: Annotated[bool, typer.Option(
-        "--passphrase-stdin", help="Read the passphrase from the first line of standard "
-        "input (as the command's own option).")] = False,
+    vault: VaultOpt = None,
+    passphrase_file: PassFileOpt = None,
+    passphrase_command: PassCmdOpt = None,
+    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Keep exchange API keys encrypted; hand exactly one to each bot."""
-    from .common import GlobalOptions, set_global_options
+    from .access import Access
+    from .passphrase import Sources
 
-    set_global_options(GlobalOptions(vault, passphrase_file, passphrase_command,
-                                     passphrase_stdin))
+    ctx.obj = Access(vault, Sources(passphrase_file, passphrase_command, passphrase_stdin))
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ import typer
 
 from botvault.errors import InvalidInputError, LockedError
 
-__all__ = ["Sources", "ask_until_valid", "interactive", "read_file", "read_new_passphrase",
-           "read_passphrase", "read_secret", "refuse_two_stdin_readers", "run_command",
-           "stdin_line"]
+__all__ = ["Sources", "ask_until_valid", "check_new_passphrase_source", "interactive",
+           "read_file", "read_new_passphrase", "read_passphrase", "read_secret",
+           "refuse_two_stdin_readers", "run_command", "stdin_line"]
 
 T = TypeVar("T")
 MAX_TRIES = 3
@@ -96,19 +96,28 @@ def read_passphrase(sources: Sources, prompt: str = "Vault passphrase") -> str:
 
 
 def read_new_passphrase(file: Path | None, prompt: str = "New passphrase", *,
-                        flag: str = "--new-passphrase-file", stdin: bool | None = None) -> str:
+                        flag: str = "--new-passphrase-file", stdin: bool = False) -> str:
     """A passphrase being set: from a file, asked twice on a terminal, or (with
     --passphrase-stdin) the next line of standard input."""
     if file is not None:
         return read_file(file, f"{prompt.lower()} file")
     if interactive():
         return _prompt_hidden(prompt, confirm=True)
-    if stdin if stdin is not None else global_stdin():
+    if stdin:
         from botvault.passphrase_source import passphrase_from_stdin
 
         return passphrase_from_stdin(_stdin_bytes(), prompt.lower())
-    raise InvalidInputError(f"no terminal to ask for the {prompt.lower()}",
-                            hint=f"pass {flag} FILE")
+    check_new_passphrase_source(file, prompt, flag=flag, stdin=stdin)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_new_passphrase_source(file: Path | None, prompt: str, *, flag: str,
+                                stdin: bool = False) -> None:
+    """Refused when `read_new_passphrase` would have nowhere to read from: callers check
+    it before anything else is asked for."""
+    if file is None and not stdin and not interactive():
+        raise InvalidInputError(f"no terminal to ask for the {prompt.lower()}",
+                                hint=f"pass {flag} FILE")
 
 
 def stdin_line(what: str) -> str:
@@ -117,13 +126,6 @@ def stdin_line(what: str) -> str:
     from botvault.passphrase_source import passphrase_from_stdin
 
     return passphrase_from_stdin(_stdin_bytes(), what)
-
-
-def global_stdin() -> bool:
-    """`botvault --passphrase-stdin COMMAND`: given before the command."""
-    from .common import global_options
-
-    return global_options().passphrase_stdin
 
 
 def refuse_two_stdin_readers(sources: Sources, *, secret_stdin: bool) -> None:

@@ -7,20 +7,15 @@ from typing import Annotated
 import typer
 
 from . import output
+from .access import access
 from .choices import NameArg
-from .common import (
-    Access,
-    PassCmdOpt,
-    PassFileOpt,
-    PassStdinOpt,
-    VaultOpt,
-)
 
 app = typer.Typer()
 
 
 @app.command()
 def sign(
+    ctx: typer.Context,
     name: NameArg,
     path: Annotated[str, typer.Argument(
         help="Endpoint path, e.g. /0/private/Balance or /derivatives/api/v3/sendorder.",
@@ -33,10 +28,6 @@ def sign(
                       ] = "POST",
     json_: Annotated[bool, typer.Option("--json", help="Print {nonce, body, headers}.")
                      ] = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Sign one Kraken request: allocate the key's next nonce, print the body and headers.
 
@@ -44,9 +35,7 @@ def sign(
     --allow-withdrawal); otherwise in this process, where withdrawals are never signed.
     Refused (exit 6) beyond the entry's scope. The secret is never printed.
     """
-    acc = Access(vault, passphrase_file, passphrase_command,
-                 passphrase_stdin)
-    signed = acc.session().sign(name, path, data, method)
+    signed = access(ctx).session().sign(name, path, data, method)
     body, headers, nonce = signed.body, signed.headers, signed.nonce
     if json_:
         output.json_out({"nonce": nonce, "body": body, "headers": headers})

@@ -9,27 +9,30 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from . import output
+from .access import access
 from .choices import Exchange, General, ImportFormat, NameArg, Withdrawal, value_of
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt, open_vault
 from .entry_cmds import SecretStdin, ask_pair, ask_scope, require_key_source
-from .passphrase import interactive, read_file, read_new_passphrase, refuse_two_stdin_readers
+from .passphrase import (
+    check_new_passphrase_source,
+    interactive,
+    read_file,
+    read_new_passphrase,
+    refuse_two_stdin_readers,
+)
+from .weak import AllowWeakOpt, checked_new_passphrase
 
 if TYPE_CHECKING:
-    from botvault.entries import Entry
-    from botvault.importers import Candidate
     from botvault.open_vault import Vault
 
 app = typer.Typer()
 
 Text = Optional[str]  # noqa: UP045 -- Typer reads annotations at runtime on 3.10
-AllowWeak = Annotated[bool, typer.Option(
-    "--allow-weak-passphrase", help="Accept a passphrase attackers try first (a famous "
-    "example, a keyboard walk, a repeat) without a terminal to confirm it.")]
 FileArg = Annotated[Path, typer.Argument(help="File.", show_default=False, metavar="FILE")]
 
 
 @app.command()
 def export(
+    ctx: typer.Context,
     file: FileArg,
     export_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
         help="Read the export's own passphrase from FILE (same rules as --passphrase-file; "
@@ -38,11 +41,7 @@ def export(
     only: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 -- Typer
         "--only", help="Export just this entry (repeatable).", show_default=False,
         metavar="NAME")] = None,
-    allow_weak_passphrase: AllowWeak = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
+    allow_weak_passphrase: AllowWeakOpt = False,
 ) -> None:
     """Write an encrypted copy of the vault (or --only some entries) to FILE, under a
     passphrase of its own: an offline backup. Read it back with `import --format botvault`.
@@ -52,26 +51,21 @@ def export(
     from botvault.entries import check_name
     from botvault.export import check_export_target, export_entries
 
-    from .weak import checked_new_passphrase
-
     for name in only or []:
         check_name(name)
     check_export_target(file)
-    if export_passphrase_file is None and not interactive():
-        from botvault.errors import InvalidInputError
+    source = (export_passphrase_file, "Export passphrase")
+    check_new_passphrase_source(*source, flag="--export-passphrase-file")  # before unlocking
 
-        raise InvalidInputError("no terminal to ask for the export passphrase",
-                                hint="pass --export-passphrase-file FILE")
+    def new_passphrase() -> str:
+        return checked_new_passphrase(read_new_passphrase(
+            *source, flag="--export-passphrase-file"), allow_weak=allow_weak_passphrase)
+
     # A passphrase file is read and judged before the vault's passphrase is asked for.
-    secret = checked_new_passphrase(read_new_passphrase(
-        export_passphrase_file, "Export passphrase", flag="--export-passphrase-file",
-        stdin=False), allow_weak=allow_weak_passphrase) if export_passphrase_file else None
-    with open_vault(Access(vault, passphrase_file, passphrase_command,
-                           passphrase_stdin)) as opened:
+    secret = new_passphrase() if export_passphrase_file else None
+    with access(ctx).open() as opened:
         if secret is None:
-            secret = checked_new_passphrase(read_new_passphrase(
-                None, "Export passphrase", flag="--export-passphrase-file", stdin=False),
-                allow_weak=allow_weak_passphrase)
+            secret = new_passphrase()
         with output.status("encrypting…"):
             path = export_entries(opened, file, secret, only=only)
         count = len(only) if only else len(opened.list(retired=True))
@@ -81,6 +75,7 @@ def export(
 
 @app.command("import")
 def import_(
+    ctx: typer.Context,
     file: FileArg,
     format_: Annotated[ImportFormat, typer.Option("--format", help="The file's format.",
                                                   show_default=False)],
@@ -99,10 +94,6 @@ def import_(
     import_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
         help="botvault: the export's passphrase file (same rules as --passphrase-file).",
         show_default=False, metavar="FILE")] = None,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """Move keys from a plaintext file (.env, ccxt or freqtrade JSON) or a botvault export
     into the vault, with the same checks as `add`. Delete the plaintext afterwards.
@@ -111,11 +102,10 @@ def import_(
     is reported and nothing is saved.
     """
     from botvault.entries import check_name
-    from botvault.scopes import parse_general, parse_withdrawal
 
     if name is not None:
         check_name(name)
-    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    acc = access(ctx)
     fmt = str(value_of(format_))
     if fmt == "botvault":
         if import_passphrase_file is None and not interactive():
@@ -123,18 +113,18 @@ def import_(
 
             raise InvalidInputError("no terminal to ask for the export's passphrase",
                                     hint="pass --import-passphrase-file FILE")
-        with open_vault(acc) as opened:
+        with acc.open() as opened:
             names = _import_export(opened, file, import_passphrase_file)
     else:
-        found = _read_plaintext(file, fmt, key_var, secret_var)
+        from botvault.import_check import entries_from, read_plaintext, with_scopes
+
+        found = read_plaintext(file, fmt, key_var=key_var, secret_var=secret_var)
         # Every key is checked (names, exchange, secrets) before a scope is asked: what the
         # file and argv already say is wrong fails first.
-        checked = _entries_from(found, name=name, exchange=value_of(exchange), source=file)
-        scope = parse_general(ask_scope(value_of(general), "--general", "none|read-only|full"))
-        can_withdraw = parse_withdrawal(ask_scope(value_of(withdrawal), "--withdrawal",
-                                                  "none|full"))
-        entries = [e.with_changes(general=scope, withdrawal=can_withdraw) for e in checked]
-        with open_vault(acc) as opened:
+        checked = entries_from(found, name=name, exchange=value_of(exchange), source=file)
+        entries = with_scopes(checked, ask_scope(value_of(general), "--general", General),
+                              ask_scope(value_of(withdrawal), "--withdrawal", Withdrawal))
+        with acc.open() as opened:
             names = [e.name for e in opened.import_entries(entries)]
     typer.echo(f"imported {', '.join(names)} from {file}")
     if fmt != "botvault":
@@ -154,93 +144,25 @@ def _import_export(opened: Vault, file: Path, passphrase_file: Path | None) -> l
     return [e.name for e in opened.import_entries(entries)]
 
 
-def _read_plaintext(file: Path, format_: str, key_var: str | None,
-                    secret_var: str | None) -> list[Candidate]:
-    from botvault import importers
-    from botvault.errors import InvalidInputError
-
-    if format_ == "env":
-        found = importers.read_env(file, key_var=key_var, secret_var=secret_var)
-    elif format_ == "ccxt":
-        found = importers.read_ccxt(file)
-    else:
-        found = importers.read_freqtrade(file)
-    if not found:
-        raise InvalidInputError(f"no key pair found in {file}",
-                                hint="for .env files name the variables with --key-var and "
-                                     "--secret-var")
-    return found
-
-
-def _entries_from(found: list[Candidate], *, name: str | None, exchange: str | None,
-                  source: Path) -> list[Entry]:
-    """Every candidate checked as `add` would; all problems reported together, or none.
-    Scopes are "none" here (the caller sets what the user says); each entry records the
-    file it came from (its absolute path) for doctor."""
-    import os
-    import warnings
-
-    from botvault.errors import InvalidInputError
-    from botvault.open_vault import new_entry
-
-    entries: list[Entry] = []
-    problems: list[tuple[str, str]] = []  # (where, what)
-    for i, cand in enumerate(found, start=1):
-        entry_name = (f"{name}-{i}" if i > 1 else name) if name else cand.name
-        profile = exchange or cand.exchange
-        if not entry_name:
-            problems.append((cand.source, "no name for this key (pass --name NAME)"))
-            continue
-        if not profile:
-            problems.append((cand.source, "the file does not say which exchange it is for "
-                                          "(pass --exchange)"))
-            continue
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                entries.append(new_entry(
-                    entry_name, exchange=profile, api_key=cand.api_key,
-                    api_secret=cand.api_secret, general="none", withdrawal="none",
-                    note=f"imported from {cand.source}").with_changes(
-                        imported_from=os.path.abspath(source)))
-        except InvalidInputError as exc:
-            problems.append((cand.source, exc.message))
-            continue
-        for note in [*cand.notes, *(str(w.message) for w in caught)]:
-            output.warn(f"{cand.source}: {note}")
-    hint = "fix the file (or pass --name / --exchange) and run the import again"
-    if len(problems) == 1:
-        (where, what), = problems
-        raise InvalidInputError(f"{what} ({where}); nothing was imported", hint=hint)
-    if problems:
-        raise InvalidInputError(
-            f"{len(problems)} problems in the file; nothing was imported:\n  "
-            + "\n  ".join(f"{where}: {what}" for where, what in problems), hint=hint)
-    return entries
-
-
 @app.command()
 def rotate(
+    ctx: typer.Context,
     name: NameArg,
     api_key: Annotated[Text, typer.Option(help="The new public API key (asked when "
                                           "missing).", show_default=False, metavar="KEY")
                        ] = None,
     secret_stdin: SecretStdin = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
 ) -> None:
     """After creating a new key on the exchange: store it under the same name with the same
     scopes, env names and nonce unit. The old pair is kept as NAME.retired-N (never handed
     out) until you `botvault rm` it; revoke it on the exchange."""
     from botvault.entries import check_name
 
-    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
+    acc = access(ctx)
     check_name(name)
     refuse_two_stdin_readers(acc.sources, secret_stdin=secret_stdin)
     require_key_source(api_key, secret_stdin)
-    with open_vault(acc) as opened:
+    with acc.open() as opened:
         current = opened.get(name)
         if api_key is not None:
             from botvault.exchanges.validation import validate_api_key
@@ -256,6 +178,7 @@ def rotate(
 
 @app.command()
 def doctor(
+    ctx: typer.Context,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     max_key_age: Annotated[int, typer.Option(help="Days before a key is due for rotation.",
                                              metavar="DAYS",
@@ -266,9 +189,6 @@ def doctor(
     remove_secret_lines: Annotated[bool, typer.Option(
         "--remove-secret-lines", help="Remove the lines that hold a stored secret from the "
         ".env files found (only those lines; the rest of each file is kept).")] = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
 ) -> None:
     """Check the vault and common places for problems, each with the exact fix.
 
@@ -286,10 +206,10 @@ def doctor(
         if not folder.is_dir():
             raise InvalidInputError(f"--scan {folder}: not a folder",
                                     hint="name a folder to search, e.g. --scan ~/bots")
-    acc = Access(vault, passphrase_file, passphrase_command)
+    acc = access(ctx)
     opened: Vault | None = None
     try:
-        opened = open_vault(acc)
+        opened = acc.open()
     except VaultError as exc:
         output.warn(f"vault not opened ({exc.message}); checks that need it are skipped")
     try:

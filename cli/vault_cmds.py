@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,8 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from . import output
-from .common import Access, PassCmdOpt, PassFileOpt, PassStdinOpt, VaultOpt
+from .access import Access, access
+from .confirm import YesOpt, confirm
 from .passphrase import read_new_passphrase, read_passphrase
+from .weak import AllowWeakOpt, GenerateOpt, checked_new_passphrase
 
 app = typer.Typer()
 
@@ -20,9 +21,7 @@ _MEMORY_HELP = "Argon2id memory in MiB (recommended at least 256; floor 19)."
 
 @app.command()
 def init(
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
+    ctx: typer.Context,
     kdf_seconds: Annotated[float, typer.Option(
         help="Target unlock time when calibrating.", min=0.05, max=10,
         metavar="SECONDS")] = 1.0,
@@ -34,42 +33,32 @@ def init(
     kdf_parallelism: Annotated[Optional[int], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help="Argon2id lanes (1-16).", show_default="min(4, CPUs)",
         metavar="N")] = None,
-    generate_passphrase: Annotated[bool, typer.Option(
-        "--generate-passphrase", help="Make up a random 6-word passphrase and print it once."
-        )] = False,
-    allow_weak_passphrase: Annotated[bool, typer.Option(
-        "--allow-weak-passphrase", help="Accept a passphrase attackers try first (a famous "
-        "example, a keyboard walk, a repeat) without a terminal to confirm it.")] = False,
-    passphrase_stdin: PassStdinOpt = False,
+    generate_passphrase: GenerateOpt = False,
+    allow_weak_passphrase: AllowWeakOpt = False,
 ) -> None:
     """Create a new vault, protected by a passphrase you choose (asked twice).
 
     Without KDF flags, Argon2id is calibrated to about one second on this machine with at
     least 256 MiB of memory.
     """
-    from botvault.errors import AlreadyExistsError
     from botvault.kdf_choice import new_vault_kdf
+    from botvault.new_vault import check_new_vault_path
     from botvault.open_vault import Vault
 
-    acc = Access(vault, passphrase_file, passphrase_command, passphrase_stdin)
-    if os.path.lexists(acc.path):
-        raise AlreadyExistsError(f"a vault exists already at {acc.path}; it was left as it is",
-                                 hint="to make a second vault, pass --vault OTHER_PATH; to "
-                                      "use this one, run any command (e.g. botvault list)")
+    acc = access(ctx)
+    path = check_new_vault_path(acc.vault)
     # Impossible or unaffordable parameters are refused before anything is asked.
     kdf = new_vault_kdf(kdf_memory, kdf_iterations, kdf_parallelism)
     passphrase = _generated() if generate_passphrase else _new_passphrase(
         acc, allow_weak=allow_weak_passphrase)
     params = kdf.choose(kdf_seconds, busy=output.status)
     with output.status("creating…"):
-        created = Vault.create(acc.path, passphrase, kdf=params)
+        created = Vault.create(path, passphrase, kdf=params)
     typer.echo(f"created vault at {created.path}")
     typer.echo(f"key derivation: {params.describe()}")
 
 
 def _new_passphrase(acc: Access, *, allow_weak: bool) -> str:
-    from .weak import checked_new_passphrase
-
     if acc.sources.command is not None:
         from .passphrase import run_command
 
@@ -91,9 +80,7 @@ def _generated() -> str:
 
 @app.command()
 def passwd(
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
+    ctx: typer.Context,
     new_passphrase_file: Annotated[Optional[Path], typer.Option(  # noqa: UP045 -- Typer
         help="Read the new passphrase from FILE.", show_default=False, metavar="FILE")] = None,
     upgrade_kdf: Annotated[bool, typer.Option(
@@ -101,16 +88,11 @@ def passwd(
         "256 MiB or more); never lowers memory or passes.")] = False,
     keep_passphrase: Annotated[bool, typer.Option(
         "--keep-passphrase", help="With --upgrade-kdf: keep the current passphrase.")] = False,
-    generate_passphrase: Annotated[bool, typer.Option(
-        "--generate-passphrase", help="Make up a random 6-word passphrase and print it once."
-        )] = False,
+    generate_passphrase: GenerateOpt = False,
     drop_damaged_backups: Annotated[bool, typer.Option(
         "--drop-damaged-backups", help="Remove backups that fail to verify instead of "
         "stopping.")] = False,
-    allow_weak_passphrase: Annotated[bool, typer.Option(
-        "--allow-weak-passphrase", help="Accept a new passphrase attackers try first (a "
-        "famous example, a keyboard walk, a repeat) without a terminal to confirm it.")
-        ] = False,
+    allow_weak_passphrase: AllowWeakOpt = False,
 ) -> None:
     """Change the passphrase (or, with --upgrade-kdf, the key derivation cost).
 
@@ -125,12 +107,10 @@ def passwd(
         raise InvalidInputError("--keep-passphrase only goes with --upgrade-kdf")
     if keep_passphrase and generate_passphrase:
         raise InvalidInputError("--keep-passphrase and --generate-passphrase exclude each other")
-    acc = Access(vault, passphrase_file, passphrase_command)
+    acc = access(ctx)
     from_file = None
     if new_passphrase_file is not None and not keep_passphrase and not generate_passphrase:
         # A file is read and judged before the current passphrase is asked for.
-        from .weak import checked_new_passphrase
-
         from_file = checked_new_passphrase(read_new_passphrase(new_passphrase_file),
                                            allow_weak=allow_weak_passphrase)
     current = read_passphrase(acc.sources)
@@ -153,10 +133,8 @@ def passwd(
         elif from_file is not None:
             new = from_file
         else:
-            from .weak import checked_new_passphrase
-
-            new = checked_new_passphrase(read_new_passphrase(new_passphrase_file),
-                                         allow_weak=allow_weak_passphrase)
+            new = checked_new_passphrase(read_new_passphrase(
+                new_passphrase_file, stdin=acc.sources.stdin), allow_weak=allow_weak_passphrase)
         with output.status("re-encrypting…"):
             dropped = opened.change_passphrase(new, kdf=kdf,
                                                drop_damaged_backups=drop_damaged_backups)
@@ -186,16 +164,12 @@ def _lock_agent(path: Path) -> None:
 
 @app.command()
 def restore(
+    ctx: typer.Context,
     generation: Annotated[Optional[int], typer.Argument(  # noqa: UP045 -- Typer
         help="Generation to bring back (see --list).", show_default=False)] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the backups: generation, "
                                         "entries, when saved.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
-                   ] = False,
-    vault: VaultOpt = None,
-    passphrase_file: PassFileOpt = None,
-    passphrase_command: PassCmdOpt = None,
-    passphrase_stdin: PassStdinOpt = False,
+    yes: YesOpt = False,
 ) -> None:
     """Bring back one of the automatic backups (the last 5 saves are kept).
 
@@ -205,13 +179,10 @@ def restore(
     """
     from botvault.errors import InvalidInputError
 
-    from .passphrase import interactive
-
     if not list_ and generation is None:
         raise InvalidInputError("name a GENERATION to restore, or pass --list")
     # A file older than one seen here opens: `restore` is the deliberate way back.
-    with Access(vault, passphrase_file, passphrase_command,
-                passphrase_stdin).session().open(allow_rollback=True) as opened:
+    with access(ctx).session().open(allow_rollback=True) as opened:
         backups = opened.backups()
         if list_:
             typer.echo(f"current generation: {opened.generation} "
@@ -221,21 +192,17 @@ def restore(
                           for b in backups])
             return
         assert generation is not None  # noqa: S101 -- narrowed by the check above
-        chosen = next((b for b in backups if b.generation == generation), None)
-        if chosen is not None:
-            now = {e.name for e in opened.list(retired=True)}
-            back, dropped = sorted(set(chosen.names) - now), sorted(now - set(chosen.names))
-            typer.echo(f"generation {generation} (saved {_saved_at(chosen.path)}) holds "
-                       f"{chosen.entries} entries")
-            typer.echo(f"brings back: {', '.join(back) or 'nothing'}")
-            typer.echo(f"drops: {', '.join(dropped) or 'nothing'}")
-            if not yes and not interactive():
-                raise InvalidInputError(f"refusing to restore generation {generation} "
-                                        "without --yes", hint="nothing was changed")
-            if not yes:
-                output.before_prompt()
-                typer.confirm("Restore it? The current state stays a backup", abort=True,
-                              err=True)
+        from botvault.restore_preview import restore_preview
+
+        change = restore_preview(backups, opened, generation)
+        if change is not None:
+            typer.echo(f"generation {generation} (saved {_saved_at(change.backup.path)}) "
+                       f"holds {change.backup.entries} entries")
+            typer.echo(f"brings back: {', '.join(change.brings_back) or 'nothing'}")
+            typer.echo(f"drops: {', '.join(change.drops) or 'nothing'}")
+            confirm(yes, "Restore it? The current state stays a backup",
+                    f"refusing to restore generation {generation} without --yes",
+                    hint="nothing was changed")
         opened.restore(generation)
         typer.echo(f"restored generation {generation}; saved as generation {opened.generation}")
 

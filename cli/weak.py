@@ -3,12 +3,20 @@ one attackers try first, refused without a terminal unless --allow-weak-passphra
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from . import output
 from .passphrase import interactive
 
-__all__ = ["checked_new_passphrase"]
+__all__ = ["AllowWeakOpt", "GenerateOpt", "checked_new_passphrase"]
+
+AllowWeakOpt = Annotated[bool, typer.Option(
+    "--allow-weak-passphrase", help="Accept a new passphrase attackers try first (a famous "
+    "example, a keyboard walk, a repeat) without a terminal to confirm it.")]
+GenerateOpt = Annotated[bool, typer.Option(
+    "--generate-passphrase", help="Make up a random 6-word passphrase and print it once.")]
 
 
 def checked_new_passphrase(passphrase: str, *, allow_weak: bool) -> str:

@@ -37,6 +37,22 @@ class Keys:
     secrets: dict[str, str]
 
 
+def spec(exchange: str, general: str = "full", withdrawal: str = "none") -> dict[str, str]:
+    """One entry of a test vault (`make_vault`'s `entries` values): by default full general
+    access, no withdrawal."""
+    return {"exchange": exchange, "general": general, "withdrawal": withdrawal}
+
+
+# One full-access Spot key and one Futures key, neither able to withdraw: the vault most
+# agent, integration and gateway tests run against.
+SPOT_AND_FUTURES = {"spot": spec("kraken-spot"), "fut": spec("kraken-futures")}
+
+
+def pubkey(name: str) -> str:
+    """The public api key `make_vault` gives the entry `name`."""
+    return f"PUB{name.upper().replace('-', '')}KEY"
+
+
 def make_vault(path: Path, entries: dict[str, dict[str, str]] | None = None) -> Keys:
     """A vault with `entries` (name -> add() keyword arguments, secret generated)."""
     entries = entries if entries is not None else {
@@ -46,15 +62,16 @@ def make_vault(path: Path, entries: dict[str, dict[str, str]] | None = None) -> 
     with Vault.create(path, PASSPHRASE, kdf=AGENT_KDF) as v:
         for name, kw in entries.items():
             secrets[name] = b64secret()
-            v.add(name, api_key=f"PUB{name.upper().replace('-', '')}KEY",
+            v.add(name, api_key=pubkey(name),
                   api_secret=secrets[name], **kw)
         return Keys(v.path, v.hand_out_data_key(), secrets)
 
 
 def start(keys: Keys, *, ttl: float = 60, idle: float = 60, allow_withdrawal: bool = False,
-          socket_path: Path | None = None) -> AgentInfo:
+          socket_path: Path | None = None, sign_only: bool = False) -> AgentInfo:
     return start_agent(keys.path, keys.data_key, ttl=ttl, idle=idle,
-                       allow_withdrawal=allow_withdrawal, socket_path=socket_path)
+                       allow_withdrawal=allow_withdrawal, socket_path=socket_path,
+                       sign_only=sign_only)
 
 
 def wait_exit(info: AgentInfo, timeout: float = 10.0) -> int:
@@ -79,9 +96,9 @@ def stop(info: AgentInfo) -> None:
 
 @contextlib.contextmanager
 def running(keys: Keys, *, ttl: float = 60, idle: float = 60, allow_withdrawal: bool = False,
-            socket_path: Path | None = None) -> Iterator[AgentInfo]:
+            socket_path: Path | None = None, sign_only: bool = False) -> Iterator[AgentInfo]:
     info = start(keys, ttl=ttl, idle=idle, allow_withdrawal=allow_withdrawal,
-                 socket_path=socket_path)
+                 socket_path=socket_path, sign_only=sign_only)
     try:
         yield info
     finally:
@@ -97,14 +114,6 @@ def eventually(check: Callable[[], bool], timeout: float = 5.0, interval: float 
             return True
         time.sleep(interval)
     return False
-
-
-def private_runtime_dir() -> Path:
-    """Create $XDG_RUNTIME_DIR (set per test by conftest) as a usable 0700 runtime dir."""
-    runtime = Path(os.environ["XDG_RUNTIME_DIR"])
-    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(runtime, 0o700)
-    return runtime
 
 
 def raw_connect(path: Path, timeout: float = 5.0) -> socket.socket:

@@ -12,18 +12,15 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from botvault import Vault
-from botvault.agent import start_agent
 from botvault.grant_ops import add_grant
 
-from .agent_support import Keys, make_vault, private_runtime_dir, running, stop
+from .agent_support import SPOT_AND_FUTURES, Keys, make_vault, running
 from .kraken_server import StrictKraken
 
-ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-}
+ENTRIES = SPOT_AND_FUTURES
 
 
 def real_api_key(entry: str) -> str:
@@ -56,7 +53,7 @@ class Stack:
 def start_gateway(vault: Path, kraken_url: str, *extra: str, timeout: float = 30.0
                   ) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "botvault", "gateway", "--vault", str(vault), "--listen",
+        [sys.executable, "-m", "botvault", "--vault", str(vault), "gateway", "--listen",
          "127.0.0.1:0", "--spot-url", kraken_url, "--futures-url", kraken_url, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -81,23 +78,14 @@ def stop_gateway(proc: subprocess.Popen[str]) -> int:
 
 @contextlib.contextmanager
 def _agent(keys: Keys, *, sign_only: bool) -> Iterator[None]:
-    if not sign_only:
-        with running(keys):
-            yield
-        return
-    info = start_agent(keys.path, keys.data_key, ttl=60, idle=60, allow_withdrawal=False,
-                       sign_only=True)
-    try:
+    with running(keys, sign_only=sign_only):
         yield
-    finally:
-        stop(info)
 
 
 @contextlib.contextmanager
 def gateway_stack(vault_path: Path, *, entries: dict[str, dict[str, str]] | None = None,
                   tier: str = "pro", latency: float = 0.0, gateway_args: tuple[str, ...] = (),
                   enforce_rate: bool = True, sign_only: bool = False) -> Iterator[Stack]:
-    private_runtime_dir()
     keys = make_vault(vault_path, entries or ENTRIES)
     with StrictKraken(tier=tier, latency=latency, enforce_rate=enforce_rate) as kraken, \
             _agent(keys, sign_only=sign_only):
@@ -120,3 +108,14 @@ def gateway_stack(vault_path: Path, *, entries: dict[str, dict[str, str]] | None
 
 def env_without_agent() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("BOTVAULT_AGENT")}
+
+
+def ccxt_futures(base: str, grant: Credential) -> Any:
+    """ccxt's krakenfutures with the grant as its key pair and every API URL at the gateway."""
+    import ccxt
+
+    return ccxt.krakenfutures({
+        "apiKey": grant.api_key, "secret": grant.api_secret,
+        "urls": {"api": {"public": f"{base}/derivatives/api/",
+                         "private": f"{base}/derivatives/api/",
+                         "charts": f"{base}/api/charts/", "history": f"{base}/api/history/"}}})

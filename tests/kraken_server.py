@@ -1,23 +1,48 @@
 """A strict local stand-in for Kraken's REST APIs (Spot and Futures), for tests and benches.
 
-Strict where botvault's promises are decided and lenient nowhere that matters:
+It follows these pages of Kraken's documentation (and nothing kinder):
+
+- https://docs.kraken.com/api/docs/guides/futures-rest (Futures signatures: the
+  `endpointPath` is the path without `/derivatives`, the history API's `/api/history/...` as it
+  stands; `postData` is the query string followed by the body) and Kraken's Spot REST
+  authentication guide (`API-Sign` over path + SHA256(nonce + body); the nonce an unsigned
+  64-bit integer);
+- https://docs.kraken.com/exchange/guides/rest/api-keys (which permission each Spot endpoint
+  needs; `EGeneral:Permission denied` without it) and the reference pages for the endpoints it
+  does not list (GetApiKeyInfo and ListWalletAccounts need none, CreditLines Query Funds,
+  Level3 Query Open Orders, AccountTransfer Withdraw Funds);
+- https://docs.kraken.com/exchange/guides/rest/ratelimits (Spot's per-key counter by tier,
+  `EAPI:Rate limit exceeded`) and https://docs.kraken.com/exchange/guides/futures/ratelimits
+  (500 units per 10 s on /derivatives, batchorder 9 + size);
+- Kraken's Spot error list (`EGeneral:Unknown method`, `EAPI:Invalid nonce`), and the Futures
+  history API pages (https://docs.kraken.com/api/docs/futures-api/history/), v2 and v3 served.
+
+So:
 
 - signatures are checked with an implementation written here from Kraken's documentation
   (not botvault's own), so a signing bug cannot agree with itself;
-- nonces must strictly increase per key, with **no window** (Kraken's default): a nonce not
-  above the last *accepted* one is `EAPI:Invalid nonce` (Spot) or `nonceBelowThreshold` /
-  `nonceDuplicate` (Futures);
+- a Spot method or Futures endpoint Kraken does not have is refused: Spot
+  `EGeneral:Unknown method`, Futures HTTP 404 (Kraken documents no error body for an unrouted
+  path; its web server answers 404); nothing about it is counted or spent;
+- nonces must strictly increase per key, with **no window** (Kraken's default), and a Spot
+  nonce is an unsigned 64-bit integer: above 2^64-1 or not above the last *accepted* one is
+  `EAPI:Invalid nonce`; Futures `nonceBelowThreshold` / `nonceDuplicate`;
 - Spot's per-key REST counter is enforced (max 15/20/20, decay 0.33/0.5/1 per second by tier;
   +2 for ledger and trade-history calls; AddOrder and CancelOrder outside it), Futures' budget of
-  500 cost units per 10 s likewise; over the limit is `EAPI:Rate limit exceeded` / HTTP 429
-  `apiLimitExceeded`;
-- permissions follow the key's two axes (read-only keys cannot trade, withdrawals need the
-  withdrawal axis): `EGeneral:Permission denied`.
+  500 cost units per 10 s likewise (batchorder 9 + the batch's size); over the limit is
+  `EAPI:Rate limit exceeded` / HTTP 429 `apiLimitExceeded`;
+- permissions follow the key's two axes per documented endpoint (read-only keys cannot write;
+  withdrawals, AccountTransfer and WalletTransfer need the withdrawal axis; Futures reads are GET
+  only, PUT and DELETE write): `EGeneral:Permission denied` / `authenticationError`.
 
 Every request is counted by key and outcome (`outcomes`), and the greatest number of one key's
 requests in flight at once is kept (`max_in_flight`), so a test can prove both "no rejection"
 and "one at a time". `latency` holds each private answer back for that long, which widens the
 window in which clients that sign out of order get caught, as a real exchange's round trip does.
+`drop_after` names endpoints (`AddOrder`, `sendorder`) whose answer is lost: the request is
+executed and counted, then the connection is closed without a word, as when a link dies on the
+way back. `export_size` is the size of RetrieveExport's (zip) and accountlogcsv's answers.
+The headers of each path's last request are kept (`last_headers`).
 Time is injectable (`clock`), as are TLS (`ssl_context`) and the tier.
 """
 
@@ -39,21 +64,32 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["FUTURES_COSTS", "SPOT_TIERS", "KrakenKey", "StrictKraken", "http_json"]
+__all__ = ["FUTURES_COSTS", "SPOT_MAX_NONCE", "SPOT_TIERS", "KrakenKey", "StrictKraken",
+           "futures_cost", "http_json"]
 
 # tier -> (max counter, decay per second), from Kraken's REST rate-limit documentation.
 SPOT_TIERS: dict[str, tuple[float, float]] = {
     "starter": (15.0, 0.33), "intermediate": (20.0, 0.5), "pro": (20.0, 1.0)}
 _SPOT_COST_2 = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
 _SPOT_UNCOUNTED = frozenset({"AddOrder", "CancelOrder"})
+_SPOT_NONE = frozenset({"GetApiKeyInfo", "ListWalletAccounts"})
+# Kraken's query permissions, and the ones a read-only key (as botvault models it: the query
+# permissions, deposit addresses, websocket token) carries.
 _SPOT_READ = frozenset({
-    "Balance", "BalanceEx", "TradeBalance", "OpenOrders", "ClosedOrders", "QueryOrders",
-    "TradesHistory", "QueryTrades", "OpenPositions", "Ledgers", "QueryLedgers", "TradeVolume",
-    "GetWebSocketsToken", "DepositMethods", "DepositAddresses", "DepositStatus", "ExportStatus",
-    "RetrieveExport"})
+    "Balance", "BalanceEx", "TradeBalance", "CreditLines", "OpenOrders", "ClosedOrders",
+    "QueryOrders", "OrderAmends", "TradesHistory", "QueryTrades", "OpenPositions", "Level3",
+    "Ledgers", "QueryLedgers", "TradeVolume", "GetWebSocketsToken", "DepositMethods",
+    "DepositAddresses", "DepositStatus", "ExportStatus", "RetrieveExport", "Earn/Strategies",
+    "Earn/Allocations", "Earn/AllocateStatus", "Earn/DeallocateStatus"})
+_SPOT_WRITE = frozenset({
+    "AddOrder", "AddOrderBatch", "AmendOrder", "EditOrder", "CancelOrder", "CancelAll",
+    "CancelAllOrdersAfter", "CancelOrderBatch", "AddExport", "RemoveExport", "Earn/Allocate",
+    "Earn/Deallocate", "CreateSubaccount"})
 _SPOT_WITHDRAW = frozenset({
     "WithdrawMethods", "WithdrawAddresses", "WithdrawInfo", "Withdraw", "WithdrawStatus",
-    "WithdrawCancel", "WalletTransfer"})
+    "WithdrawCancel", "WalletTransfer", "AccountTransfer"})
+_SPOT_METHODS = _SPOT_NONE | _SPOT_READ | _SPOT_WRITE | _SPOT_WITHDRAW
+SPOT_MAX_NONCE = (1 << 64) - 1
 
 # Futures: 500 cost units per 10 s (a bucket of 500 refilled at 50 per second).
 FUTURES_BUDGET, FUTURES_REFILL = 500.0, 50.0
@@ -63,8 +99,23 @@ FUTURES_COSTS: dict[str, int] = {
     "transfer": 10, "leveragepreferences": 2, "pnlpreferences": 2}
 _FUTURES_WRITE = frozenset({
     "sendorder", "editorder", "cancelorder", "cancelallorders", "cancelallordersafter",
-    "batchorder", "transfer"})
+    "batchorder", "transfer", "transfer/subaccount", "assignmentprogram/add",
+    "assignmentprogram/delete"})
 _FUTURES_WITHDRAW = frozenset({"withdrawal"})
+# Reads (GET; orders/status is a POST that reads), and paths that read on GET and write on PUT.
+_FUTURES_READ = frozenset({
+    "accounts", "openpositions", "openorders", "fills", "recentorders", "orders/status",
+    "notifications", "transfers", "unwindqueue", "subaccounts", "feeschedules/volumes",
+    "assignmentprogram/current", "assignmentprogram/history", "initialmargin",
+    "initialmargin/maxordersize"})
+_FUTURES_READ_ON_GET = frozenset({
+    "leveragepreferences", "pnlpreferences", "self-trade-strategy",
+    "rfq-assignment/max-leverage", "subaccount/{uid}/trading-enabled"})
+_FUTURES_ENDPOINTS = _FUTURES_WRITE | _FUTURES_WITHDRAW | _FUTURES_READ | _FUTURES_READ_ON_GET
+_HISTORY = frozenset({
+    "v2/orders", "v2/executions", "v2/triggers", "v2/account-log", "v2/accountlogcsv",
+    "v3/orders", "v3/executions", "v3/triggers", "v3/account-log", "v3/accountlogcsv",
+    "v3/positions"})
 
 MAX_BODY = 1 << 20
 
@@ -92,6 +143,14 @@ class _Answer:
     status: int
     doc: dict[str, Any]
     outcome: str
+    raw: bytes | None = None  # a non-JSON answer (an export), sent as `content_type`
+    content_type: str = "application/json"
+    drop: bool = False  # executed, and the answer is lost: close without a word
+
+
+def _not_found() -> _Answer:
+    return _Answer(404, {"result": "error", "error": "notFound", "serverTime": _server_time()},
+                   "unknown")
 
 
 @dataclass
@@ -107,6 +166,9 @@ class StrictKraken:
     outcomes: Counter[str] = field(default_factory=Counter)
     paths: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    drop_after: set[str] = field(default_factory=set)
+    export_size: int = 1024
+    last_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     url: str = ""
     _server: ThreadingHTTPServer | None = None
 
@@ -156,23 +218,34 @@ class StrictKraken:
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Answer:
+    def answer(  # noqa: PLR0911 - one return per kind of path
+            self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Answer:
         parts = urlsplit(target)
         path = parts.path
         self.paths[path] += 1
+        self.last_headers[path] = dict(headers)
         if path.startswith("/0/public/"):
             return _spot_public(path.removeprefix("/0/public/"))
         if path.startswith("/0/private/"):
             return self._spot_private(path, headers, body)
+        # What Kraken Futures signs is the query string followed by the body: GETs carry only a
+        # query, the SDK's POSTs a body (and a query when it has one), ccxt's POSTs put their
+        # parameters in the query string and send no body.
+        post_data = parts.query + body.decode("utf-8", "replace")
         if path.startswith("/derivatives/api/v3/"):
             endpoint = path.removeprefix("/derivatives/api/v3/")
-            # What Kraken Futures signs is the query string followed by the body: GETs carry
-            # only a query, the SDK's POSTs a body (and a query when it has one), ccxt's POSTs
-            # put their parameters in the query string and send no body.
-            post_data = parts.query + body.decode("utf-8", "replace")
             if endpoint in _FUTURES_PUBLIC:
                 return _Answer(200, _FUTURES_PUBLIC[endpoint](), "public")
-            return self._futures_private(endpoint, headers, post_data, method)
+            name = _futures_template(endpoint)
+            if name not in _FUTURES_ENDPOINTS:
+                return _not_found()
+            return self._futures_private(name, "/api/v3/" + endpoint, headers, post_data,
+                                         method)
+        if path.startswith("/api/history/"):
+            name = path.removeprefix("/api/history/")
+            if name not in _HISTORY or method != "GET":
+                return _not_found()
+            return self._futures_private("history/" + name, path, headers, post_data, method)
         return _Answer(404, {"error": ["EGeneral:Unknown method"], "result": {}}, "unknown")
 
     # One return per refusal, in Kraken's order of checks: that order is what the tests rely on.
@@ -181,6 +254,9 @@ class StrictKraken:
         def refuse(error: str) -> _Answer:
             return _Answer(200, {"error": [error], "result": {}}, error)
 
+        method = path.removeprefix("/0/private/")
+        if method not in _SPOT_METHODS:
+            return refuse("EGeneral:Unknown method")
         key = self.keys.get(_header(headers, "API-Key"))
         if key is None or key.product != "spot":
             return refuse("EAPI:Invalid key")
@@ -199,10 +275,9 @@ class StrictKraken:
         message = path.encode() + hashlib.sha256(raw_nonce.encode() + body).digest()
         if not _signature_ok(key.secret, message, _header(headers, "API-Sign")):
             return refuse("EAPI:Invalid signature")
-        method = path.removeprefix("/0/private/")
         with self.lock:
             nonce = int(raw_nonce)
-            if nonce <= key.last_nonce:
+            if nonce <= key.last_nonce or nonce > SPOT_MAX_NONCE:
                 return refuse("EAPI:Invalid nonce")
             key.last_nonce = nonce
             if not _spot_allowed(key, method):
@@ -216,11 +291,15 @@ class StrictKraken:
                 if key.counter + cost > limit + 1e-9:  # decay is float arithmetic
                     return refuse("EAPI:Rate limit exceeded")
                 key.counter += cost
-        return _Answer(200, {"error": [], "result": _spot_result(method)}, "ok")
+        if method == "RetrieveExport":
+            return _Answer(200, {}, "ok", raw=_export_bytes(self.export_size),
+                           content_type="application/zip")
+        return _Answer(200, {"error": [], "result": _spot_result(method)}, "ok",
+                       drop=method in self.drop_after)
 
     def _futures_private(  # noqa: PLR0911 - one return per refusal, as in _spot_private
-            self, endpoint: str, headers: dict[str, str], post_data: str, method: str
-    ) -> _Answer:
+            self, endpoint: str, signed_path: str, headers: dict[str, str], post_data: str,
+            method: str) -> _Answer:
         def refuse(error: str, status: int = 200) -> _Answer:
             return _Answer(status, {"result": "error", "error": error,
                                     "serverTime": _server_time()}, error)
@@ -229,8 +308,7 @@ class StrictKraken:
         if key is None or key.product != "futures":
             return refuse("authenticationError")
         raw_nonce = _header(headers, "Nonce")
-        message = hashlib.sha256(
-            (post_data + raw_nonce + "/api/v3/" + endpoint).encode()).digest()
+        message = hashlib.sha256((post_data + raw_nonce + signed_path).encode()).digest()
         if not _signature_ok(key.secret, message, _header(headers, "Authent")):
             return refuse("authenticationError")
         with self.lock:
@@ -245,16 +323,21 @@ class StrictKraken:
                 key.last_nonce = nonce
             if not _futures_allowed(key, endpoint, method):
                 return refuse("authenticationError")
-            if self.enforce_rate:
+            # The history API has a budget of its own (not modelled); /derivatives its 500.
+            if self.enforce_rate and not endpoint.startswith("history/"):
                 now = self.clock()
                 key.counter = max(0.0, key.counter - (now - key.counter_at) * FUTURES_REFILL)
                 key.counter_at = now
-                cost = FUTURES_COSTS.get(endpoint, 1)
+                cost = futures_cost(endpoint, post_data)
                 if key.counter + cost > FUTURES_BUDGET + 1e-9:
                     return refuse("apiLimitExceeded", 429)
                 key.counter += cost
+        if endpoint.endswith("accountlogcsv"):
+            return _Answer(200, {}, "ok", raw=_export_bytes(self.export_size),
+                           content_type="text/csv")
         return _Answer(200, {"result": "success", **_futures_result(endpoint),
-                             "serverTime": _server_time()}, "ok")
+                             "serverTime": _server_time()}, "ok",
+                       drop=endpoint in self.drop_after)
 
     def enter(self, headers: dict[str, str]) -> KrakenKey | None:
         key = self.keys.get(_header(headers, "API-Key") or _header(headers, "APIKey"))
@@ -282,6 +365,8 @@ def _signature_ok(secret: str, message: bytes, given: str) -> bool:
 
 
 def _spot_allowed(key: KrakenKey, method: str) -> bool:
+    if method in _SPOT_NONE:
+        return True
     if method in _SPOT_WITHDRAW:
         return key.withdrawal == "full"
     if method in _SPOT_READ:
@@ -289,12 +374,43 @@ def _spot_allowed(key: KrakenKey, method: str) -> bool:
     return key.general == "full"
 
 
+def _futures_template(endpoint: str) -> str:
+    parts = endpoint.split("/")
+    if len(parts) == 3 and parts[0] == "subaccount" and parts[1] and parts[2] == \
+            "trading-enabled":
+        return "subaccount/{uid}/trading-enabled"
+    return endpoint
+
+
 def _futures_allowed(key: KrakenKey, endpoint: str, method: str) -> bool:
     if endpoint in _FUTURES_WITHDRAW:
         return key.withdrawal == "full"
-    if endpoint in _FUTURES_WRITE or method not in ("GET",):
-        return key.general == "full"
-    return key.general in ("read-only", "full")
+    reads = endpoint.startswith("history/") or endpoint == "orders/status" or (
+        method == "GET" and (endpoint in _FUTURES_READ or endpoint in _FUTURES_READ_ON_GET))
+    if reads:
+        return key.general in ("read-only", "full")
+    return key.general == "full"
+
+
+def futures_cost(endpoint: str, post_data: str = "") -> int:
+    """Kraken's cost of one /derivatives call: batchorder is 9 + the number of instructions
+    in its `json` parameter; unlisted endpoints cost 1."""
+    if endpoint != "batchorder":
+        return FUTURES_COSTS.get(endpoint, 1)
+    try:
+        doc = json.loads(dict(parse_qsl(post_data)).get("json", ""))
+        batch = doc.get("batchOrder", doc.get("batch_order", [])) if isinstance(doc, dict) \
+            else []
+        size = len(batch) if isinstance(batch, list) else 0
+    except ValueError:
+        size = 0
+    return 9 + size
+
+
+def _export_bytes(size: int) -> bytes:
+    # Not all one byte, so a truncation or a re-encoding shows in the bytes, not just the length.
+    block = bytes(range(256))
+    return (block * (size // 256 + 1))[:size]
 
 
 def _server_time() -> str:
@@ -419,9 +535,15 @@ def _handler(kraken: StrictKraken) -> type[BaseHTTPRequestHandler]:
                 kraken.leave(key)
             with kraken.lock:
                 kraken.outcomes[answer.outcome] += 1
-            data = json.dumps(answer.doc).encode()
+            if answer.drop:
+                # Executed; the way back dies: no status line, the connection closed.
+                with kraken.lock:
+                    kraken.outcomes["answer-lost"] += 1
+                self.close_connection = True
+                return
+            data = answer.raw if answer.raw is not None else json.dumps(answer.doc).encode()
             self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", answer.content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -44,7 +44,6 @@ from tests.agent_support import (
     Keys,
     eventually,
     make_vault,
-    private_runtime_dir,
     raw_connect,
     read_until_eof,
     running,
@@ -54,11 +53,6 @@ from tests.agent_support import (
 )
 
 LINUX = sys.platform.startswith("linux")
-
-
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
 
 
 @pytest.fixture

@@ -45,6 +45,7 @@ from tests.agent_support import (
     raw_connect,
     running,
 )
+from tests.helpers.files import private
 
 LINUX = sys.platform.startswith("linux")
 NOBODY = 65534
@@ -59,10 +60,7 @@ def keys(tmp_path: Path) -> Keys:
 
 @pytest.fixture
 def passphrase_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pass"
-    path.write_text(PASSPHRASE + "\n", encoding="utf-8")
-    os.chmod(path, 0o600)
-    return path
+    return private(tmp_path / "pass", PASSPHRASE + "\n")
 
 
 def botvault(*args: str, env: dict[str, str] | None = None, timeout: float = 60

@@ -53,18 +53,12 @@ from tests.agent_support import (
     AGENT_KDF,
     Keys,
     make_vault,
-    private_runtime_dir,
     raw_connect,
     read_until_eof,
     running,
 )
 
 HEADER = struct.Struct(">I")
-
-
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
 
 
 def frame(payload: bytes) -> bytes:

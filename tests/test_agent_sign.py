@@ -18,7 +18,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -30,34 +29,18 @@ from botvault import InvalidInputError, NotFoundError, ScopeError, Vault, agent
 from botvault.agent.signing import spot_body_with_nonce
 from botvault.exchanges.kraken import sign_futures, sign_futures_challenge, sign_spot
 from botvault.nonces import key_id
-from tests.agent_support import Keys, b64secret, make_vault, private_runtime_dir, running
+from tests.agent_support import Keys, b64secret, pubkey, running, spec
 
 ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "spot-ro": {"exchange": "kraken-spot", "general": "read-only", "withdrawal": "none"},
-    "spot-wd": {"exchange": "kraken-spot", "general": "full", "withdrawal": "full"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-    "fut-ro": {"exchange": "kraken-futures", "general": "read-only", "withdrawal": "none"},
-    "fut-none": {"exchange": "kraken-futures", "general": "none", "withdrawal": "none"},
-    "gen": {"exchange": "generic", "general": "full", "withdrawal": "none"},
+    "spot": spec("kraken-spot"),
+    "spot-ro": spec("kraken-spot", "read-only"),
+    "spot-wd": spec("kraken-spot", withdrawal="full"),
+    "fut": spec("kraken-futures"),
+    "fut-ro": spec("kraken-futures", "read-only"),
+    "fut-none": spec("kraken-futures", "none"),
+    "gen": spec("generic"),
 }
-PUBKEY = {name: f"PUB{name.upper().replace('-', '')}KEY" for name in ENTRIES}
-
-
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
-
-
-@pytest.fixture
-def keys(vault_path: Path) -> Keys:
-    return make_vault(vault_path, ENTRIES)
-
-
-@pytest.fixture
-def client(keys: Keys) -> Iterator[agent.AgentClient]:
-    with running(keys), agent.connect() as c:
-        yield c
+PUBKEY = {name: pubkey(name) for name in ENTRIES}
 
 
 # -- Spot ------------------------------------------------------------------------------------------

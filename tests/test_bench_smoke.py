@@ -25,11 +25,19 @@ def test_quick_bench_exits_0_and_prints_the_summary() -> None:
 def test_quick_gateway_bench_exits_0_and_prints_the_summary() -> None:
     from bench.bench_gateway import SUMMARY_HEADER as GATEWAY_HEADER
 
-    result = subprocess.run([sys.executable, "-m", "bench.bench_gateway", "--quick"],
+    out = _quick_run("bench.bench_gateway")
+    assert GATEWAY_HEADER in out and "rejections at the exchange: none" in out
+
+
+@pytest.mark.slow
+def test_quick_gateway_edges_bench_exits_0_and_prints_the_summary() -> None:
+    from bench.bench_gateway_edges import SUMMARY_HEADER as EDGES_HEADER
+
+    result = subprocess.run([sys.executable, "-m", "bench.bench_gateway_edges", "--quick"],
                             capture_output=True, text=True, timeout=300, check=False,
                             cwd=SCRIPT.parent.parent)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert GATEWAY_HEADER in result.stdout and "rejections at the exchange: none" in result.stdout
+    assert EDGES_HEADER in result.stdout and "rejections at the exchange: none" in result.stdout
 
 
 @pytest.mark.slow
@@ -50,8 +58,13 @@ def test_quick_floor_bench_exits_0_and_prints_the_summary() -> None:
 def test_quick_policy_bench_exits_0_and_prints_the_summary() -> None:
     from bench.bench_policy import SUMMARY_HEADER as POLICY_HEADER
 
-    result = subprocess.run([sys.executable, "-m", "bench.bench_policy", "--quick"],
-                            capture_output=True, text=True, timeout=300, check=False,
-                            cwd=SCRIPT.parent.parent)
+    out = _quick_run("bench.bench_policy")
+    assert POLICY_HEADER in out and "rejections at the exchange: none" in out
+
+
+def _quick_run(module: str) -> str:
+    """`python -m MODULE --quick` from the repository root: its output, once it exits 0."""
+    result = subprocess.run([sys.executable, "-m", module, "--quick"], capture_output=True,
+                            text=True, timeout=300, check=False, cwd=SCRIPT.parent.parent)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert POLICY_HEADER in result.stdout and "rejections at the exchange: none" in result.stdout
+    return result.stdout

@@ -27,7 +27,7 @@ import pytest
 from botvault import Vault, agent
 from botvault.agent import socket_path_for
 from botvault.exchanges.kraken import sign_spot
-from tests.agent_support import PASSPHRASE, Keys, eventually, make_vault, private_runtime_dir
+from tests.agent_support import PASSPHRASE, Keys, eventually, make_vault
 
 LINUX = sys.platform.startswith("linux")
 _SCRIPT = Path(sys.executable).with_name("botvault")
@@ -90,6 +90,12 @@ class Agents:
         self.pids.append(pid)
         return pid
 
+    def __enter__(self) -> Agents:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_all()
+
     def stop_all(self) -> None:
         botvault("lock", timeout=10)
         for pid in self.pids:
@@ -99,18 +105,10 @@ class Agents:
                 gone_within(pid, 3)
 
 
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
-
-
 @pytest.fixture
 def agents() -> Iterator[Agents]:
-    started = Agents()
-    try:
+    with Agents() as started:
         yield started
-    finally:
-        started.stop_all()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import dotenv
 import pytest
 
 from botvault import Vault
-from tests.agent_support import AGENT_KDF, PASSPHRASE, b64secret, eventually, private_runtime_dir
+from tests.agent_support import AGENT_KDF, PASSPHRASE, b64secret, eventually
 
 _SCRIPT = Path(sys.executable).with_name("botvault")
 BOTVAULT = [str(_SCRIPT)] if _SCRIPT.exists() else [
@@ -127,11 +127,6 @@ def agent_for(path: Path) -> Iterator[None]:
         if not eventually(lambda: not _alive(pid), timeout=3):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
 
 
 @pytest.fixture(params=["passphrase", "agent"])

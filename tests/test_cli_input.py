@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from botvault import Vault
 from botvault._testing import CHEAPEST_TEST_ONLY, FLOOR_CLI_ARGS
 from botvault.cli.main import app
-from tests.agent_support import AGENT_KDF, eventually, private_runtime_dir
+from tests.agent_support import AGENT_KDF, eventually
 from tests.conftest import PASSPHRASE, kraken_secret
+from tests.helpers.files import private
 
 runner = CliRunner()
 _SCRIPT = Path(sys.executable).with_name("botvault")
@@ -31,11 +32,6 @@ BOTVAULT = [str(_SCRIPT)] if _SCRIPT.exists() else [
     sys.executable, "-c", "from botvault.cli.main import main; main()"]
 ADD_SPOT = ("add", "kf", "--exchange", "kraken-spot", "--api-key", "SPOTKEY1", "--general",
             "read-only", "--withdrawal", "none")
-
-
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
 
 
 def cli(args: list[str], input: str | bytes | None = None,
@@ -57,12 +53,6 @@ def both(args: list[str], input: str | bytes | None = None) -> list[tuple[int, s
     code, _, err = cli(args, input)
     done = proc(args, input)
     return [(code, err), (done.returncode, done.stderr.decode())]
-
-
-def private(path: Path, data: str | bytes, mode: int = 0o600) -> Path:
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    path.chmod(mode)
-    return path
 
 
 @pytest.fixture
@@ -573,7 +563,8 @@ def test_help_shows_defaults_metavars_and_run_usage() -> None:
     out = cli(["add", "--help"])[1]
     assert "Usage: root add [OPTIONS] NAME" in out or re.search(r"add \[OPTIONS\] NAME\b", out)
     assert "{NAME}" not in out and "<str>" not in out
-    assert "[default: the user data dir" in out
+    assert "--vault PATH" in out  # the shared options are the root's: named, and shown there
+    assert "[default: the user data dir" in cli(["--help"])[1]
     out = cli(["run", "--help"])[1]
     assert re.search(r"run \[OPTIONS\] NAME\.\.\. -- CMD \[ARGS\.\.\.\]", out), out
     done = proc(["-V"])

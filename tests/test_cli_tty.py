@@ -51,6 +51,17 @@ class Terminal:
         self.expect(prompt + ": ")
         self.send(line)
 
+    def secret(self, secret: str) -> None:
+        """Answer the api secret's hidden prompt (asked once: a paste is the same twice)."""
+        self.hidden("API secret (private key, hidden)", secret)
+
+    def stored(self, secret: str) -> None:
+        """Give the secret; the command stores it and prints the fingerprint, never it."""
+        self.secret(secret)
+        self.expect("fingerprint:")
+        assert self.wait() == 0
+        assert secret[:16].encode() not in self.seen
+
     def send(self, line: str) -> None:
         os.write(self.fd, line.encode() + b"\r")
 
@@ -123,10 +134,7 @@ def test_add_prompts_for_scopes_key_and_a_hidden_secret_once(env: dict[str, str]
     term.hidden("Vault passphrase", PASSPHRASE)
     term.expect("API key (public)")
     term.send("PUBLICKEY7")
-    term.hidden("API secret (private key, hidden)", secret)
-    term.expect("fingerprint:")
-    assert term.wait() == 0
-    assert secret[:16].encode() not in term.seen
+    term.stored(secret)
     entry = Vault.open(vault_path, PASSPHRASE).get("kf")
     assert (entry.api_key, entry.general.value) == ("PUBLICKEY7", "read-only")
     assert entry.api_secret.reveal() == secret

@@ -61,6 +61,14 @@ def _gone(check: str, *extra: str) -> None:
     assert all(f["severity"] == "ok" for f in found.get(check, [])), out
 
 
+def _fix(check: str) -> None:
+    """Run each command of the fix doctor prints for `check`; then it finds nothing there."""
+    finding = _failing(check)
+    for command in _commands(str(finding["fix"])):
+        _run(command)
+    _gone(check)
+
+
 def _run(command: str, stdin: str | None = None) -> None:
     """One command of a fix: botvault's through the CLI, a shell command through sh."""
     argv = shlex.split(command)
@@ -129,10 +137,7 @@ def test_permission_fixes_remove_the_finding(home: Path, vault_path: Path, mode:
                                              target: str) -> None:
     _vault(vault_path).close()
     os.chmod(vault_path if target == "file" else vault_path.parent, mode)
-    finding = _failing("vault-permissions")
-    for command in _commands(str(finding["fix"])):
-        _run(command)
-    _gone("vault-permissions")
+    _fix("vault-permissions")
 
 
 def test_damaged_backup_fix_removes_the_finding(home: Path, vault_path: Path) -> None:
@@ -141,10 +146,7 @@ def test_damaged_backup_fix_removes_the_finding(home: Path, vault_path: Path) ->
         _add(v, "b")
     backup = sorted((vault_path.parent / f"{vault_path.name}.backups").iterdir())[-1]
     backup.write_bytes(b"damaged")
-    finding = _failing("backups")
-    for command in _commands(str(finding["fix"])):
-        _run(command)
-    _gone("backups")
+    _fix("backups")
 
 
 def test_withdrawal_fix_removes_the_finding(home: Path, vault_path: Path) -> None:

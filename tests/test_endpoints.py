@@ -27,6 +27,10 @@ R, F, N = General.READ_ONLY, General.FULL, General.NONE
 # Restated here rather than read from the module, so that a change to a row shows up as a diff
 # in two places. (general, needs withdrawal, Kraken permission group)
 SPOT_EXPECTED: dict[str, tuple[General, bool, str]] = {
+    "GetApiKeyInfo": (N, False, "None"),
+    "ListWalletAccounts": (N, False, "None"),
+    "CreditLines": (R, False, "Query Funds"),
+    "Level3": (R, False, "Query Open Orders & Trades"),
     "Balance": (R, False, "Query Funds"),
     "BalanceEx": (R, False, "Query Funds"),
     "TradeBalance": (R, False, "Query Funds"),
@@ -77,7 +81,8 @@ FUTURES_EXPECTED: dict[str, tuple[General, bool, str]] = {
     **{f"/api/v3/{name}": (R, False, "read-only") for name in (
         "accounts", "openpositions", "openorders", "fills", "recentorders", "orders/status",
         "notifications", "transfers", "unwindqueue", "subaccounts", "feeschedules/volumes",
-        "assignmentprogram/current", "assignmentprogram/history",
+        "assignmentprogram/current", "assignmentprogram/history", "initialmargin",
+        "initialmargin/maxordersize",
     )},
     **{f"/api/v3/{name}": (F, False, "full") for name in (
         "sendorder", "editorder", "cancelorder", "batchorder", "cancelallorders",
@@ -88,14 +93,16 @@ FUTURES_EXPECTED: dict[str, tuple[General, bool, str]] = {
     **dict.fromkeys((
         "/api/history/v2/orders", "/api/history/v2/executions", "/api/history/v2/triggers",
         "/api/history/v2/account-log", "/api/history/v2/accountlogcsv",
-        "/api/history/v3/account-log", "/api/history/v3/positions",
+        "/api/history/v3/orders", "/api/history/v3/executions", "/api/history/v3/triggers",
+        "/api/history/v3/account-log", "/api/history/v3/accountlogcsv",
+        "/api/history/v3/positions",
     ), (R, False, "read-only")),
 }
 
 # Read on GET, write on anything else (or when the method is not given).
 FUTURES_BY_METHOD = {
     "/api/v3/leveragepreferences", "/api/v3/pnlpreferences", "/api/v3/self-trade-strategy",
-    "/api/v3/rfq-assignment/max-leverage",
+    "/api/v3/rfq-assignment/max-leverage", "/api/v3/subaccount/{uid}/trading-enabled",
 }
 
 UNKNOWN = [
@@ -106,7 +113,10 @@ UNKNOWN = [
     (KRAKEN_SPOT, "/derivatives/0/private/Balance"),  # the prefix is Futures only
     (KRAKEN_SPOT, ""),
     (KRAKEN_FUTURES, "/api/v3/WITHDRAWAL"),
-    (KRAKEN_FUTURES, "/api/v3/subaccount/abc/trading-enabled"),
+    (KRAKEN_FUTURES, "/api/v3/subaccount//trading-enabled"),
+    (KRAKEN_FUTURES, "/api/v3/subaccount/a/b/trading-enabled"),
+    (KRAKEN_FUTURES, "/api/v3/subaccount/trading-enabled"),
+    (KRAKEN_FUTURES, "/api/history/v2/positions"),
     (KRAKEN_FUTURES, "/derivativesapi/v3/accounts"),
     (KRAKEN_FUTURES, "/api/v4/accounts"),
     (KRAKEN_FUTURES, "/api/history/v2/market/PF_XBTUSD/executions"),
@@ -143,6 +153,21 @@ def test_futures_row(path: str, expected: tuple[General, bool, str], method: str
     want = Requirement(general=general, withdrawal=withdrawal, group=group, known=True)
     assert requirement(KRAKEN_FUTURES, path, method) == want
     assert requirement(KRAKEN_FUTURES, "/derivatives" + path, method) == want
+
+
+def test_subaccount_trading_enabled_matches_its_template() -> None:
+    uid = "/derivatives/api/v3/subaccount/7bd3e6d5-1c41-4a4b-9e9b-0a6f1e2c3d4e/trading-enabled"
+    assert requirement(KRAKEN_FUTURES, uid, "GET").general is R
+    assert requirement(KRAKEN_FUTURES, uid, "PUT").general is F
+    assert requirement(KRAKEN_FUTURES, uid).general is F
+
+
+def test_every_row_names_its_kraken_doc() -> None:
+    for exchange in (KRAKEN_SPOT, KRAKEN_FUTURES):
+        for path in known_paths(exchange):
+            for method in ("GET", "POST"):
+                assert requirement(exchange, path, method).doc.startswith(
+                    "https://docs.kraken.com/"), path
 
 
 @pytest.mark.parametrize("path", sorted(FUTURES_BY_METHOD))

@@ -21,6 +21,7 @@ import trustme
 from botvault.audit import FIELDS
 from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.gateway.config import GatewayConfig
+from botvault.gateway.kraken_errors import RATE_LIMIT_ERROR
 from botvault.nonces import key_id
 from botvault.request_lock import KeyOrder
 from botvault.scopes import General
@@ -231,7 +232,7 @@ def test_a_wait_beyond_the_bound_is_answered_rate_limit_by_the_gateway(
         errors = [_spot(url, grants, f"bvg_{SPOT_KEY}", "Balance")[1]["error"]
                   for _ in range(21)]
     assert errors[:20] == [[]] * 20
-    assert errors[20] == ["EAPI:Rate limit exceeded"]
+    assert errors[20] == [RATE_LIMIT_ERROR]
     assert kraken.accepted() == 20 and kraken.rejected() == {}
 
 

@@ -77,10 +77,16 @@ def test_refusal_shapes() -> None:
     assert refusal(Api.SPOT, Reason.INVALID_KEY).body == (
         b'{"error": ["EAPI:Invalid key"], "result": {}}')
     futures = refusal(Api.FUTURES, Reason.RATE_LIMIT)
-    assert futures.status == 429 and b'"error": "apiLimitExceeded"' in futures.body
+    # HTTP 200, as Kraken documents it: a 429 is DDoSProtection to ccxt, a bare Exception to
+    # python-kraken-sdk (tests/test_gateway_outcomes.py measures each client).
+    assert futures.status == 200 and b'"error": "apiLimitExceeded"' in futures.body
     for reason in Reason:
-        assert refusal(Api.SPOT, reason).body.startswith(b'{"error": ["E')
-        assert b'"result": "error"' in refusal(Api.FUTURES, reason).body
+        if reason is not Reason.OUTCOME_UNKNOWN:
+            assert refusal(Api.SPOT, reason).body.startswith(b'{"error": ["E')
+            assert b'"result": "error"' in refusal(Api.FUTURES, reason).body
+    lost = refusal(Api.FUTURES, Reason.OUTCOME_UNKNOWN)
+    assert (lost.status, lost.content_type) == (504, "text/plain")
+    assert b"outcome unknown" in lost.body and b"Unavailable" not in lost.body
 
 
 def test_futures_costs_agree_with_the_stand_in() -> None:

@@ -18,7 +18,7 @@ from botvault.audit import read_audit
 from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.grant_ops import revoke_grant
 
-from .gateway_stack import Credential, Stack, gateway_stack
+from .gateway_stack import Credential, Stack, ccxt_futures, gateway_stack
 from .kraken_server import http_json
 
 
@@ -101,9 +101,8 @@ def test_gateway_refuses_to_start_without_an_agent(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from .agent_support import make_vault, private_runtime_dir
+    from .agent_support import make_vault
 
-    private_runtime_dir()
     keys = make_vault(tmp_path / "v.bv")
     result = subprocess.run([sys.executable, "-m", "botvault", "gateway", "--vault",
                              str(keys.path), "--listen", "127.0.0.1:0"],
@@ -180,15 +179,11 @@ def test_four_clients_600_requests_on_one_key_all_accepted_direct_loses_some(
 
 
 def test_ccxt_krakenfutures_and_sdk_futures_through_the_gateway(stack: Stack) -> None:
-    ccxt = pytest.importorskip("ccxt")
+    pytest.importorskip("ccxt")
     kraken_futures = pytest.importorskip("kraken.futures")
     one, two = stack.grant("ccxt-fut", "fut"), stack.grant("sdk-fut", "fut")
     base = stack.url
-    exchange = ccxt.krakenfutures({
-        "apiKey": one.api_key, "secret": one.api_secret,
-        "urls": {"api": {"public": f"{base}/derivatives/api/",
-                         "private": f"{base}/derivatives/api/",
-                         "charts": f"{base}/api/charts/", "history": f"{base}/api/history/"}}})
+    exchange = ccxt_futures(base, one)
     assert exchange.private_get_openpositions()["result"] == "success"
     sent = exchange.private_post_sendorder({"orderType": "lmt", "symbol": "PF_XBTUSD",
                                             "side": "buy", "size": 1, "limitPrice": 1000})

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .agent_support import make_vault, private_runtime_dir, running
+from .agent_support import make_vault, running
 
 
 def _imported(args: list[str], env: dict[str, str] | None = None) -> set[str]:
@@ -21,7 +21,6 @@ def _imported(args: list[str], env: dict[str, str] | None = None) -> set[str]:
 
 def test_version_and_run_do_not_import_aiohttp(vault_path: Path) -> None:
     assert "aiohttp" not in _imported(["--version"])
-    private_runtime_dir()
     keys = make_vault(vault_path)
     with running(keys):
         env = {**os.environ, "BOTVAULT_PATH": str(keys.path)}

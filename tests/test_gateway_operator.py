@@ -18,7 +18,7 @@ from pathlib import Path
 from botvault import agent
 from botvault.audit import read_audit
 
-from .agent_support import eventually, make_vault, private_runtime_dir, running, start, stop
+from .agent_support import eventually, make_vault, running, start, stop
 from .gateway_stack import gateway_stack
 from .kraken_server import StrictKraken
 from .test_gateway_e2e import spot_call
@@ -34,7 +34,6 @@ def _gateway(vault: Path, listen: str, kraken_url: str) -> subprocess.Popen[str]
 
 
 def test_a_taken_port_is_one_error_line_naming_the_address(tmp_path: Path) -> None:
-    private_runtime_dir()
     keys = make_vault(tmp_path / "v.bv")
     with running(keys), socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -55,7 +54,6 @@ def test_a_taken_port_is_one_error_line_naming_the_address(tmp_path: Path) -> No
 
 def test_ctrl_c_stops_it_without_a_traceback_and_the_audit_lines_are_written(
         tmp_path: Path) -> None:
-    private_runtime_dir()
     keys = make_vault(tmp_path / "v.bv", {"spot": {"exchange": "kraken-spot",
                                                   "general": "full", "withdrawal": "none"}})
     from botvault import Vault

@@ -21,7 +21,14 @@ from botvault.grant_ops import add_grant
 from botvault.trading_policy import Policy
 
 from .agent_support import eventually
-from .gateway_stack import Credential, Stack, gateway_stack, start_gateway, stop_gateway
+from .gateway_stack import (
+    Credential,
+    Stack,
+    ccxt_futures,
+    gateway_stack,
+    start_gateway,
+    stop_gateway,
+)
 from .kraken_server import http_json
 
 ADD = "/0/private/AddOrder"
@@ -136,11 +143,7 @@ def test_futures_through_ccxt_and_the_sdk(stack: Stack) -> None:
     kraken_futures = pytest.importorskip("kraken.futures")
     one, two = grant(stack, "cf", "fut", FUT_POLICY), grant(stack, "sf", "fut", FUT_POLICY)
     base = stack.url
-    exchange = ccxt.krakenfutures({
-        "apiKey": one.api_key, "secret": one.api_secret,
-        "urls": {"api": {"public": f"{base}/derivatives/api/",
-                         "private": f"{base}/derivatives/api/",
-                         "charts": f"{base}/api/charts/", "history": f"{base}/api/history/"}}})
+    exchange = ccxt_futures(base, one)
     good = {"orderType": "lmt", "symbol": "PF_XBTUSD", "side": "sell", "size": 1,
             "limitPrice": 1000, "reduceOnly": "true"}
     assert exchange.private_post_sendorder(dict(good))["sendStatus"]["status"] == "placed"

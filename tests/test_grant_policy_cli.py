@@ -8,23 +8,19 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from botvault import Vault
 from botvault._testing import CHEAPEST_TEST_ONLY
-from botvault.cli.main import app
 from botvault.grant_ops import add_grant, get_grant
 from botvault.grant_record import Grant
 from botvault.trading_budget import DailyBudget
 from botvault.trading_policy import Policy
+from tests import test_grants_cli as grants_cli
 from tests.conftest import PASSPHRASE, kraken_secret
-
-runner = CliRunner()
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["--passphrase-stdin", *args], input=f"{PASSPHRASE}\n")
-    return result.exit_code, result.stdout, result.stderr
+    return grants_cli.invoke(*args, input=f"{PASSPHRASE}\n")  # the passphrase on stdin
 
 
 @pytest.fixture

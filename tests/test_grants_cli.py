@@ -19,7 +19,7 @@ from botvault.cli.main import app
 from botvault.errors import GrantError
 from botvault.grant_ops import get_grant
 from tests.agent_support import PASSPHRASE as AGENT_PASSPHRASE
-from tests.agent_support import Keys, make_vault, private_runtime_dir
+from tests.agent_support import Keys, make_vault
 from tests.conftest import PASSPHRASE, kraken_secret
 from tests.test_cli_agent import Agents, botvault
 
@@ -139,7 +139,6 @@ def test_log_reads_the_audit_file_without_a_passphrase(made: Path) -> None:
 
 @pytest.fixture
 def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
     return make_vault(vault_path, {
         "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
     })
@@ -147,11 +146,8 @@ def keys(vault_path: Path) -> Keys:
 
 @pytest.fixture
 def agents() -> Iterator[Agents]:
-    started = Agents()
-    try:
+    with Agents() as started:
         yield started
-    finally:
-        started.stop_all()
 
 
 def test_sign_only_agent_then_run_env_show_ask_for_the_passphrase(keys: Keys,

@@ -4,7 +4,6 @@ level (transport-free `Agent`, injectable clocks) and through a real agent proce
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
 import time
@@ -34,32 +33,21 @@ from tests.agent_support import (
     PASSPHRASE,
     Keys,
     b64secret,
-    make_vault,
-    private_runtime_dir,
+    pubkey,
     running,
-    stop,
+    spec,
 )
 
 ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "spot-ro": {"exchange": "kraken-spot", "general": "read-only", "withdrawal": "none"},
-    "spot-wd": {"exchange": "kraken-spot", "general": "full", "withdrawal": "full"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-    "gen": {"exchange": "generic", "general": "full", "withdrawal": "none"},
+    "spot": spec("kraken-spot"),
+    "spot-ro": spec("kraken-spot", "read-only"),
+    "spot-wd": spec("kraken-spot", withdrawal="full"),
+    "fut": spec("kraken-futures"),
+    "gen": spec("generic"),
 }
-PUBKEY = {name: f"PUB{name.upper().replace('-', '')}KEY" for name in ENTRIES}
+PUBKEY = {name: pubkey(name) for name in ENTRIES}
 ADD = "/0/private/AddOrder"
 BALANCE = "/0/private/Balance"
-
-
-@contextlib.contextmanager
-def sign_only_agent(keys: Keys) -> Iterator[agent.AgentInfo]:
-    info = agent.start_agent(keys.path, keys.data_key, ttl=60, idle=60,
-                             allow_withdrawal=False, sign_only=True)
-    try:
-        yield info
-    finally:
-        stop(info)
 
 
 class Clock:
@@ -68,16 +56,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
-
-
-@pytest.fixture
-def keys(vault_path: Path) -> Keys:
-    return make_vault(vault_path, ENTRIES)
 
 
 @pytest.fixture
@@ -511,7 +489,7 @@ def test_grant_ops_through_a_real_agent(keys: Keys, vault: Vault) -> None:
 
 def test_real_sign_only_agent_hands_out_nothing(keys: Keys, vault: Vault) -> None:
     grant = _grant(vault, entry="fut", now=time.time())
-    with sign_only_agent(keys), agent.connect() as client:
+    with running(keys, sign_only=True), agent.connect() as client:
         assert client.status()["sign_only"] is True
         with pytest.raises(ScopeError):
             client.credentials("spot")
@@ -550,7 +528,7 @@ def test_in_process_signing_with_a_grant_against_a_sign_only_agent(keys: Keys,
                                                                    vault: Vault) -> None:
     spot = _grant(vault, "spot-bot", entry="spot", now=time.time())
     fut = _grant(vault, "fut-bot", entry="fut", now=time.time())
-    with sign_only_agent(keys), agent.connect() as client:
+    with running(keys, sign_only=True), agent.connect() as client:
         signed = client.sign_with_grant(spot.api_key, spot.api_secret, ADD,
                                         {"pair": "XBTUSD", "volume": "1"})
         assert signed.body == f"nonce={signed.nonce}&pair=XBTUSD&volume=1"

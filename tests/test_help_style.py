@@ -29,8 +29,9 @@ def _help(*argv: str) -> str:
 
 
 def _listing(text: str) -> dict[str, str]:
-    """The `Commands:` section: each command and its whole (re-joined) line."""
-    lines = text.split("Commands:\n", 1)[1].splitlines()
+    """The `Commands:` section (up to the blank line that ends it, before the shared
+    options' epilog): each command and its whole (re-joined) line."""
+    lines = text.split("Commands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     found: dict[str, str] = {}
     last = ""
     for line in lines:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from botvault.errors import InvalidInputError, LockedError, NotFoundError, Scope
 from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client, krakenex_api
 from botvault.nonces import key_id
 from botvault.request_lock import KeyOrder, RequestLockTimeout
-from tests.agent_support import Keys, make_vault, private_runtime_dir, running
+from tests.agent_support import Keys, pubkey, running
 from tests.kraken_server import StrictKraken
 
 ccxt = pytest.importorskip("ccxt")
@@ -35,15 +34,9 @@ ENTRIES = {
     "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
     "fut-ro": {"exchange": "kraken-futures", "general": "read-only", "withdrawal": "none"},
 }
-PUB = {name: f"PUB{name.upper().replace('-', '')}KEY" for name in ENTRIES}
+PUB = {name: pubkey(name) for name in ENTRIES}
 ORDER = {"pair": "XXBTZUSD", "type": "buy", "ordertype": "limit", "price": "1000",
          "volume": "0.01"}
-
-
-@pytest.fixture
-def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
-    return make_vault(vault_path, ENTRIES)
 
 
 @pytest.fixture
@@ -53,12 +46,6 @@ def server(keys: Keys) -> Iterator[StrictKraken]:
             kraken.add_key(PUB[name], keys.secrets[name], kw["exchange"].removeprefix("kraken-"),
                            general=kw["general"])
         yield kraken
-
-
-@pytest.fixture
-def client(keys: Keys) -> Iterator[agent.AgentClient]:
-    with running(keys), agent.connect() as c:
-        yield c
 
 
 def _urls(server: StrictKraken, futures: bool = False) -> dict[str, Any]:
@@ -114,13 +101,16 @@ def test_ccxt_krakenfutures_through_fetch2(client: agent.AgentClient, keys: Keys
     assert server.accepted() == 2 and server.rejected() == {}
 
 
-def test_ccxt_async_through_fetch2(client: agent.AgentClient, server: StrictKraken) -> None:
+def _five_per_key_at_once(server: StrictKraken, clients: Callable[[], tuple[Any, Any]],
+                          spot_call: Callable[[Any], Awaitable[Any]],
+                          fut_call: Callable[[Any], Awaitable[Any]]) -> None:
+    """Five requests per key at once (async clients made in the loop): every one accepted,
+    never two of one key in flight."""
     async def main() -> None:
-        spot = ccxt_exchange(accxt.kraken, "spot", client, **_urls(server))
-        fut = ccxt_exchange(accxt.krakenfutures, "fut", client, **_urls(server, True))
+        spot, fut = clients()
         try:
-            await asyncio.gather(*(spot.private_post_balance() for _ in range(5)),
-                                 *(fut.private_get_accounts() for _ in range(5)))
+            await asyncio.gather(*(spot_call(spot) for _ in range(5)),
+                                 *(fut_call(fut) for _ in range(5)))
         finally:
             await spot.close()
             await fut.close()
@@ -128,6 +118,13 @@ def test_ccxt_async_through_fetch2(client: agent.AgentClient, server: StrictKrak
     asyncio.run(main())
     assert server.accepted() == 10 and server.rejected() == {}
     assert server.max_in_flight(PUB["spot"]) == 1 and server.max_in_flight(PUB["fut"]) == 1
+
+
+def test_ccxt_async_through_fetch2(client: agent.AgentClient, server: StrictKraken) -> None:
+    _five_per_key_at_once(
+        server, lambda: (ccxt_exchange(accxt.kraken, "spot", client, **_urls(server)),
+                         ccxt_exchange(accxt.krakenfutures, "fut", client, **_urls(server, True))),
+        lambda spot: spot.private_post_balance(), lambda fut: fut.private_get_accounts())
 
 
 def test_ccxt_refused_scope_is_ccxt_permission_denied_and_releases_the_order(
@@ -308,20 +305,12 @@ def test_sdk_spot_and_futures_through_request(client: agent.AgentClient, keys: K
 
 
 def test_sdk_async_through_request(client: agent.AgentClient, server: StrictKraken) -> None:
-    async def main() -> None:
-        spot = kraken_sdk_client(kraken_base.SpotAsyncClient, "spot", client, url=server.url)
-        fut = kraken_sdk_client(kraken_base.FuturesAsyncClient, "fut", client, url=server.url)
-        try:
-            await asyncio.gather(
-                *(spot.request("POST", "/0/private/Balance") for _ in range(5)),
-                *(fut.request("GET", "/derivatives/api/v3/accounts") for _ in range(5)))
-        finally:
-            await spot.close()
-            await fut.close()
-
-    asyncio.run(main())
-    assert server.accepted() == 10 and server.rejected() == {}
-    assert server.max_in_flight(PUB["spot"]) == 1 and server.max_in_flight(PUB["fut"]) == 1
+    _five_per_key_at_once(
+        server, lambda: (
+            kraken_sdk_client(kraken_base.SpotAsyncClient, "spot", client, url=server.url),
+            kraken_sdk_client(kraken_base.FuturesAsyncClient, "fut", client, url=server.url)),
+        lambda spot: spot.request("POST", "/0/private/Balance"),
+        lambda fut: fut.request("GET", "/derivatives/api/v3/accounts"))
 
 
 def test_sdk_async_cancellation_and_sync_errors_release_the_order(

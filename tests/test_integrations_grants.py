@@ -4,7 +4,6 @@ signs only what the grant authenticates, and the exchange sees the real key."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from botvault.errors import InvalidInputError, ScopeError
 from botvault.grant_ops import add_grant
 from botvault.integrations.agent_signed import ccxt_exchange, kraken_sdk_client, krakenex_api
 from botvault.integrations.ccxt_config import ccxt_agent_config
-from tests.agent_support import PASSPHRASE, Keys, make_vault, private_runtime_dir, stop
+from tests.agent_support import PASSPHRASE, SPOT_AND_FUTURES, Keys, pubkey, running
 from tests.kraken_server import StrictKraken
 
 ccxt = pytest.importorskip("ccxt")
@@ -22,17 +21,8 @@ kraken_spot = pytest.importorskip("kraken.spot")
 kraken_futures = pytest.importorskip("kraken.futures")
 pytest.importorskip("krakenex")
 
-ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-}
-PUB = {name: f"PUB{name.upper()}KEY" for name in ENTRIES}
-
-
-@pytest.fixture
-def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
-    return make_vault(vault_path, ENTRIES)
+ENTRIES = SPOT_AND_FUTURES
+PUB = {name: pubkey(name) for name in ENTRIES}
 
 
 @pytest.fixture
@@ -58,14 +48,9 @@ def server(keys: Keys) -> Iterator[StrictKraken]:
 
 @pytest.fixture
 def client(keys: Keys) -> Iterator[agent.AgentClient]:
-    info = agent.start_agent(keys.path, keys.data_key, ttl=60, idle=60,
-                             allow_withdrawal=False, sign_only=True)
-    try:
-        with agent.connect() as c:
-            assert c.status()["sign_only"] is True
-            yield c
-    finally:
-        stop(info)
+    with running(keys, sign_only=True), agent.connect() as c:
+        assert c.status()["sign_only"] is True
+        yield c
 
 
 def _urls(server: StrictKraken, futures: bool = False) -> dict[str, Any]:

@@ -5,11 +5,10 @@ never two of that key's requests in flight at once. No lock in the bots' code.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.agent_support import Keys, make_vault, private_runtime_dir, running
+from tests.agent_support import SPOT_AND_FUTURES, Keys, running
 from tests.integration_bots import AGENT_MODES, ENTRY_OF
 from tests.kraken_server import StrictKraken
 
@@ -17,17 +16,8 @@ pytest.importorskip("ccxt")
 pytest.importorskip("kraken")
 pytest.importorskip("krakenex")
 
-ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-}
+ENTRIES = SPOT_AND_FUTURES
 PUBKEY = {"spot": "PUBSPOTKEY", "fut": "PUBFUTKEY"}
-
-
-@pytest.fixture
-def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
-    return make_vault(vault_path, ENTRIES)
 
 
 @pytest.fixture

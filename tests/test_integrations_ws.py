@@ -9,7 +9,7 @@ import asyncio
 import shutil
 import ssl
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 
 from botvault import agent
 from botvault.integrations.agent_signed import kraken_sdk_client
-from tests.agent_support import Keys, make_vault, private_runtime_dir, running
+from tests.agent_support import SPOT_AND_FUTURES, Keys
 from tests.kraken_server import StrictKraken, _spot_result
 from tests.kraken_ws_server import KrakenWS
 
@@ -25,22 +25,7 @@ kraken_spot = pytest.importorskip("kraken.spot")
 kraken_futures = pytest.importorskip("kraken.futures")
 pytest.importorskip("websockets")
 
-ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-}
-
-
-@pytest.fixture
-def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
-    return make_vault(vault_path, ENTRIES)
-
-
-@pytest.fixture
-def client(keys: Keys) -> Iterator[agent.AgentClient]:
-    with running(keys), agent.connect() as c:
-        yield c
+ENTRIES = SPOT_AND_FUTURES
 
 
 @pytest.fixture

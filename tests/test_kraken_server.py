@@ -161,3 +161,92 @@ def test_futures_signs_the_query_string_then_the_body(kraken: StrictKraken) -> N
     assert post(f"{path}?{query}", body, query, 5)["error"] == "authenticationError"
     assert post(path, body, "side=sell&size=1&limitPrice=1000", 6)["error"] == (
         "authenticationError")
+
+
+# --- as strict as Kraken's docs -----------------------------------------------------------------
+
+def test_unknown_methods_and_endpoints_are_refused_as_kraken_refuses_them(
+        kraken: StrictKraken) -> None:
+    assert _spot(kraken, "Stake", 1) == ["EGeneral:Unknown method"]
+    assert _spot(kraken, "balance", 2) == ["EGeneral:Unknown method"]  # case matters
+    assert _spot(kraken, "Balance", 1) == []  # nothing of the refused ones was spent
+    status, doc = _futures(kraken, "nosuchendpoint", "1", method="GET")
+    assert (status, doc["result"]) == (404, "error")
+    status, _ = _futures(kraken, "subaccount//trading-enabled", "2", method="GET")
+    assert status == 404
+    assert _futures(kraken, "accounts", "1", method="GET")[1]["result"] == "success"
+    assert kraken.rejected() == {"EGeneral:Unknown method": 2, "unknown": 2}
+
+
+def test_spot_nonce_is_an_unsigned_64_bit_integer(kraken: StrictKraken) -> None:
+    assert _spot_raw_nonce(kraken, str(1 << 64)) == ["EAPI:Invalid nonce"]
+    assert _spot_raw_nonce(kraken, "99999999999999999999") == ["EAPI:Invalid nonce"]
+    assert _spot_raw_nonce(kraken, str((1 << 64) - 1)) == []
+
+
+def _spot_raw_nonce(kraken: StrictKraken, nonce: str) -> list[str]:
+    from botvault.exchanges.kraken import sign_spot_text
+
+    path = "/0/private/Balance"
+    body = f"nonce={nonce}"
+    headers = {"API-Key": SPOT_KEY, "API-Sign": sign_spot_text(SECRET, path, nonce, body)}
+    errors: list[str] = _request(kraken, "POST", path, body, headers)[1]["error"]
+    return errors
+
+
+def test_permissions_per_documented_endpoint(kraken: StrictKraken) -> None:
+    kraken.add_key("none", SECRET, "spot", general="none")
+    assert _spot(kraken, "GetApiKeyInfo", 1, key="none") == []  # Kraken: no permission
+    assert _spot(kraken, "Balance", 2, key="none") == ["EGeneral:Permission denied"]
+    assert _spot(kraken, "CreditLines", 1, key="reader") == []
+    assert _spot(kraken, "Level3", 2, key="reader") == []
+    assert _spot(kraken, "AccountTransfer", 1) == ["EGeneral:Permission denied"]
+    kraken.add_key("withdrawer", SECRET, "spot", withdrawal="full")
+    assert _spot(kraken, "AccountTransfer", 1, key="withdrawer") == []
+
+
+def test_futures_reads_are_get_and_put_writes(kraken: StrictKraken) -> None:
+    kraken.add_key("fut-reader", SECRET, "futures", general="read-only")
+
+    def call(endpoint: str, nonce: str, method: str) -> Any:
+        headers = {"APIKey": "fut-reader", "Nonce": nonce,
+                   "Authent": sign_futures(SECRET, f"/api/v3/{endpoint}", nonce, "")}
+        return _request(kraken, method, f"/derivatives/api/v3/{endpoint}", "", headers)[1]
+
+    uid = "subaccount/7bd3e6d5-1c41-4a4b-9e9b-0a6f1e2c3d4e/trading-enabled"
+    assert call("leveragepreferences", "1", "GET")["result"] == "success"
+    assert call("leveragepreferences", "2", "PUT")["error"] == "authenticationError"
+    assert call(uid, "3", "GET")["result"] == "success"
+    assert call(uid, "4", "PUT")["error"] == "authenticationError"
+    assert call("initialmargin", "5", "GET")["result"] == "success"
+
+
+def test_batchorder_costs_nine_plus_its_size(kraken: StrictKraken, clock: Clock) -> None:
+    batch = '{"batchOrder":[' + ",".join(['{"order":"send"}'] * 41) + "]}"
+    post = urlencode({"json": batch})
+    assert _futures(kraken, "batchorder", "1", post)[1]["result"] == "success"  # 50
+    for n in range(2, 11):
+        assert _futures(kraken, "batchorder", str(n), post)[1]["result"] == "success"
+    status, doc = _futures(kraken, "batchorder", "11", post)
+    assert (status, doc["error"]) == (429, "apiLimitExceeded")  # 10 x 50 = 500 spent
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_history_paths_are_served_and_signed_as_they_stand(kraken: StrictKraken,
+                                                           version: str) -> None:
+    path = f"/api/history/{version}/account-log"
+    headers = {"APIKey": FUT_KEY, "Nonce": "7",
+               "Authent": sign_futures(SECRET, path, "7", "since=1")}
+    assert _request(kraken, "GET", path + "?since=1", "", headers)[1]["result"] == "success"
+    assert _request(kraken, "GET", f"/api/history/{version}/nothing", "",
+                    headers)[0] == 404
+
+
+def test_a_dropped_answer_was_executed_and_closes_the_connection(kraken: StrictKraken) -> None:
+    import http.client
+
+    kraken.drop_after.add("AddOrder")
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        _spot(kraken, "AddOrder", 1)
+    assert kraken.outcomes["ok"] == 1
+    assert kraken.outcomes["answer-lost"] == 1

@@ -106,14 +106,6 @@ def flip(path: Path, offset: int) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """A directory of our own (conftest puts other things in tmp_path)."""
-    path = tmp_path / "nonces"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def state(home: Path) -> Path:
     return home / "vault.bv.nonces"
 

@@ -31,14 +31,6 @@ pytestmark = [pytest.mark.slow,
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """A directory of our own (conftest puts other things in tmp_path)."""
-    path = tmp_path / "nonces"
-    path.mkdir()
-    return path
-
-
 LINEAR_WORKER = """
 import array, os, sys, time
 from pathlib import Path

@@ -44,13 +44,6 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "nonces"
-    path.mkdir()
-    return path
-
-
 @contextlib.contextmanager
 def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` mounted at `where` (root only; the test skips otherwise)."""

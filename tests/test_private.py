@@ -30,6 +30,7 @@ from botvault.errors import FormatError, InsecurePermissionsError
 from botvault.open_vault import Vault
 from botvault.vault_file import backup_dir, lock_path
 from tests.conftest import PASSPHRASE
+from tests.helpers.files import private as private_file
 from tests.helpers.vaultfiles import add_generic
 
 NOBODY = 65534
@@ -54,10 +55,7 @@ def alarm() -> Iterator[None]:
 
 @pytest.fixture
 def passphrase_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pass"
-    path.write_text(PASSPHRASE + "\n", encoding="utf-8")
-    os.chmod(path, 0o600)
-    return path
+    return private_file(tmp_path / "pass", PASSPHRASE + "\n")
 
 
 def _made(vault_path: Path) -> Path:
@@ -318,9 +316,8 @@ def test_request_lock_and_doctor_agree(change: str, expected: type[Exception] | 
     from botvault import agent
     from botvault.doctor import check_permissions
     from botvault.request_lock import requests_dir
-    from tests.agent_support import make_vault, private_runtime_dir, running
+    from tests.agent_support import make_vault, running
 
-    private_runtime_dir()
     keys = make_vault(tmp_path / "agentstore" / "vault.bv")
     directory = requests_dir(keys.path)
     with running(keys), agent.connect(keys.path) as client:

@@ -16,7 +16,6 @@ import pytest
 from typer.testing import CliRunner
 
 from botvault import VaultWarning
-from botvault.agent import start_agent
 from botvault.agent.signing import sign_request
 from botvault.errors import (
     AuthenticationError,
@@ -28,12 +27,12 @@ from botvault.errors import (
 from botvault.exchanges.kraken import sign_spot
 from botvault.open_vault import Vault
 from botvault.session import Session, agent_state, check_vault_exists, lock_agent
-from tests.agent_support import PASSPHRASE, Keys, make_vault, running, stop
+from tests.agent_support import PASSPHRASE, Keys, make_vault, running, spec, stop
 
 ENTRIES = {
-    "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-    "spot-wd": {"exchange": "kraken-spot", "general": "full", "withdrawal": "full"},
-    "fut": {"exchange": "kraken-futures", "general": "read-only", "withdrawal": "none"},
+    "spot": spec("kraken-spot"),
+    "spot-wd": spec("kraken-spot", withdrawal="full"),
+    "fut": spec("kraken-futures", "read-only"),
 }
 
 
@@ -117,15 +116,11 @@ def test_a_stopped_agent_is_a_warning_and_the_passphrase_serves(keys: Keys) -> N
 
 
 def test_a_sign_only_agent_hands_out_no_secret_so_the_passphrase_is_asked(keys: Keys) -> None:
-    info = start_agent(keys.path, keys.data_key, ttl=60, idle=60, allow_withdrawal=False,
-                       sign_only=True)
     notices: list[str] = []
-    try:
+    with running(keys, sign_only=True):
         asked = Asked()
         creds = Session(keys.path, asked, can_ask=True, notice=notices.append
                         ).credentials(["spot"])
-    finally:
-        stop(info)
     assert asked.calls == 1
     assert creds[0].api_secret.reveal() == keys.secrets["spot"]
     assert notices == ["the agent is sign-only and hands out no secret; asking for the "

@@ -16,7 +16,7 @@ from botvault.errors import PolicyError
 from botvault.grant_ops import add_grant
 from botvault.grant_record import Grant
 from botvault.trading_policy import Policy
-from tests.agent_support import Keys, make_vault, private_runtime_dir, stop
+from tests.agent_support import Keys, make_vault, running
 
 ENTRIES = {
     "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "full"},
@@ -27,19 +27,10 @@ ORDER = {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "100",
          "volume": "1", "cl_ord_id": "c-1"}
 
 
-@pytest.fixture(autouse=True)
-def _runtime_dir() -> Path:
-    return private_runtime_dir()
-
-
 @contextlib.contextmanager
 def sign_only(keys: Keys, *, allow_withdrawal: bool = False) -> Iterator[None]:
-    info = agent.start_agent(keys.path, keys.data_key, ttl=60, idle=60,
-                             allow_withdrawal=allow_withdrawal, sign_only=True)
-    try:
+    with running(keys, allow_withdrawal=allow_withdrawal, sign_only=True):
         yield
-    finally:
-        stop(info)
 
 
 def _grant(keys: Keys, bot: str, entry: str, policy: Policy, withdrawal: str = "none"

@@ -304,7 +304,8 @@ def test_error_hierarchy() -> None:
                      "ClosedError": 1, "ConflictError": 9, "FormatError": 8, "GrantError": 3,
                      "InsecurePermissionsError": 7, "InvalidInputError": 2, "LockedError": 5,
                      "NotFoundError": 4, "ScopeError": 6, "PolicyError": 6, "VaultError": 1,
-                     "KeyChangedError": 9, "PartialWriteError": 12, "RollbackError": 3}
+                     "KeyChangedError": 9, "PartialWriteError": 12, "RollbackError": 3,
+                     "BusyError": 13}
     assert all(issubclass(cls, VaultError) for cls in exported)
     assert issubclass(InvalidInputError, ValueError)
 

@@ -20,6 +20,7 @@ __all__ = [
     "AgentError",
     "AlreadyExistsError",
     "AuthenticationError",
+    "BusyError",
     "ClosedError",
     "ConflictError",
     "FormatError",
@@ -54,6 +55,7 @@ EXIT_CODES: dict[int, str] = {
     10: "doctor found something unsafe",
     11: "the agent failed",
     12: "the operating system refused (disk full, I/O error)",
+    13: "busy: the agent is at its connection limits; try again",
     130: "interrupted (Ctrl-C); nothing was changed",
 }
 
@@ -126,6 +128,14 @@ class LockedError(VaultError):
     """No running agent and no way to ask for a passphrase (exit 5)."""
 
     exit_code = 5
+
+
+class BusyError(VaultError):
+    """The agent is running but at its connection limits (exit 13): its listen queue stayed
+    full, or it closed this client's connection again to admit others. Nothing is locked;
+    trying again works once the burst has passed."""
+
+    exit_code = 13
 
 
 class ScopeError(VaultError):

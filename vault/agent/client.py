@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ..entries import Entry, check_name
-from ..errors import InsecurePermissionsError, InvalidInputError, LockedError, NotFoundError
+from ..errors import (
+    BusyError,
+    InsecurePermissionsError,
+    InvalidInputError,
+    LockedError,
+    NotFoundError,
+)
 from ..fast_json import use_orjson
 from ..secret import Secret
 from . import hardening, socket_location
@@ -117,8 +123,7 @@ def _open_connection(socket_path: Path, connect_timeout: float, call_timeout: fl
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(connect_timeout)
-        with socket_location.unix_address(socket_path) as address:
-            sock.connect(address)
+        socket_location.connect_when_free(sock, socket_path, connect_timeout)
         _refuse_foreign_peer(sock, socket_path)
         sock.settimeout(call_timeout)
     except OSError as exc:
@@ -197,7 +202,9 @@ class AgentClient:
     def _send(self, frame: bytes) -> dict[str, Any]:
         """One round trip, reconnecting once if the agent had closed this connection.
 
-        A request the agent served before closing costs at most an unused nonce.
+        A request the agent served before closing costs at most an unused nonce. A
+        connection closed again right after a reconnect that succeeded means the agent is
+        alive and closed it to admit others (its connection limits): BusyError, not locked.
         """
         for attempt in (1, 2):
             if self._conn is None:
@@ -207,9 +214,12 @@ class AgentClient:
             except (BrokenPipeError, ConnectionResetError, ConnectionClosedError) as exc:
                 self._disconnect()
                 mid_frame = isinstance(exc, ConnectionClosedError) and exc.mid_frame
-                if attempt == 2 or mid_frame:
+                if mid_frame:
                     raise LockedError("the agent closed the connection",
                                       hint=socket_location.LOCKED_HINT) from None
+                if attempt == 2:
+                    raise BusyError("the agent closed the connection again to admit other "
+                                    "clients", hint=socket_location.BUSY_HINT) from None
         raise AgentError("unreachable")  # the loop returns or raises
 
     # -- operations ------------------------------------------------------------------------

@@ -20,7 +20,10 @@ from .protocol import AgentError
 __all__ = ["Bound", "bind_listener", "close_fds", "release_agent_lock"]
 
 _PROBE_TIMEOUT = 1.0
-_BACKLOG = 64
+# Connections waiting to be accepted; the kernel caps it at net.core.somaxconn (4096 on
+# current kernels). A full queue makes a client's connect fail at once (EAGAIN on a unix
+# socket), so it must hold a whole burst (tests/test_agent_burst.py).
+_BACKLOG = 1024
 
 
 @dataclass

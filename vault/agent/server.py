@@ -53,8 +53,10 @@ __all__ = ["CONN_IDLE", "FRAME_TIMEOUT", "MAX_CONNECTIONS", "PER_PEER", "AgentSe
 
 FRAME_TIMEOUT = 5.0
 CONN_IDLE = 60.0  # a connection with no request for this long is closed
-MAX_CONNECTIONS = 256
-PER_PEER = 32  # connections one client process may hold; more close its oldest idle one
+# Sized for a burst: 200 bots started at once (systemd), or one process with a few hundred
+# threads each holding a connection, fit without an eviction (tests/test_agent_burst.py).
+MAX_CONNECTIONS = 1024
+PER_PEER = 512  # connections one client process may hold; more close its oldest idle one
 _ACCEPT_BACKOFF = 0.25  # after EMFILE, accepting pauses this long instead of spinning
 _CONFIG_LIMIT = 64 * 1024
 _MAX_WAIT = 60.0  # the loop wakes at least this often; epoll refuses very long timeouts

@@ -15,20 +15,26 @@ import contextlib
 import errno
 import hashlib
 import os
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from .. import private
-from ..errors import InsecurePermissionsError, InvalidInputError, LockedError
+from ..errors import BusyError, InsecurePermissionsError, InvalidInputError, LockedError
 from ..vault_path import resolve_vault_path
 
 __all__ = [
+    "BUSY_HINT",
     "ENV_SOCKET",
     "LOCKED_HINT",
+    "busy_error",
+    "busy_wait",
     "check_private_dir",
     "check_socket_dir",
     "check_socket_file",
+    "connect_when_free",
     "ensure_private_dir",
     "runtime_dir",
     "socket_path_for",
@@ -142,6 +148,42 @@ def check_socket_file(socket_path: Path) -> None:
     except FileNotFoundError:
         raise LockedError("the vault is locked (no agent is running)", hint=LOCKED_HINT) from None
     private.refuse(private.socket_problem(socket_path, st, "the agent socket"))
+
+
+BUSY_HINT = ("many clients are connecting to the agent at once; try again in a moment "
+             "(nothing is locked)")
+_BUSY_FIRST_WAIT, _BUSY_MAX_WAIT = 0.001, 0.05
+
+
+def busy_wait(attempt: int) -> float:
+    """Seconds to wait before connect attempt `attempt` + 1 while the queue is full."""
+    return float(min(_BUSY_FIRST_WAIT * 2 ** min(attempt, 16), _BUSY_MAX_WAIT))
+
+
+def busy_error(socket_path: Path, timeout: float) -> BusyError:
+    return BusyError(f"the agent at {socket_path} is busy: its queue of new connections "
+                     f"stayed full for {timeout:g} s", hint=BUSY_HINT)
+
+
+def connect_when_free(sock: socket.socket, socket_path: Path, timeout: float) -> None:
+    """Connect `sock` to the agent, waiting while its listen queue is full.
+
+    A unix socket's connect fails at once with EAGAIN when the listener's queue is full (a
+    burst of clients): that is "busy", not "locked", so it is tried again with a short
+    backoff until `timeout`, then BusyError. Other errors propagate (OSError)."""
+    deadline = time.monotonic() + timeout
+    with unix_address(socket_path) as address:
+        for attempt in range(1 << 16):
+            try:
+                sock.connect(address)
+            except BlockingIOError:
+                wait = busy_wait(attempt)
+                if time.monotonic() + wait > deadline:
+                    break
+                time.sleep(wait)
+            else:
+                return
+    raise busy_error(socket_path, timeout)
 
 
 @contextlib.contextmanager

@@ -16,13 +16,19 @@ Rules that shape the tables:
   in a table needs full: being unknown, it may write.
 - Where the body decides what a request does, the path's stricter reading is taken: a policy
   that parsed bodies could disagree with Kraken's own parser, and that gap is a bypass.
+- Futures paths that read on GET and write on PUT or DELETE are judged per method; a path with
+  a parameter in it (`/api/v3/subaccount/{uid}/trading-enabled`) is matched by its template.
+
+Every row names the page of Kraken's documentation it follows (`Requirement.doc`), and
+tests/test_endpoint_coverage.py fails on any private endpoint that ccxt or python-kraken-sdk
+calls and these tables do not classify.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from ..errors import InvalidInputError, ScopeError
@@ -40,6 +46,7 @@ __all__ = [
     "known_paths",
     "normalise_path",
     "requirement",
+    "template_of",
 ]
 
 
@@ -59,10 +66,23 @@ class Requirement:
     known: bool
     """False when the endpoint is not in the table: it then needs full general scope, and a key
     that could withdraw is refused unless withdrawals were allowed (see `check`)."""
+    doc: str = field(default="", compare=False)
+    """The page of Kraken's documentation the row follows (not part of equality)."""
 
 
-def _spot(general: General, group: str, *, withdrawal: bool = False) -> Requirement:
-    return Requirement(general=general, withdrawal=withdrawal, group=group, known=True)
+# Kraken's pages the tables follow. Spot: the permission guide (which endpoint each permission
+# enables) unless a row's own reference page says more; Futures: the key form's definitions in
+# the REST guide, and the reference pages for the history and margin endpoints.
+_DOCS = "https://docs.kraken.com/api/docs/"
+SPOT_PERMISSIONS_DOC = "https://docs.kraken.com/exchange/guides/rest/api-keys"
+_SPOT_REF = _DOCS + "rest-api/"
+FUTURES_KEYS_DOC = _DOCS + "guides/futures-rest"
+_FUTURES_REF = _DOCS + "futures-api/"
+
+
+def _spot(general: General, group: str, *, withdrawal: bool = False,
+          doc: str = SPOT_PERMISSIONS_DOC) -> Requirement:
+    return Requirement(general=general, withdrawal=withdrawal, group=group, known=True, doc=doc)
 
 
 _R, _F, _N = General.READ_ONLY, General.FULL, General.NONE
@@ -79,19 +99,28 @@ _WEBSOCKET = "Access WebSocket API"
 _DEPOSIT = "Deposit Funds"
 _WITHDRAW = "Withdraw Funds"
 _EARN = "Earn Funds"
+_NO_PERMISSION = "None"
 
 _SPOT_PRIVATE = "/0/private/"
 
 _SPOT_TABLE: Mapping[str, Requirement] = MappingProxyType({
     _SPOT_PRIVATE + name: req for name, req in {
+        # Kraken's reference: "API Key Permissions Required: None". They read what the key
+        # itself is (its permissions, its wallet accounts), so a key of any scope may call them.
+        "GetApiKeyInfo": _spot(_N, _NO_PERMISSION, doc=_SPOT_REF + "get-api-key-info"),
+        "ListWalletAccounts": _spot(
+            _N, _NO_PERMISSION,
+            doc="https://docs.kraken.com/api-reference/account-data/list-wallet-accounts"),
         # Query Funds
         "Balance": _spot(_R, _QUERY_FUNDS),
+        "CreditLines": _spot(_R, _QUERY_FUNDS, doc=_SPOT_REF + "get-credit-lines"),
         "BalanceEx": _spot(_R, _QUERY_FUNDS),
         "TradeBalance": _spot(_R, _QUERY_FUNDS),
         "TradeVolume": _spot(_R, _QUERY_FUNDS),
         # Query Open / Closed Orders & Trades
         "OpenOrders": _spot(_R, _QUERY_OPEN),
         "OpenPositions": _spot(_R, _QUERY_OPEN),
+        "Level3": _spot(_R, _QUERY_OPEN, doc=_SPOT_REF + "get-level-3-order-book"),
         "ClosedOrders": _spot(_R, _QUERY_CLOSED),
         "QueryOrders": _spot(_R, _QUERY_ORDERS),
         "OrderAmends": _spot(_R, _QUERY_ORDERS),
@@ -147,7 +176,8 @@ _SPOT_TABLE: Mapping[str, Requirement] = MappingProxyType({
         # cover) or to another (sub)account. Kraken's references ask for the withdraw
         # permission for both.
         "WalletTransfer": _spot(_N, _WITHDRAW, withdrawal=True),
-        "AccountTransfer": _spot(_N, _WITHDRAW, withdrawal=True),
+        "AccountTransfer": _spot(_N, _WITHDRAW, withdrawal=True,
+                                 doc=_SPOT_REF + "account-transfer"),
         # Kraken's sources disagree (Create & Modify Orders in the guide, Withdraw Funds in the
         # reference); it creates an account, so both axes are required.
         "CreateSubaccount": _spot(_F, _WITHDRAW, withdrawal=True),
@@ -155,14 +185,20 @@ _SPOT_TABLE: Mapping[str, Requirement] = MappingProxyType({
 })
 
 
-_FUTURES_READ = Requirement(general=_R, withdrawal=False, group="read-only", known=True)
-_FUTURES_FULL = Requirement(general=_F, withdrawal=False, group="full", known=True)
-_FUTURES_WITHDRAW = Requirement(general=_N, withdrawal=True, group="withdrawal", known=True)
+def _futures(general: General, group: str, *, withdrawal: bool = False,
+             doc: str = FUTURES_KEYS_DOC) -> Requirement:
+    return Requirement(general=general, withdrawal=withdrawal, group=group, known=True, doc=doc)
+
+
+_FUTURES_READ = _futures(_R, "read-only")
+_FUTURES_FULL = _futures(_F, "full")
+_FUTURES_WITHDRAW = _futures(_N, "withdrawal", withdrawal=True)
 # Funds go to another account (this or a sub account): Kraken's reference asks for a full key
 # and python-kraken-sdk documents the withdrawal permission too, so both axes are required.
-_FUTURES_FULL_WITHDRAW = Requirement(general=_F, withdrawal=True, group="withdrawal", known=True)
+_FUTURES_FULL_WITHDRAW = _futures(_F, "withdrawal", withdrawal=True)
 
 _V3 = "/api/v3/"
+_HISTORY_DOC = _FUTURES_REF + "history/"
 
 _FUTURES_TABLE: Mapping[str, Requirement] = MappingProxyType({
     **{_V3 + name: _FUTURES_READ for name in (
@@ -170,6 +206,10 @@ _FUTURES_TABLE: Mapping[str, Requirement] = MappingProxyType({
         "notifications", "transfers", "unwindqueue", "subaccounts", "feeschedules/volumes",
         "assignmentprogram/current", "assignmentprogram/history",
     )},
+    # What an order would need in margin, and the largest order the margin allows: GET reads.
+    _V3 + "initialmargin": replace(_FUTURES_READ, doc=_FUTURES_REF + "trading/get-initial-margin"),
+    _V3 + "initialmargin/maxordersize": replace(
+        _FUTURES_READ, doc=_FUTURES_REF + "trading/get-max-order-size"),
     **{_V3 + name: _FUTURES_FULL for name in (
         "sendorder", "editorder", "cancelorder", "batchorder", "cancelallorders",
         "cancelallordersafter", "transfer", "assignmentprogram/add", "assignmentprogram/delete",
@@ -177,24 +217,42 @@ _FUTURES_TABLE: Mapping[str, Requirement] = MappingProxyType({
     _V3 + "withdrawal": _FUTURES_WITHDRAW,
     _V3 + "transfer/subaccount": _FUTURES_FULL_WITHDRAW,
     # The history API only reads. Listed path by path rather than by prefix so that an endpoint
-    # Kraken adds there later is unknown (full) until someone looks at it.
-    **dict.fromkeys((
-        "/api/history/v2/orders", "/api/history/v2/executions", "/api/history/v2/triggers",
-        "/api/history/v2/account-log", "/api/history/v2/accountlogcsv",
-        "/api/history/v3/account-log", "/api/history/v3/positions",
-    ), _FUTURES_READ),
+    # Kraken adds there later is unknown (full) until someone looks at it. v3 is Kraken's
+    # current history API; clients still call the v2 forms, which Kraken still serves.
+    **{f"/api/history/{version}/{name}": replace(_FUTURES_READ, doc=_HISTORY_DOC)
+       for version in ("v2", "v3")
+       for name in ("orders", "executions", "triggers", "account-log", "accountlogcsv",
+                    "positions")
+       if (version, name) != ("v2", "positions")},
 })
 
 # Same path, GET reads and PUT/DELETE write. Without a method the stricter (write) reading holds,
 # as does any method other than GET.
 _FUTURES_READ_ON_GET: frozenset[str] = frozenset(_V3 + name for name in (
     "leveragepreferences", "pnlpreferences", "self-trade-strategy",
-    "rfq-assignment/max-leverage",
+    "rfq-assignment/max-leverage", "subaccount/{uid}/trading-enabled",
 ))
 _KNOWN_PATHS: Mapping[str, frozenset[str]] = MappingProxyType({
     KRAKEN_SPOT: frozenset(_SPOT_TABLE),
     KRAKEN_FUTURES: frozenset(_FUTURES_TABLE) | _FUTURES_READ_ON_GET,
 })
+
+# Paths with a parameter: (prefix, suffix) around one path segment, and the template the tables
+# key them by. A segment is what Kraken's router would take: no slash, not empty.
+_FUTURES_TEMPLATES: tuple[tuple[str, str, str], ...] = (
+    (_V3 + "subaccount/", "/trading-enabled", _V3 + "subaccount/{uid}/trading-enabled"),
+)
+
+
+def template_of(exchange: str, path: str) -> str:
+    """The table key of a normalised `path`: itself, or the template it fills in."""
+    if exchange == KRAKEN_FUTURES:
+        for prefix, suffix, template in _FUTURES_TEMPLATES:
+            middle = path[len(prefix):len(path) - len(suffix)] if path.startswith(prefix) \
+                and path.endswith(suffix) and len(path) > len(prefix) + len(suffix) else ""
+            if middle and "/" not in middle and "{" not in middle:
+                return template
+    return path
 
 
 def _unknown() -> Requirement:
@@ -241,7 +299,7 @@ def check_product(exchange: str, path: str) -> None:
 
 
 def known_paths(exchange: str) -> frozenset[str]:
-    """Every normalised path the table for `exchange` knows."""
+    """Every normalised path the table for `exchange` knows (templates with `{name}`)."""
     _check_exchange(exchange)
     return _KNOWN_PATHS[exchange]
 
@@ -252,7 +310,7 @@ def requirement(exchange: str, path: str, method: str | None = None) -> Requirem
     `method` matters only for the few Futures paths that read on GET and write otherwise;
     without it they need full.
     """
-    normalised = normalise_path(exchange, path)
+    normalised = template_of(exchange, normalise_path(exchange, path))
     if exchange == KRAKEN_SPOT:
         return _SPOT_TABLE.get(normalised) or _unknown()
     if normalised in _FUTURES_READ_ON_GET:

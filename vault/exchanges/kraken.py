@@ -7,7 +7,10 @@ key's scope are the caller's job (`vault.exchanges.endpoints`).
 Formulas (docs/kraken.md "Signing"), all keyed with the base64-decoded secret:
 
 - Spot:    base64(HMAC-SHA512(uri_path + SHA256(nonce + post_data)))
-- Futures: base64(HMAC-SHA512(SHA256(post_data + nonce + endpoint_path)))
+- Futures: base64(HMAC-SHA512(SHA256(post_data + nonce + endpoint_path))), where post_data
+  is the request's query string followed by its body, each exactly as sent
+  (`futures_post_data`: the one rule the gateway, the agent's grant check and the
+  integrations share)
 - Futures websocket challenge: base64(HMAC-SHA512(SHA256(challenge)))
 """
 
@@ -23,6 +26,7 @@ from ..secret import Secret
 
 __all__ = [
     "MAX_SPOT_NONCE",
+    "futures_post_data",
     "futures_signed_path",
     "sign_futures",
     "sign_futures_challenge",
@@ -75,6 +79,18 @@ def sign_futures(secret: str | Secret, endpoint_path: str, nonce: int | str,
         + _utf8("endpoint_path", futures_signed_path(endpoint_path))
     )
     return _hmac_sha512_b64(secret, hashlib.sha256(message).digest())
+
+
+def futures_post_data(query: str, body: str) -> str:
+    """What a Kraken Futures request signs as `postData`: its URL-encoded query string (without
+    the `?`) followed by its body, each byte for byte as sent, with nothing between.
+
+    A GET or DELETE carries only a query, ccxt's POSTs put their parameters in the query and
+    send no body, python-kraken-sdk's a body (and signs query + body when it has both; Kraken's
+    guide: postData is the URL-encoded data as sent). One rule for every method, so a request
+    is never checked over one part and sent with another.
+    """
+    return query + body
 
 
 def sign_futures_challenge(secret: str | Secret, challenge: str) -> str:

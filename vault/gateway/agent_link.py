@@ -29,7 +29,7 @@ from ..agent.protocol import (
     grant_target,
     raise_for_error,
 )
-from ..errors import InsecurePermissionsError, LockedError, VaultError
+from ..errors import BusyError, InsecurePermissionsError, LockedError, VaultError
 from .grants import GrantRefused, Resolved, Signed, SignRequest, refused_as
 from .timeouts import bounded
 
@@ -53,8 +53,7 @@ class AgentLink:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
-            with socket_location.unix_address(self.socket_path) as address:
-                sock.connect(address)  # a local socket: at once, or refused
+            await self._connect(sock)
             _refuse_foreign_peer(sock, self.socket_path)
             sock.setblocking(False)
             return await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME + 16)
@@ -65,6 +64,23 @@ class AgentLink:
         except BaseException:
             sock.close()
             raise
+
+    async def _connect(self, sock: socket.socket) -> None:
+        """A local socket connects at once, is refused, or finds the agent's queue full
+        (EAGAIN: busy, tried again without blocking the loop; BusyError at the timeout)."""
+        deadline = time.monotonic() + self.timeout
+        with socket_location.unix_address(self.socket_path) as address:
+            for attempt in range(1 << 16):
+                try:
+                    sock.connect(address)
+                except BlockingIOError:
+                    wait = socket_location.busy_wait(attempt)
+                    if time.monotonic() + wait > deadline:
+                        break
+                    await asyncio.sleep(wait)
+                else:
+                    return
+        raise socket_location.busy_error(self.socket_path, self.timeout)
 
     async def call(self, op: str, **args: Any) -> dict[str, Any]:
         frame = encode_frame({"op": op, **args})
@@ -79,9 +95,12 @@ class AgentLink:
                 self.close()
                 # Closed in the middle of an answer: the agent may have served the request.
                 mid_frame = isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)
-                if attempt == 2 or mid_frame:
+                if mid_frame:
                     raise LockedError("the agent closed the connection",
                                       hint=socket_location.LOCKED_HINT) from None
+                if attempt == 2:  # reconnected, and closed again: its connection limits
+                    raise BusyError("the agent closed the connection again to admit other "
+                                    "clients", hint=socket_location.BUSY_HINT) from None
                 continue
             except (asyncio.TimeoutError, ProtocolError):
                 self.close()

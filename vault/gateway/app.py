@@ -12,10 +12,16 @@ One private request, in order:
    nonce;
 5. wait, still holding it, until the key's rate counter takes the request (`governor`; a
    wait that would end beyond the bound from arrival is answered `EAPI:Rate limit exceeded`
-   here), then send it and read the answer;
-6. answer the bot with the exchange's status and body, and write one audit line.
+   here), then send it and wait for the answer's status and headers (the order is let go
+   then: the exchange has taken the request);
+6. stream the exchange's status and body to the bot, and write one audit line.
 
-Nothing the agent refused is sent. The handler never sees a secret.
+Nothing the agent refused is sent. The handler never sees a secret. When the agent says the
+grant's key changed under it (a rotate between resolving and signing), the grant is resolved
+again and the request tried once more, under the new key's order. A request that may have
+reached the exchange but whose answer was lost is answered `OUTCOME_UNKNOWN` (504; see
+kraken_errors), never as "not sent". A body over the limit is answered 413 and its connection
+closed, without reading the rest.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ..errors import VaultError
+from ..exchanges.kraken import futures_post_data
 from ..request_lock import KeyOrder, RequestLockTimeout
 from .config import GatewayConfig
-from .forwarding import PASSED_HEADERS, Upstream, UpstreamError
-from .governor import Governor
+from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
+from .governor import FileRateState, Governor
 from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
@@ -72,6 +79,10 @@ class _Refuse(Exception):
         self.detail, self.rule = detail, rule  # a policy refusal's message and rule
 
 
+class _KeyChanged(Exception):
+    """The agent says the grant now signs with another key than the one resolved."""
+
+
 class Gateway:
     """The state one gateway shares across requests."""
 
@@ -81,7 +92,8 @@ class Gateway:
         self.agent = agent
         self.vault_path = vault_path
         self.audit = audit
-        self.governor = governor or Governor(config.tier)
+        # The key's counter is the machine's, shared with the in-process integrations.
+        self.governor = governor or Governor(config.tier, state=FileRateState(vault_path))
         self.upstream: Upstream | None = None
         self._orders: dict[str, KeyOrder] = {}
         self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
@@ -123,6 +135,8 @@ class Gateway:
         except _Refuse as refused:
             response = self._refusal(found, refused.reason, outcome, refused.detail,
                                      refused.rule)
+            if refused.reason is Reason.TOO_LARGE:
+                await _answer_and_close(request, response)
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
             response = self._refusal(found, Reason.UNAVAILABLE, outcome)
@@ -139,7 +153,7 @@ class Gateway:
         answer = refusal(found.api if found else Api.SPOT, reason, detail)
         outcome.outcome = f"{reason.value}:{rule}" if rule else reason.value
         return web.Response(status=answer.status, body=answer.body,
-                            content_type="application/json")
+                            content_type=answer.content_type)
 
     async def _dispatch(self, request: web.Request, found: Route | None, outcome: _Outcome
                         ) -> web.StreamResponse:
@@ -147,8 +161,12 @@ class Gateway:
             raise _Refuse(Reason.UNKNOWN_PATH)
         body = await self._read_body(request)
         if found.private:
-            return await self._private(request, found, body, outcome)
-        return await self._forward(request, found, body, {}, outcome)
+            answer = await self._private(request, found, body, outcome)
+        else:
+            answer = await self._send(request, found, body, {}, outcome)
+        if isinstance(answer, web.Response):
+            return answer  # read whole already (a policy grant's)
+        return await self._stream(request, answer, outcome)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.config.max_body
@@ -179,7 +197,7 @@ class Gateway:
         return body
 
     async def _private(self, request: web.Request, found: Route, body: bytes,
-                       outcome: _Outcome) -> web.StreamResponse:
+                       outcome: _Outcome) -> UpstreamAnswer | web.Response:
         headers = request.headers
         if found.api is Api.SPOT:
             grant_key, signature, nonce_header = (
@@ -193,21 +211,35 @@ class Gateway:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise _Refuse(Reason.BAD_REQUEST) from None
-        if found.api is Api.FUTURES and (request.method in ("GET", "DELETE") or not text):
-            # Futures signs the query string of a GET or DELETE, and of a POST that carries
-            # its parameters there with an empty body (ccxt does).
-            text = request.rel_url.raw_query_string
-        resolved = await self._resolve(grant_key, found)
-        outcome.grant, outcome.entry = resolved.grant, resolved.entry
+        if found.api is Api.FUTURES:
+            text = futures_post_data(request.rel_url.raw_query_string, text)
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
-        aliases = await self._policy_aliases(request, found, resolved, text, content_type)
-        sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
-                                   signature, nonce_header, content_type, resolved.key_id,
-                                   aliases)
-        order = self._orders.get(resolved.key_id)
+        for attempt in (1, 2):
+            resolved = await self._resolve(grant_key, found)
+            outcome.grant, outcome.entry = resolved.grant, resolved.entry
+            aliases = await self._policy_aliases(request, found, resolved, text, content_type)
+            sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method,
+                                       text, signature, nonce_header, content_type,
+                                       resolved.key_id, aliases)
+            try:
+                return await self._signed_and_sent(request, found, body, sign_request,
+                                                   resolved, outcome)
+            except _KeyChanged:
+                if attempt == 2:
+                    raise _Refuse(Reason.INVALID_KEY) from None
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _signed_and_sent(self, request: web.Request, found: Route, body: bytes,
+                               sign_request: SignRequest, resolved: Resolved,
+                               outcome: _Outcome) -> UpstreamAnswer | web.Response:
+        """Holding the key's order: sign, pace, send; the order is let go once the answer's
+        headers are in (a policy grant's answer is read whole first: its order ids go to
+        the agent before the grant's next request)."""
+        grant_key = sign_request.grant_key
+        order = self._orders.get(sign_request.key_id)
         if order is None:  # one per real key of the vault: kept, not rebuilt per request
-            order = self._orders[resolved.key_id] = KeyOrder.for_key_id(self.vault_path,
-                                                                         resolved.key_id)
+            order = self._orders[sign_request.key_id] = KeyOrder.for_key_id(
+                self.vault_path, sign_request.key_id)
         bound = self.config.max_wait
         try:
             async with order.hold_async(timeout=bound):
@@ -215,15 +247,19 @@ class Gateway:
                 try:
                     signed = await self.agent.sign(sign_request)
                 except GrantRefused as exc:
+                    if exc.changed:
+                        raise _KeyChanged from None
                     raise _Refuse(exc.reason, exc.detail if exc.rule else "",
                                   exc.rule) from None
-                await self._within_rate(found, resolved.key_id, outcome.started + bound)
+                await self._within_rate(found, sign_request.key_id, outcome.started + bound,
+                                        sign_request.body)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
-                response = await self._forward(request, found, out_body, signed.headers,
-                                               outcome)
-                if resolved.policy:
-                    self.policy.after_forward(self.agent, grant_key, found.api,
-                                              found.endpoint, signed.nonce, response)
+                answer = await self._send(request, found, out_body, signed.headers, outcome)
+                if not resolved.policy:
+                    return answer
+                response = await _read_whole(answer)
+                self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
+                                          signed.nonce, response)
                 return response
         except RequestLockTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
@@ -242,10 +278,11 @@ class Gateway:
         except ValueError as exc:
             raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
 
-    async def _within_rate(self, found: Route, key_id: str, deadline: float) -> None:
+    async def _within_rate(self, found: Route, key_id: str, deadline: float,
+                           post_data: str) -> None:
         """Wait, holding the key's order, until the key's counter takes this request; refuse
         it when that would end after `deadline` (monotonic)."""
-        while (wait := self.governor.admit(found.api, key_id, found.endpoint)) > 0:
+        while (wait := self.governor.admit(found.api, key_id, found.endpoint, post_data)) > 0:
             if time.monotonic() + wait > deadline:
                 raise _Refuse(Reason.RATE_LIMIT)
             await asyncio.sleep(wait)
@@ -259,8 +296,8 @@ class Gateway:
             raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
         return resolved
 
-    async def _forward(self, request: web.Request, found: Route, body: bytes,
-                       auth: dict[str, str], outcome: _Outcome) -> web.StreamResponse:
+    async def _send(self, request: web.Request, found: Route, body: bytes,
+                    auth: dict[str, str], outcome: _Outcome) -> UpstreamAnswer:
         if self.upstream is None:
             raise RuntimeError("the gateway has not started")
         headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
@@ -269,12 +306,66 @@ class Gateway:
         try:
             answer = await self.upstream.send(request.method, origin,
                                               request.rel_url.raw_path_qs, headers, body)
-        except UpstreamError:
+        except NotSent:
             raise _Refuse(Reason.UPSTREAM) from None
+        except AnswerLost:
+            raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
         outcome.upstream_status = answer.status
-        response = web.Response(status=answer.status, body=answer.body)
-        response.headers["Content-Type"] = answer.content_type
+        return answer
+
+    @staticmethod
+    async def _stream(request: web.Request, answer: UpstreamAnswer, outcome: _Outcome
+                      ) -> web.StreamResponse:
+        """The exchange's answer to the bot as it arrives: no size cap, nothing held whole."""
+        response = web.StreamResponse(status=answer.status)
+        response.headers.update(answer.headers)
+        if answer.content_length is not None:  # the body goes as it came, encoded or not
+            response.content_length = answer.content_length
+        try:
+            await response.prepare(request)
+            async for chunk in answer.chunks():
+                await response.write(chunk)
+            await response.write_eof()
+        except AnswerLost:
+            # The status went out already: cut the connection, so the bot's client sees an
+            # incomplete answer rather than a short one that looks whole.
+            outcome.outcome = Reason.OUTCOME_UNKNOWN.value
+            _close(request)
+        finally:
+            answer.close()
         return response
+
+
+# A policy grant's answer is read whole (its order ids are learned from it): order and funds
+# answers are small; one this large is no such answer.
+_WHOLE_LIMIT = 16 << 20
+
+
+async def _read_whole(answer: UpstreamAnswer) -> web.Response:
+    try:
+        data = await answer.read(_WHOLE_LIMIT)
+    except AnswerLost:
+        raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
+    response = web.Response(status=answer.status, body=data)
+    response.headers.update(answer.headers)
+    return response
+
+
+def _close(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()
+
+
+async def _answer_and_close(request: web.Request, response: web.StreamResponse) -> None:
+    """Send `response` and close the connection at once: aiohttp would otherwise read and
+    discard the rest of an unread body (for up to its lingering time) to keep it alive."""
+    response.force_close()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the bot went away first
+    _close(request)
 
 
 def build_app(gateway: Gateway) -> web.Application:

@@ -31,6 +31,7 @@ __all__ = ["PairList", "PolicyGuard", "order_ids"]
 
 _TTL_S = 3600.0
 _RETRY_S = 30.0  # after a failed fetch
+_LIST_LIMIT = 16 << 20  # the asset-pair and instrument lists: a few MiB at most
 _PATHS = {Api.SPOT: "/0/public/AssetPairs", Api.FUTURES: "/derivatives/api/v3/instruments"}
 
 
@@ -73,7 +74,8 @@ class PairList:
                 return cached[1]
             try:
                 answer = await upstream.send("GET", origin, _PATHS[api], {}, b"")
-                doc = json.loads(answer.body) if answer.status == 200 else None
+                body = await answer.read(_LIST_LIMIT)  # streamed: read it whole, bounded
+                doc = json.loads(body) if answer.status == 200 else None
                 groups = (_spot_groups if api is Api.SPOT else _futures_groups)(doc) or None
             except (UpstreamError, ValueError, AttributeError):
                 groups = None

@@ -3,15 +3,19 @@
 Every agent-signed integration resolves its entry here once, at construction, so a wrong
 name, an entry of the wrong exchange for the client, or a retired pair is refused before any
 request; and every one of them orders its requests with the same `KeyOrder` that
-`AgentClient.request_lock` and the gateway take (keyed by exchange + api key).
+`AgentClient.request_lock` and the gateway take (keyed by exchange + api key), and paces
+them by the same machine-wide rate counter as the gateway (`botvault.rate_limits`): a
+request signed here waits, holding the order, until the key's counter takes it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, NotFoundError
+from ..rate_limits import shared_governor
 from ..request_lock import DEFAULT_TIMEOUT, KeyOrder
 from ..secret import Secret
 
@@ -50,11 +54,26 @@ class AgentEntry:
     def sign(self, path: str, data: str, method: str = "POST") -> Any:
         """The request signed with the real key by the agent: by entry name, or, with a
         grant, authenticated by the grant first (what a `--sign-only` agent requires).
-        The answer has `body` and `headers`."""
+        The answer has `body` and `headers`. Called holding the key's order, right before
+        sending; returns once the key's rate counter takes the request (it waits, in this
+        thread, as the agent call does: an async client's loop waits with it)."""
+        signed: Any
         if self.grant is None:
-            return self.client.sign(self.name, path, data, method=method)
-        return self.client.sign_with_grant(self.grant.api_key, self.grant.api_secret, path,
-                                           data, method)
+            signed = self.client.sign(self.name, path, data, method=method)
+        else:
+            signed = self.client.sign_with_grant(self.grant.api_key, self.grant.api_secret,
+                                                 path, data, method)
+        self.pace(path, data)
+        return signed
+
+    def pace(self, path: str, data: str) -> None:
+        """Wait until the key's machine-wide counter takes a request to `path`."""
+        governor = shared_governor(self.order.vault_path)
+        if governor is None:  # $BOTVAULT_KRAKEN_TIER=off
+            return
+        while (wait := governor.admit_path(self.exchange, self.order.key_id, path,
+                                           data)) > 0:
+            time.sleep(wait)
 
     def __repr__(self) -> str:
         return f"AgentEntry(name={self.name!r}, exchange={self.exchange!r})"

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvalidInputError, VaultError
+from ..exchanges.kraken import futures_post_data
 from ..exchanges.profiles import CCXT_IDS as EXCHANGES  # ccxt id -> profile of its keys
 from .agent_entry import AgentEntry
 from .client_errors import as_ccxt_error
@@ -93,7 +94,7 @@ def signed_by_agent(entry: AgentEntry, url: str, method: str, body: str | None,
     """The body to send and the agent's auth headers for one private Kraken request as ccxt
     built it: the one rule for the subclass (`sign`) and the config's HTTP session.
     Spot: the agent puts the key's nonce in the URL-encoded body (JSON is refused). Futures:
-    the body, or the query string when there is none (ccxt's POSTs), is what is signed."""
+    the query string followed by the body is what is signed (`futures_post_data`)."""
     parts = urlsplit(url)
     if entry.exchange == "kraken-spot":
         if "json" in content_type:
@@ -102,5 +103,6 @@ def signed_by_agent(entry: AgentEntry, url: str, method: str, body: str | None,
                                          "signed here")
         signed = entry.sign(parts.path, body or "")
         return signed.body, signed.headers
-    signed = entry.sign(parts.path, body or parts.query, method=method.upper())
+    signed = entry.sign(parts.path, futures_post_data(parts.query, body or ""),
+                        method=method.upper())
     return body, signed.headers

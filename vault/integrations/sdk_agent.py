@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..errors import InvalidInputError, VaultError
+from ..exchanges.kraken import futures_post_data
 from .agent_entry import AgentEntry
 from .client_errors import as_sdk_error
 
@@ -79,7 +80,7 @@ def agent_signed_class(base: type[Any], entry: AgentEntry) -> type[Any]:
             extra_params=extra_params, auth=False)
         if not auth:
             return verb, url, headers, payload, query
-        signed = entry.sign(uri, query + payload, method=verb)
+        signed = entry.sign(uri, futures_post_data(query, payload), method=verb)
         return verb, url, {"Content-Type": _FORM, **signed.headers}, payload, query
 
     def request(self: Any, *args: Any, **kwargs: Any) -> Any:
