@@ -227,3 +227,28 @@ def test_tls_verified_against_the_given_authority_only() -> None:
         server.server.close()
 
     asyncio.run(main())
+
+
+def test_cut_after_aborts_a_stalled_read_and_only_that() -> None:
+    from botvault.gateway.timeouts import cut_after
+
+    kept: list[asyncio.StreamWriter] = []  # the server's ends stay open
+
+    def answer_once(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        kept.append(w)
+        w.write(b"quick\n")
+
+    async def main() -> None:
+        server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # Read in time: the answer, and the connection stays open past the deadline.
+        assert await cut_after(reader.readline(), 0.2, writer.transport) == b"quick\n"
+        await asyncio.sleep(0.3)
+        assert not writer.transport.is_closing()
+        with pytest.raises(asyncio.TimeoutError):  # nothing more comes: cut
+            await cut_after(reader.readline(), 0.2, writer.transport)
+        assert writer.transport.is_closing()
+        server.close()
+
+    asyncio.run(main())

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .timeouts import bounded
+from .timeouts import bounded, cut_after
 
 __all__ = ["IDLE_S", "AnswerLost", "Client", "NotSent", "Response", "UpstreamError"]
 
@@ -38,6 +38,10 @@ _HEAD_LIMIT = 1 << 16
 _CHUNK = 1 << 16
 _NO_LENGTH_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _FORBIDDEN = ("\r", "\n", "\0")
+# How a read on a connection fails: closed, reset, timed out (asyncio's TimeoutError is the
+# builtin one from Python 3.11), cut short, over the head limit, malformed.
+_CUT = (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+        ValueError)
 
 
 class UpstreamError(Exception):
@@ -141,7 +145,7 @@ class Client:
                 server_hostname=origin.host if tls is not None else None), self._timeout)
         except ssl.SSLError as exc:
             raise NotSent(f"the exchange's certificate was refused: {exc}") from None
-        except (OSError, TimeoutError) as exc:
+        except (OSError, asyncio.TimeoutError) as exc:
             raise NotSent(f"the exchange could not be reached: {type(exc).__name__}"
                           ) from None
         return _Conn(reader, writer)
@@ -165,10 +169,10 @@ class Client:
             conn.writer.write(head + body if len(body) < _CHUNK else head)
             if len(body) >= _CHUNK:
                 conn.writer.write(body)
-            # One deadline for the head and a small body (a Kraken answer): one timer, not two.
-            answer = await bounded(_read_answer(conn.reader, method), self._timeout)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError) as exc:
+            # One deadline for the head and a small body (a Kraken answer): one timer.
+            answer = await cut_after(_read_answer(conn.reader, method), self._timeout,
+                                     conn.writer.transport)
+        except _CUT as exc:
             conn.close()
             raise AnswerLost(f"the exchange's answer was lost: {type(exc).__name__}"
                              ) from None
@@ -197,8 +201,7 @@ class Client:
                     if not chunk:
                         break
                     yield chunk
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError) as exc:
+        except _CUT as exc:
             response.close()
             raise AnswerLost(f"the exchange's answer was cut: {type(exc).__name__}") from None
         if answer.keep and response._conn is not None:
