@@ -36,7 +36,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,35 +139,10 @@ class KeyOrder:
         finally:
             os.close(fd)  # closing releases the flock
 
-    @contextlib.asynccontextmanager
-    async def hold_async(self, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[None]:
+    def hold_async(self, timeout: float = DEFAULT_TIMEOUT
+                   ) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the key's order in this task without blocking the event loop."""
-        import asyncio
-
-        if self.key_id in _held_in_context.get() or self.key_id in _thread_held():
-            raise _reentry()
-        deadline = time.monotonic() + timeout
-        hold = _loop_hold(self)
-        queue = hold.queue
-        if queue.locked():  # else acquire() takes it at once: no timer, no task
-            try:  # a wait behind another request anyway: wait_for's task costs nothing here
-                await asyncio.wait_for(queue.acquire(), timeout)
-            except asyncio.TimeoutError:
-                raise _timed_out(timeout) from None
-        else:
-            await queue.acquire()
-        try:
-            fd = await self._flock_async(hold, deadline, timeout)
-            try:
-                token = _held_in_context.set(_held_in_context.get() | {self.key_id})
-                try:
-                    yield
-                finally:
-                    _held_in_context.reset(token)
-            finally:
-                _unlock(fd)
-        finally:
-            queue.release()
+        return _AsyncHold(self, timeout)
 
     async def _flock_async(self, hold: _LoopHold, deadline: float, timeout: float) -> int:
         """The loop's descriptor of the key's lock file, flocked; opened (with every check)
@@ -204,6 +179,49 @@ class KeyOrder:
         private.make_private_dirs(directory)
         private.check_dir(directory, "the request-lock directory", private.DirRule.CLOSED)
         return private.open_private_file(self.path, os.O_RDWR | os.O_CREAT, "the request lock")
+
+
+class _AsyncHold:
+    """`KeyOrder.hold_async`: a class rather than a generator, as it runs on every request
+    of the gateway (no generator object, no context-manager wrapper around it)."""
+
+    __slots__ = ("_fd", "_hold", "_order", "_timeout", "_token")
+
+    def __init__(self, order: KeyOrder, timeout: float) -> None:
+        self._order = order
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        import asyncio
+
+        order, timeout = self._order, self._timeout
+        if order.key_id in _held_in_context.get() or order.key_id in _thread_held():
+            raise _reentry()
+        deadline = time.monotonic() + timeout
+        hold = self._hold = _loop_hold(order)
+        queue = hold.queue
+        if queue.locked():  # else acquire() takes it at once: no timer, no task
+            try:  # a wait behind another request anyway: wait_for's task costs nothing here
+                await asyncio.wait_for(queue.acquire(), timeout)
+            except asyncio.TimeoutError:
+                raise _timed_out(timeout) from None
+        else:
+            await queue.acquire()
+        try:
+            self._fd = await order._flock_async(hold, deadline, timeout)
+        except BaseException:
+            queue.release()
+            raise
+        self._token = _held_in_context.set(_held_in_context.get() | {order.key_id})
+
+    async def __aexit__(self, *_exc: object) -> None:
+        try:
+            _held_in_context.reset(self._token)
+        finally:
+            try:
+                _unlock(self._fd)
+            finally:
+                self._hold.queue.release()
 
 
 def _thread_held() -> set[str]:
