@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from botvault.errors import InvalidInputError
@@ -31,12 +33,17 @@ def test_bad_listen_addresses_are_refused(text: str) -> None:
         parse_listen(text)
 
 
-def test_loopback_only_unless_allowed() -> None:
+def test_loopback_only_unless_tls() -> None:
     assert GatewayConfig(listen=parse_listen("[::1]:1")).listen.is_loopback
     with pytest.raises(InvalidInputError, match="loopback only"):
         GatewayConfig(listen=parse_listen("192.168.1.5:8422"))
-    assert not GatewayConfig(listen=parse_listen("192.168.1.5:8422"),
-                             allow_remote=True).listen.is_loopback
+    # --allow-remote alone no longer opens another address in plain HTTP.
+    with pytest.raises(InvalidInputError, match="without TLS"):
+        GatewayConfig(listen=parse_listen("192.168.1.5:8422"), allow_remote=True)
+    assert not GatewayConfig(listen=parse_listen("192.168.1.5:8422"), tls_cert=Path("c"),
+                             tls_key=Path("k")).listen.is_loopback
+    with pytest.raises(InvalidInputError, match="go together"):
+        GatewayConfig(tls_cert=Path("c"))
 
 
 @pytest.mark.parametrize("url", ["http://api.kraken.com", "ftp://x", "https://u:p@x",

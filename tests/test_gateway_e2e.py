@@ -3,6 +3,7 @@ vault, and the strict Kraken stand-in upstream."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -309,15 +310,29 @@ def test_the_gateway_process_holds_no_secret(stack: Stack) -> None:
         assert not any(n in data for n in needles)
 
 
-def test_another_address_only_with_allow_remote_and_a_warning(stack: Stack) -> None:
+def test_another_address_only_over_tls_and_with_a_warning(stack: Stack) -> None:
+    import ssl
+
+    from botvault.gateway.tls_init import tls_init
+
     from .gateway_stack import start_gateway, stop_gateway
 
+    made = tls_init(stack.keys.path, ["127.0.0.1"])
     proc, url = start_gateway(stack.keys.path, stack.kraken.url, "--listen", "0.0.0.0:0",
-                              "--allow-remote")
+                              "--tls-cert", str(made.cert), "--tls-key", str(made.key))
     try:
         port = url.rsplit(":", 1)[1]
         bot = stack.grant("remote", "spot")
-        assert spot_call(f"http://127.0.0.1:{port}", bot, "Balance", 1)[1]["error"] == []
+        body = "nonce=1"
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", int(port), timeout=30,
+            context=ssl.create_default_context(cafile=str(made.ca_cert)))
+        conn.request("POST", "/0/private/Balance", body, {
+            "API-Key": bot.api_key, "API-Sign": sign_spot(bot.api_secret,
+                                                          "/0/private/Balance", 1, body),
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert json.loads(conn.getresponse().read())["error"] == []
+        conn.close()
     finally:
         stop_gateway(proc)
         assert proc.stderr is not None
@@ -325,7 +340,7 @@ def test_another_address_only_with_allow_remote_and_a_warning(stack: Stack) -> N
         proc.stderr.close()
         assert proc.stdout is not None
         proc.stdout.close()
-    assert url.startswith("http://0.0.0.0:")
+    assert url.startswith("https://0.0.0.0:")
     assert "botvault: warning: listening on 0.0.0.0" in err and "not loopback" in err
 
 

@@ -353,10 +353,11 @@ class Vault:
 
     # -- API nonces ----------------------------------------------------------------------
 
-    def next_nonce(self, name: str) -> int:
+    def next_nonce(self, name: str, at_least: int | None = None) -> int:
         """The next API nonce for this entry's key: above every one handed out before, by
-        any process on this machine, in the entry's unit."""
-        return self._counters().next(self._live_entry(name))
+        any process on this machine, in the entry's unit; and at least `at_least` (a floor
+        from the gateways sharing the key through etcd), which the counter keeps."""
+        return self._counters().next(self._live_entry(name), at_least)
 
     def allocate_nonces(self, name: str, count: int) -> range:
         """`count` consecutive nonces, all above every one handed out before."""

@@ -61,6 +61,17 @@ def _count(request: dict[str, Any]) -> int:
     return value
 
 
+def _nonce_floor(request: dict[str, Any]) -> int | None:
+    """grant_sign's optional `nonce_floor`: the nonce is max(the key's next, floor), and the
+    key's counter keeps it (gateways that share a key through etcd)."""
+    value = request.get("nonce_floor")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
+        raise InvalidInputError("'nonce_floor' must be a whole number from 1 to 2**63 - 1")
+    return value
+
+
 def _seconds(request: dict[str, Any], key: str) -> float:
     value = request.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
@@ -309,7 +320,7 @@ class Agent:
             placed = self._policy.enforce(grant.bot, grant.policy, entry.exchange, path,
                                           method, body, content_type,
                                           aliases_from_wire(request.get("aliases")))
-            nonce = vault.next_nonce(entry.name)
+            nonce = vault.next_nonce(entry.name, _nonce_floor(request))
             self._policy.signed(grant.bot, nonce, placed)
         signed = signing.sign_for_grant(entry, path, body, nonce, content_type)
         return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce,

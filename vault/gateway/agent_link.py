@@ -168,12 +168,13 @@ class AsyncAgentGrants:
         return resolved
 
     async def sign(self, request: SignRequest) -> Signed:
+        floor = {} if request.nonce_floor is None else {"nonce_floor": request.nonce_floor}
         try:
             answer = await self._call(
                 "grant_sign", grant_key=request.grant_key, path=request.path,
                 method=request.method, body=request.body, signature=request.signature,
                 nonce_header=request.nonce_header, content_type=request.content_type,
-                key_id=request.key_id,
+                key_id=request.key_id, **floor,
                 **({"aliases": request.aliases} if request.aliases is not None else {}))
         except GrantRefused:
             self._cache.pop(request.grant_key, None)

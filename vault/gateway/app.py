@@ -6,14 +6,16 @@ One private request, in order:
 2. read its body within the size and time limits (a slow or oversized request is refused on
    its own connection; every connection is its own task, so other bots go on);
 3. resolve the grant (the agent; unknown, revoked, expired: refused);
-4. take the real key's request order (`KeyOrder.for_key_id`, the lock the in-process
-   integrations take too; requests queue for it in arrival order) and, holding it, have the
-   agent check the bot's signature and the grant's scope and sign with the real key's next
-   nonce;
+4. take the real key's turn (`coordination`: its request order - `KeyOrder.for_key_id`, the
+   lock the in-process integrations take too, and with `--etcd` the key's lock in etcd;
+   requests queue in arrival order) and, holding it, have the agent check the bot's
+   signature and the grant's scope and sign with the real key's next nonce (at least the
+   turn's `nonce_floor`);
 5. wait, still holding it, until the key's rate counter takes the request (`governor`; a
    wait that would end beyond the bound from arrival is answered `EAPI:Rate limit exceeded`
-   here), then send it and wait for the answer's status and headers (the order is let go
-   then: the exchange has taken the request);
+   here), record the nonce (`commit`; a shared state that cannot be reached refuses the
+   request unsent), then send it and wait for the answer's status and headers (the turn is
+   let go then: the exchange has taken the request);
 6. stream the exchange's status and body to the bot, and write one audit line.
 
 Nothing the agent refused is sent. The handler never sees a secret. When the agent says the
@@ -29,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,8 +39,8 @@ from aiohttp import web
 
 from ..errors import VaultError
 from ..exchanges.kraken import futures_post_data
-from ..request_lock import KeyOrder, RequestLockTimeout
 from .config import GatewayConfig
+from .coordination import CoordinationUnavailable, Coordinator, LocalCoordinator, TurnTimeout
 from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
 from .governor import FileRateState, Governor
 from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
@@ -87,15 +89,17 @@ class Gateway:
     """The state one gateway shares across requests."""
 
     def __init__(self, config: GatewayConfig, agent: GrantAgent, vault_path: Path, *,
-                 audit: Auditor | None = None, governor: Governor | None = None) -> None:
+                 audit: Auditor | None = None, governor: Governor | None = None,
+                 coordinator: Coordinator | None = None) -> None:
         self.config = config
         self.agent = agent
         self.vault_path = vault_path
         self.audit = audit
         # The key's counter is the machine's, shared with the in-process integrations.
         self.governor = governor or Governor(config.tier, state=FileRateState(vault_path))
+        # Who else uses a key: this machine alone, or other gateways through etcd.
+        self.coordinator = coordinator or LocalCoordinator(vault_path, self.governor)
         self.upstream: Upstream | None = None
-        self._orders: dict[str, KeyOrder] = {}
         self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
@@ -105,8 +109,10 @@ class Gateway:
                                  timeout=self.config.upstream_timeout)
         if self.audit is not None:
             await self.audit.start()
+        await self.coordinator.start()
 
     async def stop(self, _app: web.Application) -> None:
+        await self.coordinator.stop()
         if self.audit is not None:
             await self.audit.stop()
         if self.upstream is not None:
@@ -236,23 +242,20 @@ class Gateway:
         headers are in (a policy grant's answer is read whole first: its order ids go to
         the agent before the grant's next request)."""
         grant_key = sign_request.grant_key
-        order = self._orders.get(sign_request.key_id)
-        if order is None:  # one per real key of the vault: kept, not rebuilt per request
-            order = self._orders[sign_request.key_id] = KeyOrder.for_key_id(
-                self.vault_path, sign_request.key_id)
-        bound = self.config.max_wait
         try:
-            async with order.hold_async(timeout=bound):
+            async with self.coordinator.hold(sign_request.key_id,
+                                             outcome.started + self.config.max_wait) as turn:
                 await self.policy.before_sign(grant_key)
                 try:
-                    signed = await self.agent.sign(sign_request)
+                    signed = await self.agent.sign(
+                        replace(sign_request, nonce_floor=turn.nonce_floor))
                 except GrantRefused as exc:
                     if exc.changed:
                         raise _KeyChanged from None
                     raise _Refuse(exc.reason, exc.detail if exc.rule else "",
                                   exc.rule) from None
-                await self._within_rate(found, sign_request.key_id, outcome.started + bound,
-                                        sign_request.body)
+                await turn.admit(found.api, found.endpoint, sign_request.body)
+                await turn.commit(signed.nonce)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
                 answer = await self._send(request, found, out_body, signed.headers, outcome)
                 if not resolved.policy:
@@ -261,8 +264,12 @@ class Gateway:
                 self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
                                           signed.nonce, response)
                 return response
-        except RequestLockTimeout:
+        except TurnTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
+        except CoordinationUnavailable as exc:
+            # Not sent: never a local fallback. The reason names no request content.
+            print(f"botvault: warning: key coordination failed: {exc}", file=sys.stderr)
+            raise _Refuse(Reason.UNAVAILABLE) from None
 
     async def _policy_aliases(self, request: web.Request, found: Route, resolved: Resolved,
                               text: str, content_type: str) -> dict[str, list[str]] | None:
@@ -277,15 +284,6 @@ class Gateway:
                 resolved.policy, text, request.rel_url.raw_query_string, content_type)
         except ValueError as exc:
             raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
-
-    async def _within_rate(self, found: Route, key_id: str, deadline: float,
-                           post_data: str) -> None:
-        """Wait, holding the key's order, until the key's counter takes this request; refuse
-        it when that would end after `deadline` (monotonic)."""
-        while (wait := self.governor.admit(found.api, key_id, found.endpoint, post_data)) > 0:
-            if time.monotonic() + wait > deadline:
-                raise _Refuse(Reason.RATE_LIMIT)
-            await asyncio.sleep(wait)
 
     async def _resolve(self, grant_key: str, found: Route) -> Resolved:
         try:

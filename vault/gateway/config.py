@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import InvalidInputError
+from .etcd_settings import EtcdSettings
 
 __all__ = [
     "DEFAULT_FUTURES_URL",
@@ -89,17 +90,29 @@ class GatewayConfig:
     body_timeout: float = 10.0
     idle_timeout: float = 15.0  # an idle or unfinished connection is closed after this
     upstream_timeout: float = 30.0
-    allow_remote: bool = False
+    allow_remote: bool = False  # kept for old command lines: TLS is what allows it now
+    tls_cert: Path | None = None  # the gateway's own certificate and key: it serves HTTPS
+    tls_key: Path | None = None
+    etcd: EtcdSettings | None = None  # keys shared with other gateways (etcd_coord)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidInputError("--tls-cert and --tls-key go together",
+                                    hint="botvault gateway tls-init makes both")
         if self.tier not in TIERS:
             raise InvalidInputError(f"--tier is one of {', '.join(TIERS)} (got {self.tier!r})")
         check_upstream_url("--spot-url", self.spot_url)
         check_upstream_url("--futures-url", self.futures_url)
-        if not self.listen.is_loopback and not self.allow_remote:
+        if not self.listen.is_loopback and not self.tls:
+            # Plain HTTP only on loopback: a grant's requests (orders) and the exchange's
+            # answers (balances) would cross the network readable and changeable.
             raise InvalidInputError(
-                f"the gateway listens on loopback only; {self.listen} is not",
-                hint="pass --allow-remote to listen elsewhere (see SECURITY.md: requests then "
-                     "cross the network unencrypted)")
+                f"the gateway listens on loopback only without TLS; {self.listen} is not",
+                hint="serve HTTPS: botvault gateway tls-init --name HOST, then pass "
+                     "--tls-cert and --tls-key (--allow-remote alone no longer does)")
         if not 0 < self.max_wait <= 3600:
             raise InvalidInputError("--max-wait is from 0 to 3600 seconds")

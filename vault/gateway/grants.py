@@ -41,6 +41,7 @@ class SignRequest:
     key_id: str
     # The pair aliases the gateway looked up for a grant with a policy (public data).
     aliases: dict[str, list[str]] | None = None
+    nonce_floor: int | None = None  # the nonce must be at least this (etcd_coord)
 
 
 class GrantRefused(Exception):

@@ -7,6 +7,7 @@ import errno
 import gc
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from .agent_watch import WatchedAgent
 from .app import Gateway, build_app
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
+from .etcd_coord import EtcdCoordinator
+from .governor import Governor
+from .tls import server_context
 
 __all__ = ["make_runner", "serve"]
 
@@ -66,7 +70,7 @@ def _bound(config: GatewayConfig) -> socket.socket:
 
 
 async def _serve(gateway: Gateway, announce: Callable[[str], None],
-                 sock: socket.socket) -> None:
+                 sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
     runner = make_runner(gateway)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,13 +80,13 @@ async def _serve(gateway: Gateway, announce: Callable[[str], None],
         loop.add_signal_handler(signum, stopped.set)
     try:
         await runner.setup()
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=tls)
         await site.start()
         _freeze_startup_objects()
         port = sock.getsockname()[1]
         host = f"[{gateway.config.listen.host}]" if sock.family == socket.AF_INET6 \
             else gateway.config.listen.host
-        announce(f"http://{host}:{port}")
+        announce(f"{'https' if tls else 'http'}://{host}:{port}")
         await stopped.wait()
     finally:
         await runner.cleanup()
@@ -96,13 +100,20 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     `announce` is told the URL once the gateway listens (port 0 picks a free one).
     """
     use_orjson()  # the agent's frames; a long-lived process: its import pays for itself
+    # Refused before anything listens: a TLS key that is not private, or not the cert's.
+    tls = server_context(config.tls_cert, config.tls_key) \
+        if config.tls_cert is not None and config.tls_key is not None else None
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
     sock = _bound(config)
     try:
         agent = WatchedAgent(AsyncAgentGrants(socket_path_for(vault_path)))
-        gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault))
-        event_loop.run(_serve(gateway, announce, sock))
+        governor = Governor(config.tier)
+        coordinator = None if config.etcd is None else \
+            EtcdCoordinator(config.etcd, agent_vault, governor)
+        gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault),
+                          governor=governor, coordinator=coordinator)
+        event_loop.run(_serve(gateway, announce, sock, tls))
     finally:
         sock.close()

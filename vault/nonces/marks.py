@@ -105,11 +105,13 @@ class VaultCounters:
         self._after(store, entry, counter, values[-1])
         return values
 
-    def next(self, entry: Entry) -> int:
+    def next(self, entry: Entry, at_least: int | None = None) -> int:
         counter, store = nonce_counter_id(entry), self.store(entry.name)
         try:
             if counter not in self._checked:
                 self._check(store, entry, counter)
+            if at_least is not None:  # another machine's gateway went up to at_least - 1
+                store.raise_to(counter, entry.nonce_unit, at_least - 1)
             value = store.next(counter, entry.nonce_unit)
         except FormatError as exc:
             raise _refused(exc, entry.name) from None
