@@ -106,7 +106,23 @@ def _process(argv: list[str], stdin: str = "") -> tuple[subprocess.Popen[str], s
 
 
 def _start_with(variable: str, vault: Path, url: str) -> tuple[subprocess.Popen[str], str]:
+    """A second gateway: `PYTHON=path` runs it with another interpreter (one whose
+    botvault is another version of the code, say a checkout of an earlier commit: started
+    from / so that the current directory's package is not the one imported); anything else
+    is an environment variable set for it."""
     name, _, value = variable.partition("=")
+    if name == "PYTHON":
+        proc = subprocess.Popen(
+            [value, "-m", "botvault", "gateway", "--vault", str(vault), "--listen",
+             "127.0.0.1:0", "--spot-url", url, "--futures-url", url], cwd="/",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline() if ready else ""
+        if "listening on " not in line:
+            proc.kill()
+            raise RuntimeError(f"the compared gateway did not start: {line!r}")
+        return proc, line.strip().rsplit(" ", 1)[1]
     before = os.environ.get(name)
     os.environ[name] = value
     try:
@@ -245,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--compare-env", metavar="VAR=VALUE", default=None,
-                        help="also run a second gateway with this environment variable set")
+                        help="also run a second gateway with this environment variable set "
+                             "(PYTHON=path: with that interpreter, e.g. an earlier version)")
     args = parser.parse_args(argv)
     blocks = args.blocks or (2 if args.quick else 5)
     count = args.count or (200 if args.quick else 2000)
