@@ -75,8 +75,8 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        # One place for the version: botvault/_version.py, which pyproject.toml reads.
-        from ._version import __version__
+        # One place for the version: botvault/version.py, which pyproject.toml reads.
+        from .version import __version__
 
         return __version__
     if name in _LAZY:

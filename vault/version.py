@@ -5,3 +5,5 @@ distribution, which made `botvault --version` about 1.5x `import typer` (bench/b
 """
 
 __version__ = "0.2.0"
+
+__all__ = ["__version__"]
