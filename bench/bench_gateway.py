@@ -59,9 +59,9 @@ class Sender:
     @classmethod
     def next_nonce(cls) -> int:
         # Direct senders share one increasing source, as one careful bot on a key would;
-        # through the gateway the bot's nonce does not matter.
+        # through the gateway the bot's nonce must be recent (the replay window): the clock.
         with cls._nonce_lock:
-            cls._nonce += 1
+            cls._nonce = max(cls._nonce + 1, time.time_ns() // 1000)
             return cls._nonce
 
     def send(self) -> None:

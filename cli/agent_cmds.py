@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -49,7 +50,7 @@ def unlock(
     running = running_agent(path)
     if running is not None:
         wanted = (ttl_s if ttl else None, idle_s if idle else None)
-        _report_running(running, path, wanted if ttl or idle else None)
+        _report_running(running, path, wanted if ttl or idle else None, session.extend_agent)
         return
     info = session.start_agent(ttl=ttl_s, idle=idle_s, allow_withdrawal=allow_withdrawal,
                                sign_only=sign_only)
@@ -59,9 +60,11 @@ def unlock(
 
 
 def _report_running(client: AgentClient, path: Path,
-                    extend: tuple[float | None, float | None] | None) -> None:
+                    extend: tuple[float | None, float | None] | None,
+                    extender: Callable[[AgentClient, float | None, float | None],
+                                       dict[str, Any]]) -> None:
     with client:
-        state = client.extend(*extend) if extend else client.status()
+        state = extender(client, *extend) if extend else client.status()
     now = time.time()
     expires, idle = float(state["expires_in"]), float(state["idle_expires_in"])
     when = f"in {format_duration(expires)}, at {format_moment(now + expires, now)}"

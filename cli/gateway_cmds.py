@@ -40,6 +40,22 @@ def gateway(
     max_wait: Annotated[float, typer.Option(
         help="Seconds a request may wait for the rate limit before it is answered "
              "EAPI:Rate limit exceeded.", metavar="SECONDS")] = 30.0,
+    replay_window: Annotated[float, typer.Option(
+        help="A grant-signed request is accepted once, while its nonce is within this many "
+             "seconds of the clock.", metavar="SECONDS")] = 10.0,
+    max_connections: Annotated[int, typer.Option(
+        help="Open connections at most; more are closed at once.", metavar="N")] = 1024,
+    max_per_grant: Annotated[int, typer.Option(
+        help="Requests of one grant in progress at most; more are answered "
+             "EService:Busy.", metavar="N")] = 256,
+    audit_failure: Annotated[str, typer.Option(
+        help="When an audit line cannot be written: refuse (forward nothing unaudited) or "
+             "continue.", metavar="refuse|continue")] = "refuse",
+    audit_keep_days: Annotated[float, typer.Option(
+        help="Keep forwarded-request audit lines this many days ...",
+        metavar="DAYS")] = 90.0,
+    audit_max_mb: Annotated[float, typer.Option(
+        help="... and at most this many MB of them.", metavar="MB")] = 100.0,
     allow_remote: Annotated[bool, typer.Option(
         "--allow-remote", help="Accepted for old command lines; an address other than "
                                "loopback needs --tls-cert and --tls-key.")] = False,
@@ -94,6 +110,9 @@ def gateway(
         user=etcd_user, password_file=etcd_password_file, lease_ttl=etcd_lease_ttl)
     config = GatewayConfig(listen=address, spot_url=spot_url, futures_url=futures_url,
                            tier=tier, ca_file=ca_file, max_wait=max_wait,
+                           replay_window=replay_window, max_connections=max_connections,
+                           max_per_grant=max_per_grant, audit_failure=audit_failure,
+                           audit_keep_days=audit_keep_days, audit_max_mb=audit_max_mb,
                            allow_remote=allow_remote, tls_cert=tls_cert, tls_key=tls_key,
                            etcd=shared)
     if not address.is_loopback:

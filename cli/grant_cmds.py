@@ -12,7 +12,7 @@ from .access import access
 from .durations import parse_duration
 
 if TYPE_CHECKING:
-    from botvault.grant_record import Grant
+    pass
 
 app = typer.Typer()
 grant_app = typer.Typer(help="Grants: a Kraken-shaped key pair for one bot, for one entry, "
@@ -64,6 +64,9 @@ def add(
     expires: Annotated[Optional[str], typer.Option(  # noqa: UP045 -- Typer needs Optional
         help="Stop working after this long (90s, 15m, 8h, 30d) [default: never].",
         show_default=False, metavar="DURATION")] = None,
+    require_nonce: Annotated[bool, typer.Option(
+        "--require-nonce", help="Refuse the bot's requests that carry no nonce (Kraken "
+        "Futures lets a request go without; ccxt's krakenfutures sends none).")] = False,
     pairs: PairsOpt = None,
     order_types: TypesOpt = None,
     max_order_volume: VolumeOpt = None,
@@ -92,7 +95,8 @@ def add(
                "withdraw_keys": withdraw_keys, "max_withdraw_amount": max_withdraw_amount}
     with access(ctx).open() as opened:
         grant = add_with_policy(opened, bot, entry=key, general=general, withdrawal=withdrawal,
-                                expires_in=seconds, options=options)
+                                expires_in=seconds, options=options,
+                                require_nonce=require_nonce)
     if json_:
         import json
 
@@ -109,12 +113,13 @@ def add(
                 "again (revoke and add a new grant if it is lost)")
 
 
-def _row(grant: Grant) -> list[str]:
+def _row(doc: dict[str, Any]) -> list[str]:
     from botvault.grant_policy import policy_summary
+    from botvault.trading_policy.model import Policy
 
-    doc = grant.metadata()
     return [doc["bot"], doc["entry"], doc["general"], doc["withdrawal"], doc["state"],
-            doc["expires_at"] or "never", doc["api_key"], policy_summary(grant.policy)]
+            doc["expires_at"] or "never", doc["api_key"],
+            policy_summary(Policy.from_doc(doc.get("policy")))]
 
 
 @grant_app.command("list")
@@ -123,16 +128,16 @@ def list_(
     json_: JsonOpt = False,
 ) -> None:
     """List grants (revoked and expired ones too). Never a secret."""
-    from botvault.grant_ops import list_grants
+    from botvault.grant_ops import grant_documents
 
     with access(ctx).open() as opened:
-        grants = list_grants(opened)
+        docs = grant_documents(opened)
     if json_:
-        output.json_out([g.metadata() for g in grants])
+        output.json_out(docs)
         return
     output.table(["BOT", "ENTRY", "GENERAL", "WITHDRAWAL", "STATE", "EXPIRES", "API KEY",
                   "POLICY"],
-                 [_row(g) for g in grants])
+                 [_row(d) for d in docs])
 
 
 @grant_app.command()

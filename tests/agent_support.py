@@ -116,6 +116,14 @@ def eventually(check: Callable[[], bool], timeout: float = 5.0, interval: float 
     return False
 
 
+def private_runtime_dir() -> Path:
+    """Create $XDG_RUNTIME_DIR (set per test by conftest) as a usable 0700 runtime dir."""
+    runtime = Path(os.environ["XDG_RUNTIME_DIR"])
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(runtime, 0o700)
+    return runtime
+
+
 def raw_connect(path: Path, timeout: float = 5.0) -> socket.socket:
     """A plain connected socket to the agent (no client, no checks): for speaking bytes."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -94,11 +94,14 @@ def gateway_stack(vault_path: Path, *, entries: dict[str, dict[str, str]] | None
             kraken.add_key(real_api_key(name), keys.secrets[name], product,
                            general=kw["general"], withdrawal=kw["withdrawal"])
         proc, url = start_gateway(keys.path, kraken.url, "--tier", tier, *gateway_args)
+        stack = Stack(keys, kraken, url, proc)
         try:
-            yield Stack(keys, kraken, url, proc)
+            yield stack
+            proc = stack.gateway  # a test may have replaced it (killed, restarted)
             code = stop_gateway(proc)
-            assert code == 0, proc.stderr.read() if proc.stderr else code  # a clean stop
+            assert code == 0, (code, proc.args, proc.stderr.read() if proc.stderr else "")
         finally:
+            proc = stack.gateway
             stop_gateway(proc)
             if proc.stderr is not None:
                 proc.stderr.close()

@@ -28,7 +28,7 @@ from botvault.errors import GrantError, VaultError
 from botvault.gateway.app import Auditor, Gateway
 from botvault.gateway.config import GatewayConfig
 from botvault.gateway.governor import Governor
-from botvault.gateway.grants import Resolved, Signed, SignRequest, refused_as
+from botvault.gateway.grants import Signed, SignRequest, Verified, refused_as
 from botvault.gateway.server import make_runner
 from botvault.grant_record import Grant
 from botvault.nonces import key_id
@@ -66,13 +66,14 @@ class FakeGrant:
 
 
 class FakeGrants:
-    """The agent's grant_resolve / grant_sign, in process (unit tests only)."""
+    """The agent's grant_verify / grant_sign, in process (unit tests only)."""
 
     def __init__(self) -> None:
         self.grants: dict[str, FakeGrant] = {}
         self.nonce = 1_000
         self.lock = threading.Lock()
         self.signed = 0
+        self.verified = 0
 
     def add(self, grant_key: str, grant: FakeGrant) -> FakeGrant:
         self.grants[grant_key] = grant
@@ -86,35 +87,52 @@ class FakeGrants:
             raise GrantError("revoked")
         return grant
 
-    async def resolve(self, grant_key: str) -> Resolved:
+    async def verify(self, request: SignRequest, *, exchange: str, window: float,  # noqa: ARG002
+                     hold: float) -> Verified:  # noqa: ARG002 -- the agent's replay checks
         try:
-            grant = self._find(grant_key)
+            if self._find(request.grant_key).exchange != exchange:
+                raise GrantError("unknown")
+            grant = self._check(request)
         except VaultError as exc:
             raise refused_as(exc) from None
-        return Resolved(grant.name, grant.entry, grant.exchange,
+        self.verified += 1
+        return Verified(os.urandom(8).hex(), grant.name, grant.entry, grant.exchange,
                         key_id(grant.exchange, grant.api_key))
 
     async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
         pass  # this stand-in agent knows no policies
 
-    async def sign(self, request: SignRequest) -> Signed:
+    async def check(self, grant_key: str) -> str:
         try:
-            return self._sign(request)
+            grant = self._find(grant_key)
+        except VaultError as exc:
+            raise refused_as(exc) from None
+        return key_id(grant.exchange, grant.api_key)
+
+    async def sign(self, request: SignRequest, verified: Verified) -> Signed:
+        try:
+            grant = self._find(request.grant_key)  # checked again: revoked since?
+            if key_id(grant.exchange, grant.api_key) != verified.key_id:
+                raise GrantError("changed")
+            return self._sign(grant, request)
         except VaultError as exc:
             raise refused_as(exc) from None
 
-    def _sign(self, request: SignRequest) -> Signed:
-        """What the agent's grant_sign does, through the very functions it calls: the bot's
-        signature, the one scope check of entry and grant, the real key's signature."""
+    def _check(self, request: SignRequest) -> FakeGrant:
+        """What the agent's grant_verify checks, through the very functions it calls: the
+        bot's signature, the one scope check of entry and grant (the replay window aside)."""
         found = self._find(request.grant_key)
-        if key_id(found.exchange, found.api_key) != request.key_id:
-            raise GrantError("changed")
         grant, entry = found.records(request.grant_key)
         signing.check_grant_signature(grant, entry.exchange, request.path, request.body,
                                       request.signature, request.nonce_header,
                                       request.content_type)
         signing.authorise(entry, request.path, request.method, allow_withdrawal=False,
                           grant=grant)
+        return found
+
+    def _sign(self, found: FakeGrant, request: SignRequest) -> Signed:
+        """What grant_sign does after the check: the real key's nonce and signature."""
+        _, entry = found.records(request.grant_key)
         with self.lock:
             self.nonce += 1
             nonce = self.nonce
@@ -135,6 +153,9 @@ class ListAuditor:
 
     async def start(self) -> None:
         pass
+
+    async def sent(self, record: dict[str, Any]) -> None:
+        self.lines.append(record)
 
     def record(self, record: dict[str, Any]) -> None:
         self.lines.append(record)

@@ -55,6 +55,15 @@ def test_quick_floor_bench_exits_0_and_prints_the_summary() -> None:
 
 
 @pytest.mark.slow
+
+
+def test_quick_floods_bench_exits_0_and_prints_the_ratios() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.bench_floods", "--quick"],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            cwd=SCRIPT.parent.parent)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "K's bot vs L's" in result.stdout and "replay window" in result.stdout
+    assert "rejections at the exchange: none" in result.stdout
 def test_quick_policy_bench_exits_0_and_prints_the_summary() -> None:
     from bench.bench_policy import SUMMARY_HEADER as POLICY_HEADER
 

@@ -350,11 +350,17 @@ def test_audit_records_each_request_without_secrets_or_bodies(
         _spot(url, grants, f"bvg_{SPOT_KEY}", "AddOrder", pair="XBTUSD", volume="0.0123")
         _spot(url, grants, f"bvg_{SPOT_KEY}", "Balance", secret=b64secret())
         _http(url, "GET", "/0/public/Time")
-    assert [(r["grant"], r["endpoint"], r["outcome"], r["upstream_status"]) for r in lines] == [
-        (f"bot-{SPOT_KEY}", "/0/private/AddOrder", "forwarded", 200),
-        (f"bot-{SPOT_KEY}", "/0/private/Balance", "invalid-signature", None),
-        (None, "/0/public/Time", "forwarded", 200)]
-    assert lines[0]["entry"] == f"entry-{SPOT_KEY}" and lines[0]["exchange"] == "kraken-spot"
+        _http(url, "GET", "/0/public/Time")
+    # A forwarded request: its line before it left, completed when the answer was back;
+    # everything that sent nothing under a grant: counted, in summary lines.
+    sent, done, *summaries = lines
+    assert (sent["phase"], sent["grant"], sent["endpoint"]) == (
+        "sent", f"bot-{SPOT_KEY}", "/0/private/AddOrder")
+    assert (done["phase"], done["seq"], done["outcome"], done["upstream_status"]) == (
+        "done", sent["seq"], "forwarded", 200)
+    assert sent["entry"] == f"entry-{SPOT_KEY}" and sent["exchange"] == "kraken-spot"
+    assert sorted((r["phase"], r["outcome"], r["grant"], r["count"]) for r in summaries) == [
+        ("summary", "invalid-signature", None, 1), ("summary", "public", None, 2)]
     for line in lines:
         assert set(line) <= FIELDS  # what botvault.audit.append_audit accepts
     text = json.dumps(lines)
@@ -410,7 +416,7 @@ def test_faults_are_answered_in_krakens_format_and_send_nothing(
         assert (status, doc["error"]) == (503, ["EService:Unavailable"])
         requests.chmod(0o700)
 
-        async def broken(request: Any) -> Any:
+        async def broken(request: Any, verified: Any) -> Any:
             raise RuntimeError("volume=0.123 secret-ish detail")
 
         grants.sign = broken  # type: ignore[method-assign]

@@ -36,11 +36,16 @@ def _strictly_increasing(nonces: list[int]) -> bool:
     return all(x < y for x, y in itertools.pairwise(nonces))
 
 
+_APART = itertools.count()
+
+
 def _balance(url: str, cred: Credential) -> tuple[int, dict[str, object]]:
-    body = urlencode({"nonce": 1})
+    # A recent nonce, each its own: the agent accepts a grant-signed request once.
+    nonce = time.time_ns() // 1000 + next(_APART)
+    body = urlencode({"nonce": nonce})
     path = "/0/private/Balance"
     return http_json(url, "POST", path, body, {
-        "API-Key": cred.api_key, "API-Sign": sign_spot(cred.api_secret, path, 1, body),
+        "API-Key": cred.api_key, "API-Sign": sign_spot(cred.api_secret, path, nonce, body),
         "Content-Type": "application/x-www-form-urlencoded"})
 
 

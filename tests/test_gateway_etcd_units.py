@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -67,20 +68,25 @@ def test_the_agent_signs_at_or_above_the_floor_and_keeps_its_counter_there(
         grant = add_grant(vault, "bot", entry="spot", general="full", withdrawal="none")
         kid = key_id(vault.get("spot").exchange, vault.get("spot").api_key)
         local = vault.next_nonce("spot")
-    path, body = "/0/private/Balance", urlencode({"nonce": 7})
+    path = "/0/private/Balance"
 
-    def request(floor: object) -> SignRequest:
+    def request(floor: object, n: int) -> SignRequest:
+        nonce = time.time_ns() // 1000 + n  # recent, and each its own (the replay window)
+        body = urlencode({"nonce": nonce})
         return SignRequest(grant.api_key, path, "POST", body,
-                           sign_spot(grant.api_secret.reveal(), path, 7, body), "", "form",
+                           sign_spot(grant.api_secret.reveal(), path, nonce, body), "", "form",
                            kid, nonce_floor=floor)  # type: ignore[arg-type]
 
     async def main() -> list[object]:
         link = AsyncAgentGrants(socket_path_for(keys.path))
         out: list[object] = []
         try:
-            for floor in (None, local + 2_000, 1, 0, -5, True, 2**63, "9"):
+            for n, floor in enumerate((None, local + 2_000, 1, 0, -5, True, 2**63, "9")):
                 try:
-                    out.append((await link.sign(request(floor))).nonce)
+                    req = request(floor, n)
+                    checked = await link.verify(req, exchange="kraken-spot", window=10,
+                                                hold=60)
+                    out.append((await link.sign(req, checked)).nonce)
                 except GrantRefused as exc:
                     out.append(exc.reason)
         finally:

@@ -6,6 +6,7 @@ never does, and the client raises its permission error."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -57,6 +58,9 @@ def grant(stack: Stack, bot: str, entry: str, policy: Policy) -> Credential:
 def spot(url: str, cred: Credential, method: str, fields: dict[str, str], *, nonce: int = 1,
          query: str = "") -> Any:
     path = f"/0/private/{method}"
+    # From the clock (microseconds): the agent accepts a grant-signed request once, while
+    # its nonce is recent; `nonce` keeps this call's apart from its neighbours'.
+    nonce = time.time_ns() // 1000 + nonce
     body = urlencode({"nonce": nonce, **fields})
     return http_json(url, "POST", path + (f"?{query}" if query else ""), body, {
         "API-Key": cred.api_key, "API-Sign": sign_spot(cred.api_secret, path, nonce, body),
@@ -66,9 +70,10 @@ def spot(url: str, cred: Credential, method: str, fields: dict[str, str], *, non
 def futures(url: str, cred: Credential, endpoint: str, fields: dict[str, str]) -> Any:
     path = f"/derivatives/api/v3/{endpoint}"
     body = urlencode(fields)
+    nonce = str(time.time_ns() // 1000)
     return http_json(url, "POST", path, body, {
-        "APIKey": cred.api_key, "Nonce": "1",
-        "Authent": sign_futures(cred.api_secret, path, "1", body),
+        "APIKey": cred.api_key, "Nonce": nonce,
+        "Authent": sign_futures(cred.api_secret, path, nonce, body),
         "Content-Type": "application/x-www-form-urlencoded"})[1]
 
 
@@ -198,8 +203,9 @@ def test_the_daily_budget_survives_a_gateway_restart(stack: Stack) -> None:
 def test_what_the_agent_cannot_see_is_refused(stack: Stack) -> None:
     cred = grant(stack, "blind", "spot", Policy(max_order_volume=Decimal(1)))
     # Order parameters in the query string beside the body: Kraken might read either.
+    # (The gateway refuses it for every grant: only signed bytes travel.)
     answer = spot(stack.url, cred, "AddOrder", GOOD, query="volume=100")
-    assert "query string" in answer["error"][1]
+    assert answer["error"][0] == "EGeneral:Invalid arguments"
     # A websocket token would let the bot place orders where no policy looks.
     answer = spot(stack.url, cred, "GetWebSocketsToken", {})
     assert "out of the policy's sight" in answer["error"][1]

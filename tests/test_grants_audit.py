@@ -19,7 +19,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botvault.audit import FIELDS, append_audit, audit_path, read_audit
+from botvault.audit import (
+    FIELDS,
+    UNKNOWN_OUTCOME,
+    Retention,
+    append_audit,
+    append_lines,
+    audit_path,
+    read_audit,
+    segments,
+)
 from botvault.errors import InsecurePermissionsError, InvalidInputError, VaultWarning
 
 
@@ -96,21 +105,51 @@ def test_any_text_stays_on_one_line(tmp_path_factory: pytest.TempPathFactory,
     assert audit_path(vpath).read_bytes().count(b"\n") == 2
 
 
-def test_rotates_by_size_keeping_one_generation(vpath: Path) -> None:
+def test_rotates_into_segments_kept_within_the_retentions_size(vpath: Path) -> None:
     limit = 1000
     for n in range(60):
-        append_audit(vpath, _record(n), max_bytes=limit)
+        append_audit(vpath, _record(n), max_bytes=limit,
+                     retention=Retention(days=1, max_bytes=3500))
     path = audit_path(vpath)
-    rotated = path.with_name(path.name + ".1")
-    assert rotated.exists()
-    assert path.stat().st_size <= limit and rotated.stat().st_size <= limit
-    assert stat.S_IMODE(os.lstat(rotated).st_mode) == 0o600
+    kept = segments(vpath)
+    assert kept and all(stat.S_IMODE(os.lstat(p).st_mode) == 0o600 for p in kept)
+    assert path.stat().st_size <= limit and all(p.stat().st_size <= limit for p in kept)
+    assert sum(p.stat().st_size for p in [*kept, path]) <= 3500
     records = read_audit(vpath)
     times = [r["time"] for r in records]
-    assert times == sorted(times)  # oldest first across the two files
+    assert times == sorted(times)  # oldest first across the files
     assert times[-1] == "2023-11-14T22:14:19.000Z"  # the newest line is never lost
-    # Only one generation is kept: the oldest records are gone, the rest are contiguous.
-    assert len(records) < 60
+    # The oldest records are gone, the rest are contiguous.
+    assert 10 < len(records) < 60
+    assert times == [_iso_of(n) for n in range(60 - len(records), 60)]
+
+
+def test_segments_older_than_the_retentions_days_are_removed(vpath: Path) -> None:
+    for n in range(30):
+        append_audit(vpath, _record(n), max_bytes=1000)
+    old = segments(vpath)
+    assert len(old) >= 2
+    for segment in old:
+        os.utime(segment, (1_600_000_000, 1_600_000_000))  # years ago
+    append_audit(vpath, _record(30), max_bytes=1000)  # fills the current file ...
+    for n in range(31, 40):  # ... and the next rotation applies the retention
+        append_audit(vpath, _record(n), max_bytes=1000, retention=Retention(days=30))
+    assert not any(p.exists() for p in old)
+    assert read_audit(vpath)[-1]["time"] == _iso_of(39)
+
+
+def test_a_sent_line_without_its_done_line_reads_outcome_unknown(vpath: Path) -> None:
+    append_lines(vpath, [
+        {"phase": "sent", "seq": "a-1", "grant": "bot", "endpoint": "/0/private/AddOrder"},
+        {"phase": "sent", "seq": "a-2", "grant": "bot", "endpoint": "/0/private/AddOrder"},
+        {"phase": "done", "seq": "a-1", "outcome": "forwarded", "upstream_status": 200},
+        {"phase": "summary", "outcome": "invalid-signature", "count": 12000,
+         "interval_s": 60.0}])
+    first, second, summary = read_audit(vpath)
+    assert (first["seq"], first["outcome"], first["upstream_status"]) == ("a-1", "forwarded",
+                                                                         200)
+    assert (second["seq"], second["outcome"]) == ("a-2", UNKNOWN_OUTCOME)
+    assert summary["outcome"] == "invalid-signature x12000"
 
 
 def test_torn_line_is_skipped_with_a_warning(vpath: Path) -> None:

@@ -4,6 +4,7 @@ level (transport-free `Agent`, injectable clocks) and through a real agent proce
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 import time
@@ -90,9 +91,20 @@ def _grant(vault: Vault, bot: str = "bot", entry: str = "spot", general: str = "
                      expires_in=expires_in, now=lambda: now)
 
 
+_FRESH = itertools.count(2_000_000_000_000)  # milliseconds at the `wall` clock's time
+
+
+def _fresh(body: str) -> str:
+    """`body` with a small nonce (these tests' shorthand) made a fresh one: the agent accepts
+    a grant-signed request once, while its nonce is within the window of its clock."""
+    return re.sub(r'((?:^|&)nonce=|"nonce":\s*"?)(\d{1,9})(?!\d)',
+                  lambda m: m.group(1) + str(next(_FRESH)), body)
+
+
 def _spot_request(grant: Grant, path: str, body: str, *, content_type: str = "form",
                   nonce_text: str | None = None, target: str | None = None,
                   **extra: Any) -> dict[str, Any]:
+    body = _fresh(body)
     if nonce_text is None:
         found = re.search(r'(?:^|&)nonce=(\d+)', body) or re.search(r'"nonce":\s*"?(\d+)', body)
         nonce_text = found.group(1) if found else ""
@@ -236,11 +248,11 @@ def test_expiry_follows_the_wall_clock(ops: Agent, vault: Vault, wall: Clock) ->
     assert _error(ops.handle(_spot_request(grant, BALANCE, "nonce=1")))["reason"] == "expired"
 
 
-def test_entry_removed_makes_the_grant_unknown(ops: Agent, vault: Vault) -> None:
+def test_entry_removed_makes_the_grant_orphaned(ops: Agent, vault: Vault) -> None:
     grant = _grant(vault, entry="spot-wd", withdrawal="full")
     vault.remove("spot-wd")
     assert _error(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key})
-                  )["reason"] == "unknown"
+                  )["reason"] == "orphaned"
 
 
 # -- grant_sign: Spot ---------------------------------------------------------------------
@@ -264,10 +276,13 @@ def test_spot_form_real_nonce_once_real_signature(ops: Agent, keys: Keys, vault:
     assert seen == sorted(set(seen)) and seen[0] > 5
 
 
-def test_spot_form_without_a_nonce_gets_one(ops: Agent, vault: Vault) -> None:
+def test_spot_without_a_nonce_is_refused_as_replayable(ops: Agent, vault: Vault) -> None:
+    # Kraken refuses a Spot request without a nonce; one signed without could be replayed.
     grant = _grant(vault)
-    answer = _ok(ops.handle(_spot_request(grant, BALANCE, "asset=XBT", nonce_text="")))
-    assert answer["body"] == f"nonce={answer['nonce']}&asset=XBT"
+    for body, content_type in (("asset=XBT", "form"), ("{}", "json")):
+        refused = _error(ops.handle(_spot_request(grant, BALANCE, body, nonce_text="",
+                                                  content_type=content_type)))
+        assert refused["reason"] == "stale"
 
 
 def test_spot_json_nonce_set_once_numbers_kept_exactly(ops: Agent, keys: Keys,
@@ -282,8 +297,6 @@ def test_spot_json_nonce_set_once_numbers_kept_exactly(ops: Agent, keys: Keys,
                                                       answer["body"])
     text = _ok(ops.handle(_spot_request(grant, ADD, '{"nonce": "17"}', content_type="json")))
     assert json.loads(text["body"]) == {"nonce": str(text["nonce"])}
-    absent = _ok(ops.handle(_spot_request(grant, BALANCE, "{}", content_type="json")))
-    assert json.loads(absent["body"]) == {"nonce": absent["nonce"]}
 
 
 @pytest.mark.parametrize(("body", "content_type"), [
@@ -382,8 +395,8 @@ def test_rotated_entry_answers_changed(ops: Agent, vault: Vault) -> None:
     request = _spot_request(grant, BALANCE, "nonce=1", target=old_target)
     assert _error(ops.handle(request))["reason"] == "changed"
     fresh = _ok(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key}))
-    assert _ok(ops.handle({**request, "key_id": fresh["key_id"]}))["headers"]["API-Key"] == \
-        "PUBSPOTNEWKEY"
+    again = _spot_request(grant, BALANCE, "nonce=1", target=fresh["key_id"])
+    assert _ok(ops.handle(again))["headers"]["API-Key"] == "PUBSPOTNEWKEY"
 
 
 def test_malformed_arguments(ops: Agent, vault: Vault) -> None:
@@ -406,10 +419,13 @@ def test_malformed_arguments(ops: Agent, vault: Vault) -> None:
      "orderType=lmt&symbol=PF_XBTUSD&side=buy&size=1&limitPrice=1.5"),
     ("GET", "/derivatives/api/v3/fills", "lastFillTime=2020-01-01T00:00:00.000Z"),
 ])
-@pytest.mark.parametrize("nonce_header", ["", "1", "99"])
+@pytest.mark.parametrize("nonce_header", ["", "ms", "10ns"])
 def test_futures_real_nonce_header_and_authent(ops: Agent, keys: Keys, vault: Vault,
                                                method: str, path: str, body: str,
                                                nonce_header: str) -> None:
+    # None (as ccxt sends), milliseconds, or 10 ns ticks (python-kraken-sdk).
+    nonce_header = {"": "", "ms": str(next(_FRESH)),
+                    "10ns": str(next(_FRESH) * 100_000)}[nonce_header]
     grant = _grant(vault, entry="fut")
     request = {"op": "grant_sign", "grant_key": grant.api_key, "path": path, "method": method,
                "body": body, "nonce_header": nonce_header, "content_type": "form",
@@ -461,10 +477,11 @@ def test_grant_ops_through_a_real_agent(keys: Keys, vault: Vault) -> None:
         target = client.grant_resolve(grant.api_key)
         assert target == agent.client.GrantTarget(
             "bot", "spot", "kraken-spot", key_id("kraken-spot", PUBKEY["spot"]), None)
-        body = "nonce=1&pair=XBTUSD&type=buy&ordertype=market&volume=1"
-        signature = sign_spot_text(grant.api_secret, ADD, "1", body)
         nonces = []
-        for _ in range(2):
+        for n in range(2):
+            bot_nonce = str(int(time.time() * 1000) + n)
+            body = f"nonce={bot_nonce}&pair=XBTUSD&type=buy&ordertype=market&volume=1"
+            signature = sign_spot_text(grant.api_secret, ADD, bot_nonce, body)
             signed = client.grant_sign(grant.api_key, path=ADD, method="POST", body=body,
                                        signature=signature, nonce_header="",
                                        content_type="form", key_id=target.key_id)
@@ -473,6 +490,11 @@ def test_grant_ops_through_a_real_agent(keys: Keys, vault: Vault) -> None:
             assert (signed.entry, signed.grant) == ("spot", "bot")
             nonces.append(signed.nonce)
         assert nonces[1] > nonces[0]
+        with pytest.raises(GrantError) as replayed:  # the same bytes again
+            client.grant_sign(grant.api_key, path=ADD, method="POST", body=body,
+                              signature=signature, nonce_header="", content_type="form",
+                              key_id=target.key_id)
+        assert replayed.value.reason == "replayed"
         with pytest.raises(GrantError) as caught:
             client.grant_sign(grant.api_key, path=ADD, method="POST", body=body + "0",
                               signature=signature, nonce_header="", content_type="form",
@@ -549,13 +571,15 @@ def test_a_grant_never_moves_to_another_key_of_that_name(ops: Agent, vault: Vaul
     vault.add("spot", exchange="kraken-spot", api_key="PUBOTHERACCOUNT",
               api_secret=b64secret(), general="full", withdrawal="none")
     assert _error(ops.handle({"op": "grant_resolve", "grant_key": grant.api_key})
-                  )["reason"] == "unknown"
+                  )["reason"] == "orphaned"
     renamed = _grant(vault, "bot2", entry="fut")
     vault.rename("fut", "fut-old")
     vault.add("fut", exchange="kraken-futures", api_key="PUBFUTOTHER", api_secret=b64secret(),
               general="full", withdrawal="none")
-    assert _error(ops.handle({"op": "grant_resolve", "grant_key": renamed.api_key})
-                  )["reason"] == "unknown"
+    # It stays with its own pair, now labelled fut-old; the new "fut" is another pair.
+    answer = _ok(ops.handle({"op": "grant_resolve", "grant_key": renamed.api_key}))
+    assert (answer["entry"], answer["key_id"]) == ("fut-old", key_id("kraken-futures",
+                                                                     PUBKEY["fut"]))
 
 
 def test_a_grant_follows_its_entry_through_rotations(ops: Agent, vault: Vault) -> None:

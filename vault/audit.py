@@ -1,14 +1,24 @@
-"""The gateway's audit log: one JSON line per request, beside the vault, rotated by size.
+"""The gateway's audit log: JSON lines beside the vault, in segments kept for a retention.
 
-`VAULT.audit.jsonl` holds the newest lines, `VAULT.audit.jsonl.1` the ones before the last
-rotation (one generation is kept: the log bounds its own size). The gateway appends with
-`append_audit`; `botvault grant log` reads with `read_audit`.
+`VAULT.audit.jsonl` holds the newest lines; when it would grow past a segment's size it
+becomes `VAULT.audit.jsonl.<ns>` (the time of the rotation in nanoseconds) and a new one
+is started. Segments are removed oldest first once they are older than the retention's
+days or the log is larger than its megabytes (`Retention`). The gateway writes through
+`append_lines` (its audit child, `gateway.audit_writer`); `botvault grant log` reads with
+`read_audit`.
+
+What makes the lines worth keeping is in the gateway: a forwarded request's line is
+written (and fsync'ed) before the request leaves, phase `sent`, and completed by a `done`
+line with the same `seq` when the answer is back, so a kill in between leaves `sent,
+outcome unknown`, never nothing; refused and unauthenticated traffic is counted and
+written as `summary` lines, one per interval and reason, so no amount of it can push a
+forwarded request's line out of the retention.
 
 A line holds only the fields in `FIELDS`, each a short scalar: a record carrying anything
 else is refused, so a secret or an order body cannot reach the log by a caller's mistake.
-Each line is written with one `write` on an O_APPEND descriptor under an exclusive flock
-(the same lock decides rotation), then fsync'ed: a line is whole or absent, and a line the
-call reported written survives a crash.
+Lines are written with one `write` on an O_APPEND descriptor under an exclusive flock (the
+same lock decides rotation), then fsync'ed: a line is whole or absent, and a line the call
+reported written survives a crash.
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,11 +38,21 @@ from typing import Any
 from . import vault_file
 from .errors import InvalidInputError, VaultWarning
 
-__all__ = ["FIELDS", "MAX_BYTES", "append_audit", "audit_path", "read_audit"]
+__all__ = ["FIELDS", "MAX_BYTES", "UNKNOWN_OUTCOME", "Retention", "append_audit",
+           "append_lines", "audit_path", "encode_line", "read_audit", "segments", "sync_audit"]
 
-MAX_BYTES = 1024 * 1024  # rotate when the current file would grow past this
+MAX_BYTES = 1024 * 1024  # a segment: rotate when the current file would grow past this
 FIELDS = frozenset({"time", "grant", "entry", "exchange", "method", "endpoint", "outcome",
-                    "upstream_status", "duration_ms"})
+                    "upstream_status", "duration_ms", "phase", "seq", "count", "interval_s"})
+UNKNOWN_OUTCOME = "sent, outcome unknown"  # a `sent` line that no `done` line completed
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long rotated segments are kept: at most `days` old and `max_bytes` in all."""
+
+    days: float = 90.0
+    max_bytes: int = 100 * 1024 * 1024
 _MAX_TEXT = 256
 _MAX_LINE = 4096
 _O_APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
@@ -43,8 +64,33 @@ def audit_path(vault_path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".audit.jsonl")
 
 
-def _rotated(path: Path) -> Path:
-    return path.with_name(path.name + ".1")
+def _suffix(path: Path, segment: Path) -> int | None:
+    tail = segment.name[len(path.name) + 1:]
+    return int(tail) if segment.name.startswith(path.name + ".") and tail.isdigit() else None
+
+
+def segments(vault_path: str | os.PathLike[str]) -> list[Path]:
+    """The rotated segments of the log, oldest first (`.1` of older versions first)."""
+    return _segments_of(audit_path(vault_path))
+
+
+def _segments_of(path: Path) -> list[Path]:
+    found = [(n, p) for p in path.parent.glob(path.name + ".*")
+             if (n := _suffix(path, p)) is not None]
+    return [p for _, p in sorted(found)]
+
+
+def _prune(path: Path, retention: Retention) -> None:
+    """Remove segments, oldest first, beyond the retention's age or total size."""
+    olds = _segments_of(path)
+    sizes = {p: p.stat().st_size for p in olds}
+    total = sum(sizes.values()) + path.stat().st_size
+    horizon = time.time() - retention.days * 86400
+    for old in olds:
+        if total <= retention.max_bytes and old.stat().st_mtime >= horizon:
+            break
+        old.unlink()
+        total -= sizes[old]
 
 
 def _iso(seconds: float) -> str:
@@ -81,7 +127,7 @@ def _clean(record: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _encode(record: Mapping[str, Any]) -> bytes:
+def encode_line(record: Mapping[str, Any]) -> bytes:
     # ensure_ascii escapes every control character: a value cannot start a second line.
     line = json.dumps(_clean(record), ensure_ascii=True, separators=(",", ":"),
                       sort_keys=True).encode("ascii") + b"\n"
@@ -127,31 +173,64 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def append_audit(vault_path: str | os.PathLike[str], record: Mapping[str, Any], *,
-                 max_bytes: int = MAX_BYTES) -> None:
-    """Append one record as a JSON line to the vault's audit log, durably.
+                 max_bytes: int = MAX_BYTES, retention: Retention | None = None) -> None:
+    """Append one record as a JSON line to the vault's audit log, durably (`append_lines`).
 
-    Before a line would take the file past `max_bytes`, the file becomes `.1` (replacing the
-    previous `.1`) and a new one is started. Refuses (InvalidInputError) a record with any
-    field outside FIELDS or a value that is not a short scalar; a missing `time` is now, a
-    numeric one (epoch seconds) is written as ISO 8601 UTC.
+    Refuses (InvalidInputError) a record with any field outside FIELDS or a value that is
+    not a short scalar; a missing `time` is now, a numeric one (epoch seconds) is written as
+    ISO 8601 UTC.
     """
-    line = _encode(record)
+    append_lines(vault_path, [record], max_bytes=max_bytes, retention=retention)
+
+
+def append_lines(vault_path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], *,
+                 max_bytes: int = MAX_BYTES, retention: Retention | None = None,
+                 durable: bool = True) -> None:
+    """Append records as JSON lines with one write (a batch is whole or absent) and, when
+    `durable`, one fdatasync, which also makes every earlier line of the file durable.
+    Before the lines would take the file past `max_bytes`, it becomes a segment (synced
+    first) and a new one is started; segments beyond `retention` (default: `Retention()`)
+    are removed then."""
+    data = b"".join(encode_line(r) for r in records)
+    if not data:
+        return
     path = audit_path(vault_path)
     vault_file.check_dir(path.parent)
     fd = _open_locked(path)
     try:
         size = os.fstat(fd).st_size
-        if size and size + len(line) > max_bytes:
-            os.replace(path, _rotated(path))
+        if size and size + len(data) > max_bytes:
+            _sync(fd)  # lines written without a sync of their own go with the segment
+            os.replace(path, path.with_name(f"{path.name}.{time.time_ns()}"))
             vault_file.fsync_dir(path.parent)
-            os.close(fd)  # releases the lock on the rotated file; the new one is locked next
+            os.close(fd)  # releases the lock on the segment; the new file is locked next
             fd = -1
             fd = _open_locked(path)
-        _write_all(fd, line)
-        os.fsync(fd)
+            _prune(path, retention or Retention())
+        _write_all(fd, data)
+        if durable:
+            _sync(fd)
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def sync_audit(vault_path: str | os.PathLike[str]) -> None:
+    """Make every line of the current file durable (lines appended with durable=False)."""
+    path = audit_path(vault_path)
+    try:
+        fd = vault_file.open_private(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        _sync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync(fd: int) -> None:
+    # fdatasync flushes the data and the size that reading it back needs, not the times.
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _read_lines(path: Path) -> list[bytes]:
@@ -165,14 +244,19 @@ def _read_lines(path: Path) -> list[bytes]:
 
 def read_audit(vault_path: str | os.PathLike[str], grant: str | None = None
                ) -> list[dict[str, Any]]:
-    """Every record of the log, oldest first (the rotated file, then the current one);
-    only `grant`'s when given. A line that is not a JSON object (torn by a crash before
-    its fsync) is skipped with a VaultWarning saying how many were."""
+    """Every record of the log, oldest first (the segments, then the current file); only
+    `grant`'s when given. A forwarded request's `sent` line and its `done` line read as
+    one record (with the outcome of `done`); a `sent` line never completed reads with the
+    outcome "sent, outcome unknown" (the gateway stopped while the exchange had it). A line
+    that is not a JSON object (torn by a crash before its fsync) is skipped with a
+    VaultWarning saying how many were."""
     path = audit_path(vault_path)
     vault_file.check_dir(path.parent)
     records: list[dict[str, Any]] = []
+    sent: dict[str, dict[str, Any]] = {}
     bad = 0
-    for line in _read_lines(_rotated(path)) + _read_lines(path):
+    lines = [line for segment in segments(vault_path) for line in _read_lines(segment)]
+    for line in lines + _read_lines(path):
         try:
             doc = json.loads(line)
         except ValueError:
@@ -181,6 +265,16 @@ def read_audit(vault_path: str | os.PathLike[str], grant: str | None = None
         if not isinstance(doc, dict):
             bad += 1
             continue
+        seq, phase = doc.get("seq"), doc.pop("phase", None)
+        if phase == "done" and isinstance(seq, str) and seq in sent:
+            opened = sent.pop(seq)
+            opened.update({k: v for k, v in doc.items() if k not in ("time", "seq")})
+            continue
+        if phase == "sent" and isinstance(seq, str):
+            doc["outcome"] = UNKNOWN_OUTCOME
+            sent[seq] = doc
+        elif phase == "summary":
+            doc["outcome"] = f"{doc.get('outcome')} x{doc.get('count')}"
         if grant is None or doc.get("grant") == grant:
             records.append(doc)
     if bad:

@@ -13,7 +13,7 @@ from .scopes import General, Withdrawal
 from .secret import Secret
 
 __all__ = ["NONCE_UNITS", "NS_PER_UNIT", "Entry", "check_live", "check_name", "check_nonce_unit",
-           "unit_ns"]
+           "new_pair_id", "unit_ns"]
 
 # API nonce units (an entry's `nonce_unit`), defined here with the entry model and used by the
 # nonce store, so that reading an entry loads no nonce code (`run` starts faster).
@@ -96,6 +96,18 @@ class Entry:
     # with the entry, so every re-seal carries it. Machine state, not a label: not compared,
     # not in metadata().
     nonce_mark: tuple[str, int] | None = field(default=None, repr=False, compare=False)
+    # The pair's identity: random, given by `add` and `import`, kept by edits and renames,
+    # new on `rotate`, which records the pair it replaced in `rotated_from` (oldest first).
+    # What a grant is bound to (grant_ops.bound_entry); "" in entries saved before it.
+    pair_id: str = field(default="", repr=False, compare=False)
+    rotated_from: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def pair_identity(self) -> str:
+        """`pair_id`, or for an entry saved without one its key's identity."""
+        from .exchanges.profiles import key_id
+
+        return self.pair_id or "key:" + key_id(self.exchange, self.api_key)
     # The plaintext file `import` read this pair from (an absolute path, never its content),
     # so that doctor reports that file from any working directory while it still holds the
     # secret. Sealed with the entry and written only when set, as nonce_mark.
@@ -153,6 +165,10 @@ class Entry:
         doc["api_secret"] = self.api_secret.reveal()
         if self.nonce_mark is not None:
             doc["nonce_mark"] = list(self.nonce_mark)
+        if self.pair_id:
+            doc["pair_id"] = self.pair_id
+        if self.rotated_from:
+            doc["rotated_from"] = list(self.rotated_from)
         if self.imported_from is not None:
             doc["imported_from"] = self.imported_from
         return record_plaintext(self.name, doc)
@@ -171,6 +187,8 @@ class Entry:
             doc["retired"] = bool(doc.get("retired", False))
             if "nonce_mark" in doc:
                 doc["nonce_mark"] = _nonce_mark(doc["nonce_mark"])
+            doc["pair_id"] = str(doc.get("pair_id", ""))
+            doc["rotated_from"] = tuple(str(p) for p in doc.get("rotated_from", ()))
             if "imported_from" in doc:
                 doc["imported_from"] = _import_source(doc["imported_from"])
             return cls(**doc, entry_id=entry_id)
@@ -178,6 +196,11 @@ class Entry:
             raise FormatError("an entry in the vault is malformed") from None
 
 
+def new_pair_id() -> str:
+    """A fresh pair identity (Entry.pair_id)."""
+    import os
+
+    return os.urandom(12).hex()
 def _import_source(raw: Any) -> str:
     if not isinstance(raw, str):
         raise TypeError("a malformed import source")

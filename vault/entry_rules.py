@@ -8,7 +8,15 @@ import warnings
 
 from . import codec, fileformat
 from .did_you_mean import did_you_mean_hint
-from .entries import MAX_NAME, MAX_NOTE, Entry, check_name, check_nonce_unit, check_text
+from .entries import (
+    MAX_NAME,
+    MAX_NOTE,
+    Entry,
+    check_name,
+    check_nonce_unit,
+    check_text,
+    new_pair_id,
+)
 from .errors import AlreadyExistsError, InvalidInputError, NotFoundError, VaultWarning
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
 from .nonces.marks import recorded_mark, with_mark
@@ -38,7 +46,7 @@ def new_entry(name: str, *, exchange: str, api_key: str, api_secret: str | Secre
         account=check_text("account label", account) if account else None,
         note=check_text("note", note, MAX_NOTE), nonce_unit=check_nonce_unit(nonce_unit),
         env_key=var_name(env_key), env_secret=var_name(env_secret),
-        entry_id=os.urandom(fileformat.ID_SIZE))
+        entry_id=os.urandom(fileformat.ID_SIZE), pair_id=new_pair_id())
 
 
 def not_found(name: str, entries: Records) -> NotFoundError:

@@ -98,11 +98,14 @@ class GrantError(AuthenticationError):
     """A grant that cannot authenticate this request (exit 3).
 
     `reason` is one of "unknown", "revoked", "expired" (the grant), "signature" (the bot's
-    signature does not verify) or "changed" (the grant now points at another key). The
-    gateway answers every one as the exchange answers a bad key or signature.
+    signature does not verify), "changed" (the grant now points at another key), "orphaned"
+    (its key was removed), "stale" or "replayed" (the request's nonce is outside the replay
+    window, or the request was accepted once already) or "busy". The gateway answers each
+    as the exchange answers a bad key, signature or nonce.
     """
 
-    REASONS = frozenset({"unknown", "revoked", "expired", "signature", "changed"})
+    REASONS = frozenset({"unknown", "revoked", "expired", "signature", "changed", "orphaned",
+                         "stale", "replayed", "busy"})
 
     def __init__(self, reason: str, message: str | None = None, *,
                  hint: str | None = None) -> None:

@@ -31,7 +31,6 @@ from . import fileformat
 from .codec import materialize_record
 from .entries import Entry, check_name, now_utc
 from .errors import AlreadyExistsError, FormatError, GrantError, InvalidInputError, NotFoundError
-from .exchanges.profiles import key_id as _key_id
 from .grant_checks import check_within
 from .grant_record import GRANT_PREFIX, KEY_RE, Grant, is_grant_record
 from .scopes import General, Withdrawal, parse_general, parse_withdrawal
@@ -42,10 +41,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_EXPIRY_S",
+    "ORPHANED",
     "GrantIndex",
     "add_grant",
+    "bound_entry",
     "entry_of",
     "get_grant",
+    "grant_document",
+    "grant_documents",
+    "grant_states",
     "grants_for_export",
     "list_grants",
     "no_resurrection",
@@ -55,31 +59,58 @@ __all__ = [
 MAX_EXPIRY_S = 10 * 365 * 24 * 3600.0
 
 
-def entry_of(vault: Vault, grant: Grant) -> Entry:
-    """The entry whose key `grant` now signs with: its entry, if that still holds the key
-    the grant was issued for or a key it was rotated into; else GrantError("unknown")."""
+ORPHANED = "orphaned: its key was removed"
+
+
+def bound_entry(vault: Vault, grant: Grant) -> Entry | None:
+    """The live entry holding the pair `grant` was issued for, or a pair `rotate` made from
+    it (the chain each rotation records), whatever its name now; None when that pair and
+    every pair rotated from it are gone. A pair added later under the same name, a rename
+    onto it or an import is another pair: never this grant's."""
     import hmac
 
-    if grant.entry in vault:
-        entry = vault.get(grant.entry)
-        if hmac.compare_digest(_key_id(entry.exchange, entry.api_key), grant.key_id) or \
-                _rotated_from(vault, grant):
+    bound = grant.pair or "key:" + grant.key_id  # a grant saved before pairs had an id
+    for entry in vault.list():
+        if hmac.compare_digest(entry.pair_identity, bound) or bound in entry.rotated_from:
             return entry
-    raise GrantError("unknown", f"grant {grant.bot!r} was issued for a key that entry "
-                     f"{grant.entry!r} no longer holds", hint="issue a new grant: botvault "
-                     "grant add")
+    return None
 
 
-def _rotated_from(vault: Vault, grant: Grant) -> bool:
-    """True when the grant's key is a retired pair of its entry (kept by `rotate`)."""
-    import hmac
+def entry_of(vault: Vault, grant: Grant) -> Entry:
+    """The entry whose key `grant` now signs with (`bound_entry`); GrantError("orphaned")
+    when its key was removed."""
+    entry = bound_entry(vault, grant)
+    if entry is None:
+        raise GrantError("orphaned", f"grant {grant.bot!r} is orphaned: the key pair it was "
+                         "issued for was removed", hint="issue a new grant: botvault grant add")
+    return entry
 
-    for entry in vault.list(retired=True):
-        stem = entry.name.rsplit(".retired-", 1)[0]
-        if entry.retired and stem != entry.name and grant.entry.startswith(stem) and \
-                hmac.compare_digest(_key_id(entry.exchange, entry.api_key), grant.key_id):
-            return True
-    return False
+
+def grant_documents(vault: Vault, now: float | None = None) -> list[dict[str, Any]]:
+    """Every grant's metadata (never its secret), with its state: active, revoked,
+    expired, or orphaned (its key was removed), and the name its key has now."""
+    moment = time.time() if now is None else now
+    return [_document(vault, grant, moment) for grant in list_grants(vault)]
+
+
+def grant_document(vault: Vault, bot: str, now: float | None = None) -> dict[str, Any]:
+    """One grant's metadata with its state (`grant_documents`)."""
+    return _document(vault, get_grant(vault, bot), time.time() if now is None else now)
+
+
+def _document(vault: Vault, grant: Grant, moment: float) -> dict[str, Any]:
+    doc = grant.metadata(moment)
+    entry = bound_entry(vault, grant)
+    if entry is not None:
+        doc["entry"] = entry.name
+    elif doc["state"] == "active":
+        doc["state"] = ORPHANED
+    return doc
+
+
+def grant_states(vault: Vault, now: float | None = None) -> dict[str, str]:
+    """bot -> its state (`grant_documents`)."""
+    return {doc["bot"]: doc["state"] for doc in grant_documents(vault, now)}
 
 
 # -- the grants of a vault -----------------------------------------------------------------
@@ -132,9 +163,12 @@ class GrantIndex:
 
 def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
               withdrawal: Withdrawal | str, expires_in: float | None = None,
-              now: Callable[[], float] = time.time, policy: Policy | None = None) -> Grant:
-    """Issue a grant for `bot` on `entry`. Refuses scopes above the entry's, and a bot that
-    holds an active grant already (revoke it first); replaces a revoked or expired one."""
+              now: Callable[[], float] = time.time, policy: Policy | None = None,
+              require_nonce: bool = False) -> Grant:
+    """Issue a grant for `bot` on `entry`'s key pair. Refuses scopes above the entry's, and
+    a bot that holds an active grant already (revoke it first); replaces a revoked,
+    expired or orphaned one. `require_nonce`: every request must carry a nonce (Futures
+    lets one go without, as ccxt's krakenfutures sends them)."""
     check_name(bot)
     wanted_general, wanted_withdrawal = parse_general(general), parse_withdrawal(withdrawal)
     if expires_in is not None and not 0 < expires_in <= MAX_EXPIRY_S:
@@ -148,12 +182,12 @@ def add_grant(vault: Vault, bot: str, *, entry: str, general: General | str,
         old = records.get(GRANT_PREFIX + bot)
         if old is not None:
             existing = _grant_in(vault, records, GRANT_PREFIX + bot)
-            if existing.state(moment) == "active":
+            if existing.state(moment) == "active" and bound_entry(vault, existing) is not None:
                 raise AlreadyExistsError(f"{bot!r} has an active grant already",
                                          hint=f"revoke it first: botvault grant revoke {bot}")
         grant = Grant.issue(bot, target, general=wanted_general, withdrawal=wanted_withdrawal,
                             expires_at=None if expires_in is None else moment + expires_in,
-                            policy=policy)
+                            policy=policy, require_nonce=require_nonce)
         records[grant.name] = grant
         issued.append(grant)
         return records
@@ -167,7 +201,8 @@ def grants_for_export(source: Vault, entries: Iterable[str]) -> list[Grant]:
     with fresh record ids for the export that will hold them."""
     chosen = set(entries)
     return [g.with_changes(entry_id=os.urandom(fileformat.ID_SIZE))
-            for g in list_grants(source) if g.entry in chosen]
+            for g in list_grants(source)
+            if (e := bound_entry(source, g)) is not None and e.name in chosen]
 
 
 def no_resurrection(current: _Records, restored: _Records) -> dict[str, Grant]:

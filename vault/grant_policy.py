@@ -23,14 +23,15 @@ OPTION_NAMES = ("pairs", "order_types", "max_order_volume", "max_order_notional"
 
 
 def add_with_policy(vault: Vault, bot: str, *, entry: str, general: str, withdrawal: str,
-                    expires_in: float | None, options: Mapping[str, object]) -> Grant:
+                    expires_in: float | None, options: Mapping[str, object],
+                    require_nonce: bool = False) -> Grant:
     """`grant add`: a grant with the policy its options give (none given: no policy). The
     options are checked before anything is written."""
     from .grant_ops import add_grant
 
     policy = parse_policy(options)
     return add_grant(vault, bot, entry=entry, general=general, withdrawal=withdrawal,
-                     expires_in=expires_in, policy=policy)
+                     expires_in=expires_in, policy=policy, require_nonce=require_nonce)
 
 
 def policy_summary(policy: Policy) -> str:
@@ -41,10 +42,10 @@ def policy_summary(policy: Policy) -> str:
 def grant_details(vault: Vault, bot: str) -> dict[str, Any]:
     """`grant show`: the grant's metadata, its policy, and today's spending when it has a
     daily budget."""
-    from .grant_ops import get_grant
+    from .grant_ops import get_grant, grant_document
 
     grant = get_grant(vault, bot)
-    doc = grant.metadata()
+    doc = grant_document(vault, bot)  # its state says orphaned when its key was removed
     if grant.policy.max_daily_notional is not None:
         day, spent = spent_today(vault, bot)
         doc["spent_today"] = {"day": day, "notional": format(spent, "f"),

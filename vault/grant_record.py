@@ -59,6 +59,10 @@ class Grant:
     expires_at: float | None = None  # seconds since the epoch (wall clock), None: never
     revoked_at: str | None = None
     entry_id: bytes = field(default=b"", repr=False, compare=False)
+    # The key pair it was issued for (Entry.pair_identity): what it is bound to.
+    pair: str = ""
+    # Every request must carry a nonce (Futures lets a request go without one).
+    require_nonce: bool = False
     policy: Policy = field(default_factory=Policy)  # trading limits; Policy(): none
 
     @property
@@ -68,7 +72,8 @@ class Grant:
 
     @classmethod
     def issue(cls, bot: str, entry: Entry, *, general: General, withdrawal: Withdrawal,
-              expires_at: float | None, policy: Policy | None = None) -> Grant:
+              expires_at: float | None, policy: Policy | None = None,
+              require_nonce: bool = False) -> Grant:
         """A new grant with a fresh key and secret from the OS's CSPRNG."""
         key = KEY_PREFIX + base64.urlsafe_b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
         secret = base64.b64encode(os.urandom(_SECRET_BYTES)).decode("ascii")
@@ -76,6 +81,7 @@ class Grant:
                    withdrawal=withdrawal, api_key=key, api_secret=Secret(secret),
                    key_id=_key_id(entry.exchange, entry.api_key),
                    expires_at=expires_at, entry_id=os.urandom(fileformat.ID_SIZE),
+                   pair=entry.pair_identity, require_nonce=require_nonce,
                    policy=policy or Policy())
 
     def state(self, now: float) -> str:
@@ -95,6 +101,7 @@ class Grant:
             "expires_at": None if self.expires_at is None else _iso(self.expires_at),
             "revoked_at": self.revoked_at,
             "state": self.state(time.time() if now is None else now),
+            "require_nonce": self.require_nonce,
             "policy": self.policy.to_doc(),
         }
 
@@ -116,6 +123,10 @@ class Grant:
                "api_key": self.api_key, "api_secret": self.api_secret.reveal(),
                "key_id": self.key_id, "created_at": self.created_at, "expires_at": self.expires_at,
                "revoked_at": self.revoked_at}
+        if self.pair:
+            doc["pair"] = self.pair
+        if self.require_nonce:
+            doc["require_nonce"] = True
         if not self.policy.empty:  # a grant without one is written exactly as before
             doc["policy"] = self.policy.to_doc()
         return record_plaintext(self.name, doc)
@@ -135,6 +146,8 @@ class Grant:
                        key_id=str(doc["key_id"]), created_at=str(doc["created_at"]),
                        expires_at=expires,
                        revoked_at=doc["revoked_at"], entry_id=entry_id,
+                       pair=str(doc.get("pair", "")),
+                       require_nonce=doc.get("require_nonce") is True,
                        policy=Policy.from_doc(doc.get("policy")))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise FormatError("a grant in the vault is malformed") from None

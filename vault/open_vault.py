@@ -16,7 +16,16 @@ from types import TracebackType
 from . import backups as _backups
 from . import codec, crypto, fileformat, rekey, vault_file
 from .backups import Backup
-from .entries import MAX_NOTE, Entry, check_live, check_name, check_nonce_unit, check_text, now_utc
+from .entries import (
+    MAX_NOTE,
+    Entry,
+    check_live,
+    check_name,
+    check_nonce_unit,
+    check_text,
+    new_pair_id,
+    now_utc,
+)
 from .entry_rules import (
     KeyCache,
     check_secret,
@@ -282,9 +291,14 @@ class Vault:
             # copy: an edit another process made meanwhile (note, scopes, names) is kept.
             current = self._lookup(entries, name)
             check_live(name, current.retired, hint=None)
+            # A new pair: its own identity, and the chain of the pairs it replaced (what a
+            # grant issued for one of them follows, and nothing else does).
             new = current.with_changes(api_key=checked_key, api_secret=Secret(secret),
                                        created_at=now_utc(),
-                                       entry_id=os.urandom(fileformat.ID_SIZE))
+                                       entry_id=os.urandom(fileformat.ID_SIZE),
+                                       pair_id=new_pair_id(),
+                                       rotated_from=(*current.rotated_from,
+                                                     current.pair_identity))
             if new.api_key == current.api_key and new.api_secret == current.api_secret:
                 raise InvalidInputError("the new key pair is the one already stored",
                                         hint="create a new key on the exchange first")
@@ -299,8 +313,10 @@ class Vault:
 
     def import_entries(self, entries: builtins.list[Entry]) -> builtins.list[Entry]:
         """Add copies of entries from another vault (e.g. an export), keeping every label.
-        Refuses the whole batch if any name exists already."""
-        copies = [e.with_changes(entry_id=os.urandom(fileformat.ID_SIZE)) for e in entries]
+        Refuses the whole batch if any name exists already. Each copy is a new pair to this
+        vault (a new identity, no rotation chain): no grant issued here follows it."""
+        copies = [e.with_changes(entry_id=os.urandom(fileformat.ID_SIZE), pair_id=new_pair_id(),
+                                 rotated_from=()) for e in entries]
 
         def op(current: _Entries) -> _Entries:
             clash = sorted(e.name for e in copies if e.name in current)

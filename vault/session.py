@@ -189,6 +189,20 @@ class Session:
             return start_agent(self.path, opened.hand_out_data_key(), ttl=ttl, idle=idle,
                                allow_withdrawal=allow_withdrawal, sign_only=sign_only)
 
+    def extend_agent(self, client: AgentClient, ttl: float | None, idle: float | None
+                     ) -> dict[str, Any]:
+        """Extend the running agent (`AgentClient.extend`). A sign-only agent lives longer
+        only for the passphrase: the vault is opened with it, to prove the data key."""
+        from .agent.ops import extend_proof
+
+        status = client.status()
+        challenge = status.get("extend_challenge")
+        if status.get("sign_only") is not True or not isinstance(challenge, str):
+            return client.extend(ttl, idle)
+        with self.open_with_passphrase() as opened:
+            proof = extend_proof(opened.hand_out_data_key(), challenge)
+        return client.extend(ttl, idle, proof=proof)
+
     # -- operations ----------------------------------------------------------------------
 
     def credentials(self, names: list[str]) -> list[Entry]:

@@ -325,18 +325,28 @@ class AgentClient:
         """What an in-process integration does against a --sign-only agent: sign the
         request with the grant, as a bot would, and have the agent re-sign it with the real
         key. For Spot the returned body carries the key's nonce."""
+        import time
+
         from ..exchanges.kraken import sign_futures, sign_spot_text
-        from .signing import bot_nonce
+        from .signing import bot_nonce, spot_body_with_nonce, spot_json_with_nonce
 
         encoded = data if isinstance(data, str) else urlencode(data)
         target = self.grant_resolve(grant_key)
+        # A nonce from the clock (10 ns ticks) where the caller set none: the agent accepts
+        # a grant-signed request once, and only while its nonce is recent (agent.freshness).
+        fresh = time.time_ns() // 10
+        nonce_header = ""
         if target.exchange == "kraken-spot":
+            if not bot_nonce(encoded, content_type):
+                encoded = (spot_json_with_nonce(encoded, fresh) if content_type == "json"
+                           else spot_body_with_nonce(encoded, fresh))
             signature = sign_spot_text(grant_secret, path, bot_nonce(encoded, content_type),
                                        encoded)
         else:
-            signature = sign_futures(grant_secret, path, "", encoded)
+            nonce_header = str(fresh)
+            signature = sign_futures(grant_secret, path, nonce_header, encoded)
         return self.grant_sign(grant_key, path=path, method=method, body=encoded,
-                               signature=signature, nonce_header="",
+                               signature=signature, nonce_header=nonce_header,
                                content_type=content_type, key_id=target.key_id)
 
     def sign_challenge(self, name: str, challenge: str) -> str:
@@ -346,11 +356,14 @@ class AgentClient:
             raise AgentError("the agent sent a malformed signature")
         return signed
 
-    def extend(self, ttl: float | None, idle: float | None) -> dict[str, Any]:
+    def extend(self, ttl: float | None, idle: float | None, *, proof: str | None = None
+               ) -> dict[str, Any]:
         """Push the agent's absolute expiry to at least `ttl` seconds from now (never
         earlier) and/or set its idle limit (None: unchanged); returns the new
-        expires_in / idle_expires_in."""
-        answer = self._call("extend", ttl=ttl, idle=idle)
+        expires_in / idle_expires_in. A sign-only agent wants `proof` (see
+        `Session.extend_agent`: it takes the passphrase)."""
+        answer = self._call("extend", ttl=ttl, idle=idle,
+                            **({} if proof is None else {"proof": proof}))
         answer.pop("ok", None)
         return answer
 

@@ -36,9 +36,11 @@ from ..nonces import key_id
 from ..open_vault import Vault
 from ..trading_gate import PolicyGate, aliases_from_wire
 from . import hardening, signing
+from .freshness import DEFAULT_WINDOW, check_window
+from .grant_desk import GrantDesk, grant_key_digest, request_digest
 from .protocol import LIST_PAGE, AgentError, error_response
 
-__all__ = ["OPS", "Agent"]
+__all__ = ["OPS", "Agent", "extend_proof"]
 
 _MAX_NONCES = 100_000
 # What a sign-only agent refuses: every op that hands out a secret or the data key, and
@@ -80,6 +82,13 @@ def _seconds(request: dict[str, Any], key: str) -> float:
     return float(value)
 
 
+def extend_proof(data_key: bytes, challenge: str) -> str:
+    """What `extend` of a sign-only agent carries: proof of the data key, for a challenge
+    the agent gave (`status`), so the key itself never travels."""
+    return hmac.new(data_key, b"botvault extend " + challenge.encode("ascii", "replace"),
+                    "sha256").hexdigest()
+
+
 def _refuse_if_secret_bearing(op: str) -> None:
     if op in SIGN_ONLY_REFUSED:
         raise ScopeError(
@@ -95,8 +104,12 @@ _OP_METHODS = {
     "status": "_status", "list": "_list", "get": "_get", "data_key": "_data_key",
     "nonce": "_nonce", "sign": "_sign", "sign_challenge": "_sign_challenge",
     "lock": "_lock_op", "extend": "_extend", "grant_resolve": "_grant_resolve",
-    "grant_sign": "_grant_sign", "grant_learn": "_grant_learn",
+    "grant_sign": "_grant_sign", "grant_verify": "_grant_verify", "grant_keys": "_grant_keys",
+    "grant_learn": "_grant_learn",
 }
+# The fields of a grant-signed request as the bot sent it (what a ticket binds).
+_GRANT_FIELDS = ("grant_key", "path", "method", "body", "signature", "nonce_header",
+                 "content_type")
 OPS = frozenset(_OP_METHODS)
 
 
@@ -118,6 +131,9 @@ class Agent:
         self.sign_only = sign_only
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
         self._grants = grant_ops.GrantIndex()
+        self._desk = GrantDesk(clock)
+        # What a sign-only agent's `extend` must be proven against (see `extend_proof`).
+        self._extend_challenge = os.urandom(16).hex()
         self.path = vault.path
         self._policy = PolicyGate(vault.path, clock=wall_clock)  # grants' trading policies
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -190,11 +206,27 @@ class Agent:
         `botvault unlock --ttl/--idle` does to an agent that is already running."""
         now = self._clock()
         with self._lock:
+            if self.sign_only:
+                self._check_extend_proof(request.get("proof"))
             if request.get("ttl") is not None:
                 self._expires_at = max(self._expires_at, now + _seconds(request, "ttl"))
             if request.get("idle") is not None:
                 self._idle = _seconds(request, "idle")
         return {"expires_in": self._expires_at - now, "idle_expires_in": self._idle}
+
+    def _check_extend_proof(self, proof: object) -> None:
+        """A sign-only agent lives longer only for someone who knows the passphrase: the
+        proof is an HMAC under the data key (which the passphrase opens) of a challenge
+        that changes after each use. Any process of the user can still stop it. Lock held."""
+        if self._vault is None:
+            raise LockedError("the agent is locking", hint="run: botvault unlock")
+        expected = extend_proof(self._vault.hand_out_data_key(), self._extend_challenge)
+        if not isinstance(proof, str) or not hmac.compare_digest(
+                expected.encode(), proof.encode("utf-8", "surrogatepass")):
+            raise ScopeError("a --sign-only agent's lifetime is extended only with the "
+                             "vault's passphrase",
+                             hint="run botvault unlock --ttl/--idle: it asks for it")
+        self._extend_challenge = os.urandom(16).hex()
 
     def _status(self, _request: dict[str, Any]) -> dict[str, Any]:
         now = self._clock()
@@ -217,6 +249,7 @@ class Agent:
             "idle_expires_in": max(0.0, self._last_use + self._idle - now),
             "allow_withdrawal": self.allow_withdrawal, "generation": generation,
             "sign_only": self.sign_only,
+            "extend_challenge": self._extend_challenge if self.sign_only else None,
             "dumpable": hardening.is_dumpable(),
             "core_limit": list(resource.getrlimit(resource.RLIMIT_CORE)),
             "vault_problem": problem,
@@ -296,33 +329,81 @@ class Agent:
                 "key_id": key_id(entry.exchange, entry.api_key),
                 "expires_at": grant.expires_at, "policy": grant.policy.to_doc()}
 
-    def _grant_sign(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Check the bot's request against its grant and sign it with the real key, in one
-        operation: resolve, verify the signature, check the endpoint against the grant's
-        scopes and the entry's, allocate the key's nonce; then sign (outside the lock, as
-        `_sign`). A refused request costs no nonce."""
-        grant_key, path, body = (_text(request, k) for k in ("grant_key", "path", "body"))
-        signature, nonce_header = _text(request, "signature"), _text(request, "nonce_header")
-        method, content_type, expected_key = (
-            _text(request, k) for k in ("method", "content_type", "key_id"))
-        if content_type not in signing.CONTENT_TYPES:
+    def _grant_keys(self, _request: dict[str, Any]) -> dict[str, Any]:
+        """Short digests of every grant's api key (public, as an exchange's api key), so
+        the gateway refuses a key no grant has without asking the agent each time."""
+        with self._lock:
+            keys = [grant_key_digest(g.api_key) for g in grant_ops.list_grants(self._open_vault())]
+        return {"keys": keys}
+
+    def _checked(self, fields: dict[str, str], window: float, exchange: object = None
+                 ) -> tuple[Grant, Entry]:
+        """The grant and entry of a grant-signed request whose signature, scope and
+        freshness hold (GrantError / ScopeError else). Allocates nothing. With `exchange`,
+        a grant for another exchange's key is unknown there, as Kraken would say."""
+        if fields["content_type"] not in signing.CONTENT_TYPES:
             raise InvalidInputError("'content_type' must be form or json")
         with self._lock:
             vault = self._open_vault()
-            grant, entry = self._grant_target(vault, grant_key)
-            signing.check_grant_signature(grant, entry.exchange, path, body, signature,
-                                          nonce_header, content_type)
+            grant, entry = self._grant_target(vault, fields["grant_key"])
+        if exchange is not None and exchange != entry.exchange:
+            raise GrantError("unknown", "no grant for this exchange has this api key")
+        signing.check_grant_signature(grant, entry.exchange, fields["path"], fields["body"],
+                                      fields["signature"], fields["nonce_header"],
+                                      fields["content_type"])
+        signing.authorise(entry, fields["path"], fields["method"],
+                          allow_withdrawal=self.allow_withdrawal, grant=grant)
+        spot = entry.exchange == "kraken-spot"
+        nonce_text = (signing.bot_nonce(fields["body"], fields["content_type"]) if spot
+                      else fields["nonce_header"])
+        self._desk.freshness.admit(
+            fields["grant_key"], fields["signature"], nonce_text, window=window,
+            now=self._wall_clock(), required=spot or grant.require_nonce)
+        return grant, entry
+
+    def _grant_verify(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Step one of the gateway's two: check a bot's request (signature, scope, replay
+        window) without the real key's nonce, and hand back a one-time ticket that
+        `grant_sign` redeems for these exact bytes (see grant_desk)."""
+        fields = {k: _text(request, k) for k in _GRANT_FIELDS}
+        window = check_window(request.get("window", DEFAULT_WINDOW))
+        hold = _seconds(request, "hold")
+        grant, entry = self._checked(fields, window, request.get("exchange"))
+        ticket = self._desk.issue(request_digest(fields[k] for k in _GRANT_FIELDS), hold)
+        return {"ticket": ticket, "grant": grant.bot, "entry": entry.name,
+                "exchange": entry.exchange, "key_id": key_id(entry.exchange, entry.api_key),
+                "expires_at": grant.expires_at, "policy": grant.policy.to_doc()}
+
+    def _grant_sign(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Sign a bot's grant-signed request with the real key and its next nonce. With a
+        `ticket` from `grant_verify`, for the bytes it was issued for, the grant checked
+        again (revoked or expired since: refused); without one, every check of
+        `grant_verify` first, in the same call. A refused request costs no nonce."""
+        fields = {k: _text(request, k) for k in _GRANT_FIELDS}
+        expected_key = _text(request, "key_id")
+        ticket = request.get("ticket")
+        if ticket is None:
+            self._checked(fields, DEFAULT_WINDOW)
+        elif not isinstance(ticket, str):
+            raise InvalidInputError("'ticket' must be text")
+        path, body = fields["path"], fields["body"]
+        with self._lock:
+            vault = self._open_vault()
+            grant, entry = self._grant_target(vault, fields["grant_key"])
             if not hmac.compare_digest(key_id(entry.exchange, entry.api_key), expected_key):
+                # The ticket stays: the gateway asks again under the new key's order.
                 raise GrantError("changed", f"grant {grant.bot!r} now points at another key",
                                  hint="resolve the grant again")
-            signing.authorise(entry, path, method, allow_withdrawal=self.allow_withdrawal,
-                              grant=grant)
+            if ticket is not None:
+                self._desk.redeem(ticket, request_digest(fields[k] for k in _GRANT_FIELDS))
+            signing.authorise(entry, path, fields["method"],
+                              allow_withdrawal=self.allow_withdrawal, grant=grant)
             placed = self._policy.enforce(grant.bot, grant.policy, entry.exchange, path,
-                                          method, body, content_type,
+                                          fields["method"], body, fields["content_type"],
                                           aliases_from_wire(request.get("aliases")))
             nonce = vault.next_nonce(entry.name, _nonce_floor(request))
             self._policy.signed(grant.bot, nonce, placed)
-        signed = signing.sign_for_grant(entry, path, body, nonce, content_type)
+        signed = signing.sign_for_grant(entry, path, body, nonce, fields["content_type"])
         return {"body": signed.body, "headers": signed.headers, "nonce": signed.nonce,
                 "entry": entry.name, "grant": grant.bot}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -97,8 +98,20 @@ def sign_request(vault_of: Callable[[], Vault], name: str, path: str, data: str,
     return sign(entry, path, data, nonce)
 
 
+# Kraken's Futures websocket challenge is a UUID (its docs' example and what the exchange
+# sends: "c100b894-1729-464d-ace1-52dbce11db42"). The signature is HMAC(secret,
+# SHA256(challenge)), the same as a REST Authent over SHA256(postData + nonce + path): a
+# signer that took any text would sign REST requests too.
+_CHALLENGE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                        r"[0-9a-fA-F]{12}")
+
+
 def challenge(entry: Entry, text: str) -> str:
-    """The signed Futures websocket challenge; any key that may read may subscribe."""
+    """The signed Futures websocket challenge; any key that may read may subscribe. Only
+    a challenge of Kraken's shape (a UUID) is signed."""
+    if not _CHALLENGE.fullmatch(text):
+        raise InvalidInputError("a Kraken Futures websocket challenge is a UUID; this is not",
+                                hint="pass the challenge exactly as the exchange sent it")
     check_live(entry.name, entry.retired)
     if entry.exchange != endpoints.KRAKEN_FUTURES:
         raise InvalidInputError(f"{entry.name!r} is not a kraken-futures key; only Kraken "

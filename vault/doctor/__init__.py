@@ -19,6 +19,7 @@ from ..open_vault import Vault
 from .entries import check_account_limit, check_key_age, check_withdrawal_keys
 from .files import check_backups, check_kdf, check_permissions, check_synced_folder
 from .finding import SEVERITIES, Finding
+from .gateway_units import check_gateway_port
 from .plaintext import JSON_MAX_BYTES as JSON_MAX_BYTES
 from .plaintext import MIN_SECRET_SEARCHED as MIN_SECRET_SEARCHED
 from .plaintext import SCAN_MAX_BYTES as SCAN_MAX_BYTES
@@ -30,6 +31,7 @@ __all__ = [
     "Finding",
     "check_account_limit",
     "check_backups",
+    "check_gateway_port",
     "check_kdf",
     "check_key_age",
     "check_permissions",
@@ -53,7 +55,7 @@ def diagnose(path: Path, vault: Vault | None, *, home: Path, cwd: Path, now: dat
     """Run every check on the vault at `path` (`vault`, when given, is that vault, open);
     `scan`: more folders to search for plaintext copies (`doctor --scan`)."""
     findings = [*check_permissions(path), *check_kdf(path, vault), *check_backups(path, vault),
-                *check_synced_folder(path)]
+                *check_synced_folder(path), *check_gateway_port(home)]
     if vault is not None:
         entries = vault.list(retired=True)
         live = [e for e in entries if not e.retired]

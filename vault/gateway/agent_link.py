@@ -11,14 +11,16 @@ queue behind one another on the way to the agent.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from ..agent import hardening, socket_location
+from ..agent.grant_desk import grant_key_digest
 from ..agent.protocol import (
     MAX_FRAME,
     AgentError,
@@ -26,17 +28,16 @@ from ..agent.protocol import (
     decode_payload,
     encode_frame,
     grant_signed,
-    grant_target,
     raise_for_error,
 )
 from ..errors import BusyError, InsecurePermissionsError, LockedError, VaultError
-from .grants import GrantRefused, Resolved, Signed, SignRequest, refused_as
+from .grants import GrantRefused, Signed, SignRequest, Verified, refused_as, verified_from
+from .kraken_errors import Reason
 from .timeouts import cut_after
 
 __all__ = ["AgentLink", "AsyncAgentGrants"]
 
 _HEADER = struct.Struct(">I")
-_CACHE_SECONDS = 1.0  # grant_sign resolves again: a revocation takes effect at once anyway
 
 
 class AgentLink:
@@ -129,15 +130,58 @@ def _refuse_foreign_peer(sock: socket.socket, socket_path: Path) -> None:
             hint="someone may be impersonating the agent; check that directory")
 
 
+class _KnownGrants:
+    """Short digests of every grant's api key, read from the agent again only when the
+    vault file changed (a grant is added by saving it), so a key no grant has is refused
+    without a round trip to the agent: a flood of made-up grant ids costs a `stat` each."""
+
+    def __init__(self, vault_path: Path | None) -> None:
+        self._path = vault_path
+        self._stamp: tuple[int, ...] | None = None
+        self._keys: frozenset[str] | None = None
+        self._refresh: asyncio.Task[None] | None = None
+
+    def _stat(self) -> tuple[int, ...] | None:
+        if self._path is None:
+            return None
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    async def knows(self, grant_key: str,
+                    fetch: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
+        stamp = self._stat()
+        if stamp is None:
+            return True  # cannot tell when it changes: the agent decides every time
+        if stamp != self._stamp or self._keys is None:
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.ensure_future(self._load(fetch, stamp))
+            await asyncio.shield(self._refresh)
+        return self._keys is None or grant_key_digest(grant_key) in self._keys
+
+    async def _load(self, fetch: Callable[[], Awaitable[dict[str, Any]]],
+                    stamp: tuple[int, ...]) -> None:
+        try:
+            keys = (await fetch()).get("keys")
+        except (VaultError, GrantRefused):
+            keys = None
+        if isinstance(keys, list) and all(isinstance(k, str) for k in keys):
+            self._keys, self._stamp = frozenset(keys), stamp
+        else:
+            self._keys, self._stamp = None, None  # ask the agent about every key
+
+
 class AsyncAgentGrants:
     """`GrantAgent` over a few `AgentLink`s to the agent at `socket_path`."""
 
-    def __init__(self, socket_path: Path, *, links: int = 4, timeout: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, socket_path: Path, *, vault_path: Path | None = None, links: int = 4,
+                 timeout: float = 10.0) -> None:
         self._links = [AgentLink(socket_path, timeout=timeout) for _ in range(links)]
         self._idle: asyncio.Queue[AgentLink] | None = None
-        self._cache: dict[str, tuple[float, Resolved]] = {}
-        self._clock = clock
+        self._known = _KnownGrants(vault_path)
+        self.calls = 0  # round trips to the agent (tests count them)
 
     async def _call(self, op: str, **args: Any) -> dict[str, Any]:
         if self._idle is None:  # created on the loop that uses it
@@ -145,6 +189,7 @@ class AsyncAgentGrants:
             for link in self._links:
                 self._idle.put_nowait(link)
         link = await self._idle.get()
+        self.calls += 1
         try:
             return await link.call(op, **args)
         except VaultError as exc:
@@ -152,37 +197,35 @@ class AsyncAgentGrants:
         finally:
             self._idle.put_nowait(link)
 
-    async def resolve(self, grant_key: str) -> Resolved:
-        now = self._clock()
-        cached = self._cache.get(grant_key)
-        if cached is not None and now - cached[0] < _CACHE_SECONDS:
-            return cached[1]
-        answer = await self._call("grant_resolve", grant_key=grant_key)
-        try:
-            resolved = grant_target(answer)
-        except AgentError as exc:
-            raise refused_as(exc) from None
-        if len(self._cache) > 4096:
-            self._cache.clear()
-        self._cache[grant_key] = (now, resolved)
-        return resolved
+    async def verify(self, request: SignRequest, *, exchange: str, window: float,
+                     hold: float) -> Verified:
+        if not await self._known.knows(request.grant_key, lambda: self._call("grant_keys")):
+            raise GrantRefused(Reason.INVALID_KEY, "unknown")
+        answer = await self._call(
+            "grant_verify", grant_key=request.grant_key, path=request.path,
+            method=request.method, body=request.body, signature=request.signature,
+            nonce_header=request.nonce_header, content_type=request.content_type,
+            exchange=exchange, window=window, hold=hold)
+        return verified_from(answer)
 
-    async def sign(self, request: SignRequest) -> Signed:
+    async def sign(self, request: SignRequest, verified: Verified) -> Signed:
         floor = {} if request.nonce_floor is None else {"nonce_floor": request.nonce_floor}
-        try:
-            answer = await self._call(
-                "grant_sign", grant_key=request.grant_key, path=request.path,
-                method=request.method, body=request.body, signature=request.signature,
-                nonce_header=request.nonce_header, content_type=request.content_type,
-                key_id=request.key_id, **floor,
-                **({"aliases": request.aliases} if request.aliases is not None else {}))
-        except GrantRefused:
-            self._cache.pop(request.grant_key, None)
-            raise
+        answer = await self._call(
+            "grant_sign", grant_key=request.grant_key, path=request.path,
+            method=request.method, body=request.body, signature=request.signature,
+            nonce_header=request.nonce_header, content_type=request.content_type,
+            key_id=verified.key_id, ticket=verified.ticket, **floor,
+            **({"aliases": request.aliases} if request.aliases is not None else {}))
         try:
             return grant_signed(answer)
         except AgentError as exc:
             raise refused_as(exc) from None
+
+    async def check(self, grant_key: str) -> str:
+        key = (await self._call("grant_resolve", grant_key=grant_key)).get("key_id")
+        if not isinstance(key, str):
+            raise GrantRefused(Reason.UNAVAILABLE, "the agent sent a malformed answer")
+        return key
 
     async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
         await self._call("grant_learn", grant_key=grant_key, nonce=nonce, order_ids=order_ids)

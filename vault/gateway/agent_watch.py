@@ -3,10 +3,10 @@ when it answers again, instead of bots getting EService:Unavailable while the ga
 terminal says nothing.
 
 `WatchedAgent` wraps the real `GrantAgent`. It also remembers which grant each api key
-resolved to (name, entry), so that while the agent is locked a request with a grant seen
-before is still refused by the agent's answer to grant_sign, with its audit line naming the
-grant and entry. The remembered resolution never authorises anything: every request is still
-signed, and so checked, by the agent; with the agent down, that fails and the bot is refused.
+was verified as (name, entry), so that while the agent is locked the refusal of a request
+with a grant seen before is counted under that grant in the audit summary. The remembered
+name never authorises anything: every request is still checked by the agent; with the agent
+down, that fails and the bot is refused.
 A grant never seen since the gateway started cannot be named while the agent is down (its api
 key is random: only the agent knows whose it is).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from .grants import GrantAgent, GrantRefused, Resolved, Signed, SignRequest
+from .grants import GrantAgent, GrantRefused, Signed, SignRequest, Verified
 from .kraken_errors import Reason
 
 __all__ = ["WatchedAgent"]
@@ -35,35 +35,45 @@ class WatchedAgent:
         self._agent = agent
         self._say = say
         self._down = False
-        self._seen: dict[str, Resolved] = {}
+        self._seen: dict[str, tuple[str, str]] = {}  # grant api key -> (grant, entry)
 
     @property
     def down(self) -> bool:
         return self._down
 
-    async def resolve(self, grant_key: str) -> Resolved:
+    async def verify(self, request: SignRequest, *, exchange: str, window: float,
+                     hold: float) -> Verified:
         try:
-            resolved = await self._agent.resolve(grant_key)
+            verified = await self._agent.verify(request, exchange=exchange, window=window,
+                                                hold=hold)
         except GrantRefused as exc:
             self._note(exc)
-            known = self._seen.get(grant_key) if exc.reason is Reason.UNAVAILABLE else None
-            if known is None:
-                raise
-            return known  # so the refusal at grant_sign is audited under its grant
+            if exc.reason is Reason.UNAVAILABLE:
+                exc.known = self._seen.get(request.grant_key)  # so its refusal is counted
+            raise                                               # under its grant
         self._up()
-        if len(self._seen) >= _REMEMBERED and grant_key not in self._seen:
+        if len(self._seen) >= _REMEMBERED and request.grant_key not in self._seen:
             self._seen.clear()
-        self._seen[grant_key] = resolved
-        return resolved
+        self._seen[request.grant_key] = (verified.grant, verified.entry)
+        return verified
 
-    async def sign(self, request: SignRequest) -> Signed:
+    async def sign(self, request: SignRequest, verified: Verified) -> Signed:
         try:
-            signed = await self._agent.sign(request)
+            signed = await self._agent.sign(request, verified)
         except GrantRefused as exc:
             self._note(exc)
             raise
         self._up()
         return signed
+
+    async def check(self, grant_key: str) -> str:
+        try:
+            key = await self._agent.check(grant_key)
+        except GrantRefused as exc:
+            self._note(exc)
+            raise
+        self._up()
+        return key
 
     async def learn(self, grant_key: str, nonce: int, order_ids: list[str | None]) -> None:
         try:

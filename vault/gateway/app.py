@@ -29,49 +29,30 @@ closed, without reading the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
 
 from aiohttp import web
 
 from ..errors import VaultError
 from ..exchanges.kraken import futures_post_data
+from .audit_book import AuditBook, Auditor, Outcome, RefusalPace, vault_stamp
 from .config import GatewayConfig
 from .coordination import CoordinationUnavailable, Coordinator, LocalCoordinator, TurnTimeout
 from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
 from .governor import FileRateState, Governor
-from .grants import GrantAgent, GrantRefused, Resolved, SignRequest
+from .grants import GrantAgent, GrantRefused, SignRequest, Verified
 from .kraken_errors import Api, Reason, refusal
 from .routing import Route, route
 from .timeouts import bounded
 from .trading import PolicyGuard
 
-__all__ = ["Auditor", "Gateway", "build_app"]
+__all__ = ["Auditor", "Gateway", "RefusalPace", "build_app"]
 
-
-class Auditor(Protocol):
-    """Where audit records go (`audit_writer.AuditProcess`); `record` must not block."""
-
-    async def start(self) -> None: ...
-
-    def record(self, record: dict[str, Any]) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-@dataclass
-class _Outcome:
-    """What the audit line says about one request."""
-
-    route: Route | None
-    started: float
-    grant: str | None = None
-    entry: str | None = None
-    outcome: str = "forwarded"
-    upstream_status: int | None = None
 
 
 class _Refuse(Exception):
@@ -101,41 +82,30 @@ class Gateway:
         self.coordinator = coordinator or LocalCoordinator(vault_path, self.governor)
         self.upstream: Upstream | None = None
         self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
+        self._in_progress: dict[str, int] = {}  # grant api key -> its requests in progress
+        self.book = AuditBook(audit, refuse_on_failure=config.audit_failure == "refuse")
+        self._pace = RefusalPace()
 
     # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
 
     async def start(self, _app: web.Application) -> None:
         self.upstream = Upstream(ca_file=self.config.ca_file,
                                  timeout=self.config.upstream_timeout)
-        if self.audit is not None:
-            await self.audit.start()
+        await self.book.start()
         await self.coordinator.start()
 
     async def stop(self, _app: web.Application) -> None:
         await self.coordinator.stop()
-        if self.audit is not None:
-            await self.audit.stop()
+        await self.book.stop()
         if self.upstream is not None:
             await self.upstream.close()
-
-    def _record(self, outcome: _Outcome, method: str) -> None:
-        if self.audit is None:
-            return
-        # Only these fields (botvault.audit.FIELDS): never a header, a body or a query string.
-        self.audit.record({
-            "time": time.time(), "grant": outcome.grant, "entry": outcome.entry,
-            "exchange": outcome.route.exchange if outcome.route else None,
-            "method": method[:16],
-            "endpoint": outcome.route.endpoint[:200] if outcome.route else None,
-            "outcome": outcome.outcome, "upstream_status": outcome.upstream_status,
-            "duration_ms": round((time.monotonic() - outcome.started) * 1000, 3)})
 
     # -- requests --------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         names = {k.lower() for k in request.headers}
         found = route(request.rel_url.raw_path, names)
-        outcome = _Outcome(found, time.monotonic())
+        outcome = Outcome(found, time.monotonic())
         try:
             response = await self._dispatch(request, found, outcome)
         except _Refuse as refused:
@@ -143,6 +113,7 @@ class Gateway:
                                      refused.rule)
             if refused.reason is Reason.TOO_LARGE:
                 await _answer_and_close(request, response)
+            await self._pace.refused()
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
             response = self._refusal(found, Reason.UNAVAILABLE, outcome)
@@ -150,18 +121,18 @@ class Gateway:
             # Its type only: a message or traceback could hold a request's contents.
             print(f"botvault: error: gateway fault: {type(exc).__name__}", file=sys.stderr)
             response = self._refusal(found, Reason.INTERNAL, outcome)
-        self._record(outcome, request.method)
+        self.book.account(outcome)
         return response
 
     @staticmethod
-    def _refusal(found: Route | None, reason: Reason, outcome: _Outcome, detail: str = "",
+    def _refusal(found: Route | None, reason: Reason, outcome: Outcome, detail: str = "",
                  rule: str = "") -> web.Response:
         answer = refusal(found.api if found else Api.SPOT, reason, detail)
         outcome.outcome = f"{reason.value}:{rule}" if rule else reason.value
         return web.Response(status=answer.status, body=answer.body,
                             content_type=answer.content_type)
 
-    async def _dispatch(self, request: web.Request, found: Route | None, outcome: _Outcome
+    async def _dispatch(self, request: web.Request, found: Route | None, outcome: Outcome
                         ) -> web.StreamResponse:
         if found is None:
             raise _Refuse(Reason.UNKNOWN_PATH)
@@ -169,6 +140,7 @@ class Gateway:
         if found.private:
             answer = await self._private(request, found, body, outcome)
         else:
+            outcome.outcome = "public"  # unauthenticated: counted in the summaries
             answer = await self._send(request, found, body, {}, outcome)
         if isinstance(answer, web.Response):
             return answer  # read whole already (a policy grant's)
@@ -203,7 +175,7 @@ class Gateway:
         return body
 
     async def _private(self, request: web.Request, found: Route, body: bytes,
-                       outcome: _Outcome) -> UpstreamAnswer | web.Response:
+                       outcome: Outcome) -> UpstreamAnswer | web.Response:
         headers = request.headers
         if found.api is Api.SPOT:
             grant_key, signature, nonce_header = (
@@ -217,48 +189,109 @@ class Gateway:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise _Refuse(Reason.BAD_REQUEST) from None
+        query = request.rel_url.raw_query_string
         if found.api is Api.FUTURES:
-            text = futures_post_data(request.rel_url.raw_query_string, text)
+            text = futures_post_data(query, text)  # all of what is sent is signed
+        elif query:
+            # Spot signs the body only: a query string beside it would travel unsigned.
+            raise _Refuse(Reason.BAD_REQUEST)
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
-        for attempt in (1, 2):
-            resolved = await self._resolve(grant_key, found)
-            outcome.grant, outcome.entry = resolved.grant, resolved.entry
-            aliases = await self._policy_aliases(request, found, resolved, text, content_type)
-            sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method,
-                                       text, signature, nonce_header, content_type,
-                                       resolved.key_id, aliases)
-            try:
-                return await self._signed_and_sent(request, found, body, sign_request,
-                                                   resolved, outcome)
-            except _KeyChanged:
-                if attempt == 2:
-                    raise _Refuse(Reason.INVALID_KEY) from None
+        sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
+                                   signature, nonce_header, content_type)
+        with self._per_grant(grant_key):
+            verified = await self._verified(found, sign_request, outcome)
+            aliases = await self._policy_aliases(request, found, verified, text, content_type)
+            sign_request = replace(sign_request, key_id=verified.key_id, aliases=aliases)
+            for attempt in (1, 2):
+                try:
+                    return await self._signed_and_sent(request, found, body, sign_request,
+                                                       verified, outcome)
+                except _KeyChanged:
+                    # Rotated since the check: the same request (its ticket unused), under
+                    # the new key's order.
+                    if attempt == 2:
+                        raise _Refuse(Reason.INVALID_KEY) from None
+                    try:
+                        key = await self.agent.check(grant_key)
+                    except GrantRefused as exc:
+                        raise _Refuse(exc.reason) from None
+                    verified = replace(verified, key_id=key)
+                    sign_request = replace(sign_request, key_id=key)
         raise AssertionError("unreachable")  # the loop returns or raises
 
+    @contextlib.contextmanager
+    def _per_grant(self, grant_key: str) -> Iterator[None]:
+        """Count the grant's requests in progress; refuse one beyond the cap (a flood under
+        one grant id cannot take every slot)."""
+        count = self._in_progress.get(grant_key, 0)
+        if count >= self.config.max_per_grant:
+            raise _Refuse(Reason.BUSY)
+        self._in_progress[grant_key] = count + 1
+        try:
+            yield
+        finally:
+            left = self._in_progress[grant_key] - 1
+            if left:
+                self._in_progress[grant_key] = left
+            else:
+                del self._in_progress[grant_key]
+
+    async def _verified(self, found: Route, sign_request: SignRequest, outcome: Outcome
+                        ) -> Verified:
+        """Cheap refusals first, without the key's order: unknown grant, signature, scope,
+        replay window. Only a request that holds queues behind that key's other requests."""
+        try:
+            verified = await self.agent.verify(sign_request, exchange=found.exchange,
+                                               window=self.config.replay_window,
+                                               hold=self.config.max_wait + 60)
+        except GrantRefused as exc:
+            if exc.known is not None:
+                outcome.grant, outcome.entry = exc.known
+            raise _Refuse(exc.reason) from None
+        outcome.grant, outcome.entry = verified.grant, verified.entry
+        if verified.exchange != found.exchange:
+            raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
+        return verified
+
     async def _signed_and_sent(self, request: web.Request, found: Route, body: bytes,
-                               sign_request: SignRequest, resolved: Resolved,
-                               outcome: _Outcome) -> UpstreamAnswer | web.Response:
+                               sign_request: SignRequest, verified: Verified,
+                               outcome: Outcome) -> UpstreamAnswer | web.Response:
         """Holding the key's order: sign, pace, send; the order is let go once the answer's
         headers are in (a policy grant's answer is read whole first: its order ids go to
-        the agent before the grant's next request)."""
+        the agent before the grant's next request). The audit line is made durable while
+        the request waits for the order."""
         grant_key = sign_request.grant_key
+        audit = asyncio.ensure_future(self.book.sent(outcome, request.method)) \
+            if outcome.seq is None else None
         try:
             async with self.coordinator.hold(sign_request.key_id,
                                              outcome.started + self.config.max_wait) as turn:
+                if audit is not None and not await audit:
+                    raise _Refuse(Reason.AUDIT_FAILED)
                 await self.policy.before_sign(grant_key)
+                # The agent checks the grant again when it signs, so a request that waited
+                # for its key while `grant revoke` returned is refused; the vault saved
+                # after that (a revocation, say) has it checked once more before it leaves.
+                stamp = vault_stamp(self.vault_path)
                 try:
                     signed = await self.agent.sign(
-                        replace(sign_request, nonce_floor=turn.nonce_floor))
+                        replace(sign_request, nonce_floor=turn.nonce_floor), verified)
                 except GrantRefused as exc:
                     if exc.changed:
                         raise _KeyChanged from None
                     raise _Refuse(exc.reason, exc.detail if exc.rule else "",
                                   exc.rule) from None
+                # The rate wait last: what the counter admits leaves at once.
                 await turn.admit(found.api, found.endpoint, sign_request.body)
+                if vault_stamp(self.vault_path) != stamp:
+                    try:
+                        await self.agent.check(grant_key)
+                    except GrantRefused as exc:
+                        raise _Refuse(exc.reason) from None
                 await turn.commit(signed.nonce)
                 out_body = signed.body.encode() if found.api is Api.SPOT else body
                 answer = await self._send(request, found, out_body, signed.headers, outcome)
-                if not resolved.policy:
+                if not verified.policy:
                     return answer
                 response = await _read_whole(answer)
                 self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
@@ -270,32 +303,28 @@ class Gateway:
             # Not sent: never a local fallback. The reason names no request content.
             print(f"botvault: warning: key coordination failed: {exc}", file=sys.stderr)
             raise _Refuse(Reason.UNAVAILABLE) from None
+        finally:
+            if audit is not None:
+                with contextlib.suppress(BaseException):  # its line is written either way
+                    await audit
 
-    async def _policy_aliases(self, request: web.Request, found: Route, resolved: Resolved,
+    async def _policy_aliases(self, request: web.Request, found: Route, verified: Verified,
                               text: str, content_type: str) -> dict[str, list[str]] | None:
         """The pair aliases the agent needs to judge a grant's policy (trading_gate
         enforces it); a request the agent could not judge whole is refused here."""
-        if not resolved.policy or self.upstream is None:
+        if not verified.policy or self.upstream is None:
             return None
         origin = self.config.spot_url if found.api is Api.SPOT else self.config.futures_url
         try:
             return await self.policy.aliases(
                 self.upstream, origin, found.api, found.exchange, found.endpoint,
-                resolved.policy, text, request.rel_url.raw_query_string, content_type)
+                verified.policy, text, request.rel_url.raw_query_string, content_type)
         except ValueError as exc:
             raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
 
-    async def _resolve(self, grant_key: str, found: Route) -> Resolved:
-        try:
-            resolved = await self.agent.resolve(grant_key)
-        except GrantRefused as exc:
-            raise _Refuse(exc.reason) from None
-        if resolved.exchange != found.exchange:
-            raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
-        return resolved
 
     async def _send(self, request: web.Request, found: Route, body: bytes,
-                    auth: dict[str, str], outcome: _Outcome) -> UpstreamAnswer:
+                    auth: dict[str, str], outcome: Outcome) -> UpstreamAnswer:
         if self.upstream is None:
             raise RuntimeError("the gateway has not started")
         headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
@@ -312,7 +341,7 @@ class Gateway:
         return answer
 
     @staticmethod
-    async def _stream(request: web.Request, answer: UpstreamAnswer, outcome: _Outcome
+    async def _stream(request: web.Request, answer: UpstreamAnswer, outcome: Outcome
                       ) -> web.StreamResponse:
         """The exchange's answer to the bot as it arrives: no size cap, nothing held whole."""
         response = web.StreamResponse(status=answer.status)

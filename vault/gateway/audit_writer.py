@@ -1,68 +1,175 @@
 """Writing the gateway's audit lines from a child process, off the gateway's interpreter.
 
-Each line is an fsync'ed append (`botvault.audit.append_audit`). Done on a thread of the
-gateway, those syscalls fight the event loop for the interpreter lock and added about half a
-millisecond to every request (bench/bench_gateway.py). The gateway instead writes each
-record as a JSON line to this child's stdin, which costs it one buffered pipe write, and the
-child appends them in order. If the gateway dies, the child still writes what reached the
-pipe, then exits at end of input.
+Done on a thread of the gateway, the fsync'ed appends fight the event loop for the
+interpreter lock (bench/bench_gateway.py measured half a millisecond on every request). The
+gateway instead writes each record as a JSON line to this child's stdin. The child appends
+whatever has arrived as one batch (one write, one fsync: `botvault.audit.append_lines`)
+and then acknowledges, on its stdout, each record that asked for it (`ack`): `ok SEQ` once
+it is durable, `fail SEQ REASON` when it could not be written. The gateway waits for that
+before a request leaves (a request's `sent` line); `done` lines and summaries do not wait.
+If the gateway dies, the child still writes what reached the pipe, then exits at end of
+input.
 
-    python -m botvault.gateway.audit_writer VAULT_PATH   # records on stdin, one per line
+    python -m botvault.gateway.audit_writer VAULT_PATH DAYS MAX_BYTES   # records on stdin
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
+import os
+import select
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from .. import fast_json
 
-__all__ = ["AuditProcess", "main"]
+__all__ = ["AuditFailed", "AuditProcess", "main"]
+
+_ACK_TIMEOUT = 10.0
+_WARN_EVERY = 60.0
+_SYNC_AFTER = 1.0  # seconds of quiet before lines written without a sync are synced
+
+
+class AuditFailed(Exception):
+    """A record that had to be durable before the request leaves could not be written."""
 
 
 class AuditProcess:
     """The gateway's end: start the child, hand it records, close and wait for it."""
 
-    def __init__(self, vault_path: Path) -> None:
+    def __init__(self, vault_path: Path, *, keep_days: float = 90.0,
+                 max_bytes: int = 100 * 1024 * 1024) -> None:
         self.vault_path = vault_path
+        self._args = (str(vault_path), repr(float(keep_days)), str(int(max_bytes)))
         self._proc: asyncio.subprocess.Process | None = None
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "botvault.gateway.audit_writer", str(self.vault_path),
-            stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "botvault.gateway.audit_writer", *self._args,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             # A session of its own: Ctrl-C at the gateway's terminal goes to the foreground
             # process group, and must not kill this child (with a traceback, dropping the
             # lines still in the pipe). It ends at the end of its input, after the last line.
             start_new_session=True)
+        self._reader = asyncio.ensure_future(self._read_acks())
+
+    def _write(self, record: dict[str, Any]) -> bool:
+        if self._proc is None or self._proc.stdin is None or self._proc.stdin.is_closing():
+            return False
+        self._proc.stdin.write(fast_json.dumps(record) + b"\n")  # orjson: no raw newline
+        return True
 
     def record(self, record: dict[str, Any]) -> None:
-        if self._proc is None or self._proc.stdin is None:
-            return
-        self._proc.stdin.write(fast_json.dumps(record) + b"\n")  # orjson: no raw newline
+        """Hand over a record that need not be durable before anything else happens."""
+        self._write(record)
+
+    async def sent(self, record: dict[str, Any]) -> None:
+        """Write a `sent` record and wait until it is durable (AuditFailed else)."""
+        seq = str(record["seq"])
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[seq] = future
+        try:
+            if not self._write({**record, "ack": True}):
+                raise AuditFailed("the audit writer is not running")
+            await asyncio.wait_for(asyncio.shield(future), _ACK_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise AuditFailed("the audit writer did not answer") from None
+        finally:
+            self._waiting.pop(seq, None)
+
+    async def _read_acks(self) -> None:
+        stdout = self._proc.stdout if self._proc is not None else None
+        while stdout is not None and (line := await stdout.readline()):
+            verdict, _, rest = line.decode("ascii", "replace").strip().partition(" ")
+            seq, _, why = rest.partition(" ")
+            future = self._waiting.get(seq)
+            if future is None or future.done():
+                continue
+            if verdict == "ok":
+                future.set_result(None)
+            else:
+                future.set_exception(AuditFailed(why or "the audit line was not written"))
+        for future in self._waiting.values():  # the child is gone: nothing more is written
+            if not future.done():
+                future.set_exception(AuditFailed("the audit writer stopped"))
 
     async def stop(self) -> None:
         if self._proc is None or self._proc.stdin is None:
             return
         self._proc.stdin.close()
         await self._proc.wait()
+        if self._reader is not None:
+            await self._reader
+
+
+def _batch(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
+    *lines, rest = buffer.split(b"\n")
+    records: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            records.append(doc)
+    return records, rest
 
 
 def main(argv: list[str]) -> int:
-    from ..audit import append_audit
+    from ..audit import Retention, append_lines, encode_line, sync_audit
 
-    (vault,) = argv
-    failures = 0
-    for line in sys.stdin:
+    vault, days, max_bytes = argv
+    retention = Retention(float(days), int(max_bytes))
+    segment = max(4096, min(8 << 20, retention.max_bytes // 16))
+    failures, last_warning, buffer, dirty = 0, 0.0, b"", False
+    while True:
+        # Lines that asked for no acknowledgement (`done`, summaries) are written at once
+        # and synced with the next line that does, or after a second of quiet.
+        ready, _, _ = select.select([0], [], [], _SYNC_AFTER if dirty else None)
+        if not ready:
+            with contextlib.suppress(OSError):
+                sync_audit(Path(vault))
+            dirty = False
+            continue
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            break
+        records, buffer = _batch(buffer + chunk)
+        acks = [str(r.get("seq")) for r in records if r.pop("ack", None)]
+        good = []
+        for record in records:
+            try:
+                encode_line(record)
+            except Exception:  # a record the log refuses: dropped, counted
+                failures += 1
+                continue
+            good.append(record)
         try:
-            append_audit(Path(vault), json.loads(line))
-        except Exception as exc:  # reported and counted; the next line goes on
-            failures += 1
-            print(f"botvault: warning: audit line not written: {type(exc).__name__}",
-                  file=sys.stderr)
+            append_lines(Path(vault), good, max_bytes=segment, retention=retention,
+                         durable=bool(acks))
+            dirty = not acks and (dirty or bool(good))  # a synced batch syncs all before it
+            verdict = "ok {}\n"
+        except OSError as exc:
+            failures += len(good)
+            why = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            verdict = f"fail {{}} {why}\n"
+            if time.monotonic() - last_warning > _WARN_EVERY:  # once per interval
+                last_warning = time.monotonic()
+                print(f"botvault: error: audit lines not written: {exc.strerror or why}",
+                      file=sys.stderr)
+        out = "".join(verdict.format(seq) for seq in acks)
+        if out:
+            os.write(1, out.encode("ascii"))
+    if dirty:
+        with contextlib.suppress(OSError):
+            sync_audit(Path(vault))
     return 1 if failures else 0
 
 

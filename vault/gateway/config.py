@@ -90,6 +90,15 @@ class GatewayConfig:
     body_timeout: float = 10.0
     idle_timeout: float = 15.0  # an idle or unfinished connection is closed after this
     upstream_timeout: float = 30.0
+    # A grant-signed request is accepted once, while its nonce is within this many seconds
+    # of the clock (agent.freshness): wide enough for a bot's signing-to-arrival time and
+    # NTP-synced clocks, narrow enough that the agent remembers few requests.
+    replay_window: float = 10.0
+    max_connections: int = 1024  # open connections in total; more are closed at once
+    max_per_grant: int = 256  # requests of one grant in progress at once; more: EService:Busy
+    audit_failure: str = "refuse"  # an audit line that cannot be written: refuse | continue
+    audit_keep_days: float = 90.0  # forwarded-request lines are kept this long ...
+    audit_max_mb: float = 100.0  # ... and within this many MB, whichever is reached first
     allow_remote: bool = False  # kept for old command lines: TLS is what allows it now
     tls_cert: Path | None = None  # the gateway's own certificate and key: it serves HTTPS
     tls_key: Path | None = None
@@ -116,3 +125,14 @@ class GatewayConfig:
                      "--tls-cert and --tls-key (--allow-remote alone no longer does)")
         if not 0 < self.max_wait <= 3600:
             raise InvalidInputError("--max-wait is from 0 to 3600 seconds")
+        if not 1 <= self.replay_window <= 300:
+            raise InvalidInputError("--replay-window is from 1 to 300 seconds")
+        if not 1 <= self.max_connections <= 1_000_000 or \
+                not 1 <= self.max_per_grant <= 1_000_000:
+            raise InvalidInputError("--max-connections and --max-per-grant are from 1 to "
+                                    "1000000")
+        if self.audit_failure not in ("refuse", "continue"):
+            raise InvalidInputError("--audit-failure is refuse or continue")
+        if not (0 < self.audit_keep_days <= 36500 and 0.1 <= self.audit_max_mb <= 1_000_000):
+            raise InvalidInputError("--audit-keep-days is from 0 to 36500 and --audit-max-mb "
+                                    "from 0.1 to 1000000")

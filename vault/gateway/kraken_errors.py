@@ -38,6 +38,9 @@ class Reason(str, enum.Enum):
 
     INVALID_KEY = "invalid-key"  # unknown, revoked, expired grant; no credentials
     INVALID_SIGNATURE = "invalid-signature"
+    INVALID_NONCE = "invalid-nonce"  # replayed, or its nonce is outside the replay window
+    BUSY = "busy"  # over the connection caps
+    AUDIT_FAILED = "audit-failed"  # the audit line could not be written: nothing sent
     PERMISSION = "permission-denied"  # endpoint beyond the grant
     POLICY = "policy"  # beyond the grant's trading policy (the audit adds `:rule`)
     RATE_LIMIT = "rate-limit"  # would wait beyond the bound
@@ -58,6 +61,9 @@ RATE_LIMIT_ERROR = "EAPI:Rate limit exceeded:botvault"
 _TABLE: dict[Reason, tuple[str, int, str, int]] = {
     Reason.INVALID_KEY: ("EAPI:Invalid key", 200, "authenticationError", 200),
     Reason.INVALID_SIGNATURE: ("EAPI:Invalid signature", 200, "authenticationError", 200),
+    Reason.INVALID_NONCE: ("EAPI:Invalid nonce", 200, "nonceBelowThreshold", 200),
+    Reason.BUSY: ("EService:Busy", 503, "serviceUnavailable", 503),
+    Reason.AUDIT_FAILED: ("EService:Unavailable", 503, "serviceUnavailable", 503),
     Reason.PERMISSION: ("EGeneral:Permission denied", 200, "authenticationError", 200),
     Reason.POLICY: ("EGeneral:Permission denied", 200, "authenticationError", 200),
     Reason.RATE_LIMIT: (RATE_LIMIT_ERROR, 200, "apiLimitExceeded", 200),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
 import signal
 import socket
@@ -14,7 +13,6 @@ from pathlib import Path
 from aiohttp import web
 
 from ..agent import connect, socket_path_for
-from ..errors import ConflictError
 from ..fast_json import use_orjson
 from . import event_loop
 from .agent_link import AsyncAgentGrants
@@ -24,6 +22,7 @@ from .audit_writer import AuditProcess
 from .config import GatewayConfig
 from .etcd_coord import EtcdCoordinator
 from .governor import Governor
+from .listening import AcceptErrors, cap_connections, listening_socket, open_files_for
 from .tls import server_context
 
 __all__ = ["make_runner", "serve"]
@@ -48,27 +47,6 @@ def make_runner(gateway: Gateway) -> web.AppRunner:
                          keepalive_timeout=gateway.config.idle_timeout)
 
 
-def _bound(config: GatewayConfig) -> socket.socket:
-    """The listening socket, bound before anything else starts, so that a taken address is
-    one error naming it (ConflictError, exit 9), with nothing started to clean up."""
-    listen = config.listen
-    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((listen.host, listen.port))
-    except OSError as exc:
-        sock.close()
-        taken = exc.errno == errno.EADDRINUSE
-        raise ConflictError(
-            f"cannot listen on {listen.host}:{listen.port}: "
-            + ("the address is already in use" if taken else (exc.strerror or str(exc))),
-            hint="another program (a gateway already running?) listens there; stop it or "
-                 "pick another address with --listen HOST:PORT (port 0: any free one)"
-            if taken else "pick another address with --listen HOST:PORT") from None
-    return sock
-
-
 async def _serve(gateway: Gateway, announce: Callable[[str], None],
                  sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
     runner = make_runner(gateway)
@@ -78,19 +56,27 @@ async def _serve(gateway: Gateway, announce: Callable[[str], None],
     # written by the audit child, which ends at the end of its input), never a traceback.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopped.set)
+    loop.set_exception_handler(AcceptErrors(loop).handle)
     try:
         await runner.setup()
+        if runner.server is not None:  # set by setup()
+            cap_connections(runner.server, open_files_for(gateway.config.max_connections))
         site = web.SockSite(runner, sock, ssl_context=tls)
         await site.start()
         _freeze_startup_objects()
-        port = sock.getsockname()[1]
-        host = f"[{gateway.config.listen.host}]" if sock.family == socket.AF_INET6 \
-            else gateway.config.listen.host
-        announce(f"{'https' if tls else 'http'}://{host}:{port}")
+        announce(_url(sock, tls is not None))
         await stopped.wait()
     finally:
         await runner.cleanup()
         gateway.agent.close()  # on this loop: its connections belong to it
+
+
+def _url(sock: socket.socket, tls: bool) -> str:
+    # The socket's own address: under socket activation it is systemd's, not --listen's.
+    host, port = sock.getsockname()[:2]
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if sock.family == socket.AF_INET6 else \
+        f"{scheme}://{host}:{port}"
 
 
 def serve(config: GatewayConfig, vault_path: Path | None,
@@ -106,14 +92,19 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     probe = connect(vault_path)  # LockedError here, before listening, when locked
     with probe:
         agent_vault = Path(str(probe.status()["vault"]))
-    sock = _bound(config)
+    # systemd's socket (its variables removed before any child could inherit them), else
+    # one bound to --listen.
+    sock = listening_socket(config)
     try:
-        agent = WatchedAgent(AsyncAgentGrants(socket_path_for(vault_path)))
+        agent = WatchedAgent(AsyncAgentGrants(socket_path_for(vault_path),
+                                              vault_path=agent_vault))
         governor = Governor(config.tier)
         coordinator = None if config.etcd is None else \
             EtcdCoordinator(config.etcd, agent_vault, governor)
-        gateway = Gateway(config, agent, agent_vault, audit=AuditProcess(agent_vault),
-                          governor=governor, coordinator=coordinator)
+        audit = AuditProcess(agent_vault, keep_days=config.audit_keep_days,
+                             max_bytes=int(config.audit_max_mb * 1024 * 1024))
+        gateway = Gateway(config, agent, agent_vault, audit=audit, governor=governor,
+                          coordinator=coordinator)
         event_loop.run(_serve(gateway, announce, sock, tls))
     finally:
         sock.close()
