@@ -1,7 +1,7 @@
 """The gateway behaves the same on asyncio's event loop and on uvloop (the `speedups` extra).
 
-uvloop is picked when it is installed; `BOTVAULT_GATEWAY_LOOP=asyncio` keeps asyncio's own
-loop. Both run the real gateway against the real agent and the strict stand-in here.
+asyncio's loop is the default; `BOTVAULT_GATEWAY_LOOP=uvloop` picks uvloop when installed.
+Both run the real gateway against the real agent and the strict stand-in here.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from .gateway_stack import gateway_stack
 from .kraken_server import http_json
 
 
-def test_the_loop_is_uvloop_when_installed_unless_told_otherwise(
+def test_the_loop_is_asyncios_unless_uvloop_is_asked_for(
         monkeypatch: pytest.MonkeyPatch) -> None:
     uvloop = pytest.importorskip("uvloop")
     monkeypatch.delenv("BOTVAULT_GATEWAY_LOOP", raising=False)
-    assert event_loop.loop_factory() is uvloop.new_event_loop
-    assert event_loop.run(_loop_name()) == "uvloop"
-    monkeypatch.setenv("BOTVAULT_GATEWAY_LOOP", "asyncio")
     assert event_loop.loop_factory() is None
     assert event_loop.run(_loop_name()) == "asyncio"
+    monkeypatch.setenv("BOTVAULT_GATEWAY_LOOP", "uvloop")
+    assert event_loop.loop_factory() is uvloop.new_event_loop
+    assert event_loop.run(_loop_name()) == "uvloop"
 
 
 async def _loop_name() -> str:

@@ -1,8 +1,11 @@
-"""The gateway's event loop: uvloop when it is installed (the `speedups` extra), else asyncio's.
+"""The gateway's event loop: asyncio's, or uvloop when asked for (`BOTVAULT_GATEWAY_LOOP=uvloop`,
+with the `speedups` extra installed).
 
-uvloop runs the same asyncio code (aiohttp's server, streams, subprocesses, signal handlers)
-with its loop, transports and socket calls in C; on the gateway's request path that was
-about a third of its CPU per request (bench/bench_floor.py). Nothing else changes.
+uvloop runs the same asyncio code with its loop, transports and socket calls in C: the
+gateway's added p50 and CPU per request were about 1.2x without it (bench/bench_floor.py,
+`--compare-env`). It is not the default: under uvloop the audit child was found holding the
+gateway's listening socket (tests/test_gateway_listening.py), which a restart under systemd
+must not leave behind; asyncio's subprocesses close it.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ __all__ = ["loop_factory", "run"]
 
 T = TypeVar("T")
 
-# BOTVAULT_GATEWAY_LOOP=asyncio keeps asyncio's own loop (to compare, or to rule uvloop out).
+# BOTVAULT_GATEWAY_LOOP=uvloop runs the gateway on uvloop (when installed).
 _CHOICE_VAR = "BOTVAULT_GATEWAY_LOOP"
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop constructor, or None for asyncio's default."""
-    if os.environ.get(_CHOICE_VAR) == "asyncio":
+    """uvloop's loop constructor when asked for and installed, or None for asyncio's."""
+    if os.environ.get(_CHOICE_VAR) != "uvloop":
         return None
     try:
         import uvloop
