@@ -2,11 +2,12 @@
 
     python -m bench.floor_gateway VAULT UPSTREAM_URL   # prints "listening on http://..."
 
-Per request, as the gateway: parse (httptools), resolve the grant at the real agent (cached
-1 s, as the gateway does), take the key's order (an asyncio lock per key, then an flock on
-the key's own lock file, the one `KeyOrder` uses, its descriptor opened once), have the
-real agent check and sign (`grant_sign` over its socket), forward on a kept-alive upstream
-connection, answer, and hand one audit record to the real audit child. No error handling
+Per request, as the gateway: parse (httptools), have the real agent check the bot's request
+(`grant_verify`: a one-time ticket back), make its `sent` audit line durable through the
+real audit child (acknowledged) while taking the key's order (an asyncio lock per key, then
+an flock on the key's own lock file, the one `KeyOrder` uses, its descriptor opened once),
+have the agent sign with the ticket (`grant_sign`), forward on a kept-alive upstream
+connection, answer, and hand the `done` line to the audit child. No error handling
 beyond what keeps it correct for the bench's well-formed requests: it is a yardstick.
 Needs the `bench` extra (uvloop, httptools).
 """
@@ -72,6 +73,8 @@ class Floor:
         self.idle_upstream: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.audit: asyncio.subprocess.Process | None = None
+        self.acks: dict[str, asyncio.Future[None]] = {}
+        self.seq = 0
 
     def key_lock(self, key_id: str) -> tuple[asyncio.Lock, int]:
         if key_id not in self.locks:
@@ -93,10 +96,38 @@ class Floor:
         self.idle_upstream.append(conn)
         return status_and_headers.split(b" ", 2)[1], answer
 
+    async def audit_sent(self, line: dict[str, Any]) -> None:
+        """The request's `sent` line, durable before the request leaves (the child's ack)."""
+        assert self.audit is not None
+        assert self.audit.stdin is not None
+        self.acks[line["seq"]] = done = asyncio.get_running_loop().create_future()
+        self.audit.stdin.write(json.dumps({**line, "ack": True}).encode() + b"\n")
+        await done
+
+    async def read_acks(self) -> None:
+        assert self.audit is not None
+        assert self.audit.stdout is not None
+        while line := await self.audit.stdout.readline():
+            verdict, _, seq = line.decode().strip().partition(" ")
+            future = self.acks.pop(seq.split(" ")[0], None)
+            if future is not None:
+                future.set_result(None) if verdict == "ok" else future.set_exception(
+                    OSError("audit line not written"))
+
     async def handle(self, path: str, fields: dict[str, str], body: bytes) -> tuple[bytes, bytes]:
-        started = time.monotonic()
-        key_id = await self.agent.key_id(fields["key"])
-        lock, fd = self.key_lock(key_id)
+        started, self.seq = time.monotonic(), self.seq + 1
+        request = {"grant_key": fields["key"], "path": path, "method": "POST",
+                   "body": body.decode(), "signature": fields["sign"], "nonce_header": "",
+                   "content_type": "form"}
+        # As the gateway: checked first without the key's order (a one-time ticket back),
+        # its audit line made durable while it waits for the order, signed last.
+        verified = await self.agent.call(op="grant_verify", exchange="kraken-spot",
+                                         window=10.0, hold=90.0, **request)
+        line = {"time": time.time(), "grant": verified["grant"], "entry": verified["entry"],
+                "exchange": "kraken-spot", "method": "POST", "endpoint": path}
+        seq = f"floor-{self.seq}"
+        audit = asyncio.ensure_future(self.audit_sent({**line, "phase": "sent", "seq": seq}))
+        lock, fd = self.key_lock(verified["key_id"])
         async with lock:
             while True:
                 try:
@@ -105,10 +136,9 @@ class Floor:
                 except BlockingIOError:
                     await asyncio.sleep(0.0002)
             try:
-                signed = await self.agent.call(
-                    op="grant_sign", grant_key=fields["key"], path=path, method="POST",
-                    body=body.decode(), signature=fields["sign"], nonce_header="",
-                    content_type="form", key_id=key_id)
+                await audit
+                signed = await self.agent.call(op="grant_sign", key_id=verified["key_id"],
+                                               ticket=verified["ticket"], **request)
                 headers = {"Content-Type": fields.get("ctype", "application/x-www-form-"
                                                       "urlencoded"), **signed["headers"]}
                 status, answer = await self.forward(path, headers, signed["body"].encode())
@@ -117,9 +147,8 @@ class Floor:
         assert self.audit is not None
         assert self.audit.stdin is not None
         self.audit.stdin.write(json.dumps({
-            "time": time.time(), "grant": signed["grant"], "entry": signed["entry"],
-            "exchange": "kraken-spot", "method": "POST", "endpoint": path,
-            "outcome": "forwarded", "upstream_status": int(status),
+            "time": time.time(), "phase": "done", "seq": seq, "outcome": "forwarded",
+            "upstream_status": int(status),
             "duration_ms": round((time.monotonic() - started) * 1000, 3)}).encode() + b"\n")
         return status, answer
 
@@ -163,8 +192,9 @@ class Connection(asyncio.Protocol):
 async def main(vault: Path, upstream: str) -> None:
     floor = Floor(vault, upstream)
     floor.audit = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "botvault.gateway.audit_writer", str(vault),
-        stdin=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "botvault.gateway.audit_writer", str(vault), "90.0",
+        str(100 << 20), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    acks = asyncio.ensure_future(floor.read_acks())
     server = await asyncio.get_running_loop().create_server(
         lambda: Connection(floor), "127.0.0.1", 0)
     print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
@@ -174,6 +204,7 @@ async def main(vault: Path, upstream: str) -> None:
     assert floor.audit.stdin is not None
     floor.audit.stdin.close()  # the child writes what it was given, then exits
     await floor.audit.wait()
+    await acks
 
 
 if __name__ == "__main__":
