@@ -62,7 +62,8 @@ class Sender:
         self.cred = cred
 
     def send(self) -> None:
-        Sender._nonce += 1
+        # Fresh and increasing: the agent's replay window takes only nonces near the clock.
+        Sender._nonce = max(Sender._nonce + 1, time.time_ns() // 1000)
         body = f"nonce={Sender._nonce}&{ORDER}"
         self.conn.request("POST", PATH, body, {
             "API-Key": self.cred.api_key,
