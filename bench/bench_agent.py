@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.` as a sc
 from bench.tables import print_table
 from botvault import Vault
 from botvault.agent import AgentClient, start_agent
+from botvault.agent.protocol import encode_frame
 from botvault.crypto import FLOOR
 from botvault.exchanges.kraken import sign_spot
 
@@ -152,25 +153,47 @@ while data := c.recv(65536):
 """
 
 
-def echo_floor(workdir: Path, n: int) -> Timing:
-    """The machine's floor: a bare unix-socket echo to another Python process, the same
-    size as a nonce request. What the agent adds is its p50 minus this one's."""
+def echo_floor(workdir: Path, n: int, socket_path: Path) -> tuple[Timing, Timing, Timing]:
+    """The machine's floor against the agent, in one interleaved run: a bare unix-socket echo
+    to another Python process of the very frame `next_nonce` sends, the same frame sent raw
+    to the agent (its answer read whole), and `AgentClient.next_nonce`. Blocks of each take
+    turns, so load that comes and goes weighs on all three alike."""
+    frame = encode_frame({"op": "nonce", "name": ENTRY, "count": 1})
     path = workdir / "run" / "echo.sock"
-    with socket.socket(socket.AF_UNIX) as listener:
+    samples: dict[str, list[int]] = {"echo": [], "raw": [], "client": []}
+    totals = dict.fromkeys(samples, 0.0)
+    with socket.socket(socket.AF_UNIX) as listener, AgentClient(socket_path) as client, \
+            socket.socket(socket.AF_UNIX) as raw:
         listener.bind(str(path))
         listener.listen()
         worker = subprocess.Popen([sys.executable, "-c", _ECHO_WORKER, str(path)])
         conn, _ = listener.accept()
+        raw.connect(str(socket_path))
         with conn:
-            frame = b"\0\0\0\x2a" + b'{"op":"nonce","name":"bench","count":1}  '
 
             def echo() -> None:
                 conn.sendall(frame)
-                conn.recv(65536)
+                got = len(conn.recv(65536))
+                while got < len(frame):
+                    got += len(conn.recv(65536))
 
-            timing = timed("raw unix-socket echo", echo, n)
+            def raw_nonce() -> None:
+                raw.sendall(frame)
+                answer = raw.recv(65536)
+                while len(answer) < 4 or len(answer) < 4 + int.from_bytes(answer[:4], "big"):
+                    answer += raw.recv(65536)
+
+            calls = {"echo": echo, "raw": raw_nonce, "client": lambda: client.next_nonce(ENTRY)}
+            block = max(100, n // 10)
+            for _ in range(max(1, n // block)):
+                for name, fn in calls.items():
+                    timing = timed(name, fn, block, warmup=20)
+                    samples[name] += timing.samples
+                    totals[name] += timing.total_s
         worker.wait(10)
-    return timing
+    return (Timing("raw unix-socket echo of the nonce frame", samples["echo"], totals["echo"]),
+            Timing("the nonce frame sent raw to the agent", samples["raw"], totals["raw"]),
+            Timing("AgentClient.next_nonce", samples["client"], totals["client"]))
 
 
 def run(n: int) -> list[Row]:
@@ -181,8 +204,8 @@ def run(n: int) -> list[Row]:
         info = start_agent(vault_path, key, ttl=3600, idle=3600, allow_withdrawal=False,
                            socket_path=workdir / "run" / "agent.sock")
         try:
-            floor = echo_floor(workdir, n)
-            return measure(n, vault_path, key, secret, info.socket_path, floor)
+            floors = echo_floor(workdir, n, info.socket_path)
+            return measure(n, vault_path, key, secret, info.socket_path, floors)
         finally:
             with AgentClient(info.socket_path) as client:
                 client.lock()
@@ -191,7 +214,8 @@ def run(n: int) -> list[Row]:
 
 
 def measure(n: int, vault_path: Path, key: bytes, secret: str, socket_path: Path,
-            floor: Timing) -> list[Row]:
+            floors: tuple[Timing, Timing, Timing]) -> list[Row]:
+    floor, raw, interleaved = floors
     with Vault.open_with_key(vault_path, key) as v, AgentClient(socket_path) as client:
         nonce_in = timed("next_nonce", lambda: v.next_nonce(ENTRY), n)
         nonce_ag = timed("next_nonce", lambda: client.next_nonce(ENTRY), n)
@@ -229,6 +253,11 @@ def measure(n: int, vault_path: Path, key: bytes, secret: str, socket_path: Path
         Row(f"nonces/s, {procs} processes", f"{parallel:,.0f}", "", None),
         Row("raw unix-socket echo p50 (machine floor)", f"{floor.p50:.1f} µs", "", None),
         Row("next_nonce p50 above the floor", f"{nonce_ag.p50 - floor.p50:.1f} µs", "", None),
+        Row("next_nonce / raw echo of its frame (p50, interleaved)",
+            f"{interleaved.p50 / floor.p50:.2f}x ({interleaved.p50:.1f} / {floor.p50:.1f} µs)",
+            "<= 2x", interleaved.p50 / floor.p50 <= 2),
+        Row("the frame raw to the agent / raw echo (p50, interleaved)",
+            f"{raw.p50 / floor.p50:.2f}x ({raw.p50:.1f} µs)", "", None),
     ]
 
 

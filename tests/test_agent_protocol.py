@@ -334,7 +334,8 @@ def test_oversized_answer_is_an_error_not_a_broken_frame(tmp_path: Path) -> None
     # Answers may be up to MAX_ANSWER (4 MiB; issue 10.10). A listing asked for in one piece,
     # as a client that does not page would, is larger: the agent says so in a well-formed
     # frame instead of a broken one, and keeps serving.
-    note = "\u00e9" * 4096  # 6 bytes once escaped: 300 of them are about 7 MiB
+    # 4 bytes in UTF-8 (orjson), 12 once escaped (the stdlib): 300 notes are 4.7 or 14 MiB.
+    note = "\U0001f600" * 4096
     entries = [Entry(name=f"e{i:03d}", exchange="generic", api_key=f"K{i}",
                      api_secret=Secret("s" * 16), general=General.FULL,
                      withdrawal=Withdrawal.NONE, note=note) for i in range(300)]

@@ -41,6 +41,22 @@ def test_quick_gateway_edges_bench_exits_0_and_prints_the_summary() -> None:
 
 
 @pytest.mark.slow
+def test_quick_floor_bench_exits_0_and_prints_the_summary() -> None:
+    # The floor prototype needs the `bench` extra (uvloop, httptools); CI installs it.
+    pytest.importorskip("httptools")
+    from bench.bench_floor import SUMMARY_HEADER as FLOOR_HEADER
+
+    result = subprocess.run([sys.executable, "-m", "bench.bench_floor", "--quick"],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            cwd=SCRIPT.parent.parent)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert FLOOR_HEADER in result.stdout and "gateway added p50 / floor added p50" in \
+        result.stdout
+
+
+@pytest.mark.slow
+
+
 def test_quick_floods_bench_exits_0_and_prints_the_ratios() -> None:
     result = subprocess.run([sys.executable, "-m", "bench.bench_floods", "--quick"],
                             capture_output=True, text=True, timeout=300, check=False,

@@ -191,7 +191,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     1: ("entries", "grant_record", "codec", "trading_policy"),
     0: ("errors", "scopes", "secret", "private", "crypto", "fileformat", "exchanges",
         "passphrase_policy", "passphrase_source", "secret_input", "did_you_mean", "data",
-        "_testing"),
+        "fast_json", "version", "_testing"),
 }
 _LAYER_OF = {name: level for level, names in LAYERS.items() for name in names}
 

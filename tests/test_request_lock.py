@@ -196,3 +196,73 @@ def test_the_agent_clients_default_order_timeout_is_the_modules() -> None:
 
     default = inspect.signature(AgentClient.request_lock).parameters["timeout"].default
     assert default == DEFAULT_TIMEOUT
+
+
+def test_a_loop_keeps_the_file_open_yet_follows_a_replaced_one(tmp_path: Path) -> None:
+    # The asyncio form keeps the lock file open between requests; when the file is removed
+    # (or the directory replaced) it must lock the file other processes now lock, never the
+    # orphan it still has open.
+    vault = tmp_path / "vault.bv"
+    order = KeyOrder(vault, "kraken-spot", "the-api-key")
+
+    async def main() -> None:
+        async with order.hold_async(timeout=1):
+            pass
+        order.path.unlink()
+        proc = _holder(vault, 30)  # locks the new file at the same path
+        try:
+            with pytest.raises(RequestLockTimeout):
+                async with order.hold_async(timeout=0.3):
+                    pass
+        finally:
+            proc.kill()
+            proc.wait()
+        async with order.hold_async(timeout=5):  # free again: the holder is gone
+            pass
+
+    asyncio.run(main())
+
+
+def test_a_loop_checks_the_directory_again_when_it_reopens(tmp_path: Path) -> None:
+    vault = tmp_path / "vault.bv"
+    order = KeyOrder(vault, "kraken-spot", "k")
+
+    async def main() -> None:
+        async with order.hold_async(timeout=1):
+            pass
+        order.path.unlink()
+        requests_dir(vault).chmod(0o755)
+        with pytest.raises(InsecurePermissionsError):
+            async with order.hold_async(timeout=1):
+                pass
+
+    asyncio.run(main())
+
+
+def test_two_event_loops_of_one_process_exclude_each_other(tmp_path: Path) -> None:
+    # Each loop has its own descriptor: flock excludes across them as across processes.
+    order = KeyOrder(tmp_path / "vault.bv", "kraken-spot", "k")
+    inside = threading.Event()
+    leave = threading.Event()
+
+    async def first() -> None:
+        async with order.hold_async(timeout=5):
+            inside.set()
+            while not leave.is_set():
+                await asyncio.sleep(0.005)
+
+    thread = threading.Thread(target=asyncio.run, args=(first(),))
+    thread.start()
+    try:
+        assert inside.wait(10)
+
+        async def second(timeout: float) -> None:
+            async with order.hold_async(timeout=timeout):
+                pass
+
+        with pytest.raises(RequestLockTimeout):
+            asyncio.run(second(0.2))
+    finally:
+        leave.set()
+        thread.join(10)
+    asyncio.run(second(5))

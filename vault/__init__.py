@@ -75,11 +75,10 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        # One place for the version: the package metadata (pyproject.toml). Read on demand,
-        # so that only `--version` pays for importlib.metadata.
-        from importlib.metadata import version
+        # One place for the version: botvault/version.py, which pyproject.toml reads.
+        from .version import __version__
 
-        return version("botvault")
+        return __version__
     if name in _LAZY:
         from importlib import import_module
 

@@ -14,7 +14,12 @@ integrations (ccxt, python-kraken-sdk, krakenex), `AgentClient.request_lock` and
   each other through the same flock.
 - **asyncio**: `hold_async` never blocks the event loop: tasks of one loop queue on an
   `asyncio.Lock` (first come, first served), and the one at the front polls the flock with
-  `LOCK_NB` and short sleeps. Cancellation and timeouts release everything.
+  `LOCK_NB` and short sleeps. Cancellation and timeouts release everything. A loop keeps
+  the key's lock file open between requests (one descriptor per loop and key, so two loops
+  still exclude each other); after each flock one `stat` checks that the path still names
+  that file, and a removed or replaced file is opened again with every check. So the
+  gateway's hot path is one flock, one stat and one unlock (it used to make a directory,
+  check it, open the file and start a `wait_for` task for every request).
 - **Timeout**: waiting longer than `timeout` seconds raises `RequestLockTimeout`.
 - **Re-entry is refused** with `ConflictError`: a nested request on one key from the holder
   itself would wait for itself (flock is per open file, so it would deadlock).
@@ -31,7 +36,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,8 +59,31 @@ _KEY_ID = re.compile(r"[0-9a-f]{32}")
 _held_by_thread = threading.local()
 _held_in_context: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
     "botvault_request_locks_held", default=frozenset())
-# One asyncio.Lock per (event loop, key), so tasks of one loop queue in arrival order.
-_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+
+
+
+class _LoopHold:
+    """One (event loop, vault, key): its asyncio.Lock, so tasks of the loop queue in arrival
+    order, and the lock file's descriptor that the loop keeps open (see the module doc)."""
+
+    __slots__ = ("fd", "identity", "path", "pid", "queue")
+
+    def __init__(self, queue: asyncio.Lock, path: str) -> None:
+        self.queue = queue
+        self.path = path
+        self.fd: int | None = None
+        self.identity: tuple[int, int] = (0, 0)
+        self.pid = 0  # a child after fork() shares the descriptor's flock: it opens its own
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+_LoopHolds = dict[tuple[str, str], _LoopHold]
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopHolds] = (
     weakref.WeakKeyDictionary())
 _loop_locks_guard = threading.Lock()
 
@@ -111,43 +139,89 @@ class KeyOrder:
         finally:
             os.close(fd)  # closing releases the flock
 
-    @contextlib.asynccontextmanager
-    async def hold_async(self, timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[None]:
+    def hold_async(self, timeout: float = DEFAULT_TIMEOUT
+                   ) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the key's order in this task without blocking the event loop."""
+        return _AsyncHold(self, timeout)
+
+    async def _flock_async(self, hold: _LoopHold, deadline: float, timeout: float) -> int:
+        """The loop's descriptor of the key's lock file, flocked; opened (with every check)
+        when it is not open yet, and again when the path no longer names that file."""
         import asyncio
 
-        if self.key_id in _held_in_context.get() or self.key_id in _thread_held():
-            raise _reentry()
-        deadline = time.monotonic() + timeout
-        queue = _loop_lock(self.key_id)
-        try:
-            await asyncio.wait_for(queue.acquire(), timeout)
-        except asyncio.TimeoutError:
-            raise _timed_out(timeout) from None
-        try:
-            fd = self._open()
+        while True:
+            if hold.fd is None or hold.pid != os.getpid():
+                if hold.pid == os.getpid():
+                    hold.close()
+                hold.fd = None  # inherited through fork(): the parent's, left to it
+                fd = self._open()
+                st = os.fstat(fd)
+                hold.fd, hold.identity, hold.pid = fd, (st.st_dev, st.st_ino), os.getpid()
+            fd = hold.fd
+            delay = _POLL_FIRST
+            while not _try_flock(fd):
+                if time.monotonic() >= deadline:
+                    raise _timed_out(timeout)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _POLL_MAX)
             try:
-                delay = _POLL_FIRST
-                while not _try_flock(fd):
-                    if time.monotonic() >= deadline:
-                        raise _timed_out(timeout)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _POLL_MAX)
-                token = _held_in_context.set(_held_in_context.get() | {self.key_id})
-                try:
-                    yield
-                finally:
-                    _held_in_context.reset(token)
-            finally:
-                os.close(fd)
-        finally:
-            queue.release()
+                st = os.stat(hold.path)
+                if (st.st_dev, st.st_ino) == hold.identity:
+                    return fd
+            except FileNotFoundError:
+                pass
+            # Removed or replaced while we had it open: others lock the new file.
+            _unlock(fd)
+            hold.close()
 
     def _open(self) -> int:
         directory = requests_dir(self.vault_path)
         private.make_private_dirs(directory)
         private.check_dir(directory, "the request-lock directory", private.DirRule.CLOSED)
         return private.open_private_file(self.path, os.O_RDWR | os.O_CREAT, "the request lock")
+
+
+class _AsyncHold:
+    """`KeyOrder.hold_async`: a class rather than a generator, as it runs on every request
+    of the gateway (no generator object, no context-manager wrapper around it)."""
+
+    __slots__ = ("_fd", "_hold", "_order", "_timeout", "_token")
+
+    def __init__(self, order: KeyOrder, timeout: float) -> None:
+        self._order = order
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        import asyncio
+
+        order, timeout = self._order, self._timeout
+        if order.key_id in _held_in_context.get() or order.key_id in _thread_held():
+            raise _reentry()
+        deadline = time.monotonic() + timeout
+        hold = self._hold = _loop_hold(order)
+        queue = hold.queue
+        if queue.locked():  # else acquire() takes it at once: no timer, no task
+            try:  # a wait behind another request anyway: wait_for's task costs nothing here
+                await asyncio.wait_for(queue.acquire(), timeout)
+            except asyncio.TimeoutError:
+                raise _timed_out(timeout) from None
+        else:
+            await queue.acquire()
+        try:
+            self._fd = await order._flock_async(hold, deadline, timeout)
+        except BaseException:
+            queue.release()
+            raise
+        self._token = _held_in_context.set(_held_in_context.get() | {order.key_id})
+
+    async def __aexit__(self, *_exc: object) -> None:
+        try:
+            _held_in_context.reset(self._token)
+        finally:
+            try:
+                _unlock(self._fd)
+            finally:
+                self._hold.queue.release()
 
 
 def _thread_held() -> set[str]:
@@ -158,13 +232,34 @@ def _thread_held() -> set[str]:
     return held
 
 
-def _loop_lock(key: str) -> asyncio.Lock:
+def _loop_hold(order: KeyOrder) -> _LoopHold:
     import asyncio
 
     loop = asyncio.get_running_loop()
-    with _loop_locks_guard:
-        locks = _loop_locks.setdefault(loop, {})
-        return locks.setdefault(key, asyncio.Lock())
+    holds = _loop_locks.get(loop)
+    if holds is None:
+        with _loop_locks_guard:
+            holds = _loop_locks.get(loop)
+            if holds is None:
+                holds = _loop_locks[loop] = {}
+                # The descriptors close with the loop (the callback holds no loop reference).
+                weakref.finalize(loop, _close_holds, holds)
+    key = (os.fspath(order.vault_path), order.key_id)
+    hold = holds.get(key)
+    if hold is None:
+        hold = holds[key] = _LoopHold(asyncio.Lock(), os.fspath(order.path))
+    return hold
+
+
+def _close_holds(holds: _LoopHolds) -> None:
+    for hold in holds.values():
+        if hold.pid == os.getpid():
+            hold.close()
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _try_flock(fd: int) -> bool:

@@ -34,6 +34,7 @@ from ..errors import (
     LockedError,
     NotFoundError,
 )
+from ..fast_json import use_orjson
 from ..secret import Secret
 from . import hardening, socket_location
 from .protocol import (
@@ -49,6 +50,7 @@ from .protocol import (
     grant_signed,
     grant_target,
     raise_for_error,
+    send_frame,
 )
 
 if TYPE_CHECKING:  # loaded on use: `run` never takes a key's order
@@ -70,6 +72,9 @@ __all__ = [
 ]
 
 CONNECT_TIMEOUT = 2.0
+# Calls after which a client reads and writes frames with orjson, when installed (same
+# meaning, see protocol._dumps): a bot's client, not `run`'s one or two calls.
+_FAST_JSON_AFTER = 16
 CALL_TIMEOUT = 10.0
 # How long a command that could use the passphrase instead waits for the agent's answer
 # (a stopped or wedged agent accepts connections and never answers).
@@ -98,7 +103,7 @@ class _Connection:
                                   limit=MAX_ANSWER)
 
     def round_trip(self, frame: bytes) -> dict[str, Any]:
-        self.sock.sendall(frame)
+        send_frame(self.sock, frame)
         return self.reader.read()
 
 
@@ -147,6 +152,7 @@ class AgentClient:
         self._call_timeout = call_timeout
         self._lock = threading.Lock()
         self._vault_path: Path | None = None
+        self._calls = 0
         self._conn: _Connection | None = self._open()
 
     def __repr__(self) -> str:
@@ -174,6 +180,9 @@ class AgentClient:
         self.close()
 
     def _call(self, op: str, **args: Any) -> dict[str, Any]:
+        self._calls += 1
+        if self._calls == _FAST_JSON_AFTER:
+            use_orjson()  # a client that lives long: the import pays for itself from here
         frame = encode_frame({"op": op, **args})
         with self._lock:
             try:

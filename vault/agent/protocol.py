@@ -14,7 +14,8 @@ is a `ProtocolError`, and the side that reads it closes that connection.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 import socket
 import struct
 import time
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import fast_json
 from ..errors import (
     AgentError,
     AlreadyExistsError,
@@ -56,6 +58,7 @@ __all__ = [
     "grant_signed",
     "grant_target",
     "raise_for_error",
+    "send_frame",
 ]
 
 
@@ -102,8 +105,8 @@ _ERROR_TYPES: Mapping[str, type[VaultError]] = {cls.__name__: cls for cls in (
 
 
 def encode_frame(message: Mapping[str, Any], limit: int = MAX_FRAME) -> bytes:
-    """One frame. ensure_ascii: any str, even a lone surrogate, survives the round trip."""
-    payload = json.dumps(message, separators=(",", ":")).encode("ascii")
+    """One frame (JSON: `fast_json.dumps`)."""
+    payload = fast_json.dumps(message)
     if len(payload) > limit:
         raise InvalidInputError(f"the message is {len(payload)} bytes; an agent frame holds "
                                 f"at most {limit}")
@@ -113,13 +116,24 @@ def encode_frame(message: Mapping[str, Any], limit: int = MAX_FRAME) -> bytes:
 def decode_payload(payload: bytes) -> dict[str, Any]:
     """The JSON object in a frame, or ProtocolError (never anything else)."""
     try:
-        value = json.loads(payload.decode("utf-8"))
+        value = fast_json.loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError):
         # RecursionError: 64 KiB of "[[[[..." nests deeper than the decoder's stack allows.
         raise ProtocolError("the frame is not UTF-8 JSON") from None
     if not isinstance(value, dict):
         raise ProtocolError("the frame is not a JSON object")
     return value
+
+
+def send_frame(sock: socket.socket, frame: bytes) -> None:
+    """`sock.sendall(frame)`, but a frame that fits in the socket's buffer (nearly all) goes
+    in one write(): on a socket with a timeout, sendall polls before every send."""
+    sent = 0
+    if sock.gettimeout() is not None:  # then the descriptor is non-blocking: write() waits
+        with contextlib.suppress(BlockingIOError):  # for nothing
+            sent = os.write(sock.fileno(), frame)
+    if sent < len(frame):
+        sock.sendall(frame[sent:])
 
 
 class FrameReader:
@@ -140,7 +154,23 @@ class FrameReader:
         self._timeout: float | None = sock.gettimeout()
 
     def read(self) -> dict[str, Any]:
-        deadline = time.monotonic() + self._frame_timeout if self._buffer else None
+        if not self._buffer:
+            # The usual case: a whole frame arrives in one recv and is decoded as it came.
+            self._set_timeout(self._wait)
+            chunk = self._sock.recv(_RECV_SIZE)
+            if not chunk:
+                raise ConnectionClosedError("the connection was closed", mid_frame=False)
+            if len(chunk) >= _HEADER.size:
+                (length,) = _HEADER.unpack_from(chunk)
+                if length > self._limit:
+                    raise FrameTooLargeError(f"a frame of {length} bytes is over the "
+                                             f"{self._limit} limit")
+                if len(chunk) == _HEADER.size + length:
+                    return decode_payload(chunk[_HEADER.size:])
+            self._buffer += chunk
+            deadline: float | None = time.monotonic() + self._frame_timeout
+        else:
+            deadline = time.monotonic() + self._frame_timeout
         while len(self._buffer) < _HEADER.size:
             deadline = self._fill(deadline)
         (length,) = _HEADER.unpack_from(self._buffer)

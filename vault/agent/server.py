@@ -19,6 +19,7 @@ import base64
 import binascii
 import contextlib
 import errno
+import gc
 import json
 import os
 import selectors
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import InvalidInputError, VaultError
+from ..fast_json import use_orjson
 from ..open_vault import Vault
 from . import hardening
 from .listener import Bound, bind_listener, close_fds, release_agent_lock
@@ -44,6 +46,7 @@ from .protocol import (
     ProtocolError,
     encode_frame,
     error_response,
+    send_frame,
 )
 
 __all__ = ["CONN_IDLE", "FRAME_TIMEOUT", "MAX_CONNECTIONS", "PER_PEER", "AgentServer", "main"]
@@ -253,7 +256,7 @@ class AgentServer:
             conn.sendall(_frame(response))
             self.stop()
             return False
-        conn.sendall(_frame(response))
+        send_frame(conn, _frame(response))
         return True
 
     def _withdraw(self) -> None:
@@ -354,6 +357,7 @@ def main() -> int:
     hardening.disable_core_dumps()  # before the key is read, so no dump can ever hold it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.chdir("/")
+    use_orjson()
     stdout = sys.stdout.buffer
     try:
         agent, bound = _start(sys.stdin.buffer)
@@ -371,6 +375,10 @@ def main() -> int:
         signal.signal(signum, lambda _signum, _frame: server.stop())
     _answer(stdout, {"ok": True, "pid": os.getpid(), "socket": str(bound.path)})
     _detach_stdio()
+    # What start-up built lives as long as the process: the collector's full passes skip it
+    # from now on, so they stay short (a pause lands in some request's round trip).
+    gc.collect()
+    gc.freeze()
     server.serve_forever()
     return 0
 

@@ -26,6 +26,7 @@ calls and these tables do not classify.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -231,6 +232,10 @@ _FUTURES_READ_ON_GET: frozenset[str] = frozenset(_V3 + name for name in (
     "leveragepreferences", "pnlpreferences", "self-trade-strategy",
     "rfq-assignment/max-leverage", "subaccount/{uid}/trading-enabled",
 ))
+_KNOWN_PATHS: Mapping[str, frozenset[str]] = MappingProxyType({
+    KRAKEN_SPOT: frozenset(_SPOT_TABLE),
+    KRAKEN_FUTURES: frozenset(_FUTURES_TABLE) | _FUTURES_READ_ON_GET,
+})
 
 # Paths with a parameter: (prefix, suffix) around one path segment, and the template the tables
 # key them by. A segment is what Kraken's router would take: no slash, not empty.
@@ -260,6 +265,13 @@ def normalise_path(exchange: str, path: str) -> str:
     _check_exchange(exchange)
     if not isinstance(path, str):
         raise InvalidInputError(f"an endpoint path must be text (got {type(path).__name__})")
+    return _normalised(exchange, path)
+
+
+# Every signed request asks this several times (scope checks of the grant and of the entry);
+# paths are short (the gateway refuses long ones) and the cache is bounded.
+@functools.lru_cache(maxsize=1024)
+def _normalised(exchange: str, path: str) -> str:
     path = path.split("?", 1)[0].split("#", 1)[0]
     if exchange == KRAKEN_FUTURES and path.startswith(_FUTURES_PREFIX + "/"):
         path = path[len(_FUTURES_PREFIX):]
@@ -289,9 +301,7 @@ def check_product(exchange: str, path: str) -> None:
 def known_paths(exchange: str) -> frozenset[str]:
     """Every normalised path the table for `exchange` knows (templates with `{name}`)."""
     _check_exchange(exchange)
-    if exchange == KRAKEN_SPOT:
-        return frozenset(_SPOT_TABLE)
-    return frozenset(_FUTURES_TABLE) | _FUTURES_READ_ON_GET
+    return _KNOWN_PATHS[exchange]
 
 
 def requirement(exchange: str, path: str, method: str | None = None) -> Requirement:

@@ -3,6 +3,7 @@ use: each named here once (validation, endpoints, handover, importers, doctor, c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -41,10 +42,14 @@ VAR_NAMES: Mapping[str, tuple[str, str]] = MappingProxyType({
 })
 
 
+@functools.lru_cache(maxsize=4096)
 def key_id(exchange: str, api_key: str) -> str:
     """The one identity of a real exchange key: its nonce counter and its request lock
     (botvault.request_lock) are both keyed by it, so they can never disagree. Here, with the
-    profiles, so that taking a key's lock loads no nonce code (`run` starts faster)."""
+    profiles, so that taking a key's lock loads no nonce code (`run` starts faster).
+
+    Cached (api keys are public identifiers): the agent asks it several times for every
+    signed request, and the hash was a few microseconds of each (bench/bench_agent.py)."""
     import hashlib
 
     material = f"{exchange}\0{api_key}".encode("utf-8", "surrogatepass")

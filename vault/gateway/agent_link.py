@@ -33,7 +33,7 @@ from ..agent.protocol import (
 from ..errors import BusyError, InsecurePermissionsError, LockedError, VaultError
 from .grants import GrantRefused, Signed, SignRequest, Verified, refused_as, verified_from
 from .kraken_errors import Reason
-from .timeouts import bounded
+from .timeouts import cut_after
 
 __all__ = ["AgentLink", "AsyncAgentGrants"]
 
@@ -91,7 +91,7 @@ class AgentLink:
             reader, writer = self._streams
             try:
                 writer.write(frame)
-                answer = await bounded(self._read(reader), self.timeout)
+                answer = await cut_after(self._read(reader), self.timeout, writer.transport)
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 self.close()
                 # Closed in the middle of an answer: the agent may have served the request.

@@ -160,10 +160,16 @@ class Gateway:
                 body += more
             return body
 
-        try:
-            body = await bounded(read(), self.config.body_timeout)
-        except asyncio.TimeoutError:
-            raise _Refuse(Reason.SLOW_CLIENT) from None
+        if request.content.is_eof():  # all of it came with the head: no wait, no timer
+            body = b""
+            while len(body) <= limit and (more := request.content.read_nowait(
+                    limit + 1 - len(body))):
+                body += more
+        else:
+            try:
+                body = await bounded(read(), self.config.body_timeout)
+            except asyncio.TimeoutError:
+                raise _Refuse(Reason.SLOW_CLIENT) from None
         if len(body) > limit:
             raise _Refuse(Reason.TOO_LARGE)
         return body
@@ -395,4 +401,3 @@ def build_app(gateway: Gateway) -> web.Application:
     app.on_cleanup.append(gateway.stop)
     app.router.add_route("*", "/{tail:.*}", gateway.handle)
     return app
-

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import fast_json
+
 __all__ = ["AuditFailed", "AuditProcess", "main"]
 
 _ACK_TIMEOUT = 10.0
@@ -61,7 +63,7 @@ class AuditProcess:
     def _write(self, record: dict[str, Any]) -> bool:
         if self._proc is None or self._proc.stdin is None or self._proc.stdin.is_closing():
             return False
-        self._proc.stdin.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        self._proc.stdin.write(fast_json.dumps(record) + b"\n")  # orjson: no raw newline
         return True
 
     def record(self, record: dict[str, Any]) -> None:

@@ -85,10 +85,13 @@ class LocalCoordinator:
 
     def __init__(self, vault_path: Path, governor: Governor) -> None:
         self.vault_path, self.governor = vault_path, governor
+        self._orders: dict[str, KeyOrder] = {}  # one per real key: kept, not rebuilt each time
 
     @contextlib.asynccontextmanager
     async def hold(self, key_id: str, deadline: float) -> AsyncIterator[Turn]:
-        order = KeyOrder.for_key_id(self.vault_path, key_id)
+        order = self._orders.get(key_id)
+        if order is None:
+            order = self._orders[key_id] = KeyOrder.for_key_id(self.vault_path, key_id)
         try:
             async with order.hold_async(timeout=max(0.001, deadline - time.monotonic())):
                 yield _LocalTurn(self.governor, key_id, deadline)
