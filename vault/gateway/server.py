@@ -12,13 +12,13 @@ from pathlib import Path
 from aiohttp import web
 
 from ..agent import connect, socket_path_for
+from ..rate_limits import Governor
 from .agent_link import AsyncAgentGrants
 from .agent_watch import WatchedAgent
 from .app import Gateway, build_app
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
 from .etcd_coord import EtcdCoordinator
-from .governor import Governor
 from .listening import AcceptErrors, cap_connections, listening_socket, open_files_for
 from .tls import server_context
 
