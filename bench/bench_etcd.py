@@ -21,15 +21,13 @@ Nothing fails on wall-clock time; the script exits 0 unless a request was refuse
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from bench.bench_gateway import Latency, Sender, measure_latency, measure_rate
+from bench.tables import bench_home, exchange_verdict, quick_args
 from tests.etcd_cluster import ETCD, ETCD_MISSING
 from tests.etcd_sites import two_sites
 from tests.gateway_stack import start_gateway, stop_gateway
@@ -39,35 +37,31 @@ ROUNDS = 5
 
 
 def run(count: int, per_bot: int, out: Callable[[str], None]) -> bool:
-    with tempfile.TemporaryDirectory(prefix="bench-etcd-") as tmp:
-        root = Path(tmp)
-        os.environ["XDG_RUNTIME_DIR"] = str(root / "run")
-        (root / "run").mkdir(mode=0o700)
-        with two_sites(root, latency=0.0) as sites:
-            local_proc, local_url = start_gateway(sites.keys[0].path, sites.kraken.url,
-                                                  "--tier", "pro")
-            try:
-                local_s = Sender(local_url, sites.grants[0])
-                etcd_s = Sender(sites.urls[0], sites.grants[1])
-                local_us: list[float] = []
-                etcd_us: list[float] = []
-                for _ in range(ROUNDS):
-                    local_us += measure_latency("local", local_s, count // ROUNDS).samples_us
-                    etcd_us += measure_latency("etcd", etcd_s, count // ROUNDS).samples_us
-                local, through = Latency("local gateway", local_us), \
+    with bench_home("bench-etcd-") as root, two_sites(root, latency=0.0) as sites:
+        local_proc, local_url = start_gateway(sites.keys[0].path, sites.kraken.url,
+                                              "--tier", "pro")
+        try:
+            local_s = Sender(local_url, sites.grants[0])
+            etcd_s = Sender(sites.urls[0], sites.grants[1])
+            local_us: list[float] = []
+            etcd_us: list[float] = []
+            for _ in range(ROUNDS):
+                local_us += measure_latency("local", local_s, count // ROUNDS).samples_us
+                etcd_us += measure_latency("etcd", etcd_s, count // ROUNDS).samples_us
+            local, through = Latency("local gateway", local_us), \
                     Latency("etcd gateway", etcd_us)
-                local_s.close()
-                etcd_s.close()
-                local_rate = measure_rate([Sender(local_url, g) for g in sites.grants],
-                                          per_bot)
-                split = [Sender(sites.urls[i % 2], g) for i, g in enumerate(sites.grants)]
-                etcd_rate = measure_rate(split, per_bot)
-            finally:
-                stop_gateway(local_proc)
-                for stream in (local_proc.stdout, local_proc.stderr):
-                    if stream is not None:
-                        stream.close()
-            rejected = sites.kraken.rejected()
+            local_s.close()
+            etcd_s.close()
+            local_rate = measure_rate([Sender(local_url, g) for g in sites.grants],
+                                      per_bot)
+            split = [Sender(sites.urls[i % 2], g) for i, g in enumerate(sites.grants)]
+            etcd_rate = measure_rate(split, per_bot)
+        finally:
+            stop_gateway(local_proc)
+            for stream in (local_proc.stdout, local_proc.stderr):
+                if stream is not None:
+                    stream.close()
+        rejected = sites.kraken.rejected()
     out(SUMMARY_HEADER)
     out(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
         f"{count} requests per latency measure; 3-member etcd on loopback")
@@ -86,14 +80,11 @@ def run(count: int, per_bot: int, out: Callable[[str], None]) -> bool:
     out(f"| one gateway, local | {local_rate:,.0f} |")
     out(f"| two gateways through etcd (2 bots each) | {etcd_rate:,.0f} |")
     out("")
-    out(f"rejections at the exchange: {rejected or 'none'}")
-    return not rejected
+    return exchange_verdict(out, rejected)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
-    args = parser.parse_args(argv)
+    args = quick_args(__doc__, "fewer requests (a smoke run)", argv)
     if ETCD is None:
         print(f"bench_etcd: {ETCD_MISSING}", file=sys.stderr)
         return 2

@@ -26,7 +26,6 @@ something broke).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import http.client
 import multiprocessing
@@ -34,14 +33,13 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.bench_gateway import Sender
+from bench.bench_gateway import Sender, measure_latency
+from bench.tables import bench_home, exchange_verdict, quick_args
 from botvault.agent.freshness import DEFAULT_WINDOW, Freshness
 from tests.gateway_stack import gateway_stack
 
@@ -78,14 +76,7 @@ def _flood(url: str, kind: str, grant_key: str, stop_at: float) -> None:
 
 
 def _p50_us(sender: Sender, count: int) -> float:
-    for _ in range(10):
-        sender.send()
-    samples = []
-    for _ in range(count):
-        start = time.perf_counter_ns()
-        sender.send()
-        samples.append((time.perf_counter_ns() - start) / 1000)
-    return statistics.median(samples)
+    return measure_latency("", sender, count).p50
 
 
 def _flooded(url: str, kind: str, grant_key: str, honest: list[Sender], count: int
@@ -126,10 +117,7 @@ def replay_window_cost(rate: int = 1000, seconds: int = 30) -> tuple[float, floa
 
 
 def run(count: int, out: Callable[[str], None]) -> bool:
-    with tempfile.TemporaryDirectory(prefix="bench-floods-") as tmp:
-        root = Path(tmp)
-        os.environ["XDG_RUNTIME_DIR"] = str(root / "run")
-        (root / "run").mkdir(mode=0o700)
+    with bench_home("bench-floods-") as root:
         spot = {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}
         with gateway_stack(root / "vault.bv", entries={"k": spot, "l": spot},
                            enforce_rate=False) as stack:
@@ -162,14 +150,11 @@ def run(count: int, out: Callable[[str], None]) -> bool:
     out("")
     out(f"replay window ({DEFAULT_WINDOW:g} s): one request's check p50 {admit_us:.1f} us; "
         f"at 1,000 requests/s it holds {held:,} digests in {mib:.1f} MiB")
-    out(f"rejections at the exchange: {rejected or 'none'}")
-    return not rejected
+    return exchange_verdict(out, rejected)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests (smoke test)")
-    args = parser.parse_args(argv)
+    args = quick_args(__doc__, "fewer requests (smoke test)", argv)
     return 0 if run(100 if args.quick else 400, print) else 1
 
 

@@ -27,7 +27,6 @@ import platform
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.bench_gateway import Sender
+from bench.tables import bench_home, exchange_verdict, quick_parser
 from tests.gateway_stack import Stack, gateway_stack
 
 SUMMARY_HEADER = "## botvault gateway edges benchmark summary"
@@ -128,10 +128,7 @@ def burst(vault_path: Path) -> tuple[int, float]:
 
 
 def run(seconds: float, out: Callable[[str], None]) -> bool:
-    with tempfile.TemporaryDirectory(prefix="bench-edges-") as tmp:
-        root = Path(tmp)
-        os.environ["XDG_RUNTIME_DIR"] = str(root / "run")
-        (root / "run").mkdir(mode=0o700)
+    with bench_home("bench-edges-") as root:
         spot = {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}
         entries = {f"{kind}{i}": spot for kind in ("key", "direct") for i in range(BOTS)}
         with gateway_stack(root / "vault.bv", entries=entries, enforce_rate=False) as stack:
@@ -174,13 +171,11 @@ def run(seconds: float, out: Callable[[str], None]) -> bool:
     out("")
     out(f"{BURST} clients connecting to the agent at once: {errors} errors in {took:.2f} s "
         f"(target 0 errors: {'met' if errors == 0 else 'NOT met'})")
-    out(f"rejections at the exchange: {rejected or 'none'}")
-    return not rejected
+    return exchange_verdict(out, rejected)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter measures (smoke test)")
+    parser = quick_parser(__doc__, "shorter measures (smoke test)")
     parser.add_argument("--flood", nargs=2, metavar=("URL", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.flood:  # one flooding sender (a process of its own)

@@ -17,17 +17,15 @@ refused.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 from bench.bench_gateway import Latency, Sender
+from bench.tables import bench_home, exchange_verdict, quick_args
 from botvault import Vault
 from botvault.grant_ops import add_grant
 from botvault.trading_policy import Policy
@@ -41,10 +39,7 @@ ROUNDS = 10
 
 
 def run(count: int, out: Callable[[str], None] = print) -> bool:
-    with tempfile.TemporaryDirectory(prefix="bench-policy-") as tmp:
-        root = Path(tmp)
-        os.environ["XDG_RUNTIME_DIR"] = str(root / "run")
-        (root / "run").mkdir(mode=0o700)
+    with bench_home("bench-policy-") as root:
         entries = {"key": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}}
         with gateway_stack(root / "vault.bv", entries=entries, enforce_rate=False) as stack:
             from botvault import agent
@@ -87,14 +82,11 @@ def run(count: int, out: Callable[[str], None] = print) -> bool:
     for lat in lats:
         say(f"| {lat.label} | {lat.p50:,.0f} | {lat.pct(0.99):,.0f} | {lat.p50 / base:.2f}x |")
     say("")
-    say(f"rejections at the exchange: {rejected or 'none'}")
-    return not rejected
+    return exchange_verdict(say, rejected)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 requests per grant")
-    args = parser.parse_args(argv)
+    args = quick_args(__doc__, "200 requests per grant", argv)
     return 0 if run(200 if args.quick else 2000) else 1
 
 

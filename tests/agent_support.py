@@ -124,6 +124,12 @@ def private_runtime_dir() -> Path:
     return runtime
 
 
+def runtime_vault(path: Path, entries: dict[str, dict[str, str]]) -> Keys:
+    """`make_vault(path, entries)`, with a usable runtime dir for the agents it will start."""
+    private_runtime_dir()
+    return make_vault(path, entries)
+
+
 def raw_connect(path: Path, timeout: float = 5.0) -> socket.socket:
     """A plain connected socket to the agent (no client, no checks): for speaking bytes."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -6,11 +6,9 @@ processes with real clients split across the two gateways."""
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from botvault.grant_ops import add_grant
 
 from .agent_support import Keys, make_vault, running
 from .etcd_cluster import EtcdCluster, etcd_cluster
-from .gateway_stack import Credential, real_api_key, start_gateway, stop_gateway
+from .gateway_stack import Credential, real_api_key, start_gateway, stop_gateway, tally_bots
 from .kraken_server import StrictKraken
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,20 +101,4 @@ def run_bots(plan: list[tuple[str, str, Credential]], count: int, *,
                                str(count)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, cwd=ROOT)
              for client, url, _ in plan]
-    for proc, (_, _, cred) in zip(procs, plan, strict=True):
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps([cred.api_key, cred.api_secret]) + "\n")
-        proc.stdin.close()
-    thread = threading.Thread(target=during) if during else None
-    if thread:
-        thread.start()
-    tallies = []
-    for proc in procs:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        assert proc.wait(600) == 0
-        proc.stdout.close()
-        tallies.append(json.loads(out))
-    if thread:
-        thread.join()
-    return tallies
+    return tally_bots(procs, [cred for _, _, cred in plan], during=during)

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from typing import Any
 from urllib.parse import urlencode
@@ -85,10 +85,15 @@ CLIENTS = {"ccxt": ccxt_calls, "sdk": sdk_calls, "krakenex": krakenex_calls,
            "plain": plain_calls}
 
 
-def main(argv: list[str]) -> None:
+Calls = Callable[[str, str, str], tuple[Callable[[], Any], Callable[[], Any]]]
+
+
+def drive(clients: Mapping[str, Calls], kinds: tuple[str, ...], argv: list[str]) -> None:
+    """One bot's run (argv: CLIENT URL COUNT; the credential on stdin): prints its tally,
+    each failure counted under the first of `kinds` its text holds, else its type's name."""
     client, url, count = argv
     key, secret = json.loads(sys.stdin.readline())
-    balance, order = CLIENTS[client](url, key, secret)
+    balance, order = clients[client](url, key, secret)
     tally: Counter[str] = Counter()
     for i in range(int(count)):
         try:
@@ -96,11 +101,14 @@ def main(argv: list[str]) -> None:
             tally["ok"] += 1
         except Exception as exc:
             text = str(exc)
-            kind = next((e for e in ("EAPI:Invalid nonce", "EAPI:Rate limit exceeded",
-                                     "EAPI:Invalid key", "EAPI:Invalid signature")
-                         if e in text), type(exc).__name__)
+            kind = next((e for e in kinds if e in text), type(exc).__name__)
             tally[kind] += 1
     print(json.dumps(tally))
+
+
+def main(argv: list[str]) -> None:
+    drive(CLIENTS, ("EAPI:Invalid nonce", "EAPI:Rate limit exceeded", "EAPI:Invalid key",
+                    "EAPI:Invalid signature"), argv)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ the strict Kraken stand-in, and `botvault gateway` as a real subprocess."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,30 @@ def stop_gateway(proc: subprocess.Popen[str]) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait(5)
+
+
+def tally_bots(procs: list[subprocess.Popen[str]], creds: list[Credential], *,
+               during: Callable[[], None] | None = None) -> list[dict[str, int]]:
+    """Hands each bot process (`tests.gateway_clients`, `tests.tls_clients`) its credential as
+    a JSON line on stdin (the bots start together: each waits for its line), runs `during` on
+    a thread meanwhile (to kill something mid-run); each bot must exit 0. Their tallies."""
+    for proc, cred in zip(procs, creds, strict=True):
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps([cred.api_key, cred.api_secret]) + "\n")
+        proc.stdin.close()
+    thread = threading.Thread(target=during) if during else None
+    if thread:
+        thread.start()
+    tallies = []
+    for proc in procs:
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        assert proc.wait(600) == 0
+        proc.stdout.close()
+        tallies.append(json.loads(out))
+    if thread:
+        thread.join()
+    return tallies
 
 
 @contextlib.contextmanager

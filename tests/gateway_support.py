@@ -27,11 +27,11 @@ from botvault.entries import Entry
 from botvault.errors import GrantError, VaultError
 from botvault.gateway.app import Auditor, Gateway
 from botvault.gateway.config import GatewayConfig
-from botvault.gateway.governor import Governor
 from botvault.gateway.grants import Signed, SignRequest, Verified, refused_as
 from botvault.gateway.server import make_runner
 from botvault.grant_record import Grant
 from botvault.nonces import key_id
+from botvault.rate_limits import Governor
 from botvault.scopes import General, Withdrawal
 from botvault.secret import Secret
 

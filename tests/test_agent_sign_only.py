@@ -23,21 +23,18 @@ from .agent_support import (
     PASSPHRASE,
     Keys,
     eventually,
-    make_vault,
-    private_runtime_dir,
     running,
+    runtime_vault,
+    spec,
     stop,
 )
 
-ENTRIES = {"fut": {"exchange": "kraken-futures", "general": "full", "withdrawal": "none"},
-           "spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}}
 UUID = "c100b894-1729-464d-ace1-52dbce11db42"
 
 
 @pytest.fixture
 def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
-    return make_vault(vault_path, ENTRIES)
+    return runtime_vault(vault_path, {"fut": spec("kraken-futures"), "spot": spec("kraken-spot")})
 
 
 @pytest.fixture

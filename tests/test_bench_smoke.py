@@ -33,11 +33,8 @@ def test_quick_gateway_bench_exits_0_and_prints_the_summary() -> None:
 def test_quick_gateway_edges_bench_exits_0_and_prints_the_summary() -> None:
     from bench.bench_gateway_edges import SUMMARY_HEADER as EDGES_HEADER
 
-    result = subprocess.run([sys.executable, "-m", "bench.bench_gateway_edges", "--quick"],
-                            capture_output=True, text=True, timeout=300, check=False,
-                            cwd=SCRIPT.parent.parent)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert EDGES_HEADER in result.stdout and "rejections at the exchange: none" in result.stdout
+    out = _quick_run("bench.bench_gateway_edges")
+    assert EDGES_HEADER in out and "rejections at the exchange: none" in out
 
 
 @pytest.mark.slow
@@ -58,12 +55,9 @@ def test_quick_floor_bench_exits_0_and_prints_the_summary() -> None:
 
 
 def test_quick_floods_bench_exits_0_and_prints_the_ratios() -> None:
-    result = subprocess.run([sys.executable, "-m", "bench.bench_floods", "--quick"],
-                            capture_output=True, text=True, timeout=300, check=False,
-                            cwd=SCRIPT.parent.parent)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "K's bot vs L's" in result.stdout and "replay window" in result.stdout
-    assert "rejections at the exchange: none" in result.stdout
+    out = _quick_run("bench.bench_floods")
+    assert "K's bot vs L's" in out and "replay window" in out
+    assert "rejections at the exchange: none" in out
 def test_quick_policy_bench_exits_0_and_prints_the_summary() -> None:
     from bench.bench_policy import SUMMARY_HEADER as POLICY_HEADER
 

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +30,7 @@ from .gateway_stack import (
     stop_gateway,
 )
 from .kraken_server import http_json
+from .small_disk import small_tmpfs
 
 ADD = "/0/private/AddOrder"
 
@@ -109,18 +106,8 @@ def test_no_flood_of_refused_requests_pushes_a_forwarded_line_out(vault_path: Pa
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs: a disk that really fills up (mounting needs root)."""
-    mount_cmd, umount_cmd = shutil.which("mount"), shutil.which("umount")
-    if os.geteuid() != 0 or not sys.platform.startswith("linux") or not mount_cmd or \
-            not umount_cmd:
-        pytest.skip("a real full disk needs root on Linux, to mount a small tmpfs")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run([mount_cmd, "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],
-                   check=True)
-    try:
+    with small_tmpfs(tmp_path / "small", "2m", lazy_unmount=True) as mount:
         yield mount
-    finally:
-        subprocess.run([umount_cmd, "-l", str(mount)], check=True)
 
 
 def _fill(directory: Path) -> None:

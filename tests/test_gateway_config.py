@@ -8,10 +8,10 @@ import pytest
 
 from botvault.errors import InvalidInputError
 from botvault.gateway.config import GatewayConfig, ListenAddress, parse_listen
-from botvault.gateway.governor import FUTURES_COSTS
 from botvault.gateway.grants import SignRequest
 from botvault.gateway.kraken_errors import Api, Reason, refusal
 from botvault.gateway.routing import route
+from botvault.rate_limits import FUTURES_COSTS
 
 from .kraken_server import FUTURES_COSTS as SERVER_FUTURES_COSTS
 

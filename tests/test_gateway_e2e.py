@@ -20,7 +20,7 @@ from botvault.audit import read_audit
 from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.grant_ops import revoke_grant
 
-from .gateway_stack import Credential, Stack, ccxt_futures, gateway_stack
+from .gateway_stack import Credential, Stack, ccxt_futures, gateway_stack, tally_bots
 from .kraken_server import http_json
 
 
@@ -149,18 +149,7 @@ def _bots(url: str, creds: list[Credential], count: int) -> list[dict[str, int]]
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               cwd=Path(__file__).resolve().parent.parent)
              for client in ("ccxt", "sdk", "krakenex", "plain")]
-    for proc, cred in zip(procs, creds, strict=True):
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps([cred.api_key, cred.api_secret]) + "\n")
-        proc.stdin.close()  # the bots start together: each waits for its line
-    tallies = []
-    for proc in procs:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        assert proc.wait(600) == 0
-        proc.stdout.close()
-        tallies.append(json.loads(out))
-    return tallies
+    return tally_bots(procs, creds)
 
 
 @pytest.mark.slow

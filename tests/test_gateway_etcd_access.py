@@ -14,8 +14,8 @@ from botvault.gateway.coordination import CoordinationUnavailable
 from botvault.gateway.etcd_api import EtcdClient, b64
 from botvault.gateway.etcd_coord import EtcdCoordinator
 from botvault.gateway.etcd_settings import EtcdSettings
-from botvault.gateway.governor import Governor
 from botvault.gateway.kraken_errors import Api
+from botvault.rate_limits import Governor
 
 from .etcd_cluster import ETCD_MISSING, SKIP_ETCD, etcd_cluster, make_tls
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botvault.gateway.governor import (
+from botvault.gateway.kraken_errors import Api
+from botvault.rate_limits import (
     FUTURES_BUDGET,
     SLACK,
     SPOT_TIERS,
@@ -15,7 +16,6 @@ from botvault.gateway.governor import (
     futures_cost,
     spot_cost,
 )
-from botvault.gateway.kraken_errors import Api
 
 from .kraken_server import SPOT_TIERS as SERVER_TIERS
 

@@ -5,7 +5,6 @@ CA the way each takes it."""
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import ssl
 import stat
@@ -20,7 +19,13 @@ from typer.testing import CliRunner
 from botvault.cli.main import app
 from botvault.gateway.tls_init import tls_init
 
-from .gateway_stack import Credential, gateway_stack, start_gateway, stop_gateway
+from .gateway_stack import (
+    Credential,
+    gateway_stack,
+    start_gateway,
+    stop_gateway,
+    tally_bots,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SPOT = {"spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}}
@@ -96,18 +101,7 @@ def _bots(clients: list[str], url: str, creds: list[Credential], count: int, ca:
                                str(count)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, cwd=ROOT, env=env)
              for client in clients]
-    for proc, cred in zip(procs, creds, strict=True):
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps([cred.api_key, cred.api_secret]) + "\n")
-        proc.stdin.close()
-    tallies = []
-    for proc in procs:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        assert proc.wait(600) == 0
-        proc.stdout.close()
-        tallies.append(json.loads(out))
-    return tallies
+    return tally_bots(procs, creds)
 
 
 def _https_gateway(stack: Any, vault: Path) -> tuple[subprocess.Popen[str], str, Path]:

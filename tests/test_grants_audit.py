@@ -7,10 +7,7 @@ import errno
 import json
 import multiprocessing
 import os
-import shutil
 import stat
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +27,8 @@ from botvault.audit import (
     segments,
 )
 from botvault.errors import InsecurePermissionsError, InvalidInputError, VaultWarning
+
+from .small_disk import small_tmpfs
 
 
 @pytest.fixture
@@ -214,18 +213,8 @@ def test_concurrent_writers_in_real_processes_lose_and_tear_nothing(vpath: Path,
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs (root only, as in CI): a disk that really fills up."""
-    mount_cmd, umount_cmd = shutil.which("mount"), shutil.which("umount")
-    if os.geteuid() != 0 or not sys.platform.startswith("linux") or not mount_cmd or \
-            not umount_cmd:
-        pytest.skip("mounting a tmpfs needs root on Linux")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run([mount_cmd, "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
-                   check=True)
-    try:
+    with small_tmpfs(tmp_path / "small", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run([umount_cmd, str(mount)], check=True)
 
 
 def _fill(directory: Path) -> None:

@@ -20,17 +20,21 @@ from botvault.export import export_entries, read_export
 from botvault.grant_ops import add_grant, get_grant, grant_states, revoke_grant
 from botvault.nonces import key_id
 
-from .agent_support import PASSPHRASE, Keys, b64secret, make_vault, private_runtime_dir
+from .agent_support import (
+    PASSPHRASE,
+    Keys,
+    b64secret,
+    runtime_vault,
+    spec,
+)
 
-ENTRIES = {"spot": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"},
-           "other": {"exchange": "kraken-spot", "general": "full", "withdrawal": "none"}}
+ENTRIES = {"spot": spec("kraken-spot"), "other": spec("kraken-spot")}
 ORPHANED = "orphaned: its key was removed"
 
 
 @pytest.fixture
 def keys(vault_path: Path) -> Keys:
-    private_runtime_dir()
-    return make_vault(vault_path, ENTRIES)
+    return runtime_vault(vault_path, ENTRIES)
 
 
 @pytest.fixture

@@ -6,15 +6,13 @@ base URL, its credentials and the CA. Prints a JSON tally, as `tests.gateway_cli
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
-from collections import Counter
 from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
-from .gateway_clients import ORDER, krakenex_calls, sdk_calls
+from .gateway_clients import ORDER, drive, krakenex_calls, sdk_calls
 
 
 def ccxt_sync_calls(url: str, key: str, secret: str
@@ -59,21 +57,8 @@ CLIENTS = {"ccxt": ccxt_sync_calls, "ccxt-async": ccxt_async_calls, "sdk": sdk_c
 
 
 def main(argv: list[str]) -> None:
-    client, url, count = argv
-    key, secret = json.loads(sys.stdin.readline())
-    balance, order = CLIENTS[client](url, key, secret)
-    tally: Counter[str] = Counter()
-    for i in range(int(count)):
-        try:
-            (balance if i % 30 == 0 else order)()
-            tally["ok"] += 1
-        except Exception as exc:
-            text = str(exc)
-            kind = next((e for e in ("EAPI:Invalid nonce", "EAPI:Rate limit exceeded",
-                                     "EAPI:Invalid key", "EService:Unavailable")
-                         if e in text), type(exc).__name__)
-            tally[kind] += 1
-    print(json.dumps(tally))
+    drive(CLIENTS, ("EAPI:Invalid nonce", "EAPI:Rate limit exceeded", "EAPI:Invalid key",
+                    "EService:Unavailable"), argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 __all__ = ["install_text"]
@@ -12,19 +11,9 @@ def install_text(directory: Path, name: str, text: str) -> Path:
     """Write `text` to `directory`/`name`, atomically and durably (temp file, fsync,
     rename, directory fsync), creating `directory` private when missing; the target path.
     A failure leaves the old file, or none, and no temp file."""
-    from .vault_file import ensure_private_dir, fsync_dir
+    from .vault_file import ensure_private_dir, replace_file
 
     ensure_private_dir(directory)
     target = directory / name
-    tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(directory)
+    replace_file(target, text.encode("utf-8"))
     return target

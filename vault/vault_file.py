@@ -38,6 +38,7 @@ __all__ = [
     "prune_backups",
     "read_head",
     "read_private",
+    "replace_file",
     "replace_rekeyed",
 ]
 
@@ -170,6 +171,19 @@ def _write_temp(path: Path, data: bytes) -> Path:
         raise
     os.close(fd)
     return temp
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically and durably, for a file outside the vault (no lock,
+    backups or read-back): a fresh private temp file beside it, fsynced, renamed over it,
+    the directory fsynced. A failure leaves the old file, or none, and no temp file."""
+    temp = _write_temp(path, data)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def atomic_write(path: Path, data: bytes, *, verify: Callable[[bytes], None],

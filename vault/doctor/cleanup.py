@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,7 @@ def secret_line_removals(entries: list[Entry], home: Path, cwd: Path,
 def remove_secret_lines(file: Path, entries: list[Entry]) -> int:
     """Rewrite `file` without the lines that hold the secret of one of `entries`; how many
     lines were removed. Everything else is kept byte for byte."""
-    from ..vault_file import fsync_dir, open_private
+    from ..vault_file import replace_file
 
     needles = [n for e in entries for n in secret_needles(e.api_secret.reveal())]
     st = os.lstat(file)
@@ -69,16 +68,5 @@ def remove_secret_lines(file: Path, entries: list[Entry]) -> int:
     removed = len(data.splitlines()) - len(kept)
     if not removed:
         return 0
-    temp = file.with_name(f".{file.name}.botvault-{secrets.token_hex(4)}")
-    fd = open_private(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(b"".join(kept))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, file)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(file.parent)
+    replace_file(file, b"".join(kept))
     return removed

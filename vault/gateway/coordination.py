@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
+from ..rate_limits import Governor
 from ..request_lock import KeyOrder, RequestLockTimeout
-from .governor import Governor
 from .kraken_errors import Api
 
 __all__ = ["CoordinationUnavailable", "Coordinator", "LocalCoordinator", "Turn", "TurnTimeout",

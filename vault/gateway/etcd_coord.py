@@ -38,12 +38,11 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
-from ..rate_limits import FUTURES_DECAY
+from ..rate_limits import FUTURES_BUDGET, FUTURES_DECAY, Bucket, Governor, futures_cost, spot_cost
 from ..request_lock import KeyOrder, RequestLockTimeout
 from .coordination import CoordinationUnavailable, Turn, TurnTimeout, wait_for_rate
 from .etcd_api import EtcdClient, EtcdUnavailable, b64, unb64
 from .etcd_settings import EtcdSettings
-from .governor import FUTURES_BUDGET, Bucket, Governor, futures_cost, spot_cost
 from .kraken_errors import Api
 
 __all__ = ["EtcdCoordinator"]

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..agent import connect, socket_path_for
 from ..fast_json import use_orjson
+from ..rate_limits import FileRateState, Governor
 from . import event_loop
 from .agent_link import AsyncAgentGrants
 from .agent_watch import WatchedAgent
@@ -21,7 +22,6 @@ from .app import Gateway, build_app
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
 from .etcd_coord import EtcdCoordinator
-from .governor import Governor
 from .listening import AcceptErrors, cap_connections, listening_socket, open_files_for
 from .tls import server_context
 
@@ -98,7 +98,8 @@ def serve(config: GatewayConfig, vault_path: Path | None,
     try:
         agent = WatchedAgent(AsyncAgentGrants(socket_path_for(vault_path),
                                               vault_path=agent_vault))
-        governor = Governor(config.tier)
+        # One rate counter per key across every process that signs for it on this machine.
+        governor = Governor(config.tier, state=FileRateState(agent_vault))
         coordinator = None if config.etcd is None else \
             EtcdCoordinator(config.etcd, agent_vault, governor)
         audit = AuditProcess(agent_vault, keep_days=config.audit_keep_days,

@@ -10,11 +10,13 @@ request signed here waits, holding the order, until the key's counter takes it.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInputError, NotFoundError
+from ..errors import InvalidInputError, NotFoundError, VaultError
 from ..rate_limits import shared_governor
 from ..request_lock import DEFAULT_TIMEOUT, KeyOrder
 from ..secret import Secret
@@ -50,6 +52,27 @@ class AgentEntry:
     order: KeyOrder
     order_timeout: float
     grant: GrantPair | None = None
+
+    @contextlib.contextmanager
+    def in_order(self, translate: Callable[[VaultError], Exception]) -> Iterator[None]:
+        """Holds the key's order around one whole request (signing, sending, the answer);
+        a botvault error, from the hold or the request, leaves as `translate` makes it (the
+        client's own exception type)."""
+        try:
+            with self.order.hold(self.order_timeout):
+                yield
+        except VaultError as exc:
+            raise translate(exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def in_order_async(self, translate: Callable[[VaultError], Exception]
+                             ) -> AsyncIterator[None]:
+        """`in_order` for an async client: the hold waits without blocking its loop."""
+        try:
+            async with self.order.hold_async(self.order_timeout):
+                yield
+        except VaultError as exc:
+            raise translate(exc) from exc
 
     def sign(self, path: str, data: str, method: str = "POST") -> Any:
         """The request signed with the real key by the agent: by entry name, or, with a

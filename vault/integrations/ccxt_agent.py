@@ -18,7 +18,7 @@ import inspect
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvalidInputError, VaultError
+from ..errors import InvalidInputError
 from ..exchanges.kraken import futures_post_data
 from ..exchanges.profiles import CCXT_IDS as EXCHANGES  # ccxt id -> profile of its keys
 from .agent_entry import AgentEntry
@@ -47,19 +47,13 @@ def agent_signed_class(base: type[Any], entry: AgentEntry) -> type[Any]:
 
     def fetch2(self: Any, *args: Any, **kwargs: Any) -> Any:
         bound: AgentEntry = self.botvault_entry
-        try:
-            with bound.order.hold(bound.order_timeout):
-                return super(made, self).fetch2(*args, **kwargs)
-        except VaultError as exc:
-            raise as_ccxt_error(exc) from exc
+        with bound.in_order(as_ccxt_error):
+            return super(made, self).fetch2(*args, **kwargs)
 
     async def fetch2_async(self: Any, *args: Any, **kwargs: Any) -> Any:
         bound: AgentEntry = self.botvault_entry
-        try:
-            async with bound.order.hold_async(bound.order_timeout):
-                return await super(made, self).fetch2(*args, **kwargs)
-        except VaultError as exc:
-            raise as_ccxt_error(exc) from exc
+        async with bound.in_order_async(as_ccxt_error):
+            return await super(made, self).fetch2(*args, **kwargs)
 
     is_async = inspect.iscoroutinefunction(getattr(base, "fetch2", None))
     made: type[Any] = type(f"AgentSigned{base.__name__}", (base,), {

@@ -14,40 +14,28 @@ import threading
 from collections.abc import Sequence
 from typing import cast
 
+from .. import errors
 from ..agent.protocol import AgentError
-from ..errors import (
-    AuthenticationError,
-    InsecurePermissionsError,
-    InvalidInputError,
-    LockedError,
-    NotFoundError,
-    ScopeError,
-    VaultError,
-)
+from ..errors import VaultError
 from ..request_lock import RequestLockTimeout
 
 __all__ = ["as_ccxt_error", "as_sdk_error"]
 
-# (botvault class, name of the client's class), most specific first.
-_CCXT: Sequence[tuple[type[VaultError], str]] = (
-    (ScopeError, "PermissionDenied"),
-    (LockedError, "AuthenticationError"),
-    (NotFoundError, "AuthenticationError"),
-    (AuthenticationError, "AuthenticationError"),
-    (InsecurePermissionsError, "AuthenticationError"),
-    (RequestLockTimeout, "RequestTimeout"),
-    (AgentError, "ExchangeNotAvailable"),
-    (InvalidInputError, "BadRequest"),
-    (VaultError, "ExchangeError"),
+# (botvault class, name of ccxt's class, name of the SDK's class or None where it has none
+# and the error stays botvault's), most specific first.
+_TABLE: Sequence[tuple[type[VaultError], str, str | None]] = (
+    (errors.ScopeError, "PermissionDenied", "KrakenPermissionDeniedError"),
+    (errors.LockedError, "AuthenticationError", "KrakenAuthenticationError"),
+    (errors.NotFoundError, "AuthenticationError", "KrakenAuthenticationError"),
+    (errors.AuthenticationError, "AuthenticationError", "KrakenAuthenticationError"),
+    (errors.InsecurePermissionsError, "AuthenticationError", "KrakenAuthenticationError"),
+    (RequestLockTimeout, "RequestTimeout", None),
+    (AgentError, "ExchangeNotAvailable", None),
+    (errors.InvalidInputError, "BadRequest", "KrakenInvalidArgumentsError"),
+    (VaultError, "ExchangeError", None),
 )
-_SDK: Sequence[tuple[type[VaultError], str]] = (
-    (ScopeError, "KrakenPermissionDeniedError"),
-    (LockedError, "KrakenAuthenticationError"),
-    (NotFoundError, "KrakenAuthenticationError"),
-    (AuthenticationError, "KrakenAuthenticationError"),
-    (InsecurePermissionsError, "KrakenAuthenticationError"),
-    (InvalidInputError, "KrakenInvalidArgumentsError"),
-)
+_CCXT = [(ours, ccxt) for ours, ccxt, _ in _TABLE]
+_SDK = [(ours, sdk) for ours, _, sdk in _TABLE if sdk is not None]
 
 
 def as_ccxt_error(exc: VaultError) -> Exception:

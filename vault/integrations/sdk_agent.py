@@ -86,20 +86,14 @@ def agent_signed_class(base: type[Any], entry: AgentEntry) -> type[Any]:
     def request(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("auth", True):
             return super(made, self).request(*args, **kwargs)
-        try:
-            with entry.order.hold(entry.order_timeout):
-                return super(made, self).request(*args, **kwargs)
-        except VaultError as exc:
-            raise as_sdk_error(exc) from exc
+        with entry.in_order(as_sdk_error):
+            return super(made, self).request(*args, **kwargs)
 
     async def request_async(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("auth", True):
             return await super(made, self).request(*args, **kwargs)
-        try:
-            async with entry.order.hold_async(entry.order_timeout):
-                return await super(made, self).request(*args, **kwargs)
-        except VaultError as exc:
-            raise as_sdk_error(exc) from exc
+        async with entry.in_order_async(as_sdk_error):
+            return await super(made, self).request(*args, **kwargs)
 
     def sign_challenge(_self: Any, challenge: str) -> str:
         try:

@@ -139,12 +139,15 @@ def parse_policy(options: Mapping[str, object], *, base: Policy | None = None,
     policy = base or Policy()
     changes: dict[str, Any] = {}
     known = frozenset(order_type_names)
-    for name in _LIST_FIELDS:
+    for name in _LIST_FIELDS + _DECIMAL_FIELDS:
         value = options.get(name)
         if value is None:
             continue
         if value == CLEAR and base is not None:
             changes[name] = None
+            continue
+        if name in _DECIMAL_FIELDS:
+            changes[name] = _cap(str(value), name)
             continue
         names = _names(value, name)
         if name == "order_types" and not set(names) <= known:
@@ -152,14 +155,6 @@ def parse_policy(options: Mapping[str, object], *, base: Policy | None = None,
             raise InvalidInputError(f"unknown order type(s): {unknown}",
                                     hint="Kraken's names: " + ", ".join(sorted(known)))
         changes[name] = names
-    for name in _DECIMAL_FIELDS:
-        value = options.get(name)
-        if value is None:
-            continue
-        if value == CLEAR and base is not None:
-            changes[name] = None
-            continue
-        changes[name] = _cap(str(value), name)
     reduce_only = options.get("reduce_only")
     if reduce_only is not None:
         changes["reduce_only"] = bool(reduce_only)

@@ -8,9 +8,10 @@ Every path that creates or changes an order or moves funds is listed in `ORDER_P
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from .decimals import BadNumber, Relative, parse_amount, parse_price
 from .params import BadParams, decode_json, parse_params
@@ -19,6 +20,7 @@ from .refused import Refused
 __all__ = ["FUNDS_PATHS", "ORDER_PATHS", "Funds", "Order", "limit_index", "pair_names",
            "read_request"]
 
+_T = TypeVar("_T")
 SPOT, FUTURES = "kraken-spot", "kraken-futures"
 ORDER_PATHS = {
     SPOT: frozenset({"/0/private/AddOrder", "/0/private/AddOrderBatch", "/0/private/EditOrder",
@@ -77,19 +79,20 @@ class Funds:
 
 
 def _num(params: dict[str, Any], field: str) -> Decimal | None:
-    if field not in params:
-        return None
-    try:
-        return parse_amount(params[field], field)
-    except BadNumber as exc:
-        raise Refused("unreadable", str(exc)) from None
+    return _parsed(params, field, parse_amount)
 
 
 def _price(params: dict[str, Any], field: str) -> Decimal | Relative | None:
+    return _parsed(params, field, parse_price)
+
+
+def _parsed(params: dict[str, Any], field: str, parse: Callable[[object, str], _T]
+            ) -> _T | None:
+    """`field` read by `parse`; None when absent; refused (unreadable) when it cannot be."""
     if field not in params:
         return None
     try:
-        return parse_price(params[field], field)
+        return parse(params[field], field)
     except BadNumber as exc:
         raise Refused("unreadable", str(exc)) from None
 
