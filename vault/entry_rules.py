@@ -16,6 +16,7 @@ from .entries import (
     check_nonce_unit,
     check_text,
     new_pair_id,
+    now_utc,
 )
 from .errors import AlreadyExistsError, InvalidInputError, NotFoundError, VaultWarning
 from .exchanges.validation import check_exchange, clean_secret, validate_api_key
@@ -24,7 +25,7 @@ from .scopes import General, Withdrawal, parse_general, parse_withdrawal
 from .secret import Secret
 
 __all__ = ["KeyCache", "Records", "check_secret", "cleaned_secret", "new_entry", "not_found",
-           "refuse_shared_key", "retired_name", "var_name", "with_marks"]
+           "refuse_shared_key", "retired_name", "rotated_pair", "var_name", "with_marks"]
 
 Records = dict[str, codec.Slot]
 # name -> (slot, exchange, api_key): one parse per entry for "one key, one entry", reused
@@ -122,3 +123,16 @@ def with_marks(entries: Records, marks: dict[str, int]) -> Records:
             if mark > recorded_mark(entry):
                 entries[name] = with_mark(entry, mark)
     return entries
+
+
+def rotated_pair(current: Entry, api_key: str, secret: str) -> Entry:
+    """The entry that takes `current`'s place in a rotate: the new pair (checked by the
+    caller), with its own identity and the chain of the pairs it replaced (what a grant
+    issued for one of them follows, and nothing else does). Refuses the pair stored now."""
+    new = current.with_changes(api_key=api_key, api_secret=Secret(secret), created_at=now_utc(),
+                               entry_id=os.urandom(fileformat.ID_SIZE), pair_id=new_pair_id(),
+                               rotated_from=(*current.rotated_from, current.pair_identity))
+    if new.api_key == current.api_key and new.api_secret == current.api_secret:
+        raise InvalidInputError("the new key pair is the one already stored",
+                                hint="create a new key on the exchange first")
+    return new

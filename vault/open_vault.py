@@ -24,7 +24,6 @@ from .entries import (
     check_nonce_unit,
     check_text,
     new_pair_id,
-    now_utc,
 )
 from .entry_rules import (
     KeyCache,
@@ -34,6 +33,7 @@ from .entry_rules import (
     not_found,
     refuse_shared_key,
     retired_name,
+    rotated_pair,
     var_name,
     with_marks,
 )
@@ -291,17 +291,7 @@ class Vault:
             # copy: an edit another process made meanwhile (note, scopes, names) is kept.
             current = self._lookup(entries, name)
             check_live(name, current.retired, hint=None)
-            # A new pair: its own identity, and the chain of the pairs it replaced (what a
-            # grant issued for one of them follows, and nothing else does).
-            new = current.with_changes(api_key=checked_key, api_secret=Secret(secret),
-                                       created_at=now_utc(),
-                                       entry_id=os.urandom(fileformat.ID_SIZE),
-                                       pair_id=new_pair_id(),
-                                       rotated_from=(*current.rotated_from,
-                                                     current.pair_identity))
-            if new.api_key == current.api_key and new.api_secret == current.api_secret:
-                raise InvalidInputError("the new key pair is the one already stored",
-                                        hint="create a new key on the exchange first")
+            new = rotated_pair(current, checked_key, secret)
             refuse_shared_key(entries, [new], self._key_cache)
             retired_as[:] = [retired_name(name, entries)]
             entries[retired_as[0]] = current.with_changes(name=retired_as[0], retired=True)
