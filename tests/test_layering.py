@@ -99,3 +99,14 @@ def test_botvault_imports_from_the_repository_root() -> None:
          "print(botvault.errors.__name__)"],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "botvault.errors"
+
+
+MAX_MODULE_LINES = 450  # issue 19: a module a newcomer can read in one sitting
+
+
+def test_no_module_is_over_450_lines() -> None:
+    root = Path(__file__).resolve().parents[1]
+    long = {str(p.relative_to(root)): n for folder in ("vault", "cli")
+            for p in (root / folder).rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert long == {}, f"split these modules along their concerns: {long}"
