@@ -111,9 +111,12 @@ class Gateway:
         except _Refuse as refused:
             response = self._refusal(found, refused.reason, outcome, refused.detail,
                                      refused.rule)
+            # Paced before any answer: beyond RefusalPace's rate a refusal waits, and an
+            # oversized body's sender waits with it (its unread rest held back by TCP, not
+            # read), instead of reconnecting at once and taking the loop from granted bots.
+            await self._pace.refused()
             if refused.reason is Reason.TOO_LARGE:
                 await _answer_and_close(request, response)
-            await self._pace.refused()
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
             response = self._refusal(found, Reason.UNAVAILABLE, outcome)
