@@ -174,11 +174,12 @@ def _batch(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
 
 
 def main(argv: list[str]) -> int:
-    from ..audit import Retention, append_lines, encode_line, sync_audit
+    from ..audit import AuditAppender, Retention, encode_line, sync_audit
 
     vault, days, max_bytes = argv
     retention = Retention(float(days), int(max_bytes))
     segment = max(4096, min(8 << 20, retention.max_bytes // 16))
+    log = AuditAppender(Path(vault), max_bytes=segment, retention=retention)
     failures, last_warning, buffer, dirty = 0, 0.0, b"", False
     while True:
         # Lines that asked for no acknowledgement (`done`, summaries) are written at once
@@ -194,17 +195,17 @@ def main(argv: list[str]) -> int:
             break
         records, buffer = _batch(buffer + chunk)
         acks = [str(r.get("seq")) for r in records if r.pop("ack", None)]
-        good = []
+        good, refused = [], set()
         for record in records:
             try:
                 encode_line(record)
-            except Exception:  # a record the log refuses: dropped, counted
+            except Exception:  # a record the log refuses: dropped, counted, never "ok"
                 failures += 1
+                refused.add(str(record.get("seq")))
                 continue
             good.append(record)
         try:
-            append_lines(Path(vault), good, max_bytes=segment, retention=retention,
-                         durable=bool(acks))
+            log.append(good, durable=bool(acks))
             dirty = not acks and (dirty or bool(good))  # a synced batch syncs all before it
             verdict = "ok {}\n"
         except OSError as exc:
@@ -215,7 +216,8 @@ def main(argv: list[str]) -> int:
                 last_warning = time.monotonic()
                 print(f"botvault: error: audit lines not written: {exc.strerror or why}",
                       file=sys.stderr)
-        out = "".join(verdict.format(seq) for seq in acks)
+        out = "".join(f"fail {seq} refused\n" if seq in refused else verdict.format(seq)
+                      for seq in acks)
         if out:
             os.write(1, out.encode("ascii"))
     if dirty:
