@@ -37,6 +37,7 @@ from .timeouts import cut_after
 
 __all__ = ["AgentLink", "AsyncAgentGrants"]
 
+_FIRST_READ = 64 * 1024
 _HEADER = struct.Struct(">I")
 
 
@@ -111,10 +112,26 @@ class AgentLink:
 
     @staticmethod
     async def _read(reader: asyncio.StreamReader) -> dict[str, Any]:
-        (length,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+        # One request in flight per link: what arrives is this answer's frame, nearly always
+        # whole in one read (one await, not readexactly's two).
+        data = await reader.read(_FIRST_READ)
+        while len(data) < _HEADER.size:
+            more = await reader.read(_FIRST_READ)
+            if not more:
+                raise asyncio.IncompleteReadError(data, _HEADER.size)
+            data += more
+        (length,) = _HEADER.unpack_from(data)
         if length > MAX_FRAME:
             raise ProtocolError("the agent's answer is over the frame limit")
-        return decode_payload(await reader.readexactly(length))
+        end = _HEADER.size + length
+        while len(data) < end:
+            more = await reader.read(end - len(data))
+            if not more:
+                raise asyncio.IncompleteReadError(data, end)
+            data += more
+        if len(data) > end:
+            raise ProtocolError("the agent sent more than its answer")
+        return decode_payload(data[_HEADER.size:])
 
     def close(self) -> None:
         if self._streams is not None:
