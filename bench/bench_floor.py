@@ -13,7 +13,9 @@ of each, what the gateway and the floor add to the direct request, the ratio of 
 and CPU per request of the gateway's and the floor's processes and of the agent
 (/proc/PID/stat, read around each block). Also in the shuffled blocks: an audit line's worth
 of bytes appended and fdatasync'ed in this process, the disk's part of the durable `sent`
-line both carry (issue 17). Targets (issue 22): added p50 <= 1.3x the floor's, p99 added
+line both carry (issue 17), and a message passed around a ring of as many processes as the
+floor's request crosses (`bench.process_ring`), the machine's own floor for such a chain's
+p99. Targets (issue 22): added p50 <= 1.3x the floor's, p99 added
 <= 2 ms; CPU per request against the gateway as issue 22 found it: `--compare-env
 PYTHON=path` runs that version beside this one.
 Nothing fails on time; the script exits 1 only when a request was refused.
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.process_ring import Ring
 from botvault import Vault
 from botvault.exchanges.kraken import sign_spot
 from botvault.grant_ops import add_grant
@@ -198,13 +201,18 @@ def stack(root: Path, compare_env: str | None = None
 
 def run(blocks: int, count: int, seed: int | None, compare_env: str | None = None
         ) -> dict[str, Series]:
-    targets = (*TARGETS, "disk", COMPARED) if compare_env else (*TARGETS, "disk")
+    extra = ("disk", "ring")
+    targets = (*TARGETS, *extra, COMPARED) if compare_env else (*TARGETS, *extra)
     series = {t: Series() for t in targets}
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp, \
             stack(Path(tmp), compare_env) as (senders, pids):
         disk = DurableLine(Path(tmp) / "durable-line.bin")
-        sends = {**{t: s.send for t, s in senders.items()}, "disk": disk.send}
+        # The sender and 4 others: the floor's request crosses the floor, the agent, the
+        # audit child and the upstream.
+        ring = Ring(4)
+        sends = {**{t: s.send for t, s in senders.items()}, "disk": disk.send,
+                 "ring": ring.send}
         for target in targets:  # warm up: connections, caches, the audit child
             for _ in range(max(50, count // 10)):
                 sends[target]()
@@ -215,7 +223,7 @@ def run(blocks: int, count: int, seed: int | None, compare_env: str | None = Non
                 # The others' blocks can outlast a server's keep-alive (the gateway's idle
                 # timeout is 15 s), and http.client does not notice a dropped connection
                 # before it writes: a fresh one per block, opened by an untimed request.
-                if target != "disk":
+                if target in senders:
                     senders[target].conn.close()
                 send, samples, clock = sends[target], series[target].samples, \
                     time.perf_counter_ns
@@ -235,6 +243,7 @@ def run(blocks: int, count: int, seed: int | None, compare_env: str | None = Non
                     series[target].cpu[name] = series[target].cpu.get(name, 0.0) + \
                         cpu_us(pid) - before[name]
         os.close(disk.fd)
+        ring.close()
     return series
 
 
@@ -266,6 +275,10 @@ def report(series: dict[str, Series], blocks: int, count: int, command: str,
     out.append(f"| an audit-sized line appended and fdatasync'ed (in-process, the disk's "
                f"part of the durable `sent` line) | {statistics.median(disk.samples):,.0f} | "
                f"{disk.pct(0.99):,.0f} | | | | |")
+    ring = series["ring"]
+    out.append(f"| a message around a ring of 5 processes (this one and 4 others, ~40 us of "
+               f"Python work at each), as many as the floor's request crosses | "
+               f"{statistics.median(ring.samples):,.0f} | {ring.pct(0.99):,.0f} | | | | |")
     per_block = sorted((g - d) / (f - d) for g, f, d in zip(
         series["gateway"].block_p50, series["floor"].block_p50, direct.block_p50, strict=True))
     out += ["",
