@@ -51,6 +51,7 @@ from .protocol import (
     grant_target,
     raise_for_error,
     send_frame,
+    use_kernel_timeouts,
 )
 
 if TYPE_CHECKING:  # loaded on use: `run` never takes a key's order
@@ -103,7 +104,10 @@ class _Connection:
                                   limit=MAX_ANSWER)
 
     def round_trip(self, frame: bytes) -> dict[str, Any]:
-        send_frame(self.sock, frame)
+        try:
+            self.sock.sendall(frame)  # blocking, bounded by SO_SNDTIMEO: one send()
+        except BlockingIOError:
+            raise TimeoutError("the request could not be sent in time") from None
         return self.reader.read()
 
 
@@ -125,7 +129,7 @@ def _open_connection(socket_path: Path, connect_timeout: float, call_timeout: fl
         sock.settimeout(connect_timeout)
         socket_location.connect_when_free(sock, socket_path, connect_timeout)
         _refuse_foreign_peer(sock, socket_path)
-        sock.settimeout(call_timeout)
+        use_kernel_timeouts(sock, send=call_timeout)
     except OSError as exc:
         sock.close()
         if exc.errno in _GONE:
@@ -186,7 +190,7 @@ class AgentClient:
         frame = encode_frame({"op": op, **args})
         with self._lock:
             try:
-                return raise_for_error(self._send(frame))
+                answer = self._send(frame)
             except TimeoutError:
                 self._disconnect()
                 raise AgentError(f"the agent did not answer within "
@@ -198,6 +202,7 @@ class AgentClient:
                 self._disconnect()
                 raise AgentError(f"talking to the agent failed: {exc.strerror or exc}"
                                  ) from None
+        return answer if answer.get("ok") is True else raise_for_error(answer)
 
     def _send(self, frame: bytes) -> dict[str, Any]:
         """One round trip, reconnecting once if the agent had closed this connection.
@@ -277,16 +282,19 @@ class AgentClient:
 
     def nonces(self, name: str, count: int) -> builtins.list[int]:
         """`count` consecutive nonces for entry `name`'s key."""
-        answer = self._call("nonce", name=name, count=count)
-        bounds = [answer.get("start"), answer.get("stop"), answer.get("step", 1)]
-        if not all(isinstance(b, int) for b in bounds):
-            raise AgentError("the agent sent malformed nonces")
-        start, stop, step = bounds
-        return list(range(start, stop, step))
+        return list(self._nonces(name, count))
 
     def next_nonce(self, name: str) -> int:
         """The next nonce for entry `name`'s key: above every one handed out before."""
-        return self.nonces(name, 1)[0]
+        return self._nonces(name, 1).start
+
+    def _nonces(self, name: str, count: int) -> range:
+        answer = self._call("nonce", name=name, count=count)
+        start, stop, step = answer.get("start"), answer.get("stop"), answer.get("step", 1)
+        if type(start) is not int or type(stop) is not int or type(step) is not int or \
+                step < 1 or len(nonces := range(start, stop, step)) != count:
+            raise AgentError("the agent sent malformed nonces")
+        return nonces
 
     def sign(self, name: str, path: str, data: Mapping[str, Any] | str = "",
              method: str = "POST") -> Signed:

@@ -117,9 +117,10 @@ class NonceStore(MappedState):
 
     def allocate(self, counter_id: str, unit: str, count: int = 1) -> range:
         """`count` consecutive nonces; the first is max(last + 1, now in `unit`)."""
-        ns = unit_ns(unit)
-        check_count(count)
-        first = self._take(counter_id, ns, count)
+        ns = NS_PER_UNIT.get(unit) if type(unit) is str else None
+        if type(count) is not int or not 1 <= count <= MAX_COUNT:  # bool is no int here
+            check_count(count)
+        first = self._take(counter_id, ns if ns is not None else unit_ns(unit), count)
         return range(first, first + count)
 
     def next(self, counter_id: str, unit: str) -> int:
