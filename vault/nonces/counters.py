@@ -259,7 +259,7 @@ class NonceStore(MappedState):
                 mm[off:off + 16] = body + _U32_PACK(_crc32(body, seed))  # one 16-byte copy
             finally:
                 _flock(fd, _UN)
-        if (end - now) * ns > _AHEAD_NS:
+        if (end - now) * ns > _AHEAD_NS and counter_id not in self._told:
             self._warn_ahead(counter_id, (end - now) * ns / 1e9)
         return first
 
@@ -320,7 +320,14 @@ class NonceStore(MappedState):
             raise self._damaged(off)
         return vol
 
+    def _open(self) -> None:
+        # The counters of the file opened now that _warn_ahead has seen: the hot path asks
+        # this set, so a counter that stays ahead costs no more than one that follows.
+        self._told: set[str] = set()
+        super()._open()
+
     def _warn_ahead(self, counter_id: str, ahead_s: float) -> None:
+        self._told.add(counter_id)
         key = (*self._file_key, counter_id)
         if key not in _warned:
             _warned.add(key)
