@@ -37,7 +37,7 @@ from ..open_vault import Vault
 from ..trading_gate import PolicyGate, aliases_from_wire
 from . import hardening, signing
 from .freshness import DEFAULT_WINDOW, check_window
-from .grant_desk import GrantDesk, grant_key_digest, request_digest
+from .grant_desk import BoundEntries, GrantDesk, grant_key_digest, request_digest
 from .protocol import LIST_PAGE, AgentError, error_response
 
 __all__ = ["OPS", "Agent", "extend_proof"]
@@ -132,6 +132,7 @@ class Agent:
         self._wall_clock = wall_clock  # grant expiry: stored as wall-clock time
         self._grants = grant_ops.GrantIndex()
         self._desk = GrantDesk(clock)
+        self._bound = BoundEntries()  # each grant's entry, for the vault's generation
         # What a sign-only agent's `extend` must be proven against (see `extend_proof`).
         self._extend_challenge = os.urandom(16).hex()
         self.path = vault.path
@@ -327,7 +328,7 @@ class Agent:
     def _grant_target(self, vault: Vault, grant_key: str) -> tuple[Grant, Entry]:
         """The usable grant with this key and its entry, or GrantError. Lock held."""
         grant = usable(self._grants.find(vault, grant_key), self._wall_clock())
-        return grant, grant_ops.entry_of(vault, grant)
+        return grant, self._bound.entry_of(vault, grant)
 
     def _grant_resolve(self, request: dict[str, Any]) -> dict[str, Any]:
         grant_key = _text(request, "grant_key")
