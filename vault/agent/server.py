@@ -239,9 +239,10 @@ class AgentServer:
                     elif not self._respond(conn, request, op):
                         return
                 finally:
-                    with lock:
-                        entry.busy = False
-                        entry.last_active = time.monotonic()
+                    # No lock: an eviction that reads these halfway finds this connection
+                    # idle either way (busy is cleared last), and may close it as it may now.
+                    entry.last_active = time.monotonic()
+                    entry.busy = False
         except OSError:
             return
         finally:
