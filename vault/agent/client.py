@@ -50,7 +50,6 @@ from .protocol import (
     grant_signed,
     grant_target,
     raise_for_error,
-    send_frame,
     use_kernel_timeouts,
 )
 

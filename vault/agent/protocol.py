@@ -184,7 +184,7 @@ class FrameReader:
         self._buffer = bytearray()
         if sock.gettimeout() is not None:
             sock.settimeout(None)
-        self._timeout: float | None | bool = False  # not set yet (None: forever)
+        self._timeout: float | bool | None = False  # not set yet (None: forever)
 
     def read(self) -> dict[str, Any]:
         if not self._buffer:
