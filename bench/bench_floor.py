@@ -194,6 +194,11 @@ def run(blocks: int, count: int, seed: int | None, compare_env: str | None = Non
             order = list(targets)
             rng.shuffle(order)
             for target in order:
+                # The others' blocks can outlast a server's keep-alive (the gateway's idle
+                # timeout is 15 s), and http.client does not notice a dropped connection
+                # before it writes: a fresh one per block, opened by an untimed request.
+                senders[target].conn.close()
+                senders[target].send()
                 send, samples, clock = senders[target].send, series[target].samples, \
                     time.perf_counter_ns
                 before = {name: cpu_us(pid) for name, pid in pids.items()}

@@ -145,3 +145,40 @@ def test_a_full_disk_stops_forwarding_unless_told_to_continue(small_fs: Path,
                                    "forwarding unaudited") in err
         assert err.count("could not be written") == 1  # said once, not once per request
         _restart(stack)
+
+
+def test_the_audit_child_never_acknowledges_a_line_it_refused(tmp_path: Path) -> None:
+    # A record the log refuses (a field outside FIELDS) that asked for an acknowledgement
+    # gets `fail`, not `ok`: the gateway must not send a request whose line is missing.
+    import subprocess
+    import sys
+
+    vault = tmp_path / "v.bv"
+    child = subprocess.Popen([sys.executable, "-m", "botvault.gateway.audit_writer",
+                              str(vault), "90.0", str(1 << 20)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    good = b'{"phase":"sent","seq":"a-1","grant":"g","ack":true}\n'
+    bad = b'{"phase":"sent","seq":"a-2","body":"nonce=1&secret","ack":true}\n'
+    out, _ = child.communicate(good + bad, timeout=60)
+    assert out.decode().splitlines() == ["ok a-1", "fail a-2 refused"]
+    assert [r["seq"] for r in read_audit(vault)] == ["a-1"]
+
+
+def test_a_kept_audit_log_rotated_by_another_writer_is_opened_again(tmp_path: Path) -> None:
+    # The audit child keeps the log open between batches; when another writer rotates it,
+    # the next batch goes to the new current file, not to the segment.
+    from botvault.audit import AuditAppender, append_lines, audit_path, segments
+
+    vault = tmp_path / "v.bv"
+    kept = AuditAppender(vault, max_bytes=1 << 20)
+    try:
+        kept.append([{"phase": "sent", "seq": "k-1"}])
+        # Another writer with a small segment size rotates the file under the kept one.
+        append_lines(vault, [{"phase": "sent", "seq": "o-1", "grant": "x" * 200}],
+                     max_bytes=100)
+        kept.append([{"phase": "sent", "seq": "k-2"}])
+    finally:
+        kept.close()
+    current = audit_path(vault).read_text()
+    assert '"k-2"' in current and '"k-1"' not in current
+    assert len(segments(vault)) == 1

@@ -166,9 +166,16 @@ def test_accept_errors_are_reported_once_per_interval(capfd: pytest.CaptureFixtu
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals and /proc")
-def test_a_gateway_out_of_descriptors_keeps_serving_and_says_so_once(vault_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_gateway_out_of_descriptors_keeps_serving_and_says_so_once(
+        vault_path: Path, loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Its open-files limit far below its cap: accept() fails, the bots already connected
-    # go on, and stderr gets a count, not a line per attempt.
+    # go on, and (asyncio's loop) stderr gets a count, not a line per attempt. uvloop's
+    # libuv closes a connection it cannot take a descriptor for without telling the loop:
+    # there the gateway goes on serving and says nothing.
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    monkeypatch.setenv("BOTVAULT_GATEWAY_LOOP", loop)
     with gateway_stack(vault_path) as stack:
         conn_url = stack.url
         prlimit = shutil.which("prlimit")
@@ -195,4 +202,5 @@ def test_a_gateway_out_of_descriptors_keeps_serving_and_says_so_once(vault_path:
         stack.gateway.send_signal(signal.SIGTERM)
         stack.gateway.wait(15)
         err = stack.gateway.stderr.read() if stack.gateway.stderr else ""
-        assert 1 <= err.count("could not be accepted") <= 2, err
+        assert 1 <= err.count("could not be accepted") <= 2 if loop == "asyncio" else \
+            "Traceback" not in err, err

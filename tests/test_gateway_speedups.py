@@ -1,6 +1,6 @@
 """The gateway behaves the same on asyncio's event loop and on uvloop (the `speedups` extra).
 
-asyncio's loop is the default; `BOTVAULT_GATEWAY_LOOP=uvloop` picks uvloop when installed.
+uvloop is the default when installed; `BOTVAULT_GATEWAY_LOOP=asyncio` picks asyncio's loop.
 Both run the real gateway against the real agent and the strict stand-in here.
 """
 
@@ -20,15 +20,15 @@ from .gateway_stack import gateway_stack
 from .kraken_server import http_json
 
 
-def test_the_loop_is_asyncios_unless_uvloop_is_asked_for(
+def test_the_loop_is_uvloop_unless_asyncio_is_asked_for(
         monkeypatch: pytest.MonkeyPatch) -> None:
     uvloop = pytest.importorskip("uvloop")
     monkeypatch.delenv("BOTVAULT_GATEWAY_LOOP", raising=False)
-    assert event_loop.loop_factory() is None
-    assert event_loop.run(_loop_name()) == "asyncio"
-    monkeypatch.setenv("BOTVAULT_GATEWAY_LOOP", "uvloop")
     assert event_loop.loop_factory() is uvloop.new_event_loop
     assert event_loop.run(_loop_name()) == "uvloop"
+    monkeypatch.setenv("BOTVAULT_GATEWAY_LOOP", "asyncio")
+    assert event_loop.loop_factory() is None
+    assert event_loop.run(_loop_name()) == "asyncio"
 
 
 async def _loop_name() -> str:

@@ -46,6 +46,22 @@ def test_two_governors_on_one_file_state_share_the_counter(tmp_path: Path) -> No
     assert stat.S_IMODE(os.stat(rate_file.parent).st_mode) == 0o700
 
 
+def test_a_kept_rate_file_that_is_replaced_is_opened_again(tmp_path: Path) -> None:
+    # Each key's file is kept open; one removed or replaced under it is not written to in
+    # vain: the next update opens the file the path names, which the others use.
+    clock = Clock()
+    vault = tmp_path / "v.bv"
+    kept = Governor("pro", clock=clock, state=FileRateState(vault))
+    assert [kept.admit("spot", "r" * 32, "/0/private/Balance") for _ in range(19)] == [0.0] * 19
+    rate_file = requests_dir(vault) / f"{'r' * 32}.rate"
+    rate_file.unlink()  # a fresh counter: an operator's reset, say
+    other = Governor("pro", clock=clock, state=FileRateState(vault))
+    assert [other.admit("spot", "r" * 32, "/0/private/Balance") for _ in range(18)] == \
+        [0.0] * 18
+    assert kept.admit("spot", "r" * 32, "/0/private/Balance") == 0  # the 19th, in the new file
+    assert other.admit("spot", "r" * 32, "/0/private/Balance") > 0  # and it counted there
+
+
 def test_the_state_is_shared_with_another_process(tmp_path: Path) -> None:
     vault = tmp_path / "v.bv"
     code = ("import sys; from botvault.rate_limits import FileRateState, Governor\n"

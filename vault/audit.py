@@ -38,7 +38,7 @@ from typing import Any
 from . import vault_file
 from .errors import InvalidInputError, VaultWarning
 
-__all__ = ["FIELDS", "MAX_BYTES", "UNKNOWN_OUTCOME", "Retention", "append_audit",
+__all__ = ["FIELDS", "MAX_BYTES", "UNKNOWN_OUTCOME", "AuditAppender", "Retention", "append_audit",
            "append_lines", "audit_path", "encode_line", "read_audit", "segments", "sync_audit"]
 
 MAX_BYTES = 1024 * 1024  # a segment: rotate when the current file would grow past this
@@ -145,25 +145,6 @@ def _same_file(path: Path, fd: int) -> bool:
     return (current.st_dev, current.st_ino) == (st.st_dev, st.st_ino)
 
 
-def _open_locked(path: Path) -> int:
-    """The current log, created 0600 if missing, flocked, and still the file at `path`.
-
-    A writer that opened the file just before another one rotated it would append to the
-    rotated file; it checks after taking the lock and opens again.
-    """
-    for _ in range(10):
-        fd = vault_file.open_private(path, _O_APPEND_FLAGS)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if _same_file(path, fd):
-                return fd
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-    raise OSError(f"could not lock the audit log {path}")
-
-
 def _write_all(fd: int, data: bytes) -> None:
     written = os.write(fd, data)
     if written != len(data):
@@ -191,28 +172,67 @@ def append_lines(vault_path: str | os.PathLike[str], records: Iterable[Mapping[s
     Before the lines would take the file past `max_bytes`, it becomes a segment (synced
     first) and a new one is started; segments beyond `retention` (default: `Retention()`)
     are removed then."""
-    data = b"".join(encode_line(r) for r in records)
-    if not data:
-        return
-    path = audit_path(vault_path)
-    vault_file.check_dir(path.parent)
-    fd = _open_locked(path)
+    appender = AuditAppender(vault_path, max_bytes=max_bytes, retention=retention)
     try:
-        size = os.fstat(fd).st_size
-        if size and size + len(data) > max_bytes:
-            _sync(fd)  # lines written without a sync of their own go with the segment
-            os.replace(path, path.with_name(f"{path.name}.{time.time_ns()}"))
-            vault_file.fsync_dir(path.parent)
-            os.close(fd)  # releases the lock on the segment; the new file is locked next
-            fd = -1
-            fd = _open_locked(path)
-            _prune(path, retention or Retention())
-        _write_all(fd, data)
-        if durable:
-            _sync(fd)
+        appender.append(records, durable=durable)
     finally:
-        if fd >= 0:
-            os.close(fd)
+        appender.close()
+
+
+class AuditAppender:
+    """`append_lines` for a writer that lives long (the gateway's audit child): the log's
+    descriptor is kept between batches, so a batch costs an flock, an lstat that checks the
+    path still names the kept file (another writer may have rotated it: then it is opened
+    again), an fstat for the size, the write and the sync."""
+
+    def __init__(self, vault_path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES,
+                 retention: Retention | None = None) -> None:
+        self._path = audit_path(vault_path)
+        self._max_bytes = max_bytes
+        self._retention = retention or Retention()
+        self._fd = -1
+
+    def append(self, records: Iterable[Mapping[str, Any]], *, durable: bool = True) -> None:
+        data = b"".join(encode_line(r) for r in records)
+        if not data:
+            return
+        path = self._path
+        try:
+            fd = self._locked()
+            size = os.fstat(fd).st_size
+            if size and size + len(data) > self._max_bytes:
+                _sync(fd)  # lines written without a sync of their own go with the segment
+                os.replace(path, path.with_name(f"{path.name}.{time.time_ns()}"))
+                vault_file.fsync_dir(path.parent)
+                self.close()  # releases the lock on the segment; the new file is locked next
+                fd = self._locked()
+                _prune(path, self._retention)
+            _write_all(fd, data)
+            if durable:
+                _sync(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            self.close()  # opened afresh, with every check, by the next batch
+            raise
+
+    def _locked(self) -> int:
+        """The current log, created 0600 if missing, flocked, and still the file at the
+        path: a writer that opened it just before another one rotated it would append to
+        the rotated file, so it checks after taking the lock and opens again."""
+        for _ in range(10):
+            if self._fd < 0:
+                vault_file.check_dir(self._path.parent)
+                self._fd = vault_file.open_private(self._path, _O_APPEND_FLAGS)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            if _same_file(self._path, self._fd):
+                return self._fd
+            self.close()
+        raise OSError(f"could not lock the audit log {self._path}")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)  # releases the flock
 
 
 def sync_audit(vault_path: str | os.PathLike[str]) -> None:

@@ -152,6 +152,11 @@ class _KnownGrants:
 
     async def knows(self, grant_key: str,
                     fetch: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
+        digest = grant_key_digest(grant_key)
+        if self._keys is not None and digest in self._keys:
+            # Known: no stat on the hot path. The agent refuses it when it was revoked
+            # since; only a key the list lacks (added since, or made up) looks again.
+            return True
         stamp = self._stat()
         if stamp is None:
             return True  # cannot tell when it changes: the agent decides every time
@@ -159,7 +164,7 @@ class _KnownGrants:
             if self._refresh is None or self._refresh.done():
                 self._refresh = asyncio.ensure_future(self._load(fetch, stamp))
             await asyncio.shield(self._refresh)
-        return self._keys is None or grant_key_digest(grant_key) in self._keys
+        return self._keys is None or digest in self._keys
 
     async def _load(self, fetch: Callable[[], Awaitable[dict[str, Any]]],
                     stamp: tuple[int, ...]) -> None:

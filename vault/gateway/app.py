@@ -40,7 +40,7 @@ from aiohttp import web
 
 from ..errors import VaultError
 from ..exchanges.kraken import futures_post_data
-from .audit_book import AuditBook, Auditor, Outcome, RefusalPace, vault_stamp
+from .audit_book import AuditBook, Auditor, Outcome, RefusalPace
 from .config import GatewayConfig
 from .coordination import CoordinationUnavailable, Coordinator, LocalCoordinator, TurnTimeout
 from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
@@ -273,9 +273,8 @@ class Gateway:
                     raise _Refuse(Reason.AUDIT_FAILED)
                 await self.policy.before_sign(grant_key)
                 # The agent checks the grant again when it signs, so a request that waited
-                # for its key while `grant revoke` returned is refused; the vault saved
-                # after that (a revocation, say) has it checked once more before it leaves.
-                stamp = vault_stamp(self.vault_path)
+                # for its key while `grant revoke` returned is refused; one that then waits
+                # for the rate counter has it checked once more before it leaves.
                 try:
                     signed = await self.agent.sign(
                         replace(sign_request, nonce_floor=turn.nonce_floor), verified)
@@ -285,8 +284,7 @@ class Gateway:
                     raise _Refuse(exc.reason, exc.detail if exc.rule else "",
                                   exc.rule) from None
                 # The rate wait last: what the counter admits leaves at once.
-                await turn.admit(found.api, found.endpoint, sign_request.body)
-                if vault_stamp(self.vault_path) != stamp:
+                if await turn.admit(found.api, found.endpoint, sign_request.body):
                     try:
                         await self.agent.check(grant_key)
                     except GrantRefused as exc:

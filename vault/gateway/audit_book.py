@@ -19,13 +19,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from .audit_writer import AuditFailed
 from .routing import Route
 
-__all__ = ["SUMMARY_SECONDS", "AuditBook", "Auditor", "Outcome", "RefusalPace", "vault_stamp"]
+__all__ = ["SUMMARY_SECONDS", "AuditBook", "Auditor", "Outcome", "RefusalPace"]
 
 SUMMARY_SECONDS = 60.0  # refused and unauthenticated requests: one count per interval
 
@@ -157,12 +156,3 @@ class RefusalPace:
             self._tokens -= 1
             return
         await asyncio.sleep(self._delay)
-
-
-def vault_stamp(path: Path) -> tuple[int, ...] | None:
-    """What changes whenever the vault is saved (it is replaced), read without the agent."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

@@ -21,6 +21,7 @@ import errno
 import json
 import os
 import select
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = ["AuditFailed", "AuditProcess", "main"]
 _ACK_TIMEOUT = 10.0
 _WARN_EVERY = 60.0
 _SYNC_AFTER = 1.0  # seconds of quiet before lines written without a sync are synced
+_HOLD_S = 0.05  # the longest a `done` line waits in the gateway for a `sent` one to go with
 
 
 class AuditFailed(Exception):
@@ -46,46 +48,87 @@ class AuditProcess:
                  max_bytes: int = 100 * 1024 * 1024) -> None:
         self.vault_path = vault_path
         self._args = (str(vault_path), repr(float(keep_days)), str(int(max_bytes)))
-        self._proc: asyncio.subprocess.Process | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._stdin: asyncio.WriteTransport | None = None
+        self._stdout: asyncio.StreamReader | None = None
         self._waiting: dict[str, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
+        # Records that need not be durable at once (`done`, summaries): handed over with
+        # the next `sent` record in the same write, or _HOLD_S after the first of them.
+        # One write and one wake of the child per request instead of two.
+        self._held: list[bytes] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "botvault.gateway.audit_writer", *self._args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        # subprocess.Popen, not the loop's subprocess_exec: Popen closes every descriptor
+        # but the three pipes in the child (close_fds), whatever the loop. uvloop's spawn
+        # closes only close-on-exec ones, and it holds the listening socket through a dup()
+        # without that flag: the child would keep the gateway's port after the gateway.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "botvault.gateway.audit_writer", *self._args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
             # A session of its own: Ctrl-C at the gateway's terminal goes to the foreground
             # process group, and must not kill this child (with a traceback, dropping the
             # lines still in the pipe). It ends at the end of its input, after the last line.
             start_new_session=True)
+        if proc.stdin is None or proc.stdout is None:  # pragma: no cover - PIPE gives both
+            raise RuntimeError("the audit writer's pipes were not made")
+        loop = asyncio.get_running_loop()
+        self._popen = proc
+        reader = asyncio.StreamReader(limit=1 << 16)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                     proc.stdout)
+        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, proc.stdin)
+        self._stdin = transport
+        self._stdout = reader
         self._reader = asyncio.ensure_future(self._read_acks())
 
     def _write(self, record: dict[str, Any]) -> bool:
-        if self._proc is None or self._proc.stdin is None or self._proc.stdin.is_closing():
+        stdin = self._stdin
+        if stdin is None or stdin.is_closing():
             return False
-        self._proc.stdin.write(fast_json.dumps(record) + b"\n")  # orjson: no raw newline
+        line = fast_json.dumps(record) + b"\n"  # orjson: no raw newline
+        if self._held:
+            self._held.append(line)
+            line = b"".join(self._held)
+            self._held.clear()
+        stdin.write(line)
         return True
 
+    def _flush(self) -> None:
+        self._flush_timer = None
+        stdin = self._stdin
+        if self._held and stdin is not None and not stdin.is_closing():
+            stdin.write(b"".join(self._held))
+        self._held.clear()
+
     def record(self, record: dict[str, Any]) -> None:
-        """Hand over a record that need not be durable before anything else happens."""
-        self._write(record)
+        """Hand over a record that need not be durable before anything else happens (it
+        goes with the next `sent` record, or within _HOLD_S)."""
+        if self._stdin is None or self._stdin.is_closing():
+            return
+        self._held.append(fast_json.dumps(record) + b"\n")
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(_HOLD_S, self._flush)
 
     async def sent(self, record: dict[str, Any]) -> None:
         """Write a `sent` record and wait until it is durable (AuditFailed else)."""
         seq = str(record["seq"])
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._waiting[seq] = future
+        # One timer, not wait_for (a task per request before Python 3.12).
+        timer = loop.call_later(_ACK_TIMEOUT, _expire, future)
         try:
             if not self._write({**record, "ack": True}):
                 raise AuditFailed("the audit writer is not running")
-            await asyncio.wait_for(asyncio.shield(future), _ACK_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise AuditFailed("the audit writer did not answer") from None
+            await future
         finally:
+            timer.cancel()
             self._waiting.pop(seq, None)
 
     async def _read_acks(self) -> None:
-        stdout = self._proc.stdout if self._proc is not None else None
+        stdout = self._stdout
         while stdout is not None and (line := await stdout.readline()):
             verdict, _, rest = line.decode("ascii", "replace").strip().partition(" ")
             seq, _, why = rest.partition(" ")
@@ -101,12 +144,20 @@ class AuditProcess:
                 future.set_exception(AuditFailed("the audit writer stopped"))
 
     async def stop(self) -> None:
-        if self._proc is None or self._proc.stdin is None:
+        if self._popen is None or self._stdin is None:
             return
-        self._proc.stdin.close()
-        await self._proc.wait()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self._flush()
+        self._stdin.close()  # the child writes what it was given, then exits
         if self._reader is not None:
-            await self._reader
+            await self._reader  # its stdout ends when it exits
+        await asyncio.get_running_loop().run_in_executor(None, self._popen.wait)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(AuditFailed("the audit writer did not answer"))
 
 
 def _batch(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
@@ -123,11 +174,12 @@ def _batch(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
 
 
 def main(argv: list[str]) -> int:
-    from ..audit import Retention, append_lines, encode_line, sync_audit
+    from ..audit import AuditAppender, Retention, encode_line, sync_audit
 
     vault, days, max_bytes = argv
     retention = Retention(float(days), int(max_bytes))
     segment = max(4096, min(8 << 20, retention.max_bytes // 16))
+    log = AuditAppender(Path(vault), max_bytes=segment, retention=retention)
     failures, last_warning, buffer, dirty = 0, 0.0, b"", False
     while True:
         # Lines that asked for no acknowledgement (`done`, summaries) are written at once
@@ -143,17 +195,17 @@ def main(argv: list[str]) -> int:
             break
         records, buffer = _batch(buffer + chunk)
         acks = [str(r.get("seq")) for r in records if r.pop("ack", None)]
-        good = []
+        good, refused = [], set()
         for record in records:
             try:
                 encode_line(record)
-            except Exception:  # a record the log refuses: dropped, counted
+            except Exception:  # a record the log refuses: dropped, counted, never "ok"
                 failures += 1
+                refused.add(str(record.get("seq")))
                 continue
             good.append(record)
         try:
-            append_lines(Path(vault), good, max_bytes=segment, retention=retention,
-                         durable=bool(acks))
+            log.append(good, durable=bool(acks))
             dirty = not acks and (dirty or bool(good))  # a synced batch syncs all before it
             verdict = "ok {}\n"
         except OSError as exc:
@@ -164,7 +216,8 @@ def main(argv: list[str]) -> int:
                 last_warning = time.monotonic()
                 print(f"botvault: error: audit lines not written: {exc.strerror or why}",
                       file=sys.stderr)
-        out = "".join(verdict.format(seq) for seq in acks)
+        out = "".join(f"fail {seq} refused\n" if seq in refused else verdict.format(seq)
+                      for seq in acks)
         if out:
             os.write(1, out.encode("ascii"))
     if dirty:

@@ -8,7 +8,8 @@ gateways through an etcd cluster. The app only says, per request:
 
     async with coordinator.hold(key_id, deadline) as turn:
         signed = <agent signs, nonce at least turn.nonce_floor>
-        await turn.admit(api, endpoint, body)  # waits for the rate counter, or TurnTimeout
+        await turn.admit(api, endpoint, body)  # waits for the rate counter, or TurnTimeout;
+                                               # True when it had to wait
         await turn.commit(signed.nonce)   # records the nonce (shared), or Unavailable
         <send, answer>
 """
@@ -41,7 +42,7 @@ class CoordinationUnavailable(Exception):
 class Turn(Protocol):
     nonce_floor: int | None  # the agent signs with a nonce at least this (None: its own)
 
-    async def admit(self, api: Api, endpoint: str, post_data: str = "") -> None: ...
+    async def admit(self, api: Api, endpoint: str, post_data: str = "") -> bool: ...
 
     async def commit(self, nonce: int) -> None: ...
 
@@ -55,13 +56,16 @@ class Coordinator(Protocol):
     async def stop(self) -> None: ...
 
 
-async def wait_for_rate(admit: Callable[[], float], deadline: float) -> None:
+async def wait_for_rate(admit: Callable[[], float], deadline: float) -> bool:
     """Sleep until `admit()` says 0 (it counts the send then); TurnTimeout when the wait
-    would end after `deadline` (monotonic)."""
+    would end after `deadline` (monotonic). True when it slept."""
+    waited = False
     while (wait := admit()) > 0:
         if time.monotonic() + wait > deadline:
             raise TurnTimeout
         await asyncio.sleep(wait)
+        waited = True
+    return waited
 
 
 class _LocalTurn:
@@ -70,8 +74,8 @@ class _LocalTurn:
     def __init__(self, governor: Governor, key_id: str, deadline: float) -> None:
         self._governor, self._key_id, self._deadline = governor, key_id, deadline
 
-    async def admit(self, api: Api, endpoint: str, post_data: str = "") -> None:
-        await wait_for_rate(
+    async def admit(self, api: Api, endpoint: str, post_data: str = "") -> bool:
+        return await wait_for_rate(
             lambda: self._governor.admit(api, self._key_id, endpoint, post_data),
             self._deadline)
 

@@ -129,7 +129,7 @@ class _EtcdTurn:
         self._deadline, self._rate_out = deadline, None
         return self
 
-    async def admit(self, api: Api, endpoint: str, post_data: str = "") -> None:
+    async def admit(self, api: Api, endpoint: str, post_data: str = "") -> bool:
         gov = self._owner.governor
         if api is Api.SPOT:
             cost, maximum, decay = spot_cost(endpoint), gov.spot_maximum, gov.spot_decay
@@ -147,8 +147,9 @@ class _EtcdTurn:
                 bucket.record(cost, now)
             return wait
 
-        await wait_for_rate(admit, self._deadline)
+        waited = await wait_for_rate(admit, self._deadline)
         self._rate_out = {"level": bucket.level, "at": bucket.at}
+        return waited
 
     async def commit(self, nonce: int) -> None:
         if nonce <= self.last_nonce:  # the agent broke its promise: never send it

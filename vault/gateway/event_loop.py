@@ -1,11 +1,14 @@
-"""The gateway's event loop: asyncio's, or uvloop when asked for (`BOTVAULT_GATEWAY_LOOP=uvloop`,
-with the `speedups` extra installed).
+"""The gateway's event loop: uvloop's when it is installed (a dependency on Linux and macOS),
+asyncio's otherwise or when asked for (`BOTVAULT_GATEWAY_LOOP=asyncio`).
 
-uvloop runs the same asyncio code with its loop, transports and socket calls in C: the
-gateway's added p50 and CPU per request were about 1.2x without it (bench/bench_floor.py,
-`--compare-env`). It is not the default: under uvloop the audit child was found holding the
-gateway's listening socket (tests/test_gateway_listening.py), which a restart under systemd
-must not leave behind; asyncio's subprocesses close it.
+uvloop runs the same asyncio code with its loop, transports and socket calls in C: without
+it the gateway's CPU per request was 1.14x and its added p50 1.04x (bench/bench_floor.py
+with `--compare-env BOTVAULT_GATEWAY_LOOP=asyncio`, one run). asyncio's loop stays one
+variable away, and the tests run the gateway on both (tests/test_gateway_speedups.py).
+
+uvloop's subprocesses keep every descriptor not marked close-on-exec, and it dup()s the
+listening socket without that mark: the audit child is started by `subprocess.Popen` with
+`close_fds` for that reason (audit_writer), so it never holds the gateway's port.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ __all__ = ["loop_factory", "run"]
 
 T = TypeVar("T")
 
-# BOTVAULT_GATEWAY_LOOP=uvloop runs the gateway on uvloop (when installed).
+# BOTVAULT_GATEWAY_LOOP=asyncio runs the gateway on asyncio's own loop.
 _CHOICE_VAR = "BOTVAULT_GATEWAY_LOOP"
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop constructor when asked for and installed, or None for asyncio's."""
-    if os.environ.get(_CHOICE_VAR) != "uvloop":
+    """uvloop's loop constructor when installed and not declined, or None for asyncio's."""
+    if os.environ.get(_CHOICE_VAR) == "asyncio":
         return None
     try:
         import uvloop
