@@ -103,12 +103,6 @@ class _Connection:
         self.reader = FrameReader(sock, wait=call_timeout, frame_timeout=call_timeout,
                                   limit=MAX_ANSWER)
 
-    def round_trip(self, frame: bytes) -> dict[str, Any]:
-        try:
-            self.sock.sendall(frame)  # blocking, bounded by SO_SNDTIMEO: one send()
-        except BlockingIOError:
-            raise TimeoutError("the request could not be sent in time") from None
-        return self.reader.read()
 
 
 def _refuse_foreign_peer(sock: socket.socket, socket_path: Path) -> None:
@@ -195,7 +189,7 @@ class AgentClient:
         with self._lock:
             try:
                 answer = self._send(frame)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):  # the answer, or the request, timed out
                 self._disconnect()
                 raise AgentError(f"the agent did not answer within "
                                  f"{self._call_timeout:g} s") from None
@@ -216,10 +210,14 @@ class AgentClient:
         alive and closed it to admit others (its connection limits): BusyError, not locked.
         """
         for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = self._open()
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = self._open()
             try:
-                return self._conn.round_trip(frame)
+                # Blocking, bounded by SO_SNDTIMEO (BlockingIOError when it runs out): one
+                # send(), then one recv() for the answer.
+                conn.sock.sendall(frame)
+                return conn.reader.read()
             except (BrokenPipeError, ConnectionResetError, ConnectionClosedError) as exc:
                 self._disconnect()
                 mid_frame = isinstance(exc, ConnectionClosedError) and exc.mid_frame
