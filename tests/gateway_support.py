@@ -27,7 +27,7 @@ from botvault.entries import Entry
 from botvault.errors import GrantError, VaultError
 from botvault.gateway.app import Auditor, Gateway
 from botvault.gateway.config import GatewayConfig
-from botvault.gateway.grants import Signed, SignRequest, Verified, refused_as
+from botvault.gateway.grants import GrantAgent, Signed, SignRequest, Verified, refused_as
 from botvault.gateway.server import make_runner
 from botvault.grant_record import Grant
 from botvault.nonces import key_id
@@ -118,6 +118,20 @@ class FakeGrants:
         except VaultError as exc:
             raise refused_as(exc) from None
 
+    async def check_and_sign(self, request: SignRequest, *, exchange: str,
+                             window: float) -> Signed:  # noqa: ARG002 -- replay checks
+        try:
+            found = self._find(request.grant_key)
+            if found.exchange != exchange:
+                raise GrantError("unknown")
+            self._check(request)
+            if key_id(found.exchange, found.api_key) != request.key_id:
+                raise GrantError("changed")
+            self.verified += 1
+            return self._sign(found, request)
+        except VaultError as exc:
+            raise refused_as(exc) from None
+
     def _check(self, request: SignRequest) -> FakeGrant:
         """What the agent's grant_verify checks, through the very functions it calls: the
         bot's signature, the one scope check of entry and grant (the replay window aside)."""
@@ -165,7 +179,7 @@ class ListAuditor:
 
 
 @contextlib.contextmanager
-def running_gateway(config: GatewayConfig, agent: FakeGrants, vault_path: Path, *,
+def running_gateway(config: GatewayConfig, agent: GrantAgent, vault_path: Path, *,
                     audit: Auditor | None = None, governor: Governor | None = None
                     ) -> Iterator[str]:
     """A gateway serving on 127.0.0.1 (a free port); yields its URL."""

@@ -167,23 +167,18 @@ _RECORD = struct.Struct("<dd")  # level, at (CLOCK_MONOTONIC seconds)
 
 
 class FileRateState:
-    """Every process of this machine: `VAULT.requests/<key id>.rate` under flock.
-
-    Each key's file is opened once (with the private-file checks) and kept: a counted
-    request costs an flock, a read, a write and one `stat` that checks the path still names
-    the kept file (one removed or replaced is opened again, as others use the new one)."""
+    """Every process of this machine: `VAULT.requests/<key id>.rate` under flock."""
 
     def __init__(self, vault_path: str | os.PathLike[str]) -> None:
         self.directory = requests_dir(Path(vault_path))
         self._lock = threading.Lock()  # flock is per open file; threads share ours
-        self._kept: dict[str, tuple[int, tuple[int, int]]] = {}  # key id -> fd, identity
-        self._pid = os.getpid()
 
     def update(self, key_id: str, step: Step) -> float:
         path = self.directory / f"{key_id}.rate"
         with self._lock:
-            fd = self._locked(key_id, path)
+            fd = self._open(path)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 raw = os.pread(fd, _RECORD.size, 0)
                 level, at = _RECORD.unpack(raw) if len(raw) == _RECORD.size else (
                     0.0, float("-inf"))
@@ -192,30 +187,7 @@ class FileRateState:
                     os.pwrite(fd, _RECORD.pack(new_level, new_at), 0)
                 return wait
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _locked(self, key_id: str, path: Path) -> int:
-        """The kept descriptor of `path`, flocked, still the file the path names."""
-        if self._pid != os.getpid():  # inherited through fork(): the parent's to close
-            self._kept, self._pid = {}, os.getpid()
-        for _ in range(10):
-            kept = self._kept.get(key_id)
-            if kept is None:
-                fd = self._open(path)
-                st = os.fstat(fd)
-                kept = self._kept[key_id] = (fd, (st.st_dev, st.st_ino))
-            fd, identity = kept
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                st = os.stat(path)
-                if (st.st_dev, st.st_ino) == identity:
-                    return fd
-            except FileNotFoundError:
-                pass
-            fcntl.flock(fd, fcntl.LOCK_UN)  # removed or replaced: others use the new file
-            del self._kept[key_id]
-            os.close(fd)
-        raise OSError(f"{path} keeps being replaced")
+                os.close(fd)  # releases the flock
 
     def _open(self, path: Path) -> int:
         try:

@@ -66,10 +66,11 @@ class _LoopHold:
     """One (event loop, vault, key): its asyncio.Lock, so tasks of the loop queue in arrival
     order, and the lock file's descriptor that the loop keeps open (see the module doc)."""
 
-    __slots__ = ("fd", "identity", "path", "pid", "queue")
+    __slots__ = ("fd", "identity", "path", "pid", "queue", "waiting")
 
     def __init__(self, queue: asyncio.Lock, path: str) -> None:
         self.queue = queue
+        self.waiting = 0  # tasks queued for it (asyncio.Lock keeps its waiters private)
         self.path = path
         self.fd: int | None = None
         self.identity: tuple[int, int] = (0, 0)
@@ -174,6 +175,12 @@ class KeyOrder:
             _unlock(fd)
             hold.close()
 
+    def free_here(self) -> bool:
+        """True when no task of the running loop holds or waits for the key's order (what
+        another process holds is not known here: taking it may still wait for its flock)."""
+        hold = _loop_hold(self)
+        return not hold.queue.locked() and hold.waiting == 0
+
     def _open(self) -> int:
         directory = requests_dir(self.vault_path)
         private.make_private_dirs(directory)
@@ -201,10 +208,13 @@ class _AsyncHold:
         hold = self._hold = _loop_hold(order)
         queue = hold.queue
         if queue.locked():  # else acquire() takes it at once: no timer, no task
+            hold.waiting += 1
             try:  # a wait behind another request anyway: wait_for's task costs nothing here
                 await asyncio.wait_for(queue.acquire(), timeout)
             except asyncio.TimeoutError:
                 raise _timed_out(timeout) from None
+            finally:
+                hold.waiting -= 1
         else:
             await queue.acquire()
         try:

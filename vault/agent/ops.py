@@ -389,8 +389,9 @@ class Agent:
         fields = {k: _text(request, k) for k in _GRANT_FIELDS}
         expected_key = _text(request, "key_id")
         ticket = request.get("ticket")
-        if ticket is None:
-            self._checked(fields, DEFAULT_WINDOW)
+        if ticket is None:  # both steps in one: every check of grant_verify first
+            self._checked(fields, check_window(request.get("window", DEFAULT_WINDOW)),
+                          request.get("exchange"))
         elif not isinstance(ticket, str):
             raise InvalidInputError("'ticket' must be text")
         path, body = fields["path"], fields["body"]

@@ -226,6 +226,19 @@ class AsyncAgentGrants:
         except AgentError as exc:
             raise refused_as(exc) from None
 
+    async def check_and_sign(self, request: SignRequest, *, exchange: str, window: float
+                             ) -> Signed:
+        floor = {} if request.nonce_floor is None else {"nonce_floor": request.nonce_floor}
+        answer = await self._call(
+            "grant_sign", grant_key=request.grant_key, path=request.path,
+            method=request.method, body=request.body, signature=request.signature,
+            nonce_header=request.nonce_header, content_type=request.content_type,
+            key_id=request.key_id, exchange=exchange, window=window, **floor)
+        try:
+            return grant_signed(answer)
+        except AgentError as exc:
+            raise refused_as(exc) from None
+
     async def check(self, grant_key: str) -> str:
         key = (await self._call("grant_resolve", grant_key=grant_key)).get("key_id")
         if not isinstance(key, str):

@@ -66,6 +66,19 @@ class WatchedAgent:
         self._up()
         return signed
 
+    async def check_and_sign(self, request: SignRequest, *, exchange: str, window: float
+                             ) -> Signed:
+        try:
+            signed = await self._agent.check_and_sign(request, exchange=exchange,
+                                                      window=window)
+        except GrantRefused as exc:
+            self._note(exc)
+            if exc.reason is Reason.UNAVAILABLE:
+                exc.known = self._seen.get(request.grant_key)
+            raise
+        self._up()
+        return signed
+
     async def check(self, grant_key: str) -> str:
         try:
             key = await self._agent.check(grant_key)

@@ -35,18 +35,27 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from ..errors import VaultError
 from ..exchanges.kraken import futures_post_data
+from .answers import NotRead, answer_and_close, read_whole, stream
 from .audit_book import AuditBook, Auditor, Outcome, RefusalPace
 from .config import GatewayConfig
-from .coordination import CoordinationUnavailable, Coordinator, LocalCoordinator, TurnTimeout
+from .coordination import (
+    CoordinationUnavailable,
+    Coordinator,
+    LocalCoordinator,
+    Turn,
+    TurnTimeout,
+)
 from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
 from .governor import FileRateState, Governor
-from .grants import GrantAgent, GrantRefused, SignRequest, Verified
+from .grants import GrantAgent, GrantRefused, Signed, SignRequest, Verified
 from .kraken_errors import Api, Reason, refusal
+from .one_step import OneStep
 from .routing import Route, route
 from .timeouts import bounded
 from .trading import PolicyGuard
@@ -82,6 +91,8 @@ class Gateway:
         self.coordinator = coordinator or LocalCoordinator(vault_path, self.governor)
         self.upstream: Upstream | None = None
         self.policy = PolicyGuard()  # grants' trading policies: the gateway's part
+        self.one_step = OneStep(vault_path)  # grants whose request may be checked and signed
+                                             # in one agent call (one_step.py)
         self._in_progress: dict[str, int] = {}  # grant api key -> its requests in progress
         self.book = AuditBook(audit, refuse_on_failure=config.audit_failure == "refuse")
         self._pace = RefusalPace()
@@ -116,7 +127,7 @@ class Gateway:
             # read), instead of reconnecting at once and taking the loop from granted bots.
             await self._pace.refused()
             if refused.reason is Reason.TOO_LARGE:
-                await _answer_and_close(request, response)
+                await answer_and_close(request, response)
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
             response = self._refusal(found, Reason.UNAVAILABLE, outcome)
@@ -147,7 +158,7 @@ class Gateway:
             answer = await self._send(request, found, body, {}, outcome)
         if isinstance(answer, web.Response):
             return answer  # read whole already (a policy grant's)
-        return await self._stream(request, answer, outcome)
+        return await stream(request, answer, outcome)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.config.max_body
@@ -202,7 +213,15 @@ class Gateway:
         sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
                                    signature, nonce_header, content_type)
         with self._per_grant(grant_key):
+            known = self.one_step.candidate(grant_key)
+            if known is not None and self.coordinator.free(known.key_id):
+                answer = await self._in_one_step(request, found, body, replace(
+                    sign_request, key_id=known.key_id), outcome)
+                if answer is not None:
+                    return answer
+            stamp = self.one_step.stamp()
             verified = await self._verified(found, sign_request, outcome)
+            self.one_step.remember(grant_key, verified, stamp)
             aliases = await self._policy_aliases(request, found, verified, text, content_type)
             sign_request = replace(sign_request, key_id=verified.key_id, aliases=aliases)
             for attempt in (1, 2):
@@ -256,6 +275,39 @@ class Gateway:
             raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
         return verified
 
+    async def _in_one_step(self, request: web.Request, found: Route, body: bytes,
+                           sign_request: SignRequest, outcome: Outcome
+                           ) -> UpstreamAnswer | web.Response | None:
+        """The key's turn was free (one_step): take it, have the agent check and sign in
+        one call, make the audit line durable, send. None: the key changed, take the two
+        steps."""
+        grant_key = sign_request.grant_key
+        try:
+            async with self.coordinator.hold(sign_request.key_id,
+                                             outcome.started + self.config.max_wait) as turn:
+                try:
+                    signed = await self.agent.check_and_sign(
+                        replace(sign_request, nonce_floor=turn.nonce_floor),
+                        exchange=found.exchange, window=self.config.replay_window)
+                except GrantRefused as exc:
+                    self.one_step.forget(grant_key)
+                    if exc.changed:
+                        return None
+                    if exc.known is not None:
+                        outcome.grant, outcome.entry = exc.known
+                    raise _Refuse(exc.reason, exc.detail if exc.rule else "",
+                                  exc.rule) from None
+                outcome.grant, outcome.entry = signed.grant, signed.entry
+                if not await self.book.sent(outcome, request.method):
+                    raise _Refuse(Reason.AUDIT_FAILED)
+                return await self._admitted_and_sent(request, found, body, turn, signed,
+                                                     sign_request, outcome)
+        except TurnTimeout:
+            raise _Refuse(Reason.RATE_LIMIT) from None
+        except CoordinationUnavailable as exc:
+            print(f"botvault: warning: key coordination failed: {exc}", file=sys.stderr)
+            raise _Refuse(Reason.UNAVAILABLE) from None
+
     async def _signed_and_sent(self, request: web.Request, found: Route, body: bytes,
                                sign_request: SignRequest, verified: Verified,
                                outcome: Outcome) -> UpstreamAnswer | web.Response:
@@ -283,21 +335,8 @@ class Gateway:
                         raise _KeyChanged from None
                     raise _Refuse(exc.reason, exc.detail if exc.rule else "",
                                   exc.rule) from None
-                # The rate wait last: what the counter admits leaves at once.
-                if await turn.admit(found.api, found.endpoint, sign_request.body):
-                    try:
-                        await self.agent.check(grant_key)
-                    except GrantRefused as exc:
-                        raise _Refuse(exc.reason) from None
-                await turn.commit(signed.nonce)
-                out_body = signed.body.encode() if found.api is Api.SPOT else body
-                answer = await self._send(request, found, out_body, signed.headers, outcome)
-                if not verified.policy:
-                    return answer
-                response = await _read_whole(answer)
-                self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
-                                          signed.nonce, response)
-                return response
+                return await self._admitted_and_sent(request, found, body, turn, signed,
+                                                     sign_request, outcome, verified.policy)
         except TurnTimeout:
             raise _Refuse(Reason.RATE_LIMIT) from None
         except CoordinationUnavailable as exc:
@@ -308,6 +347,31 @@ class Gateway:
             if audit is not None:
                 with contextlib.suppress(BaseException):  # its line is written either way
                     await audit
+
+    async def _admitted_and_sent(self, request: web.Request, found: Route, body: bytes,
+                                 turn: Turn, signed: Signed, sign_request: SignRequest,
+                                 outcome: Outcome, policy: dict[str, Any] | None = None
+                                 ) -> UpstreamAnswer | web.Response:
+        """Signed, holding the key's turn: the rate wait last (what the counter admits
+        leaves at once), the nonce recorded, sent."""
+        grant_key, post_data = sign_request.grant_key, sign_request.body
+        if await turn.admit(found.api, found.endpoint, post_data):
+            try:
+                await self.agent.check(grant_key)
+            except GrantRefused as exc:
+                raise _Refuse(exc.reason) from None
+        await turn.commit(signed.nonce)
+        out_body = signed.body.encode() if found.api is Api.SPOT else body
+        answer = await self._send(request, found, out_body, signed.headers, outcome)
+        if not policy:
+            return answer
+        try:
+            response = await read_whole(answer)
+        except NotRead:
+            raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
+        self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
+                                  signed.nonce, response)
+        return response
 
     async def _policy_aliases(self, request: web.Request, found: Route, verified: Verified,
                               text: str, content_type: str) -> dict[str, list[str]] | None:
@@ -340,60 +404,6 @@ class Gateway:
             raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
         outcome.upstream_status = answer.status
         return answer
-
-    @staticmethod
-    async def _stream(request: web.Request, answer: UpstreamAnswer, outcome: Outcome
-                      ) -> web.StreamResponse:
-        """The exchange's answer to the bot as it arrives: no size cap, nothing held whole."""
-        response = web.StreamResponse(status=answer.status)
-        response.headers.update(answer.headers)
-        if answer.content_length is not None:  # the body goes as it came, encoded or not
-            response.content_length = answer.content_length
-        try:
-            await response.prepare(request)
-            async for chunk in answer.chunks():
-                await response.write(chunk)
-            await response.write_eof()
-        except AnswerLost:
-            # The status went out already: cut the connection, so the bot's client sees an
-            # incomplete answer rather than a short one that looks whole.
-            outcome.outcome = Reason.OUTCOME_UNKNOWN.value
-            _close(request)
-        finally:
-            answer.close()
-        return response
-
-
-# A policy grant's answer is read whole (its order ids are learned from it): order and funds
-# answers are small; one this large is no such answer.
-_WHOLE_LIMIT = 16 << 20
-
-
-async def _read_whole(answer: UpstreamAnswer) -> web.Response:
-    try:
-        data = await answer.read(_WHOLE_LIMIT)
-    except AnswerLost:
-        raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
-    response = web.Response(status=answer.status, body=data)
-    response.headers.update(answer.headers)
-    return response
-
-
-def _close(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.close()
-
-
-async def _answer_and_close(request: web.Request, response: web.StreamResponse) -> None:
-    """Send `response` and close the connection at once: aiohttp would otherwise read and
-    discard the rest of an unread body (for up to its lingering time) to keep it alive."""
-    response.force_close()
-    try:
-        await response.prepare(request)
-        await response.write_eof()
-    except ConnectionError:
-        pass  # the bot went away first
-    _close(request)
 
 
 def build_app(gateway: Gateway) -> web.Application:

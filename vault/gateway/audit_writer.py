@@ -34,7 +34,6 @@ __all__ = ["AuditFailed", "AuditProcess", "main"]
 _ACK_TIMEOUT = 10.0
 _WARN_EVERY = 60.0
 _SYNC_AFTER = 1.0  # seconds of quiet before lines written without a sync are synced
-_HOLD_S = 0.05  # the longest a `done` line waits in the gateway for a `sent` one to go with
 
 
 class AuditFailed(Exception):
@@ -53,11 +52,6 @@ class AuditProcess:
         self._stdout: asyncio.StreamReader | None = None
         self._waiting: dict[str, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
-        # Records that need not be durable at once (`done`, summaries): handed over with
-        # the next `sent` record in the same write, or _HOLD_S after the first of them.
-        # One write and one wake of the child per request instead of two.
-        self._held: list[bytes] = []
-        self._flush_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         # subprocess.Popen, not the loop's subprocess_exec: Popen closes every descriptor
@@ -87,29 +81,12 @@ class AuditProcess:
         stdin = self._stdin
         if stdin is None or stdin.is_closing():
             return False
-        line = fast_json.dumps(record) + b"\n"  # orjson: no raw newline
-        if self._held:
-            self._held.append(line)
-            line = b"".join(self._held)
-            self._held.clear()
-        stdin.write(line)
+        stdin.write(fast_json.dumps(record) + b"\n")  # orjson: no raw newline
         return True
 
-    def _flush(self) -> None:
-        self._flush_timer = None
-        stdin = self._stdin
-        if self._held and stdin is not None and not stdin.is_closing():
-            stdin.write(b"".join(self._held))
-        self._held.clear()
-
     def record(self, record: dict[str, Any]) -> None:
-        """Hand over a record that need not be durable before anything else happens (it
-        goes with the next `sent` record, or within _HOLD_S)."""
-        if self._stdin is None or self._stdin.is_closing():
-            return
-        self._held.append(fast_json.dumps(record) + b"\n")
-        if self._flush_timer is None:
-            self._flush_timer = asyncio.get_running_loop().call_later(_HOLD_S, self._flush)
+        """Hand over a record that need not be durable before anything else happens."""
+        self._write(record)
 
     async def sent(self, record: dict[str, Any]) -> None:
         """Write a `sent` record and wait until it is durable (AuditFailed else)."""
@@ -146,9 +123,6 @@ class AuditProcess:
     async def stop(self) -> None:
         if self._popen is None or self._stdin is None:
             return
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-        self._flush()
         self._stdin.close()  # the child writes what it was given, then exits
         if self._reader is not None:
             await self._reader  # its stdout ends when it exits

@@ -51,6 +51,10 @@ class Coordinator(Protocol):
     def hold(self, key_id: str, deadline: float) -> contextlib.AbstractAsyncContextManager[Turn]:
         ...
 
+    def free(self, key_id: str) -> bool:
+        """True when a request taking the key's turn now would wait behind no other request
+        of this gateway (the app then checks and signs in one step, see app.py)."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -101,6 +105,10 @@ class LocalCoordinator:
                 yield _LocalTurn(self.governor, key_id, deadline)
         except RequestLockTimeout:
             raise TurnTimeout from None
+
+    def free(self, key_id: str) -> bool:
+        order = self._orders.get(key_id)
+        return order is not None and order.free_here()
 
     async def start(self) -> None:
         return None

@@ -205,6 +205,10 @@ class EtcdCoordinator:
         self._releasing: set[asyncio.Task[None]] = set()
         self._releasing_keys: set[str] = set()  # waiters whose deletion is under way
 
+    def free(self, key_id: str) -> bool:  # noqa: ARG002 -- the Coordinator interface
+        # Other gateways' requests are not seen here: always the two-step path.
+        return False
+
     async def start(self) -> None:
         self._keeper = asyncio.get_running_loop().create_task(self.lease.keep_alive())
         try:

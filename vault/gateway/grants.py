@@ -92,6 +92,11 @@ class GrantAgent(Protocol):
 
     async def sign(self, request: SignRequest, verified: Verified) -> Signed: ...
 
+    async def check_and_sign(self, request: SignRequest, *, exchange: str, window: float
+                             ) -> Signed:
+        """Both steps in one call, for `request.key_id`'s key while its turn is held
+        (one_step): every check of `verify`, then `sign`'s."""
+
     async def check(self, grant_key: str) -> str:
         """The key id the grant signs with now; GrantRefused unless it is usable (revoked,
         expired, orphaned)."""
