@@ -41,6 +41,7 @@ from aiohttp import web
 
 from ..errors import VaultError
 from ..exchanges.kraken import futures_post_data
+from ..rate_limits import FileRateState, Governor
 from .answers import NotRead, answer_and_close, read_whole, stream
 from .audit_book import AuditBook, Auditor, Outcome, RefusalPace
 from .config import GatewayConfig
@@ -52,7 +53,6 @@ from .coordination import (
     TurnTimeout,
 )
 from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
-from .governor import FileRateState, Governor
 from .grants import GrantAgent, GrantRefused, Signed, SignRequest, Verified
 from .kraken_errors import Api, Reason, refusal
 from .one_step import OneStep
