@@ -22,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from botvault.scopes import General, Withdrawal
 from botvault.secret import Secret
 
 PATH = "/0/private/AddOrder"
-BODY = "nonce=1&pair=XBTUSD&type=buy&ordertype=limit&price=27500.5&volume=0.01"
+ORDER = "pair=XBTUSD&type=buy&ordertype=limit&price=27500.5&volume=0.01"
 
 
 def _secret() -> Secret:
@@ -71,17 +71,28 @@ def measure(workdir: Path, entries: int, n: int) -> list[list[str]]:
 
     vault.update_records(fill)
     grant = add_grant(vault, "bench-bot", entry="e0", general="full", withdrawal="none")
-    signature = sign_spot_text(grant.api_secret, PATH, "1", BODY)
+
+    def signed(count: int) -> Iterator[tuple[str, str]]:
+        """`count` bodies a bot signed with the grant just now: the agent accepts each once,
+        and only with a nonce near the clock (agent.freshness), so they are made (outside the
+        timing) just before the block that sends them."""
+        first = time.time_ns() // 10  # 10 ns ticks, as python-kraken-sdk counts
+        bodies = [f"nonce={first + i}&{ORDER}" for i in range(count)]
+        return iter([(b, sign_spot_text(grant.api_secret, PATH, b[6:b.index("&")], b))
+                     for b in bodies])
+
+    pending = signed(0)
     info = start_agent(path, bytes(vault._data_key), ttl=600, idle=600,
                        allow_withdrawal=False, socket_path=workdir / f"s{entries}.sock")
     try:
         with AgentClient(info.socket_path) as client:
             target = client.grant_resolve(grant.api_key)
             calls: dict[str, Callable[[], object]] = {
-                "sign": lambda: client.sign("e0", PATH, BODY[8:]),
+                "sign": lambda: client.sign("e0", PATH, ORDER),
                 "grant_sign": lambda: client.grant_sign(
-                    grant.api_key, path=PATH, method="POST", body=BODY, signature=signature,
-                    nonce_header="", content_type="form", key_id=target.key_id),
+                    grant.api_key, path=PATH, method="POST", body=(req := next(pending))[0],
+                    signature=req[1], nonce_header="", content_type="form",
+                    key_id=target.key_id),
                 "grant_resolve": lambda: client.grant_resolve(grant.api_key),
             }
             # Blocks of each take turns, so load that comes and goes weighs on all alike.
@@ -89,6 +100,7 @@ def measure(workdir: Path, entries: int, n: int) -> list[list[str]]:
             block = max(50, n // 10)
             for _ in range(max(1, n // block)):
                 for label, fn in calls.items():
+                    pending = signed(block + 20) if label == "grant_sign" else pending
                     samples[label] += timed(fn, block)
             base = statistics.median(samples["sign"])
             rows = []

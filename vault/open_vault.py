@@ -367,7 +367,7 @@ class Vault:
 
     def allocate_nonces(self, name: str, count: int) -> range:
         """`count` consecutive nonces, all above every one handed out before."""
-        return self._counters().allocate(self._live_entry(name), count)
+        return (self._nonces or self._counters()).allocate(self._live_entry(name), count)
 
     def peek_nonce(self, name: str) -> tuple[int | None, float]:
         """(last nonce handed out or None, seconds it stands ahead of the clock); writes
@@ -393,7 +393,8 @@ class Vault:
             self._apply(lambda entries: with_marks(entries, marks))
 
     def _live_entry(self, name: str) -> Entry:
-        entry = self.get(name)
+        entry = self._entries.get(name) if type(name) is str and ":" not in name else None
+        entry = entry if type(entry) is Entry else self.get(name)  # not loaded yet, or none
         check_live(name, entry.retired)
         return entry
 

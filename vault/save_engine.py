@@ -29,6 +29,7 @@ class SavedFile:
     def __init__(self, path: Path, keys: codec.Keys, parsed: fileformat.ParsedFile,
                  entries: Records, *, seen: int = 0) -> None:
         self.path = path
+        self._where = os.fspath(path)  # for reload's stat (a Path converts on every call)
         self.keys: codec.Keys | None = keys
         self.header = parsed.header
         self.entries = entries
@@ -57,9 +58,14 @@ class SavedFile:
 
         Needs no lock: saves replace the file atomically, so a read sees one whole file.
         """
-        seen = _file_signature(self.path)
-        if seen is not None and seen == self._seen:
-            return False  # the agent calls this before every request: one stat, not a read
+        try:  # _file_signature, inlined: the agent calls this before every request
+            st = os.stat(self._where, follow_symlinks=False)
+        except OSError:
+            seen = None
+        else:
+            seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if seen == self._seen:
+                return False  # one stat, not a read
         before = self.header
         self.refresh()
         self._seen = seen
@@ -180,15 +186,6 @@ def read_file(path: Path) -> fileformat.ParsedFile:
 def _wrap_of(header: Header) -> tuple[object, ...]:
     """What identifies the data key's wrapping: it changes exactly when passwd ran."""
     return (header.kdf, header.salt, header.wrap_nonce, header.wrapped_key)
-
-
-def _file_signature(path: Path) -> tuple[int, ...] | None:
-    """Identity of the file now: every save replaces it (new inode, size, mtime)."""
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _kept_record(name: str, entry: codec.Slot, reuse: dict[str, RawRecord] | None,

@@ -21,11 +21,19 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
+from .. import grant_ops
 from ..errors import GrantError
 from .freshness import Freshness
 
-__all__ = ["MAX_HOLD", "MAX_TICKETS", "GrantDesk", "grant_key_digest", "request_digest"]
+if TYPE_CHECKING:
+    from ..entries import Entry
+    from ..grant_record import Grant
+    from ..open_vault import Vault
+
+__all__ = ["MAX_HOLD", "MAX_TICKETS", "BoundEntries", "GrantDesk", "grant_key_digest",
+           "request_digest"]
 
 MAX_HOLD = 3700.0  # the gateway's --max-wait is at most 3600 s
 MAX_TICKETS = 100_000
@@ -77,3 +85,25 @@ class GrantDesk:
             if until >= now:
                 return
             del self._tickets[ticket]
+
+
+class BoundEntries:
+    """The entry each grant signs with (`grant_ops.entry_of`, a scan of every entry), found
+    once per grant for each generation of the vault rather than on every request: a vault of
+    2,000 entries made each grant_sign cost 18 signs (bench/bench_grants.py). Every save,
+    here or in another process, makes a new generation, as `grant_ops.GrantIndex` relies on.
+    Not thread-safe: the agent asks it under its lock."""
+
+    def __init__(self) -> None:
+        self._seen: tuple[bytes, int] | None = None
+        self._found: dict[tuple[str, str], Entry] = {}
+
+    def entry_of(self, vault: Vault, grant: Grant) -> Entry:
+        seen = (vault.vault_id, vault.generation)
+        if seen != self._seen:
+            self._found, self._seen = {}, seen
+        key = (grant.pair, grant.key_id)  # what entry_of reads of the grant
+        entry = self._found.get(key)
+        if entry is None:  # GrantError("orphaned") is raised again each time: not kept
+            entry = self._found[key] = grant_ops.entry_of(vault, grant)
+        return entry

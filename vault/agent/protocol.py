@@ -15,6 +15,7 @@ is a `ProtocolError`, and the side that reads it closes that connection.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import struct
@@ -59,6 +60,7 @@ __all__ = [
     "grant_target",
     "raise_for_error",
     "send_frame",
+    "use_kernel_timeouts",
 ]
 
 
@@ -78,6 +80,8 @@ LIST_PAGE = 1024 * 1024
 _HEADER = struct.Struct(">I")
 _MAX_MESSAGE = 2000
 _RECV_SIZE = MAX_FRAME + _HEADER.size  # per recv call; larger frames take several
+_TIMEVAL = struct.Struct("@ll")  # struct timeval: tv_sec, tv_usec (a long on macOS too)
+_LONGEST_WAIT = 10.0**8  # seconds; a kernel timeout must fit its time_t
 
 
 class ProtocolError(Exception):
@@ -126,22 +130,49 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
 
 
 def send_frame(sock: socket.socket, frame: bytes) -> None:
-    """`sock.sendall(frame)`, but a frame that fits in the socket's buffer (nearly all) goes
-    in one write(): on a socket with a timeout, sendall polls before every send."""
+    """`sock.sendall(frame)`; on a socket with kernel timeouts (`use_kernel_timeouts`), a
+    send that times out raises TimeoutError, as one with a Python timeout does.
+
+    On a socket with a Python timeout, a frame that fits in the socket's buffer (nearly all)
+    goes in one write(): there sendall polls before every send."""
     sent = 0
     if sock.gettimeout() is not None:  # then the descriptor is non-blocking: write() waits
         with contextlib.suppress(BlockingIOError):  # for nothing
             sent = os.write(sock.fileno(), frame)
     if sent < len(frame):
-        sock.sendall(frame[sent:])
+        try:
+            sock.sendall(frame[sent:] if sent else frame)
+        except BlockingIOError:  # SO_SNDTIMEO ran out
+            raise TimeoutError("the frame could not be sent in time") from None
+
+
+def use_kernel_timeouts(sock: socket.socket, *, send: float | None) -> None:
+    """Make `sock` blocking, with its sends bounded by the kernel (SO_SNDTIMEO; None: not
+    bounded). A `FrameReader` bounds its receives the same way (SO_RCVTIMEO).
+
+    Why not `settimeout`: CPython then polls before every recv and send, a system call and a
+    round of the GIL more on each; the kernel's timeouts cost nothing until they fire."""
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send))
+
+
+def _timeval(seconds: float | None) -> bytes:
+    """A `struct timeval` for SO_RCVTIMEO / SO_SNDTIMEO: None waits forever (zero), any
+    other wait at least a microsecond (zero would mean forever)."""
+    if seconds is None:
+        return _TIMEVAL.pack(0, 0)
+    micros = max(1, math.ceil(min(seconds, _LONGEST_WAIT) * 1_000_000))
+    return _TIMEVAL.pack(*divmod(micros, 1_000_000))
 
 
 class FrameReader:
     """Reads frames from one socket, keeping bytes that arrived early for the next frame.
 
-    `wait` bounds the wait for a frame to begin (None: forever, as the agent waits for a
-    client's next request); once a frame has begun, the rest must arrive within
-    `frame_timeout`, so a peer that stops mid-frame cannot hold the reader.
+    `wait` bounds the wait for a frame to begin (None: forever); once a frame has begun, the
+    rest must arrive within `frame_timeout`, so a peer that stops mid-frame cannot hold the
+    reader. Both are TimeoutError when they run out (a frame left unfinished: ProtocolError).
+    The reader makes the socket blocking and has the kernel bound each wait (SO_RCVTIMEO, see
+    `use_kernel_timeouts`): the usual frame costs one recv() and no other system call.
     """
 
     def __init__(self, sock: socket.socket, *, wait: float | None, frame_timeout: float,
@@ -151,13 +182,19 @@ class FrameReader:
         self._wait = wait
         self._frame_timeout = frame_timeout
         self._buffer = bytearray()
-        self._timeout: float | None = sock.gettimeout()
+        if sock.gettimeout() is not None:
+            sock.settimeout(None)
+        self._timeout: float | bool | None = False  # not set yet (None: forever)
 
     def read(self) -> dict[str, Any]:
         if not self._buffer:
             # The usual case: a whole frame arrives in one recv and is decoded as it came.
-            self._set_timeout(self._wait)
-            chunk = self._sock.recv(_RECV_SIZE)
+            if self._timeout is not self._wait:
+                self._set_timeout(self._wait)
+            try:
+                chunk = self._sock.recv(_RECV_SIZE)
+            except BlockingIOError:  # SO_RCVTIMEO ran out: no frame began in time
+                raise TimeoutError("no frame arrived in time") from None
             if not chunk:
                 raise ConnectionClosedError("the connection was closed", mid_frame=False)
             if len(chunk) >= _HEADER.size:
@@ -166,50 +203,46 @@ class FrameReader:
                     raise FrameTooLargeError(f"a frame of {length} bytes is over the "
                                              f"{self._limit} limit")
                 if len(chunk) == _HEADER.size + length:
-                    return decode_payload(chunk[_HEADER.size:])
+                    try:  # decode_payload, inlined: this is every request's path
+                        value = fast_json.loads(chunk[_HEADER.size:])
+                    except (UnicodeDecodeError, ValueError, RecursionError):
+                        raise ProtocolError("the frame is not UTF-8 JSON") from None
+                    if type(value) is not dict:
+                        raise ProtocolError("the frame is not a JSON object")
+                    return value
             self._buffer += chunk
-            deadline: float | None = time.monotonic() + self._frame_timeout
-        else:
-            deadline = time.monotonic() + self._frame_timeout
+        deadline = time.monotonic() + self._frame_timeout
         while len(self._buffer) < _HEADER.size:
-            deadline = self._fill(deadline)
+            self._fill(deadline)
         (length,) = _HEADER.unpack_from(self._buffer)
         if length > self._limit:
             raise FrameTooLargeError(f"a frame of {length} bytes is over the {self._limit} "
                                      "limit")
         end = _HEADER.size + length
         while len(self._buffer) < end:
-            deadline = self._fill(deadline)
+            self._fill(deadline)
         payload = bytes(self._buffer[_HEADER.size:end])
         del self._buffer[:end]
         return decode_payload(payload)
 
-    def _fill(self, deadline: float | None) -> float:
-        """Receive more bytes; return the deadline for the rest of the frame."""
-        if deadline is None:
-            self._set_timeout(self._wait)
-        else:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ProtocolError("the frame was not completed in time")
-            self._set_timeout(left)
+    def _fill(self, deadline: float) -> None:
+        """Receive more bytes of a frame that must be whole by `deadline`."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ProtocolError("the frame was not completed in time")
+        self._set_timeout(left)
         try:
             chunk = self._sock.recv(_RECV_SIZE)
-        except TimeoutError:
-            if deadline is None:
-                raise
+        except BlockingIOError:
             raise ProtocolError("the frame was not completed in time") from None
         if not chunk:
             raise ConnectionClosedError("the connection was closed",
                                         mid_frame=bool(self._buffer))
         self._buffer += chunk
-        return deadline if deadline is not None else time.monotonic() + self._frame_timeout
 
     def _set_timeout(self, timeout: float | None) -> None:
-        # settimeout is a syscall; the hot path (whole frame in one recv) makes none.
-        if timeout != self._timeout:
-            self._sock.settimeout(timeout)
-            self._timeout = timeout
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+        self._timeout = timeout
 
 
 def error_response(exc: VaultError) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from .protocol import (
     ProtocolError,
     encode_frame,
     error_response,
-    send_frame,
+    use_kernel_timeouts,
 )
 
 __all__ = ["CONN_IDLE", "FRAME_TIMEOUT", "MAX_CONNECTIONS", "PER_PEER", "AgentServer", "main"]
@@ -192,7 +192,8 @@ class AgentServer:
                 sock.close()  # every connection is in the middle of a request
                 return
             self._connections[sock] = entry
-        sock.settimeout(None)
+        # Blocking, the kernel bounding each wait: a request costs one recv and one send.
+        use_kernel_timeouts(sock, send=self._conn_idle)
         try:
             threading.Thread(target=self._serve, args=(entry,), daemon=True,
                              name="botvault-agent-conn").start()
@@ -217,47 +218,51 @@ class AgentServer:
     def _serve(self, entry: _Conn) -> None:
         conn = entry.sock
         reader = FrameReader(conn, wait=self._conn_idle, frame_timeout=self._frame_timeout)
+        # Names bound once: every request runs this loop (bench/bench_agent.py).
+        read, lock, connections, agent = reader.read, self._connections_lock, \
+            self._connections, self._agent
         try:
             while not self._stopping.is_set():
                 try:
-                    request = reader.read()
+                    request = read()
                 except (ProtocolError, TimeoutError):
                     return  # idle too long, oversized, truncated, not JSON: drop this one
-                with self._connections_lock:
-                    if conn not in self._connections:
+                with lock:
+                    if conn not in connections:
                         return  # evicted while the request arrived
                     entry.busy = True
                 try:
-                    if not self._respond(conn, request):
+                    op = request.get("op")
+                    if op != "lock" and agent.handles(op):
+                        # Blocking, bounded by SO_SNDTIMEO: one send() for the whole frame.
+                        conn.sendall(_frame(agent.handle(request)))
+                    elif not self._respond(conn, request, op):
                         return
                 finally:
-                    with self._connections_lock:
-                        entry.busy = False
-                        entry.last_active = time.monotonic()
+                    # No lock: an eviction that reads these halfway finds this connection
+                    # idle either way (busy is cleared last), and may close it as it may now.
+                    entry.last_active = time.monotonic()
+                    entry.busy = False
         except OSError:
             return
         finally:
-            with self._connections_lock:
-                self._connections.pop(conn, None)
+            with lock:
+                connections.pop(conn, None)
             conn.close()
 
-    def _respond(self, conn: socket.socket, request: dict[str, Any]) -> bool:
-        """Answer one request; False when the connection is to be closed."""
-        op = request.get("op")
+    def _respond(self, conn: socket.socket, request: dict[str, Any], op: object) -> bool:
+        """Answer `lock`, or refuse an unknown op; False: the connection is to be closed."""
         if not self._agent.handles(op):
             conn.sendall(encode_frame(error_response(InvalidInputError(
                 "unknown operation", hint="client and agent versions may differ"))))
             return False
         response = self._agent.handle(request)
-        if op == "lock":
-            # Gone before the answer leaves: whoever hears "locked" and asks again finds
-            # no agent and no key.
-            self._withdraw()
-            conn.sendall(_frame(response))
-            self.stop()
-            return False
-        send_frame(conn, _frame(response))
-        return True
+        # Gone before the answer leaves: whoever hears "locked" and asks again finds
+        # no agent and no key.
+        self._withdraw()
+        conn.sendall(_frame(response))
+        self.stop()
+        return False
 
     def _withdraw(self) -> None:
         """Remove the socket (so no new client reaches us) and wipe the key. Idempotent.

@@ -117,9 +117,10 @@ class NonceStore(MappedState):
 
     def allocate(self, counter_id: str, unit: str, count: int = 1) -> range:
         """`count` consecutive nonces; the first is max(last + 1, now in `unit`)."""
-        ns = unit_ns(unit)
-        check_count(count)
-        first = self._take(counter_id, ns, count)
+        ns = NS_PER_UNIT.get(unit) if type(unit) is str else None
+        if type(count) is not int or not 1 <= count <= MAX_COUNT:  # bool is no int here
+            check_count(count)
+        first = self._take(counter_id, ns if ns is not None else unit_ns(unit), count)
         return range(first, first + count)
 
     def next(self, counter_id: str, unit: str) -> int:
@@ -258,7 +259,7 @@ class NonceStore(MappedState):
                 mm[off:off + 16] = body + _U32_PACK(_crc32(body, seed))  # one 16-byte copy
             finally:
                 _flock(fd, _UN)
-        if (end - now) * ns > _AHEAD_NS:
+        if (end - now) * ns > _AHEAD_NS and counter_id not in self._told:
             self._warn_ahead(counter_id, (end - now) * ns / 1e9)
         return first
 
@@ -319,7 +320,14 @@ class NonceStore(MappedState):
             raise self._damaged(off)
         return vol
 
+    def _open(self) -> None:
+        # The counters of the file opened now that _warn_ahead has seen: the hot path asks
+        # this set, so a counter that stays ahead costs no more than one that follows.
+        self._told: set[str] = set()
+        super()._open()
+
     def _warn_ahead(self, counter_id: str, ahead_s: float) -> None:
+        self._told.add(counter_id)
         key = (*self._file_key, counter_id)
         if key not in _warned:
             _warned.add(key)

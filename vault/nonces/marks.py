@@ -95,14 +95,16 @@ class VaultCounters:
     # -- handing out -------------------------------------------------------------------------
 
     def allocate(self, entry: Entry, count: int) -> range:
-        counter, store = nonce_counter_id(entry), self.store(entry.name)
+        counter, store = nonce_counter_id(entry), self._store or self.store(entry.name)
         try:
             if counter not in self._checked:
                 self._check(store, entry, counter)
             values = store.allocate(counter, entry.nonce_unit, count)
         except FormatError as exc:
             raise _refused(exc, entry.name) from None
-        self._after(store, entry, counter, values[-1])
+        end, ns = values[-1], NS_PER_UNIT[entry.nonce_unit]
+        if end - time.time_ns() // ns > _MARK_AHEAD_NS // ns:  # _after's first test, inlined
+            self._after(store, entry, counter, end)
         return values
 
     def next(self, entry: Entry, at_least: int | None = None) -> int:
