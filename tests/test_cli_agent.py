@@ -145,7 +145,9 @@ def assert_locked_with_hint(done: subprocess.CompletedProcess[str]) -> None:
 def test_unlock_status_use_without_passphrase_then_lock(keys: Keys, agents: Agents) -> None:
     done = botvault("unlock", "--ttl", SAFETY_TTL, input=f"{PASSPHRASE}\n")
     assert done.returncode == 0, done.stderr
-    assert re.fullmatch(rf"unlocked {re.escape(str(keys.path))} until \d\d:\d\d \(idle lock "
+    # The time alone, or with the date when the expiry falls on another day (near midnight).
+    assert re.fullmatch(rf"unlocked {re.escape(str(keys.path))} until "
+                        r"(\d{4}-\d\d-\d\d )?\d\d:\d\d \(idle lock "
                         r"after 1h00m; agent pid \d+\)\n", done.stdout)
     assert done.stderr == ""
     pid = int(done.stdout.rsplit("agent pid ", 1)[1].rstrip(")\n"))
