@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from botvault.agent import signing
 from botvault.entries import Entry
 from botvault.errors import GrantError, VaultError
 from botvault.gateway.app import Auditor, Gateway
 from botvault.gateway.config import GatewayConfig
 from botvault.gateway.grants import GrantAgent, Signed, SignRequest, Verified, refused_as
-from botvault.gateway.server import make_runner
+from botvault.gateway.server import serving
 from botvault.grant_record import Grant
 from botvault.nonces import key_id
 from botvault.rate_limits import Governor
@@ -187,21 +185,20 @@ def running_gateway(config: GatewayConfig, agent: GrantAgent, vault_path: Path, 
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     url: list[str] = []
-    runner = make_runner(gateway)  # the real server's settings
+    stop = asyncio.Event()
 
-    async def start() -> None:
-        await runner.setup()
+    async def serve() -> None:  # the real server's settings (botvault.gateway.server)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
-        url.append(f"http://127.0.0.1:{sock.getsockname()[1]}")
-        ready.set()
+        sock.listen(128)
+        async with serving(gateway, sock):
+            url.append(f"http://127.0.0.1:{sock.getsockname()[1]}")
+            ready.set()
+            await stop.wait()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
+        loop.run_until_complete(serve())
         loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
@@ -210,5 +207,5 @@ def running_gateway(config: GatewayConfig, agent: GrantAgent, vault_path: Path, 
     try:
         yield url[0]
     finally:
-        loop.call_soon_threadsafe(loop.stop)
+        loop.call_soon_threadsafe(stop.set)
         thread.join(10)

@@ -1,41 +1,46 @@
-"""The gateway's answers to a bot: the exchange's streamed as it arrives, a policy grant's
-read whole, and an answer after which the connection is closed."""
+"""The gateway's answers to a bot: the exchange's streamed as it arrives, or a policy grant's
+read whole first."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from dataclasses import dataclass
 
 from .audit_book import Outcome
 from .forwarding import AnswerLost, UpstreamAnswer
+from .http_server import Writer
 from .kraken_errors import Reason
 
-__all__ = ["NotRead", "answer_and_close", "close", "read_whole", "stream"]
+__all__ = ["NotRead", "Whole", "read_whole", "stream"]
 
 
 class NotRead(Exception):
     """The answer of a policy grant's request was lost before it was read whole."""
 
 
-async def stream(request: web.Request, answer: UpstreamAnswer, outcome: Outcome
-                 ) -> web.StreamResponse:
+@dataclass(frozen=True)
+class Whole:
+    """An exchange's answer read whole (a policy grant's: its order ids are learned)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def stream(writer: Writer, answer: UpstreamAnswer, outcome: Outcome) -> None:
     """The exchange's answer to the bot as it arrives: no size cap, nothing held whole."""
-    response = web.StreamResponse(status=answer.status)
-    response.headers.update(answer.headers)
-    if answer.content_length is not None:  # the body goes as it came, encoded or not
-        response.content_length = answer.content_length
     try:
-        await response.prepare(request)
+        # The body goes as it came, encoded or not, with its length when it had one.
+        writer.start(answer.status, answer.headers.items(), answer.content_length)
         async for chunk in answer.chunks():
-            await response.write(chunk)
-        await response.write_eof()
+            await writer.write(chunk)
+        writer.end()
     except AnswerLost:
         # The status went out already: cut the connection, so the bot's client sees an
         # incomplete answer rather than a short one that looks whole.
         outcome.outcome = Reason.OUTCOME_UNKNOWN.value
-        close(request)
+        writer.abort()
     finally:
         answer.close()
-    return response
 
 
 # A policy grant's answer is read whole (its order ids are learned from it): order and funds
@@ -43,28 +48,9 @@ async def stream(request: web.Request, answer: UpstreamAnswer, outcome: Outcome
 _WHOLE_LIMIT = 16 << 20
 
 
-async def read_whole(answer: UpstreamAnswer) -> web.Response:
+async def read_whole(answer: UpstreamAnswer) -> Whole:
     try:
         data = await answer.read(_WHOLE_LIMIT)
     except AnswerLost:
         raise NotRead from None
-    response = web.Response(status=answer.status, body=data)
-    response.headers.update(answer.headers)
-    return response
-
-
-def close(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.close()
-
-
-async def answer_and_close(request: web.Request, response: web.StreamResponse) -> None:
-    """Send `response` and close the connection at once: aiohttp would otherwise read and
-    discard the rest of an unread body (for up to its lingering time) to keep it alive."""
-    response.force_close()
-    try:
-        await response.prepare(request)
-        await response.write_eof()
-    except ConnectionError:
-        pass  # the bot went away first
-    close(request)
+    return Whole(answer.status, answer.headers, data)

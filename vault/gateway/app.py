@@ -37,12 +37,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from ..errors import VaultError
 from ..exchanges.kraken import futures_post_data
 from ..rate_limits import FileRateState, Governor
-from .answers import NotRead, answer_and_close, read_whole, stream
+from .answers import NotRead, Whole, read_whole, stream
 from .audit_book import AuditBook, Auditor, Outcome, RefusalPace
 from .config import GatewayConfig
 from .coordination import (
@@ -54,13 +52,13 @@ from .coordination import (
 )
 from .forwarding import PASSED_HEADERS, AnswerLost, NotSent, Upstream, UpstreamAnswer
 from .grants import GrantAgent, GrantRefused, Signed, SignRequest, Verified
+from .http_server import Problem, Request, Writer
 from .kraken_errors import Api, Reason, refusal
 from .one_step import OneStep
 from .routing import Route, route
-from .timeouts import bounded
 from .trading import PolicyGuard
 
-__all__ = ["Auditor", "Gateway", "RefusalPace", "build_app"]
+__all__ = ["Auditor", "Gateway", "RefusalPace"]
 
 
 
@@ -97,15 +95,15 @@ class Gateway:
         self.book = AuditBook(audit, refuse_on_failure=config.audit_failure == "refuse")
         self._pace = RefusalPace()
 
-    # -- lifecycle (aiohttp startup / cleanup) ---------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, _app: web.Application) -> None:
+    async def start(self) -> None:
         self.upstream = Upstream(ca_file=self.config.ca_file,
                                  timeout=self.config.upstream_timeout)
         await self.book.start()
         await self.coordinator.start()
 
-    async def stop(self, _app: web.Application) -> None:
+    async def stop(self) -> None:
         await self.coordinator.stop()
         await self.book.stop()
         if self.upstream is not None:
@@ -113,83 +111,60 @@ class Gateway:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: Request, writer: Writer) -> None:
         names = {k.lower() for k in request.headers}
-        found = route(request.rel_url.raw_path, names)
+        found = route(request.path, names)
         outcome = Outcome(found, time.monotonic())
+        # A request without its whole body (too large, too slow): the rest is never read,
+        # so its connection ends with the answer.
+        close = request.problem is not None
         try:
-            response = await self._dispatch(request, found, outcome)
+            await self._dispatch(request, writer, found, outcome)
         except _Refuse as refused:
-            response = self._refusal(found, refused.reason, outcome, refused.detail,
-                                     refused.rule)
             # Paced before any answer: beyond RefusalPace's rate a refusal waits, and an
             # oversized body's sender waits with it (its unread rest held back by TCP, not
             # read), instead of reconnecting at once and taking the loop from granted bots.
             await self._pace.refused()
-            if refused.reason is Reason.TOO_LARGE:
-                await answer_and_close(request, response)
+            self._refuse(writer, found, refused.reason, outcome, refused.detail,
+                         refused.rule, close=close)
         except VaultError:
             # e.g. the requests directory became insecure: nothing was sent.
-            response = self._refusal(found, Reason.UNAVAILABLE, outcome)
+            self._refuse(writer, found, Reason.UNAVAILABLE, outcome, close=close)
         except Exception as exc:
             # Its type only: a message or traceback could hold a request's contents.
             print(f"botvault: error: gateway fault: {type(exc).__name__}", file=sys.stderr)
-            response = self._refusal(found, Reason.INTERNAL, outcome)
+            self._refuse(writer, found, Reason.INTERNAL, outcome, close=close)
         self.book.account(outcome)
-        return response
 
     @staticmethod
-    def _refusal(found: Route | None, reason: Reason, outcome: Outcome, detail: str = "",
-                 rule: str = "") -> web.Response:
+    def _refuse(writer: Writer, found: Route | None, reason: Reason, outcome: Outcome,
+                detail: str = "", rule: str = "", *, close: bool = False) -> None:
         answer = refusal(found.api if found else Api.SPOT, reason, detail)
         outcome.outcome = f"{reason.value}:{rule}" if rule else reason.value
-        return web.Response(status=answer.status, body=answer.body,
-                            content_type=answer.content_type)
+        writer.answer(answer.status, answer.body, [("Content-Type", answer.content_type)],
+                      close=close)
 
-    async def _dispatch(self, request: web.Request, found: Route | None, outcome: Outcome
-                        ) -> web.StreamResponse:
+    async def _dispatch(self, request: Request, writer: Writer, found: Route | None,
+                        outcome: Outcome) -> None:
         if found is None:
             raise _Refuse(Reason.UNKNOWN_PATH)
-        body = await self._read_body(request)
+        if request.problem is Problem.TOO_LARGE:
+            raise _Refuse(Reason.TOO_LARGE)
+        if request.problem is Problem.SLOW:
+            raise _Refuse(Reason.SLOW_CLIENT)
+        body = request.body
         if found.private:
             answer = await self._private(request, found, body, outcome)
         else:
             outcome.outcome = "public"  # unauthenticated: counted in the summaries
             answer = await self._send(request, found, body, {}, outcome)
-        if isinstance(answer, web.Response):
-            return answer  # read whole already (a policy grant's)
-        return await stream(request, answer, outcome)
+        if isinstance(answer, Whole):  # read whole already (a policy grant's)
+            writer.answer(answer.status, answer.body, answer.headers.items())
+            return
+        await stream(writer, answer, outcome)
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = self.config.max_body
-        if request.content_length is not None and request.content_length > limit:
-            raise _Refuse(Reason.TOO_LARGE)
-
-        async def read() -> bytes:
-            body = b""
-            while len(body) <= limit:
-                more = await request.content.read(limit + 1 - len(body))
-                if not more:
-                    break
-                body += more
-            return body
-
-        if request.content.is_eof():  # all of it came with the head: no wait, no timer
-            body = b""
-            while len(body) <= limit and (more := request.content.read_nowait(
-                    limit + 1 - len(body))):
-                body += more
-        else:
-            try:
-                body = await bounded(read(), self.config.body_timeout)
-            except asyncio.TimeoutError:
-                raise _Refuse(Reason.SLOW_CLIENT) from None
-        if len(body) > limit:
-            raise _Refuse(Reason.TOO_LARGE)
-        return body
-
-    async def _private(self, request: web.Request, found: Route, body: bytes,
-                       outcome: Outcome) -> UpstreamAnswer | web.Response:
+    async def _private(self, request: Request, found: Route, body: bytes,
+                       outcome: Outcome) -> UpstreamAnswer | Whole:
         headers = request.headers
         if found.api is Api.SPOT:
             grant_key, signature, nonce_header = (
@@ -203,14 +178,14 @@ class Gateway:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise _Refuse(Reason.BAD_REQUEST) from None
-        query = request.rel_url.raw_query_string
+        query = request.query
         if found.api is Api.FUTURES:
             text = futures_post_data(query, text)  # all of what is sent is signed
         elif query:
             # Spot signs the body only: a query string beside it would travel unsigned.
             raise _Refuse(Reason.BAD_REQUEST)
         content_type = "json" if "json" in headers.get("Content-Type", "") else "form"
-        sign_request = SignRequest(grant_key, request.rel_url.raw_path, request.method, text,
+        sign_request = SignRequest(grant_key, request.path, request.method, text,
                                    signature, nonce_header, content_type)
         with self._per_grant(grant_key):
             known = self.one_step.candidate(grant_key)
@@ -276,9 +251,9 @@ class Gateway:
             raise _Refuse(Reason.INVALID_KEY)  # a Spot grant at Futures: unknown there
         return verified
 
-    async def _in_one_step(self, request: web.Request, found: Route, body: bytes,
+    async def _in_one_step(self, request: Request, found: Route, body: bytes,
                            sign_request: SignRequest, outcome: Outcome
-                           ) -> UpstreamAnswer | web.Response | None:
+                           ) -> UpstreamAnswer | Whole | None:
         """The key's turn was free (one_step): take it, have the agent check and sign in
         one call, make the audit line durable, send. None: the key changed, take the two
         steps."""
@@ -309,9 +284,9 @@ class Gateway:
             print(f"botvault: warning: key coordination failed: {exc}", file=sys.stderr)
             raise _Refuse(Reason.UNAVAILABLE) from None
 
-    async def _signed_and_sent(self, request: web.Request, found: Route, body: bytes,
+    async def _signed_and_sent(self, request: Request, found: Route, body: bytes,
                                sign_request: SignRequest, verified: Verified,
-                               outcome: Outcome) -> UpstreamAnswer | web.Response:
+                               outcome: Outcome) -> UpstreamAnswer | Whole:
         """Holding the key's order: sign, pace, send; the order is let go once the answer's
         headers are in (a policy grant's answer is read whole first: its order ids go to
         the agent before the grant's next request). The audit line is made durable while
@@ -349,10 +324,10 @@ class Gateway:
                 with contextlib.suppress(BaseException):  # its line is written either way
                     await audit
 
-    async def _admitted_and_sent(self, request: web.Request, found: Route, body: bytes,
+    async def _admitted_and_sent(self, request: Request, found: Route, body: bytes,
                                  turn: Turn, signed: Signed, sign_request: SignRequest,
                                  outcome: Outcome, policy: dict[str, Any] | None = None
-                                 ) -> UpstreamAnswer | web.Response:
+                                 ) -> UpstreamAnswer | Whole:
         """Signed, holding the key's turn: the rate wait last (what the counter admits
         leaves at once), the nonce recorded, sent."""
         grant_key, post_data = sign_request.grant_key, sign_request.body
@@ -371,10 +346,10 @@ class Gateway:
         except NotRead:
             raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
         self.policy.after_forward(self.agent, grant_key, found.api, found.endpoint,
-                                  signed.nonce, response)
+                                  signed.nonce, response.body)
         return response
 
-    async def _policy_aliases(self, request: web.Request, found: Route, verified: Verified,
+    async def _policy_aliases(self, request: Request, found: Route, verified: Verified,
                               text: str, content_type: str) -> dict[str, list[str]] | None:
         """The pair aliases the agent needs to judge a grant's policy (trading_gate
         enforces it); a request the agent could not judge whole is refused here."""
@@ -384,12 +359,12 @@ class Gateway:
         try:
             return await self.policy.aliases(
                 self.upstream, origin, found.api, found.exchange, found.endpoint,
-                verified.policy, text, request.rel_url.raw_query_string, content_type)
+                verified.policy, text, request.query, content_type)
         except ValueError as exc:
             raise _Refuse(Reason.POLICY, str(exc), "unreadable") from None
 
 
-    async def _send(self, request: web.Request, found: Route, body: bytes,
+    async def _send(self, request: Request, found: Route, body: bytes,
                     auth: dict[str, str], outcome: Outcome) -> UpstreamAnswer:
         if self.upstream is None:
             raise RuntimeError("the gateway has not started")
@@ -397,8 +372,8 @@ class Gateway:
         headers.update(auth)
         origin = self.config.spot_url if found.api is Api.SPOT else self.config.futures_url
         try:
-            answer = await self.upstream.send(request.method, origin,
-                                              request.rel_url.raw_path_qs, headers, body)
+            answer = await self.upstream.send(request.method, origin, request.path_qs,
+                                              headers, body)
         except NotSent:
             raise _Refuse(Reason.UPSTREAM) from None
         except AnswerLost:
@@ -412,11 +387,3 @@ def _with_floor(sign_request: SignRequest, turn: Turn) -> SignRequest:
     if turn.nonce_floor is None:
         return sign_request
     return replace(sign_request, nonce_floor=turn.nonce_floor)
-
-
-def build_app(gateway: Gateway) -> web.Application:
-    app = web.Application(client_max_size=gateway.config.max_body)
-    app.on_startup.append(gateway.start)
-    app.on_cleanup.append(gateway.stop)
-    app.router.add_route("*", "/{tail:.*}", gateway.handle)
-    return app

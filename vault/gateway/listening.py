@@ -23,13 +23,11 @@ import sys
 import time
 from typing import Any
 
-from aiohttp import web_server
-
 from ..errors import ConflictError, InvalidInputError
 from .config import GatewayConfig
 
-__all__ = ["SD_LISTEN_FDS_START", "AcceptErrors", "cap_connections", "inherited_socket",
-           "listening_socket", "open_files_for"]
+__all__ = ["SD_LISTEN_FDS_START", "AcceptErrors", "inherited_socket", "listening_socket",
+           "open_files_for"]
 
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): the first descriptor systemd passes
 _SPARE_FILES = 256  # agent links, the audit pipe, upstream connections, the interpreter's own
@@ -117,18 +115,6 @@ def open_files_for(connections: int) -> int:
     print(f"botvault: warning: the open-files limit ({soft}) holds {fits} connections, "
           f"not {connections}", file=sys.stderr)
     return fits
-
-
-def cap_connections(server: web_server.Server, limit: int) -> None:
-    """Close a connection at once when `limit` are open already."""
-    made = server.connection_made
-
-    def capped(handler: Any, transport: asyncio.Transport) -> None:
-        made(handler, transport)
-        if len(server.connections) > limit:
-            transport.abort()
-
-    server.connection_made = capped  # type: ignore[method-assign]
 
 
 class AcceptErrors:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-
-from aiohttp import web
 
 from ..agent import connect, socket_path_for
 from ..fast_json import use_orjson
@@ -18,38 +17,50 @@ from ..rate_limits import FileRateState, Governor
 from . import event_loop
 from .agent_link import AsyncAgentGrants
 from .agent_watch import WatchedAgent
-from .app import Gateway, build_app
+from .app import Gateway
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
 from .etcd_coord import EtcdCoordinator
-from .listening import AcceptErrors, cap_connections, listening_socket, open_files_for
+from .http_server import Server
+from .listening import AcceptErrors, listening_socket, open_files_for
 from .tls import server_context
 
-__all__ = ["make_runner", "serve"]
-
-# Request line and each header: Kraken requests are small; a longer one is refused (400).
-_MAX_LINE = 8190
+__all__ = ["serve", "serving"]
 
 
 def _freeze_startup_objects() -> None:
-    """What start-up built (modules, aiohttp, the CLI) lives as long as the process: the
-    collector's full passes skip it from now on, so they stay short (the gateway's p99)."""
+    """What start-up built (modules, the CLI) lives as long as the process: the collector's
+    full passes skip it from now on, so they stay short (the gateway's p99)."""
     gc.collect()
     gc.freeze()
 
 
-def make_runner(gateway: Gateway) -> web.AppRunner:
-    """The server's settings. `keepalive_timeout` also bounds how long a connection may sit
-    idle or dribble an unfinished request line and headers before it is closed, so slow
-    clients cannot pile up connections; a request in progress is never cut."""
-    return web.AppRunner(build_app(gateway), access_log=None, handler_cancellation=False,
-                         max_line_size=_MAX_LINE, max_field_size=_MAX_LINE,
-                         keepalive_timeout=gateway.config.idle_timeout)
+@contextlib.asynccontextmanager
+async def serving(gateway: Gateway, sock: socket.socket,
+                  tls: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
+    """The gateway started and serving on the listening `sock` until the block ends; then
+    no new connection is taken, the open ones are closed, and the gateway stops (its audit
+    lines written). The idle timeout also bounds how long a connection may dribble an
+    unfinished request line and headers, so slow clients cannot pile up connections; a
+    request in progress is never cut."""
+    config = gateway.config
+    server = Server(gateway.handle, max_body=config.max_body, body_timeout=config.body_timeout,
+                    idle_timeout=config.idle_timeout,
+                    max_connections=open_files_for(config.max_connections))
+    await gateway.start()
+    try:
+        listener = await asyncio.get_running_loop().create_server(server, sock=sock, ssl=tls)
+        try:
+            yield server
+        finally:
+            listener.close()
+            server.close_all()
+    finally:
+        await gateway.stop()
 
 
 async def _serve(gateway: Gateway, announce: Callable[[str], None],
                  sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
-    runner = make_runner(gateway)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Ctrl-C or SIGTERM from here on stops the gateway in order (audit lines received are
@@ -58,16 +69,11 @@ async def _serve(gateway: Gateway, announce: Callable[[str], None],
         loop.add_signal_handler(signum, stopped.set)
     loop.set_exception_handler(AcceptErrors(loop).handle)
     try:
-        await runner.setup()
-        if runner.server is not None:  # set by setup()
-            cap_connections(runner.server, open_files_for(gateway.config.max_connections))
-        site = web.SockSite(runner, sock, ssl_context=tls)
-        await site.start()
-        _freeze_startup_objects()
-        announce(_url(sock, tls is not None))
-        await stopped.wait()
+        async with serving(gateway, sock, tls):
+            _freeze_startup_objects()
+            announce(_url(sock, tls is not None))
+            await stopped.wait()
     finally:
-        await runner.cleanup()
         gateway.agent.close()  # on this loop: its connections belong to it
 
 

@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
-
 from ..trading_policy.orders import FUNDS_PATHS, ORDER_PATHS, pair_names
 from .forwarding import Upstream, UpstreamError
 from .grants import GrantAgent
@@ -125,11 +123,11 @@ class PolicyGuard:
             await learning
 
     def after_forward(self, agent: GrantAgent, grant_key: str, api: Api, endpoint: str,
-                      nonce: int, response: web.StreamResponse) -> None:
-        """Send Kraken's ids for the orders just placed to the agent, off the answer's
-        path (`before_sign` orders it before the grant's next request)."""
-        body = response.body if isinstance(response, web.Response) else None
-        ids = order_ids(api, endpoint, body if isinstance(body, bytes) else b"")
+                      nonce: int, body: bytes) -> None:
+        """Send Kraken's ids for the orders just placed (in the answer's `body`) to the
+        agent, off the answer's path (`before_sign` orders it before the grant's next
+        request)."""
+        ids = order_ids(api, endpoint, body)
         if any(ids):
             self._learning[grant_key] = asyncio.create_task(
                 self._learn(agent, grant_key, nonce, ids))
