@@ -6,7 +6,8 @@ counters (`governor`), sent one at a time per real key in nonce order
 (`botvault.request_lock.KeyOrder`) and forwarded with TLS verified (`forwarding`). The
 gateway process holds no secret: it never sees the real key's secret nor the grant's.
 
-Importing this package imports aiohttp; nothing outside `botvault gateway` imports it.
+Importing this package imports its HTTP stack (httptools, multidict, and aiohttp for etcd);
+nothing outside `botvault gateway` imports it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """etcd's v3 API through its own JSON gateway (`/v3/...`, etcd 3.4 and later), over aiohttp.
 
 Why not a gRPC library (aetcd): the gateway needs six calls (range, txn, delete, lease
-grant, keep-alive, revoke, authenticate), aiohttp is already the gateway's HTTP stack, and
-aetcd would add grpcio and protobuf (tens of MB of native code) for them. etcd serves this
+grant, keep-alive, revoke, authenticate), aiohttp's client does HTTP and TLS for them, and
+aetcd would add grpcio and protobuf (tens of MB of native code). etcd serves this
 API on the client port of every member, with the same TLS and auth as gRPC.
 
 Every call goes to one member; a member that refuses the connection, times out or answers
