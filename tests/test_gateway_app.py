@@ -21,7 +21,7 @@ import trustme
 from botvault.audit import FIELDS
 from botvault.exchanges.kraken import sign_futures, sign_spot
 from botvault.gateway.config import GatewayConfig
-from botvault.gateway.kraken_errors import RATE_LIMIT_ERROR
+from botvault.gateway.kraken_errors import OUTCOME_UNKNOWN_TEXT, RATE_LIMIT_ERROR
 from botvault.nonces import key_id
 from botvault.request_lock import KeyOrder
 from botvault.scopes import General
@@ -425,3 +425,42 @@ def test_faults_are_answered_in_krakens_format_and_send_nothing(
     err = capfd.readouterr().err
     assert "RuntimeError" in err and "0.123" not in err
     assert kraken.paths["/0/private/Balance"] == 0
+
+
+def test_an_answer_lost_before_any_of_it_reached_the_bot_is_an_unknown_outcome(
+        grants: FakeGrants, tmp_path: Path) -> None:
+    # The exchange took the request, sent its status and headers, and the way back died
+    # before the body: nothing reached the bot yet, so it is told the outcome is unknown
+    # (504), never a status it could take for the whole answer.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def exchange() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n")
+
+    thread = threading.Thread(target=exchange, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    auditor = ListAuditor()
+    path, body = "/0/private/Balance", "nonce=1"
+    secret = grants.grants[f"bvg_{SPOT_KEY}"].secret
+    with running_gateway(GatewayConfig(spot_url=url, futures_url=url), grants,
+                         tmp_path / "v.bv", audit=auditor) as gateway:
+        conn = http.client.HTTPConnection(urlsplit(gateway).netloc, timeout=30)
+        conn.request("POST", path, body, {"API-Key": f"bvg_{SPOT_KEY}",
+                                          "API-Sign": sign_spot(secret, path, 1, body)})
+        answer = conn.getresponse()
+        status, text = answer.status, answer.read().decode()
+        conn.close()
+    thread.join(10)
+    listener.close()
+    assert (status, text) == (504, OUTCOME_UNKNOWN_TEXT)
+    done = [line for line in auditor.lines if line["phase"] == "done"]
+    assert [line["outcome"] for line in done] == ["outcome unknown"]

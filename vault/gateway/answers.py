@@ -14,7 +14,8 @@ __all__ = ["NotRead", "Whole", "read_whole", "stream"]
 
 
 class NotRead(Exception):
-    """The answer of a policy grant's request was lost before it was read whole."""
+    """The exchange's answer was lost before any of it reached the bot (or before a policy
+    grant's was read whole): the bot is told the outcome is unknown."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,9 @@ async def stream(writer: Writer, answer: UpstreamAnswer, outcome: Outcome) -> No
             await writer.write(chunk)
         writer.end()
     except AnswerLost:
-        # The status went out already: cut the connection, so the bot's client sees an
+        if writer.sent_nothing:
+            raise NotRead from None  # nothing went out: answered as an unknown outcome
+        # Part of it went out already: cut the connection, so the bot's client sees an
         # incomplete answer rather than a short one that looks whole.
         outcome.outcome = Reason.OUTCOME_UNKNOWN.value
         writer.abort()

@@ -161,7 +161,10 @@ class Gateway:
         if isinstance(answer, Whole):  # read whole already (a policy grant's)
             writer.answer(answer.status, answer.body, answer.headers.items())
             return
-        await stream(writer, answer, outcome)
+        try:
+            await stream(writer, answer, outcome)
+        except NotRead:
+            raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
 
     async def _private(self, request: Request, found: Route, body: bytes,
                        outcome: Outcome) -> UpstreamAnswer | Whole:

@@ -64,12 +64,14 @@ class Writer:
         self._http11 = request.version == "1.1"
         self.keep_alive = keep_alive
         self._chunked = False
+        self._head_out = b""  # a started answer's head, sent with its first bytes
 
     def answer(self, status: int, body: bytes, headers: Iterable[tuple[str, str]] = (),
                *, close: bool = False) -> None:
         """A whole answer in one write; `close` ends the connection after it."""
         if close:
             self.keep_alive = False
+        self._head_out = b""  # a started answer whose body never came: replaced by this one
         self._conn.send(self._head(status, headers, len(body)) +
                         (b"" if self._head_only else body))
         if close:
@@ -80,18 +82,30 @@ class Writer:
         if content_length is None and not self._http11:
             self.keep_alive = False  # HTTP/1.0: the end of the body is the close
         self._chunked = content_length is None and self._http11
-        self._conn.send(self._head(status, headers, content_length))
+        # Held until the first bytes of the body: one write, and one wake of the bot, for
+        # a small answer instead of two.
+        self._head_out = self._head(status, headers, content_length)
 
     async def write(self, chunk: bytes) -> None:
         if chunk and not self._head_only:
-            self._conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk)
+            data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk
+            if self._head_out:
+                data, self._head_out = self._head_out + data, b""
+            self._conn.send(data)
             await self._conn.drained()
 
     def end(self) -> None:
-        if self._chunked and not self._head_only:
-            self._conn.send(b"0\r\n\r\n")
+        tail = b"0\r\n\r\n" if self._chunked and not self._head_only else b""
+        if self._head_out or tail:
+            self._conn.send(self._head_out + tail)
+            self._head_out = b""
         if not self.keep_alive:
             self._conn.close()
+
+    @property
+    def sent_nothing(self) -> bool:
+        """True while no byte of a started answer has gone to the bot."""
+        return bool(self._head_out)
 
     def abort(self) -> None:
         """Cut the connection: the bot sees an answer cut short, never one that looks whole."""
