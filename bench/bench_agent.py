@@ -153,13 +153,27 @@ while data := c.recv(65536):
 """
 
 
-def echo_floor(workdir: Path, n: int, socket_path: Path) -> tuple[Timing, Timing, Timing]:
+def _pin(pids: list[int], cpu: int | None) -> None:
+    """Every thread of `pids` (0: this process) on `cpu`, or back on every CPU (None)."""
+    cpus = set(range(os.cpu_count() or 1)) if cpu is None else {cpu}
+    for pid in pids:
+        for tid in (os.listdir(f"/proc/{pid}/task") if pid else [0]):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def echo_floor(workdir: Path, n: int, socket_path: Path, agent_pid: int | None = None,
+               *, pinned: bool = False) -> tuple[Timing, Timing, Timing]:
     """The machine's floor against the agent, in one interleaved run: a bare unix-socket echo
     to another Python process of the very frame `next_nonce` sends, the same frame sent raw
     to the agent (its answer read whole), and `AgentClient.next_nonce`. Blocks of each take
-    turns, so load that comes and goes weighs on all three alike."""
+    turns, so load that comes and goes weighs on all three alike.
+
+    `pinned`: this process, the echo worker and every thread of the agent on one CPU, so
+    that all three pay the same for being woken. Left to the scheduler, a peer woken on the
+    other CPU of this VM costs 40-60 us a round trip, and which of the three it happens to
+    is a coin toss per run (measured from 0.35x to 11x for one and the same code)."""
     frame = encode_frame({"op": "nonce", "name": ENTRY, "count": 1})
-    path = workdir / "run" / "echo.sock"
+    path = workdir / "run" / f"echo-{int(pinned)}.sock"
     samples: dict[str, list[int]] = {"echo": [], "raw": [], "client": []}
     totals = dict.fromkeys(samples, 0.0)
     with socket.socket(socket.AF_UNIX) as listener, AgentClient(socket_path) as client, \
@@ -169,6 +183,9 @@ def echo_floor(workdir: Path, n: int, socket_path: Path) -> tuple[Timing, Timing
         worker = subprocess.Popen([sys.executable, "-c", _ECHO_WORKER, str(path)])
         conn, _ = listener.accept()
         raw.connect(str(socket_path))
+        client.status()  # connected: its thread in the agent exists, and is pinned too
+        if pinned and agent_pid is not None:
+            _pin([0, worker.pid, agent_pid], 0)
         with conn:
 
             def echo() -> None:
@@ -191,6 +208,8 @@ def echo_floor(workdir: Path, n: int, socket_path: Path) -> tuple[Timing, Timing
                     samples[name] += timing.samples
                     totals[name] += timing.total_s
         worker.wait(10)
+        if pinned and agent_pid is not None:
+            _pin([0, agent_pid], None)
     return (Timing("raw unix-socket echo of the nonce frame", samples["echo"], totals["echo"]),
             Timing("the nonce frame sent raw to the agent", samples["raw"], totals["raw"]),
             Timing("AgentClient.next_nonce", samples["client"], totals["client"]))
@@ -205,7 +224,9 @@ def run(n: int) -> list[Row]:
                            socket_path=workdir / "run" / "agent.sock")
         try:
             floors = echo_floor(workdir, n, info.socket_path)
-            return measure(n, vault_path, key, secret, info.socket_path, floors)
+            pinned = echo_floor(workdir, n, info.socket_path, info.pid, pinned=True) \
+                if sys.platform.startswith("linux") else None
+            return measure(n, vault_path, key, secret, info.socket_path, floors, pinned)
         finally:
             with AgentClient(info.socket_path) as client:
                 client.lock()
@@ -214,7 +235,8 @@ def run(n: int) -> list[Row]:
 
 
 def measure(n: int, vault_path: Path, key: bytes, secret: str, socket_path: Path,
-            floors: tuple[Timing, Timing, Timing]) -> list[Row]:
+            floors: tuple[Timing, Timing, Timing],
+            pinned: tuple[Timing, Timing, Timing] | None = None) -> list[Row]:
     floor, raw, interleaved = floors
     with Vault.open_with_key(vault_path, key) as v, AgentClient(socket_path) as client:
         nonce_in = timed("next_nonce", lambda: v.next_nonce(ENTRY), n)
@@ -258,6 +280,20 @@ def measure(n: int, vault_path: Path, key: bytes, secret: str, socket_path: Path
             "<= 2x", interleaved.p50 / floor.p50 <= 2),
         Row("the frame raw to the agent / raw echo (p50, interleaved)",
             f"{raw.p50 / floor.p50:.2f}x ({raw.p50:.1f} µs)", "", None),
+        *_pinned_rows(pinned),
+    ]
+
+
+def _pinned_rows(pinned: tuple[Timing, Timing, Timing] | None) -> list[Row]:
+    if pinned is None:
+        return []
+    echo, raw, client = pinned
+    return [
+        Row("next_nonce / raw echo, all on one CPU (p50, interleaved)",
+            f"{client.p50 / echo.p50:.2f}x ({client.p50:.1f} / {echo.p50:.1f} µs)", "<= 2x",
+            client.p50 / echo.p50 <= 2),
+        Row("the frame raw to the agent / raw echo, all on one CPU",
+            f"{raw.p50 / echo.p50:.2f}x ({raw.p50:.1f} µs)", "", None),
     ]
 
 
