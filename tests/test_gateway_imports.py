@@ -1,4 +1,4 @@
-"""aiohttp stays off the import path of every command but `gateway`."""
+"""aiohttp (etcd's client) stays off the import path of every command but `gateway --etcd`."""
 
 from __future__ import annotations
 
@@ -34,3 +34,14 @@ def test_gateway_help_does_not_import_aiohttp() -> None:
     modules = _imported(["gateway", "--help"])  # --help builds no server
     assert "botvault.cli.main" in modules  # the command line was really loaded
     assert not {m for m in modules if m.split(".")[0] in ("aiohttp", "yarl", "multidict")}
+
+
+def test_a_gateway_without_etcd_does_not_import_aiohttp() -> None:
+    # aiohttp is etcd's client only (`gateway --etcd`); the server is the gateway's own.
+    code = ("import sys, botvault.gateway.server\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl')))\n"
+            "import botvault.gateway.etcd_coord\n"
+            "print('aiohttp' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.splitlines() == ["[]", "True"]  # and etcd's path does load it

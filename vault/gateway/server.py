@@ -20,7 +20,6 @@ from .agent_watch import WatchedAgent
 from .app import Gateway
 from .audit_writer import AuditProcess
 from .config import GatewayConfig
-from .etcd_coord import EtcdCoordinator
 from .http_server import Server
 from .listening import AcceptErrors, listening_socket, open_files_for
 from .tls import server_context
@@ -106,8 +105,13 @@ def serve(config: GatewayConfig, vault_path: Path | None,
                                               vault_path=agent_vault))
         # One rate counter per key across every process that signs for it on this machine.
         governor = Governor(config.tier, state=FileRateState(agent_vault))
-        coordinator = None if config.etcd is None else \
-            EtcdCoordinator(config.etcd, agent_vault, governor)
+        coordinator = None
+        if config.etcd is not None:
+            # Imported here: etcd's client brings aiohttp, which a gateway without --etcd
+            # never loads.
+            from .etcd_coord import EtcdCoordinator
+
+            coordinator = EtcdCoordinator(config.etcd, agent_vault, governor)
         audit = AuditProcess(agent_vault, keep_days=config.audit_keep_days,
                              max_bytes=int(config.audit_max_mb * 1024 * 1024))
         gateway = Gateway(config, agent, agent_vault, audit=audit, governor=governor,
