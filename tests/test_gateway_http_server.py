@@ -170,3 +170,19 @@ def test_a_bot_that_goes_away_does_not_cancel_its_request() -> None:
 
     asyncio.run(scenario())
     assert finished == ["/order"]
+
+
+def test_a_pipelined_flood_is_cut_at_the_cap() -> None:
+    from botvault.gateway.http_server import MAX_PIPELINED
+
+    async def scenario() -> tuple[bytes, bytes]:
+        async with _server() as address:
+            within = await _exchange(address, b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n" * 8 +
+                                     b"GET /q HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            flood = await _exchange(address, b"GET /p HTTP/1.1\r\n\r\n" * 5000)
+            return within, flood
+
+    within, flood = asyncio.run(scenario())
+    assert within.count(b"HTTP/1.1 200 OK") == 9
+    # Closed once more than the cap waited: far fewer answers than requests.
+    assert flood.count(b"HTTP/1.1 200 OK") <= MAX_PIPELINED + 1

@@ -11,7 +11,8 @@ itself was then 1.3x the floor. The limits are the gateway's own, in one place h
   announced or found larger is handed on at once as `TOO_LARGE` (the handler answers 413
   and closes; the rest is never read), a late one as `SLOW` (408, closed);
 - malformed input: 400 and closed. One request at a time per connection, in order
-  (pipelined ones wait, reading paused); a bot that goes away does not cancel its request.
+  (pipelined ones wait, reading paused; beyond `MAX_PIPELINED` waiting, the connection is
+  closed); a bot that goes away does not cancel its request.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from http import HTTPStatus
 import httptools  # type: ignore[import-not-found,unused-ignore]
 from multidict import CIMultiDict
 
-__all__ = ["MAX_HEADERS", "MAX_LINE", "Problem", "Request", "Server", "Writer"]
+__all__ = ["MAX_HEADERS", "MAX_LINE", "MAX_PIPELINED", "Problem", "Request", "Server", "Writer"]
 
 MAX_LINE = 8190  # the request line and each header (Kraken's requests are small)
 MAX_HEADERS = 100
+MAX_PIPELINED = 32  # requests waiting on one connection behind the one being answered
 _HIGH_WATER = 256 * 1024  # buffered answer bytes before `write` waits for the bot to read
 
 
@@ -249,6 +251,8 @@ class _Connection(asyncio.Protocol):
         request = self._current
         if request is None or request.problem is not None:
             return
+        if len(self._ready) >= MAX_PIPELINED:  # no bot pipelines this deep: a flood
+            raise httptools.HttpParserError("too many pipelined requests")
         request.body = b"".join(self._body)
         self._current = None
         self._disarm()
@@ -314,8 +318,9 @@ class _Connection(asyncio.Protocol):
             self._transport.abort()
 
     def _refuse(self, status: int) -> None:
-        """Malformed input: answered at once (when no answer is under way) and closed."""
-        if not self._busy:
+        """Malformed input: answered at once (when no answer is under way or waiting) and
+        closed."""
+        if not self._busy and not self._ready:
             self.send(f"HTTP/1.1 {status} {_reason(status)}\r\nContent-Length: 0\r\n"
                       "Connection: close\r\n\r\n".encode("ascii"))
         self.close()
