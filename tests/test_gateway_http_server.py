@@ -186,3 +186,35 @@ def test_a_pipelined_flood_is_cut_at_the_cap() -> None:
     assert within.count(b"HTTP/1.1 200 OK") == 9
     # Closed once more than the cap waited: far fewer answers than requests.
     assert flood.count(b"HTTP/1.1 200 OK") <= MAX_PIPELINED + 1
+
+
+def test_a_stop_answers_the_requests_in_progress_then_closes() -> None:
+    started = asyncio.Event()
+
+    async def slow(request: Request, writer: Writer) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        writer.answer(200, b"finished")
+
+    async def scenario() -> tuple[bytes, bytes]:
+        server = Server(slow, max_body=1000, body_timeout=2.0, idle_timeout=30.0,
+                        max_connections=8)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        listener = await asyncio.get_running_loop().create_server(server, sock=sock)
+        idle_reader, idle_writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        reader, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        writer.write(b"POST /order HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        await asyncio.wait_for(started.wait(), 10)
+        listener.close()
+        await server.drain(10)  # the stop: the idle one closed, the busy one answered
+        answer = await asyncio.wait_for(reader.read(-1), 10)
+        idle = await asyncio.wait_for(idle_reader.read(-1), 10)
+        writer.close()
+        idle_writer.close()
+        return answer, idle
+
+    answer, idle = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"finished")
+    assert idle == b""

@@ -150,6 +150,23 @@ class Server:
     def __call__(self) -> asyncio.Protocol:
         return _Connection(self)
 
+    def close_idle(self) -> None:
+        """Close every connection not in the middle of a request."""
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.close()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to `timeout` for the requests in progress to be answered, then close
+        every connection (a stop in order: no request cut that could be finished)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        self.close_idle()
+        while any(conn.busy for conn in self.connections) and \
+                asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            self.close_idle()
+        self.close_all()
+
     def close_all(self) -> None:
         for conn in list(self.connections):
             conn.close()
@@ -289,6 +306,9 @@ class _Connection(asyncio.Protocol):
             writer = Writer(self, request, keep_alive)
             try:
                 await self._server.handler(request, writer)
+            except Exception:  # the handler's own fault (it answers every error itself)
+                self.abort()
+                return
             finally:
                 self._busy = False
             if not writer.keep_alive or transport.is_closing():
@@ -297,6 +317,10 @@ class _Connection(asyncio.Protocol):
             if request.problem is None:
                 transport.resume_reading()
             self._arm(self._server.idle_timeout)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy or bool(self._ready)
 
     def send(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -26,6 +26,8 @@ from .tls import server_context
 
 __all__ = ["serve", "serving"]
 
+_SHUTDOWN_S = 60.0  # the longest a stop waits for requests in progress
+
 
 def _freeze_startup_objects() -> None:
     """What start-up built (modules, the CLI) lives as long as the process: the collector's
@@ -53,7 +55,9 @@ async def serving(gateway: Gateway, sock: socket.socket,
             yield server
         finally:
             listener.close()
-            server.close_all()
+            # As aiohttp's server did: requests in progress are answered first (their audit
+            # lines written), then the connections are closed.
+            await server.drain(_SHUTDOWN_S)
     finally:
         await gateway.stop()
 
