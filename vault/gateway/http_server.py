@@ -181,7 +181,6 @@ class _Connection(asyncio.Protocol):
         self._ready: collections.deque[tuple[Request, bool]] = collections.deque()
         self._current: Request | None = None
         self._target = b""
-        self._name = b""
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._body: list[bytes] = []
         self._size = 0
@@ -227,7 +226,7 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._target, self._name, self._headers = b"", b"", CIMultiDict()
+        self._target, self._headers = b"", CIMultiDict()
         self._body, self._size = [], 0
 
     def on_url(self, url: bytes) -> None:
