@@ -218,3 +218,26 @@ def test_a_stop_answers_the_requests_in_progress_then_closes() -> None:
     answer, idle = asyncio.run(scenario())
     assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"finished")
     assert idle == b""
+
+
+SMUGGLING = {
+    "length and chunked": b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+    "two lengths": b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 6\r\n"
+                   b"\r\nabcdef",
+    "disguised chunked": b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n"
+                         b"0\r\n\r\n",
+    "space before the colon": b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length : 4\r\n\r\nabcd",
+    "bare line feeds": b"GET /a HTTP/1.1\nHost: x\n\n",
+}
+
+
+def test_ambiguous_framing_is_refused_not_guessed() -> None:
+    # What request smuggling lives on: a body whose end two readers could see differently.
+    async def scenario() -> dict[str, bytes]:
+        async with _server() as address:
+            return {name: await _exchange(address, data) for name, data in SMUGGLING.items()}
+
+    for name, answer in asyncio.run(scenario()).items():
+        assert answer.startswith(b"HTTP/1.1 400 "), name
+        assert answer.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in answer, name
