@@ -3,15 +3,18 @@
 One private request, in order:
 
 1. route it (`routing`); a path that is no Kraken path is refused;
-2. read its body within the size and time limits (a slow or oversized request is refused on
-   its own connection; every connection is its own task, so other bots go on);
-3. resolve the grant (the agent; unknown, revoked, expired: refused);
+2. its body comes read within the size and time limits (`http_server`: a slow or oversized
+   request is refused on its own connection; every connection is its own task, so other
+   bots go on);
+3. have the agent check it (`grant_verify`: grant, signature, scope, replay window), without
+   the key's turn;
 4. take the real key's turn (`coordination`: its request order - `KeyOrder.for_key_id`, the
    lock the in-process integrations take too, and with `--etcd` the key's lock in etcd;
-   requests queue in arrival order) and, holding it, have the agent check the bot's
-   signature and the grant's scope and sign with the real key's next nonce (at least the
-   turn's `nonce_floor`);
-5. wait, still holding it, until the key's rate counter takes the request (`governor`; a
+   requests queue in arrival order) and, holding it, have the agent check the grant again
+   and sign with the real key's next nonce (at least the turn's `nonce_floor`). While the
+   turn is free, a grant verified before takes steps 3 and 4 in one agent call
+   (`one_step`);
+5. wait, still holding it, until the key's rate counter takes the request (`rate_limits`; a
    wait that would end beyond the bound from arrival is answered `EAPI:Rate limit exceeded`
    here), record the nonce (`commit`; a shared state that cannot be reached refuses the
    request unsent), then send it and wait for the answer's status and headers (the turn is
