@@ -68,6 +68,17 @@ class Agent:
         return cached[1]
 
 
+async def _flock(fd: int) -> None:
+    """The key's lock file, as KeyOrder takes it on a loop: try, and sleep between tries."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await asyncio.sleep(0.0002)
+        else:
+            return
+
+
 class Floor:
     def __init__(self, vault: Path, upstream: str) -> None:
         self.vault, self.agent = vault, Agent(socket_path_for(vault))
@@ -123,12 +134,7 @@ class Floor:
         before, so the turn is taken first and the agent checks and signs in one call."""
         lock, fd = self.key_lock(key_id)
         async with lock:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    await asyncio.sleep(0.0002)
+            await _flock(fd)
             try:
                 signed = await self.agent.call(op="grant_sign", key_id=key_id,
                                                exchange="kraken-spot", window=10.0, **request)
@@ -163,12 +169,7 @@ class Floor:
         audit = asyncio.ensure_future(self.audit_sent({**line, "phase": "sent", "seq": seq}))
         lock, fd = self.key_lock(verified["key_id"])
         async with lock:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    await asyncio.sleep(0.0002)
+            await _flock(fd)
             try:
                 await audit
                 signed = await self.agent.call(op="grant_sign", key_id=verified["key_id"],
