@@ -11,7 +11,6 @@ queue behind one another on the way to the agent.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import struct
 import time
@@ -33,6 +32,7 @@ from ..agent.protocol import (
 from ..errors import BusyError, InsecurePermissionsError, LockedError, VaultError
 from .grants import GrantRefused, Signed, SignRequest, Verified, refused_as, verified_from
 from .kraken_errors import Reason
+from .one_step import vault_stamp
 from .timeouts import cut_after
 
 __all__ = ["AgentLink", "AsyncAgentGrants"]
@@ -159,13 +159,7 @@ class _KnownGrants:
         self._refresh: asyncio.Task[None] | None = None
 
     def _stat(self) -> tuple[int, ...] | None:
-        if self._path is None:
-            return None
-        try:
-            st = os.stat(self._path)
-        except OSError:
-            return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return None if self._path is None else vault_stamp(self._path)
 
     async def knows(self, grant_key: str,
                     fetch: Callable[[], Awaitable[dict[str, Any]]]) -> bool:

@@ -264,7 +264,7 @@ class Gateway:
         one call, make the audit line durable, send. None: the key changed, take the two
         steps."""
         grant_key = sign_request.grant_key
-        try:
+        with _turn_refusals():
             async with self.coordinator.hold(sign_request.key_id,
                                              outcome.started + self.config.max_wait) as turn:
                 try:
@@ -284,11 +284,6 @@ class Gateway:
                     raise _Refuse(Reason.AUDIT_FAILED)
                 return await self._admitted_and_sent(request, found, body, turn, signed,
                                                      sign_request, outcome)
-        except TurnTimeout:
-            raise _Refuse(Reason.RATE_LIMIT) from None
-        except CoordinationUnavailable as exc:
-            print(f"botvault: warning: key coordination failed: {exc}", file=sys.stderr)
-            raise _Refuse(Reason.UNAVAILABLE) from None
 
     async def _signed_and_sent(self, request: Request, found: Route, body: bytes,
                                sign_request: SignRequest, verified: Verified,
@@ -301,30 +296,25 @@ class Gateway:
         audit = asyncio.ensure_future(self.book.sent(outcome, request.method)) \
             if outcome.seq is None else None
         try:
-            async with self.coordinator.hold(sign_request.key_id,
-                                             outcome.started + self.config.max_wait) as turn:
-                if audit is not None and not await audit:
-                    raise _Refuse(Reason.AUDIT_FAILED)
-                await self.policy.before_sign(grant_key)
-                # The agent checks the grant again when it signs, so a request that waited
-                # for its key while `grant revoke` returned is refused; one that then waits
-                # for the rate counter has it checked once more before it leaves.
-                try:
-                    signed = await self.agent.sign(
-                        _with_floor(sign_request, turn), verified)
-                except GrantRefused as exc:
-                    if exc.changed:
-                        raise _KeyChanged from None
-                    raise _Refuse(exc.reason, exc.detail if exc.rule else "",
-                                  exc.rule) from None
-                return await self._admitted_and_sent(request, found, body, turn, signed,
-                                                     sign_request, outcome, verified.policy)
-        except TurnTimeout:
-            raise _Refuse(Reason.RATE_LIMIT) from None
-        except CoordinationUnavailable as exc:
-            # Not sent: never a local fallback. The reason names no request content.
-            print(f"botvault: warning: key coordination failed: {exc}", file=sys.stderr)
-            raise _Refuse(Reason.UNAVAILABLE) from None
+            with _turn_refusals():
+                async with self.coordinator.hold(sign_request.key_id,
+                                                 outcome.started + self.config.max_wait) as turn:
+                    if audit is not None and not await audit:
+                        raise _Refuse(Reason.AUDIT_FAILED)
+                    await self.policy.before_sign(grant_key)
+                    # The agent checks the grant again when it signs, so a request that waited
+                    # for its key while `grant revoke` returned is refused; one that then waits
+                    # for the rate counter has it checked once more before it leaves.
+                    try:
+                        signed = await self.agent.sign(
+                            _with_floor(sign_request, turn), verified)
+                    except GrantRefused as exc:
+                        if exc.changed:
+                            raise _KeyChanged from None
+                        raise _Refuse(exc.reason, exc.detail if exc.rule else "",
+                                      exc.rule) from None
+                    return await self._admitted_and_sent(request, found, body, turn, signed,
+                                                         sign_request, outcome, verified.policy)
         finally:
             if audit is not None:
                 with contextlib.suppress(BaseException):  # its line is written either way
@@ -386,6 +376,20 @@ class Gateway:
             raise _Refuse(Reason.OUTCOME_UNKNOWN) from None
         outcome.upstream_status = answer.status
         return answer
+
+
+@contextlib.contextmanager
+def _turn_refusals() -> Iterator[None]:
+    """A key's turn that could not be had: a wait beyond the bound is the exchange's rate
+    refusal; shared state out of reach refuses the request unsent, never a local fallback
+    (the reason names no request content)."""
+    try:
+        yield
+    except TurnTimeout:
+        raise _Refuse(Reason.RATE_LIMIT) from None
+    except CoordinationUnavailable as exc:
+        print(f"botvault: warning: key coordination failed: {exc}", file=sys.stderr)
+        raise _Refuse(Reason.UNAVAILABLE) from None
 
 
 def _with_floor(sign_request: SignRequest, turn: Turn) -> SignRequest:

@@ -24,9 +24,19 @@ from pathlib import Path
 
 from .grants import Verified
 
-__all__ = ["Known", "OneStep"]
+__all__ = ["Known", "OneStep", "vault_stamp"]
 
 _REMEMBERED = 4096  # grants kept (bounded: api keys are the bots' to make up)
+
+
+def vault_stamp(path: Path) -> tuple[int, ...] | None:
+    """What changes whenever the vault at `path` is saved (it is replaced), read with one
+    stat and without the agent; None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(frozen=True)
@@ -47,12 +57,7 @@ class OneStep:
         self._known: dict[str, Known] = {}
 
     def stamp(self) -> tuple[int, ...] | None:
-        """What changes whenever the vault is saved (it is replaced)."""
-        try:
-            st = os.stat(self._path)
-        except OSError:
-            return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return vault_stamp(self._path)
 
     def candidate(self, grant_key: str) -> Known | None:
         known = self._known.get(grant_key)
