@@ -252,3 +252,22 @@ def test_cut_after_aborts_a_stalled_read_and_only_that() -> None:
         server.close()
 
     asyncio.run(main())
+
+
+def test_a_small_answer_comes_whole_with_its_head_and_frees_its_connection() -> None:
+    """An answer of at most 64 KiB is read with its head (`whole`): its connection is back
+    in the pool at once, even when the caller only closes it; a larger one streams."""
+    large = b"y" * (70 * 1024)
+
+    async def steps(client: Client, url: str) -> None:
+        got = await client.request("POST", url, "/x", {}, b"")
+        assert got.whole == b'{"a":1}'
+        got.close()  # not read at all: nothing left unread on the connection
+        got = await client.request("POST", url, "/x", {}, b"")
+        assert (got.whole, await got.read()) == (b'{"b":2}', b'{"b":2}')
+        got = await client.request("POST", url, "/x", {}, b"")
+        assert got.whole is None
+        assert await got.read() == large
+
+    server = _run([_ok(b'{"a":1}'), _ok(b'{"b":2}'), _ok(large)], steps)
+    assert server.connections == 1

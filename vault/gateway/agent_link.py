@@ -1,7 +1,7 @@
 """The gateway's connections to the agent, on its own event loop.
 
-The agent's wire format (length-prefixed JSON frames, `botvault.agent.protocol`) spoken over
-asyncio streams, so an agent call costs one round trip on the unix socket and no hop to a
+The agent's wire format (length-prefixed JSON frames, `botvault.agent.protocol`) spoken by
+an asyncio protocol, so an agent call costs one round trip on the unix socket and no hop to a
 worker thread. A connection is opened with the same checks as `AgentClient`'s: the socket's
 directory and file must be private and ours, and the process answering must run as our uid.
 A few connections are kept, one call in flight on each, so requests on different keys do not
@@ -33,12 +33,61 @@ from ..errors import BusyError, InsecurePermissionsError, LockedError, VaultErro
 from .grants import GrantRefused, Signed, SignRequest, Verified, refused_as, verified_from
 from .kraken_errors import Reason
 from .one_step import vault_stamp
-from .timeouts import cut_after
 
 __all__ = ["AgentLink", "AsyncAgentGrants"]
 
-_FIRST_READ = 64 * 1024
 _HEADER = struct.Struct(">I")
+
+
+class _Answers(asyncio.Protocol):
+    """One connection's incoming frames, for the one call in flight on it.
+
+    A protocol rather than asyncio streams: an answer (nearly always one read) completes
+    the call's future straight from `data_received`, without the StreamReader's buffer,
+    waiter and wake-up in between (bench/bench_floor.py)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[bytes] | None = None
+        self.pending = b""  # a frame's start, its rest not yet in
+        self.lost = False
+        self.stray = False  # bytes that answered no call: the connection is out of step
+        self.expired = False  # the call's deadline passed: the connection was aborted
+
+    def expire(self) -> None:
+        self.expired = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            self.stray = True
+            return
+        data = self.pending + data if self.pending else data
+        if len(data) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(data)
+            if length > MAX_FRAME:
+                waiter.set_exception(ProtocolError("the agent's answer is over the frame limit"))
+                return
+            end = _HEADER.size + length
+            if len(data) > end:
+                waiter.set_exception(ProtocolError("the agent sent more than its answer"))
+                return
+            if len(data) == end:
+                self.pending = b""
+                waiter.set_result(data[_HEADER.size:])
+                return
+        self.pending = data
+
+    def connection_lost(self, _exc: Exception | None) -> None:
+        self.lost = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(asyncio.IncompleteReadError(self.pending, None))
 
 
 class AgentLink:
@@ -47,9 +96,9 @@ class AgentLink:
     def __init__(self, socket_path: Path, *, timeout: float) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._answers: _Answers | None = None
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self) -> _Answers:
         socket_location.check_socket_dir(self.socket_path)
         socket_location.check_socket_file(self.socket_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -58,7 +107,8 @@ class AgentLink:
             await self._connect(sock)
             _refuse_foreign_peer(sock, self.socket_path)
             sock.setblocking(False)
-            return await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME + 16)
+            _, answers = await asyncio.get_running_loop().create_unix_connection(
+                _Answers, sock=sock)
         except OSError as exc:
             sock.close()
             raise LockedError(f"cannot reach the agent: {exc.strerror or exc}",
@@ -66,6 +116,7 @@ class AgentLink:
         except BaseException:
             sock.close()
             raise
+        return answers
 
     async def _connect(self, sock: socket.socket) -> None:
         """A local socket connects at once, is refused, or finds the agent's queue full
@@ -87,14 +138,23 @@ class AgentLink:
     async def call(self, op: str, **args: Any) -> dict[str, Any]:
         frame = encode_frame({"op": op, **args})
         for attempt in (1, 2):
-            if self._streams is None:
-                self._streams = await self._open()
-            reader, writer = self._streams
+            answers = self._answers
+            if answers is None or answers.lost or answers.stray:
+                self.close()
+                answers = self._answers = await self._open()
+            transport = answers.transport
+            assert transport is not None  # noqa: S101 - set when the connection was made
+            loop = asyncio.get_running_loop()
+            waiter = answers.waiter = loop.create_future()
+            # One timer per call; when it fires the connection is aborted, which ends the call.
+            timer = loop.call_later(self.timeout, answers.expire)
             try:
-                writer.write(frame)
-                answer = await cut_after(self._read(reader), self.timeout, writer.transport)
+                transport.write(frame)
+                payload = await waiter
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 self.close()
+                if answers.expired:
+                    raise AgentError("the agent did not answer properly") from None
                 # Closed in the middle of an answer: the agent may have served the request.
                 mid_frame = isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)
                 if mid_frame:
@@ -104,39 +164,28 @@ class AgentLink:
                     raise BusyError("the agent closed the connection again to admit other "
                                     "clients", hint=socket_location.BUSY_HINT) from None
                 continue
-            except (asyncio.TimeoutError, ProtocolError):
+            except ProtocolError:
+                self.close()
+                raise AgentError("the agent did not answer properly") from None
+            except BaseException:
+                self.close()  # cancelled mid-call: its answer would answer the next call
+                raise
+            finally:
+                timer.cancel()
+                answers.waiter = None
+            try:
+                answer = decode_payload(payload)
+            except ProtocolError:
                 self.close()
                 raise AgentError("the agent did not answer properly") from None
             return raise_for_error(answer)
         raise AgentError("unreachable")  # the loop returns or raises
 
-    @staticmethod
-    async def _read(reader: asyncio.StreamReader) -> dict[str, Any]:
-        # One request in flight per link: what arrives is this answer's frame, nearly always
-        # whole in one read (one await, not readexactly's two).
-        data = await reader.read(_FIRST_READ)
-        while len(data) < _HEADER.size:
-            more = await reader.read(_FIRST_READ)
-            if not more:
-                raise asyncio.IncompleteReadError(data, _HEADER.size)
-            data += more
-        (length,) = _HEADER.unpack_from(data)
-        if length > MAX_FRAME:
-            raise ProtocolError("the agent's answer is over the frame limit")
-        end = _HEADER.size + length
-        while len(data) < end:
-            more = await reader.read(end - len(data))
-            if not more:
-                raise asyncio.IncompleteReadError(data, end)
-            data += more
-        if len(data) > end:
-            raise ProtocolError("the agent sent more than its answer")
-        return decode_payload(data[_HEADER.size:])
-
     def close(self) -> None:
-        if self._streams is not None:
-            self._streams[1].close()
-            self._streams = None
+        if self._answers is not None:
+            if self._answers.transport is not None:
+                self._answers.transport.close()
+            self._answers = None
 
 
 def _refuse_foreign_peer(sock: socket.socket, socket_path: Path) -> None:

@@ -29,6 +29,10 @@ class Whole:
 
 async def stream(writer: Writer, answer: UpstreamAnswer, outcome: Outcome) -> None:
     """The exchange's answer to the bot as it arrives: no size cap, nothing held whole."""
+    if answer.whole is not None:  # it came whole with its head: one write, nothing to await
+        writer.answer(answer.status, answer.whole, answer.headers.items(),
+                      close=not writer.keep_alive)
+        return
     try:
         # The body goes as it came, encoded or not, with its length when it had one.
         writer.start(answer.status, answer.headers.items(), answer.content_length)
@@ -52,6 +56,8 @@ _WHOLE_LIMIT = 16 << 20
 
 
 async def read_whole(answer: UpstreamAnswer) -> Whole:
+    if answer.whole is not None:
+        return Whole(answer.status, answer.headers, answer.whole)
     try:
         data = await answer.read(_WHOLE_LIMIT)
     except AnswerLost:

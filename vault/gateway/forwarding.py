@@ -49,6 +49,7 @@ class UpstreamAnswer:
     headers: dict[str, str]
     content_length: int | None
     _response: http1.Response
+    whole: bytes | None = None  # the body, when it came with the head (then nothing to close)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; AnswerLost when the connection dies or stalls midway."""
@@ -90,7 +91,8 @@ class Upstream:
             canonical = _ANSWER_NAMES.get(name)
             if canonical is not None and canonical not in kept:
                 kept[canonical] = value
-        return UpstreamAnswer(response.status, kept, response.content_length, response)
+        return UpstreamAnswer(response.status, kept, response.content_length, response,
+                              response.whole)
 
     async def close(self) -> None:
         await self._client.close()

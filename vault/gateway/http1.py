@@ -82,13 +82,16 @@ class _Origin:
 @dataclass(eq=False)
 class Response:
     """Status and headers (names lower-cased, in order); the body comes from `chunks()`,
-    after which the connection is reused or closed; `close()` when not read to the end."""
+    after which the connection is reused or closed; `close()` when not read to the end.
+    `whole`: the body, when it came with the head (a Kraken answer nearly always); the
+    connection is then back in the pool already."""
 
     status: int
     headers: list[tuple[str, str]]
     content_length: int | None
     _body: AsyncIterator[bytes]
     _conn: _Conn | None
+    whole: bytes | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (lower case), or None."""
@@ -176,6 +179,15 @@ class Client:
             conn.close()
             raise AnswerLost(f"the exchange's answer was lost: {type(exc).__name__}"
                              ) from None
+        if answer.whole is not None:
+            # Read whole with the head: no body generator to run, the connection free now.
+            if answer.keep:
+                conn.idle_since = time.monotonic()
+                where.idle.append(conn)
+            else:
+                conn.close()
+            return Response(answer.status, answer.fields, answer.length,
+                            _one(answer.whole), None, answer.whole)
         response = Response(answer.status, answer.fields, answer.length, _empty(), conn)
         response._body = self._body(where, response, answer)
         return response
@@ -186,10 +198,7 @@ class Client:
         assert conn is not None  # noqa: S101 - set by request() for this very generator
         reader = conn.reader
         try:
-            if answer.whole is not None:
-                if answer.whole:
-                    yield answer.whole
-            elif answer.length is not None:
+            if answer.length is not None:
                 async for chunk in _exactly(reader, answer.length, self._timeout):
                     yield chunk
             elif answer.chunked:
@@ -328,6 +337,11 @@ async def _exactly(reader: asyncio.StreamReader, size: int, timeout: float
             raise asyncio.IncompleteReadError(b"", left)
         left -= len(chunk)
         yield chunk
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    if data:
+        yield data
 
 
 async def _empty() -> AsyncIterator[bytes]:
