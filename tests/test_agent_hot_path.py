@@ -28,6 +28,7 @@ from botvault.agent.protocol import (
     FrameReader,
     ProtocolError,
     encode_frame,
+    nonce_answer_frame,
     send_frame,
     use_kernel_timeouts,
 )
@@ -170,3 +171,62 @@ def test_a_grants_entry_follows_every_save_of_another_process(tmp_path: Path) ->
         assert gone["error"]["reason"] == "orphaned"
     finally:
         agent.close()
+
+
+# -- the nonce op's own path through the agent ------------------------------------------------
+
+
+@pytest.mark.parametrize("orjson", [False, True])
+@pytest.mark.parametrize("nonces", [range(1, 2), range(1_765_000_000_000, 1_765_000_000_007),
+                                    range(2**63, 2**64 - 1)])
+def test_the_nonce_answer_frame_is_encode_frames_bytes(monkeypatch: pytest.MonkeyPatch,
+                                                       orjson: bool, nonces: range) -> None:
+    from botvault import fast_json
+
+    monkeypatch.setattr(fast_json, "_orjson", None)
+    if orjson:
+        fast_json.use_orjson()
+    expected = encode_frame({"ok": True, "start": nonces.start, "stop": nonces.stop, "step": 1},
+                            MAX_ANSWER)
+    assert nonce_answer_frame(nonces) == expected
+
+
+def test_handle_nonce_allocates_and_fails_as_handle(tmp_path: Path) -> None:
+    keys = make_vault(tmp_path / "v.bv", SPOT_AND_FUTURES)
+    agent = Agent(Vault.open_with_key(keys.path, keys.data_key), ttl=60, idle=60,
+                  allow_withdrawal=False)
+    sign_only = Agent(Vault.open_with_key(keys.path, keys.data_key), ttl=60, idle=60,
+                      allow_withdrawal=False, sign_only=True)
+    try:
+        got = agent.handle_nonce({"op": "nonce", "name": "spot", "count": 3})
+        assert isinstance(got, range) and len(got) == 3 and got.step == 1
+        after = agent.handle({"op": "nonce", "name": "spot"})
+        assert after["start"] == got.stop  # one counter, whichever path asked
+        for request in ({"op": "nonce", "name": "nope"}, {"op": "nonce", "name": 5},
+                        {"op": "nonce", "name": "spot", "count": 0},
+                        {"op": "nonce", "name": "spot", "count": True}):
+            assert agent.handle_nonce(request) == agent.handle(request)
+            assert agent.handle(request)["ok"] is False
+        refused = sign_only.handle_nonce({"op": "nonce", "name": "spot"})
+        assert refused == sign_only.handle({"op": "nonce", "name": "spot"})
+        assert isinstance(refused, dict) and refused["error"]["type"] == "ScopeError"
+        with Vault.open_with_key(keys.path, keys.data_key) as other:
+            other.remove("spot")  # noticed before the next answer, and refused
+        gone = agent.handle_nonce({"op": "nonce", "name": "spot"})
+        assert isinstance(gone, dict) and gone["error"]["type"] == "NotFoundError"
+    finally:
+        agent.close()
+        sign_only.close()
+
+
+def test_next_nonce_and_nonces_share_frames_but_never_a_wrong_one(tmp_path: Path) -> None:
+    keys = make_vault(tmp_path / "v.bv", SPOT_AND_FUTURES)
+    with running(keys) as info, AgentClient(info.socket_path) as client:
+        first = client.next_nonce("spot")
+        assert client.nonces("spot", 1)[0] > first  # the frame next_nonce made
+        with pytest.raises(InvalidInputError):
+            client.nonces("spot", True)  # type: ignore[arg-type]  # never kept as count 1
+        assert client.next_nonce("spot") > first
+        with pytest.raises(InvalidInputError):
+            client.next_nonce(["spot"])  # type: ignore[arg-type]
+        assert list(client._nonce_frames) == ["spot"]

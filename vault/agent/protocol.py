@@ -58,6 +58,7 @@ __all__ = [
     "error_response",
     "grant_signed",
     "grant_target",
+    "nonce_answer_frame",
     "raise_for_error",
     "send_frame",
     "use_kernel_timeouts",
@@ -115,6 +116,18 @@ def encode_frame(message: Mapping[str, Any], limit: int = MAX_FRAME) -> bytes:
         raise InvalidInputError(f"the message is {len(payload)} bytes; an agent frame holds "
                                 f"at most {limit}")
     return _HEADER.pack(len(payload)) + payload
+
+
+_NONCE_ANSWER = b'{"ok":true,"start":%d,"stop":%d,"step":1}'
+_pack_length = _HEADER.pack
+
+
+def nonce_answer_frame(nonces: range) -> bytes:
+    """The frame of a `nonce` answer (step 1): the very bytes `encode_frame` makes of
+    {"ok": True, "start": ..., "stop": ..., "step": 1}, without a dict or a JSON encoder
+    (every request of a bot asks for a nonce: bench/bench_agent.py)."""
+    payload = _NONCE_ANSWER % (nonces.start, nonces.stop)
+    return _pack_length(len(payload)) + payload
 
 
 def decode_payload(payload: bytes) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from .protocol import (
     ProtocolError,
     encode_frame,
     error_response,
+    nonce_answer_frame,
     use_kernel_timeouts,
 )
 
@@ -221,6 +222,7 @@ class AgentServer:
         # Names bound once: every request runs this loop (bench/bench_agent.py).
         read, lock, connections, agent = reader.read, self._connections_lock, \
             self._connections, self._agent
+        nonce, nonce_frame = agent.handle_nonce, nonce_answer_frame
         try:
             while not self._stopping.is_set():
                 try:
@@ -233,7 +235,11 @@ class AgentServer:
                     entry.busy = True
                 try:
                     op = request.get("op")
-                    if op != "lock" and agent.handles(op):
+                    if op == "nonce":
+                        got = nonce(request)
+                        # One send() for the whole frame, as below.
+                        conn.sendall(nonce_frame(got) if type(got) is range else _frame(got))
+                    elif op != "lock" and agent.handles(op):
                         # Blocking, bounded by SO_SNDTIMEO: one send() for the whole frame.
                         conn.sendall(_frame(agent.handle(request)))
                     elif not self._respond(conn, request, op):
