@@ -225,7 +225,7 @@ def test_next_nonce_and_nonces_share_frames_but_never_a_wrong_one(tmp_path: Path
         first = client.next_nonce("spot")
         assert client.nonces("spot", 1)[0] > first  # the frame next_nonce made
         with pytest.raises(InvalidInputError):
-            client.nonces("spot", True)  # type: ignore[arg-type]  # never kept as count 1
+            client.nonces("spot", True)  # never kept as count 1
         assert client.next_nonce("spot") > first
         with pytest.raises(InvalidInputError):
             client.next_nonce(["spot"])  # type: ignore[arg-type]
