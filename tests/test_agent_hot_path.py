@@ -32,6 +32,7 @@ from botvault.agent.protocol import (
     send_frame,
     use_kernel_timeouts,
 )
+from botvault.agent.socket_location import unix_address
 from botvault.errors import GrantError
 from botvault.grant_ops import add_grant
 from tests.agent_support import SPOT_AND_FUTURES, b64secret, make_vault, running
@@ -230,3 +231,54 @@ def test_next_nonce_and_nonces_share_frames_but_never_a_wrong_one(tmp_path: Path
         with pytest.raises(InvalidInputError):
             client.next_nonce(["spot"])  # type: ignore[arg-type]
         assert list(client._nonce_frames) == ["spot"]
+
+
+def test_a_reader_keeps_only_what_it_is_told_and_only_so_many() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX)
+    with a, b:
+        reader = FrameReader(b, wait=5, frame_timeout=5, keep=lambda r: r.get("op") == "nonce")
+        nonce = encode_frame({"op": "nonce", "name": "spot", "count": 1})
+        a.sendall(nonce)
+        first = reader.read()
+        a.sendall(nonce)
+        assert reader.read() is first  # the same bytes: not decoded again
+        a.sendall(encode_frame({"op": "nonce", "name": "spot", "count": 2}))
+        assert reader.read() == {"op": "nonce", "name": "spot", "count": 2}
+        status = encode_frame({"op": "status"})
+        a.sendall(status)
+        seen = reader.read()
+        a.sendall(status)
+        assert reader.read() == seen and reader.read is not None
+        for i in range(40):  # only so many kept; the rest decoded each time, as before
+            a.sendall(encode_frame({"op": "nonce", "name": f"n{i}"}))
+            assert reader.read() == {"op": "nonce", "name": f"n{i}"}
+        big = encode_frame({"op": "nonce", "name": "x" * 1000})
+        a.sendall(big)
+        assert reader.read()["name"] == "x" * 1000
+        assert len(reader._kept) == 16 and status not in reader._kept and big not in reader._kept
+        a.sendall(nonce[:10])  # a frame in pieces still reads (never kept)
+        a.sendall(nonce[10:])
+        assert reader.read() == first
+        a.sendall(encode_frame({"op": "nonce", "name": "spot", "count": 1})[:-1] + b"x")
+        with pytest.raises(ProtocolError):  # bytes that differ are decoded, and refused
+            reader.read()
+
+
+def test_the_same_nonce_frame_sent_raw_gets_a_new_nonce_each_time(tmp_path: Path) -> None:
+    keys = make_vault(tmp_path / "v.bv", SPOT_AND_FUTURES)
+    frame = encode_frame({"op": "nonce", "name": "spot", "count": 1})
+    with running(keys) as info, socket.socket(socket.AF_UNIX) as raw:
+        with unix_address(info.socket_path) as address:  # a long tmp path, too
+            raw.connect(address)
+        reader = FrameReader(raw, wait=5, frame_timeout=5, limit=MAX_ANSWER)
+        starts = []
+        for _ in range(30):
+            raw.sendall(frame)
+            answer = reader.read()
+            assert answer["ok"] is True and answer["stop"] == answer["start"] + 1
+            starts.append(answer["start"])
+        assert starts == sorted(set(starts))
+        with Vault.open_with_key(keys.path, keys.data_key) as other:
+            other.remove("spot")
+        raw.sendall(frame)  # a kept request still meets the vault as it is now
+        assert reader.read()["error"]["type"] == "NotFoundError"
