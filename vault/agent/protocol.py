@@ -83,7 +83,8 @@ _MAX_MESSAGE = 2000
 _RECV_SIZE = MAX_FRAME + _HEADER.size  # per recv call; larger frames take several
 _TIMEVAL = struct.Struct("@ll")  # struct timeval: tv_sec, tv_usec (a long on macOS too)
 _LONGEST_WAIT = 10.0**8  # seconds; a kernel timeout must fit its time_t
-_KEPT_FRAMES, _KEPT_SIZE = 16, 512  # the frames a FrameReader remembers (see its `keep`)
+_KEPT_FRAMES, _KEPT_SIZE = 8, 512  # what a FrameReader remembers (see its `keep`): 1024
+# connections hold about 8 MiB of it at most (a bot asks for one or two entries on one)
 
 
 class ProtocolError(Exception):
