@@ -28,9 +28,11 @@ from botvault.agent.protocol import (
     FrameReader,
     ProtocolError,
     encode_frame,
+    nonce_answer_frame,
     send_frame,
     use_kernel_timeouts,
 )
+from botvault.agent.socket_location import unix_address
 from botvault.errors import GrantError
 from botvault.grant_ops import add_grant
 from tests.agent_support import SPOT_AND_FUTURES, b64secret, make_vault, running
@@ -170,3 +172,113 @@ def test_a_grants_entry_follows_every_save_of_another_process(tmp_path: Path) ->
         assert gone["error"]["reason"] == "orphaned"
     finally:
         agent.close()
+
+
+# -- the nonce op's own path through the agent ------------------------------------------------
+
+
+@pytest.mark.parametrize("orjson", [False, True])
+@pytest.mark.parametrize("nonces", [range(1, 2), range(1_765_000_000_000, 1_765_000_000_007),
+                                    range(2**63, 2**64 - 1)])
+def test_the_nonce_answer_frame_is_encode_frames_bytes(monkeypatch: pytest.MonkeyPatch,
+                                                       orjson: bool, nonces: range) -> None:
+    from botvault import fast_json
+
+    monkeypatch.setattr(fast_json, "_orjson", None)
+    if orjson:
+        fast_json.use_orjson()
+    expected = encode_frame({"ok": True, "start": nonces.start, "stop": nonces.stop, "step": 1},
+                            MAX_ANSWER)
+    assert nonce_answer_frame(nonces) == expected
+
+
+def test_handle_nonce_allocates_and_fails_as_handle(tmp_path: Path) -> None:
+    keys = make_vault(tmp_path / "v.bv", SPOT_AND_FUTURES)
+    agent = Agent(Vault.open_with_key(keys.path, keys.data_key), ttl=60, idle=60,
+                  allow_withdrawal=False)
+    sign_only = Agent(Vault.open_with_key(keys.path, keys.data_key), ttl=60, idle=60,
+                      allow_withdrawal=False, sign_only=True)
+    try:
+        got = agent.handle_nonce({"op": "nonce", "name": "spot", "count": 3})
+        assert isinstance(got, range) and len(got) == 3 and got.step == 1
+        after = agent.handle({"op": "nonce", "name": "spot"})
+        assert after["start"] == got.stop  # one counter, whichever path asked
+        for request in ({"op": "nonce", "name": "nope"}, {"op": "nonce", "name": 5},
+                        {"op": "nonce", "name": "spot", "count": 0},
+                        {"op": "nonce", "name": "spot", "count": True}):
+            assert agent.handle_nonce(request) == agent.handle(request)
+            assert agent.handle(request)["ok"] is False
+        refused = sign_only.handle_nonce({"op": "nonce", "name": "spot"})
+        assert refused == sign_only.handle({"op": "nonce", "name": "spot"})
+        assert isinstance(refused, dict) and refused["error"]["type"] == "ScopeError"
+        with Vault.open_with_key(keys.path, keys.data_key) as other:
+            other.remove("spot")  # noticed before the next answer, and refused
+        gone = agent.handle_nonce({"op": "nonce", "name": "spot"})
+        assert isinstance(gone, dict) and gone["error"]["type"] == "NotFoundError"
+    finally:
+        agent.close()
+        sign_only.close()
+
+
+def test_next_nonce_and_nonces_share_frames_but_never_a_wrong_one(tmp_path: Path) -> None:
+    keys = make_vault(tmp_path / "v.bv", SPOT_AND_FUTURES)
+    with running(keys) as info, AgentClient(info.socket_path) as client:
+        first = client.next_nonce("spot")
+        assert client.nonces("spot", 1)[0] > first  # the frame next_nonce made
+        with pytest.raises(InvalidInputError):
+            client.nonces("spot", True)  # never kept as count 1
+        assert client.next_nonce("spot") > first
+        with pytest.raises(InvalidInputError):
+            client.next_nonce(["spot"])  # type: ignore[arg-type]
+        assert list(client._nonce_frames) == ["spot"]
+
+
+def test_a_reader_keeps_only_what_it_is_told_and_only_so_many() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX)
+    with a, b:
+        reader = FrameReader(b, wait=5, frame_timeout=5, keep=lambda r: r.get("op") == "nonce")
+        nonce = encode_frame({"op": "nonce", "name": "spot", "count": 1})
+        a.sendall(nonce)
+        first = reader.read()
+        a.sendall(nonce)
+        assert reader.read() is first  # the same bytes: not decoded again
+        a.sendall(encode_frame({"op": "nonce", "name": "spot", "count": 2}))
+        assert reader.read() == {"op": "nonce", "name": "spot", "count": 2}
+        status = encode_frame({"op": "status"})
+        a.sendall(status)
+        seen = reader.read()
+        a.sendall(status)
+        assert reader.read() == seen and reader.read is not None
+        for i in range(40):  # only so many kept; the rest decoded each time, as before
+            a.sendall(encode_frame({"op": "nonce", "name": f"n{i}"}))
+            assert reader.read() == {"op": "nonce", "name": f"n{i}"}
+        big = encode_frame({"op": "nonce", "name": "x" * 1000})
+        a.sendall(big)
+        assert reader.read()["name"] == "x" * 1000
+        assert len(reader._kept) == 8 and status not in reader._kept and big not in reader._kept
+        a.sendall(nonce[:10])  # a frame in pieces still reads (never kept)
+        a.sendall(nonce[10:])
+        assert reader.read() == first
+        a.sendall(encode_frame({"op": "nonce", "name": "spot", "count": 1})[:-1] + b"x")
+        with pytest.raises(ProtocolError):  # bytes that differ are decoded, and refused
+            reader.read()
+
+
+def test_the_same_nonce_frame_sent_raw_gets_a_new_nonce_each_time(tmp_path: Path) -> None:
+    keys = make_vault(tmp_path / "v.bv", SPOT_AND_FUTURES)
+    frame = encode_frame({"op": "nonce", "name": "spot", "count": 1})
+    with running(keys) as info, socket.socket(socket.AF_UNIX) as raw:
+        with unix_address(info.socket_path) as address:  # a long tmp path, too
+            raw.connect(address)
+        reader = FrameReader(raw, wait=5, frame_timeout=5, limit=MAX_ANSWER)
+        starts = []
+        for _ in range(30):
+            raw.sendall(frame)
+            answer = reader.read()
+            assert answer["ok"] is True and answer["stop"] == answer["start"] + 1
+            starts.append(answer["start"])
+        assert starts == sorted(set(starts))
+        with Vault.open_with_key(keys.path, keys.data_key) as other:
+            other.remove("spot")
+        raw.sendall(frame)  # a kept request still meets the vault as it is now
+        assert reader.read()["error"]["type"] == "NotFoundError"

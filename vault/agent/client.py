@@ -59,17 +59,8 @@ if TYPE_CHECKING:  # loaded on use: `run` never takes a key's order
 # request_lock.DEFAULT_TIMEOUT, which tests/test_request_lock.py holds equal to this.
 _ORDER_TIMEOUT = 30.0
 
-__all__ = [
-    "CALL_TIMEOUT",
-    "CONNECT_TIMEOUT",
-    "FALLBACK_TIMEOUT",
-    "AgentClient",
-    "Credentials",
-    "GrantSigned",
-    "GrantTarget",
-    "SignedRequest",
-    "connect",
-]
+__all__ = ["CALL_TIMEOUT", "CONNECT_TIMEOUT", "FALLBACK_TIMEOUT", "AgentClient", "Credentials",
+           "GrantSigned", "GrantTarget", "SignedRequest", "connect"]
 
 CONNECT_TIMEOUT = 2.0
 # Calls after which a client reads and writes frames with orjson, when installed (same
@@ -94,6 +85,13 @@ Credentials = Entry
 SignedRequest = Signed
 
 
+def _nonces_in(answer: dict[str, Any], count: int) -> range:
+    start, stop, step = answer.get("start"), answer.get("stop"), answer.get("step", 1)
+    if type(start) is not int or type(stop) is not int or type(step) is not int or \
+            step < 1 or len(nonces := range(start, stop, step)) != count:
+        raise AgentError("the agent sent malformed nonces")
+    return nonces
+
 
 class _Connection:
     """One connected socket and the reader of its frames."""
@@ -102,7 +100,6 @@ class _Connection:
         self.sock = sock
         self.reader = FrameReader(sock, wait=call_timeout, frame_timeout=call_timeout,
                                   limit=MAX_ANSWER)
-
 
 
 def _refuse_foreign_peer(sock: socket.socket, socket_path: Path) -> None:
@@ -151,7 +148,7 @@ class AgentClient:
         self._lock = threading.Lock()
         self._vault_path: Path | None = None
         self._calls = 0
-        self._nonce_frames: dict[tuple[str, int], bytes] = {}
+        self._nonce_frames: dict[str | tuple[str, int], bytes] = {}
         self._conn: _Connection | None = self._open()
 
     def __repr__(self) -> str:
@@ -284,27 +281,24 @@ class AgentClient:
 
     def nonces(self, name: str, count: int) -> builtins.list[int]:
         """`count` consecutive nonces for entry `name`'s key."""
-        return list(self._nonces(name, count))
+        return list(_nonces_in(self._exchange(self._nonce_frame(name, count)), count))
 
     def next_nonce(self, name: str) -> int:
         """The next nonce for entry `name`'s key: above every one handed out before."""
-        return self._nonces(name, 1).start
+        # A bot asks this for every request (bench/bench_agent.py): its frame is made once.
+        frame = self._nonce_frames.get(name) if type(name) is str else None
+        return _nonces_in(self._exchange(frame or self._nonce_frame(name, 1)), 1).start
 
-    def _nonces(self, name: str, count: int) -> range:
-        # A bot asks this for every request: its frame is made once (bench/bench_agent.py).
-        try:
-            frame = self._nonce_frames[name, count]
-        except (KeyError, TypeError):  # TypeError: a name that is no text, refused by the agent
+    def _nonce_frame(self, name: str, count: int) -> bytes:
+        """A nonce request's frame, kept for the next time (by name alone for one nonce)."""
+        kept = type(name) is str and type(count) is int  # else the agent refuses it
+        key = name if count == 1 else (name, count)
+        frame = self._nonce_frames.get(key) if kept else None
+        if frame is None:
             frame = encode_frame({"op": "nonce", "name": name, "count": count})
-            if type(name) is str and type(count) is int and \
-                    len(self._nonce_frames) < _NONCE_FRAMES:
-                self._nonce_frames[name, count] = frame
-        answer = self._exchange(frame)
-        start, stop, step = answer.get("start"), answer.get("stop"), answer.get("step", 1)
-        if type(start) is not int or type(stop) is not int or type(step) is not int or \
-                step < 1 or len(nonces := range(start, stop, step)) != count:
-            raise AgentError("the agent sent malformed nonces")
-        return nonces
+            if kept and len(self._nonce_frames) < _NONCE_FRAMES:
+                self._nonce_frames[key] = frame
+        return frame
 
     def sign(self, name: str, path: str, data: Mapping[str, Any] | str = "",
              method: str = "POST") -> Signed:

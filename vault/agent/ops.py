@@ -89,6 +89,18 @@ def extend_proof(data_key: bytes, challenge: str) -> str:
                     "sha256").hexdigest()
 
 
+def _failed(exc: Exception) -> dict[str, Any]:
+    """The response to a request that raised `exc`: opaque beyond what a VaultError says."""
+    if isinstance(exc, VaultError):
+        return error_response(exc)
+    if isinstance(exc, OSError):
+        # Paths and errno only: no secret reaches an OSError's text.
+        return error_response(AgentError(f"the agent could not complete the request: "
+                                         f"{exc.strerror or type(exc).__name__}"))
+    # The class name only: a message might quote data the request carried.
+    return error_response(AgentError(f"the agent failed: {type(exc).__name__}"))
+
+
 def _refuse_if_secret_bearing(op: str) -> None:
     if op in SIGN_ONLY_REFUSED:
         raise ScopeError(
@@ -162,15 +174,19 @@ class Agent:
             if self.sign_only:
                 _refuse_if_secret_bearing(op)
             return {"ok": True, **self._handlers[op](request)}
-        except VaultError as exc:
-            return error_response(exc)
-        except OSError as exc:
-            # Paths and errno only: no secret reaches an OSError's text.
-            return error_response(AgentError(f"the agent could not complete the request: "
-                                             f"{exc.strerror or type(exc).__name__}"))
         except Exception as exc:
-            # The class name only: a message might quote data the request carried.
-            return error_response(AgentError(f"the agent failed: {type(exc).__name__}"))
+            return _failed(exc)
+
+    def handle_nonce(self, request: dict[str, Any]) -> range | dict[str, Any]:
+        """`handle` of a `nonce` request: the nonces allocated, or the error response. The
+        server writes their answer without a dict (every request of a bot asks this)."""
+        if self.sign_only:
+            return self.handle(request)  # refused, as handle says
+        self._last_use = self._clock()
+        try:
+            return self._allocate(request)
+        except Exception as exc:
+            return _failed(exc)
 
     def close(self) -> None:
         """Wipe the data key (Vault.close overwrites it) and refuse every later request."""
@@ -294,6 +310,10 @@ class Agent:
         return {"data_key": base64.b64encode(key).decode("ascii")}
 
     def _nonce(self, request: dict[str, Any]) -> dict[str, Any]:
+        allocated = self._allocate(request)
+        return {"start": allocated.start, "stop": allocated.stop, "step": 1}
+
+    def _allocate(self, request: dict[str, Any]) -> range:
         # The hot path (bench/bench_agent.py): _text and _count's rules, inlined.
         name, count = request.get("name"), request.get("count", 1)
         if type(name) is not str:
@@ -301,8 +321,7 @@ class Agent:
         if type(count) is not int or not 1 <= count <= _MAX_NONCES:
             count = _count(request)
         with self._lock:
-            allocated = self._open_vault().allocate_nonces(name, count)
-        return {"start": allocated.start, "stop": allocated.stop, "step": 1}
+            return self._open_vault().allocate_nonces(name, count)
 
     def _sign(self, request: dict[str, Any]) -> dict[str, Any]:
         name, path, data = _text(request, "name"), _text(request, "path"), _text(request, "data")
