@@ -6,6 +6,7 @@ cancelled midway. Each connection's script is the next in the list."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import struct
 from collections.abc import Awaitable, Callable
@@ -29,7 +30,6 @@ def _frame(message: dict[str, object]) -> bytes:
 
 async def _read_frame(reader: asyncio.StreamReader) -> dict[str, object]:
     (size,) = _HEADER.unpack(await reader.readexactly(4))
-    import json
     value: dict[str, object] = json.loads(await reader.readexactly(size))
     return value
 

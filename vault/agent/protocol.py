@@ -67,9 +67,8 @@ __all__ = [
 class _Frozen:
     """A small immutable record, written out by hand: a frozen dataclass costs about 0.6 ms
     to build at import, and this module is on `botvault run`'s path (bench/bench_run.py).
-    Equal when of the same type with equal fields, hashed by its fields (as a frozen
-    dataclass: a dict field makes it unhashable);
-    assigning a field raises dataclasses.FrozenInstanceError, as a frozen dataclass does."""
+    As a frozen dataclass: equal when of the same type with equal fields, hashed by its
+    fields (a dict field makes it unhashable), FrozenInstanceError on assignment."""
 
     __slots__: tuple[str, ...] = ()
 
